@@ -1,0 +1,36 @@
+# Everything a fresh machine needs: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/bargein demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bargein tests bench
+	$(VENV)/bin/flake8 --select=ASYNC bargein
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/bargein bench runtime --json
+	$(VENV)/bin/bargein bench dsp --json
+	$(VENV)/bin/bargein bench engines --json
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,3 @@
+"""bargein: a real-time voice-AI runtime on trio."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,104 @@
+"""What an engine must provide. Actors depend on these Protocols, never on a concrete engine.
+
+Engines that burn CPU (recognition, synthesis) wrap that work in `bargein.runtime.compute.run_cpu`
+so it runs off the event loop (real time) or is charged to the session clock (virtual time).
+Engines must be cancellation-safe: a barge-in cancels any await inside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from bargein.runtime.history import ChatMessage
+from bargein.runtime.messages import Int16Array
+
+
+class Recognizer(Protocol):
+    """One voice session's speech recognizer: one utterance at a time, 16 kHz PCM16 in."""
+
+    async def start_utterance(self) -> None: ...
+
+    async def feed(self, pcm: Int16Array) -> str | None:
+        """Feed audio of the current utterance; return the partial hypothesis if it changed."""
+        ...
+
+    async def end_utterance(self) -> str:
+        """Close the utterance and return its final transcript ('' if nothing was recognised)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class SttEngine(Protocol):
+    name: str
+
+    def recognizer(self) -> Recognizer: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest:
+    turn: int
+    # The heard history, ending with the user's message that opened this turn.
+    messages: tuple[ChatMessage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the reply as the model streams it (a token or a few)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Progress that is not reply text, e.g. a tool running ("Looking that up…")."""
+
+    kind: str  # "tool_started" | "tool_finished" | "info"
+    text: str
+    tool: str | None = None
+
+
+PlanOutput = TextDelta | Status
+
+
+class PlannerEngine(Protocol):
+    name: str
+
+    async def respond(self, request: PlanRequest, out: trio.MemorySendChannel[PlanOutput]) -> None:
+        """Stream the reply into `out` and return when it is complete. Do not close `out`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WordStart:
+    """A word of synthesized speech and the sample (engine rate) where it starts in the sentence."""
+
+    text: str
+    sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class TtsChunk:
+    """Synthesized audio in order; `words` start at sample offsets counted from the sentence start."""
+
+    pcm: Int16Array
+    words: tuple[WordStart, ...] = ()
+
+
+class TtsEngine(Protocol):
+    name: str
+    sample_rate: int
+
+    async def synthesize(self, text: str, out: trio.MemorySendChannel[TtsChunk]) -> None:
+        """Stream one sentence's audio into `out` as it is produced. Do not close `out`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    stt: SttEngine
+    planner: PlannerEngine
+    tts: TtsEngine

@@ -1,0 +1,35 @@
+"""The conversation as the user experienced it: what they said and what they actually heard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+    # Set on assistant messages cut short by a barge-in: `content` is only the heard part.
+    interrupted: bool = False
+
+
+class History:
+    """Append-only list of committed messages. Only the floor's turn runner commits to it."""
+
+    def __init__(self, system_prompt: str | None = None) -> None:
+        self._messages: list[ChatMessage] = []
+        if system_prompt:
+            self._messages.append(ChatMessage("system", system_prompt))
+
+    def add_user(self, text: str) -> None:
+        self._messages.append(ChatMessage("user", text))
+
+    def add_assistant(self, text: str, *, interrupted: bool) -> None:
+        if text or interrupted:
+            self._messages.append(ChatMessage("assistant", text, interrupted))
+
+    def messages(self) -> tuple[ChatMessage, ...]:
+        return tuple(self._messages)

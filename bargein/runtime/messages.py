@@ -1,0 +1,70 @@
+"""Immutable messages that actors pass to each other over memory channels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Int16Array = npt.NDArray[np.int16]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """A fixed-size frame of 16 kHz mono PCM16; `start` is its first sample's media index."""
+
+    pcm: Int16Array
+    start: int
+    rate: int
+    level_dbfs: float = -120.0
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.pcm)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """VAD onset; `onset` is the media time (s) of the first speech frame, `at` of the decision."""
+
+    onset: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    """VAD offset; `offset` is the media time (s) the speech ended, `at` of the decision."""
+
+    offset: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    utterance: int
+    text: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WordMark:
+    """A word of assistant speech and its span in the turn's output samples [start, end)."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutFrame:
+    """One output frame of a turn at the transport's rate; `start` counts samples within the turn."""
+
+    turn: int
+    pcm: Int16Array
+    start: int
+    words: tuple[WordMark, ...] = ()
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.pcm)
