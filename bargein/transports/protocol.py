@@ -630,7 +630,10 @@ class _Connection:
     def __init__(self, *, max_rejections: int = DEFAULT_MAX_REJECTIONS) -> None:
         self.sample_rate: int | None = None
         self.output_rate: int | None = None
+        # `closed`: we may send nothing more. `receive_closed`: we accept nothing more (a fatal
+        # rejection was raised, and the error frame explaining it may still go out).
         self.closed = False
+        self.receive_closed = False
         self.rejections: Counter[str] = Counter()
         self._max_rejections = max_rejections
 
@@ -640,11 +643,11 @@ class _Connection:
 
     def _remote(self, invalid: _Invalid, *, fatal: bool = False) -> RemoteProtocolError:
         self.rejections[invalid.code.value] += 1
-        if fatal:
-            self.closed = True
+        if fatal or self.receive_closed:
+            self.receive_closed = True
             return RemoteProtocolError(invalid.code, invalid.message, fatal=True)
         if self.rejected_total > self._max_rejections:
-            self.closed = True
+            self.receive_closed = True
             self.rejections[ErrorCode.TOO_MANY_ERRORS.value] += 1
             return RemoteProtocolError(
                 ErrorCode.TOO_MANY_ERRORS,
@@ -682,7 +685,7 @@ class ServerProtocol(_Connection):
 
     def receive_text(self, frame: str) -> ClientMessage:
         try:
-            if self.closed:
+            if self.closed or self.receive_closed:
                 _fail(ErrorCode.CLOSED, "the connection is closing")
             message: ClientMessage = _parse_envelope(_parse_object(frame), _CLIENT_PARSERS)
             self._check_order(message)
@@ -693,7 +696,7 @@ class ServerProtocol(_Connection):
 
     def receive_bytes(self, frame: bytes) -> AudioIn:
         try:
-            if self.closed:
+            if self.closed or self.receive_closed:
                 _fail(ErrorCode.CLOSED, "the connection is closing")
             if not self.started or self.sample_rate is None:
                 _fail(ErrorCode.NOT_STARTED, "audio before 'session.start'")
@@ -745,7 +748,8 @@ class ServerProtocol(_Connection):
         if isinstance(message, ErrorMessage):
             # An error may go out at any time, even before the session started.
             frame: str | bytes = self._encode_control(message)
-            self.closed = message.fatal
+            if message.fatal:
+                self.closed = self.receive_closed = True
             return frame
         if isinstance(message, SessionStarted):
             if not self.started:
@@ -758,8 +762,9 @@ class ServerProtocol(_Connection):
                     f"rates {message.sample_rate}/{message.output_rate} differ from the "
                     f"client's {self.sample_rate}/{self.output_rate}",
                 )
+            frame = self._encode_control(message)
             self.started_sent = True
-            return self._encode_control(message)
+            return frame
         if not self.started_sent:
             raise LocalProtocolError(
                 ErrorCode.NOT_STARTED, f"{message.TYPE!r} before 'session.started'"
