@@ -1,0 +1,247 @@
+"""Streaming speech recognition with pocketsphinx and the English model its wheel ships.
+
+Costs measured on the shared recordings (see docs/engines.md): building a decoder with the
+default language model takes 0.25–0.45 s and ~90 MB (keyword/grammar mode: ~0.09 s, ~25 MB);
+one 20 ms feed costs ~3 ms of CPU on average (spikes to ~20–30 ms); closing an utterance costs
+a few ms with the default single-pass search, against 0.1–0.7 s with pocketsphinx's second
+(`fwdflat`) pass, which is why that pass is off by default.
+
+Pocketsphinx cannot share a loaded model between decoders (each decoder owns its dictionary,
+language model and search state, none of it thread-safe), so the engine keeps a small pool of
+idle decoders instead: a recognizer borrows one on its first utterance and returns it on
+`aclose`, and the next session skips the load.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import trio
+
+from bargein.runtime.compute import run_cpu
+from bargein.runtime.messages import Int16Array
+
+__all__ = ["SphinxRecognizer", "SphinxStt"]
+
+SAMPLE_RATE = 16_000
+_SEARCH = "bargein"
+ConfigValue = str | int | float | bool | None
+
+
+class _DecoderPool:
+    """Idle decoders of one configuration; `acquire`/`release` are called from worker threads."""
+
+    def __init__(self, make: Any, max_idle: int) -> None:
+        self._make = make
+        self._max_idle = max_idle
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> Any:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._make()  # outside the lock: loading takes ~0.3 s and may run concurrently
+
+    def release(self, decoder: Any) -> None:
+        with self._lock:
+            if len(self._idle) < self._max_idle:
+                self._idle.append(decoder)
+
+    @property
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+
+class SphinxStt:
+    """`SttEngine` on pocketsphinx. Three modes, chosen by the constructor options:
+
+    - default: large-vocabulary dictation with the bundled US-English language model;
+    - ``keyphrases``: keyword spotting; the transcript is the spotted phrases in order. Give a
+      sequence (all use ``kws_threshold``) or a mapping phrase → threshold (1e-50 … 1e-5; larger
+      means fewer false alarms, tune per phrase: longer phrases take smaller thresholds);
+    - ``grammar``: a JSGF grammar (text); the transcript is the best sentence of the grammar.
+
+    ``second_pass`` turns on pocketsphinx's fwdflat rescoring (slower final, not more accurate
+    on the shared recordings). ``options`` passes any other pocketsphinx config value through.
+    Configuration errors (bad grammar, unknown words) surface as ValueError on the first
+    utterance, or earlier from `await engine.warm()`.
+    """
+
+    name: str
+
+    def __init__(
+        self,
+        *,
+        keyphrases: Sequence[str] | Mapping[str, float] | None = None,
+        kws_threshold: float = 1e-10,
+        grammar: str | None = None,
+        second_pass: bool = False,
+        options: Mapping[str, ConfigValue] | None = None,
+        max_idle_decoders: int = 2,
+    ) -> None:
+        if keyphrases is not None and grammar is not None:
+            raise ValueError("choose keyphrases or grammar, not both")
+        if isinstance(keyphrases, str):
+            raise ValueError("keyphrases must be a sequence of phrases, not one string")
+        self._keyphrases: dict[str, float] | None = None
+        if keyphrases is not None:
+            if isinstance(keyphrases, Mapping):
+                phrases = {_norm_phrase(p): float(t) for p, t in keyphrases.items()}
+            else:
+                phrases = {_norm_phrase(p): kws_threshold for p in keyphrases}
+            if not phrases or any(not p for p in phrases):
+                raise ValueError("keyphrases must be non-empty phrases")
+            if any(not 0.0 < t < 1.0 for t in phrases.values()):
+                raise ValueError("keyword thresholds must be probabilities in (0, 1)")
+            self._keyphrases = phrases
+        if grammar is not None and not grammar.strip():
+            raise ValueError("grammar must be JSGF text")
+        self._grammar = grammar
+        self._config: dict[str, ConfigValue] = {"loglevel": "FATAL", "fwdflat": second_pass}
+        if self._keyphrases is not None or grammar is not None:
+            self._config["lm"] = None  # skip loading the 27 MB language model
+        self._config.update(options or {})
+        self.mode = "keyword" if self._keyphrases else "grammar" if grammar else "dictation"
+        self.name = f"pocketsphinx-{self.mode}"
+        self._pool = _DecoderPool(self._make_decoder, max_idle_decoders)
+
+    def recognizer(self) -> SphinxRecognizer:
+        """A recognizer for one session. Cheap: the decoder is borrowed on the first utterance."""
+        return SphinxRecognizer(self._pool)
+
+    async def warm(self, decoders: int = 1) -> None:
+        """Load ``decoders`` decoders into the idle pool now (and surface config errors early)."""
+        made = [await run_cpu(self._pool.acquire) for _ in range(decoders)]
+        for decoder in made:
+            self._pool.release(decoder)
+
+    @property
+    def idle_decoders(self) -> int:
+        return self._pool.idle
+
+    def _make_decoder(self) -> Any:
+        from pocketsphinx import Config, Decoder
+
+        config = Config(**self._config)
+        try:
+            decoder = Decoder(config)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"pocketsphinx rejected the configuration {self._config}") from exc
+        if self._keyphrases is not None:
+            _add_keyphrases(decoder, self._keyphrases)
+        elif self._grammar is not None:
+            try:
+                decoder.add_jsgf_string(_SEARCH, self._grammar)
+            except (RuntimeError, ValueError) as exc:
+                raise ValueError(
+                    "pocketsphinx could not use the JSGF grammar (syntax error, or a word "
+                    "missing from the dictionary)"
+                ) from exc
+            decoder.activate_search(_SEARCH)
+        return decoder
+
+
+def _norm_phrase(phrase: str) -> str:
+    return " ".join(phrase.lower().split())
+
+
+def _add_keyphrases(decoder: Any, phrases: Mapping[str, float]) -> None:
+    # A keyword file is the only way to give each phrase its own threshold.
+    fd, path = tempfile.mkstemp(suffix=".kws", text=True)
+    try:
+        with os.fdopen(fd, "w") as f:
+            for phrase, threshold in phrases.items():
+                f.write(f"{phrase} /{threshold:g}/\n")
+        try:
+            decoder.add_kws(_SEARCH, path)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(
+                f"pocketsphinx could not use the keyphrases {list(phrases)} "
+                "(a word missing from the dictionary?)"
+            ) from exc
+    finally:
+        os.unlink(path)
+    decoder.activate_search(_SEARCH)
+
+
+def _hypothesis(decoder: Any) -> str:
+    hyp = decoder.hyp()
+    # Keyword mode pads and double-spaces its phrases; normalise every mode the same way.
+    return " ".join(hyp.hypstr.split()) if hyp is not None else ""
+
+
+class SphinxRecognizer:
+    """One session's `Recognizer`. Not for concurrent use: one utterance at a time, one task."""
+
+    def __init__(self, pool: _DecoderPool) -> None:
+        self._pool = pool
+        self._decoder: Any = None
+        self._in_utterance = False
+        self._last_partial = ""
+        self._closed = False
+
+    async def start_utterance(self) -> None:
+        """Open an utterance; one still open (e.g. after a cancelled end) is abandoned."""
+        if self._closed:
+            raise RuntimeError("recognizer is closed")
+        if self._decoder is None:
+            self._decoder = await run_cpu(self._pool.acquire)
+        self._last_partial = ""
+        await run_cpu(self._start)
+
+    # The sync halves below run in the worker thread and flip `_in_utterance` right after the
+    # decoder call, so the flag is exact even when a cancellation lands around the await.
+    def _start(self) -> None:
+        if self._in_utterance:
+            self._decoder.end_utt()
+            self._in_utterance = False
+        self._decoder.start_utt()
+        self._in_utterance = True
+
+    async def feed(self, pcm: Int16Array) -> str | None:
+        if not self._in_utterance:
+            raise RuntimeError("feed() outside an utterance: call start_utterance() first")
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise ValueError(f"expected mono int16 PCM, got {pcm.dtype} with shape {pcm.shape}")
+        if len(pcm) == 0:
+            return None
+        data = pcm.astype("<i2", copy=False).tobytes()
+        partial = await run_cpu(self._process, data)
+        if partial and partial != self._last_partial:
+            self._last_partial = partial
+            return partial
+        return None
+
+    def _process(self, data: bytes) -> str:
+        # Decode and read the hypothesis in one worker-thread hop (hyp() costs ~10 µs).
+        self._decoder.process_raw(data, False, False)
+        return _hypothesis(self._decoder)
+
+    async def end_utterance(self) -> str:
+        if not self._in_utterance:
+            raise RuntimeError("end_utterance() without start_utterance()")
+        return await run_cpu(self._finish)
+
+    def _finish(self) -> str:
+        self._decoder.end_utt()
+        self._in_utterance = False
+        return _hypothesis(self._decoder)
+
+    async def aclose(self) -> None:
+        """Return the decoder to the engine's pool. Never raises, even when cancelled."""
+        if not self._closed:
+            self._closed = True
+            decoder, self._decoder = self._decoder, None
+            # A decoder with an open utterance is dropped: closing it would cost CPU here, and
+            # aclose must be cheap and safe inside a cancelled scope.
+            if decoder is not None and not self._in_utterance:
+                self._pool.release(decoder)
+            self._in_utterance = False
+        await trio.lowlevel.cancel_shielded_checkpoint()
