@@ -43,6 +43,7 @@ import numpy as np
 import trio
 
 from bargein.engines.base import TtsChunk, WordStart
+from bargein.engines.errors import TtsError
 from bargein.runtime.compute import run_cpu
 from bargein.runtime.messages import Int16Array
 
@@ -127,7 +128,7 @@ class _Espeak:
         data = espeakng_loader.get_data_path().encode()
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, _INITIALIZE_DONT_EXIT)
         if rate <= 0:
-            raise RuntimeError(f"espeak-ng failed to initialise with data at {data.decode()}")
+            raise TtsError(f"espeak-ng failed to initialise with data at {data.decode()}")
         self.sample_rate = rate
         self._job: _Job | None = None
         self._voice: str | None = None
@@ -175,7 +176,7 @@ class _Espeak:
             finally:
                 self._job = None
             if err != _EE_OK:
-                raise RuntimeError(f"espeak-ng synthesis failed with error {err}")
+                raise TtsError(f"espeak-ng synthesis failed with error {err}")
             return job
 
     def voices(self) -> list[tuple[str, tuple[str, ...]]]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import trio
 
+from bargein.engines.errors import SttError
 from bargein.runtime.compute import run_cpu
 from bargein.runtime.messages import Int16Array
 
@@ -199,10 +200,13 @@ class SphinxRecognizer:
     # The sync halves below run in the worker thread and flip `_in_utterance` right after the
     # decoder call, so the flag is exact even when a cancellation lands around the await.
     def _start(self) -> None:
-        if self._in_utterance:
-            self._decoder.end_utt()
-            self._in_utterance = False
-        self._decoder.start_utt()
+        try:
+            if self._in_utterance:
+                self._decoder.end_utt()
+                self._in_utterance = False
+            self._decoder.start_utt()
+        except RuntimeError as exc:
+            raise SttError(f"pocketsphinx could not start an utterance: {exc}") from exc
         self._in_utterance = True
 
     async def feed(self, pcm: Int16Array) -> str | None:
@@ -221,7 +225,10 @@ class SphinxRecognizer:
 
     def _process(self, data: bytes) -> str:
         # Decode and read the hypothesis in one worker-thread hop (hyp() costs ~10 µs).
-        self._decoder.process_raw(data, False, False)
+        try:
+            self._decoder.process_raw(data, False, False)
+        except RuntimeError as exc:
+            raise SttError(f"pocketsphinx failed to decode audio: {exc}") from exc
         return _hypothesis(self._decoder)
 
     async def end_utterance(self) -> str:
@@ -230,8 +237,11 @@ class SphinxRecognizer:
         return await run_cpu(self._finish)
 
     def _finish(self) -> str:
-        self._decoder.end_utt()
         self._in_utterance = False
+        try:
+            self._decoder.end_utt()
+        except RuntimeError as exc:
+            raise SttError(f"pocketsphinx failed to finish the utterance: {exc}") from exc
         return _hypothesis(self._decoder)
 
     async def aclose(self) -> None:
