@@ -1,0 +1,172 @@
+"""Streaming rational-ratio resampler (polyphase FIR), its alignment and end-of-stream flush.
+
+Alignment: with ``up/down = out_rate/in_rate`` in lowest terms and prototype taps ``h`` (N taps at
+``in_rate*up``), output sample n is ``y[n] = up * sum_i h[n*down - i*up] * x[i]`` (zero history
+before the first sample). It needs inputs up to ``floor(n*down/up)``, so after T input samples
+exactly ``ceil(T*up/down)`` outputs exist, whatever the chunking. ``flush()`` returns the rest of
+the full convolution, ``ceil(((T-1)*up + N)/down)`` samples in all, the same length as
+``scipy.signal.upfirdn``. The output lags the input by ``delay_ms`` (group delay (N-1)/2 taps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bargein.dsp import _kernels
+from bargein.dsp._design import FilterDesign, design, polyphase_table, schedule
+from bargein.dsp.pcm import float32_to_pcm16, pcm16_to_float32
+
+# Chunks larger than this are cut into blocks, so the history buffer stays small. The split is
+# invisible in the output: chunking never changes a sample.
+_BLOCK = 1 << 15
+
+
+def _as_f32(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    """A 1-D, C-contiguous, writeable float32 array: the one type the kernel is compiled for."""
+    if not (
+        isinstance(x, np.ndarray)
+        and x.dtype == np.float32
+        and x.ndim == 1
+        and x.flags.c_contiguous
+        and x.flags.writeable
+    ):
+        a = np.asarray(x)
+        if a.ndim != 1:
+            raise ValueError(f"expected a 1-D (mono) array, got shape {a.shape}")
+        if a.dtype.kind != "f":
+            raise TypeError(
+                f"process() takes float samples, got {a.dtype}; use process_int16() for PCM16"
+            )
+        x = np.array(a, dtype=np.float32, order="C")
+    return x
+
+
+class Resampler:
+    """Streaming polyphase resampler; any chunking gives bit-identical output."""
+
+    __slots__ = (
+        "_buf",
+        "_design",
+        "_hist",
+        "_n_in",
+        "_n_out",
+        "_sched",
+        "_state",
+        "_table",
+        "delay_ms",
+        "in_rate",
+        "out_rate",
+    )
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        d: FilterDesign = design(in_rate, out_rate)
+        self._design = d
+        self.in_rate: int = int(in_rate)
+        self.out_rate: int = int(out_rate)
+        self.delay_ms: float = d.delay_s * 1e3
+        self._table = polyphase_table(d) if not d.identity else np.zeros((1, 1), np.float32)
+        self._sched = schedule(d)
+        self._hist = int(self._table.shape[1]) - 1
+        self._buf = np.zeros(self._hist + 1024, np.float32)
+        self._state = np.zeros(2, np.int64)
+        self._n_in = 0  # input samples consumed since the last reset
+        self._n_out = 0  # output samples emitted since the last reset
+
+    @property
+    def design(self) -> FilterDesign:
+        return self._design
+
+    @property
+    def delay_samples(self) -> float:
+        """Group delay in output samples (may be fractional)."""
+        return self._design.delay_s * self.out_rate
+
+    @property
+    def samples_in(self) -> int:
+        return self._n_in
+
+    @property
+    def samples_out(self) -> int:
+        return self._n_out
+
+    def reset(self) -> None:
+        """Forget all history (start of a new, unrelated stream). Pending output is dropped."""
+        self._buf[: self._hist] = 0.0
+        self._state[:] = 0
+        self._n_in = 0
+        self._n_out = 0
+
+    def _outputs_after(self, n_in: int) -> int:
+        d = self._design
+        return -((-n_in * d.up) // d.down)
+
+    def process(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Consume a chunk (any length, including 0); return every output now computable."""
+        x = _as_f32(x)
+        c = int(x.shape[0])
+        if self._design.identity:
+            self._n_in += c
+            self._n_out += c
+            return x.copy()
+        n_total = self._outputs_after(self._n_in + c)
+        out = np.empty(n_total - self._n_out, np.float32)
+        if c <= _BLOCK:
+            self._run(x, out)
+        else:
+            written = 0
+            for start in range(0, c, _BLOCK):
+                block = x[start : start + _BLOCK]
+                n = self._outputs_after(self._n_in + block.shape[0]) - self._n_out
+                self._run(block, out[written : written + n])
+                written += n
+        return out
+
+    def _run(self, x: NDArray[np.float32], out: NDArray[np.float32]) -> None:
+        c = int(x.shape[0])
+        if self._buf.shape[0] < self._hist + c:
+            grown = np.zeros(self._hist + max(c, 2 * self._buf.shape[0]), np.float32)
+            grown[: self._hist] = self._buf[: self._hist]
+            self._buf = grown
+        _kernels.resample_block(self._table, self._buf, x, out, self._state, self._sched)
+        self._n_in += c
+        self._n_out += int(out.shape[0])
+
+    def flush(self) -> NDArray[np.float32]:
+        """End of stream: return the filter's tail (the rest of the full convolution), then reset.
+
+        Safe to call at any time; with no input since the last reset it returns an empty array.
+        """
+        d = self._design
+        if d.identity or self._n_in == 0:
+            self.reset()
+            return np.zeros(0, np.float32)
+        # Total length of the full convolution; depends only on n_in.
+        n_full = -((-((self._n_in - 1) * d.up + d.num_taps)) // d.down)
+        need = n_full - self._n_out
+        # taps_per_phase zeros push the last real sample through every tap of its window.
+        zeros = np.zeros(self._table.shape[1], np.float32)
+        tail = self.process(zeros)[:need]
+        self.reset()
+        return tail
+
+    def process_int16(self, x: NDArray[np.int16]) -> NDArray[np.int16]:
+        """PCM16 in, PCM16 out (rounded to nearest, clipped); state is shared with process()."""
+        return float32_to_pcm16(self.process(pcm16_to_float32(x)))
+
+    def flush_int16(self) -> NDArray[np.int16]:
+        return float32_to_pcm16(self.flush())
+
+    def __repr__(self) -> str:
+        d = self._design
+        return (
+            f"Resampler({self.in_rate}, {self.out_rate}; {d.up}/{d.down}, {d.num_taps} taps, "
+            f"delay {self.delay_ms:.2f} ms)"
+        )
+
+
+def resample(x: NDArray[np.float32], in_rate: int, out_rate: int) -> NDArray[np.float32]:
+    """Whole-signal conversion: ``process(x)`` then ``flush()`` on a fresh resampler."""
+    r = Resampler(in_rate, out_rate)
+    head = r.process(x)
+    return np.concatenate((head, r.flush()))
