@@ -54,11 +54,13 @@ class WordMark:
     text: str
     start: int
     end: int
+    sentence: int = 0
+    ends_sentence: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class OutFrame:
-    """One output frame of a turn at the transport's rate; `start` counts samples within the turn."""
+    """An output frame of a turn at the transport's rate; `start` counts samples in the turn."""
 
     turn: int
     pcm: Int16Array

@@ -1,0 +1,168 @@
+"""Egress: paces reply audio to the transport on the trio clock and keeps the playout cursor.
+
+One turn plays at a time. `interrupt` is synchronous and immediate: it cancels the scope the
+pacing loop runs in, so no frame of that turn is handed to the transport after the floor's
+decision; egress then drops what was queued and sends `clear` so the peer flushes its playback.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import trio
+
+from bargein.runtime.bus import EventBus
+from bargein.runtime.events import EventType
+from bargein.runtime.messages import OutFrame
+from bargein.runtime.transport import Transport
+
+from .playout import PlayoutCursor
+
+
+@dataclass(eq=False, slots=True)
+class TurnFeed:
+    turn: int
+    frames: trio.MemoryReceiveChannel[OutFrame]
+    cursor: PlayoutCursor
+    done: trio.Event = field(default_factory=trio.Event)
+    stopped: bool = False
+    scope: trio.CancelScope | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioStarted:
+    """Egress → floor: the first frame of `turn` went out."""
+
+    turn: int
+
+
+class Egress:
+    def __init__(
+        self,
+        transport: Transport,
+        bus: EventBus,
+        *,
+        rate: int,
+        lead_ms: int,
+        buffer_frames: int,
+        on_audio_started: trio.MemorySendChannel[AudioStarted],
+    ) -> None:
+        self._transport = transport
+        self._bus = bus
+        self.rate = rate
+        self._lead = lead_ms / 1000
+        self._buffer_frames = max(1, buffer_frames)
+        self._notify = on_audio_started
+        self._feeds: deque[TurnFeed] = deque()
+        self._by_turn: dict[int, TurnFeed] = {}
+        self._wakeup = trio.lowlevel.ParkingLot()
+        self._paused: int | None = None
+        self._resumed = trio.Event()
+        self.frames_sent = 0
+        self.frames_dropped = 0
+        self.clears = 0
+
+    # -- called synchronously by the floor and the turn runner ------------------------------
+
+    def open_turn(self, turn: int) -> tuple[trio.MemorySendChannel[OutFrame], TurnFeed]:
+        """A bounded channel for the turn's frames: TTS may run ahead of playout by that much."""
+        send, recv = trio.open_memory_channel[OutFrame](self._buffer_frames)
+        feed = TurnFeed(turn, recv, PlayoutCursor(turn, self.rate))
+        self._feeds.append(feed)
+        self._by_turn[turn] = feed
+        self._wakeup.unpark()
+        return send, feed
+
+    def interrupt(self, turn: int) -> None:
+        feed = self._by_turn.get(turn)
+        if feed is None or feed.stopped:
+            return
+        feed.stopped = True
+        if feed.scope is not None:
+            feed.scope.cancel()
+        if self._paused == turn:
+            self._paused = None
+            self._resumed.set()
+
+    def pause(self, turn: int) -> None:
+        self._paused = turn
+        self._resumed = trio.Event()
+
+    def resume(self, turn: int) -> None:
+        if self._paused == turn:
+            self._paused = None
+            self._resumed.set()
+
+    def report_playback(self, turn: int, samples: int) -> bool:
+        feed = self._by_turn.get(turn)
+        if feed is None:
+            return False
+        feed.cursor.on_played(samples)
+        return True
+
+    def forget(self, turn: int) -> None:
+        self._by_turn.pop(turn, None)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            while not self._feeds:
+                await self._wakeup.park()
+            feed = self._feeds.popleft()
+            try:
+                await self._play(feed)
+            finally:
+                feed.done.set()
+
+    async def _play(self, feed: TurnFeed) -> None:
+        with trio.CancelScope() as scope:
+            feed.scope = scope
+            if feed.stopped:
+                scope.cancel()
+            due: float | None = None
+            async for frame in feed.frames:
+                while True:
+                    if self._paused == feed.turn:
+                        await self._resumed.wait()
+                        due = None
+                    now = trio.current_time()
+                    if due is None or due < now:
+                        due = now  # first frame, or TTS underran / we were paused: new timeline
+                    await trio.sleep_until(due - self._lead)
+                    if self._paused != feed.turn:
+                        break
+                await self._transport.send_audio(frame)
+                feed.cursor.on_sent(frame.end, frame.words)
+                self.frames_sent += 1
+                if feed.cursor.frames_sent == 1:
+                    self._bus.emit(EventType.AUDIO_OUT_FIRST, feed.turn)
+                    await self._notify.send(AudioStarted(feed.turn))
+                due += len(frame.pcm) / self.rate
+            if due is not None:
+                await trio.sleep_until(due)  # the turn lasts until its last frame has played
+        if feed.stopped:
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                await self._clear(feed)
+        feed.frames.close()
+
+    async def _clear(self, feed: TurnFeed) -> None:
+        dropped = 0
+        while True:
+            try:
+                feed.frames.receive_nowait()
+                dropped += 1
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        feed.cursor.frames_dropped += dropped
+        self.frames_dropped += dropped
+        self.clears += 1
+        self._bus.emit(
+            EventType.OUTPUT_CLEARED,
+            feed.turn,
+            frames_dropped=dropped,
+            sent_ms=round(1000 * feed.cursor.sent / self.rate, 3),
+        )
+        await self._transport.send_clear(feed.turn)

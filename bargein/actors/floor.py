@@ -1,0 +1,175 @@
+"""The floor: the turn supervisor. A thin trio loop around `FloorMachine` that carries out its
+actions — opening turns in their own cancel scopes, cancelling them, pausing egress."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from bargein.engines.base import PlannerEngine, TtsEngine
+from bargein.runtime.bus import EventBus
+from bargein.runtime.events import EventType
+from bargein.runtime.history import History
+from bargein.runtime.messages import SpeechStarted, SpeechStopped, Transcript
+
+from .egress import AudioStarted, Egress
+from .floor_machine import (
+    Action,
+    CancelTurn,
+    EndSession,
+    FloorMachine,
+    PauseOutput,
+    ResumeOutput,
+    StartTurn,
+)
+from .policy import InterruptionPolicy
+from .turn import TurnFinished, TurnHandle, TurnSettings, run_turn
+
+
+@dataclass(frozen=True, slots=True)
+class TextInput:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInterrupt:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InputEnded:
+    pass
+
+
+FloorInput = (
+    SpeechStarted
+    | SpeechStopped
+    | Transcript
+    | TextInput
+    | ClientInterrupt
+    | InputEnded
+    | AudioStarted
+    | TurnFinished
+)
+
+
+class Floor:
+    def __init__(
+        self,
+        policy: InterruptionPolicy,
+        *,
+        inbox: trio.MemoryReceiveChannel[FloorInput],
+        finished: trio.MemorySendChannel[TurnFinished],
+        bus: EventBus,
+        egress: Egress,
+        history: History,
+        planner: PlannerEngine,
+        tts: TtsEngine,
+        settings: TurnSettings,
+        end_session: Callable[[str], None],
+    ) -> None:
+        self.machine = FloorMachine(policy)
+        self._inbox = inbox
+        self._finished = finished
+        self._bus = bus
+        self._egress = egress
+        self._history = history
+        self._planner = planner
+        self._tts = tts
+        self._settings = settings
+        self._end_session = end_session
+        self._turns: dict[int, TurnHandle] = {}
+        self._last: TurnHandle | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as turns:
+            task_status.started()
+            async with self._inbox:
+                while True:
+                    deadline = self.machine.next_deadline()
+                    at = math.inf if deadline is None else self._bus.t0 + deadline
+                    with trio.move_on_at(at):
+                        try:
+                            message = await self._inbox.receive()
+                        except trio.EndOfChannel:
+                            return
+                        self._apply(turns, self._feed(message))
+                        continue
+                    self._apply(turns, self.machine.tick(self._bus.now()))
+
+    def _feed(self, message: FloorInput) -> list[Action]:
+        m, now = self.machine, self._bus.now()
+        match message:
+            case SpeechStarted(onset=onset, at=at):
+                # Onset is media time; place it on the session clock relative to the decision.
+                return m.speech_started(now, now - (at - onset))
+            case SpeechStopped():
+                return m.speech_stopped(now)
+            case Transcript(text=text, final=final):
+                return m.transcript(now, text, final)
+            case TextInput(text=text):
+                return m.text_input(now, text)
+            case ClientInterrupt():
+                return m.interrupt(now)
+            case InputEnded():
+                return m.input_ended(now)
+            case AudioStarted(turn=turn):
+                return m.audio_started(now, turn)
+            case TurnFinished(turn=turn):
+                self._turns.pop(turn, None)
+                return m.turn_finished(now, turn)
+        raise TypeError(f"floor cannot handle {message!r}")
+
+    def _apply(self, turns: trio.Nursery, actions: list[Action]) -> None:
+        bus = self._bus
+        for action in actions:
+            match action:
+                case StartTurn(turn=turn, user_text=text):
+                    handle = TurnHandle(turn, trio.CancelScope(), trio.Event())
+                    previous = self._last if self._last and not self._last.done.is_set() else None
+                    self._turns[turn] = self._last = handle
+                    bus.emit(EventType.TURN_STARTED, turn, user_text=text)
+                    turns.start_soon(
+                        partial(
+                            run_turn,
+                            handle,
+                            text,
+                            previous,
+                            planner=self._planner,
+                            tts=self._tts,
+                            egress=self._egress,
+                            history=self._history,
+                            bus=bus,
+                            settings=self._settings,
+                            finished=self._finished,
+                        )
+                    )
+                case CancelTurn(turn=turn, reason=reason, onset=onset):
+                    handle = self._turns[turn]
+                    handle.reason = reason
+                    data = {"reason": reason}
+                    if onset is not None:
+                        data["onset"] = round(onset, 6)
+                        data["detection_ms"] = round(1000 * (bus.now() - onset), 3)
+                    bus.emit(EventType.BARGE_IN, turn, **data)
+                    # Egress first: not one more frame of this turn reaches the transport.
+                    self._egress.interrupt(turn)
+                    handle.scope.cancel()
+                case PauseOutput(turn=turn, onset=onset):
+                    self._egress.pause(turn)
+                    bus.emit(EventType.OUTPUT_PAUSED, turn, onset=round(onset, 6))
+                case ResumeOutput(turn=turn, text=text, paused_at=paused_at):
+                    self._egress.resume(turn)
+                    bus.emit(
+                        EventType.FALSE_INTERRUPTION,
+                        turn,
+                        text=text,
+                        paused_ms=round(1000 * (bus.now() - paused_at), 3),
+                    )
+                    bus.emit(EventType.OUTPUT_RESUMED, turn)
+                case EndSession(reason=reason):
+                    self._end_session(reason)

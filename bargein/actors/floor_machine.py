@@ -1,0 +1,261 @@
+"""Turn-taking as a pure state machine: feed what was heard (with the time), get actions out.
+
+The floor decides when the user's turn has ended (a final transcript with the user silent),
+opens assistant turns, and applies the interruption policy when the user talks over one.
+Time is passed in by the caller, so the machine runs the same under any clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from bargein.actors.policy import InterruptionPolicy
+
+
+# Deadlines are sums of floats; a tick at the deadline must count as reaching it.
+_EPSILON = 1e-9
+
+
+class FloorState(enum.StrEnum):
+    LISTENING = "listening"
+    USER_SPEAKING = "user_speaking"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    PAUSED = "paused"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class StartTurn:
+    turn: int
+    user_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTurn:
+    turn: int
+    reason: str  # "barge_in" | "client" | "text_input"
+    onset: float | None = None  # session time the interrupting speech began
+
+
+@dataclass(frozen=True, slots=True)
+class PauseOutput:
+    turn: int
+    onset: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeOutput:
+    turn: int
+    text: str  # what the false interruption turned out to be ('' if nothing was recognised)
+    paused_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EndSession:
+    reason: str
+
+
+Action = StartTurn | CancelTurn | PauseOutput | ResumeOutput | EndSession
+
+
+@dataclass(slots=True)
+class _Overlap:
+    """User speech heard while a turn is active, not yet judged."""
+
+    turn: int
+    onset: float
+    decided_at: float
+    paused: bool
+    words: int = 0
+    stopped_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Turn:
+    id: int
+    speaking: bool = False
+    audio_since: float | None = None
+    cancelled: bool = False
+
+
+class FloorMachine:
+    def __init__(self, policy: InterruptionPolicy) -> None:
+        self.policy = policy
+        self.user_speaking = False
+        self._next_turn = 1
+        self._turn: _Turn | None = None
+        self._overlap: _Overlap | None = None
+        self._pending_text: list[str] = []
+        self._input_ended = False
+        self._ended = False
+
+    # -- what the machine exposes ------------------------------------------------------------
+
+    @property
+    def state(self) -> FloorState:
+        t = self._turn
+        if t is not None:
+            if t.cancelled:
+                return FloorState.INTERRUPTED
+            if self._overlap is not None and self._overlap.paused:
+                return FloorState.PAUSED
+            return FloorState.SPEAKING if t.speaking else FloorState.THINKING
+        return FloorState.USER_SPEAKING if self.user_speaking else FloorState.LISTENING
+
+    @property
+    def active_turn(self) -> int | None:
+        return self._turn.id if self._turn is not None else None
+
+    @property
+    def idle(self) -> bool:
+        return self._turn is None and not self.user_speaking and not self._pending_text
+
+    def next_deadline(self) -> float | None:
+        o = self._overlap
+        if o is None:
+            return None
+        if o.stopped_at is not None:
+            return o.stopped_at + self.policy.resume_timeout_ms / 1000
+        if o.words >= self.policy.min_words:
+            return o.onset + self.policy.min_speech_ms / 1000
+        return None
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def speech_started(self, now: float, onset: float) -> list[Action]:
+        self.user_speaking = True
+        t = self._turn
+        if t is None or t.cancelled:
+            return []
+        if self._overlap is not None:  # the same overlap resumed after a short gap
+            self._overlap.stopped_at = None
+            return self._confirm_if_due(now)
+        guard = self.policy.echo_guard_ms / 1000
+        if guard and t.audio_since is not None and onset - t.audio_since < guard:
+            return []
+        if self.policy.mode == "onset":
+            return self._cancel(CancelTurn(t.id, "barge_in", onset))
+        self._overlap = _Overlap(t.id, onset, now, paused=t.speaking)
+        actions: list[Action] = [PauseOutput(t.id, onset)] if t.speaking else []
+        return actions + self._confirm_if_due(now)
+
+    def speech_stopped(self, now: float) -> list[Action]:
+        self.user_speaking = False
+        if self._overlap is not None:
+            self._overlap.stopped_at = now
+        return []
+
+    def transcript(self, now: float, text: str, final: bool) -> list[Action]:
+        text = text.strip()
+        o = self._overlap
+        if o is not None:
+            o.words = max(o.words, self.policy.content_words(text))
+            if not final:
+                return self._confirm_if_due(now)
+            if o.words >= max(1, self.policy.min_words):
+                actions = self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
+                return actions + self._user_text(text)
+            return self._false_interruption(text)
+        if not final:
+            return []
+        t = self._turn
+        if t is not None and not t.cancelled and text:
+            # Words arrived for an active turn without an overlap (e.g. the echo guard let the
+            # onset pass, or the VAD missed it): the user spoke, so the floor is theirs.
+            actions = self._cancel(CancelTurn(t.id, "barge_in", None))
+            return actions + self._user_text(text)
+        return self._user_text(text)
+
+    def text_input(self, now: float, text: str) -> list[Action]:
+        actions: list[Action] = []
+        t = self._turn
+        if t is not None and not t.cancelled:
+            actions = self._cancel(CancelTurn(t.id, "text_input", None))
+        return actions + self._user_text(text.strip(), force=True)
+
+    def interrupt(self, now: float) -> list[Action]:
+        t = self._turn
+        if t is None or t.cancelled:
+            return []
+        return self._cancel(CancelTurn(t.id, "client", None))
+
+    def audio_started(self, now: float, turn: int) -> list[Action]:
+        t = self._turn
+        if t is not None and t.id == turn and not t.cancelled:
+            t.speaking = True
+            t.audio_since = now
+            if self._overlap is not None and not self._overlap.paused:
+                # Audio began while an overlap was being judged: hold it until judged.
+                self._overlap.paused = True
+                return [PauseOutput(turn, self._overlap.onset)]
+        return []
+
+    def turn_finished(self, now: float, turn: int) -> list[Action]:
+        if self._turn is not None and self._turn.id == turn:
+            self._turn = None
+            self._overlap = None
+        return self._maybe_start() + self._maybe_end()
+
+    def input_ended(self, now: float) -> list[Action]:
+        self._input_ended = True
+        self.user_speaking = False
+        return self._maybe_start() + self._maybe_end()
+
+    def tick(self, now: float) -> list[Action]:
+        o = self._overlap
+        if o is None:
+            return []
+        if o.stopped_at is not None:
+            if now >= o.stopped_at + self.policy.resume_timeout_ms / 1000 - _EPSILON:
+                return self._false_interruption("")
+            return []
+        return self._confirm_if_due(now)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _confirm_if_due(self, now: float) -> list[Action]:
+        o = self._overlap
+        if o is None or o.stopped_at is not None:
+            return []
+        long_enough = now - o.onset >= self.policy.min_speech_ms / 1000 - _EPSILON
+        if long_enough and o.words >= self.policy.min_words:
+            return self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
+        return []
+
+    def _false_interruption(self, text: str) -> list[Action]:
+        o = self._overlap
+        assert o is not None
+        self._overlap = None
+        return [ResumeOutput(o.turn, text, o.decided_at)] if o.paused else []
+
+    def _cancel(self, action: CancelTurn) -> list[Action]:
+        assert self._turn is not None
+        self._turn.cancelled = True
+        self._overlap = None
+        return [action]
+
+    def _user_text(self, text: str, *, force: bool = False) -> list[Action]:
+        if text:
+            self._pending_text.append(text)
+        if force or not self.user_speaking:
+            return self._maybe_start()
+        return []
+
+    def _maybe_start(self) -> list[Action]:
+        # A cancelled turn still winding down does not block the next one: the turn runner
+        # waits for its predecessor before touching the history.
+        if not self._pending_text or (self._turn is not None and not self._turn.cancelled):
+            return []
+        text = " ".join(self._pending_text)
+        self._pending_text.clear()
+        self._turn = _Turn(self._next_turn)
+        self._next_turn += 1
+        return [StartTurn(self._turn.id, text)]
+
+    def _maybe_end(self) -> list[Action]:
+        if self._input_ended and self.idle and not self._ended:
+            self._ended = True
+            return [EndSession("input_ended")]
+        return []

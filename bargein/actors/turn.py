@@ -1,0 +1,156 @@
+"""One assistant turn: a child nursery in a cancel scope that the floor owns.
+
+Planner and TTS work of the turn live in the scope and stream into egress through the turn's
+bounded channel. Barge-in is `scope.cancel()`: the LLM stream, tool calls, synthesis and queued
+audio go together. Only after the nursery has exited — every task of the turn gone — does the
+runner commit the heard text to the history and emit `turn_completed` / `turn_cancelled`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from bargein.engines.base import PlannerEngine, PlanOutput, PlanRequest, TtsEngine
+from bargein.runtime.bus import EventBus
+from bargein.runtime.events import EventType
+from bargein.runtime.history import History
+
+from .egress import Egress
+from .planner import run_planner, run_splitter
+from .policy import HistoryCommit
+from .tts import run_tts
+
+# Bound on waiting for egress to let go of a cancelled turn (it normally takes microseconds).
+_EGRESS_SETTLE_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFinished:
+    """Turn runner → floor: the turn is over and its tasks are gone."""
+
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSettings:
+    out_rate: int
+    frame_samples: int
+    quiet_flush_s: float
+    history_commit: HistoryCommit
+
+
+@dataclass(eq=False, slots=True)
+class TurnHandle:
+    turn: int
+    scope: trio.CancelScope
+    done: trio.Event
+    reason: str | None = None
+
+
+async def run_turn(
+    handle: TurnHandle,
+    user_text: str,
+    previous: TurnHandle | None,
+    *,
+    planner: PlannerEngine,
+    tts: TtsEngine,
+    egress: Egress,
+    history: History,
+    bus: EventBus,
+    settings: TurnSettings,
+    finished: trio.MemorySendChannel[TurnFinished],
+) -> None:
+    turn = handle.turn
+    try:
+        if previous is not None:
+            # History order: the interrupted turn commits what was heard before this one reads it.
+            await previous.done.wait()
+        history.add_user(user_text)
+        frames, feed = egress.open_turn(turn)
+        cursor = feed.cursor
+        failed = False
+        with handle.scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    deltas_send, deltas_recv = trio.open_memory_channel[PlanOutput](64)
+                    sent_send, sent_recv = trio.open_memory_channel[tuple[int, str]](8)
+                    request = PlanRequest(turn, history.messages())
+                    nursery.start_soon(run_planner, planner, request, deltas_send, bus)
+                    nursery.start_soon(
+                        partial(
+                            run_splitter,
+                            turn,
+                            deltas_recv,
+                            sent_send,
+                            bus,
+                            cursor,
+                            quiet_flush_s=settings.quiet_flush_s,
+                        )
+                    )
+                    nursery.start_soon(
+                        partial(
+                            run_tts,
+                            tts,
+                            turn,
+                            sent_recv,
+                            frames,
+                            cursor,
+                            bus,
+                            out_rate=settings.out_rate,
+                            frame_samples=settings.frame_samples,
+                        )
+                    )
+            except Exception as exc:  # an engine failure ends the turn, not the session
+                failed = True
+                handle.reason = "error"
+                bus.emit(
+                    EventType.ERROR,
+                    turn,
+                    source="turn",
+                    error=type(exc).__name__,
+                    message=str(exc),
+                    fatal=False,
+                )
+            finally:
+                frames.close()  # egress sees the end of the turn's audio
+            if not failed:
+                await feed.done.wait()  # egress has played (or dropped) the whole turn
+        if failed:
+            egress.interrupt(turn)
+        with trio.CancelScope(shield=True), trio.move_on_after(_EGRESS_SETTLE_S):
+            await feed.done.wait()
+        cancelled = feed.stopped
+        committed = cursor.committed_text(settings.history_commit, complete=not cancelled)
+        history.add_assistant(committed, interrupted=cancelled)
+        fields = dict(
+            heard_text=cursor.heard_text(),
+            heard_ms=round(cursor.heard_ms, 3),
+            sent_ms=round(1000 * cursor.sent / cursor.rate, 3),
+            committed_text=committed,
+            generated_text=cursor.generated_text,
+            tokens=cursor.tokens,
+            synthesized_ms=round(1000 * cursor.synthesized / cursor.rate, 3),
+        )
+        if cancelled:
+            bus.emit(
+                EventType.TURN_CANCELLED,
+                turn,
+                reason=handle.reason or "cancelled",
+                frames_dropped=cursor.frames_dropped,
+                **fields,
+            )
+        else:
+            bus.emit(EventType.TURN_COMPLETED, turn, **fields)
+        egress.forget(turn)
+    finally:
+        handle.done.set()
+        # The floor's inbox is sized so this never blocks while the floor runs; when the session
+        # is shutting down the floor may be gone, and then nobody needs to know.
+        with contextlib.suppress(
+            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            finished.send_nowait(TurnFinished(turn))

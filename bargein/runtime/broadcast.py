@@ -1,0 +1,127 @@
+"""Fan-out without backpressure: one publisher, many consumers that must never slow it down.
+
+Two kinds of consumer: sync listeners (called inline; for cheap work such as a trace file or a
+metrics counter) and subscriptions (a bounded drop-oldest queue each, read by their own task).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import Generic, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+
+class DropOldestQueue(Generic[T]):
+    """A bounded single-consumer queue whose `put_nowait` never blocks: when full, the oldest item
+    is dropped and counted. Used where a producer must not wait (live audio ingress, events)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self.dropped = 0
+        self._items: deque[T] = deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
+
+    def put_nowait(self, item: T) -> bool:
+        """Queue `item`; return False if an older item had to be dropped to make room."""
+        if self._closed:
+            raise trio.ClosedResourceError("queue is closed")
+        kept = True
+        if len(self._items) >= self.capacity:
+            self._items.popleft()
+            self.dropped += 1
+            kept = False
+        self._items.append(item)
+        self._lot.unpark()
+        return kept
+
+    async def get(self) -> T:
+        """Next item; raises `trio.EndOfChannel` once closed and drained."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._items:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._lot.park()
+        item = self._items.popleft()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
+
+    def close(self) -> None:
+        """No more puts; the consumer drains what is queued and then sees `EndOfChannel`."""
+        self._closed = True
+        self._lot.unpark_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __aiter__(self) -> DropOldestQueue[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self.get()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
+class Subscription(DropOldestQueue[T]):
+    """A consumer's view of a `Broadcast`; leave it with `close()` or `with`."""
+
+    def __init__(self, owner: Broadcast[T], capacity: int) -> None:
+        super().__init__(capacity)
+        self._owner = owner
+
+    def close(self) -> None:
+        self._owner._subscriptions.discard(self)
+        super().close()
+
+    def __enter__(self) -> Subscription[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Broadcast(Generic[T]):
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription[T]] = set()
+        self._listeners: list[Callable[[T], None]] = []
+
+    def publish(self, item: T) -> None:
+        for listener in self._listeners:
+            listener(item)
+        for sub in self._subscriptions:
+            sub.put_nowait(item)
+
+    def subscribe(self, capacity: int = 1024) -> Subscription[T]:
+        sub = Subscription(self, capacity)
+        self._subscriptions.add(sub)
+        return sub
+
+    def add_listener(self, listener: Callable[[T], None]) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[T], None]) -> None:
+        self._listeners.remove(listener)
+
+    def close(self) -> None:
+        """End every subscription (each drains what it holds, then ends)."""
+        for sub in list(self._subscriptions):
+            sub.close()
+        self._listeners.clear()

@@ -1,0 +1,331 @@
+"""A voice session: one trio nursery of actors, wired mic → vad → stt → floor → (turn) → egress.
+
+This is the composition root for a session; `open_session` is the public entry for embedding:
+
+    async with bargein.open_session(config, engines, transport) as session:
+        session.push_audio(pcm)          # from your transport's reader, never blocks
+        await session.wait_ended()
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import trio
+
+from bargein.actors.egress import Egress
+from bargein.actors.floor import ClientInterrupt, Floor, FloorInput, TextInput
+from bargein.actors.mic import run_mic
+from bargein.actors.policy import InterruptionPolicy
+from bargein.actors.stt import run_stt
+from bargein.actors.turn import TurnSettings
+from bargein.actors.vad import END_OF_INPUT, EndOfInput, VadConfig, VadOutput, run_vad
+from bargein.engines.base import Engines
+from bargein.runtime.broadcast import DropOldestQueue, Subscription
+from bargein.runtime.bus import EventBus, EventHub
+from bargein.runtime.compute import ComputeMode, set_compute_mode
+from bargein.runtime.events import Event, EventType
+from bargein.runtime.history import ChatMessage, History
+from bargein.runtime.messages import AudioFrame, Int16Array
+from bargein.runtime.trace import TraceWriter
+from bargein.runtime.transport import Transport
+
+SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Everything about a session but its engines and transport. Times in milliseconds."""
+
+    input_rate: int = 16000
+    output_rate: int = 16000
+    vad: VadConfig = field(default_factory=VadConfig)
+    policy: InterruptionPolicy = field(default_factory=InterruptionPolicy)
+    # Analysis frames for VAD/STT (webrtcvad takes 10, 20 or 30 ms) and paced output frames.
+    frame_ms: int = 20
+    output_frame_ms: int = 20
+    # How far ahead of real time egress hands audio to the transport (a jitter cushion for
+    # remote peers); every ms of it is audio the peer may play after a barge-in decision.
+    egress_lead_ms: int = 0
+    # How far TTS may run ahead of playout before backpressure stops it.
+    tts_buffer_ms: int = 2000
+    # Live ingress never blocks the transport: beyond this many chunks the oldest is dropped.
+    ingress_chunks: int = 100
+    stt_preroll_ms: int = 200
+    stt_batch_ms: int = 100
+    # A model quiet this long mid-sentence gets what it said so far spoken anyway.
+    quiet_flush_ms: int = 600
+    system_prompt: str | None = None
+    compute: ComputeMode = "thread"
+    trace_path: str | None = None
+    session_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input_rate", "output_rate"):
+            if getattr(self, name) not in SUPPORTED_RATES:
+                raise ValueError(f"{name} must be one of {SUPPORTED_RATES}")
+        if self.frame_ms not in (10, 20, 30):
+            raise ValueError("frame_ms must be 10, 20 or 30")
+        if self.output_frame_ms <= 0 or self.output_rate * self.output_frame_ms % 1000:
+            raise ValueError("output_frame_ms must give a whole number of samples")
+        if self.compute not in ("thread", "inline"):
+            raise ValueError("compute must be 'thread' or 'inline'")
+
+
+class Session:
+    """Handle to a running session. The `push_*` methods are synchronous and never block."""
+
+    def __init__(
+        self, config: SessionConfig, engines: Engines, transport: Transport, hub: EventHub | None
+    ) -> None:
+        self.config = config
+        self.id = config.session_id or uuid.uuid4().hex[:12]
+        self.bus = EventBus(self.id, trio.current_time(), hub)
+        self.history = History(config.system_prompt)
+        self.rejections: Counter[str] = Counter()
+        self.end_reason: str | None = None
+        self._engines = engines
+        self._transport = transport
+        self._ingress: DropOldestQueue[Int16Array | EndOfInput] = DropOldestQueue(
+            config.ingress_chunks
+        )
+        self._floor_send, self._floor_recv = trio.open_memory_channel[FloorInput](1024)
+        self._scope = trio.CancelScope()
+        self._ended = trio.Event()
+        self._last_drop_report = -1.0
+        self._trace = TraceWriter(config.trace_path) if config.trace_path else None
+        if self._trace is not None:
+            self.bus.add_listener(self._trace)
+        out_frame = config.output_rate * config.output_frame_ms // 1000
+        self.egress = Egress(
+            transport,
+            self.bus,
+            rate=config.output_rate,
+            lead_ms=config.egress_lead_ms,
+            buffer_frames=config.tts_buffer_ms // config.output_frame_ms,
+            on_audio_started=self._floor_send.clone(),
+        )
+        self.floor = Floor(
+            config.policy,
+            inbox=self._floor_recv,
+            finished=self._floor_send.clone(),
+            bus=self.bus,
+            egress=self.egress,
+            history=self.history,
+            planner=engines.planner,
+            tts=engines.tts,
+            settings=TurnSettings(
+                out_rate=config.output_rate,
+                frame_samples=out_frame,
+                quiet_flush_s=config.quiet_flush_ms / 1000,
+                history_commit=config.policy.history_commit,
+            ),
+            end_session=self.close,
+        )
+
+    # -- inbound, from the transport ---------------------------------------------------------
+
+    def push_audio(self, pcm: Int16Array) -> bool:
+        """Queue a chunk of PCM16 at `config.input_rate`. False if the session no longer takes
+        audio. An overflowing queue drops its oldest chunk; drops are counted and reported."""
+        if self._ingress.closed:
+            return False
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise TypeError("push_audio takes a 1-D int16 array")
+        if not self._ingress.put_nowait(pcm):
+            now = self.bus.now()
+            if now - self._last_drop_report >= 1.0:  # at most one report per second
+                self._last_drop_report = now
+                self.bus.emit(EventType.INPUT_DROPPED, dropped_total=self._ingress.dropped)
+        return True
+
+    def push_text(self, text: str) -> bool:
+        """Typed user input: a complete user turn (it interrupts a reply in progress)."""
+        return self._to_floor(TextInput(text))
+
+    def interrupt(self) -> bool:
+        """The client asks the assistant to stop (e.g. a button)."""
+        return self._to_floor(ClientInterrupt())
+
+    def report_playback(self, turn: int, played_samples: int) -> bool:
+        """The peer has played `played_samples` of `turn`'s audio: the truth of what was heard."""
+        return self.egress.report_playback(turn, played_samples)
+
+    def end_input(self) -> None:
+        """No more audio: the session finishes what was said, answers, then ends."""
+        if not self._ingress.closed:
+            self._ingress.put_nowait(END_OF_INPUT)
+            self._ingress.close()
+
+    def reject(self, code: str, detail: str = "") -> None:
+        """Count and report input from outside that was refused (the transport decides what)."""
+        self.rejections[code] += 1
+        self.bus.emit(
+            EventType.INPUT_REJECTED, code=code, detail=detail, count=self.rejections[code]
+        )
+
+    def _to_floor(self, message: FloorInput) -> bool:
+        if self._ended.is_set():
+            return False
+        try:
+            self._floor_send.send_nowait(message)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self.reject("floor_busy", type(message).__name__)
+            return False
+        return True
+
+    # -- outbound ----------------------------------------------------------------------------
+
+    def subscribe(self, capacity: int = 1024) -> Subscription[Event]:
+        """This session's events from now on (a slow reader loses the oldest, counted)."""
+        return self.bus.subscribe(capacity)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    @property
+    def messages(self) -> tuple[ChatMessage, ...]:
+        return self.history.messages()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "ingress_dropped": self._ingress.dropped,
+            "rejected": dict(self.rejections),
+            "frames_sent": self.egress.frames_sent,
+            "frames_dropped": self.egress.frames_dropped,
+            "clears": self.egress.clears,
+            "events": dict(self.bus.counts),
+        }
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def close(self, reason: str = "closed") -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+        self._scope.cancel()
+
+    async def wait_ended(self) -> str:
+        await self._ended.wait()
+        return self.end_reason or "closed"
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        set_compute_mode(self.config.compute)  # inherited by every actor and turn task
+        cfg, engines = self.config, self._engines
+        frames_send, frames_recv = trio.open_memory_channel[AudioFrame | EndOfInput](64)
+        vad_send, vad_recv = trio.open_memory_channel[VadOutput](256)
+        try:
+            with self._scope:
+                async with trio.open_nursery() as actors:
+                    await actors.start(self._guard, "egress", self.egress.run)
+                    await actors.start(self._guard, "floor", self.floor.run)
+                    await actors.start(
+                        self._guard,
+                        "stt",
+                        partial(
+                            run_stt,
+                            engines.stt,
+                            vad_recv,
+                            self._floor_send.clone(),
+                            self.bus,
+                            preroll_ms=cfg.stt_preroll_ms,
+                            batch_ms=cfg.stt_batch_ms,
+                        ),
+                    )
+                    await actors.start(
+                        self._guard,
+                        "vad",
+                        partial(
+                            run_vad,
+                            cfg.vad,
+                            frames_recv,
+                            vad_send,
+                            self._floor_send.clone(),
+                            self.bus,
+                        ),
+                    )
+                    await actors.start(
+                        self._guard,
+                        "mic",
+                        partial(
+                            run_mic,
+                            self._ingress,
+                            frames_send,
+                            input_rate=cfg.input_rate,
+                            frame_ms=cfg.frame_ms,
+                        ),
+                    )
+                    await actors.start(self._guard, "events", self._forward_events)
+                    self.bus.emit(
+                        EventType.SESSION_STARTED,
+                        input_rate=cfg.input_rate,
+                        output_rate=cfg.output_rate,
+                        policy=cfg.policy.mode,
+                        stt=engines.stt.name,
+                        planner=engines.planner.name,
+                        tts=engines.tts.name,
+                    )
+                    task_status.started()
+        finally:
+            self._ingress.close()
+            self.end_reason = self.end_reason or "closed"
+            ended = self.bus.emit(EventType.SESSION_ENDED, reason=self.end_reason, **self.stats())
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                await self._transport.send_event(ended)
+            if self._trace is not None:
+                self._trace.close()
+            self.bus.close()
+            self._ended.set()
+
+    async def _guard(
+        self,
+        name: str,
+        actor: Callable[..., Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """An actor that raises ends its session with an error event, never the process."""
+        try:
+            await actor(task_status=task_status)
+        except Exception as exc:
+            self.bus.emit(
+                EventType.ERROR, source=name, error=type(exc).__name__, message=str(exc), fatal=True
+            )
+            self.close("error")
+            try:
+                task_status.started()  # it failed while starting: let `nursery.start` return
+            except RuntimeError:
+                pass
+
+    async def _forward_events(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        with self.bus.subscribe(4096) as events:
+            task_status.started()
+            async for event in events:
+                await self._transport.send_event(event)
+
+
+@asynccontextmanager
+async def open_session(
+    config: SessionConfig,
+    engines: Engines,
+    transport: Transport,
+    *,
+    hub: EventHub | None = None,
+) -> AsyncIterator[Session]:
+    """Start a session's actors; on exit, close it and wait until every task is gone."""
+    session = Session(config, engines, transport, hub)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session._run)
+        try:
+            yield session
+        finally:
+            session.close()
