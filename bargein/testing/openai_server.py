@@ -589,7 +589,7 @@ def load_script(path: str) -> ServerConfig:
     return ServerConfig(chat=chat, transcripts=transcripts, **data)
 
 
-async def serve_openai(  # noqa: ASYNC114
+async def serve_openai(
     config: ServerConfig | None = None,
     host: str = "127.0.0.1",
     port: int = 0,

@@ -111,8 +111,10 @@ class OpenAIPlanner:
 
     `endpoints` are tried in order; one that fails before its first token (connection refused,
     5xx/429, or no token within `first_token_timeout` seconds) hands over to the next and is
-    skipped for `failover_cooldown` seconds. A failure after the first token raises
-    `PlannerError`: the reply is never restarted elsewhere, because the user has heard part of it.
+    skipped for `failover_cooldown` seconds. A failure after the first token (including no data
+    for `stall_timeout` seconds) raises `PlannerError`: the reply is never restarted elsewhere,
+    because the user may have heard part of it. Time spent waiting for the consumer of `out`
+    (backpressure) never counts towards either timeout.
     """
 
     name = "openai"
@@ -128,6 +130,7 @@ class OpenAIPlanner:
         temperature: float | None = None,
         max_tokens: int | None = None,
         first_token_timeout: float | None = 10.0,
+        stall_timeout: float | None = 15.0,
         failover_cooldown: float = 30.0,
         max_tool_rounds: int = 4,
         interrupted_marker: str = INTERRUPTED_MARKER,
@@ -141,6 +144,7 @@ class OpenAIPlanner:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.first_token_timeout = first_token_timeout
+        self.stall_timeout = stall_timeout
         self.failover_cooldown = failover_cooldown
         self.max_tool_rounds = max_tool_rounds
         self.interrupted_marker = interrupted_marker
@@ -332,18 +336,19 @@ class OpenAIPlanner:
         endpoint = self.endpoints[index]
         state = _Round()
         stream: openai.AsyncStream[ChatCompletionChunk] | None = None
-        # Until the first token this scope carries `first_token_timeout`; then it is lifted.
-        timeout = self.first_token_timeout
-        first_token_scope = trio.CancelScope(
-            deadline=trio.current_time() + timeout if timeout is not None else math.inf
-        )
+        # The deadline of this scope is `first_token_timeout` until the first token, then
+        # `stall_timeout` from the latest chunk; it is lifted while `out` applies backpressure.
+        deadline = _after(self.first_token_timeout)
+        timeout_scope = trio.CancelScope(deadline=deadline)
         try:
-            with first_token_scope:
+            with timeout_scope:
                 stream = await self._client(index).chat.completions.create(
                     **self._request_args(endpoint, messages, allow_tools)
                 )
                 async for chunk in stream:
-                    await self._absorb(chunk, state, out, first_token_scope)
+                    await self._absorb(chunk, state, out, timeout_scope)
+                    if state.first_token:
+                        timeout_scope.deadline = _after(self.stall_timeout)
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             if state.first_token or not is_transient(exc):
                 raise self._error(endpoint, exc, state) from exc
@@ -354,12 +359,13 @@ class OpenAIPlanner:
                 # the server sees the client go away at once.
                 with trio.move_on_after(CLOSE_BOUND, shield=True):
                     await stream.close()
-        if first_token_scope.cancelled_caught:
+        if timeout_scope.cancelled_caught:
             if state.first_token:
                 raise PlannerError(
-                    f"planner endpoint {endpoint.label} timed out as its first token arrived"
+                    f"planner stream from {endpoint.label} stalled: no data for "
+                    f"{self.stall_timeout} s after {len(''.join(state.text))} characters"
                 )
-            raise _Unavailable(f"no first token within {timeout} s")
+            raise _Unavailable(f"no first token within {self.first_token_timeout} s")
         return [call for _, call in sorted(state.calls.items())]
 
     def _request_args(
@@ -389,14 +395,12 @@ class OpenAIPlanner:
         chunk: ChatCompletionChunk,
         state: _Round,
         out: trio.MemorySendChannel[PlanOutput],
-        first_token_scope: trio.CancelScope,
+        timeout_scope: trio.CancelScope,
     ) -> None:
         for choice in chunk.choices:
             delta = choice.delta
             if delta.content or delta.tool_calls:
-                if not state.first_token:
-                    state.first_token = True
-                    first_token_scope.deadline = math.inf
+                state.first_token = True
             for part in delta.tool_calls or ():
                 call = state.calls.setdefault(part.index, _PendingCall())
                 call.id = part.id or call.id
@@ -405,6 +409,7 @@ class OpenAIPlanner:
                     call.arguments += part.function.arguments or ""
             if delta.content:
                 state.text.append(delta.content)
+                timeout_scope.deadline = math.inf  # a slow consumer is not a stalled server
                 await out.send(TextDelta(delta.content))
 
     def _error(self, endpoint: Endpoint, exc: BaseException, state: _Round) -> PlannerError:
@@ -464,6 +469,10 @@ async def _call_tool(tool: Tool, arguments: dict[str, Any]) -> tuple[str, bool]:
     if isinstance(result, str):
         return result, True
     return json.dumps(result, default=str), True
+
+
+def _after(seconds: float | None) -> float:
+    return math.inf if seconds is None else trio.current_time() + seconds
 
 
 def _tool_error(message: str) -> str:
