@@ -1,0 +1,14 @@
+"""Embedded-engine benchmark; the same as `bargein bench engines` (pass --json for JSON)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Runnable from a checkout without installing: `python bench/engines.py --json`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bargein.benchmarks.engines import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
