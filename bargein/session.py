@@ -221,6 +221,7 @@ class Session:
         cfg, engines = self.config, self._engines
         frames_send, frames_recv = trio.open_memory_channel[AudioFrame | EndOfInput](64)
         vad_send, vad_recv = trio.open_memory_channel[VadOutput](256)
+        events = self.bus.subscribe(4096)
         try:
             with self._scope:
                 async with trio.open_nursery() as actors:
@@ -262,7 +263,7 @@ class Session:
                             frame_ms=cfg.frame_ms,
                         ),
                     )
-                    await actors.start(self._guard, "events", self._forward_events)
+                    actors.start_soon(self._guard, "events", partial(self._forward_events, events))
                     self.bus.emit(
                         EventType.SESSION_STARTED,
                         input_rate=cfg.input_rate,
@@ -276,9 +277,14 @@ class Session:
         finally:
             self._ingress.close()
             self.end_reason = self.end_reason or "closed"
-            ended = self.bus.emit(EventType.SESSION_ENDED, reason=self.end_reason, **self.stats())
+            self.bus.emit(EventType.SESSION_ENDED, reason=self.end_reason, **self.stats())
+            events.close()
+            # The peer still gets what happened last (an error, the end), within a bound.
             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                await self._transport.send_event(ended)
+                try:
+                    await self._forward_events(events)
+                except Exception:  # the peer is gone; the trace still has everything
+                    pass
             if self._trace is not None:
                 self._trace.close()
             self.bus.close()
@@ -305,12 +311,14 @@ class Session:
                 pass
 
     async def _forward_events(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        events: Subscription[Event],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        with self.bus.subscribe(4096) as events:
-            task_status.started()
-            async for event in events:
-                await self._transport.send_event(event)
+        task_status.started()
+        async for event in events:
+            await self._transport.send_event(event)
 
 
 @asynccontextmanager

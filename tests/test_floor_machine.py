@@ -116,8 +116,9 @@ def test_confirm_policy_min_words_waits_for_partials() -> None:
 
 
 def test_false_interruption_resumes_after_timeout_without_transcript() -> None:
-    m = speaking_machine(InterruptionPolicy(mode="confirm", min_speech_ms=400,
-                                            resume_timeout_ms=1000))
+    m = speaking_machine(
+        InterruptionPolicy(mode="confirm", min_speech_ms=400, resume_timeout_ms=1000)
+    )
     m.speech_started(2.2, 2.1)
     m.speech_stopped(2.3)
     assert m.next_deadline() == pytest.approx(3.3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bargein.actors.vad import VadConfig, VadCore
-from bargein.runtime.messages import SpeechStarted, SpeechStopped
+from bargein.runtime.messages import SpeechStarted, SpeechStopped, VoiceActivity
 
 FRAME = 320  # 20 ms at 16 kHz
 
@@ -15,7 +15,7 @@ def run(core: VadCore, flags: str, level: float = -20.0) -> list[tuple[int, obje
     events = []
     for i, c in enumerate(flags):
         event = core.feed(c == "1", level, i * FRAME, FRAME)
-        if event is not None:
+        if isinstance(event, SpeechStarted | SpeechStopped):
             events.append((i, event))
     return events
 
@@ -66,3 +66,13 @@ def test_config_validation() -> None:
         VadConfig(aggressiveness=4)
     with pytest.raises(ValueError):
         VadConfig(stop_ms=0)
+
+
+def test_voice_pauses_inside_an_utterance_are_reported() -> None:
+    core = VadCore(VadConfig(start_ms=60, stop_ms=200), 16000, FRAME)
+    events = [core.feed(c == "1", -20.0, i * FRAME, FRAME) for i, c in enumerate("1110011000")]
+    assert [e for e in events if isinstance(e, VoiceActivity)] == [
+        VoiceActivity(False, 3 * 0.02),
+        VoiceActivity(True, 5 * 0.02),
+        VoiceActivity(False, 7 * 0.02),
+    ]

@@ -14,7 +14,7 @@ from bargein.engines.base import PlannerEngine, TtsEngine
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
 from bargein.runtime.history import History
-from bargein.runtime.messages import SpeechStarted, SpeechStopped, Transcript
+from bargein.runtime.messages import SpeechStarted, SpeechStopped, Transcript, VoiceActivity
 
 from .egress import AudioStarted, Egress
 from .floor_machine import (
@@ -48,6 +48,7 @@ class InputEnded:
 FloorInput = (
     SpeechStarted
     | SpeechStopped
+    | VoiceActivity
     | Transcript
     | TextInput
     | ClientInterrupt
@@ -109,6 +110,8 @@ class Floor:
                 return m.speech_started(now, now - (at - onset))
             case SpeechStopped():
                 return m.speech_stopped(now)
+            case VoiceActivity(active=active):
+                return m.voice(now, active)
             case Transcript(text=text, final=final):
                 return m.transcript(now, text, final)
             case TextInput(text=text):
@@ -151,7 +154,7 @@ class Floor:
                 case CancelTurn(turn=turn, reason=reason, onset=onset):
                     handle = self._turns[turn]
                     handle.reason = reason
-                    data = {"reason": reason}
+                    data: dict[str, object] = {"reason": reason}
                     if onset is not None:
                         data["onset"] = round(onset, 6)
                         data["detection_ms"] = round(1000 * (bus.now() - onset), 3)

@@ -84,6 +84,7 @@ class FloorMachine:
     def __init__(self, policy: InterruptionPolicy) -> None:
         self.policy = policy
         self.user_speaking = False
+        self._voiced = False  # within the user's utterance, is the voice on right now?
         self._next_turn = 1
         self._turn: _Turn | None = None
         self._overlap: _Overlap | None = None
@@ -118,14 +119,14 @@ class FloorMachine:
             return None
         if o.stopped_at is not None:
             return o.stopped_at + self.policy.resume_timeout_ms / 1000
-        if o.words >= self.policy.min_words:
+        if self._voiced and o.words >= self.policy.min_words:
             return o.onset + self.policy.min_speech_ms / 1000
         return None
 
     # -- inputs ------------------------------------------------------------------------------
 
     def speech_started(self, now: float, onset: float) -> list[Action]:
-        self.user_speaking = True
+        self.user_speaking = self._voiced = True
         t = self._turn
         if t is None or t.cancelled:
             return []
@@ -141,8 +142,13 @@ class FloorMachine:
         actions: list[Action] = [PauseOutput(t.id, onset)] if t.speaking else []
         return actions + self._confirm_if_due(now)
 
+    def voice(self, now: float, active: bool) -> list[Action]:
+        """The voice paused or resumed inside an utterance (before the VAD's hang-over ends)."""
+        self._voiced = active and self.user_speaking
+        return self._confirm_if_due(now) if self._voiced else []
+
     def speech_stopped(self, now: float) -> list[Action]:
-        self.user_speaking = False
+        self.user_speaking = self._voiced = False
         if self._overlap is not None:
             self._overlap.stopped_at = now
         return []
@@ -200,7 +206,7 @@ class FloorMachine:
 
     def input_ended(self, now: float) -> list[Action]:
         self._input_ended = True
-        self.user_speaking = False
+        self.user_speaking = self._voiced = False
         return self._maybe_start() + self._maybe_end()
 
     def tick(self, now: float) -> list[Action]:
@@ -217,7 +223,7 @@ class FloorMachine:
 
     def _confirm_if_due(self, now: float) -> list[Action]:
         o = self._overlap
-        if o is None or o.stopped_at is not None:
+        if o is None or o.stopped_at is not None or not self._voiced:
             return []
         long_enough = now - o.onset >= self.policy.min_speech_ms / 1000 - _EPSILON
         if long_enough and o.words >= self.policy.min_words:

@@ -49,9 +49,9 @@ class SentenceSplitter:
             return self._cut(m.end())
         words = self._buf.split()
         if len(words) >= self._clause_words:
-            m = _CLAUSE.search(self._buf)
-            if m is not None:
-                return self._cut(m.start() + 1)
+            clause = _CLAUSE.search(self._buf)
+            if clause is not None:
+                return self._cut(clause.start() + 1)
         if len(words) > self._max_words:
             return self._cut(self._buf.rindex(words[-1]))
         return None

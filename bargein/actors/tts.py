@@ -34,38 +34,51 @@ class TurnAudio:
         self._sentence = 0
         self._sentence_base = 0
         self._tokens: list[str] = []
-        self._starts: list[int] = []
+        self._next_token = 0
+        self._open: tuple[str, int] | None = None
 
     def begin_sentence(self, index: int, text: str) -> None:
         self._sentence = index
         self._sentence_base = self._in_total
         self._tokens = text.split()
-        self._starts = []
+        self._next_token = 0
+        self._open = None
 
     def push(self, chunk: TtsChunk) -> list[OutFrame]:
         for word in chunk.words:
             # Engines may split a token ("1984" → several words): extra starts are ignored, so the
             # marks always spell the sentence's own text.
-            if len(self._starts) < len(self._tokens):
-                self._starts.append(self._to_out(self._sentence_base + word.sample))
+            if self._next_token < len(self._tokens):
+                start = self._to_out(self._sentence_base + word.sample)
+                self._close_open(start, ends_sentence=False)
+                self._open = (self._tokens[self._next_token], start)
+                self._next_token += 1
         self._in_total += len(chunk.pcm)
         pcm = self._resampler.process_int16(chunk.pcm) if self._resampler else chunk.pcm
         return self._frames(self._framer.push(pcm))
 
     def end_sentence(self) -> None:
         end = self._to_out(self._in_total)
-        starts = self._starts or self._estimate_starts(end)
-        texts = self._tokens[: len(starts)]
-        if len(starts) < len(
-            self._tokens
-        ):  # fewer marks than words: the last mark carries the rest
-            texts[-1] = " ".join(self._tokens[len(starts) - 1 :])
-        bounds = [*starts[1:], end]
-        for i, (text, start, stop) in enumerate(zip(texts, starts, bounds, strict=True)):
-            self._ready.append(
-                WordMark(text, start, max(start, stop), self._sentence, i == len(texts) - 1)
-            )
+        if self._open is None:  # the engine gave no word marks: estimate them
+            starts = self._estimate_starts(end)
+            for i, (token, start) in enumerate(zip(self._tokens, starts, strict=True)):
+                self._close_open(start, ends_sentence=False)
+                self._open = (token, start)
+                self._next_token = i + 1
+        if self._open is not None and self._next_token < len(self._tokens):
+            # Fewer marks than words: the last mark carries the rest of the sentence.
+            rest = " ".join(self._tokens[self._next_token :])
+            self._open = (f"{self._open[0]} {rest}", self._open[1])
+        self._close_open(end, ends_sentence=True)
         self._tokens = []
+
+    def _close_open(self, end: int, *, ends_sentence: bool) -> None:
+        if self._open is not None:
+            text, start = self._open
+            self._ready.append(
+                WordMark(text, start, max(start, end), self._sentence, ends_sentence)
+            )
+            self._open = None
 
     def finish(self) -> list[OutFrame]:
         pcm: Int16Array = np.zeros(0, np.int16)

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import trio
 import webrtcvad
 
+from bargein.actors.floor import FloorInput
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
-from bargein.runtime.messages import AudioFrame, SpeechStarted, SpeechStopped
+from bargein.runtime.messages import AudioFrame, SpeechStarted, SpeechStopped, VoiceActivity
 
-SpeechEvent = SpeechStarted | SpeechStopped
+SpeechEvent = SpeechStarted | SpeechStopped | VoiceActivity
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +66,20 @@ class VadCore:
                 return SpeechStarted(onset=first / self.rate, at=end_t)
             return None
         if voiced:
+            resumed = self._silent_run > 0
             self._silent_run = 0
-            return None
-        if self._silent_run == 0:
-            self._silence_start = start
+            return VoiceActivity(True, start / self.rate) if resumed else None
         self._silent_run += 1
         if self._silent_run >= self._stop_frames:
+            if self._silent_run == 1:
+                self._silence_start = start
             return self._stop(end_t)
+        if self._silent_run == 1:
+            self._silence_start = start
+            return VoiceActivity(False, start / self.rate)
         return None
 
-    def end_of_input(self, at_sample: int) -> SpeechEvent | None:
+    def end_of_input(self, at_sample: int) -> SpeechStopped | None:
         """Input ended: an utterance still open stops where the audio stopped."""
         if not self.speaking:
             return None
@@ -103,7 +108,7 @@ async def run_vad(
     config: VadConfig,
     frames: trio.MemoryReceiveChannel[AudioFrame | EndOfInput],
     to_stt: trio.MemorySendChannel[VadOutput],
-    to_floor: trio.MemorySendChannel[SpeechEvent],
+    to_floor: trio.MemorySendChannel[FloorInput],
     bus: EventBus,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -115,9 +120,9 @@ async def run_vad(
     async with frames, to_stt, to_floor:
         async for frame in frames:
             if isinstance(frame, EndOfInput):
-                event = core.end_of_input(last_end) if core else None
-                if event is not None:
-                    await _report(event, to_stt, to_floor, bus)
+                stopped = core.end_of_input(last_end) if core else None
+                if stopped is not None:
+                    await _report(stopped, to_stt, to_floor, bus)
                 await to_stt.send(frame)
                 return
             if core is None:
@@ -127,14 +132,16 @@ async def run_vad(
             event = core.feed(flag, frame.level_dbfs, frame.start, len(frame.pcm))
             # Frames go first so STT's pre-roll holds the onset audio before it hears the onset.
             await to_stt.send(frame)
-            if event is not None:
+            if isinstance(event, VoiceActivity):
+                await to_floor.send(event)
+            elif event is not None:
                 await _report(event, to_stt, to_floor, bus)
 
 
 async def _report(
-    event: SpeechEvent,
+    event: SpeechStarted | SpeechStopped,
     to_stt: trio.MemorySendChannel[VadOutput],
-    to_floor: trio.MemorySendChannel[SpeechEvent],
+    to_floor: trio.MemorySendChannel[FloorInput],
     bus: EventBus,
 ) -> None:
     if isinstance(event, SpeechStarted):

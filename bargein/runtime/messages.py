@@ -41,6 +41,17 @@ class SpeechStopped:
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceActivity:
+    """Within an utterance, the voice paused (`active` False) or came back; `at` is media time.
+
+    The floor uses it to judge how long an interruption has really been speaking, which the
+    hang-over of `SpeechStopped` would otherwise hide."""
+
+    active: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Transcript:
     utterance: int
     text: str
