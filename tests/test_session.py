@@ -153,7 +153,7 @@ async def test_history_holds_only_what_was_sent(
     assert cancelled.data["sent_ms"] == pytest.approx(1000 * sent_samples / 16000)
     sent_words: list[str] = [w.text for _, f in transport.turn_frames(1) for w in f.words]
     assert heard == " ".join(sent_words)  # every heard word was sent whole
-    user1, assistant1, user2, assistant2 = session.messages
+    _, assistant1, user2, _ = session.messages
     assert (assistant1.content, assistant1.interrupted) == (heard, True)
     assert user2.content == "stop please"
     # The planner's second request carried the truncated reply, not the generated one.

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from bargein.actors.policy import InterruptionPolicy
 
-
 # Deadlines are sums of floats; a tick at the deadline must count as reaching it.
 _EPSILON = 1e-9
 

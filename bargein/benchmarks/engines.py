@@ -3,9 +3,8 @@
 STT (pocketsphinx) on the shared recordings, fed in 20 ms frames as the stt actor does:
 real-time factor, CPU seconds per audio second, the cost of one feed as seen from the event loop
 (thread mode: the await's latency and the loop thread's own CPU; inline mode: the decode on the
-loop),
-the final's latency and the word error rate where a reference exists. TTS (espeak-ng): real-time
-factor and time to first audio per sentence. Model loading is reported apart, not mixed in.
+loop), the final's latency and the word error rate where a reference exists. TTS (espeak-ng):
+real-time factor and time to first audio per sentence. Model loading is reported apart.
 
 The result is one JSON object with a key per section; `voice_to_voice` is a hook for the
 end-to-end figure, to be filled once the session runtime lands.

@@ -22,6 +22,14 @@ from bargein.dsp.pcm import float32_to_pcm16, pcm16_to_float32
 _BLOCK = 1 << 15
 
 
+_F32 = np.dtype(np.float32)
+
+
+def _kernel_ready(x: NDArray[np.float32]) -> bool:
+    flags = x.flags
+    return bool(x.ndim == 1 and flags.c_contiguous and flags.writeable)
+
+
 def _as_f32(x: NDArray[np.float32]) -> NDArray[np.float32]:
     """A 1-D, C-contiguous, writeable float32 array: the one type the kernel is compiled for."""
     if not (
@@ -48,12 +56,17 @@ class Resampler:
     __slots__ = (
         "_buf",
         "_design",
+        "_down",
         "_hist",
+        "_identity",
+        "_kernel",
         "_n_in",
         "_n_out",
+        "_room",
         "_sched",
         "_state",
         "_table",
+        "_up",
         "delay_ms",
         "in_rate",
         "out_rate",
@@ -67,8 +80,16 @@ class Resampler:
         self.delay_ms: float = d.delay_s * 1e3
         self._table = polyphase_table(d) if not d.identity else np.zeros((1, 1), np.float32)
         self._sched = schedule(d)
+        self._up = d.up
+        self._down = d.down
+        self._identity = d.identity
+        # Both kernels give the same samples to float rounding; which one runs depends only on
+        # the ratio, so a given resampler's output never depends on chunking.
+        self._kernel = _kernels.upsample_block if d.down == 1 else _kernels.resample_block
         self._hist = int(self._table.shape[1]) - 1
-        self._buf = np.zeros(self._hist + 1024, np.float32)
+        # Identity never touches the kernel: room -1 routes every chunk to the slow path.
+        self._room = -1 if d.identity else 4096
+        self._buf = np.zeros(self._hist + max(self._room, 0), np.float32)
         self._state = np.zeros(2, np.int64)
         self._n_in = 0  # input samples consumed since the last reset
         self._n_out = 0  # output samples emitted since the last reset
@@ -97,40 +118,48 @@ class Resampler:
         self._n_in = 0
         self._n_out = 0
 
-    def _outputs_after(self, n_in: int) -> int:
-        d = self._design
-        return -((-n_in * d.up) // d.down)
-
     def process(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """Consume a chunk (any length, including 0); return every output now computable."""
-        x = _as_f32(x)
-        c = int(x.shape[0])
-        if self._design.identity:
-            self._n_in += c
-            self._n_out += c
-            return x.copy()
-        n_total = self._outputs_after(self._n_in + c)
-        out = np.empty(n_total - self._n_out, np.float32)
-        if c <= _BLOCK:
-            self._run(x, out)
-        else:
-            written = 0
-            for start in range(0, c, _BLOCK):
-                block = x[start : start + _BLOCK]
-                n = self._outputs_after(self._n_in + block.shape[0]) - self._n_out
-                self._run(block, out[written : written + n])
-                written += n
+        # Hot path: a handful of attribute reads, one allocation, one kernel call.
+        if type(x) is not np.ndarray or x.dtype != _F32 or not _kernel_ready(x):
+            x = _as_f32(x)
+        c = x.shape[0]
+        n_in = self._n_in + c
+        n_total = -((-n_in * self._up) // self._down)
+        out = np.empty(n_total - self._n_out, _F32)
+        if c > self._room:
+            if self._identity:
+                self._n_in = self._n_out = n_in
+                out[:] = x
+                return out
+            self._run_blocks(x, out)
+            return out
+        self._kernel(self._table, self._buf, x, out, self._state, self._sched)
+        self._n_in = n_in
+        self._n_out = n_total
         return out
 
-    def _run(self, x: NDArray[np.float32], out: NDArray[np.float32]) -> None:
+    def _run_blocks(self, x: NDArray[np.float32], out: NDArray[np.float32]) -> None:
+        """A chunk larger than the buffer: grow it up to _BLOCK, cut bigger chunks in blocks."""
         c = int(x.shape[0])
-        if self._buf.shape[0] < self._hist + c:
-            grown = np.zeros(self._hist + max(c, 2 * self._buf.shape[0]), np.float32)
-            grown[: self._hist] = self._buf[: self._hist]
-            self._buf = grown
-        _kernels.resample_block(self._table, self._buf, x, out, self._state, self._sched)
-        self._n_in += c
-        self._n_out += int(out.shape[0])
+        size = self._hist + min(max(c, 2 * self._room), _BLOCK)
+        grown = np.zeros(size, _F32)
+        grown[: self._hist] = self._buf[: self._hist]
+        self._buf = grown
+        self._room = size - self._hist
+        written = 0
+        for start in range(0, c, self._room):
+            block = x[start : start + self._room]
+            n_in = self._n_in + block.shape[0]
+            n_total = -((-n_in * self._up) // self._down)
+            n = n_total - self._n_out
+            self._kernel(
+                self._table, self._buf, block, out[written : written + n], self._state,
+                self._sched,
+            )
+            written += n
+            self._n_in = n_in
+            self._n_out = n_total
 
     def flush(self) -> NDArray[np.float32]:
         """End of stream: return the filter's tail (the rest of the full convolution), then reset.
@@ -138,7 +167,7 @@ class Resampler:
         Safe to call at any time; with no input since the last reset it returns an empty array.
         """
         d = self._design
-        if d.identity or self._n_in == 0:
+        if self._identity or self._n_in == 0:
             self.reset()
             return np.zeros(0, np.float32)
         # Total length of the full convolution; depends only on n_in.

@@ -92,6 +92,7 @@ class ErrorCode(enum.StrEnum):
     SERVER_BUSY = "server_busy"
     SLOW_CONSUMER = "slow_consumer"
     SESSION_FAILED = "session_failed"
+    ENGINE_ERROR = "engine_error"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
 
