@@ -59,43 +59,72 @@ def resample_block_py(
     return n
 
 
-def upsample_block_py(
+def phase_block_py(
     table: F32, buf: F32, x: F32, out: F32, state: I64, sched: I64
 ) -> int:
-    """Integer upsampling (``down == 1``), same contract and result layout as resample_block.
+    """Small-``up`` ratios (48k->16k, 8k->16k, 24k->16k, ...): same contract as resample_block.
 
-    With down == 1 every call starts on phase 0 and input i yields outputs ``up*i + p``, all
-    windows ending at i. So each phase is a plain FIR over the chunk, vectorized across outputs:
-    every output is still one sequential sum over the taps (no reassociation needed), and four
-    taps per pass keep the accumulator traffic down.
+    Outputs ``n0+m, n0+m+up, ...`` (one class per phase) share their taps and their windows
+    step by ``down`` inputs. Deinterleaving the buffer into ``down`` streams makes each class a
+    plain FIR over contiguous data, vectorized across outputs; every output stays one sequential
+    sum over the taps (no reassociation), four taps per pass to cut accumulator traffic.
     """
     kp = table.shape[1]
     hist = kp - 1
     c = x.shape[0]
     up = table.shape[0]
+    down = sched[1, 0] * up + sched[0, 0]  # phase 0 steps to (down % up, down // up)
     buf[hist : hist + c] = x
-    acc = np.empty(c, np.float32)
-    for p in range(up):
-        h = table[p]
-        acc[:] = 0.0
+    total = hist + c
+    if down == 1:
+        streams = buf[:total].reshape((1, total))  # already one contiguous stream
+    else:
+        streams = np.empty((down, (total + down - 1) // down), np.float32)
+        for r in range(down):
+            row = streams[r]
+            for j in range((total - r + down - 1) // down):
+                row[j] = buf[r + down * j]
+    rel = state[0]
+    p = state[1]
+    acc = np.empty((c + down - 1) // down + 1, np.float32)
+    n = 0
+    m_rel = rel
+    m_p = p
+    for m in range(up):
+        if m_rel >= c:
+            break  # later classes start even later
+        tc = (c - m_rel + down - 1) // down
+        h = table[m_p]
+        a = acc[:tc]
+        a[:] = 0.0
         for k in range(0, kp, 4):
+            i0 = m_rel + k
+            s0 = streams[i0 % down, i0 // down : i0 // down + tc]
+            s1 = streams[(i0 + 1) % down, (i0 + 1) // down : (i0 + 1) // down + tc]
+            s2 = streams[(i0 + 2) % down, (i0 + 2) // down : (i0 + 2) // down + tc]
+            s3 = streams[(i0 + 3) % down, (i0 + 3) // down : (i0 + 3) // down + tc]
             c0 = h[k]
             c1 = h[k + 1]
             c2 = h[k + 2]
             c3 = h[k + 3]
-            b0 = buf[k : k + c]
-            b1 = buf[k + 1 : k + 1 + c]
-            b2 = buf[k + 2 : k + 2 + c]
-            b3 = buf[k + 3 : k + 3 + c]
-            for i in range(c):
-                acc[i] = (((acc[i] + c0 * b0[i]) + c1 * b1[i]) + c2 * b2[i]) + c3 * b3[i]
-        for i in range(c):
-            out[up * i + p] = acc[i]
+            for t in range(tc):
+                a[t] = (((a[t] + c0 * s0[t]) + c1 * s1[t]) + c2 * s2[t]) + c3 * s3[t]
+        for t in range(tc):
+            out[m + up * t] = a[t]
+        n += tc
+        m_rel += sched[1, m_p]
+        m_p = sched[0, m_p]
+    # Advance the state by n outputs: whole periods of `up` outputs move `down` inputs.
+    q = n // up
+    rel += q * down
+    for _ in range(n - q * up):
+        rel += sched[1, p]
+        p = sched[0, p]
     for i in range(hist):
         buf[i] = buf[c + i]
-    state[0] = 0
-    state[1] = 0
-    return up * c
+    state[0] = rel - c
+    state[1] = p
+    return n
 
 
 def sum_squares_i16_py(x: I16) -> float:
@@ -111,13 +140,13 @@ resample_block: Callable[[F32, F32, F32, F32, I64, I64], int] = numba.njit(
     cache=True, nogil=True, fastmath=_FASTMATH
 )(resample_block_py)
 
-upsample_block: Callable[[F32, F32, F32, F32, I64, I64], int] = numba.njit(
+phase_block: Callable[[F32, F32, F32, F32, I64, I64], int] = numba.njit(
     cache=True, nogil=True
-)(upsample_block_py)
+)(phase_block_py)
 
 sum_squares_i16: Callable[[I16], float] = numba.njit(cache=True, nogil=True)(
     sum_squares_i16_py
 )
 
 # Everything warm_up() must compile or load, with one call each of the canonical types.
-DISPATCHERS: tuple[object, ...] = (resample_block, upsample_block, sum_squares_i16)
+DISPATCHERS: tuple[object, ...] = (resample_block, phase_block, sum_squares_i16)

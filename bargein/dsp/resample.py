@@ -20,6 +20,8 @@ from bargein.dsp.pcm import float32_to_pcm16, pcm16_to_float32
 # Chunks larger than this are cut into blocks, so the history buffer stays small. The split is
 # invisible in the output: chunking never changes a sample.
 _BLOCK = 1 << 15
+# Ratios with at most this many phases run the output-vectorized kernel (see _kernels).
+_SMALL_UP = 4
 
 
 _F32 = np.dtype(np.float32)
@@ -85,7 +87,8 @@ class Resampler:
         self._identity = d.identity
         # Both kernels give the same samples to float rounding; which one runs depends only on
         # the ratio, so a given resampler's output never depends on chunking.
-        self._kernel = _kernels.upsample_block if d.down == 1 else _kernels.resample_block
+        small = d.up <= _SMALL_UP
+        self._kernel = _kernels.phase_block if small else _kernels.resample_block
         self._hist = int(self._table.shape[1]) - 1
         # Identity never touches the kernel: room -1 routes every chunk to the slow path.
         self._room = -1 if d.identity else 4096

@@ -28,7 +28,7 @@ def warm_up() -> float:
     state = np.zeros(2, np.int64)
     sched = np.array([[0], [1]], np.int64)
     _kernels.resample_block(table, buf, x, out, state, sched)
-    _kernels.upsample_block(table, buf, x, out, state, sched)
+    _kernels.phase_block(table, buf, x, out, state, sched)
     _kernels.sum_squares_i16(np.zeros(4, np.int16))
     for in_rate, out_rate in COMMON_CONVERSIONS:
         polyphase_table(design(in_rate, out_rate))
