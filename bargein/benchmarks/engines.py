@@ -183,6 +183,7 @@ def tts_sentences() -> list[str]:
 
 async def bench_tts(sentences: Sequence[str], repeat: int) -> dict[str, Any]:
     tts = EspeakTts()
+    await trio.lowlevel.checkpoint()
     tts.synthesize_sync("Warm up.")  # the voice load is a one-off, not per sentence
     first_audio: list[float] = []
     synth: list[float] = []

@@ -243,6 +243,7 @@ class LocalPlanner:
         self._tokens_per_second = tokens_per_second
 
     async def respond(self, request: PlanRequest, out: trio.MemorySendChannel[PlanOutput]) -> None:
+        await trio.lowlevel.checkpoint()  # a trio async function always checkpoints
         reply = self.reply(request.messages)
         delay = 1.0 / self._tokens_per_second if self._tokens_per_second else 0.0
         # One delta per word with its leading whitespace, so the deltas concatenate to the reply.

@@ -119,6 +119,7 @@ class SphinxStt:
 
     async def warm(self, decoders: int = 1) -> None:
         """Load ``decoders`` decoders into the idle pool now (and surface config errors early)."""
+        await trio.lowlevel.checkpoint()
         made = [await run_cpu(self._pool.acquire) for _ in range(decoders)]
         for decoder in made:
             self._pool.release(decoder)
@@ -215,6 +216,7 @@ class SphinxRecognizer:
         if pcm.dtype != np.int16 or pcm.ndim != 1:
             raise ValueError(f"expected mono int16 PCM, got {pcm.dtype} with shape {pcm.shape}")
         if len(pcm) == 0:
+            await trio.lowlevel.checkpoint()
             return None
         data = pcm.astype("<i2", copy=False).tobytes()
         partial = await run_cpu(self._process, data)
