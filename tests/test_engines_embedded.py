@@ -117,6 +117,27 @@ async def test_recognizer_rejects_misuse(dictation: SphinxStt) -> None:
         await recognizer.start_utterance()
 
 
+async def test_recognizer_survives_cancellation(dictation: SphinxStt) -> None:
+    pcm = goforward()
+    recognizer = dictation.recognizer()
+    await recognizer.start_utterance()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await recognizer.feed(pcm[:FRAME])
+    assert scope.cancelled_caught
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await recognizer.end_utterance()
+    # Whatever the cancellation interrupted, the next utterance starts clean and works.
+    for i in range(0, len(pcm), FRAME):
+        await recognizer.feed(pcm[i : i + FRAME])  # still the open utterance
+    await recognizer.start_utterance()  # abandons it
+    for i in range(0, len(pcm), FRAME):
+        await recognizer.feed(pcm[i : i + FRAME])
+    assert "forward" in (await recognizer.end_utterance()).split()
+    await recognizer.aclose()
+
+
 async def test_decoders_are_pooled_across_recognizers() -> None:
     stt = SphinxStt(keyphrases=["forward"])
     first = stt.recognizer()
@@ -287,6 +308,25 @@ async def test_concurrent_sessions_with_different_voices_do_not_mix() -> None:
     for (i, _), chunks in results.items():
         assert sum(len(c.pcm) for c in chunks) == pytest.approx(expected[i], rel=0.01)
         assert [w.text for c in chunks for w in c.words] == sentence.split()
+
+
+async def test_barge_in_mid_sentence_releases_espeak() -> None:
+    tts = EspeakTts()
+    send, receive = trio.open_memory_channel[TtsChunk](0)
+    got: list[TtsChunk] = []
+    async with trio.open_nursery() as nursery:
+
+        async def speak() -> None:
+            async with send:
+                await tts.synthesize(" ".join(STORY[:2]), send)
+
+        nursery.start_soon(speak)
+        got.append(await receive.receive())
+        nursery.cancel_scope.cancel()  # the turn is cancelled while audio is still queued
+    assert len(got) == 1
+    # espeak's lock was released: the next sentence (from another task) synthesizes fine.
+    chunks = await synthesize(tts, "Still speaking.")
+    assert [w.text for c in chunks for w in c.words] == ["Still", "speaking."]
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n", "...", "?"])
