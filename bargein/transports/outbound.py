@@ -1,0 +1,120 @@
+"""A connection's outbound frames: bounded, never blocking the session that fills it.
+
+Audio and control frames have different policies. Audio is paced in real time by the session, so
+when the peer falls behind the oldest audio is the least useful: it is dropped first, counted.
+Control frames (events, errors, `clear`) are small and each one matters, so they are never
+dropped to make room; if even they pile up past `max_control`, the peer is not reading at all
+and the queue fails (`failed` is set) so the connection can be closed as a slow consumer.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import trio
+
+Frame = str | bytes
+
+
+@dataclass(slots=True)
+class _Item:
+    frame: Frame
+    turn: int | None  # set for audio frames only
+
+
+@dataclass(slots=True)
+class OutboundStats:
+    queued_audio: int = 0
+    queued_control: int = 0
+    dropped_audio: int = 0  # oldest audio dropped because the peer fell behind
+    flushed_audio: int = 0  # queued audio of a cleared (barged-in) turn, never sent
+    dropped_control: int = 0  # after failure or close
+    sent_frames: int = 0
+    sent_bytes: int = 0
+
+
+class OutboundQueue:
+    def __init__(self, *, max_audio: int, max_control: int) -> None:
+        if max_audio < 1 or max_control < 1:
+            raise ValueError("queue limits must be >= 1")
+        self.max_audio = max_audio
+        self.max_control = max_control
+        self.stats = OutboundStats()
+        self.failed = trio.Event()
+        self._items: deque[_Item] = deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put_control(self, frame: Frame, *, urgent: bool = False) -> bool:
+        """Queue a control frame (`urgent` ones jump the queue); False if it was not queued."""
+        if self._closed or self.failed.is_set():
+            self.stats.dropped_control += 1
+            return False
+        if self.stats.queued_control >= self.max_control:
+            self.stats.dropped_control += 1
+            self.failed.set()
+            return False
+        item = _Item(frame, None)
+        if urgent:
+            self._items.appendleft(item)
+        else:
+            self._items.append(item)
+        self.stats.queued_control += 1
+        self._lot.unpark()
+        return True
+
+    def put_audio(self, frame: bytes, turn: int) -> bool:
+        """Queue an audio frame; when full, drop the oldest queued audio first. False if dropped."""
+        if self._closed or self.failed.is_set():
+            self.stats.dropped_audio += 1
+            return False
+        kept = True
+        if self.stats.queued_audio >= self.max_audio:
+            for i, old in enumerate(self._items):
+                if old.turn is not None:
+                    del self._items[i]
+                    break
+            self.stats.queued_audio -= 1
+            self.stats.dropped_audio += 1
+            kept = False
+        self._items.append(_Item(frame, turn))
+        self.stats.queued_audio += 1
+        self._lot.unpark()
+        return kept
+
+    def flush_turn(self, turn: int) -> int:
+        """Remove queued audio of `turn` (barge-in: it must not play); return how many frames."""
+        before = len(self._items)
+        self._items = deque(item for item in self._items if item.turn != turn)
+        removed = before - len(self._items)
+        self.stats.queued_audio -= removed
+        self.stats.flushed_audio += removed
+        return removed
+
+    async def get(self) -> Frame:
+        """Next frame to write; raises `trio.EndOfChannel` once closed and drained."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._items:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._lot.park()
+        item = self._items.popleft()
+        if item.turn is None:
+            self.stats.queued_control -= 1
+        else:
+            self.stats.queued_audio -= 1
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return item.frame
+
+    def close(self) -> None:
+        """Accept nothing more; the writer drains what is queued, then sees `EndOfChannel`."""
+        self._closed = True
+        self._lot.unpark_all()

@@ -1,0 +1,457 @@
+"""One voice session per WebSocket: frames → codec → `Session.push_*`, session → codec → frames.
+
+`WebSocketTransport` is the session's outbound edge (`bargein.runtime.transport.Transport`). It
+never blocks the session: it encodes each frame and puts it on its own bounded `OutboundQueue`,
+and a writer task moves frames to the socket. A peer that stops reading first loses old audio
+(counted), and is dropped as a `slow_consumer` once one write has been stuck for
+`stall_timeout` seconds or its control backlog is full.
+
+`SessionServer` owns what is shared across connections: the engines factory, the event hub, the
+session limit, the conversations that can be resumed, and the counters `/healthz` reports.
+It works with any object that has quart's websocket methods (`accept`, `receive`, `send`,
+`close`), which is how the tests drive it without a server too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from bargein.engines.base import Engines
+from bargein.runtime.bus import EventHub
+from bargein.runtime.events import Event, EventType
+from bargein.runtime.history import ChatMessage
+from bargein.runtime.messages import OutFrame
+from bargein.session import Session, SessionConfig, open_session
+from bargein.transports.mapping import event_to_message, words_message
+from bargein.transports.outbound import Frame, OutboundQueue, OutboundStats
+from bargein.transports.protocol import (
+    AudioEnd,
+    AudioIn,
+    AudioOut,
+    Clear,
+    ErrorCode,
+    ErrorMessage,
+    Interrupt,
+    LocalProtocolError,
+    OptionValue,
+    Playback,
+    RemoteProtocolError,
+    ServerMessage,
+    ServerProtocol,
+    SessionStart,
+    SessionStarted,
+    Text,
+    max_audio_bytes,
+)
+
+log = logging.getLogger("bargein.transports")
+
+EnginesFactory = Callable[[Mapping[str, OptionValue]], Engines]
+
+
+class WebSocketLike(Protocol):
+    async def accept(self) -> None: ...
+
+    async def receive(self) -> str | bytes: ...
+
+    async def send(self, data: str | bytes) -> None: ...
+
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+class SlowConsumer(Exception):
+    """The peer stopped reading: a write was stuck too long or the control backlog filled."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    # 5 s of 20 ms audio frames may wait for a slow peer; older ones are dropped first.
+    max_audio_frames: int = 250
+    # Control frames are never dropped to make room; this many waiting means nobody reads.
+    max_control_frames: int = 2000
+    # One write stuck this long (the peer's TCP window stayed shut) ends the connection.
+    stall_timeout: float = 5.0
+    # Time to send `session.start` after connecting.
+    handshake_timeout: float = 10.0
+    # Bound on flushing queued frames and the close handshake when a connection ends.
+    close_timeout: float = 2.0
+    max_rejections: int = 100
+
+
+class WebSocketTransport:
+    """The session's `Transport` over one WebSocket, with its own bounded outbound queue."""
+
+    def __init__(self, protocol: ServerProtocol, limits: ConnectionLimits) -> None:
+        self.protocol = protocol
+        self.limits = limits
+        self.queue = OutboundQueue(
+            max_audio=limits.max_audio_frames, max_control=limits.max_control_frames
+        )
+        self.local_errors = 0
+        # Rejections we reported to the client already: the session's `input_rejected` events
+        # for them must not produce a second error frame.
+        self._reported: Counter[str] = Counter()
+        self._drained = trio.Event()
+
+    @property
+    def stats(self) -> OutboundStats:
+        return self.queue.stats
+
+    # -- Transport ----------------------------------------------------------------------------
+
+    async def send_audio(self, frame: OutFrame) -> None:
+        words = words_message(frame)
+        if words is not None:
+            self.send_message(words)
+        data = self._encode(AudioOut(frame.turn, frame.start, frame.pcm))
+        if data is not None:
+            assert isinstance(data, bytes)
+            self.queue.put_audio(data, frame.turn)
+        await trio.lowlevel.checkpoint()
+
+    async def send_clear(self, turn: int) -> None:
+        # Queued audio of the turn must not reach the peer at all; the clear jumps the queue so
+        # the peer flushes what it already holds as soon as possible.
+        self.queue.flush_turn(turn)
+        data = self._encode(Clear(turn))
+        if data is not None:
+            self.queue.put_control(data, urgent=True)
+        await trio.lowlevel.checkpoint()
+
+    async def send_event(self, event: Event) -> None:
+        if event.type is EventType.INPUT_REJECTED:
+            code = str(event.data.get("code", ""))
+            if self._reported[code] > 0:
+                self._reported[code] -= 1
+            else:
+                self.send_message(
+                    ErrorMessage(
+                        code if code.isidentifier() and code.islower() else "rejected",
+                        str(event.data.get("detail", ""))[:2000] or code,
+                    )
+                )
+        else:
+            message = event_to_message(event)
+            if message is not None:
+                self.send_message(message)
+        await trio.lowlevel.checkpoint()
+
+    # -- used by the connection handler -------------------------------------------------------
+
+    def send_message(self, message: ServerMessage) -> None:
+        """Queue a control message (sync, never blocks)."""
+        data = self._encode(message)
+        if data is not None:
+            self.queue.put_control(data, urgent=isinstance(message, ErrorMessage) and message.fatal)
+
+    def report_rejection(self, error: RemoteProtocolError) -> None:
+        self._reported[error.code.value] += 1
+        self.send_message(self.protocol.error_message(error))
+
+    def _encode(self, message: ServerMessage) -> Frame | None:
+        try:
+            return self.protocol.send(message)
+        except LocalProtocolError as exc:
+            # Our bug, not the peer's: log it and keep the session going without that frame.
+            self.local_errors += 1
+            if exc.code is not ErrorCode.CLOSED:
+                log.error("not sending %s: %s", message.TYPE, exc)
+            return None
+
+    def close(self) -> None:
+        """No more frames; the writer sends what is queued and returns."""
+        self.queue.close()
+
+    async def wait_drained(self) -> None:
+        await self._drained.wait()
+
+    async def run_writer(
+        self,
+        send: Callable[[Frame], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Move queued frames to the socket until closed and drained; raise `SlowConsumer` when
+        the peer stops reading."""
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_backlog)
+            try:
+                while True:
+                    try:
+                        frame = await self.queue.get()
+                    except trio.EndOfChannel:
+                        break
+                    with trio.move_on_after(self.limits.stall_timeout) as stuck:
+                        await send(frame)
+                    if stuck.cancelled_caught:
+                        raise SlowConsumer(f"a write was stuck for {self.limits.stall_timeout} s")
+                    self.stats.sent_frames += 1
+                    self.stats.sent_bytes += len(frame)
+            finally:
+                self._drained.set()
+            nursery.cancel_scope.cancel()
+
+    async def _watch_backlog(self) -> None:
+        await self.queue.failed.wait()
+        raise SlowConsumer(f"{self.limits.max_control_frames} control frames unread")
+
+
+# ------------------------------------------------------------------------------- the server
+
+
+def default_session_config(start: SessionStart, session_id: str) -> SessionConfig:
+    return SessionConfig(
+        input_rate=start.sample_rate,
+        output_rate=start.output_rate or start.sample_rate,
+        session_id=session_id,
+        # A little audio in flight absorbs network jitter; `clear` flushes it on barge-in.
+        egress_lead_ms=60,
+    )
+
+
+@dataclass(slots=True)
+class ServerStats:
+    connections: int = 0
+    sessions_started: int = 0
+    sessions_resumed: int = 0
+    slow_consumers: int = 0
+    handshake_timeouts: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[str] = field(default_factory=Counter)
+    dropped_audio_frames: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["refused"] = dict(self.refused)
+        out["rejections"] = dict(self.rejections)
+        return out
+
+
+class SessionServer:
+    """Serves voice sessions over WebSockets; one `handle(ws)` call per connection."""
+
+    def __init__(
+        self,
+        engines_factory: EnginesFactory,
+        *,
+        hub: EventHub | None = None,
+        token: str | None = None,
+        max_sessions: int = 32,
+        remembered_conversations: int = 256,
+        limits: ConnectionLimits | None = None,
+        session_config: Callable[[SessionStart, str], SessionConfig] = default_session_config,
+    ) -> None:
+        self.engines_factory = engines_factory
+        self.hub = hub if hub is not None else EventHub()
+        self.token = token
+        self.max_sessions = max_sessions
+        self.limits = limits or ConnectionLimits()
+        self.session_config = session_config
+        self.sessions: dict[str, Session] = {}
+        self._starting: set[str] = set()
+        self.stats = ServerStats()
+        self.shutting_down = trio.Event()
+        # Heard histories of ended sessions, for `session.start` with `session_id`.
+        self._conversations: OrderedDict[str, tuple[ChatMessage, ...]] = OrderedDict()
+        self._remembered = remembered_conversations
+
+    def shutdown(self) -> None:
+        """Tell every connection to end its session (with a `shutting_down` error)."""
+        self.shutting_down.set()
+
+    async def handle(self, ws: WebSocketLike) -> None:
+        """Serve one connection until the session ends, the peer leaves or misbehaves."""
+        self.stats.connections += 1
+        protocol = ServerProtocol(max_rejections=self.limits.max_rejections)
+        transport = WebSocketTransport(protocol, self.limits)
+        await ws.accept()
+        close_code = 1000
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(transport.run_writer, ws.send)
+                await self._converse(ws, protocol, transport)
+                transport.close()
+                with trio.move_on_after(self.limits.close_timeout):
+                    await transport.wait_drained()
+                nursery.cancel_scope.cancel()
+        except* SlowConsumer as group:
+            self.stats.slow_consumers += 1
+            close_code = 1008
+            log.info("closing a slow consumer: %s", group.exceptions[0])
+        finally:
+            self.stats.rejections.update(protocol.rejections)
+            self.stats.dropped_audio_frames += transport.stats.dropped_audio
+        # Bounded and shielded: the peer may be gone or not reading, and we may be cancelled.
+        with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
+            try:
+                await ws.close(close_code, "slow consumer" if close_code == 1008 else "")
+            except Exception as exc:  # the peer is gone already: nothing left to tell it
+                log.debug("websocket close failed: %r", exc)
+
+    async def _handshake(
+        self, ws: WebSocketLike, protocol: ServerProtocol, transport: WebSocketTransport
+    ) -> SessionStart | None:
+        """Read frames until a valid `session.start`; reject anything else (not fatal)."""
+        with trio.move_on_after(self.limits.handshake_timeout):
+            while True:
+                frame = await ws.receive()
+                try:
+                    message = protocol.receive(frame)
+                except RemoteProtocolError as error:
+                    transport.report_rejection(error)
+                    if error.fatal:
+                        return None
+                    continue
+                assert isinstance(message, SessionStart)  # the codec allows nothing else yet
+                return message
+        self.stats.handshake_timeouts += 1
+        transport.send_message(
+            ErrorMessage(ErrorCode.NOT_STARTED.value, "no 'session.start' in time", fatal=True)
+        )
+        return None
+
+    def _refuse(self, transport: WebSocketTransport, code: ErrorCode, message: str) -> None:
+        self.stats.refused[code.value] += 1
+        transport.send_message(ErrorMessage(code.value, message, fatal=True))
+
+    async def _converse(
+        self, ws: WebSocketLike, protocol: ServerProtocol, transport: WebSocketTransport
+    ) -> None:
+        start = await self._handshake(ws, protocol, transport)
+        if start is None:
+            return
+        if self.token is not None and not (
+            start.token is not None and secrets.compare_digest(start.token, self.token)
+        ):
+            self._refuse(transport, ErrorCode.UNAUTHORIZED, "a valid 'token' is required")
+            return
+        if self.shutting_down.is_set():
+            self._refuse(transport, ErrorCode.SHUTTING_DOWN, "the server is stopping")
+            return
+        if len(self.sessions) + len(self._starting) >= self.max_sessions:
+            self._refuse(transport, ErrorCode.SERVER_BUSY, f"{self.max_sessions} sessions running")
+            return
+        try:
+            engines = self.engines_factory(start.options)
+        except (TypeError, ValueError) as exc:
+            self._refuse(transport, ErrorCode.BAD_FIELD, f"options: {exc}")
+            return
+        session_id, history = self._resume(start, transport)
+        config = self.session_config(start, session_id)
+        # Sent before the session exists, so it precedes every event of the session.
+        transport.send_message(
+            SessionStarted(
+                session_id=session_id,
+                sample_rate=config.input_rate,
+                output_rate=config.output_rate,
+                max_audio_bytes=max_audio_bytes(config.input_rate),
+                resumed=bool(history),
+                t=0.0,
+            )
+        )
+        self._starting.add(session_id)
+        session: Session | None = None
+        try:
+            async with open_session(config, engines, transport, hub=self.hub) as session:
+                self._starting.discard(session_id)
+                self.sessions[session_id] = session
+                self.stats.sessions_started += 1
+                for message in history:
+                    if message.role == "user":
+                        session.history.add_user(message.content)
+                    elif message.role == "assistant":
+                        session.history.add_assistant(
+                            message.content, interrupted=message.interrupted
+                        )
+                # Rejections before the session existed still belong to its record.
+                for code, count in protocol.rejections.items():
+                    for _ in range(count):
+                        session.reject(code, "before session.start")
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read, ws, protocol, transport, session)
+                    nursery.start_soon(self._stop_on_shutdown, transport, session)
+                    await session.wait_ended()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._starting.discard(session_id)
+            self.sessions.pop(session_id, None)
+            if session is not None:
+                self._remember(session_id, session.messages)
+
+    def _resume(
+        self, start: SessionStart, transport: WebSocketTransport
+    ) -> tuple[str, tuple[ChatMessage, ...]]:
+        if start.session_id is None:
+            return secrets.token_urlsafe(9), ()
+        if start.session_id in self.sessions or start.session_id in self._starting:
+            transport.send_message(
+                ErrorMessage(
+                    ErrorCode.UNKNOWN_SESSION.value,
+                    f"session {start.session_id} is still running; starting a new one",
+                )
+            )
+            return secrets.token_urlsafe(9), ()
+        history = self._conversations.pop(start.session_id, None)
+        if history is None:
+            transport.send_message(
+                ErrorMessage(
+                    ErrorCode.UNKNOWN_SESSION.value,
+                    f"no conversation {start.session_id} to resume; starting a new one",
+                )
+            )
+            return secrets.token_urlsafe(9), ()
+        self.stats.sessions_resumed += 1
+        return start.session_id, history
+
+    def _remember(self, session_id: str, messages: tuple[ChatMessage, ...]) -> None:
+        if not any(m.role != "system" for m in messages):
+            return
+        self._conversations[session_id] = tuple(m for m in messages if m.role != "system")
+        self._conversations.move_to_end(session_id)
+        while len(self._conversations) > self._remembered:
+            self._conversations.popitem(last=False)
+
+    async def _read(
+        self,
+        ws: WebSocketLike,
+        protocol: ServerProtocol,
+        transport: WebSocketTransport,
+        session: Session,
+    ) -> None:
+        while True:
+            frame = await ws.receive()
+            try:
+                message = protocol.receive(frame)
+            except RemoteProtocolError as error:
+                transport.report_rejection(error)
+                session.reject(error.code.value, error.message)
+                if error.fatal:
+                    session.close("protocol_error")
+                    return
+                continue
+            if isinstance(message, AudioIn):
+                session.push_audio(message.pcm)
+            elif isinstance(message, Playback):
+                session.report_playback(message.turn, message.played_samples)
+            elif isinstance(message, Text):
+                session.push_text(message.text)
+            elif isinstance(message, Interrupt):
+                session.interrupt()
+            elif isinstance(message, AudioEnd):
+                session.end_input()
+
+    async def _stop_on_shutdown(self, transport: WebSocketTransport, session: Session) -> None:
+        await self.shutting_down.wait()
+        transport.send_message(
+            ErrorMessage(ErrorCode.SHUTTING_DOWN.value, "the server is stopping", fatal=True)
+        )
+        session.close("shutdown")
