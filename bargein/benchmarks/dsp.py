@@ -12,7 +12,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,7 +65,7 @@ def _soxr_latency_ms(in_rate: int, out_rate: int) -> float:
     n = in_rate * CHUNK_MS // 1000
     chunks = 50
     produced = sum(
-        s.resample_chunk(np.zeros(n, np.float32)).shape[0] for _ in range(chunks)
+        int(s.resample_chunk(np.zeros(n, np.float32)).shape[0]) for _ in range(chunks)
     )
     expected = chunks * n * out_rate / in_rate
     return (expected - produced) / out_rate * 1e3

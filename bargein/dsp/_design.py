@@ -76,9 +76,15 @@ def reduce_ratio(in_rate: int, out_rate: int) -> tuple[int, int]:
     return up, down
 
 
-@lru_cache(maxsize=64)
 def design(in_rate: int, out_rate: int) -> FilterDesign:
     """Kaiser-windowed-sinc prototype for ``in_rate -> out_rate`` (cached per pair)."""
+    # Validate before the cache: 16000.0 hashes like 16000 and must still be rejected.
+    reduce_ratio(in_rate, out_rate)
+    return _design(int(in_rate), int(out_rate))
+
+
+@lru_cache(maxsize=64)
+def _design(in_rate: int, out_rate: int) -> FilterDesign:
     up, down = reduce_ratio(in_rate, out_rate)
     if up == down:
         return FilterDesign(
