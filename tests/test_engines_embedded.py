@@ -458,6 +458,16 @@ async def test_continue_without_an_interruption_or_with_foreign_history() -> Non
     assert "Some other model said this" in text_of(await respond(planner(), foreign))
 
 
+async def test_repeat_refers_to_the_heard_history() -> None:
+    history = (
+        ChatMessage("user", "tell me a story"),
+        ChatMessage("assistant", "Once upon a time, in a", interrupted=True),
+        ChatMessage("user", "what did you say"),
+    )
+    assert text_of(await respond(planner(), history)) == "I said: Once upon a time, in a"
+    assert text_of(await respond(planner(), user("say that again"))).startswith("I haven't")
+
+
 async def test_planner_is_deterministic() -> None:
     messages = user("tell me a story")
     assert await respond(planner(), messages) == await respond(planner(), messages)
