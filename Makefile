@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bargein tests bench
-	$(VENV)/bin/flake8 --select=ASYNC bargein
+	$(VENV)/bin/flake8-async bargein
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

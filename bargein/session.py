@@ -27,6 +27,7 @@ from bargein.actors.policy import InterruptionPolicy
 from bargein.actors.stt import run_stt
 from bargein.actors.turn import TurnSettings
 from bargein.actors.vad import END_OF_INPUT, EndOfInput, VadConfig, VadOutput, run_vad
+from bargein.dsp import warm_up
 from bargein.engines.base import Engines
 from bargein.runtime.broadcast import DropOldestQueue, Subscription
 from bargein.runtime.bus import EventBus, EventHub
@@ -321,6 +322,17 @@ class Session:
             await self._transport.send_event(event)
 
 
+_dsp_warm = False
+
+
+def _warm_dsp() -> None:
+    """Compile/load the DSP kernels once per process. Servers call this at start-up; if they did
+    not, the first session pays it here rather than inside its first audio frame."""
+    global _dsp_warm
+    warm_up()
+    _dsp_warm = True
+
+
 @asynccontextmanager
 async def open_session(
     config: SessionConfig,
@@ -330,6 +342,8 @@ async def open_session(
     hub: EventHub | None = None,
 ) -> AsyncIterator[Session]:
     """Start a session's actors; on exit, close it and wait until every task is gone."""
+    if not _dsp_warm:
+        _warm_dsp()
     session = Session(config, engines, transport, hub)
     async with trio.open_nursery() as nursery:
         await nursery.start(session._run)

@@ -131,7 +131,8 @@ class Egress:
                     now = trio.current_time()
                     if due is None or due < now:
                         due = now  # first frame, or TTS underran / we were paused: new timeline
-                    await trio.sleep_until(due - self._lead)
+                    if due - self._lead > now:  # (receiving already checkpointed)
+                        await trio.sleep_until(due - self._lead)
                     if self._paused != feed.turn:
                         break
                 await self._transport.send_audio(frame)

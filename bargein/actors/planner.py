@@ -1,4 +1,7 @@
-"""The planner stage of a turn: run the engine, report progress, cut its text into sentences."""
+"""The planner stage of a turn: run the engine and cut its text into sentences for TTS.
+
+The engine streams into a `SentenceSink` that does its work inline — events, splitting — so a
+token costs no task switch; only a finished sentence is handed on (to the TTS task)."""
 
 from __future__ import annotations
 
@@ -6,83 +9,101 @@ import math
 
 import trio
 
-from bargein.engines.base import PlannerEngine, PlanOutput, PlanRequest, Status, TextDelta
+from bargein.engines.base import PlannerEngine, PlanOutput, PlanRequest, Status
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
 
 from .playout import PlayoutCursor
 from .sentences import SentenceSplitter
 
+_STATUS_EVENTS = {"tool_started": EventType.TOOL_STARTED, "tool_finished": EventType.TOOL_FINISHED}
+
+
+class SentenceSink:
+    def __init__(
+        self,
+        turn: int,
+        sentences: trio.MemorySendChannel[tuple[int, str]],
+        bus: EventBus,
+        cursor: PlayoutCursor,
+    ) -> None:
+        self._turn = turn
+        self._sentences = sentences
+        self._bus = bus
+        self._cursor = cursor
+        self._splitter = SentenceSplitter()
+        self._text: list[str] = []
+        self._index = 0
+        self._last_token_at = -math.inf
+        self._pending = trio.Event()
+
+    async def send(self, item: PlanOutput, /) -> None:
+        if isinstance(item, Status):
+            event = _STATUS_EVENTS.get(item.kind, EventType.STATUS)
+            self._bus.emit(event, self._turn, text=item.text, tool=item.tool)
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        cursor = self._cursor
+        if cursor.tokens == 0:
+            self._bus.emit(EventType.LLM_FIRST_TOKEN, self._turn)
+        cursor.tokens += 1
+        self._text.append(item.text)
+        cursor.generated_text = "".join(self._text).strip()
+        self._bus.emit(EventType.ASSISTANT_TEXT, self._turn, delta=item.text)
+        self._last_token_at = trio.current_time()
+        pieces = self._splitter.feed(item.text)
+        if self._splitter.pending.strip():
+            self._pending.set()
+        if not pieces:
+            # A barge-in must still reach an engine that never waits on anything else.
+            await trio.lowlevel.checkpoint_if_cancelled()
+        for piece in pieces:
+            await self._hand_on(piece)
+
+    async def finish(self) -> None:
+        rest = self._splitter.flush()
+        if rest:
+            await self._hand_on(rest)
+
+    async def flush_when_quiet(self, quiet_s: float) -> None:
+        """A model quiet mid-sentence for `quiet_s` gets what it said so far spoken anyway
+        (a slow model that never reaches a full stop must not leave the user in silence)."""
+        while True:
+            await self._pending.wait()
+            await trio.sleep_until(self._last_token_at + quiet_s)
+            if trio.current_time() >= self._last_token_at + quiet_s:
+                self._pending = trio.Event()
+                await self.finish()
+
+    async def _hand_on(self, piece: str) -> None:
+        index, self._index = self._index, self._index + 1
+        await self._sentences.send((index, piece))
+
 
 async def run_planner(
     engine: PlannerEngine,
     request: PlanRequest,
-    out: trio.MemorySendChannel[PlanOutput],
-    bus: EventBus,
-) -> None:
-    """Run the engine; a failure keeps what was generated so far and becomes an error event."""
-    async with out:
-        try:
-            await engine.respond(request, out)
-        except Exception as exc:  # an engine failure must not end the session
-            bus.emit(
-                EventType.ERROR,
-                request.turn,
-                source="planner",
-                error=type(exc).__name__,
-                message=str(exc),
-                fatal=False,
-            )
-
-
-async def run_splitter(
-    turn: int,
-    deltas: trio.MemoryReceiveChannel[PlanOutput],
     sentences: trio.MemorySendChannel[tuple[int, str]],
     bus: EventBus,
     cursor: PlayoutCursor,
     *,
     quiet_flush_s: float,
 ) -> None:
-    """Forward complete sentences as they form; the cursor records all text generated."""
-    splitter = SentenceSplitter()
-    text: list[str] = []
-    index = 0
-    async with deltas, sentences:
-        while True:
-            # A model that goes quiet mid-sentence should not hold back what it already said.
-            deadline = trio.current_time() + quiet_flush_s if splitter.pending.strip() else math.inf
-            with trio.move_on_at(deadline):
-                try:
-                    item = await deltas.receive()
-                except trio.EndOfChannel:
-                    break
-                if isinstance(item, Status):
-                    bus.emit(
-                        _STATUS_EVENTS.get(item.kind, EventType.STATUS),
-                        turn,
-                        text=item.text,
-                        tool=item.tool,
-                    )
-                    continue
-                assert isinstance(item, TextDelta)
-                if cursor.tokens == 0:
-                    bus.emit(EventType.LLM_FIRST_TOKEN, turn)
-                cursor.tokens += 1
-                text.append(item.text)
-                cursor.generated_text = "".join(text).strip()
-                bus.emit(EventType.ASSISTANT_TEXT, turn, delta=item.text)
-                for piece in splitter.feed(item.text):
-                    await sentences.send((index, piece))
-                    index += 1
-                continue
-            rest = splitter.flush()
-            if rest:
-                await sentences.send((index, rest))
-                index += 1
-        rest = splitter.flush()
-        if rest:
-            await sentences.send((index, rest))
-
-
-_STATUS_EVENTS = {"tool_started": EventType.TOOL_STARTED, "tool_finished": EventType.TOOL_FINISHED}
+    """Run the engine; a failure keeps what was generated so far and becomes an error event."""
+    sink = SentenceSink(request.turn, sentences, bus, cursor)
+    async with sentences:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink.flush_when_quiet, quiet_flush_s)
+            try:
+                await engine.respond(request, sink)
+            except Exception as exc:  # an engine failure must not end the session
+                bus.emit(
+                    EventType.ERROR,
+                    request.turn,
+                    source="planner",
+                    error=type(exc).__name__,
+                    message=str(exc),
+                    fatal=False,
+                )
+            nursery.cancel_scope.cancel()
+        await sink.finish()

@@ -129,6 +129,37 @@ class TurnAudio:
         return frames
 
 
+class _FrameSink:
+    """Takes the engine's chunks inline (no task per sentence, no channel hop per chunk)."""
+
+    def __init__(
+        self,
+        audio: TurnAudio,
+        frames: trio.MemorySendChannel[OutFrame],
+        cursor: PlayoutCursor,
+        bus: EventBus,
+    ) -> None:
+        self._audio = audio
+        self._frames = frames
+        self._cursor = cursor
+        self._bus = bus
+        self._first = True
+
+    async def send(self, chunk: TtsChunk, /) -> None:
+        if self._first and len(chunk.pcm):
+            self._first = False
+            self._bus.emit(EventType.TTS_FIRST_AUDIO, self._audio.turn)
+        frames = self._audio.push(chunk)
+        if not frames:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        await self.send_frames(frames)
+
+    async def send_frames(self, frames: list[OutFrame]) -> None:
+        for frame in frames:
+            self._cursor.synthesized += len(frame.pcm)
+            await self._frames.send(frame)
+
+
 async def run_tts(
     engine: TtsEngine,
     turn: int,
@@ -141,27 +172,10 @@ async def run_tts(
     frame_samples: int,
 ) -> None:
     audio = TurnAudio(turn, engine.sample_rate, out_rate, frame_samples)
-    first = True
+    sink = _FrameSink(audio, frames, cursor, bus)
     async with sentences, frames:
         async for index, sentence in sentences:
             audio.begin_sentence(index, sentence)
-            send, recv = trio.open_memory_channel[TtsChunk](4)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_synthesize, engine, sentence, send)
-                async with recv:
-                    async for chunk in recv:
-                        if first and len(chunk.pcm):
-                            first = False
-                            bus.emit(EventType.TTS_FIRST_AUDIO, turn)
-                        for frame in audio.push(chunk):
-                            cursor.synthesized += len(frame.pcm)
-                            await frames.send(frame)
+            await engine.synthesize(sentence, sink)
             audio.end_sentence()
-        for frame in audio.finish():
-            cursor.synthesized += len(frame.pcm)
-            await frames.send(frame)
-
-
-async def _synthesize(engine: TtsEngine, text: str, out: trio.MemorySendChannel[TtsChunk]) -> None:
-    async with out:
-        await engine.synthesize(text, out)
+        await sink.send_frames(audio.finish())

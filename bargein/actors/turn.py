@@ -14,13 +14,13 @@ from functools import partial
 
 import trio
 
-from bargein.engines.base import PlannerEngine, PlanOutput, PlanRequest, TtsEngine
+from bargein.engines.base import PlannerEngine, PlanRequest, TtsEngine
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
 from bargein.runtime.history import History
 
 from .egress import Egress
-from .planner import run_planner, run_splitter
+from .planner import run_planner
 from .policy import HistoryCommit
 from .tts import run_tts
 
@@ -76,15 +76,13 @@ async def run_turn(
         with handle.scope:
             try:
                 async with trio.open_nursery() as nursery:
-                    deltas_send, deltas_recv = trio.open_memory_channel[PlanOutput](64)
                     sent_send, sent_recv = trio.open_memory_channel[tuple[int, str]](8)
                     request = PlanRequest(turn, history.messages())
-                    nursery.start_soon(run_planner, planner, request, deltas_send, bus)
                     nursery.start_soon(
                         partial(
-                            run_splitter,
-                            turn,
-                            deltas_recv,
+                            run_planner,
+                            planner,
+                            request,
                             sent_send,
                             bus,
                             cursor,

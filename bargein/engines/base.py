@@ -8,12 +8,19 @@ Engines must be cancellation-safe: a barge-in cancels any await inside them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
-
-import trio
+from typing import Protocol, TypeVar
 
 from bargein.runtime.history import ChatMessage
 from bargein.runtime.messages import Int16Array
+
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class Sink(Protocol[T_contra]):
+    """Where an engine streams its output: a `trio.MemorySendChannel` is one, and so is the
+    runtime's inline sentence splitter (which spares a task hop per token)."""
+
+    async def send(self, value: T_contra, /) -> None: ...
 
 
 class Recognizer(Protocol):
@@ -67,8 +74,8 @@ PlanOutput = TextDelta | Status
 class PlannerEngine(Protocol):
     name: str
 
-    async def respond(self, request: PlanRequest, out: trio.MemorySendChannel[PlanOutput]) -> None:
-        """Stream the reply into `out` and return when it is complete. Do not close `out`."""
+    async def respond(self, request: PlanRequest, out: Sink[PlanOutput]) -> None:
+        """Stream the reply into `out` and return when it is complete."""
         ...
 
 
@@ -82,7 +89,7 @@ class WordStart:
 
 @dataclass(frozen=True, slots=True)
 class TtsChunk:
-    """Synthesized audio in order; `words` start at sample offsets counted from the sentence start."""
+    """Synthesized audio in order; `words` start at sample offsets from the sentence start."""
 
     pcm: Int16Array
     words: tuple[WordStart, ...] = ()
@@ -92,8 +99,8 @@ class TtsEngine(Protocol):
     name: str
     sample_rate: int
 
-    async def synthesize(self, text: str, out: trio.MemorySendChannel[TtsChunk]) -> None:
-        """Stream one sentence's audio into `out` as it is produced. Do not close `out`."""
+    async def synthesize(self, text: str, out: Sink[TtsChunk]) -> None:
+        """Stream one sentence's audio into `out` as it is produced."""
         ...
 
 

@@ -4,6 +4,7 @@ nothing under `autojump_clock` and are exact in the trace."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from bargein.engines.base import (
     PlanOutput,
     PlanRequest,
     Recognizer,
+    Sink,
     TextDelta,
     TtsChunk,
     WordStart,
@@ -109,11 +111,12 @@ class ScriptedPlanner:
         self.requests: list[PlanRequest] = []
         self.tokens_sent = 0
 
-    async def respond(self, request: PlanRequest, out: trio.MemorySendChannel[PlanOutput]) -> None:
+    async def respond(self, request: PlanRequest, out: Sink[PlanOutput]) -> None:
         self.requests.append(request)
         reply = self._replies(request) if callable(self._replies) else next(self._replies)
         items = [TextDelta(t) for t in tokens(reply)] if isinstance(reply, str) else list(reply)
-        await trio.sleep(self.first_token_ms / 1000)
+        if self.first_token_ms:
+            await trio.sleep(self.first_token_ms / 1000)
         for i, item in enumerate(items):
             if i and self.tokens_per_second:
                 await trio.sleep(1 / self.tokens_per_second)
@@ -155,6 +158,7 @@ class ScriptedTts:
         self.fail_on = fail_on
         self.sentences: list[str] = []
 
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the process
     def render(self, text: str) -> tuple[Int16Array, list[WordStart]]:
         rate = self.sample_rate
         pieces: list[np.ndarray] = []
@@ -169,12 +173,13 @@ class ScriptedTts:
         pcm = np.concatenate(pieces) if pieces else np.zeros(0)
         return (pcm * 32767).astype(np.int16), marks
 
-    async def synthesize(self, text: str, out: trio.MemorySendChannel[TtsChunk]) -> None:
+    async def synthesize(self, text: str, out: Sink[TtsChunk]) -> None:
         self.sentences.append(text)
         if self.fail_on is not None and self.fail_on in text:
             raise RuntimeError(f"scripted TTS failure on {self.fail_on!r}")
         pcm, marks = self.render(text)
-        await trio.sleep(self.first_audio_ms / 1000)
+        if self.first_audio_ms:
+            await trio.sleep(self.first_audio_ms / 1000)
         step = max(1, int(self.sample_rate * self.chunk_ms / 1000))
         for at in range(0, len(pcm), step):
             words = tuple(m for m in marks if at <= m.sample < at + step)

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import trio
 
-from bargein.engines.base import TtsChunk, WordStart
+from bargein.engines.base import Sink, TtsChunk, WordStart
 from bargein.engines.errors import TtsError
 from bargein.runtime.compute import run_cpu
 from bargein.runtime.messages import Int16Array
@@ -295,7 +295,7 @@ class EspeakTts:
             return np.zeros(0, np.int16), ()  # nothing speakable ("...", "?")
         return pcm, align_words(text, job.words, len(pcm), self.sample_rate)
 
-    async def synthesize(self, text: str, out: trio.MemorySendChannel[TtsChunk]) -> None:
+    async def synthesize(self, text: str, out: Sink[TtsChunk]) -> None:
         if not text.strip():
             await trio.lowlevel.checkpoint()
             return

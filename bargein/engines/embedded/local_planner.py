@@ -19,7 +19,7 @@ from datetime import datetime
 
 import trio
 
-from bargein.engines.base import PlanOutput, PlanRequest, TextDelta
+from bargein.engines.base import PlanOutput, PlanRequest, Sink, TextDelta
 from bargein.runtime.history import ChatMessage
 
 __all__ = ["STORY", "LocalPlanner", "evaluate_arithmetic", "parse_number_words"]
@@ -242,7 +242,7 @@ class LocalPlanner:
         self._now = now
         self._tokens_per_second = tokens_per_second
 
-    async def respond(self, request: PlanRequest, out: trio.MemorySendChannel[PlanOutput]) -> None:
+    async def respond(self, request: PlanRequest, out: Sink[PlanOutput]) -> None:
         await trio.lowlevel.checkpoint()  # a trio async function always checkpoints
         reply = self.reply(request.messages)
         delay = 1.0 / self._tokens_per_second if self._tokens_per_second else 0.0

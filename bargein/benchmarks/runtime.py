@@ -1,0 +1,145 @@
+"""`bargein bench runtime`: what the runtime itself adds, on the real clock.
+
+N concurrent sessions over the in-memory transport with zero-latency scripted engines, each fed
+a real recording as live microphone audio (real webrtcvad) in a timeline where every new
+utterance barges in on the previous reply. Figures are differences of stamped events:
+
+- framework_latency_ms: turn_started (user turn end decided) → audio_out_first (first reply
+  frame handed to the transport);
+- barge_in_silence_ms: barge_in (interrupt decision) → output_cleared (egress has stopped
+  handing the turn's audio to the transport);
+- memory_per_session_kib: resident memory added per open idle session, over M sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import time
+from typing import Any
+
+import numpy as np
+import trio
+
+from bargein.actors.policy import InterruptionPolicy
+from bargein.engines.base import Engines
+from bargein.runtime.events import Event, EventType
+from bargein.session import SessionConfig, open_session
+from bargein.testing.audio import feed_live, load, place
+from bargein.testing.memory import MemoryTransport
+from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
+
+from .common import emit, percentiles, rss_kib
+
+REPLY = (
+    "Here is a reply that runs for a few seconds. It has more than one sentence in it. "
+    "It keeps talking so that the next question can cut it short."
+)
+
+
+def scripted() -> Engines:
+    return Engines(ScriptedStt(), ScriptedPlanner([REPLY]), ScriptedTts())
+
+
+async def _one_session(audio: np.ndarray, delay: float, results: list[list[Event]]) -> None:
+    await trio.sleep(delay)
+    transport = MemoryTransport()
+    config = SessionConfig(policy=InterruptionPolicy(mode="onset"))
+    events: list[Event] = []
+    async with open_session(config, scripted(), transport) as session:
+        session.bus.add_listener(events.append)
+        await feed_live(session.push_audio, audio)
+        session.end_input()
+        with trio.move_on_after(30):
+            await session.wait_ended()
+    late = [
+        f for t, f in transport.frames
+        for b in events if b.type == EventType.BARGE_IN and f.turn == b.turn
+        and t - session.bus.t0 > b.t
+    ]
+    events.append(Event(EventType.STATUS, 0, session.id, -1, None, {"late_frames": len(late)}))
+    results.append(events)
+
+
+def _pairs(events: list[Event], start: EventType, end: EventType) -> list[float]:
+    begun = {e.turn: e.t for e in events if e.type == start}
+    return [1000 * (e.t - begun[e.turn]) for e in events if e.type == end and e.turn in begun]
+
+
+async def _concurrent(sessions: int, turns: int) -> dict[str, Any]:
+    utterance = load("pocketsphinx_goforward.raw")
+    audio = place(4000 * turns + 1000, *[(4000 * i, utterance) for i in range(turns)])
+    results: list[list[Event]] = []
+    rng = random.Random(7)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(sessions):
+            nursery.start_soon(_one_session, audio, rng.uniform(0, 1.0), results)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    latency = [x for ev in results for x in _pairs(ev, EventType.TURN_STARTED, EventType.AUDIO_OUT_FIRST)]
+    silence = [x for ev in results for x in _pairs(ev, EventType.BARGE_IN, EventType.OUTPUT_CLEARED)]
+    late = sum(e.data.get("late_frames", 0) for ev in results for e in ev if e.seq == -1)
+    turns_done = sum(1 for ev in results for e in ev if e.type == EventType.TURN_STARTED)
+    return {
+        "sessions": sessions,
+        "turns": turns_done,
+        "barge_ins": len(silence),
+        "framework_latency_ms": percentiles(latency),
+        "barge_in_silence_ms": percentiles(silence),
+        "frames_after_barge_in": late,
+        "cpu_percent_of_core_per_session": round(100 * cpu / wall / sessions, 3),
+        "wall_s": round(wall, 2),
+    }
+
+
+async def _idle_memory(count: int) -> float:
+    async def hold(ready: trio.Event, release: trio.Event) -> None:
+        async with open_session(SessionConfig(), scripted(), MemoryTransport()):
+            ready.set()
+            await release.wait()
+
+    async def open_many(n: int, release: trio.Event, nursery: trio.Nursery) -> None:
+        for _ in range(n):
+            ready = trio.Event()
+            nursery.start_soon(hold, ready, release)
+            await ready.wait()
+
+    warm, release_warm = 20, trio.Event()
+    async with trio.open_nursery() as nursery:
+        await open_many(warm, release_warm, nursery)  # first-use allocations are not per-session
+        gc.collect()
+        before = rss_kib()
+        release = trio.Event()
+        await open_many(count, release, nursery)
+        await trio.sleep(0.5)
+        gc.collect()
+        after = rss_kib()
+        release.set()
+        release_warm.set()
+    return round((after - before) / count, 1)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bargein bench runtime", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--sessions", type=int, default=50, help="concurrent sessions (50)")
+    parser.add_argument("--turns", type=int, default=4, help="utterances per session (4)")
+    parser.add_argument("--idle-sessions", type=int, default=500,
+                        help="idle sessions for the memory figure (500)")
+    args = parser.parse_args(argv)
+
+    async def run() -> dict[str, Any]:
+        result = await _concurrent(args.sessions, args.turns)
+        result["memory_per_session_kib"] = await _idle_memory(args.idle_sessions)
+        result["idle_sessions"] = args.idle_sessions
+        result["targets"] = {
+            "framework_latency_ms": {"p50": 2, "p99": 10},
+            "barge_in_silence_ms": {"p99": 5},
+            "memory_per_session_kib": 256,
+        }
+        return result
+
+    emit(trio.run(run), args.json)
+    return 0
