@@ -28,7 +28,7 @@ from openai.types.chat import (
     ChatCompletionMessageParam,
 )
 
-from bargein.engines.base import PlanOutput, PlanRequest, Status, TextDelta
+from bargein.engines.base import PlanOutput, PlanRequest, Sink, Status, TextDelta
 from bargein.engines.errors import PlannerError
 from bargein.engines.openai_compat._client import (
     CLOSE_BOUND,
@@ -259,7 +259,7 @@ class OpenAIPlanner:
 
     # -- PlannerEngine -------------------------------------------------------------------------
 
-    async def respond(self, request: PlanRequest, out: trio.MemorySendChannel[PlanOutput]) -> None:
+    async def respond(self, request: PlanRequest, out: Sink[PlanOutput]) -> None:
         messages = self.build_messages(request.messages)
         for round_no in range(self.max_tool_rounds + 1):
             # The last round still lists the tools (the history refers to them) but forbids calls.
@@ -306,7 +306,7 @@ class OpenAIPlanner:
     async def _round(
         self,
         messages: list[ChatCompletionMessageParam],
-        out: trio.MemorySendChannel[PlanOutput],
+        out: Sink[PlanOutput],
         *,
         allow_tools: bool,
     ) -> list[_PendingCall]:
@@ -329,7 +329,7 @@ class OpenAIPlanner:
         self,
         index: int,
         messages: list[ChatCompletionMessageParam],
-        out: trio.MemorySendChannel[PlanOutput],
+        out: Sink[PlanOutput],
         *,
         allow_tools: bool,
     ) -> list[_PendingCall]:
@@ -376,7 +376,11 @@ class OpenAIPlanner:
     ) -> dict[str, Any]:
         args: dict[str, Any] = {
             "model": endpoint.model,
-            "messages": messages,
+            # The SDK walks every message against its TypedDicts before sending (~0.1 ms per
+            # message, so a long conversation adds milliseconds to every turn); ours are plain
+            # JSON already, so they go in `extra_body`, which is sent as is and sets the same key.
+            "messages": [],
+            "extra_body": {"messages": messages},
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -394,7 +398,7 @@ class OpenAIPlanner:
         self,
         chunk: ChatCompletionChunk,
         state: _Round,
-        out: trio.MemorySendChannel[PlanOutput],
+        out: Sink[PlanOutput],
         timeout_scope: trio.CancelScope,
     ) -> None:
         for choice in chunk.choices:
@@ -427,9 +431,7 @@ class OpenAIPlanner:
 
     # -- tools --------------------------------------------------------------------------------
 
-    async def _run_tool(
-        self, call: _PendingCall, turn: int, out: trio.MemorySendChannel[PlanOutput]
-    ) -> str:
+    async def _run_tool(self, call: _PendingCall, turn: int, out: Sink[PlanOutput]) -> str:
         """Run one tool call in this task; return the tool message's content for the model."""
         tool = self._tools.get(call.name)
         if tool is None:

@@ -15,9 +15,8 @@ import re
 import httpx2
 import numpy as np
 import openai
-import trio
 
-from bargein.engines.base import TtsChunk, WordStart
+from bargein.engines.base import Sink, TtsChunk, WordStart
 from bargein.engines.errors import TtsError
 from bargein.engines.openai_compat._client import Endpoint, describe, make_client
 
@@ -70,7 +69,7 @@ class OpenAITTS:
         rate = self.chars_per_second * (self.speed or 1.0)
         return int(len(text.strip()) / rate * TTS_RATE)
 
-    async def synthesize(self, text: str, out: trio.MemorySendChannel[TtsChunk]) -> None:
+    async def synthesize(self, text: str, out: Sink[TtsChunk]) -> None:
         if not text.strip():
             return
         words = estimate_word_starts(text, self.expected_samples(text))
