@@ -354,3 +354,37 @@ def test_config_validation() -> None:
         SessionConfig(input_rate=11025)
     with pytest.raises(ValueError):
         SessionConfig(frame_ms=25)
+
+
+async def test_trace_and_hub_are_views_of_the_event_stream(
+    autojump_clock: trio.testing.MockClock, tmp_path: object
+) -> None:
+    import json
+    from pathlib import Path
+
+    from bargein.runtime.bus import EventHub
+
+    hub = EventHub()
+    seen = hub.subscribe()
+    traces = [Path(str(tmp_path)) / f"s{i}.jsonl" for i in range(2)]
+    transports = [MemoryTransport(), MemoryTransport()]
+    async with trio.open_nursery() as nursery:
+        for i in range(2):
+
+            async def one(i: int = i) -> None:
+                config = SessionConfig(trace_path=str(traces[i]), session_id=f"s{i}")
+                async with open_session(config, engines(), transports[i], hub=hub) as session:
+                    session.push_text("hello")
+                    await trio.sleep(20)
+
+            nursery.start_soon(one)
+    for i in range(2):
+        lines = [json.loads(line) for line in traces[i].read_text().splitlines()]
+        assert [x["seq"] for x in lines] == list(range(len(lines)))
+        assert lines[0]["type"] == "session_started" and lines[-1]["type"] == "session_ended"
+        assert lines == [e.to_json() for e in transports[i].events]
+    seen.close()
+    sessions = set()
+    async for event in seen:
+        sessions.add(event.session)
+    assert sessions == {"s0", "s1"}
