@@ -96,6 +96,8 @@ class WebSocketTransport:
             max_audio=limits.max_audio_frames, max_control=limits.max_control_frames
         )
         self.local_errors = 0
+        # The code of the fatal error sent, if any: it picks the WebSocket close code.
+        self.fatal_code: str | None = None
         # Rejections we reported to the client already: the session's `input_rejected` events
         # for them must not produce a second error frame.
         self._reported: Counter[str] = Counter()
@@ -148,6 +150,8 @@ class WebSocketTransport:
 
     def send_message(self, message: ServerMessage) -> None:
         """Queue a control message (sync, never blocks)."""
+        if isinstance(message, ErrorMessage) and message.fatal and self.fatal_code is None:
+            self.fatal_code = message.code
         data = self._encode(message)
         if data is not None:
             self.queue.put_control(data, urgent=isinstance(message, ErrorMessage) and message.fatal)
@@ -208,6 +212,16 @@ class WebSocketTransport:
 # ------------------------------------------------------------------------------- the server
 
 
+# WebSocket close codes (RFC 6455) for the fatal error that ended a connection; other fatal
+# codes close with 1008 (policy violation), a normal end with 1000.
+_CLOSE_CODES = {
+    ErrorCode.SESSION_FAILED.value: 1011,
+    ErrorCode.INTERNAL.value: 1011,
+    ErrorCode.SHUTTING_DOWN.value: 1001,
+    ErrorCode.SERVER_BUSY.value: 1013,
+}
+
+
 def default_session_config(start: SessionStart, session_id: str) -> SessionConfig:
     return SessionConfig(
         input_rate=start.sample_rate,
@@ -258,11 +272,17 @@ class SessionServer:
         self.session_config = session_config
         self.sessions: dict[str, Session] = {}
         self._starting: set[str] = set()
+        self._idle = trio.Event()
+        self._idle.set()
         self.stats = ServerStats()
         self.shutting_down = trio.Event()
         # Heard histories of ended sessions, for `session.start` with `session_id`.
         self._conversations: OrderedDict[str, tuple[ChatMessage, ...]] = OrderedDict()
         self._remembered = remembered_conversations
+
+    async def wait_idle(self) -> None:
+        """Return once no session is running (each ended one is remembered for resumption)."""
+        await self._idle.wait()
 
     def shutdown(self) -> None:
         """Tell every connection to end its session (with a `shutting_down` error)."""
@@ -274,7 +294,6 @@ class SessionServer:
         protocol = ServerProtocol(max_rejections=self.limits.max_rejections)
         transport = WebSocketTransport(protocol, self.limits)
         await ws.accept()
-        close_code = 1000
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(transport.run_writer, ws.send)
@@ -285,15 +304,17 @@ class SessionServer:
                 nursery.cancel_scope.cancel()
         except* SlowConsumer as group:
             self.stats.slow_consumers += 1
-            close_code = 1008
+            transport.fatal_code = ErrorCode.SLOW_CONSUMER.value
             log.info("closing a slow consumer: %s", group.exceptions[0])
         finally:
             self.stats.rejections.update(protocol.rejections)
             self.stats.dropped_audio_frames += transport.stats.dropped_audio
+        code = transport.fatal_code
+        close_code = _CLOSE_CODES.get(code, 1008) if code else 1000
         # Bounded and shielded: the peer may be gone or not reading, and we may be cancelled.
         with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
             try:
-                await ws.close(close_code, "slow consumer" if close_code == 1008 else "")
+                await ws.close(close_code, code or "")
             except Exception as exc:  # the peer is gone already: nothing left to tell it
                 log.debug("websocket close failed: %r", exc)
 
@@ -347,24 +368,27 @@ class SessionServer:
             return
         session_id, history = self._resume(start, transport)
         config = self.session_config(start, session_id)
-        # Sent before the session exists, so it precedes every event of the session.
-        transport.send_message(
-            SessionStarted(
-                session_id=session_id,
-                sample_rate=config.input_rate,
-                output_rate=config.output_rate,
-                max_audio_bytes=max_audio_bytes(config.input_rate),
-                resumed=bool(history),
-                t=0.0,
-            )
-        )
         self._starting.add(session_id)
+        if self._idle.is_set():
+            self._idle = trio.Event()
         session: Session | None = None
         try:
             async with open_session(config, engines, transport, hub=self.hub) as session:
                 self._starting.discard(session_id)
                 self.sessions[session_id] = session
                 self.stats.sessions_started += 1
+                # Nothing the client can see has happened yet (no input was read), so this is
+                # still the first message of the session; the codec refuses anything earlier.
+                transport.send_message(
+                    SessionStarted(
+                        session_id=session_id,
+                        sample_rate=config.input_rate,
+                        output_rate=config.output_rate,
+                        max_audio_bytes=max_audio_bytes(config.input_rate),
+                        resumed=bool(history),
+                        t=round(session.bus.now(), 6),
+                    )
+                )
                 for message in history:
                     if message.role == "user":
                         session.history.add_user(message.content)
@@ -386,6 +410,8 @@ class SessionServer:
             self.sessions.pop(session_id, None)
             if session is not None:
                 self._remember(session_id, session.messages)
+            if not self.sessions and not self._starting:
+                self._idle.set()
 
     def _resume(
         self, start: SessionStart, transport: WebSocketTransport
