@@ -18,14 +18,16 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from bargein.engines.base import PlanOutput, PlanRequest, TextDelta
+from bargein.engines.base import PlanOutput, PlanRequest, Sink, TextDelta
 from bargein.runtime.messages import Int16Array
 from bargein.testing.audio import load, silence
 from bargein.transports.app import DemoServer
 from bargein.transports.chat import ChatConfig
 from bargein.transports.protocol import (
+    AssistantText,
     AudioIn,
     AudioOut,
+    Clear,
     ClientProtocol,
     ErrorMessage,
     Playback,
@@ -86,7 +88,7 @@ class Client:
                 self._new.set()
                 self._new = trio.Event()
         except ConnectionClosed as closed:
-            self.close_code = closed.reason.code
+            self.close_code = closed.reason.code if closed.reason else None
         finally:
             self.closed = True
             self._new.set()
@@ -167,9 +169,7 @@ async def test_voice_session_transcribes_and_replies_with_audio(audio_dir: Path)
             # Frames are contiguous in the turn, starting at sample 0.
             assert audio[0].start == 0
             assert all(a.end == b.start for a, b in itertools.pairwise(audio))
-            deltas = [
-                m.delta for m in client.messages if getattr(m, "TYPE", "") == "assistant.text"
-            ]
+            deltas = [m.delta for m in client.of(AssistantText)]
             assert "".join(deltas).strip() == ended.heard
             assert ended.heard_ms > 0
             marks = {getattr(m, "mark", None) for m in client.messages}
@@ -194,22 +194,16 @@ async def test_speaking_over_the_reply_clears_it_and_interrupts_the_turn(audio_d
                     lambda m: sum(len(a.pcm) for a in client.audio(turn)) >= 36000
                 )
                 await stream_audio(client, load("pocketsphinx_cards_005.wav"), speed=1.0)
-                await client.wait_for(lambda m: getattr(m, "TYPE", "") == "clear")
+                await client.wait_for(lambda m: isinstance(m, Clear))
                 ended = await client.wait_for(lambda m: isinstance(m, TurnEnded) and m.turn == turn)
                 nursery.cancel_scope.cancel()
             assert isinstance(ended, TurnEnded) and ended.status == "interrupted"
-            clear_at = next(
-                i for i, m in enumerate(client.messages) if getattr(m, "TYPE", "") == "clear"
-            )
+            clear_at = next(i for i, m in enumerate(client.messages) if isinstance(m, Clear))
             # Not one frame of the cleared turn arrives after the clear.
             assert not [
                 m for m in client.messages[clear_at:] if isinstance(m, AudioOut) and m.turn == turn
             ]
-            generated = "".join(
-                m.delta
-                for m in client.messages
-                if getattr(m, "TYPE", "") == "assistant.text" and m.turn == turn
-            )
+            generated = "".join(m.delta for m in client.of(AssistantText) if m.turn == turn)
             assert ended.heard and generated.strip().startswith(ended.heard.rstrip(".,;:!?"))
             assert len(ended.heard) < len(generated.strip())
             sent_ms = 1000 * sum(len(a.pcm) for a in client.audio(turn)) / 24000
@@ -422,7 +416,7 @@ class GatedPlanner:
         self.finished = trio.Event()
         self.requests: list[PlanRequest] = []
 
-    async def respond(self, request: PlanRequest, out: trio.MemorySendChannel[PlanOutput]) -> None:
+    async def respond(self, request: PlanRequest, out: Sink[PlanOutput]) -> None:
         self.requests.append(request)
         try:
             for token in self.before:
