@@ -373,6 +373,7 @@ def main(argv: list[str]) -> int:
             raise UsageError("--min-speech-ms must be >= 0")
         planner = _planner(args)
         policy = InterruptionPolicy(mode=args.policy, min_speech_ms=args.min_speech_ms)
+        engines = _engines(args, planner)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         _err(str(exc))
@@ -386,13 +387,6 @@ def main(argv: list[str]) -> int:
     except (AudioFileError, OSError) as exc:
         _err(str(exc))
         return 1
-    try:
-        engines = _engines(args, planner)
-    except UsageError as exc:
-        parser.print_usage(sys.stderr)
-        _err(str(exc))
-        return 2
-
     from bargein.dsp import warm_up
 
     warm_up()

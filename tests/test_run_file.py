@@ -382,9 +382,14 @@ def test_usage_errors_exit_2(
     assert captured.out == "" and message in captured.err
 
 
-def test_network_rule_checked_before_reading_input(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["/no/such.wav", "--llm-base-url", "http://127.0.0.1:9/v1"]) == 2
-    assert "--realtime" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "argv", [["--llm-base-url", "http://127.0.0.1:9/v1"], ["--voice", "no-such-voice"]]
+)
+def test_usage_errors_found_before_reading_input(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert main(["/no/such.wav", *argv]) == 2
+    assert "no such file" not in capsys.readouterr().err
 
 
 def test_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -463,3 +468,18 @@ def test_realtime_with_network_planner(
     [turn] = result["turns"]
     assert turn["status"] == "completed", result
     assert "forward" in words(turn["generated_text"])  # the server echoes the user
+
+
+def test_voice_to_voice_benchmark(audio_dir: Path) -> None:
+    from bargein.benchmarks.engines import voice_to_voice
+    from bargein.engines.embedded import default_engines
+
+    result = voice_to_voice(default_engines(), audio_dir, ["pocketsphinx_goforward.raw"])
+    assert result is not None and result["turns"] == 1
+    # With trailing silence the VAD ends the utterance by its own endpointing.
+    assert result["endpointing_ms"]["p50"] == result["vad_stop_ms"] == 480
+    decision = result["speech_stopped_to_audio_out_first_ms"]["p50"]
+    assert decision > 0
+    assert result["speech_offset_to_audio_out_first_ms"]["p50"] == pytest.approx(480 + decision)
+    assert result["turn_started_to_audio_out_first_ms"]["p50"] <= decision
+    assert voice_to_voice(default_engines(), audio_dir / "missing") is None

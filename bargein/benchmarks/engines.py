@@ -6,8 +6,9 @@ real-time factor, CPU seconds per audio second, the cost of one feed as seen fro
 loop), the final's latency and the word error rate where a reference exists. TTS (espeak-ng):
 real-time factor and time to first audio per sentence. Model loading is reported apart.
 
-The result is one JSON object with a key per section; `voice_to_voice` is a hook for the
-end-to-end figure, to be filled once the session runtime lands.
+The result is one JSON object with a key per section; `voice_to_voice` is the end-to-end figure:
+whole sessions on the recordings (virtual clock, engine compute charged), from the end-of-speech
+decision to the first reply frame out (see docs/run.md for how the latencies are defined).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import trio
+import trio.testing
 
 from bargein.engines.base import Engines, PlanOutput, PlanRequest, TtsChunk
 from bargein.engines.embedded import EspeakTts, LocalPlanner, SphinxStt, default_engines
@@ -249,15 +251,105 @@ async def bench_planner() -> dict[str, Any]:
     return {"engine": planner.name, "story_deltas": len(deltas), "story_ms": round(wall * 1e3, 3)}
 
 
-def voice_to_voice(engines: Engines, audio_dir: Path) -> dict[str, Any] | None:
-    """Hook for the voice-to-voice figure (end of user speech → first assistant audio out).
+V2V_TRAILING_SILENCE_S = 1.0
 
-    Left out on purpose until the session runtime lands: fill it in by running a session with
-    `engines` over a recording and subtracting its stamped events. Returning None keeps the
-    `voice_to_voice` key out of the result.
+
+def voice_to_voice(
+    engines: Engines, audio_dir: Path, files: Sequence[str] | None = None
+) -> dict[str, Any] | None:
+    """End of user speech → first assistant audio out, over whole sessions on the recordings.
+
+    Each recording (plus `V2V_TRAILING_SILENCE_S` of silence, so the VAD ends the last utterance
+    by its own endpointing rather than at the end of the file) is run through `converse` on the
+    virtual clock with inline compute: every engine call (STT decode and final, planner, TTS) is
+    charged to the session clock with its measured duration, so each figure is a subtraction of
+    two stamped events of the trace. None when the recordings are missing.
     """
-    del engines, audio_dir
-    return None
+    from bargein.filerun import converse
+    from bargein.run_file import analyse
+    from bargein.session import SessionConfig
+    from bargein.testing.audio import silence
+    from bargein.wavio import read_wav
+
+    if not audio_dir.is_dir():
+        return None
+    names = [n for n in (files or RECORDINGS) if (audio_dir / n).is_file()]
+    if not names:
+        return None
+    config = SessionConfig(compute="inline")
+
+    async def warm() -> None:
+        # Model loads are one-offs, not part of any turn's latency.
+        if hasattr(engines.stt, "warm"):
+            await engines.stt.warm()
+        if isinstance(engines.tts, EspeakTts):
+            engines.tts.synthesize_sync("Warm up.")
+
+    trio.run(warm)
+    decision: list[float] = []
+    turn_start: list[float] = []
+    offset: list[float] = []
+    endpointing: list[float] = []
+    per_file: list[dict[str, Any]] = []
+    for name in names:
+        pcm, rate = read_wav(audio_dir / name)
+        pcm = np.concatenate([pcm, silence(1000 * V2V_TRAILING_SILENCE_S, rate)])
+        wall0 = time.perf_counter()
+        conv = trio.run(
+            converse,
+            pcm,
+            rate,
+            engines,
+            config,
+            clock=trio.testing.MockClock(autojump_threshold=0),
+        )
+        wall = time.perf_counter() - wall0
+        report = analyse(conv.events)
+        lats = [t.latency_ms() for t in report.turns if t.first_audio is not None]
+        for lat in lats:
+            if lat["speech_stopped_to_audio"] is None:
+                continue  # a turn not opened by speech (cannot happen in a file run)
+            decision.append(lat["speech_stopped_to_audio"] / 1e3)
+            if lat["turn_started_to_audio"] is not None:
+                turn_start.append(lat["turn_started_to_audio"] / 1e3)
+            if lat["speech_offset_to_audio"] is not None and lat["endpointing"] is not None:
+                offset.append(lat["speech_offset_to_audio"] / 1e3)
+                endpointing.append(lat["endpointing"] / 1e3)
+        per_file.append(
+            {
+                "file": name,
+                "turns": len(report.turns),
+                "cancelled": sum(t.status == "cancelled" for t in report.turns),
+                "speech_stopped_to_audio_ms": [lat["speech_stopped_to_audio"] for lat in lats],
+                "session_s": round(conv.events[-1].t, 3) if conv.events else 0.0,
+                "wall_s": round(wall, 3),
+            }
+        )
+    return {
+        "clock": "virtual (MockClock autojump_threshold=0), compute inline",
+        "engines": {
+            "stt": engines.stt.name,
+            "planner": engines.planner.name,
+            "tts": engines.tts.name,
+        },
+        "turns": len(decision),
+        "speech_stopped_to_audio_out_first_ms": stats_ms(decision),
+        "turn_started_to_audio_out_first_ms": stats_ms(turn_start),
+        "speech_offset_to_audio_out_first_ms": stats_ms(offset),
+        "endpointing_ms": stats_ms(endpointing),
+        "vad_stop_ms": config.vad.stop_ms,
+        "note": (
+            "speech_stopped_to_audio_out_first is measured from the VAD's end-of-speech decision "
+            "(speech_stopped.t) to the first reply frame handed to the transport "
+            "(audio_out_first.t); the VAD's endpointing silence (vad_stop_ms of silence after the "
+            "last voiced frame) comes on top of it. speech_offset_to_audio_out_first includes it: "
+            "(speech_stopped.media_t - speech_stopped.offset) + (audio_out_first.t - "
+            "speech_stopped.t). Engine compute is charged to the virtual clock with its measured "
+            "duration; transport and playout buffering of a real peer are not included. Each "
+            f"recording gets {V2V_TRAILING_SILENCE_S} s of trailing silence."
+        ),
+        "files": per_file,
+    }
 
 
 async def run(args: argparse.Namespace, recordings: dict[str, Int16Array] | None) -> dict[str, Any]:
@@ -275,9 +367,6 @@ async def run(args: argparse.Namespace, recordings: dict[str, Int16Array] | None
         result["stt"] = await bench_stt(recordings)
     result["tts"] = await bench_tts(tts_sentences(), args.repeat)
     result["planner"] = await bench_planner()
-    v2v = voice_to_voice(default_engines(), args.audio_dir)
-    if v2v is not None:
-        result["voice_to_voice"] = v2v
     return result
 
 
@@ -302,6 +391,18 @@ def _print_human(result: dict[str, Any]) -> None:
     fa = tts["first_audio_ms"]
     print(f"  first audio ms: p50 {fa['p50']} p95 {fa['p95']}")
     print(f"Planner: {result['planner']}")
+    v2v = result.get("voice_to_voice")
+    if v2v:
+        print(f"Voice to voice ({v2v['turns']} turns, {v2v['clock']}):")
+        for key in (
+            "speech_stopped_to_audio_out_first_ms",
+            "turn_started_to_audio_out_first_ms",
+            "speech_offset_to_audio_out_first_ms",
+            "endpointing_ms",
+        ):
+            s = v2v[key]
+            print(f"  {key}: p50 {s['p50']} p95 {s['p95']} max {s['max']}")
+        print(f"  VAD endpointing silence (stop_ms) {v2v['vad_stop_ms']} ms on top of the first")
 
 
 def main(argv: list[str]) -> int:
@@ -313,6 +414,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--files", nargs="+", default=list(RECORDINGS), metavar="NAME")
     parser.add_argument("--repeat", type=int, default=3, help="TTS passes over the sentences")
     parser.add_argument("--skip-stt", action="store_true")
+    parser.add_argument("--skip-v2v", action="store_true", help="no voice-to-voice sessions")
     args = parser.parse_args(argv)
     recordings: dict[str, Int16Array] | None = None
     if args.skip_stt:
@@ -320,6 +422,11 @@ def main(argv: list[str]) -> int:
     elif args.audio_dir.is_dir():
         recordings = {name: read_pcm(args.audio_dir / name) for name in args.files}
     result = trio.run(run, args, recordings)
+    if not args.skip_v2v:
+        # Whole sessions, each on its own virtual clock (so outside `run`'s real-clock loop).
+        v2v = voice_to_voice(default_engines(), args.audio_dir)
+        if v2v is not None:
+            result["voice_to_voice"] = v2v
     if args.json:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
