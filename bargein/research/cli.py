@@ -1,0 +1,140 @@
+"""`bargein research`: run interruption scenarios under a policy, compare policies, list both."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bargein.research.experiment import (
+    csv_text,
+    resolve_scenarios,
+    run_one,
+    starter_scenarios,
+    table,
+)
+from bargein.research.metrics import Samples
+from bargein.research.policies import PRESETS, PolicySpec, resolve_policy
+from bargein.research.scenario import ScenarioError, load_scenario
+
+EPILOG = """\
+SCENARIO is a .toml file (format: docs/research.md), a directory of them, the name of a
+starter scenario (see 'bargein research list'), or 'all' for the whole starter set.
+POLICY is a preset name or a .toml file with a [policy] table.
+
+examples:
+  bargein research list
+  bargein research run all --policy confirm_words --out runs/confirm_words
+  bargein research compare all --policies onset,confirm,confirm_words --out runs/cmp
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bargein research",
+        description="Reproducible interruption experiments on a virtual clock: scripted user "
+        "audio with ground-truth labels, a policy under test, traces, metrics and timelines.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run scenarios; write DIR/<scenario>/{trace.jsonl,report.json,timeline.png}",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    run.add_argument(
+        "--policy",
+        metavar="POLICY",
+        help="policy under test (default: each scenario's own [policy] table)",
+    )
+    run.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    run.add_argument("--no-plot", action="store_true", help="skip timeline.png")
+    cmp = sub.add_parser(
+        "compare",
+        help="run scenarios under several policies; print a table, write CSV",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmp.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    cmp.add_argument(
+        "--policies",
+        required=True,
+        metavar="A,B,C",
+        help="comma-separated policies (preset names or .toml files)",
+    )
+    cmp.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="also write DIR/compare.csv, DIR/summary.json and DIR/<policy>/<scenario>/...",
+    )
+    sub.add_parser("list", help="list the starter scenarios and the policy presets")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list()
+        scenarios = resolve_scenarios(args.scenarios)
+        if args.command == "run":
+            policy = resolve_policy(args.policy) if args.policy else None
+            pooled = Samples()
+            for scn in scenarios:
+                spec = policy or scn.policy
+                samples, rep = run_one(scn, spec, args.out, plot=not args.no_plot)
+                pooled.merge(samples)
+                m = rep["metrics"]
+                print(
+                    f"{scn.name:<28} policy={spec.name:<16} "
+                    f"false_barge_in={m['false_barge_in_rate']} "
+                    f"missed={m['missed_interruption_rate']} "
+                    f"detect_p50={m['barge_in_detection_ms']['p50']} "
+                    f"stop_p50={m['stop_ms']['p50']} -> {args.out / scn.name}"
+                )
+            (args.out / "summary.json").write_text(
+                json.dumps(pooled.summary(), indent=2) + "\n", encoding="utf-8"
+            )
+            return 0
+        policies = [resolve_policy(p.strip()) for p in args.policies.split(",") if p.strip()]
+        if not policies:
+            raise ValueError("--policies needs at least one policy")
+        summaries = {}
+        for spec in policies:
+            pooled = Samples()
+            for scn in scenarios:
+                out = args.out / spec.name if args.out else None
+                samples, _ = run_one(scn, spec, out, plot=False)
+                pooled.merge(samples)
+            summaries[spec.name] = pooled.summary()
+        print(f"{len(scenarios)} scenarios: {', '.join(s.name for s in scenarios)}")
+        print(table(summaries))
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "compare.csv").write_text(csv_text(summaries), encoding="utf-8")
+            (args.out / "summary.json").write_text(
+                json.dumps(summaries, indent=2) + "\n", encoding="utf-8"
+            )
+            print(f"wrote {args.out / 'compare.csv'}")
+        return 0
+    except (ScenarioError, ValueError) as exc:
+        print(f"bargein research: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _list() -> int:
+    print("starter scenarios:")
+    for path in starter_scenarios():
+        scn = load_scenario(path)
+        kinds = sorted({it.kind for it in scn.items})
+        print(f"  {scn.name:<28} [{scn.engines.kind}] {scn.description}  ({', '.join(kinds)})")
+    print("\npolicy presets:")
+    for name in PRESETS:
+        spec: PolicySpec = resolve_policy(name)
+        print(f"  {name:<18} {spec.description}")
+    return 0

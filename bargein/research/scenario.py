@@ -1,0 +1,310 @@
+"""The scenario format: a TOML file describing user audio on a timeline, the ground truth of
+every user event, the engines and the policy under test. Pure parsing and validation, no I/O
+beyond reading the file; audio is built by `bargein.research.audio`.
+
+The format is documented field by field in docs/research.md; `ScenarioError` messages name the
+file and the offending key so a researcher can fix a scenario without reading this code.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bargein.research.policies import PolicySpec, policy_from_table
+
+# Ground-truth kinds of user events. `request` is an ordinary user turn (nothing to interrupt);
+# the rest are what REFERENCE.md's "Scenario kinds" lists.
+INTERRUPTIONS = frozenset({"true_interruption", "correction"})
+NON_INTERRUPTIONS = frozenset({"backchannel", "noise", "side_talk", "echo"})
+KINDS = frozenset({"request", "user_pause"}) | INTERRUPTIONS | NON_INTERRUPTIONS
+EXPECTS = ("any", "speaking", "thinking", "silent")
+SOURCES = ("file", "noise", "echo")
+ENGINE_KINDS = ("scripted", "embedded", "openai")
+
+Expect = Literal["any", "speaking", "thinking", "silent"]
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run, with the file and key at fault in the message."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioItem:
+    """One labelled piece of user audio on the input timeline. Times in seconds."""
+
+    label: str
+    kind: str
+    source: str
+    at_s: float
+    gain: float = 1.0
+    file: str | None = None
+    channel: int | None = None
+    trim_start_s: float = 0.0
+    trim_end_s: float | None = None
+    # True speech region relative to `at_s` (after trimming); None: found from the energy.
+    speech: tuple[float, float] | None = None
+    transcripts: tuple[str, ...] | None = None
+    expect: Expect = "any"
+    # noise
+    duration_s: float = 0.3
+    level_dbfs: float = -20.0
+    seed: int = 0
+    # echo: the assistant's own output fed back into the microphone from at_s to until_s
+    until_s: float | None = None
+    delay_ms: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedEngineSpec:
+    stt_final_ms: float = 200.0
+    stt_ms_per_word: float = 0.0
+    default_transcript: str = ""
+    llm_first_token_ms: float = 300.0
+    tokens_per_second: float = 20.0
+    tts_first_audio_ms: float = 150.0
+    tts_ms_per_char: float = 60.0
+    tts_chunk_ms: float = 100.0
+    replies: tuple[str, ...] = ("Okay.",)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSpec:
+    kind: str = "scripted"
+    scripted: ScriptedEngineSpec = field(default_factory=ScriptedEngineSpec)
+    # embedded: options for `default_engines`; openai: base_url, model, stt_model, tts_model...
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    path: Path | None
+    description: str
+    items: tuple[AudioItem, ...]
+    engines: EngineSpec
+    policy: PolicySpec
+    duration_s: float | None = None
+    tail_s: float = 2.0
+    drain_s: float = 60.0
+
+    @property
+    def base_dir(self) -> Path | None:
+        return self.path.parent if self.path is not None else None
+
+
+_TOP_KEYS = {"name", "description", "duration_s", "tail_s", "drain_s", "engines", "policy", "audio"}
+_ITEM_KEYS = {
+    "label", "kind", "source", "at_s", "gain", "file", "channel", "trim_start_s", "trim_end_s",
+    "speech", "transcript", "expect", "duration_s", "level_dbfs", "seed", "until_s", "delay_ms",
+}  # fmt: skip
+_SCRIPTED_KEYS = set(ScriptedEngineSpec.__dataclass_fields__)
+_OPENAI_KEYS = {"base_url", "api_key", "model", "stt_model", "tts_model", "voice"}
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    return parse_scenario(raw, path=path)
+
+
+def parse_scenario(raw: dict[str, Any], *, path: Path | None = None, name: str = "") -> Scenario:
+    where = str(path) if path is not None else (name or "<scenario>")
+    _no_unknown(raw, _TOP_KEYS, where)
+    name = _get(raw, "name", str, where, name or (path.stem if path else "scenario"))
+    if not name or "/" in name or name.startswith("."):
+        raise ScenarioError(f"{where}: name {name!r} must be a plain directory name")
+    items_raw = raw.get("audio")
+    if not isinstance(items_raw, list) or not items_raw:
+        raise ScenarioError(f"{where}: needs at least one [[audio]] item")
+    items = tuple(_item(it, f"{where}: [[audio]] #{i + 1}") for i, it in enumerate(items_raw))
+    labels = [it.label for it in items]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise ScenarioError(f"{where}: duplicate [[audio]] labels {dupes}")
+    policy_raw = raw.get("policy", {})
+    if not isinstance(policy_raw, dict):
+        raise ScenarioError(f"{where}: [policy] must be a table")
+    try:
+        policy = policy_from_table(policy_raw, name=f"{name} (scenario)")
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: [policy]: {exc}") from None
+    duration = _opt_float(raw, "duration_s", where)
+    if duration is not None and duration <= 0:
+        raise ScenarioError(f"{where}: duration_s must be positive")
+    return Scenario(
+        name=name,
+        path=path,
+        description=_get(raw, "description", str, where, ""),
+        items=items,
+        engines=_engines(raw.get("engines", {}), f"{where}: [engines]"),
+        policy=policy,
+        duration_s=duration,
+        tail_s=_num(raw, "tail_s", where, 2.0),
+        drain_s=_num(raw, "drain_s", where, 60.0),
+    )
+
+
+def _item(raw: Any, where: str) -> AudioItem:
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: must be a table")
+    _no_unknown(raw, _ITEM_KEYS, where)
+    label = _get(raw, "label", str, where, None)
+    where = f"{where} ({label!r})" if label else where
+    kind = _get(raw, "kind", str, where, None)
+    if kind not in KINDS:
+        raise ScenarioError(f"{where}: kind {kind!r} is not one of {sorted(KINDS)}")
+    source = _get(raw, "source", str, where, "echo" if kind == "echo" else "file")
+    if source not in SOURCES:
+        raise ScenarioError(f"{where}: source {source!r} is not one of {list(SOURCES)}")
+    if (source == "echo") != (kind == "echo"):
+        raise ScenarioError(f"{where}: kind 'echo' and source 'echo' go together")
+    at = _num(raw, "at_s", where, None)
+    if at < 0:
+        raise ScenarioError(f"{where}: at_s must be >= 0")
+    expect = _get(raw, "expect", str, where, "any")
+    if expect not in EXPECTS:
+        raise ScenarioError(f"{where}: expect {expect!r} is not one of {list(EXPECTS)}")
+    transcript = raw.get("transcript")
+    transcripts: tuple[str, ...] | None
+    if transcript is None:
+        transcripts = None
+    elif isinstance(transcript, str):
+        transcripts = (transcript,)
+    elif isinstance(transcript, list) and all(isinstance(t, str) for t in transcript):
+        transcripts = tuple(transcript)
+    else:
+        raise ScenarioError(f"{where}: transcript must be a string or a list of strings")
+    speech = raw.get("speech")
+    if speech is not None:
+        if (
+            not isinstance(speech, list)
+            or len(speech) != 2
+            or not all(isinstance(v, int | float) for v in speech)
+            or not 0 <= speech[0] < speech[1]
+        ):
+            raise ScenarioError(f"{where}: speech must be [start_s, end_s] with 0 <= start < end")
+        speech = (float(speech[0]), float(speech[1]))
+    item = AudioItem(
+        label=label,
+        kind=kind,
+        source=source,
+        at_s=at,
+        gain=_num(raw, "gain", where, 1.0),
+        file=_get(raw, "file", str, where, "") or None,
+        channel=_channel(raw.get("channel"), where),
+        trim_start_s=_num(raw, "trim_start_s", where, 0.0),
+        trim_end_s=_opt_float(raw, "trim_end_s", where),
+        speech=speech,
+        transcripts=transcripts,
+        expect=expect,
+        duration_s=_num(raw, "duration_s", where, 0.3),
+        level_dbfs=_num(raw, "level_dbfs", where, -20.0),
+        seed=int(_num(raw, "seed", where, 0)),
+        until_s=_opt_float(raw, "until_s", where),
+        delay_ms=_num(raw, "delay_ms", where, 120.0),
+    )
+    if source == "file" and not item.file:
+        raise ScenarioError(f'{where}: a file source needs file = "..."')
+    if source != "file" and (item.file or item.channel is not None):
+        raise ScenarioError(f"{where}: file/channel only apply to source 'file'")
+    if item.trim_start_s < 0 or (
+        item.trim_end_s is not None and item.trim_end_s <= item.trim_start_s
+    ):
+        raise ScenarioError(f"{where}: need 0 <= trim_start_s < trim_end_s")
+    if source == "noise" and (item.duration_s <= 0 or item.level_dbfs > 0):
+        raise ScenarioError(f"{where}: noise needs duration_s > 0 and level_dbfs <= 0")
+    if source == "echo":
+        if item.until_s is None or item.until_s <= at:
+            raise ScenarioError(f"{where}: an echo source needs until_s > at_s")
+        if item.delay_ms < 20:
+            # The harness mixes echo from output frames already sent; one frame is 20 ms.
+            raise ScenarioError(f"{where}: echo delay_ms must be >= 20")
+    if item.gain < 0:
+        raise ScenarioError(f"{where}: gain must be >= 0")
+    return item
+
+
+def _engines(raw: Any, where: str) -> EngineSpec:
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: must be a table")
+    kind = _get(raw, "kind", str, where, "scripted")
+    if kind not in ENGINE_KINDS:
+        raise ScenarioError(f"{where}: kind {kind!r} is not one of {list(ENGINE_KINDS)}")
+    rest = {k: v for k, v in raw.items() if k != "kind"}
+    if kind == "scripted":
+        _no_unknown(rest, _SCRIPTED_KEYS, where)
+        values: dict[str, Any] = {}
+        for key, value in rest.items():
+            if key == "replies":
+                if isinstance(value, str):
+                    value = [value]
+                if (
+                    not isinstance(value, list)
+                    or not value
+                    or not all(isinstance(v, str) for v in value)
+                ):
+                    raise ScenarioError(f"{where}: replies must be a non-empty list of strings")
+                values[key] = tuple(value)
+            elif key == "default_transcript":
+                values[key] = _get(rest, key, str, where, "")
+            else:
+                values[key] = _num(rest, key, where, None)
+                if values[key] < 0:
+                    raise ScenarioError(f"{where}: {key} must be >= 0")
+        return EngineSpec("scripted", ScriptedEngineSpec(**values))
+    if kind == "openai":
+        _no_unknown(rest, _OPENAI_KEYS, where)
+        if not isinstance(rest.get("base_url"), str):
+            raise ScenarioError(f"{where}: kind 'openai' needs base_url = \"http://...\"")
+    return EngineSpec(kind, options=rest)
+
+
+def _channel(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    names = {"left": 0, "right": 1}
+    if isinstance(value, str) and value in names:
+        return names[value]
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ScenarioError(f"{where}: channel must be 'left', 'right' or a channel index >= 0")
+
+
+def _no_unknown(raw: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+
+
+def _get(raw: dict[str, Any], key: str, typ: type, where: str, default: Any) -> Any:
+    if key not in raw:
+        if default is None:
+            raise ScenarioError(f"{where}: missing required key {key!r}")
+        return default
+    value = raw[key]
+    if not isinstance(value, typ):
+        raise ScenarioError(f"{where}: {key} must be a {typ.__name__}, got {value!r}")
+    return value
+
+
+def _num(raw: dict[str, Any], key: str, where: str, default: float | None) -> float:
+    if key not in raw:
+        if default is None:
+            raise ScenarioError(f"{where}: missing required key {key!r}")
+        return default
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ScenarioError(f"{where}: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _opt_float(raw: dict[str, Any], key: str, where: str) -> float | None:
+    return _num(raw, key, where, 0.0) if key in raw else None
