@@ -219,3 +219,13 @@ def test_huge_chunk_is_split_invisibly() -> None:
     assert np.array_equal(
         np.concatenate((r.process(x), r.flush())), _chunked(Resampler(44_100, 16_000), x, [960] * 5)
     )
+
+
+@pytest.mark.parametrize("conv", [(44_100, 16_000), (22_050, 48_000), (16_000, 44_100)])
+def test_one_sample_chunks_match_one_call_for_the_paired_dot_product_kernel(
+    conv: tuple[int, int],
+) -> None:
+    # Every output then sits at a chunk boundary, so each lane parity is split off on its own.
+    x = _signal(700, seed=13)
+    assert np.array_equal(_chunked(Resampler(*conv), x, [1] * 700), resample(x, *conv))
+    assert np.array_equal(_chunked(Resampler(*conv), x, [0, 2, 1, 3] * 100), resample(x, *conv))

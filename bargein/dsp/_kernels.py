@@ -31,8 +31,15 @@ def resample_block_py(
     """Polyphase FIR over one chunk; returns the number of outputs written.
 
     ``buf`` holds ``Kp-1`` samples of history followed by room for ``x``. ``state`` is
-    ``[rel, phase]``: the next output's window starts at ``buf[rel]`` and uses ``table[phase]``.
-    An output is produced as soon as the newest input sample in its window has arrived.
+    ``[rel, phase, odd]``: the next output's window starts at ``buf[rel]`` and uses
+    ``table[phase]``; ``odd`` is the parity of its index in the stream. An output is produced as
+    soon as the newest input sample in its window has arrived.
+
+    Two outputs share one pass over the taps (two independent dot products in one loop: twice
+    the work per loop iteration, half the loop and reduction overhead). Each output always runs
+    in the lane given by its stream index parity, even at a chunk boundary (the idle lane then
+    recomputes its partner's window and is discarded), so its reduction order never depends on
+    where a chunk ended.
     """
     kp = table.shape[1]
     hist = kp - 1
@@ -40,22 +47,53 @@ def resample_block_py(
     buf[hist : hist + c] = x
     rel = state[0]
     p = state[1]
+    odd = state[2]
     n = 0
     while rel < c:
-        h = table[p]
-        w = buf[rel : rel + kp]
-        acc = np.float32(0.0)
-        for k in range(kp):
-            acc += h[k] * w[k]
-        out[n] = acc
-        n += 1
+        r0 = rel
+        p0 = p
         rel += sched[1, p]
         p = sched[0, p]
+        if odd:
+            r1 = r0
+            p1 = p0
+            take0 = False
+            take1 = True
+            odd = 0
+        elif rel < c:
+            r1 = rel
+            p1 = p
+            rel += sched[1, p]
+            p = sched[0, p]
+            take0 = True
+            take1 = True
+        else:
+            r1 = r0
+            p1 = p0
+            take0 = True
+            take1 = False
+            odd = 1
+        h0 = table[p0]
+        h1 = table[p1]
+        w0 = buf[r0 : r0 + kp]
+        w1 = buf[r1 : r1 + kp]
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        for k in range(kp):
+            a0 += h0[k] * w0[k]
+            a1 += h1[k] * w1[k]
+        if take0:
+            out[n] = a0
+            n += 1
+        if take1:
+            out[n] = a1
+            n += 1
     # Keep the newest kp-1 samples; moving left, so a forward copy never overwrites its source.
     for i in range(hist):
         buf[i] = buf[c + i]
     state[0] = rel - c
     state[1] = p
+    state[2] = odd
     return n
 
 

@@ -27,11 +27,6 @@ _SMALL_UP = 4
 _F32 = np.dtype(np.float32)
 
 
-def _kernel_ready(x: NDArray[np.float32]) -> bool:
-    flags = x.flags
-    return bool(x.ndim == 1 and flags.c_contiguous and flags.writeable)
-
-
 def _as_f32(x: NDArray[np.float32]) -> NDArray[np.float32]:
     """A 1-D, C-contiguous, writeable float32 array: the one type the kernel is compiled for."""
     if not (
@@ -93,7 +88,7 @@ class Resampler:
         # Identity never touches the kernel: room -1 routes every chunk to the slow path.
         self._room = -1 if d.identity else 4096
         self._buf = np.zeros(self._hist + max(self._room, 0), np.float32)
-        self._state = np.zeros(2, np.int64)
+        self._state = np.zeros(3, np.int64)  # [rel, phase, odd]: see _kernels
         self._n_in = 0  # input samples consumed since the last reset
         self._n_out = 0  # output samples emitted since the last reset
 
@@ -124,7 +119,8 @@ class Resampler:
     def process(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """Consume a chunk (any length, including 0); return every output now computable."""
         # Hot path: a handful of attribute reads, one allocation, one kernel call.
-        if type(x) is not np.ndarray or x.dtype != _F32 or not _kernel_ready(x):
+        # flags.carray: C-contiguous, aligned and writeable in one attribute read.
+        if type(x) is not np.ndarray or x.dtype != _F32 or x.ndim != 1 or not x.flags.carray:
             x = _as_f32(x)
         c = x.shape[0]
         n_in = self._n_in + c

@@ -25,7 +25,7 @@ def warm_up() -> float:
     buf = np.zeros(16, np.float32)
     x = np.zeros(4, np.float32)
     out = np.zeros(4, np.float32)
-    state = np.zeros(2, np.int64)
+    state = np.zeros(3, np.int64)
     sched = np.array([[0], [1]], np.int64)
     _kernels.resample_block(table, buf, x, out, state, sched)
     _kernels.phase_block(table, buf, x, out, state, sched)
