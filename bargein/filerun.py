@@ -77,7 +77,8 @@ async def converse(
     has finished answering (at most `drain_s` of session time after the input ended)."""
     config = config or SessionConfig()
     if rate != config.input_rate:
-        pcm = Resampler(rate, config.input_rate).process_int16(pcm)
+        resampler = Resampler(rate, config.input_rate)
+        pcm = np.concatenate([resampler.process_int16(pcm), resampler.flush_int16()])
     transport = TimelineTransport(config.output_rate, config.egress_lead_ms / 1000)
     async with open_session(config, engines, transport) as session:
         transport.t0 = session.bus.t0

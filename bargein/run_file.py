@@ -355,7 +355,8 @@ async def _converse(pcm: Any, rate: int, engines: Engines, config: SessionConfig
     finally:
         aclose = getattr(engines.planner, "aclose", None)
         if aclose is not None:
-            await aclose()
+            with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+                await aclose()
 
 
 def _err(message: str) -> None:
@@ -380,8 +381,6 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         pcm, rate = read_wav(args.input)
-        if len(pcm) == 0:
-            raise AudioFileError(f"{args.input}: no audio")
         _check_writable(args.out, "--out")
         _check_writable(args.trace, "--trace")
     except (AudioFileError, OSError) as exc:

@@ -34,11 +34,9 @@ from bargein.runtime.bus import EventBus, EventHub
 from bargein.runtime.compute import ComputeMode, set_compute_mode
 from bargein.runtime.events import Event, EventType
 from bargein.runtime.history import ChatMessage, History
-from bargein.runtime.messages import AudioFrame, Int16Array
+from bargein.runtime.messages import SUPPORTED_RATES, AudioFrame, Int16Array
 from bargein.runtime.trace import TraceWriter
 from bargein.runtime.transport import Transport
-
-SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +62,8 @@ class SessionConfig:
     # A model quiet this long mid-sentence gets what it said so far spoken anyway.
     quiet_flush_ms: int = 600
     system_prompt: str | None = None
+    # The conversation so far, for a session that continues one (e.g. a client resuming).
+    history: tuple[ChatMessage, ...] = ()
     compute: ComputeMode = "thread"
     trace_path: str | None = None
     session_id: str | None = None
@@ -71,7 +71,7 @@ class SessionConfig:
     def __post_init__(self) -> None:
         for name in ("input_rate", "output_rate"):
             if getattr(self, name) not in SUPPORTED_RATES:
-                raise ValueError(f"{name} must be one of {SUPPORTED_RATES}")
+                raise ValueError(f"{name} must be one of {sorted(SUPPORTED_RATES)}")
         if self.frame_ms not in (10, 20, 30):
             raise ValueError("frame_ms must be 10, 20 or 30")
         if self.output_frame_ms <= 0 or self.output_rate * self.output_frame_ms % 1000:
@@ -89,7 +89,7 @@ class Session:
         self.config = config
         self.id = config.session_id or uuid.uuid4().hex[:12]
         self.bus = EventBus(self.id, trio.current_time(), hub)
-        self.history = History(config.system_prompt)
+        self.history = History(config.system_prompt, config.history)
         self.rejections: Counter[str] = Counter()
         self.end_reason: str | None = None
         self._engines = engines

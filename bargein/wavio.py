@@ -20,6 +20,8 @@ def read_wav(path: str | Path) -> tuple[Int16Array, int]:
     path = Path(path)
     if path.suffix.lower() in (".raw", ".pcm"):
         data = path.read_bytes()
+        if not data:
+            raise AudioFileError(f"{path}: no audio")
         if len(data) % 2:
             raise AudioFileError(f"{path}: raw PCM16 must have an even number of bytes")
         return np.frombuffer(data, "<i2").astype(np.int16), 16000
@@ -30,7 +32,8 @@ def read_wav(path: str | Path) -> tuple[Int16Array, int]:
     except FileNotFoundError:
         raise AudioFileError(f"{path}: no such file") from None
     except (wave.Error, EOFError) as exc:
-        raise AudioFileError(f"{path}: not a PCM WAV file ({exc})") from None
+        reason = str(exc) or "truncated or not a RIFF/WAVE file"
+        raise AudioFileError(f"{path}: not a PCM WAV file ({reason})") from None
     if width == 1:
         samples = (np.frombuffer(raw, np.uint8).astype(np.int32) - 128) << 8
     elif width == 2:

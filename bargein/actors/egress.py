@@ -101,6 +101,11 @@ class Egress:
         feed.cursor.on_played(samples)
         return True
 
+    def sent_ms(self, turn: int) -> float:
+        """How much of `turn`'s audio has been handed to the transport so far."""
+        feed = self._by_turn.get(turn)
+        return 1000 * feed.cursor.sent / self.rate if feed else 0.0
+
     def forget(self, turn: int) -> None:
         self._by_turn.pop(turn, None)
 

@@ -163,13 +163,19 @@ class Floor:
                     if onset is not None:
                         data["onset"] = round(onset, 6)
                         data["detection_ms"] = round(1000 * (bus.now() - onset), 3)
+                    data["sent_ms"] = round(self._egress.sent_ms(turn), 3)
                     bus.emit(EventType.BARGE_IN, turn, **data)
                     # Egress first: not one more frame of this turn reaches the transport.
                     self._egress.interrupt(turn)
                     handle.scope.cancel()
                 case PauseOutput(turn=turn, onset=onset):
                     self._egress.pause(turn)
-                    bus.emit(EventType.OUTPUT_PAUSED, turn, onset=round(onset, 6))
+                    bus.emit(
+                        EventType.OUTPUT_PAUSED,
+                        turn,
+                        onset=round(onset, 6),
+                        sent_ms=round(self._egress.sent_ms(turn), 3),
+                    )
                 case ResumeOutput(turn=turn, text=text, paused_at=paused_at):
                     self._egress.resume(turn)
                     bus.emit(

@@ -162,7 +162,7 @@ class FloorMachine:
             if o.words >= max(1, self.policy.min_words):
                 actions = self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
                 return actions + self._user_text(text)
-            return self._false_interruption(text)
+            return self._false_interruption(now, text)
         if not final:
             return []
         t = self._turn
@@ -214,7 +214,7 @@ class FloorMachine:
             return []
         if o.stopped_at is not None:
             if now >= o.stopped_at + self.policy.resume_timeout_ms / 1000 - _EPSILON:
-                return self._false_interruption("")
+                return self._false_interruption(now, "")
             return []
         return self._confirm_if_due(now)
 
@@ -229,11 +229,15 @@ class FloorMachine:
             return self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
         return []
 
-    def _false_interruption(self, text: str) -> list[Action]:
+    def _false_interruption(self, now: float, text: str) -> list[Action]:
         o = self._overlap
         assert o is not None
         self._overlap = None
-        return [ResumeOutput(o.turn, text, o.decided_at)] if o.paused else []
+        if not o.paused:
+            return []
+        if self._turn is not None:
+            self._turn.audio_since = now  # resumed audio can echo too
+        return [ResumeOutput(o.turn, text, o.decided_at)]
 
     def _cancel(self, action: CancelTurn) -> list[Action]:
         assert self._turn is not None

@@ -28,6 +28,7 @@ class TurnAudio:
         self._resampler = Resampler(in_rate, out_rate) if in_rate != out_rate else None
         self._delay = round(self._resampler.delay_ms * out_rate / 1000) if self._resampler else 0
         self._framer = Framer(frame_samples)
+        self._frame_samples = frame_samples
         self._in_total = 0
         self._emitted = 0
         self._ready: list[WordMark] = []
@@ -89,6 +90,9 @@ class TurnAudio:
         if last is not None:
             frames.append(last)
         out = self._frames(frames)
+        if self._ready and not out:
+            # The audio ended on a frame boundary: a short silence carries the last words.
+            out = self._frames([np.zeros(self._frame_samples, np.int16)])
         if self._ready and out:
             # Marks past the audio's end (rounding, filter delay) belong to the last frame.
             f = out[-1]

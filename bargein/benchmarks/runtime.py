@@ -77,8 +77,12 @@ async def _concurrent(sessions: int, turns: int) -> dict[str, Any]:
         for _ in range(sessions):
             nursery.start_soon(_one_session, audio, rng.uniform(0, 1.0), results)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    latency = [x for ev in results for x in _pairs(ev, EventType.TURN_STARTED, EventType.AUDIO_OUT_FIRST)]
-    silence = [x for ev in results for x in _pairs(ev, EventType.BARGE_IN, EventType.OUTPUT_CLEARED)]
+    latency = [
+        x for ev in results for x in _pairs(ev, EventType.TURN_STARTED, EventType.AUDIO_OUT_FIRST)
+    ]
+    silence = [
+        x for ev in results for x in _pairs(ev, EventType.BARGE_IN, EventType.OUTPUT_CLEARED)
+    ]
     late = sum(e.data.get("late_frames", 0) for ev in results for e in ev if e.seq == -1)
     turns_done = sum(1 for ev in results for e in ev if e.type == EventType.TURN_STARTED)
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,10 +20,13 @@ class ChatMessage:
 class History:
     """Append-only list of committed messages. Only the floor's turn runner commits to it."""
 
-    def __init__(self, system_prompt: str | None = None) -> None:
+    def __init__(
+        self, system_prompt: str | None = None, earlier: Iterable[ChatMessage] = ()
+    ) -> None:
         self._messages: list[ChatMessage] = []
         if system_prompt:
             self._messages.append(ChatMessage("system", system_prompt))
+        self._messages.extend(m for m in earlier if m.role != "system")
 
     def add_user(self, text: str) -> None:
         self._messages.append(ChatMessage("user", text))

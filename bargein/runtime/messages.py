@@ -9,6 +9,9 @@ import numpy.typing as npt
 
 Int16Array = npt.NDArray[np.int16]
 
+# Sample rates a session (and so the wire protocol) accepts for input and output audio.
+SUPPORTED_RATES = frozenset({8000, 16000, 22050, 24000, 32000, 44100, 48000})
+
 
 @dataclass(frozen=True, slots=True)
 class AudioFrame:

@@ -57,5 +57,6 @@ async def feed_live(
     step = rate * chunk_ms // 1000
     start = trio.current_time()
     for i, at in enumerate(range(0, len(pcm), step)):
-        await trio.sleep_until(start + i * chunk_ms / 1000)
+        # Like a microphone, a chunk is delivered once all of it has been captured.
+        await trio.sleep_until(start + (i + 1) * chunk_ms / 1000)
         push(pcm[at : at + step])

@@ -26,8 +26,9 @@ from typing import Any, ClassVar, Final, Literal, NoReturn, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from bargein.runtime.messages import SUPPORTED_RATES
+
 PROTOCOL_VERSION: Final = 1
-SUPPORTED_RATES: Final = frozenset({8000, 16000, 22050, 24000, 32000, 44100, 48000})
 
 # A control frame bigger than this is rejected before parsing (counted in characters).
 MAX_TEXT_FRAME_CHARS: Final = 65_536

@@ -367,7 +367,7 @@ class SessionServer:
             self._refuse(transport, ErrorCode.BAD_FIELD, f"options: {exc}")
             return
         session_id, history = self._resume(start, transport)
-        config = self.session_config(start, session_id)
+        config = dataclasses.replace(self.session_config(start, session_id), history=tuple(history))
         self._starting.add(session_id)
         if self._idle.is_set():
             self._idle = trio.Event()
@@ -389,13 +389,6 @@ class SessionServer:
                         t=round(session.bus.now(), 6),
                     )
                 )
-                for message in history:
-                    if message.role == "user":
-                        session.history.add_user(message.content)
-                    elif message.role == "assistant":
-                        session.history.add_assistant(
-                            message.content, interrupted=message.interrupted
-                        )
                 # Rejections before the session existed still belong to its record.
                 for code, count in protocol.rejections.items():
                     for _ in range(count):
