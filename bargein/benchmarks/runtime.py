@@ -23,6 +23,7 @@ import numpy as np
 import trio
 
 from bargein.actors.policy import InterruptionPolicy
+from bargein.dsp import warm_up
 from bargein.engines.base import Engines
 from bargein.runtime.events import Event, EventType
 from bargein.session import SessionConfig, open_session
@@ -145,5 +146,6 @@ def main(argv: list[str]) -> int:
         }
         return result
 
+    warm_up()  # as a server does at start-up; a first session would otherwise stall the loop
     emit(trio.run(run), args.json)
     return 0

@@ -30,6 +30,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, jsonify, request, websocket
 from quart_trio import QuartTrio
 
+from bargein.dsp import warm_up
 from bargein.engines.base import Engines, PlannerEngine
 from bargein.runtime.bus import EventHub
 from bargein.session import SessionConfig
@@ -296,6 +297,7 @@ def main(argv: list[str]) -> int:
     server = DemoServer(
         embedded_engines_factory(planner_factory), token=args.token, max_sessions=args.max_sessions
     )
+    warm_up()  # compile/load the DSP kernels now, not inside the first caller's audio
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:
