@@ -7,7 +7,7 @@ from bargein.runtime.messages import WordMark
 
 
 def cursor() -> PlayoutCursor:
-    c = PlayoutCursor(turn=1, rate=1000, generated_text="One two. Three four.")
+    c = PlayoutCursor(turn=1, rate=1000, generated=["One two.", " Three four."])
     c.words = [
         WordMark("One", 0, 100, 0),
         WordMark("two.", 100, 200, 0, True),

@@ -32,7 +32,6 @@ class SentenceSink:
         self._bus = bus
         self._cursor = cursor
         self._splitter = SentenceSplitter()
-        self._text: list[str] = []
         self._index = 0
         self._last_token_at = -math.inf
         self._pending = trio.Event()
@@ -47,8 +46,7 @@ class SentenceSink:
         if cursor.tokens == 0:
             self._bus.emit(EventType.LLM_FIRST_TOKEN, self._turn)
         cursor.tokens += 1
-        self._text.append(item.text)
-        cursor.generated_text = "".join(self._text).strip()
+        cursor.generated.append(item.text)
         self._bus.emit(EventType.ASSISTANT_TEXT, self._turn, delta=item.text)
         self._last_token_at = trio.current_time()
         pieces = self._splitter.feed(item.text)

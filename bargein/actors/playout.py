@@ -19,7 +19,7 @@ class PlayoutCursor:
     played: int | None = None  # set once the peer reports playback
     frames_sent: int = 0
     frames_dropped: int = 0
-    generated_text: str = ""
+    generated: list[str] = field(default_factory=list)  # the planner's text deltas, in order
     tokens: int = 0
     synthesized: int = 0  # output samples TTS produced for the turn, sent or not
 
@@ -31,6 +31,10 @@ class PlayoutCursor:
     def on_played(self, samples: int) -> None:
         # Playback reports can arrive late or out of order; never move backwards or past `sent`.
         self.played = min(self.sent, max(self.played or 0, samples))
+
+    @property
+    def generated_text(self) -> str:
+        return "".join(self.generated).strip()
 
     @property
     def heard_samples(self) -> int:

@@ -75,3 +75,23 @@ def is_transient(exc: BaseException) -> bool:
         return exc.status_code >= 500 or exc.status_code in (408, 409, 429)
     # An error event inside an SSE stream (no status code) is the server's failure.
     return type(exc) is openai.APIError
+
+
+class LazyClient:
+    """One endpoint's SDK client, made on first use and closed by `aclose` (unless the caller
+    lent its own `httpx2` client, which stays the caller's to close)."""
+
+    def __init__(self, endpoint: Endpoint, http_client: httpx2.AsyncClient | None) -> None:
+        self.endpoint = endpoint
+        self._http_client = http_client
+        self._client: openai.AsyncOpenAI | None = None
+
+    def client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            self._client = make_client(self.endpoint, self._http_client)
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._http_client is None:
+            await client.close()

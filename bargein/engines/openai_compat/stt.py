@@ -14,7 +14,7 @@ import numpy as np
 import openai
 
 from bargein.engines.errors import SttError
-from bargein.engines.openai_compat._client import Endpoint, describe, make_client
+from bargein.engines.openai_compat._client import Endpoint, LazyClient, describe
 from bargein.runtime.messages import Int16Array
 
 STT_RATE = 16_000
@@ -31,7 +31,7 @@ def wav_bytes(pcm: Int16Array, rate: int = STT_RATE) -> bytes:
     return buffer.getvalue()
 
 
-class OpenAISTT:
+class OpenAISTT(LazyClient):
     """`SttEngine` over ``POST /audio/transcriptions`` (one request per utterance)."""
 
     name = "openai-stt"
@@ -46,16 +46,9 @@ class OpenAISTT:
         prompt: str | None = None,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
-        self.endpoint = Endpoint(base_url, model, api_key)
+        super().__init__(Endpoint(base_url, model, api_key), http_client)
         self.language = language
         self.prompt = prompt
-        self._http_client = http_client
-        self._client: openai.AsyncOpenAI | None = None
-
-    def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            self._client = make_client(self.endpoint, self._http_client)
-        return self._client
 
     def recognizer(self) -> OpenAIRecognizer:
         return OpenAIRecognizer(self)
@@ -77,10 +70,6 @@ class OpenAISTT:
         text: str = result.text
         return text.strip()
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._http_client is None:
-            await client.close()
 
 
 class OpenAIRecognizer:

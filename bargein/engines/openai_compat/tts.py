@@ -18,7 +18,7 @@ import openai
 
 from bargein.engines.base import Sink, TtsChunk, WordStart
 from bargein.engines.errors import TtsError
-from bargein.engines.openai_compat._client import Endpoint, describe, make_client
+from bargein.engines.openai_compat._client import Endpoint, LazyClient, describe
 
 TTS_RATE = 24_000  # OpenAI's response_format="pcm": 24 kHz, 16-bit little-endian, mono
 TAIL_SAMPLES = 240  # 10 ms of silence carrying the marks of words estimated past the audio's end
@@ -34,7 +34,7 @@ def estimate_word_starts(text: str, total_samples: int) -> list[WordStart]:
     return [WordStart(w, int(total_samples * (pos - first) / span)) for w, pos in words]
 
 
-class OpenAITTS:
+class OpenAITTS(LazyClient):
     """`TtsEngine` over ``POST /audio/speech`` with ``response_format="pcm"``, streamed."""
 
     name = "openai-tts"
@@ -52,18 +52,11 @@ class OpenAITTS:
         chars_per_second: float = 13.0,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
-        self.endpoint = Endpoint(base_url, model, api_key)
+        super().__init__(Endpoint(base_url, model, api_key), http_client)
         self.voice = voice
         self.speed = speed
         self.instructions = instructions
         self.chars_per_second = chars_per_second
-        self._http_client = http_client
-        self._client: openai.AsyncOpenAI | None = None
-
-    def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            self._client = make_client(self.endpoint, self._http_client)
-        return self._client
 
     def expected_samples(self, text: str) -> int:
         rate = self.chars_per_second * (self.speed or 1.0)
@@ -106,10 +99,6 @@ class OpenAITTS:
             marks = tuple(WordStart(w.text, emitted + i * step) for i, w in enumerate(words))
             await out.send(TtsChunk(tail, marks))
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._http_client is None:
-            await client.close()
 
 
 def _clamp(word: WordStart, start: int, end: int) -> WordStart:
