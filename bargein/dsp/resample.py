@@ -10,19 +10,18 @@ the full convolution, ``ceil(((T-1)*up + N)/down)`` samples in all, the same len
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numpy.typing import NDArray
 
 from bargein.dsp import _kernels
-from bargein.dsp._design import FilterDesign, design, polyphase_table, schedule
+from bargein.dsp._design import FilterDesign, block_table, design, polyphase_table
 from bargein.dsp.pcm import float32_to_pcm16, pcm16_to_float32
 
 # Chunks larger than this are cut into blocks, so the history buffer stays small. The split is
 # invisible in the output: chunking never changes a sample.
 _BLOCK = 1 << 15
-# Ratios with at most this many phases run the output-vectorized kernel (see _kernels).
-_SMALL_UP = 4
-
 
 _F32 = np.dtype(np.float32)
 
@@ -47,6 +46,16 @@ def _as_f32(x: NDArray[np.float32]) -> NDArray[np.float32]:
     return x
 
 
+@lru_cache(maxsize=32)
+def _tables(in_rate: int, out_rate: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """The kernel's coefficient table and its int64 side table, shared by every resampler of
+    the pair (kernels only read them)."""
+    d = design(in_rate, out_rate)
+    if d.up > d.down:
+        return block_table(d, _kernels.BLOCK, _kernels.LANES)
+    return polyphase_table(d), np.array([d.down // d.up, d.down % d.up], np.int64)
+
+
 class Resampler:
     """Streaming polyphase resampler; any chunking gives bit-identical output."""
 
@@ -60,6 +69,7 @@ class Resampler:
         "_n_in",
         "_n_out",
         "_room",
+        "_run",
         "_sched",
         "_state",
         "_table",
@@ -75,20 +85,24 @@ class Resampler:
         self.in_rate: int = int(in_rate)
         self.out_rate: int = int(out_rate)
         self.delay_ms: float = d.delay_s * 1e3
-        self._table = polyphase_table(d) if not d.identity else np.zeros((1, 1), np.float32)
-        self._sched = schedule(d)
+        # The kernel follows the direction only, never the chunk: both compute the same sum
+        # to float rounding (see _kernels), and a given resampler always runs the same one.
+        if d.identity:
+            self._table = np.zeros((1, 1), np.float32)
+            self._sched = np.zeros(2, np.int64)
+            self._hist = 0
+        else:
+            self._table, self._sched = _tables(self.in_rate, self.out_rate)
+            self._hist = d.taps_per_phase - 1 if d.up > d.down else int(self._table.shape[1]) - 1
+        self._kernel = _kernels.resample_up if d.up > d.down else _kernels.resample_down
+        self._run = _kernels.native(self._kernel)
         self._up = d.up
         self._down = d.down
         self._identity = d.identity
-        # Both kernels give the same samples to float rounding; which one runs depends only on
-        # the ratio, so a given resampler's output never depends on chunking.
-        small = d.up <= _SMALL_UP
-        self._kernel = _kernels.phase_block if small else _kernels.resample_block
-        self._hist = int(self._table.shape[1]) - 1
         # Identity never touches the kernel: room -1 routes every chunk to the slow path.
         self._room = -1 if d.identity else 4096
         self._buf = np.zeros(self._hist + max(self._room, 0), np.float32)
-        self._state = np.zeros(3, np.int64)  # [rel, phase, odd]: see _kernels
+        self._state = np.zeros(3, np.int64)  # the kernel's stream position: see _kernels
         self._n_in = 0  # input samples consumed since the last reset
         self._n_out = 0  # output samples emitted since the last reset
 
@@ -118,9 +132,10 @@ class Resampler:
 
     def process(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """Consume a chunk (any length, including 0); return every output now computable."""
-        # Hot path: a handful of attribute reads, one allocation, one kernel call.
-        # flags.carray: C-contiguous, aligned and writeable in one attribute read.
-        if type(x) is not np.ndarray or x.dtype != _F32 or x.ndim != 1 or not x.flags.carray:
+        # Hot path: a handful of attribute reads, one allocation, one native call. The check
+        # is what the native entry relies on: exactly 1-D, C-contiguous float32 (the native
+        # float32 dtype is a singleton; strides (4,) means 1-D and contiguous).
+        if type(x) is not np.ndarray or x.dtype is not _F32 or x.strides != (4,):
             x = _as_f32(x)
         c = x.shape[0]
         n_in = self._n_in + c
@@ -133,7 +148,7 @@ class Resampler:
                 return out
             self._run_blocks(x, out)
             return out
-        self._kernel(self._table, self._buf, x, out, self._state, self._sched)
+        self._run(self._table, self._buf, x, out, self._state, self._sched)
         self._n_in = n_in
         self._n_out = n_total
         return out
@@ -152,7 +167,7 @@ class Resampler:
             n_in = self._n_in + block.shape[0]
             n_total = -((-n_in * self._up) // self._down)
             n = n_total - self._n_out
-            self._kernel(
+            self._run(
                 self._table, self._buf, block, out[written : written + n], self._state,
                 self._sched,
             )
@@ -173,7 +188,7 @@ class Resampler:
         n_full = -((-((self._n_in - 1) * d.up + d.num_taps)) // d.down)
         need = n_full - self._n_out
         # taps_per_phase zeros push the last real sample through every tap of its window.
-        zeros = np.zeros(self._table.shape[1], np.float32)
+        zeros = np.zeros(d.taps_per_phase, np.float32)
         tail = self.process(zeros)[:need]
         self.reset()
         return tail

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from bargein.dsp import _kernels
-from bargein.dsp._design import design, polyphase_table
+from bargein.dsp.resample import Resampler
 
 # Conversions the runtime uses; their filter designs are built (and cached) during warm-up too.
 COMMON_CONVERSIONS: tuple[tuple[int, int], ...] = (
@@ -18,18 +18,16 @@ COMMON_CONVERSIONS: tuple[tuple[int, int], ...] = (
 
 
 def warm_up() -> float:
-    """Compile/load every numba kernel with the exact types the faces pass; return seconds."""
+    """Compile/load every numba kernel with the exact types the faces pass; return seconds.
+
+    Runs every common conversion once through a real resampler, which also builds and caches
+    its filter tables.
+    """
     t0 = time.perf_counter()
-    # One call per kernel, with the canonical argument types (C-contiguous, writeable arrays).
-    table = np.zeros((1, 8), np.float32)
-    buf = np.zeros(16, np.float32)
-    x = np.zeros(4, np.float32)
-    out = np.zeros(4, np.float32)
-    state = np.zeros(3, np.int64)
-    sched = np.array([[0], [1]], np.int64)
-    _kernels.resample_block(table, buf, x, out, state, sched)
-    _kernels.phase_block(table, buf, x, out, state, sched)
-    _kernels.sum_squares_i16(np.zeros(4, np.int16))
+    x = np.zeros(441, np.float32)
     for in_rate, out_rate in COMMON_CONVERSIONS:
-        polyphase_table(design(in_rate, out_rate))
+        r = Resampler(in_rate, out_rate)
+        r.process(x)
+        r.flush()
+    _kernels.sum_squares_i16(np.zeros(4, np.int16))
     return time.perf_counter() - t0
