@@ -222,11 +222,21 @@ def test_huge_chunk_is_split_invisibly() -> None:
     )
 
 
-@pytest.mark.parametrize("conv", [(44_100, 16_000), (22_050, 48_000), (16_000, 44_100)])
-def test_one_sample_chunks_match_one_call_for_the_paired_dot_product_kernel(
-    conv: tuple[int, int],
-) -> None:
-    # Every output then sits at a chunk boundary, so each lane parity is split off on its own.
+@pytest.mark.parametrize(
+    "conv", [(44_100, 16_000), (48_000, 16_000), (22_050, 48_000), (16_000, 44_100), (8_000, 16_000)]
+)
+def test_one_sample_chunks_match_one_call_for_both_kernels(conv: tuple[int, int]) -> None:
+    # Every output then sits at a chunk boundary; an upsampling block is cut after each input.
     x = _signal(700, seed=13)
     assert np.array_equal(_chunked(Resampler(*conv), x, [1] * 700), resample(x, *conv))
     assert np.array_equal(_chunked(Resampler(*conv), x, [0, 2, 1, 3] * 100), resample(x, *conv))
+
+
+@pytest.mark.parametrize("conv", [(44_100, 16_000), (16_000, 44_100), (48_000, 16_000)])
+def test_kernel_follows_the_direction_and_tables_start_on_a_cache_line(
+    conv: tuple[int, int],
+) -> None:
+    r = Resampler(*conv)
+    assert r._kernel is (_kernels.resample_up if conv[1] > conv[0] else _kernels.resample_down)
+    assert r._table.ctypes.data % 64 == 0
+    assert Resampler(*conv)._table is r._table  # shared by every resampler of the pair
