@@ -223,7 +223,8 @@ def test_huge_chunk_is_split_invisibly() -> None:
 
 
 @pytest.mark.parametrize(
-    "conv", [(44_100, 16_000), (48_000, 16_000), (22_050, 48_000), (16_000, 44_100), (8_000, 16_000)]
+    "conv",
+    [(44_100, 16_000), (48_000, 16_000), (22_050, 48_000), (16_000, 44_100), (8_000, 16_000)],
 )
 def test_one_sample_chunks_match_one_call_for_both_kernels(conv: tuple[int, int]) -> None:
     # Every output then sits at a chunk boundary; an upsampling block is cut after each input.

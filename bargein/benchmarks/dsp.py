@@ -205,7 +205,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bargein bench dsp", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--calls", type=int, default=500, help="calls per timing run")
-    parser.add_argument("--repeats", type=int, default=15, help="timing runs (median reported, best beside it)")
+    parser.add_argument("--repeats", type=int, default=15,
+                        help="timing runs (median reported, best beside it)")
     parser.add_argument("--tones", type=int, default=120,
                         help="tones for the stopband measurement (0 to skip)")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the subprocess runs")

@@ -24,6 +24,7 @@ ATTEN_DB = 84.0  # Kaiser design target; measured worst case stays >= 80 dB with
 MAX_DELAY_S = 0.0029  # group-delay budget; the brief allows 3 ms
 TRANSITION = 0.2  # transition width as a fraction of the lower Nyquist
 TAP_ALIGN = 16  # taps per phase rounded up to whole 16-lane vectors (zero taps, no extra delay)
+SNAP = 0.03  # at most this fraction of the taps dropped to end a phase on a vector boundary
 CACHE_LINE = 64  # tables start on a cache line: split vector loads cost ~15 % (measured)
 
 
@@ -101,14 +102,24 @@ def _design(in_rate: int, out_rate: int) -> FilterDesign:
     stop = f_low
     passband = stop - df
     cutoff = stop - df / 2.0
-    n_taps = math.ceil((ATTEN_DB - 7.95) / (2.285 * 2.0 * math.pi * df / fu)) + 1
-    beta = 0.1102 * (ATTEN_DB - 8.7)
+    dw = 2.285 * 2.0 * math.pi * df / fu
+    n_taps = math.ceil((ATTEN_DB - 7.95) / dw) + 1
+    # The kernels pad each phase to whole 16-tap vectors, so a few taps over a vector boundary
+    # cost a whole vector: 44.1k->16k needs 147 taps per output, padded to 160. When dropping
+    # to the boundary costs at most SNAP of the taps, take it and let the attenuation give
+    # (Kaiser: 144 taps design to 82.5 dB, measured above 82, still over the 80 dB floor) while
+    # the band edges stay put. 10 % less work for that conversion; no other is near a boundary.
+    per_phase = -(-n_taps // up)
+    whole = per_phase // TAP_ALIGN * TAP_ALIGN
+    atten = ATTEN_DB
+    if whole and 0 < per_phase - whole <= SNAP * per_phase:
+        n_taps = min(n_taps, whole * up)
+        atten = 7.95 + dw * (n_taps - 1)
+    beta = 0.1102 * (atten - 8.7)
     n = np.arange(n_taps, dtype=np.float64) - (n_taps - 1) / 2.0
     h = (2.0 * cutoff / fu) * np.sinc((2.0 * cutoff / fu) * n) * np.kaiser(n_taps, beta)
     h /= h.sum()
-    return FilterDesign(
-        int(in_rate), int(out_rate), up, down, passband, stop, ATTEN_DB, beta, h
-    )
+    return FilterDesign(int(in_rate), int(out_rate), up, down, passband, stop, atten, beta, h)
 
 
 def aligned_zeros(shape: tuple[int, ...]) -> NDArray[np.float32]:
