@@ -134,9 +134,9 @@ import numpy as np
 from bargein.dsp import Resampler, rms_dbfs, warm_up
 t1 = time.perf_counter()
 warm_s = warm_up() if sys.argv[1] == "warm" else 0.0
-r = Resampler(48000, 16000)
 x = np.zeros(960, np.float32)
 t2 = time.perf_counter()
+r = Resampler(48000, 16000)  # binds the kernel's native entry: compiles or loads it if cold
 r.process(x)
 rms_dbfs(np.zeros(320, np.int16))
 t3 = time.perf_counter()
@@ -164,8 +164,9 @@ def _run_fresh(script: str, cache_dir: str, mode: str) -> dict[str, float]:
 def cold_start() -> dict[str, Any]:
     """Fresh processes, empty vs filled numba cache, with and without warm_up() first.
 
-    Without warm-up the first process() call pays numba's start-up (target initialization) plus
-    the compile or the cache load; after warm_up() the first call costs what any other does.
+    "First call" is a new Resampler plus its first process(): without warm-up it pays numba's
+    start-up (target initialization) plus the compile or the cache load; after warm_up() it
+    costs what any other call does.
     """
     ms = 1e3
     with tempfile.TemporaryDirectory() as warm:
