@@ -2,8 +2,8 @@
 
 The plain functions stay importable so tests can run the very same code uninterpreted by numba;
 the compiled dispatchers are bound to precisely typed names, which is the typed face mypy sees.
-Callers must pass C-contiguous, writeable arrays of the dtypes below: any other layout would make
-numba compile a new specialization on the caller's frame (see ``resample.py``'s normalization).
+The resampler calls them through their native entry (``native``), which takes exactly
+``KERNEL_SIG`` and checks nothing: ``resample.py`` normalizes every chunk to that layout first.
 
 Two resampling kernels, chosen by direction, compute the same sum
 ``y[n] = up * sum_i h[n*down - i*up] * x[i]`` with explicit 16-lane vectors (``_simd``): no
@@ -24,9 +24,6 @@ from bargein.dsp._simd import LANES, vadd, vfma, vload, vstore, vsum, vzero
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
 I16 = NDArray[np.int16]
-
-__all__ = ["BLOCK", "DISPATCHERS", "LANES", "PLAIN", "resample_down", "resample_up"]
-
 
 def resample_down_py(table: F32, buf: F32, x: F32, out: F32, state: I64, step: I64) -> int:
     """Downsampling (and any ``up < down``): one dot product per output; returns outputs written.

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from bargein.dsp import _kernels
 from bargein.dsp._design import FilterDesign, block_table, design, polyphase_table
+from bargein.dsp._simd import LANES
 from bargein.dsp.pcm import float32_to_pcm16, pcm16_to_float32
 
 # Chunks larger than this are cut into blocks, so the history buffer stays small. The split is
@@ -52,7 +53,7 @@ def _tables(in_rate: int, out_rate: int) -> tuple[NDArray[np.float32], NDArray[n
     the pair (kernels only read them)."""
     d = design(in_rate, out_rate)
     if d.up > d.down:
-        return block_table(d, _kernels.BLOCK, _kernels.LANES)
+        return block_table(d, _kernels.BLOCK, LANES)
     return polyphase_table(d), np.array([d.down // d.up, d.down % d.up], np.int64)
 
 
