@@ -2,7 +2,7 @@
 
 numba has no vector type, and LLVM's vectorizers can't be steered from numba: a block of 16
 outputs accumulated over inputs is fully unrolled into 16 scalar chains rather than kept in one
-vector register (measured 6x slower), and a dot product is vectorized only under fast-math
+vector register (measured 4-6x slower), and a dot product is vectorized only under fast-math
 reassociation, with a tail loop whose cost depends on the tap count. These helpers make the
 kernels' vectors explicit.
 

@@ -17,7 +17,6 @@ from numpy.typing import NDArray
 
 from bargein.dsp import _kernels
 from bargein.dsp._design import FilterDesign, block_table, design, polyphase_table
-from bargein.dsp._simd import LANES
 from bargein.dsp.pcm import float32_to_pcm16, pcm16_to_float32
 
 # Chunks larger than this are cut into blocks, so the history buffer stays small. The split is
@@ -28,23 +27,15 @@ _F32 = np.dtype(np.float32)
 
 
 def _as_f32(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    """A 1-D, C-contiguous, writeable float32 array: the one type the kernel is compiled for."""
-    if not (
-        isinstance(x, np.ndarray)
-        and x.dtype == np.float32
-        and x.ndim == 1
-        and x.flags.c_contiguous
-        and x.flags.writeable
-    ):
-        a = np.asarray(x)
-        if a.ndim != 1:
-            raise ValueError(f"expected a 1-D (mono) array, got shape {a.shape}")
-        if a.dtype.kind != "f":
-            raise TypeError(
-                f"process() takes float samples, got {a.dtype}; use process_int16() for PCM16"
-            )
-        x = np.array(a, dtype=np.float32, order="C")
-    return x
+    """A copy of ``x`` in the one layout the native kernel takes (see ``process``)."""
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ValueError(f"expected a 1-D (mono) array, got shape {a.shape}")
+    if a.dtype.kind != "f":
+        raise TypeError(
+            f"process() takes float samples, got {a.dtype}; use process_int16() for PCM16"
+        )
+    return np.array(a, dtype=np.float32, order="C")
 
 
 @lru_cache(maxsize=32)
@@ -53,7 +44,7 @@ def _tables(in_rate: int, out_rate: int) -> tuple[NDArray[np.float32], NDArray[n
     the pair (kernels only read them)."""
     d = design(in_rate, out_rate)
     if d.up > d.down:
-        return block_table(d, _kernels.BLOCK, LANES)
+        return block_table(d, _kernels.BLOCK)
     return polyphase_table(d), np.array([d.down // d.up, d.down % d.up], np.int64)
 
 
@@ -88,14 +79,16 @@ class Resampler:
         self.delay_ms: float = d.delay_s * 1e3
         # The kernel follows the direction only, never the chunk: both compute the same sum
         # to float rounding (see _kernels), and a given resampler always runs the same one.
+        upward = d.up > d.down
         if d.identity:
             self._table = np.zeros((1, 1), np.float32)
             self._sched = np.zeros(2, np.int64)
             self._hist = 0
         else:
             self._table, self._sched = _tables(self.in_rate, self.out_rate)
-            self._hist = d.taps_per_phase - 1 if d.up > d.down else int(self._table.shape[1]) - 1
-        self._kernel = _kernels.resample_up if d.up > d.down else _kernels.resample_down
+            # Inputs an output's window reaches back: K-1, or the padded Kp-1 of the dot product.
+            self._hist = d.taps_per_phase - 1 if upward else int(self._table.shape[1]) - 1
+        self._kernel = _kernels.resample_up if upward else _kernels.resample_down
         self._run = _kernels.native(self._kernel)
         self._up = d.up
         self._down = d.down
