@@ -303,8 +303,6 @@ class EspeakTts:
         n = len(pcm)
         for start in range(0, n, self._chunk):
             end = min(start + self._chunk, n)
-            last = end == n
-            chunk_words = tuple(
-                w for w in words if start <= w.sample < end or (last and w.sample >= end)
-            )
+            # align_words keeps every mark inside the audio, so each lands in one chunk.
+            chunk_words = tuple(w for w in words if start <= w.sample < end)
             await out.send(TtsChunk(pcm[start:end], chunk_words))

@@ -33,9 +33,9 @@ from bargein.engines.errors import PlannerError
 from bargein.engines.openai_compat._client import (
     CLOSE_BOUND,
     Endpoint,
+    LazyClient,
     describe,
     is_transient,
-    make_client,
 )
 from bargein.runtime.history import ChatMessage
 
@@ -152,8 +152,7 @@ class OpenAIPlanner:
         # The last completed tool calls, newest last (shared by all sessions using this planner).
         self.tool_results: deque[ToolResult] = deque(maxlen=256)
         self._tools: dict[str, Tool] = {}
-        self._http_client = http_client
-        self._clients: dict[int, openai.AsyncOpenAI] = {}
+        self._clients = [LazyClient(e, http_client) for e in self.endpoints]
         self._failed_until: dict[int, float] = {}
 
     # -- configuration -------------------------------------------------------------------------
@@ -244,12 +243,9 @@ class OpenAIPlanner:
         return messages
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        if self._http_client is not None:
-            return  # the caller's client: the caller closes it
         with trio.move_on_after(CLOSE_BOUND, shield=True):
-            for client in clients:
-                await client.close()
+            for client in self._clients:
+                await client.aclose()  # a lent http client stays the caller's to close
 
     async def __aenter__(self) -> OpenAIPlanner:
         return self
@@ -292,9 +288,7 @@ class OpenAIPlanner:
     # -- streaming and failover -----------------------------------------------------------------
 
     def _client(self, index: int) -> openai.AsyncOpenAI:
-        if index not in self._clients:
-            self._clients[index] = make_client(self.endpoints[index], self._http_client)
-        return self._clients[index]
+        return self._clients[index].client()
 
     def _order(self) -> list[int]:
         """Endpoints in configured order, those that failed recently moved to the back."""

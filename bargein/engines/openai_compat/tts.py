@@ -10,6 +10,7 @@ word estimated late is at worst counted as unheard, never as heard before it was
 
 from __future__ import annotations
 
+import bisect
 import re
 
 import httpx2
@@ -85,9 +86,11 @@ class OpenAITTS(LazyClient):
                         continue
                     pcm = np.frombuffer(data[:usable], dtype="<i2").astype(np.int16)
                     end = emitted + len(pcm)
-                    marks = tuple(w for w in words if w.sample < end)
-                    words = words[len(marks) :]
-                    await out.send(TtsChunk(pcm, tuple(_clamp(w, emitted, end) for w in marks)))
+                    # Estimates are sorted and the earlier ones already went out, so the marks
+                    # of this chunk are the leading run that starts before its end.
+                    k = bisect.bisect_left(words, end, key=_sample)
+                    marks, words = tuple(words[:k]), words[k:]
+                    await out.send(TtsChunk(pcm, marks))
                     emitted = end
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             raise TtsError(f"speech at {self.endpoint.label} failed: {describe(exc)}") from exc
@@ -100,8 +103,5 @@ class OpenAITTS(LazyClient):
             await out.send(TtsChunk(tail, marks))
 
 
-
-def _clamp(word: WordStart, start: int, end: int) -> WordStart:
-    """A mark inside the chunk it travels with (estimates may fall before it)."""
-    sample = min(max(word.sample, start), end - 1)
-    return word if sample == word.sample else WordStart(word.text, sample)
+def _sample(word: WordStart) -> int:
+    return word.sample
