@@ -302,9 +302,7 @@ class Session:
         try:
             await actor(task_status=task_status)
         except Exception as exc:
-            self.bus.emit(
-                EventType.ERROR, source=name, error=type(exc).__name__, message=str(exc), fatal=True
-            )
+            self.bus.error(name, exc, fatal=True)
             self.close("error")
             try:
                 task_status.started()  # it failed while starting: let `nursery.start` return

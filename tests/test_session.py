@@ -53,7 +53,7 @@ def task_names() -> list[str]:
     return names
 
 
-TURN_TASKS = ("run_planner", "run_splitter", "run_tts", "_synthesize", "engine.respond")
+TURN_TASKS = ("run_planner", "run_tts", "flush_when_quiet")
 
 
 async def run_conversation(

@@ -81,9 +81,7 @@ class Egress:
         feed.stopped = True
         if feed.scope is not None:
             feed.scope.cancel()
-        if self._paused == turn:
-            self._paused = None
-            self._resumed.set()
+        self.resume(turn)
 
     def pause(self, turn: int) -> None:
         self._paused = turn
@@ -104,7 +102,7 @@ class Egress:
     def sent_ms(self, turn: int) -> float:
         """How much of `turn`'s audio has been handed to the transport so far."""
         feed = self._by_turn.get(turn)
-        return 1000 * feed.cursor.sent / self.rate if feed else 0.0
+        return feed.cursor.sent_ms if feed else 0.0
 
     def forget(self, turn: int) -> None:
         self._by_turn.pop(turn, None)
@@ -169,6 +167,6 @@ class Egress:
             EventType.OUTPUT_CLEARED,
             feed.turn,
             frames_dropped=dropped,
-            sent_ms=round(1000 * feed.cursor.sent / self.rate, 3),
+            sent_ms=round(feed.cursor.sent_ms, 3),
         )
         await self._transport.send_clear(feed.turn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import trio
 
-from bargein.dsp import Framer, Resampler, float32_to_pcm16, rms_dbfs
+from bargein.dsp import Framer, Resampler, rms_dbfs
 from bargein.runtime.broadcast import DropOldestQueue
 from bargein.runtime.messages import AudioFrame, Int16Array
 
@@ -37,7 +37,7 @@ async def run_mic(
         async for chunk in ingress:
             if isinstance(chunk, EndOfInput):
                 if resampler is not None:
-                    await emit(framer.push(float32_to_pcm16(resampler.flush())))
+                    await emit(framer.push(resampler.flush_int16()))
                 last = framer.flush(pad=True)
                 await emit([last] if last is not None else [])
                 await out.send(END_OF_INPUT)

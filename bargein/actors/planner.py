@@ -95,13 +95,6 @@ async def run_planner(
             try:
                 await engine.respond(request, sink)
             except Exception as exc:  # an engine failure must not end the session
-                bus.emit(
-                    EventType.ERROR,
-                    request.turn,
-                    source="planner",
-                    error=type(exc).__name__,
-                    message=str(exc),
-                    fatal=False,
-                )
+                bus.error("planner", exc, fatal=False, turn=request.turn)
             nursery.cancel_scope.cancel()
         await sink.finish()

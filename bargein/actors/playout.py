@@ -45,6 +45,14 @@ class PlayoutCursor:
     def heard_ms(self) -> float:
         return 1000 * self.heard_samples / self.rate
 
+    @property
+    def sent_ms(self) -> float:
+        return 1000 * self.sent / self.rate
+
+    @property
+    def synthesized_ms(self) -> float:
+        return 1000 * self.synthesized / self.rate
+
     def heard_words(self) -> list[WordMark]:
         limit = self.heard_samples
         return [w for w in self.words if w.end <= limit]

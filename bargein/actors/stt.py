@@ -68,14 +68,7 @@ class _Utterances:
         try:
             return await call
         except Exception as exc:  # a failing engine loses this utterance, not the session
-            self.bus.emit(
-                EventType.ERROR,
-                source="stt",
-                error=type(exc).__name__,
-                message=str(exc),
-                fatal=False,
-                utterance=self.id,
-            )
+            self.bus.error("stt", exc, fatal=False, utterance=self.id)
             self.open = False
             return _FAILED
 

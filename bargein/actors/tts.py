@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import trio
 
-from bargein.dsp import Framer, Resampler, float32_to_pcm16
+from bargein.dsp import Framer, Resampler
 from bargein.engines.base import TtsChunk, TtsEngine
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
@@ -26,7 +26,7 @@ class TurnAudio:
         self.turn = turn
         self._ratio = out_rate / in_rate
         self._resampler = Resampler(in_rate, out_rate) if in_rate != out_rate else None
-        self._delay = round(self._resampler.delay_ms * out_rate / 1000) if self._resampler else 0
+        self._delay = round(self._resampler.delay_samples) if self._resampler else 0
         self._framer = Framer(frame_samples)
         self._frame_samples = frame_samples
         self._in_total = 0
@@ -84,7 +84,7 @@ class TurnAudio:
     def finish(self) -> list[OutFrame]:
         pcm: Int16Array = np.zeros(0, np.int16)
         if self._resampler is not None:
-            pcm = float32_to_pcm16(self._resampler.flush())
+            pcm = self._resampler.flush_int16()
         frames = self._framer.push(pcm)
         last = self._framer.flush(pad=True)
         if last is not None:

@@ -105,14 +105,7 @@ async def run_turn(
             except Exception as exc:  # an engine failure ends the turn, not the session
                 failed = True
                 handle.reason = "error"
-                bus.emit(
-                    EventType.ERROR,
-                    turn,
-                    source="turn",
-                    error=type(exc).__name__,
-                    message=str(exc),
-                    fatal=False,
-                )
+                bus.error("turn", exc, fatal=False, turn=turn)
             finally:
                 frames.close()  # egress sees the end of the turn's audio
             if not failed:
@@ -127,11 +120,11 @@ async def run_turn(
         fields = dict(
             heard_text=cursor.heard_text(),
             heard_ms=round(cursor.heard_ms, 3),
-            sent_ms=round(1000 * cursor.sent / cursor.rate, 3),
+            sent_ms=round(cursor.sent_ms, 3),
             committed_text=committed,
             generated_text=cursor.generated_text,
             tokens=cursor.tokens,
-            synthesized_ms=round(1000 * cursor.synthesized / cursor.rate, 3),
+            synthesized_ms=round(cursor.synthesized_ms, 3),
         )
         if cancelled:
             bus.emit(

@@ -70,14 +70,11 @@ class VadCore:
             self._silent_run = 0
             return VoiceActivity(True, start / self.rate) if resumed else None
         self._silent_run += 1
-        if self._silent_run >= self._stop_frames:
-            if self._silent_run == 1:
-                self._silence_start = start
-            return self._stop(end_t)
         if self._silent_run == 1:
             self._silence_start = start
-            return VoiceActivity(False, start / self.rate)
-        return None
+        if self._silent_run >= self._stop_frames:
+            return self._stop(end_t)
+        return VoiceActivity(False, start / self.rate) if self._silent_run == 1 else None
 
     def end_of_input(self, at_sample: int) -> SpeechStopped | None:
         """Input ended: an utterance still open stops where the audio stopped."""

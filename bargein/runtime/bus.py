@@ -23,8 +23,9 @@ class EventBus(Broadcast[Event]):
         self.session_id = session_id
         self.t0 = t0
         self.counts: Counter[str] = Counter()
-        self._hub = hub
         self._seq = 0
+        if hub is not None:
+            self.add_listener(hub.publish)
 
     def now(self) -> float:
         """The session clock: seconds since the session started, on trio's clock."""
@@ -35,6 +36,14 @@ class EventBus(Broadcast[Event]):
         self._seq += 1
         self.counts[type.value] += 1
         self.publish(event)
-        if self._hub is not None:
-            self._hub.publish(event)
         return event
+
+    def error(
+        self, source: str, exc: BaseException, *, fatal: bool, turn: int | None = None,
+        **extra: Any,
+    ) -> Event:
+        """An `error` event for an exception caught by `source`."""
+        return self.emit(
+            EventType.ERROR, turn, source=source, error=type(exc).__name__, message=str(exc),
+            fatal=fatal, **extra,
+        )

@@ -25,7 +25,6 @@ _mode: contextvars.ContextVar[ComputeMode] = contextvars.ContextVar(
     "bargein_compute_mode", default="thread"
 )
 _limiter: trio.CapacityLimiter | None = None
-_charged = contextvars.ContextVar("bargein_compute_charged", default=0.0)
 
 
 def cpu_limiter() -> trio.CapacityLimiter:
