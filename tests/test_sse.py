@@ -149,7 +149,6 @@ def test_replay_reports_a_gap_when_the_id_fell_out() -> None:
     buffer = make_buffer(10, capacity=4)
     assert buffer.oldest_seq == 7
     assert buffer.evicted == 6
-    assert buffer.after(6) == Replay(tuple(buffer.after(6).records))  # type: ignore[union-attr]
     assert [r.seq for r in buffer.after(6).records] == [7, 8, 9, 10]  # type: ignore[union-attr]
     assert buffer.after(5) == Gap(5, 7, "evicted")
     assert buffer.after(0) == Gap(0, 7, "evicted")

@@ -36,7 +36,7 @@ from bargein.runtime.bus import EventHub
 from bargein.session import SessionConfig
 from bargein.transports.chat import ChatConfig, ChatRequestError, ChatService, parse_chat_request
 from bargein.transports.protocol import OptionValue, SessionStart
-from bargein.transports.sse import encode_comment, encode_event, encode_retry
+from bargein.transports.sse import encode_comment, encode_event, encode_retry, format_event_id
 from bargein.transports.websocket import (
     ConnectionLimits,
     EnginesFactory,
@@ -221,7 +221,7 @@ class DemoServer:
                         yield encode_event(json.dumps(dropped), event="dropped")
                     data = json.dumps(event.to_json(), default=str, ensure_ascii=False)
                     yield encode_event(
-                        data, event=event.type.value, id=f"{event.session}:{event.seq}"
+                        data, event=event.type.value, id=format_event_id(event.session, event.seq)
                     )
         finally:
             self.monitors -= 1

@@ -22,6 +22,7 @@ from bargein.transports.sse import (
     Gap,
     ReplayBuffer,
     ReplayStore,
+    StoreFull,
     encode_comment,
     encode_event,
     encode_retry,
@@ -181,7 +182,7 @@ class ChatService:
         stream_id = secrets.token_urlsafe(12)
         try:
             buffer = self.store.create(stream_id)
-        except Exception as exc:  # StoreFull
+        except StoreFull as exc:
             raise ChatRequestError(503, "server_busy", str(exc)) from exc
         stream = ChatStream(buffer)
         # Drop our reference when the store evicts it (finished streams only).

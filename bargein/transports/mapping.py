@@ -73,6 +73,10 @@ def event_to_message(event: Event) -> ServerMessage | None:
         return TranscriptPartial(_text(data, "text"), _int(data, "utterance"), t)
     if kind is EventType.TRANSCRIPT_FINAL:
         return TranscriptFinal(_text(data, "text"), _int(data, "utterance"), t)
+    if kind is EventType.ERROR:
+        return error_message(data)
+    if kind in _STATUS:
+        return StatusMessage(kind.value, _text(data, "text"), turn, data.get("tool"), t)
     if turn is None:
         if kind is EventType.INPUT_DROPPED:
             return StatusMessage(
@@ -80,12 +84,8 @@ def event_to_message(event: Event) -> ServerMessage | None:
                 f"server dropped old microphone audio ({_int(data, 'dropped_total')} chunks)",
                 t=t,
             )
-        if kind is EventType.ERROR:
-            return error_message(data)
         if kind is EventType.SESSION_ENDED:
             return SessionEnded(_text(data, "reason")[:200] or "closed", t)
-        if kind in _STATUS:
-            return StatusMessage(kind.value, _text(data, "text"), tool=data.get("tool"), t=t)
         return None
     if kind is EventType.TURN_STARTED:
         return TurnStarted(turn, data.get("user_text"), t)
@@ -93,8 +93,6 @@ def event_to_message(event: Event) -> ServerMessage | None:
         return AssistantText(turn, _text(data, "delta"), t)
     if kind in TURN_MARKS:
         return TurnMark(turn, kind.value, t)
-    if kind in _STATUS:
-        return StatusMessage(kind.value, _text(data, "text"), turn, data.get("tool"), t)
     if kind is EventType.TURN_COMPLETED or kind is EventType.TURN_CANCELLED:
         return TurnEnded(
             turn=turn,
@@ -103,8 +101,6 @@ def event_to_message(event: Event) -> ServerMessage | None:
             heard_ms=_int(data, "heard_ms"),
             t=t,
         )
-    if kind is EventType.ERROR:
-        return error_message(data)
     return None
 
 

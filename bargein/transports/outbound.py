@@ -30,8 +30,6 @@ class OutboundStats:
     dropped_audio: int = 0  # oldest audio dropped because the peer fell behind
     flushed_audio: int = 0  # queued audio of a cleared (barged-in) turn, never sent
     dropped_control: int = 0  # after failure or close
-    sent_frames: int = 0
-    sent_bytes: int = 0
 
 
 class OutboundQueue:

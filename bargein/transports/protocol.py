@@ -136,6 +136,11 @@ class SessionStart:
     token: str | None = None
     options: Mapping[str, OptionValue] = field(default_factory=dict)
 
+    @property
+    def effective_output_rate(self) -> int:
+        """The output rate the session uses: `output_rate`, defaulting to `sample_rate`."""
+        return self.output_rate or self.sample_rate
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class AudioIn:
@@ -663,6 +668,19 @@ class _Connection:
         """The `error` frame to send the peer for `error`."""
         return ErrorMessage(code=error.code.value, message=error.message[:2000], fatal=error.fatal)
 
+    @staticmethod
+    def _checked_dict(
+        message: ClientMessage | ServerMessage,
+        parsers: Mapping[str, Callable[[Mapping[str, Any]], Any]],
+    ) -> dict[str, Any]:
+        """`message` as a JSON object, checked with the peer's parsers (so the peer accepts it)."""
+        obj = message_to_dict(message)
+        try:
+            _parse_envelope(obj, parsers)
+        except _Invalid as invalid:
+            raise LocalProtocolError(invalid.code, invalid.message) from None
+        return obj
+
 
 class ServerProtocol(_Connection):
     """The server's end of one session's WebSocket.
@@ -739,7 +757,7 @@ class ServerProtocol(_Connection):
         if isinstance(message, SessionStart):
             self.started = True
             self.sample_rate = message.sample_rate
-            self.output_rate = message.output_rate or message.sample_rate
+            self.output_rate = message.effective_output_rate
         elif isinstance(message, AudioEnd):
             self.input_ended = True
 
@@ -791,13 +809,8 @@ class ServerProtocol(_Connection):
         return encode_audio_out(message)
 
     def _encode_control(self, message: ServerMessage) -> str:
-        obj = message_to_dict(message)
-        try:
-            # Check with the parser the client runs, so what we send is what it accepts.
-            _parse_envelope(obj, _SERVER_PARSERS)
-        except _Invalid as invalid:
-            raise LocalProtocolError(invalid.code, invalid.message) from None
-        return _dump(obj)
+        # Check with the parser the client runs, so what we send is what it accepts.
+        return _dump(self._checked_dict(message, _SERVER_PARSERS))
 
 
 class ClientProtocol(_Connection):
@@ -828,15 +841,11 @@ class ClientProtocol(_Connection):
             if len(data) > max_audio_bytes(self.sample_rate):
                 raise LocalProtocolError(ErrorCode.FRAME_TOO_LARGE, "audio frame over 1 s")
             return data
-        obj = message_to_dict(message)
-        try:
-            _parse_envelope(obj, _CLIENT_PARSERS)
-        except _Invalid as invalid:
-            raise LocalProtocolError(invalid.code, invalid.message) from None
+        obj = self._checked_dict(message, _CLIENT_PARSERS)
         if isinstance(message, SessionStart):
             self.start_sent = True
             self.sample_rate = message.sample_rate
-            self.output_rate = message.output_rate or message.sample_rate
+            self.output_rate = message.effective_output_rate
         elif isinstance(message, AudioEnd):
             self.input_ended = True
         return _dump(obj)

@@ -95,7 +95,6 @@ class WebSocketTransport:
         self.queue = OutboundQueue(
             max_audio=limits.max_audio_frames, max_control=limits.max_control_frames
         )
-        self.local_errors = 0
         # The code of the fatal error sent, if any: it picks the WebSocket close code.
         self.fatal_code: str | None = None
         # Rejections we reported to the client already: the session's `input_rejected` events
@@ -165,7 +164,6 @@ class WebSocketTransport:
             return self.protocol.send(message)
         except LocalProtocolError as exc:
             # Our bug, not the peer's: log it and keep the session going without that frame.
-            self.local_errors += 1
             if exc.code is not ErrorCode.CLOSED:
                 log.error("not sending %s: %s", message.TYPE, exc)
             return None
@@ -198,8 +196,6 @@ class WebSocketTransport:
                         await send(frame)
                     if stuck.cancelled_caught:
                         raise SlowConsumer(f"a write was stuck for {self.limits.stall_timeout} s")
-                    self.stats.sent_frames += 1
-                    self.stats.sent_bytes += len(frame)
             finally:
                 self._drained.set()
             nursery.cancel_scope.cancel()
@@ -225,7 +221,7 @@ _CLOSE_CODES = {
 def default_session_config(start: SessionStart, session_id: str) -> SessionConfig:
     return SessionConfig(
         input_rate=start.sample_rate,
-        output_rate=start.output_rate or start.sample_rate,
+        output_rate=start.effective_output_rate,
         session_id=session_id,
         # A little audio in flight absorbs network jitter; `clear` flushes it on barge-in.
         egress_lead_ms=60,
@@ -411,21 +407,16 @@ class SessionServer:
     ) -> tuple[str, tuple[ChatMessage, ...]]:
         if start.session_id is None:
             return secrets.token_urlsafe(9), ()
-        if start.session_id in self.sessions or start.session_id in self._starting:
-            transport.send_message(
-                ErrorMessage(
-                    ErrorCode.UNKNOWN_SESSION.value,
-                    f"session {start.session_id} is still running; starting a new one",
-                )
-            )
-            return secrets.token_urlsafe(9), ()
-        history = self._conversations.pop(start.session_id, None)
+        running = start.session_id in self.sessions or start.session_id in self._starting
+        history = None if running else self._conversations.pop(start.session_id, None)
         if history is None:
+            reason = (
+                f"session {start.session_id} is still running"
+                if running
+                else f"no conversation {start.session_id} to resume"
+            )
             transport.send_message(
-                ErrorMessage(
-                    ErrorCode.UNKNOWN_SESSION.value,
-                    f"no conversation {start.session_id} to resume; starting a new one",
-                )
+                ErrorMessage(ErrorCode.UNKNOWN_SESSION.value, f"{reason}; starting a new one")
             )
             return secrets.token_urlsafe(9), ()
         self.stats.sessions_resumed += 1

@@ -30,10 +30,8 @@ const state = {
   outputRate: RATE,
   turns: new Map(), // turn -> TurnView
   speaking: false, // assistant audio queued or playing
-  lastSpeechStop: null, // server t of the last speech.stopped (latency origin)
-  lastUserText: null,
-  pendingOrigin: null,
-  framesSent: 0, framesDropped: 0, errors: 0, playedTotal: 0,
+  pendingOrigin: null, // server t of the last speech.stopped (latency origin)
+  framesSent: 0, framesDropped: 0, errors: 0,
   played: {}, // turn -> samples played (from the playback worklet)
   reported: {}, // turn -> samples last reported to the server
   pendingText: [],
@@ -230,7 +228,6 @@ function onControl(msg) {
       setStatus("hearing", "hearing you");
       break;
     case "speech.stopped":
-      state.lastSpeechStop = msg.t ?? null;
       state.pendingOrigin = msg.t ?? null;
       setStatus("thinking");
       break;
@@ -246,7 +243,7 @@ function onControl(msg) {
       const view = turnView(msg.turn, msg.t);
       view.marks.turn_started = msg.t ?? view.marks.turn_started;
       view.marks.transcript_final = state.lastFinal ?? null;
-      if (view.marks.origin == null) view.marks.origin = state.pendingOrigin ?? msg.t ?? null;
+      if (view.marks.origin == null) view.marks.origin = msg.t ?? null;
       state.lastFinal = null;
       setStatus("thinking");
       renderLatency();
@@ -312,7 +309,6 @@ function onPlayed(msg) {
     total += samples;
     state.turns.get(Number(turn))?.updateSpoken();
   }
-  state.playedTotal = total;
   ui.played.textContent = `${(total / state.outputRate).toFixed(2)} s`;
   ui.played.dataset.samples = String(total);
 }
