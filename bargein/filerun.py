@@ -1,6 +1,6 @@
 """Run a whole conversation from recorded audio: the recording is the microphone.
 
-Used by `bargein run`, the research harness and the benchmarks. On a virtual clock (trio's
+Used by `bargein run` and the engine benchmark's voice-to-voice figures. On a virtual clock (trio's
 `MockClock(autojump_threshold=0)` with `SessionConfig(compute="inline")`) it runs as fast as the
 engines allow while every timing stays in media time; on the real clock it runs in real time.
 """

@@ -1,7 +1,14 @@
-"""Runtime benchmark; same as `bargein bench runtime`."""
+"""Runtime benchmark; the same as `bargein bench runtime` (pass --json for JSON)."""
+
+from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+# Runnable from a checkout without installing: `python bench/runtime.py --json`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bargein.benchmarks.runtime import main
 
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

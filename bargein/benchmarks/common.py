@@ -9,7 +9,15 @@ from typing import Any
 
 
 def percentiles(values: Sequence[float], points: Sequence[int] = (50, 99)) -> dict[str, float]:
-    """Nearest-rank percentiles (plus max and count), rounded to 3 decimals."""
+    """Nearest-rank percentiles (plus max and count), rounded to 3 decimals.
+
+    Nearest-rank, not interpolated: each pN is an observed sample, the smallest value with at
+    least N% of the samples at or below it (numpy's `method="inverted_cdf"`). This differs on
+    purpose from the linear interpolation of `np.percentile` (`engines.stats_ms`) and of
+    `bargein.research.metrics.percentile`. Its one user, `bench runtime`, keeps it because its
+    published figures and p99 targets (framework latency, barge-in silence) are stated in it:
+    a p99 is a latency some frame actually saw, never a blend of two.
+    """
     if not values:
         return {"n": 0}
     ordered = sorted(values)

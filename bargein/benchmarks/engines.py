@@ -20,7 +20,6 @@ import platform
 import re
 import sys
 import time
-import wave
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from bargein.engines.embedded.local_planner import STORY
 from bargein.runtime.compute import set_compute_mode
 from bargein.runtime.history import ChatMessage
 from bargein.runtime.messages import Int16Array
+from bargein.wavio import read_wav
 
 DEFAULT_AUDIO_DIR = Path(os.environ.get("BARGEIN_AUDIO_DIR", "/work/shared/audio"))
 FRAME = 320  # 20 ms at 16 kHz, the stt actor's frame
@@ -68,12 +68,11 @@ EXTRA_SENTENCES = (
 
 
 def read_pcm(path: Path) -> Int16Array:
-    if path.suffix == ".raw":
-        return np.fromfile(path, dtype="<i2").astype(np.int16)
-    with wave.open(str(path)) as w:
-        if (w.getframerate(), w.getsampwidth(), w.getnchannels()) != (16000, 2, 1):
-            raise ValueError(f"{path.name}: need 16 kHz mono PCM16")
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+    """A recording as mono PCM16 (`read_wav`); the STT engines need 16 kHz."""
+    pcm, rate = read_wav(path)
+    if rate != 16000:
+        raise ValueError(f"{path.name}: need 16 kHz audio, got {rate} Hz")
+    return pcm
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
@@ -269,7 +268,6 @@ def voice_to_voice(
     from bargein.run_file import analyse
     from bargein.session import SessionConfig
     from bargein.testing.audio import silence
-    from bargein.wavio import read_wav
 
     if not audio_dir.is_dir():
         return None
@@ -424,7 +422,7 @@ def main(argv: list[str]) -> int:
     result = trio.run(run, args, recordings)
     if not args.skip_v2v:
         # Whole sessions, each on its own virtual clock (so outside `run`'s real-clock loop).
-        v2v = voice_to_voice(default_engines(), args.audio_dir)
+        v2v = voice_to_voice(default_engines(), args.audio_dir, args.files)
         if v2v is not None:
             result["voice_to_voice"] = v2v
     if args.json:

@@ -3,7 +3,6 @@ timeline, and the ground-truth speech region of each item. Pure numpy, no trio."
 
 from __future__ import annotations
 
-import os
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +46,6 @@ def find_audio(name: str, base_dir: Path | None) -> Path:
     else:
         if base_dir is not None:
             candidates.append(base_dir / name)
-        if os.environ.get("BARGEIN_AUDIO_DIR"):
-            candidates.append(Path(os.environ["BARGEIN_AUDIO_DIR"]) / name)
         try:
             candidates.append(shared_audio_dir() / name)
         except FileNotFoundError:

@@ -71,14 +71,15 @@ def run_one(
     """Run, measure and (with `out_dir`) write `out_dir/<scenario>/{trace.jsonl,report.json,
     timeline.png}`."""
     result = run(scenario, policy)
-    events = [e.to_json() for e in sorted(result.events, key=lambda e: e.seq)]
+    ordered = sorted(result.events, key=lambda e: e.seq)
+    events = [e.to_json() for e in ordered]
     samples, items = compute(events, result.truths, result.segments)
     rep = report(result, samples, items)
     if out_dir is not None:
         d = out_dir / scenario.name
         d.mkdir(parents=True, exist_ok=True)
         with open(d / "trace.jsonl", "w", encoding="utf-8") as f:
-            f.writelines(event_line(e) for e in sorted(result.events, key=lambda e: e.seq))
+            f.writelines(event_line(e) for e in ordered)
         (d / "report.json").write_text(json.dumps(rep, indent=2) + "\n", encoding="utf-8")
         if plot:
             render(

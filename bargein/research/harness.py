@@ -23,7 +23,7 @@ from bargein.runtime.events import Event, EventType
 from bargein.runtime.history import ChatMessage
 from bargein.runtime.messages import Int16Array, OutFrame
 from bargein.session import SessionConfig, open_session
-from bargein.testing.scripted import ScriptedPlanner, ScriptedTts
+from bargein.testing.scripted import PartialReveal, ScriptedPlanner, ScriptedTts
 
 CHUNK_MS = 20
 # Which item a VAD utterance belongs to: its onset may lead the energy-based truth by the VAD's
@@ -72,7 +72,6 @@ class ItemStt:
         self.final_ms = final_ms
         self.ms_per_word = ms_per_word
         self.onset: float | None = None
-        self.assigned: list[tuple[float | None, str | None, str]] = []
 
     def on_event(self, event: Event) -> None:
         if event.type == EventType.SPEECH_STARTED:
@@ -87,9 +86,7 @@ class ItemStt:
                     if truth.onset > onset:
                         break
         queue = self._queues.get(label) if label is not None else None
-        text = queue.pop(0) if queue else self.default
-        self.assigned.append((onset, label, text))
-        return text
+        return queue.pop(0) if queue else self.default
 
     def recognizer(self) -> Recognizer:
         return _ItemRecognizer(self)
@@ -99,25 +96,16 @@ class _ItemRecognizer:
     def __init__(self, engine: ItemStt) -> None:
         self._engine = engine
         self._text = ""
-        self._heard_ms = 0.0
-        self._partial = ""
+        self._reveal = PartialReveal()
 
     async def start_utterance(self) -> None:
         self._text = self._engine.take()
-        self._heard_ms = 0.0
-        self._partial = ""
+        self._reveal = PartialReveal()
         await trio.lowlevel.checkpoint()
 
     async def feed(self, pcm: Int16Array) -> str | None:
         await trio.lowlevel.checkpoint()
-        self._heard_ms += 1000 * len(pcm) / RATE
-        if not self._engine.ms_per_word:
-            return None
-        partial = " ".join(self._text.split()[: int(self._heard_ms // self._engine.ms_per_word)])
-        if partial == self._partial:
-            return None
-        self._partial = partial
-        return partial
+        return self._reveal.feed(self._text, len(pcm), self._engine.ms_per_word, RATE)
 
     async def end_utterance(self) -> str:
         await trio.sleep(self._engine.final_ms / 1000)

@@ -24,29 +24,40 @@ from bargein.engines.base import (
 from bargein.runtime.messages import Int16Array
 
 
+class PartialReveal:
+    """Scripted partial transcripts for one utterance: one more word of the text per
+    `ms_per_word` of audio heard (0: no partials), reported only when it changes. Shared by
+    `ScriptedRecognizer` and the research harness's per-item recognizer."""
+
+    def __init__(self) -> None:
+        self.heard_ms = 0.0
+        self.partial = ""
+
+    def feed(self, text: str, samples: int, ms_per_word: float, rate: int = 16000) -> str | None:
+        """Count `samples` more audio at `rate`; the new partial of `text`, or None."""
+        self.heard_ms += 1000 * samples / rate
+        if not ms_per_word:
+            return None
+        partial = " ".join(text.split()[: int(self.heard_ms // ms_per_word)])
+        if partial == self.partial:
+            return None
+        self.partial = partial
+        return partial
+
+
 class ScriptedRecognizer:
     def __init__(self, engine: ScriptedStt) -> None:
         self._engine = engine
-        self._heard_ms = 0.0
-        self._partial = ""
+        self._reveal = PartialReveal()
 
     async def start_utterance(self) -> None:
-        self._heard_ms = 0.0
-        self._partial = ""
+        self._reveal = PartialReveal()
         await trio.lowlevel.checkpoint()
 
     async def feed(self, pcm: Int16Array) -> str | None:
         await trio.lowlevel.checkpoint()
-        self._heard_ms += 1000 * len(pcm) / 16000
         e = self._engine
-        if not e.ms_per_word:
-            return None
-        words = e.peek().split()[: int(self._heard_ms // e.ms_per_word)]
-        partial = " ".join(words)
-        if partial == self._partial:
-            return None
-        self._partial = partial
-        return partial
+        return self._reveal.feed(e.peek(), len(pcm), e.ms_per_word)
 
     async def end_utterance(self) -> str:
         await trio.sleep(self._engine.final_delay_ms / 1000)
