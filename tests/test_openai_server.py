@@ -97,6 +97,17 @@ async def test_unknown_route_is_a_404(nursery: trio.Nursery) -> None:
     assert "no route" in response.json()["error"]["message"]
 
 
+async def test_malformed_json_is_a_400_and_the_server_keeps_serving(nursery: trio.Nursery) -> None:
+    server = await start(nursery, ServerConfig())
+    with trio.fail_after(HANG_GUARD):
+        async with httpx2.AsyncClient() as client:
+            for path in ("/audio/speech", "/chat/completions"):
+                bad = await client.post(f"{server.url}{path}", content=b"{not json")
+                assert bad.status_code == 400, path
+            again = await client.get(f"{server.url}/nowhere")
+    assert again.status_code == 404
+
+
 def test_load_script(tmp_path: Path) -> None:
     script = {
         "chat": [

@@ -48,6 +48,12 @@ class ToolCall:
     arguments: dict[str, Any] | str = field(default_factory=dict)
     id: str | None = None
 
+    def arguments_json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+    def call_id(self, request: int, position: int) -> str:
+        return self.id or f"call_{request}_{position}"
+
 
 @dataclass(frozen=True, slots=True)
 class ChatReply:
@@ -130,7 +136,6 @@ class OpenAIServer:
         self.requests: list[RecordedRequest] = []
         # Request index -> trio time the server saw the client close while that response was
         # still in flight (EOF or reset on the socket).
-        self.closed_at: dict[int, float] = {}
         self.open_connections = 0
         self._changed = trio.Event()
         self._chat_next = 0
@@ -154,9 +159,11 @@ class OpenAIServer:
 
     async def wait_closed(self, index: int) -> float:
         """Wait until the client has closed request `index`'s stream; return when it did."""
-        while index not in self.closed_at:
+        while index >= len(self.requests) or self.requests[index].closed_at is None:
             await self._changed.wait()
-        return self.closed_at[index]
+        closed_at = self.requests[index].closed_at
+        assert closed_at is not None
+        return closed_at
 
     async def wait_idle(self) -> None:
         """Wait until no client connection is open."""
@@ -290,10 +297,8 @@ class OpenAIServer:
         return not (dropped or peer_closed)
 
     def _peer_closed(self, request: RecordedRequest) -> None:
-        if request.completed_at is None and request.index not in self.closed_at:
-            now = trio.current_time()
-            request.closed_at = now
-            self.closed_at[request.index] = now
+        if request.completed_at is None and request.closed_at is None:
+            request.closed_at = trio.current_time()
             self._notify()
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -313,10 +318,7 @@ class OpenAIServer:
             await _send_error(send, 404, f"no route for {request.method} {request.path}")
 
     async def _chat(self, request: RecordedRequest, send: _Send) -> None:
-        try:
-            body = request.json
-        except ValueError:
-            body = None
+        body = _json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             await _send_error(send, 400, "body must be JSON with a 'messages' list")
             return
@@ -346,7 +348,7 @@ class OpenAIServer:
         await _send_json(send, 200, {"text": self._next_transcript(request)})
 
     async def _speech(self, request: RecordedRequest, send: _Send) -> None:
-        body = request.json if request.body else {}
+        body = _json_body(request) if request.body else {}
         if self.config.speech_status != 200:
             await _send_error(send, self.config.speech_status, "scripted failure")
             return
@@ -391,8 +393,8 @@ class _ChatStream:
         self.reply = reply
         self.model = model
         self.send = send
-        self.id = f"chatcmpl-local-{request.index}"
-        self.created = 1_700_000_000 + request.index
+        self.id = _completion_id(request.index)
+        self.created = _created(request.index)
 
     def _frame(self, payload: dict[str, Any]) -> h11.Data:
         return h11.Data(data=b"data: " + json.dumps(payload).encode() + b"\n\n")
@@ -448,10 +450,10 @@ class _ChatStream:
             delay = reply.tool_call_delay if i == 0 else reply.token_delay
             if not tokens and i == 0:
                 delay += reply.first_token_delay
-            args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+            args = call.arguments_json()
             head = {
                 "index": i,
-                "id": call.id or f"call_{self.request.index}_{i}",
+                "id": call.call_id(self.request.index, i),
                 "type": "function",
                 "function": {"name": call.name, "arguments": ""},
             }
@@ -495,27 +497,39 @@ def _model_entry(model: str) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "bargein"}
 
 
+
+def _json_body(request: RecordedRequest) -> Any:
+    """The request's JSON body, or None if it is not JSON (the caller answers 400)."""
+    try:
+        return request.json
+    except ValueError:
+        return None
+
+
+def _completion_id(index: int) -> str:
+    return f"chatcmpl-local-{index}"
+
+
+def _created(index: int) -> int:
+    return 1_700_000_000 + index
+
+
 def _completion(index: int, model: str, reply: ChatReply) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
     if reply.tool_calls:
         message["tool_calls"] = [
             {
-                "id": call.id or f"call_{index}_{i}",
+                "id": call.call_id(index, i),
                 "type": "function",
-                "function": {
-                    "name": call.name,
-                    "arguments": call.arguments
-                    if isinstance(call.arguments, str)
-                    else json.dumps(call.arguments),
-                },
+                "function": {"name": call.name, "arguments": call.arguments_json()},
             }
             for i, call in enumerate(reply.tool_calls)
         ]
     finish = "tool_calls" if reply.tool_calls else "stop"
     return {
-        "id": f"chatcmpl-local-{index}",
+        "id": _completion_id(index),
         "object": "chat.completion",
-        "created": 1_700_000_000 + index,
+        "created": _created(index),
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
