@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import trio
 
-from bargein.run_file import analyse, main
+from bargein.run_file import main
+from bargein.run_report import analyse
 from bargein.runtime.events import Event, EventType
 from bargein.testing.audio import place
 from bargein.testing.openai_server import ServerConfig, serve_openai

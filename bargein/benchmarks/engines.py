@@ -265,7 +265,7 @@ def voice_to_voice(
     two stamped events of the trace. None when the recordings are missing.
     """
     from bargein.filerun import converse
-    from bargein.run_file import analyse
+    from bargein.run_report import analyse
     from bargein.session import SessionConfig
     from bargein.testing.audio import silence
 
