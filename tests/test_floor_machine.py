@@ -111,8 +111,9 @@ def test_confirm_policy_min_words_waits_for_partials() -> None:
     m.speech_started(2.2, 2.0)
     assert m.next_deadline() is None  # no words yet: time alone cannot confirm
     assert m.tick(3.0) == []
-    assert m.transcript(3.1, "yeah wait", final=False) == []  # "yeah" is a backchannel
-    assert m.transcript(3.2, "yeah wait a", final=False) == [CancelTurn(1, "barge_in", 2.0)]
+    assert m.transcript(3.1, "yeah", final=False) == []  # a backchannel so far
+    # no longer a backchannel as a whole: every word counts
+    assert m.transcript(3.2, "yeah wait", final=False) == [CancelTurn(1, "barge_in", 2.0)]
 
 
 def test_false_interruption_resumes_after_timeout_without_transcript() -> None:
@@ -163,7 +164,7 @@ def test_session_ends_when_input_ended_and_idle() -> None:
 def test_content_words_ignore_backchannels() -> None:
     p = InterruptionPolicy()
     assert p.content_words("Mm-hmm, yeah.") == 0
-    assert p.content_words("yeah but wait") == 2
+    assert p.content_words("yeah but wait") == 3  # not a backchannel: every word counts
 
 
 def test_policy_validation() -> None:

@@ -1,15 +1,70 @@
-"""How the floor treats user speech that overlaps the assistant: configuration, no logic."""
+"""How the floor treats user speech that overlaps the assistant: configuration, the backchannel
+lexicon, and the Protocol an outside overlap judge implements. No state, no I/O."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
+# Whole short utterances that acknowledge without taking the floor. Entries may be phrases
+# ("i see"); "i" or "see" alone are not backchannels, so "Right, I was thinking" is 4 words.
 BACKCHANNELS = frozenset(
-    "mm mhm mmhmm hmm hm uh huh uhhuh um yeah yep yup ok okay right sure oh ah aha i see".split()
-)
+    {
+        "mm", "mhm", "mmhmm", "mmhm", "hmm", "hm", "uh huh", "uhhuh", "um", "uh", "yeah", "yep",
+        "yup", "yes", "ok", "okay", "right", "sure", "oh", "ah", "aha", "i see", "got it",
+        "oh okay", "alright", "all right",
+    }
+)  # fmt: skip
+# An utterance longer than this is never a backchannel, whatever its words.
+BACKCHANNEL_MAX_WORDS = 3
 
 HistoryCommit = Literal["heard_words", "heard_sentences", "generated"]
+Verdict = Literal["wait", "pause", "cancel", "resume"]
+Trigger = Literal[
+    "speech_started", "voice", "transcript", "speech_stopped", "audio_started", "tick"
+]
+
+
+def utterance_words(text: str) -> list[str]:
+    """Lower-case words without punctuation; hyphens join ("Mm-hmm" -> "mmhmm")."""
+    return re.sub(r"[^\w' ]+", " ", text.lower().replace("-", "")).split()
+
+
+@dataclass(frozen=True, slots=True)
+class OverlapView:
+    """What the floor knows about one overlap (user speech while a turn is active) when it asks
+    a judge. Times are session seconds."""
+
+    trigger: Trigger  # what just happened
+    now: float
+    turn: int  # the assistant turn being overlapped
+    onset: float  # when the overlapping speech began (the VAD's onset)
+    assistant_audio: bool  # the turn's audio has started (playout state)
+    audio_since: float | None  # when the turn's audio last (re)started
+    paused: bool  # output is paused for this overlap right now
+    voiced: bool  # the user's voice is on now (VAD frames, before any hang-over)
+    stopped_at: float | None  # the VAD ended the utterance at (None: still speaking)
+    text: str  # the latest transcript of the utterance ("" until one arrives)
+    final: bool  # `text` is the final transcript
+    content_words: int  # words of `text` that count, by the policy's backchannel lexicon
+
+
+@runtime_checkable
+class OverlapJudge(Protocol):
+    """An interruption policy from outside the package (docs/research.md, "Your own policy").
+
+    The floor calls `judge` on every input during an overlap and follows the verdict:
+    `wait` (keep judging; playout unchanged), `pause` (hold the turn's audio; before the audio
+    has started it is asked again at `audio_started`), `cancel` (the user takes the floor: the
+    turn is cancelled, its words go to the next turn), `resume` (a false interruption: paused
+    audio continues, the overlap ends). After a final transcript anything but `cancel` ends the
+    overlap as a false interruption. `deadline` is when to call `judge` again with `tick`
+    (None: only on the next input). Both must be pure and quick: they run inside the floor."""
+
+    def judge(self, view: OverlapView) -> Verdict: ...
+
+    def deadline(self, view: OverlapView) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,10 +72,14 @@ class InterruptionPolicy:
     """`onset`: cancel the turn as soon as the VAD hears the user.
 
     `confirm`: pause output at once, cancel only when the interruption is confirmed — speech has
-    lasted `min_speech_ms` and the transcript holds `min_words` words outside the backchannel
-    lexicon, or the utterance ended with such words. Otherwise it was a false interruption: the
+    lasted `min_speech_ms` and the transcript holds `min_words` words that count (a whole
+    utterance of at most `backchannel_max_words` words made of `backchannels` phrases counts as
+    none), or the utterance ended with such words. Otherwise it was a false interruption: the
     paused audio resumes when the utterance proves to be a backchannel or noise, or when no
     transcript arrives within `resume_timeout_ms` of the speech stopping.
+
+    `judge`: an `OverlapJudge` decides instead of `mode` (the echo guard and the history commit
+    still apply).
 
     `echo_guard_ms` ignores onsets that start within that long after assistant audio (re)starts,
     where a speakerphone's echo of our own voice would appear.
@@ -30,17 +89,35 @@ class InterruptionPolicy:
     min_speech_ms: int = 400
     min_words: int = 0
     backchannels: frozenset[str] = field(default=BACKCHANNELS)
+    backchannel_max_words: int = BACKCHANNEL_MAX_WORDS
     resume_timeout_ms: int = 1500
     echo_guard_ms: int = 0
     history_commit: HistoryCommit = "heard_words"
+    judge: OverlapJudge | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("onset", "confirm"):
             raise ValueError(f"unknown interruption mode {self.mode!r}")
         if self.history_commit not in ("heard_words", "heard_sentences", "generated"):
             raise ValueError(f"unknown history_commit {self.history_commit!r}")
+        if self.judge is not None and not isinstance(self.judge, OverlapJudge):
+            raise TypeError("judge must implement OverlapJudge (judge() and deadline())")
+
+    def is_backchannel(self, text: str) -> bool:
+        """The whole utterance is a short run of backchannel phrases ("mm yeah", "i see")."""
+        words = utterance_words(text)
+        if not words or len(words) > self.backchannel_max_words:
+            return False
+        phrases = {tuple(utterance_words(p)) for p in self.backchannels}
+        longest = max((len(p) for p in phrases), default=0)
+        reach = [True] + [False] * len(words)  # reach[i]: words[:i] is a run of phrases
+        for i in range(len(words)):
+            if reach[i]:
+                for n in range(1, min(longest, len(words) - i) + 1):
+                    if tuple(words[i : i + n]) in phrases:
+                        reach[i + n] = True
+        return reach[-1]
 
     def content_words(self, text: str) -> int:
-        """Words that count towards an interruption (backchannels and fillers do not)."""
-        words = [w.strip(".,!?;:'\"").replace("-", "") for w in text.lower().split()]
-        return sum(1 for w in words if w and w not in self.backchannels)
+        """Words that count towards an interruption: none for a backchannel, else all."""
+        return 0 if self.is_backchannel(text) else len(utterance_words(text))
