@@ -1,15 +1,9 @@
-"""One voice session per WebSocket: frames → codec → `Session.push_*`, session → codec → frames.
+"""`SessionServer`: what is shared across connections, and the handler of one connection.
 
-`WebSocketTransport` is the session's outbound edge (`bargein.runtime.transport.Transport`). It
-never blocks the session: it encodes each frame and puts it on its own bounded `OutboundQueue`,
-and a writer task moves frames to the socket. A peer that stops reading first loses old audio
-(counted), and is dropped as a `slow_consumer` once one write has been stuck for
-`stall_timeout` seconds or its control backlog is full.
-
-`SessionServer` owns what is shared across connections: the engines factory, the event hub, the
-session limit, the conversations that can be resumed, and the counters `/healthz` reports.
-It works with any object that has quart's websocket methods (`accept`, `receive`, `send`,
-`close`), which is how the tests drive it without a server too.
+It owns the engines factory, the event hub, the session limit, the conversations that can be
+resumed, and the counters `/healthz` reports. It works with any object that has quart's
+websocket methods (`accept`, `receive`, `send`, `close`), which is how the tests drive it
+without a server too.
 """
 
 from __future__ import annotations
@@ -18,204 +12,37 @@ import dataclasses
 import logging
 import secrets
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from bargein.engines.base import Engines
 from bargein.runtime.bus import EventHub
-from bargein.runtime.events import Event, EventType
 from bargein.runtime.history import ChatMessage
-from bargein.runtime.messages import OutFrame
 from bargein.session import Session, SessionConfig, open_session
-from bargein.transports.mapping import event_to_message, words_message
-from bargein.transports.outbound import Frame, OutboundQueue, OutboundStats
 from bargein.transports.protocol import (
     AudioEnd,
     AudioIn,
-    AudioOut,
-    Clear,
     ErrorCode,
     ErrorMessage,
     Interrupt,
-    LocalProtocolError,
     OptionValue,
     Playback,
     RemoteProtocolError,
-    ServerMessage,
     ServerProtocol,
     SessionStart,
     SessionStarted,
     Text,
     max_audio_bytes,
 )
+from bargein.transports.websocket.limits import ConnectionLimits, close_code
+from bargein.transports.websocket.transport import SlowConsumer, WebSocketLike, WebSocketTransport
 
 log = logging.getLogger("bargein.transports")
 
 EnginesFactory = Callable[[Mapping[str, OptionValue]], Engines]
-
-
-class WebSocketLike(Protocol):
-    async def accept(self) -> None: ...
-
-    async def receive(self) -> str | bytes: ...
-
-    async def send(self, data: str | bytes) -> None: ...
-
-    async def close(self, code: int, reason: str = "") -> None: ...
-
-
-class SlowConsumer(Exception):
-    """The peer stopped reading: a write was stuck too long or the control backlog filled."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimits:
-    # 5 s of 20 ms audio frames may wait for a slow peer; older ones are dropped first.
-    max_audio_frames: int = 250
-    # Control frames are never dropped to make room; this many waiting means nobody reads.
-    max_control_frames: int = 2000
-    # One write stuck this long (the peer's TCP window stayed shut) ends the connection.
-    stall_timeout: float = 5.0
-    # Time to send `session.start` after connecting.
-    handshake_timeout: float = 10.0
-    # Bound on flushing queued frames and the close handshake when a connection ends.
-    close_timeout: float = 2.0
-    max_rejections: int = 100
-
-
-class WebSocketTransport:
-    """The session's `Transport` over one WebSocket, with its own bounded outbound queue."""
-
-    def __init__(self, protocol: ServerProtocol, limits: ConnectionLimits) -> None:
-        self.protocol = protocol
-        self.limits = limits
-        self.queue = OutboundQueue(
-            max_audio=limits.max_audio_frames, max_control=limits.max_control_frames
-        )
-        # The code of the fatal error sent, if any: it picks the WebSocket close code.
-        self.fatal_code: str | None = None
-        # Rejections we reported to the client already: the session's `input_rejected` events
-        # for them must not produce a second error frame.
-        self._reported: Counter[str] = Counter()
-        self._drained = trio.Event()
-
-    @property
-    def stats(self) -> OutboundStats:
-        return self.queue.stats
-
-    # -- Transport ----------------------------------------------------------------------------
-
-    async def send_audio(self, frame: OutFrame) -> None:
-        words = words_message(frame)
-        if words is not None:
-            self.send_message(words)
-        data = self._encode(AudioOut(frame.turn, frame.start, frame.pcm))
-        if data is not None:
-            assert isinstance(data, bytes)
-            self.queue.put_audio(data, frame.turn)
-        await trio.lowlevel.checkpoint()
-
-    async def send_clear(self, turn: int) -> None:
-        # Queued audio of the turn must not reach the peer at all; the clear jumps the queue so
-        # the peer flushes what it already holds as soon as possible.
-        self.queue.flush_turn(turn)
-        data = self._encode(Clear(turn))
-        if data is not None:
-            self.queue.put_control(data, urgent=True)
-        await trio.lowlevel.checkpoint()
-
-    async def send_event(self, event: Event) -> None:
-        if event.type is EventType.INPUT_REJECTED:
-            code = str(event.data.get("code", ""))
-            if self._reported[code] > 0:
-                self._reported[code] -= 1
-            else:
-                self.send_message(
-                    ErrorMessage(
-                        code if code.isidentifier() and code.islower() else "rejected",
-                        str(event.data.get("detail", ""))[:2000] or code,
-                    )
-                )
-        else:
-            message = event_to_message(event)
-            if message is not None:
-                self.send_message(message)
-        await trio.lowlevel.checkpoint()
-
-    # -- used by the connection handler -------------------------------------------------------
-
-    def send_message(self, message: ServerMessage) -> None:
-        """Queue a control message (sync, never blocks)."""
-        if isinstance(message, ErrorMessage) and message.fatal and self.fatal_code is None:
-            self.fatal_code = message.code
-        data = self._encode(message)
-        if data is not None:
-            self.queue.put_control(data, urgent=isinstance(message, ErrorMessage) and message.fatal)
-
-    def report_rejection(self, error: RemoteProtocolError) -> None:
-        self._reported[error.code.value] += 1
-        self.send_message(self.protocol.error_message(error))
-
-    def _encode(self, message: ServerMessage) -> Frame | None:
-        try:
-            return self.protocol.send(message)
-        except LocalProtocolError as exc:
-            # Our bug, not the peer's: log it and keep the session going without that frame.
-            if exc.code is not ErrorCode.CLOSED:
-                log.error("not sending %s: %s", message.TYPE, exc)
-            return None
-
-    def close(self) -> None:
-        """No more frames; the writer sends what is queued and returns."""
-        self.queue.close()
-
-    async def wait_drained(self) -> None:
-        await self._drained.wait()
-
-    async def run_writer(
-        self,
-        send: Callable[[Frame], Awaitable[None]],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Move queued frames to the socket until closed and drained; raise `SlowConsumer` when
-        the peer stops reading."""
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_backlog)
-            try:
-                while True:
-                    try:
-                        frame = await self.queue.get()
-                    except trio.EndOfChannel:
-                        break
-                    with trio.move_on_after(self.limits.stall_timeout) as stuck:
-                        await send(frame)
-                    if stuck.cancelled_caught:
-                        raise SlowConsumer(f"a write was stuck for {self.limits.stall_timeout} s")
-            finally:
-                self._drained.set()
-            nursery.cancel_scope.cancel()
-
-    async def _watch_backlog(self) -> None:
-        await self.queue.failed.wait()
-        raise SlowConsumer(f"{self.limits.max_control_frames} control frames unread")
-
-
-# ------------------------------------------------------------------------------- the server
-
-
-# WebSocket close codes (RFC 6455) for the fatal error that ended a connection; other fatal
-# codes close with 1008 (policy violation), a normal end with 1000.
-_CLOSE_CODES = {
-    ErrorCode.SESSION_FAILED.value: 1011,
-    ErrorCode.INTERNAL.value: 1011,
-    ErrorCode.SHUTTING_DOWN.value: 1001,
-    ErrorCode.SERVER_BUSY.value: 1013,
-}
 
 
 def default_session_config(start: SessionStart, session_id: str) -> SessionConfig:
@@ -306,11 +133,10 @@ class SessionServer:
             self.stats.rejections.update(protocol.rejections)
             self.stats.dropped_audio_frames += transport.stats.dropped_audio
         code = transport.fatal_code
-        close_code = _CLOSE_CODES.get(code, 1008) if code else 1000
         # Bounded and shielded: the peer may be gone or not reading, and we may be cancelled.
         with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
             try:
-                await ws.close(close_code, code or "")
+                await ws.close(close_code(code), code or "")
             except Exception as exc:  # the peer is gone already: nothing left to tell it
                 log.debug("websocket close failed: %r", exc)
 

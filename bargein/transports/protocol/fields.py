@@ -1,0 +1,156 @@
+"""Field validators: each reads one field of a parsed JSON object and returns it, or raises
+`Invalid` with the stable code a peer gets. Transports with their own framing reuse these."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from bargein.transports.protocol.errors import ErrorCode, fail
+from bargein.transports.protocol.limits import (
+    MAX_INPUT_TEXT_CHARS,
+    MAX_OPTION_KEY_CHARS,
+    MAX_OPTION_VALUE_CHARS,
+    MAX_OPTIONS,
+    MAX_SERVER_TEXT_CHARS,
+    MAX_WORDS_PER_MESSAGE,
+    SUPPORTED_RATES,
+    UINT32_MAX,
+)
+from bargein.transports.protocol.messages import OptionValue, Text, WordSpan
+
+SESSION_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NAME_RE: Final = re.compile(r"[a-z][a-z0-9_.]{0,39}")
+
+
+def field_value(obj: Mapping[str, Any], key: str, required: bool) -> Any:
+    if key not in obj or obj[key] is None:
+        if required:
+            fail(ErrorCode.MISSING_FIELD, f"missing field {key!r}")
+        return None
+    return obj[key]
+
+
+def integer(
+    obj: Mapping[str, Any], key: str, *, lo: int = 0, hi: int = UINT32_MAX, required: bool = True
+) -> Any:
+    value = field_value(obj, key, required)
+    if value is None:
+        return None
+    # bool is an int subclass; `true` is not a sample count.
+    if not isinstance(value, int) or isinstance(value, bool):
+        fail(ErrorCode.BAD_FIELD, f"{key!r} must be an integer")
+    if not lo <= value <= hi:
+        fail(ErrorCode.BAD_FIELD, f"{key!r} must be in [{lo}, {hi}]")
+    return value
+
+
+def string(
+    obj: Mapping[str, Any],
+    key: str,
+    *,
+    max_len: int = MAX_SERVER_TEXT_CHARS,
+    required: bool = True,
+    pattern: re.Pattern[str] | None = None,
+) -> Any:
+    value = field_value(obj, key, required)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        fail(ErrorCode.BAD_FIELD, f"{key!r} must be a string")
+    if len(value) > max_len:
+        fail(ErrorCode.BAD_FIELD, f"{key!r} is longer than {max_len} characters")
+    if pattern is not None and not pattern.fullmatch(value):
+        fail(ErrorCode.BAD_FIELD, f"{key!r} has an invalid format")
+    return value
+
+
+def boolean(obj: Mapping[str, Any], key: str, *, required: bool = True) -> Any:
+    value = field_value(obj, key, required)
+    if value is not None and not isinstance(value, bool):
+        fail(ErrorCode.BAD_FIELD, f"{key!r} must be a boolean")
+    return value
+
+
+def timestamp(obj: Mapping[str, Any], key: str = "t") -> Any:
+    value = field_value(obj, key, False)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        fail(ErrorCode.BAD_FIELD, f"{key!r} must be a number")
+    if not math.isfinite(value) or value < 0:
+        fail(ErrorCode.BAD_FIELD, f"{key!r} must be a finite number >= 0")
+    return float(value)
+
+
+def rate(obj: Mapping[str, Any], key: str, *, required: bool) -> Any:
+    value = field_value(obj, key, required)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value not in SUPPORTED_RATES:
+        fail(
+            ErrorCode.BAD_SAMPLE_RATE,
+            f"{key!r} must be one of {sorted(SUPPORTED_RATES)}, got {value!r}",
+        )
+    return value
+
+
+def options(obj: Mapping[str, Any]) -> dict[str, OptionValue]:
+    value = field_value(obj, "options", False)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        fail(ErrorCode.BAD_FIELD, "'options' must be an object")
+    if len(value) > MAX_OPTIONS:
+        fail(ErrorCode.BAD_FIELD, f"'options' has more than {MAX_OPTIONS} entries")
+    out: dict[str, OptionValue] = {}
+    for key, item in value.items():
+        if not NAME_RE.fullmatch(key) or len(key) > MAX_OPTION_KEY_CHARS:
+            fail(ErrorCode.BAD_FIELD, f"option name {key[:40]!r} is invalid")
+        if isinstance(item, str):
+            if len(item) > MAX_OPTION_VALUE_CHARS:
+                fail(ErrorCode.BAD_FIELD, f"option {key!r} is too long")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                fail(ErrorCode.BAD_FIELD, f"option {key!r} must be finite")
+        elif not isinstance(item, bool | int):
+            fail(ErrorCode.BAD_FIELD, f"option {key!r} must be a string, number or boolean")
+        out[key] = item
+    return out
+
+
+def words(obj: Mapping[str, Any]) -> tuple[WordSpan, ...]:
+    value = field_value(obj, "words", True)
+    if not isinstance(value, list):
+        fail(ErrorCode.BAD_FIELD, "'words' must be an array")
+    if len(value) > MAX_WORDS_PER_MESSAGE:
+        fail(ErrorCode.BAD_FIELD, f"'words' has more than {MAX_WORDS_PER_MESSAGE} entries")
+    spans = []
+    for item in value:
+        if not isinstance(item, dict):
+            fail(ErrorCode.BAD_FIELD, "each word must be an object")
+        start, end = integer(item, "start"), integer(item, "end")
+        if end < start:
+            fail(ErrorCode.BAD_FIELD, "a word's 'end' is before its 'start'")
+        spans.append(WordSpan(string(item, "text", max_len=200), start, end))
+    return tuple(spans)
+
+
+def text_input(obj: Mapping[str, Any]) -> Text:
+    value = field_value(obj, "text", True)
+    if not isinstance(value, str):
+        fail(ErrorCode.BAD_FIELD, "'text' must be a string")
+    if len(value) > MAX_INPUT_TEXT_CHARS:
+        fail(ErrorCode.TEXT_TOO_LONG, f"'text' is longer than {MAX_INPUT_TEXT_CHARS} characters")
+    if not value.strip():
+        fail(ErrorCode.EMPTY_TEXT, "'text' is empty")
+    return Text(value)
+
+
+def turn_status(obj: Mapping[str, Any]) -> Any:
+    value = string(obj, "status", max_len=20)
+    if value not in ("completed", "interrupted"):
+        fail(ErrorCode.BAD_FIELD, "'status' must be 'completed' or 'interrupted'")
+    return value

@@ -1,0 +1,26 @@
+"""One voice session per WebSocket: frames → codec → `Session.push_*`, session → codec → frames.
+
+limits     `ConnectionLimits` and the close code of each way a connection ends
+transport  `WebSocketTransport`: the session's outbound edge, its queue and writer
+server     `SessionServer`: shared state across connections and the connection handler
+"""
+
+from bargein.transports.websocket.limits import ConnectionLimits
+from bargein.transports.websocket.server import (
+    EnginesFactory,
+    ServerStats,
+    SessionServer,
+    default_session_config,
+)
+from bargein.transports.websocket.transport import SlowConsumer, WebSocketLike, WebSocketTransport
+
+__all__ = [
+    "ConnectionLimits",
+    "EnginesFactory",
+    "ServerStats",
+    "SessionServer",
+    "SlowConsumer",
+    "WebSocketLike",
+    "WebSocketTransport",
+    "default_session_config",
+]

@@ -1,0 +1,37 @@
+"""The bounds one WebSocket connection lives within, and the close code of each way it ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bargein.transports.protocol import ErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    # 5 s of 20 ms audio frames may wait for a slow peer; older ones are dropped first.
+    max_audio_frames: int = 250
+    # Control frames are never dropped to make room; this many waiting means nobody reads.
+    max_control_frames: int = 2000
+    # One write stuck this long (the peer's TCP window stayed shut) ends the connection.
+    stall_timeout: float = 5.0
+    # Time to send `session.start` after connecting.
+    handshake_timeout: float = 10.0
+    # Bound on flushing queued frames and the close handshake when a connection ends.
+    close_timeout: float = 2.0
+    max_rejections: int = 100
+
+
+# WebSocket close codes (RFC 6455) for the fatal error that ended a connection; other fatal
+# codes close with 1008 (policy violation), a normal end with 1000.
+CLOSE_CODES = {
+    ErrorCode.SESSION_FAILED.value: 1011,
+    ErrorCode.INTERNAL.value: 1011,
+    ErrorCode.SHUTTING_DOWN.value: 1001,
+    ErrorCode.SERVER_BUSY.value: 1013,
+}
+
+
+def close_code(fatal_code: str | None) -> int:
+    """The WebSocket close code for a connection that ended with `fatal_code` (None: normal)."""
+    return CLOSE_CODES.get(fatal_code, 1008) if fatal_code else 1000

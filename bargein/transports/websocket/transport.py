@@ -1,0 +1,167 @@
+"""`WebSocketTransport`: the session's outbound edge over one WebSocket.
+
+It never blocks the session: it encodes each frame and puts it on its own bounded `OutboundQueue`,
+and a writer task moves frames to the socket. A peer that stops reading first loses old audio
+(counted), and is dropped as a `slow_consumer` once one write has been stuck for
+`stall_timeout` seconds or its control backlog is full.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from bargein.runtime.events import Event, EventType
+from bargein.runtime.messages import OutFrame
+from bargein.transports.mapping import event_to_message, words_message
+from bargein.transports.outbound import Frame, OutboundQueue, OutboundStats
+from bargein.transports.protocol import (
+    AudioOut,
+    Clear,
+    ErrorCode,
+    ErrorMessage,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ServerMessage,
+    ServerProtocol,
+)
+from bargein.transports.websocket.limits import ConnectionLimits
+
+log = logging.getLogger("bargein.transports")
+
+
+class WebSocketLike(Protocol):
+    async def accept(self) -> None: ...
+
+    async def receive(self) -> str | bytes: ...
+
+    async def send(self, data: str | bytes) -> None: ...
+
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+class SlowConsumer(Exception):
+    """The peer stopped reading: a write was stuck too long or the control backlog filled."""
+
+
+class WebSocketTransport:
+    """The session's `Transport` over one WebSocket, with its own bounded outbound queue."""
+
+    def __init__(self, protocol: ServerProtocol, limits: ConnectionLimits) -> None:
+        self.protocol = protocol
+        self.limits = limits
+        self.queue = OutboundQueue(
+            max_audio=limits.max_audio_frames, max_control=limits.max_control_frames
+        )
+        # The code of the fatal error sent, if any: it picks the WebSocket close code.
+        self.fatal_code: str | None = None
+        # Rejections we reported to the client already: the session's `input_rejected` events
+        # for them must not produce a second error frame.
+        self._reported: Counter[str] = Counter()
+        self._drained = trio.Event()
+
+    @property
+    def stats(self) -> OutboundStats:
+        return self.queue.stats
+
+    # -- Transport ----------------------------------------------------------------------------
+
+    async def send_audio(self, frame: OutFrame) -> None:
+        words = words_message(frame)
+        if words is not None:
+            self.send_message(words)
+        data = self._encode(AudioOut(frame.turn, frame.start, frame.pcm))
+        if data is not None:
+            assert isinstance(data, bytes)
+            self.queue.put_audio(data, frame.turn)
+        await trio.lowlevel.checkpoint()
+
+    async def send_clear(self, turn: int) -> None:
+        # Queued audio of the turn must not reach the peer at all; the clear jumps the queue so
+        # the peer flushes what it already holds as soon as possible.
+        self.queue.flush_turn(turn)
+        data = self._encode(Clear(turn))
+        if data is not None:
+            self.queue.put_control(data, urgent=True)
+        await trio.lowlevel.checkpoint()
+
+    async def send_event(self, event: Event) -> None:
+        if event.type is EventType.INPUT_REJECTED:
+            code = str(event.data.get("code", ""))
+            if self._reported[code] > 0:
+                self._reported[code] -= 1
+            else:
+                self.send_message(
+                    ErrorMessage(
+                        code if code.isidentifier() and code.islower() else "rejected",
+                        str(event.data.get("detail", ""))[:2000] or code,
+                    )
+                )
+        else:
+            message = event_to_message(event)
+            if message is not None:
+                self.send_message(message)
+        await trio.lowlevel.checkpoint()
+
+    # -- used by the connection handler -------------------------------------------------------
+
+    def send_message(self, message: ServerMessage) -> None:
+        """Queue a control message (sync, never blocks)."""
+        if isinstance(message, ErrorMessage) and message.fatal and self.fatal_code is None:
+            self.fatal_code = message.code
+        data = self._encode(message)
+        if data is not None:
+            self.queue.put_control(data, urgent=isinstance(message, ErrorMessage) and message.fatal)
+
+    def report_rejection(self, error: RemoteProtocolError) -> None:
+        self._reported[error.code.value] += 1
+        self.send_message(self.protocol.error_message(error))
+
+    def _encode(self, message: ServerMessage) -> Frame | None:
+        try:
+            return self.protocol.send(message)
+        except LocalProtocolError as exc:
+            # Our bug, not the peer's: log it and keep the session going without that frame.
+            if exc.code is not ErrorCode.CLOSED:
+                log.error("not sending %s: %s", message.TYPE, exc)
+            return None
+
+    def close(self) -> None:
+        """No more frames; the writer sends what is queued and returns."""
+        self.queue.close()
+
+    async def wait_drained(self) -> None:
+        await self._drained.wait()
+
+    async def run_writer(
+        self,
+        send: Callable[[Frame], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Move queued frames to the socket until closed and drained; raise `SlowConsumer` when
+        the peer stops reading."""
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_backlog)
+            try:
+                while True:
+                    try:
+                        frame = await self.queue.get()
+                    except trio.EndOfChannel:
+                        break
+                    with trio.move_on_after(self.limits.stall_timeout) as stuck:
+                        await send(frame)
+                    if stuck.cancelled_caught:
+                        raise SlowConsumer(f"a write was stuck for {self.limits.stall_timeout} s")
+            finally:
+                self._drained.set()
+            nursery.cancel_scope.cancel()
+
+    async def _watch_backlog(self) -> None:
+        await self.queue.failed.wait()
+        raise SlowConsumer(f"{self.limits.max_control_frames} control frames unread")
