@@ -53,10 +53,16 @@ class SessionConfig:
     # How far ahead of real time egress hands audio to the transport (a jitter cushion for
     # remote peers); every ms of it is audio the peer may play after a barge-in decision.
     egress_lead_ms: int = 0
+    # A turn is over when the peer has played its last sample: once the peer has reported
+    # playback, egress waits for the report of the last sample up to lead + this grace.
+    playback_grace_ms: int = 300
     # How far TTS may run ahead of playout before backpressure stops it.
     tts_buffer_ms: int = 2000
     # Live ingress never blocks the transport: beyond this many chunks the oldest is dropped.
     ingress_chunks: int = 100
+    # Ingress is limited to real time plus this much audio of burst; chunks beyond it are
+    # refused (counted as `rate_limited`), so a client pushing faster cannot starve the others.
+    ingress_burst_ms: int = 2000
     stt_preroll_ms: int = 200
     stt_batch_ms: int = 100
     # A model quiet this long mid-sentence gets what it said so far spoken anyway.
@@ -64,6 +70,12 @@ class SessionConfig:
     system_prompt: str | None = None
     # The conversation so far, for a session that continues one (e.g. a client resuming).
     history: tuple[ChatMessage, ...] = ()
+    # A resumed conversation continues its turn numbers and event sequence numbers.
+    first_turn: int = 1
+    first_seq: int = 0
+    # Budget (characters of message content) for the history a planner request carries:
+    # the oldest messages go first, the system prompt and the newest message always stay.
+    history_chars: int | None = 24000
     compute: ComputeMode = "thread"
     trace_path: str | None = None
     session_id: str | None = None
@@ -78,6 +90,12 @@ class SessionConfig:
             raise ValueError("output_frame_ms must give a whole number of samples")
         if self.compute not in ("thread", "inline"):
             raise ValueError("compute must be 'thread' or 'inline'")
+        if self.first_turn < 1 or self.first_seq < 0:
+            raise ValueError("first_turn must be >= 1 and first_seq >= 0")
+        if self.history_chars is not None and self.history_chars < 1:
+            raise ValueError("history_chars must be positive (or None: no budget)")
+        if self.ingress_burst_ms < self.frame_ms or self.playback_grace_ms < 0:
+            raise ValueError("ingress_burst_ms must hold a frame; playback_grace_ms >= 0")
 
 
 class Session:
@@ -88,7 +106,7 @@ class Session:
     ) -> None:
         self.config = config
         self.id = config.session_id or uuid.uuid4().hex[:12]
-        self.bus = EventBus(self.id, trio.current_time(), hub)
+        self.bus = EventBus(self.id, trio.current_time(), hub, first_seq=config.first_seq)
         self.history = History(config.system_prompt, config.history)
         self.rejections: Counter[str] = Counter()
         self.end_reason: str | None = None
@@ -101,6 +119,11 @@ class Session:
         self._scope = trio.CancelScope()
         self._ended = trio.Event()
         self._last_drop_report = -1.0
+        self._last_limit_report = -1.0
+        self._burst = config.input_rate * config.ingress_burst_ms / 1000
+        self._allowance = self._burst  # samples the client may still push ahead of real time
+        self._allowance_at = trio.current_time()
+        self._events: Subscription[Event] | None = None
         self._trace = TraceWriter(config.trace_path) if config.trace_path else None
         if self._trace is not None:
             self.bus.add_listener(self._trace)
@@ -110,6 +133,7 @@ class Session:
             self.bus,
             rate=config.output_rate,
             lead_ms=config.egress_lead_ms,
+            grace_ms=config.playback_grace_ms,
             buffer_frames=config.tts_buffer_ms // config.output_frame_ms,
             on_audio_started=self._floor_send.clone(),
         )
@@ -127,8 +151,10 @@ class Session:
                 frame_samples=out_frame,
                 quiet_flush_s=config.quiet_flush_ms / 1000,
                 history_commit=config.policy.history_commit,
+                history_chars=config.history_chars,
             ),
             end_session=self.close,
+            first_turn=config.first_turn,
         )
 
     # -- inbound, from the transport ---------------------------------------------------------
@@ -140,6 +166,8 @@ class Session:
             return False
         if pcm.dtype != np.int16 or pcm.ndim != 1:
             raise TypeError("push_audio takes a 1-D int16 array")
+        if not self._within_rate(len(pcm)):
+            return True
         if not self._ingress.put_nowait(pcm):
             now = self.bus.now()
             if now - self._last_drop_report >= 1.0:  # at most one report per second
@@ -147,13 +175,38 @@ class Session:
                 self.bus.emit(EventType.INPUT_DROPPED, dropped_total=self._ingress.dropped)
         return True
 
+    def _within_rate(self, samples: int) -> bool:
+        """Token bucket: real time refills the allowance, up to the burst. A chunk beyond it is
+        refused, counted as `rate_limited` and reported at most once per second."""
+        now = trio.current_time()
+        rate = self.config.input_rate
+        self._allowance = min(self._burst, self._allowance + (now - self._allowance_at) * rate)
+        self._allowance_at = now
+        if samples <= self._allowance:
+            self._allowance -= samples
+            return True
+        self.rejections["rate_limited"] += 1
+        if now - self._last_limit_report >= 1.0:
+            self._last_limit_report = now
+            self.bus.emit(
+                EventType.INPUT_REJECTED,
+                code="rate_limited",
+                detail="audio arrives faster than real time",
+                count=self.rejections["rate_limited"],
+            )
+        return False
+
     def push_text(self, text: str) -> bool:
         """Typed user input: a complete user turn (it interrupts a reply in progress)."""
         return self._to_floor(TextInput(text))
 
-    def interrupt(self) -> bool:
-        """The client asks the assistant to stop (e.g. a button)."""
-        return self._to_floor(ClientInterrupt())
+    def interrupt(self, turn: int | None = None) -> bool:
+        """The client asks the assistant to stop (e.g. a button). `turn` None stops whatever is
+        playing or being generated now; a `turn` that is not the current one is a no-op (the
+        client saw an older turn), counted in `stats()["interrupts_stale"]`; False then."""
+        if self.floor.interrupt_is_stale(turn):
+            return False
+        return self._to_floor(ClientInterrupt(turn))
 
     def report_playback(self, turn: int, played_samples: int) -> bool:
         """The peer has played `played_samples` of `turn`'s audio: the truth of what was heard."""
@@ -203,6 +256,9 @@ class Session:
             "frames_sent": self.egress.frames_sent,
             "frames_dropped": self.egress.frames_dropped,
             "clears": self.egress.clears,
+            "interrupts_stale": self.floor.interrupts_stale,
+            "interrupts_late": self.floor.interrupts_late,
+            "events_dropped": self._events.dropped if self._events is not None else 0,
             "events": dict(self.bus.counts),
         }
 
@@ -222,10 +278,12 @@ class Session:
         cfg, engines = self.config, self._engines
         frames_send, frames_recv = trio.open_memory_channel[AudioFrame | EndOfInput](64)
         vad_send, vad_recv = trio.open_memory_channel[VadOutput](256)
-        events = self.bus.subscribe(4096)
+        events = self._events = self.bus.subscribe(4096)
         try:
             with self._scope:
                 async with trio.open_nursery() as actors:
+                    if self._trace is not None:
+                        await actors.start(self._guard, "trace", self._trace.run)
                     await actors.start(self._guard, "egress", self.egress.run)
                     await actors.start(self._guard, "floor", self.floor.run)
                     await actors.start(
@@ -287,7 +345,8 @@ class Session:
                 except Exception:  # the peer is gone; the trace still has everything
                     pass
             if self._trace is not None:
-                self._trace.close()
+                with trio.CancelScope(shield=True), trio.move_on_after(_TRACE_CLOSE_S):
+                    await self._trace.aclose()
             self.bus.close()
             self._ended.set()
 
@@ -319,6 +378,9 @@ class Session:
         async for event in events:
             await self._transport.send_event(event)
 
+
+# Bound on writing the rest of the trace at close (a worker thread; normally milliseconds).
+_TRACE_CLOSE_S = 5.0
 
 _dsp_warm = False
 

@@ -38,7 +38,16 @@ def test_playback_reports_bound_what_was_heard_and_never_go_back() -> None:
 def test_commit_modes() -> None:
     c = cursor()
     c.sent = 300
-    assert c.committed_text("heard_words", complete=False) == "One two. Three"
-    assert c.committed_text("heard_sentences", complete=False) == "One two."
-    assert c.committed_text("generated", complete=False) == "One two. Three four."
-    assert c.committed_text("heard_words", complete=True) == "One two. Three four."
+    assert c.committed_text("heard_words") == "One two. Three" == c.heard_text()
+    assert c.committed_text("heard_sentences") == "One two."
+    assert c.committed_text("generated") == "One two. Three four."
+
+
+def test_a_whole_turn_commits_exactly_what_was_heard() -> None:
+    c = cursor()
+    c.sent = 400
+    c.on_played(399)  # the last report lags the last sample: the last word is not yet heard
+    assert c.committed_text("heard_words") == c.heard_text() == "One two. Three"
+    c.on_played(400)
+    assert c.committed_text("heard_words") == c.heard_text() == "One two. Three four."
+    assert c.committed_text("heard_sentences") == "One two. Three four."

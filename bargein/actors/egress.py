@@ -3,6 +3,12 @@
 One turn plays at a time. `interrupt` is synchronous and immediate: it cancels the scope the
 pacing loop runs in, so no frame of that turn is handed to the transport after the floor's
 decision; egress then drops what was queued and sends `clear` so the peer flushes its playback.
+An interrupt for a turn whose feed is not open yet holds: the feed opens stopped.
+
+A turn's playout ends when the peer has played its last sample, not when it was sent: egress
+keeps the turn (and so barge-in on it) live until a playback report covers the last sample,
+bounded by the lead plus `grace_ms` once the peer has shown that it reports playback, and by
+the lead alone otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ class TurnFeed:
     done: trio.Event = field(default_factory=trio.Event)
     stopped: bool = False
     scope: trio.CancelScope | None = None
+    reported: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
+    played_first: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +55,16 @@ class Egress:
         lead_ms: int,
         buffer_frames: int,
         on_audio_started: trio.MemorySendChannel[AudioStarted],
+        grace_ms: int = 300,
     ) -> None:
         self._transport = transport
         self._bus = bus
         self.rate = rate
         self._lead = lead_ms / 1000
+        self._grace = grace_ms / 1000
+        self._reports_seen = False  # has the peer ever reported playback?
+        self._last_opened = 0
+        self._stop_before_open: set[int] = set()
         self._buffer_frames = max(1, buffer_frames)
         self._notify = on_audio_started
         self._feeds: deque[TurnFeed] = deque()
@@ -69,19 +82,32 @@ class Egress:
         """A bounded channel for the turn's frames: TTS may run ahead of playout by that much."""
         send, recv = trio.open_memory_channel[OutFrame](self._buffer_frames)
         feed = TurnFeed(turn, recv, PlayoutCursor(turn, self.rate))
+        self._last_opened = max(self._last_opened, turn)
+        if turn in self._stop_before_open:
+            self._stop_before_open.discard(turn)
+            feed.stopped = True
         self._feeds.append(feed)
         self._by_turn[turn] = feed
         self._wakeup.unpark()
         return send, feed
 
-    def interrupt(self, turn: int) -> None:
+    def interrupt(self, turn: int) -> bool:
+        """Stop `turn`'s output now. False if there is nothing left to stop: its audio has
+        already played whole (the turn completed) or it is long gone."""
         feed = self._by_turn.get(turn)
-        if feed is None or feed.stopped:
-            return
-        feed.stopped = True
-        if feed.scope is not None:
-            feed.scope.cancel()
-        self.resume(turn)
+        if feed is None:
+            if turn > self._last_opened:  # not opened yet: it will open stopped
+                self._stop_before_open.add(turn)
+                return True
+            return False
+        if feed.done.is_set():
+            return False
+        if not feed.stopped:
+            feed.stopped = True
+            if feed.scope is not None:
+                feed.scope.cancel()
+            self.resume(turn)
+        return True
 
     def pause(self, turn: int) -> None:
         self._paused = turn
@@ -96,7 +122,15 @@ class Egress:
         feed = self._by_turn.get(turn)
         if feed is None:
             return False
-        feed.cursor.on_played(samples)
+        self._reports_seen = True
+        cursor = feed.cursor
+        cursor.on_played(samples)
+        if not feed.played_first and cursor.played:
+            feed.played_first = True
+            # When the peer began playing the turn, on the session clock (latency felt).
+            played_at = self._bus.now() - cursor.played / self.rate
+            self._bus.emit(EventType.AUDIO_PLAYED_FIRST, turn, played_at=round(played_at, 6))
+        feed.reported.unpark_all()
         return True
 
     def sent_ms(self, turn: int) -> float:
@@ -106,6 +140,7 @@ class Egress:
 
     def forget(self, turn: int) -> None:
         self._by_turn.pop(turn, None)
+        self._stop_before_open.discard(turn)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -146,11 +181,24 @@ class Egress:
                     await self._notify.send(AudioStarted(feed.turn))
                 due += len(frame.pcm) / self.rate
             if due is not None:
-                await trio.sleep_until(due)  # the turn lasts until its last frame has played
+                await trio.sleep_until(due)  # the last frame has played on our clock
+                await self._tail_played(feed, due)
         if feed.stopped:
             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                 await self._clear(feed)
         feed.frames.close()
+
+    async def _tail_played(self, feed: TurnFeed, due: float) -> None:
+        """Wait until the peer has played the turn's last sample (it plays up to the lead after
+        us), or until the bound: lead + grace for a peer that reports playback, else the lead."""
+        cursor = feed.cursor
+        limit = due + self._lead + (self._grace if self._reports_seen else 0.0)
+        with trio.move_on_at(limit):
+            while not self._reports_seen or (cursor.played or 0) < cursor.sent:
+                if not self._reports_seen:
+                    await trio.sleep_until(limit)
+                else:
+                    await feed.reported.park()
 
     async def _clear(self, feed: TurnFeed) -> None:
         dropped = 0

@@ -37,7 +37,7 @@ class TextInput:
 
 @dataclass(frozen=True, slots=True)
 class ClientInterrupt:
-    pass
+    turn: int | None = None  # None: whatever is playing or being generated now
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +72,9 @@ class Floor:
         tts: TtsEngine,
         settings: TurnSettings,
         end_session: Callable[[str], None],
+        first_turn: int = 1,
     ) -> None:
-        self.machine = FloorMachine(policy)
+        self.machine = FloorMachine(policy, first_turn)
         self._inbox = inbox
         self._finished = finished
         self._bus = bus
@@ -85,6 +86,17 @@ class Floor:
         self._end_session = end_session
         self._turns: dict[int, TurnHandle] = {}
         self._last: TurnHandle | None = None
+        # Client interrupts naming a turn that is not the current one (no-ops), and barge-ins
+        # decided after the turn's audio had already played whole (the turn stays completed).
+        self.interrupts_stale = 0
+        self.interrupts_late = 0
+
+    def interrupt_is_stale(self, turn: int | None) -> bool:
+        """Check (and count) a client interrupt against the turn the floor has now."""
+        if self.machine.is_stale(turn):
+            self.interrupts_stale += 1
+            return True
+        return False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as turns:
@@ -121,8 +133,9 @@ class Floor:
                 return m.transcript(now, text, final)
             case TextInput(text=text):
                 return m.text_input(now, text)
-            case ClientInterrupt():
-                return m.interrupt(now)
+            case ClientInterrupt(turn=turn):
+                # The turn may have moved on while the message was queued.
+                return [] if self.interrupt_is_stale(turn) else m.interrupt(now, turn)
             case InputEnded():
                 return m.input_ended(now)
             case AudioStarted(turn=turn):
@@ -158,6 +171,12 @@ class Floor:
                     )
                 case CancelTurn(turn=turn, reason=reason, onset=onset):
                     handle = self._turns[turn]
+                    # Egress first: not one more frame of this turn reaches the transport.
+                    if not self._egress.interrupt(turn):
+                        # Its audio already played whole and the turn is settling as completed
+                        # (TurnFinished is on its way): nothing to stop, so no barge-in.
+                        self.interrupts_late += 1
+                        continue
                     handle.reason = reason
                     data: dict[str, object] = {"reason": reason}
                     if onset is not None:
@@ -165,8 +184,6 @@ class Floor:
                         data["detection_ms"] = round(1000 * (bus.now() - onset), 3)
                     data["sent_ms"] = round(self._egress.sent_ms(turn), 3)
                     bus.emit(EventType.BARGE_IN, turn, **data)
-                    # Egress first: not one more frame of this turn reaches the transport.
-                    self._egress.interrupt(turn)
                     handle.scope.cancel()
                 case PauseOutput(turn=turn, onset=onset):
                     self._egress.pause(turn)

@@ -80,11 +80,11 @@ class _Turn:
 
 
 class FloorMachine:
-    def __init__(self, policy: InterruptionPolicy) -> None:
+    def __init__(self, policy: InterruptionPolicy, first_turn: int = 1) -> None:
         self.policy = policy
         self.user_speaking = False
         self._voiced = False  # within the user's utterance, is the voice on right now?
-        self._next_turn = 1
+        self._next_turn = first_turn  # a resumed conversation continues its numbering
         self._turn: _Turn | None = None
         self._overlap: _Overlap | None = None
         self._pending_text: list[str] = []
@@ -180,9 +180,14 @@ class FloorMachine:
             actions = self._cancel(CancelTurn(t.id, "text_input", None))
         return actions + self._user_text(text.strip(), force=True)
 
-    def interrupt(self, now: float) -> list[Action]:
+    def is_stale(self, turn: int | None) -> bool:
+        """A client interrupt naming `turn` that is not the current turn (it ended, or never
+        began): the client saw an older state, so it must not stop the reply now playing."""
+        return turn is not None and turn != self.active_turn
+
+    def interrupt(self, now: float, turn: int | None = None) -> list[Action]:
         t = self._turn
-        if t is None or t.cancelled:
+        if t is None or t.cancelled or self.is_stale(turn):
             return []
         return self._cancel(CancelTurn(t.id, "client", None))
 

@@ -60,14 +60,14 @@ class PlayoutCursor:
     def heard_text(self) -> str:
         return " ".join(w.text for w in self.heard_words())
 
-    def committed_text(self, mode: HistoryCommit, complete: bool) -> str:
+    def committed_text(self, mode: HistoryCommit) -> str:
         """The assistant text that enters the history under `mode` (research compares them).
 
-        A completed turn was sent whole, so it commits everything generated; a cancelled one
-        commits the heard words, or only its wholly heard sentences, or (for comparison only)
-        everything generated.
+        Whether the turn completed or was cut, the history holds what was heard — the heard
+        words, or only the wholly heard sentences — so it is the same text as `heard_text`
+        (`heard_sentences` aside); `generated` (for comparison only) is everything generated.
         """
-        if complete or mode == "generated":
+        if mode == "generated":
             return self.generated_text
         heard = self.heard_words()
         if mode == "heard_words":

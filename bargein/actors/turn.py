@@ -8,7 +8,6 @@ runner commit the heard text to the history and emit `turn_completed` / `turn_ca
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from functools import partial
 
@@ -41,6 +40,7 @@ class TurnSettings:
     frame_samples: int
     quiet_flush_s: float
     history_commit: HistoryCommit
+    history_chars: int | None = None  # budget for the planner's view of the history
 
 
 @dataclass(eq=False, slots=True)
@@ -72,12 +72,11 @@ async def run_turn(
         history.add_user(user_text)
         frames, feed = egress.open_turn(turn)
         cursor = feed.cursor
-        failed = False
         with handle.scope:
             try:
                 async with trio.open_nursery() as nursery:
                     sent_send, sent_recv = trio.open_memory_channel[tuple[int, str]](8)
-                    request = PlanRequest(turn, history.messages())
+                    request = PlanRequest(turn, history.window(settings.history_chars))
                     nursery.start_soon(
                         partial(
                             run_planner,
@@ -103,19 +102,21 @@ async def run_turn(
                         )
                     )
             except Exception as exc:  # an engine failure ends the turn, not the session
-                failed = True
                 handle.reason = "error"
                 bus.error("turn", exc, fatal=False, turn=turn)
+                handle.scope.cancel()
             finally:
                 frames.close()  # egress sees the end of the turn's audio
-            if not failed:
-                await feed.done.wait()  # egress has played (or dropped) the whole turn
-        if failed:
+            await feed.done.wait()  # egress has played (or dropped) the whole turn
+        # The turn's own scope is the truth: cancelled by the floor (barge-in, client, text) or
+        # by its failure. Egress is told again, so an interrupt that came before the feed was
+        # open, or a failure, stops the audio too (idempotent otherwise).
+        cancelled = handle.scope.cancel_called
+        if cancelled:
             egress.interrupt(turn)
         with trio.CancelScope(shield=True), trio.move_on_after(_EGRESS_SETTLE_S):
             await feed.done.wait()
-        cancelled = feed.stopped
-        committed = cursor.committed_text(settings.history_commit, complete=not cancelled)
+        committed = cursor.committed_text(settings.history_commit)
         history.add_assistant(committed, interrupted=cancelled)
         fields = dict(
             heard_text=cursor.heard_text(),
@@ -139,9 +140,20 @@ async def run_turn(
         egress.forget(turn)
     finally:
         handle.done.set()
-        # The floor's inbox is sized so this never blocks while the floor runs; when the session
-        # is shutting down the floor may be gone, and then nobody needs to know.
-        with contextlib.suppress(
-            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
-        ):
-            finished.send_nowait(TurnFinished(turn))
+        await _tell_floor(finished, TurnFinished(turn))
+
+
+async def _tell_floor(
+    finished: trio.MemorySendChannel[TurnFinished], message: TurnFinished
+) -> None:
+    """The floor must learn that the turn ended (it never blocks for long, so a full inbox
+    is waited out); when the session is shutting down the floor may be gone, and then nobody
+    needs to know. A send that cannot complete within the bound is reported, never silent."""
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(_EGRESS_SETTLE_S) as waited:
+            try:
+                await finished.send(message)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+    if waited.cancelled_caught:  # the floor stopped reading: end the session (the guard reports)
+        raise RuntimeError(f"the floor did not take the end of turn {message.turn}")

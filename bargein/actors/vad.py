@@ -144,8 +144,14 @@ async def _report(
     if isinstance(event, SpeechStarted):
         bus.emit(EventType.SPEECH_STARTED, onset=round(event.onset, 4), media_t=round(event.at, 4))
     else:
+        # When the user stopped, on the session clock: the decision is now, `at - offset`
+        # (the hang-over) after the end of the last voiced frame.
+        speech_end = bus.now() - (event.at - event.offset)
         bus.emit(
-            EventType.SPEECH_STOPPED, offset=round(event.offset, 4), media_t=round(event.at, 4)
+            EventType.SPEECH_STOPPED,
+            offset=round(event.offset, 4),
+            media_t=round(event.at, 4),
+            speech_end=round(speech_end, 6),
         )
     await to_floor.send(event)
     await to_stt.send(event)

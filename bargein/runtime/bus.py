@@ -18,12 +18,14 @@ class EventHub(Broadcast[Event]):
 class EventBus(Broadcast[Event]):
     """Stamps and numbers a session's events and fans them out to its consumers (and the hub)."""
 
-    def __init__(self, session_id: str, t0: float, hub: EventHub | None = None) -> None:
+    def __init__(
+        self, session_id: str, t0: float, hub: EventHub | None = None, *, first_seq: int = 0
+    ) -> None:
         super().__init__()
         self.session_id = session_id
         self.t0 = t0
         self.counts: Counter[str] = Counter()
-        self._seq = 0
+        self._seq = first_seq  # a resumed conversation continues its numbering
         if hub is not None:
             self.add_listener(hub.publish)
 

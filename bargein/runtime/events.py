@@ -26,6 +26,7 @@ class EventType(enum.StrEnum):
     STATUS = "status"
     TTS_FIRST_AUDIO = "tts_first_audio"
     AUDIO_OUT_FIRST = "audio_out_first"
+    AUDIO_PLAYED_FIRST = "audio_played_first"
     OUTPUT_CLEARED = "output_cleared"
     OUTPUT_PAUSED = "output_paused"
     OUTPUT_RESUMED = "output_resumed"

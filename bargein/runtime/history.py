@@ -37,3 +37,20 @@ class History:
 
     def messages(self) -> tuple[ChatMessage, ...]:
         return tuple(self._messages)
+
+    def window(self, budget_chars: int | None) -> tuple[ChatMessage, ...]:
+        """What a planner request carries: the system prompt, then the newest messages whose
+        contents fit in `budget_chars` (oldest dropped first); the newest message always goes,
+        so the model sees what it answers. None: everything."""
+        if budget_chars is None:
+            return self.messages()
+        system = [m for m in self._messages if m.role == "system"]
+        rest = [m for m in self._messages if m.role != "system"]
+        kept: list[ChatMessage] = []
+        used = 0
+        for m in reversed(rest):
+            if kept and used + len(m.content) > budget_chars:
+                break
+            kept.append(m)
+            used += len(m.content)
+        return tuple(system + kept[::-1])
