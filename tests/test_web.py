@@ -21,6 +21,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from bargein.engines.base import PlanOutput, PlanRequest, Sink, TextDelta
 from bargein.runtime.messages import Int16Array
 from bargein.testing.audio import load, silence
+from bargein.transports.access import AccessConfig
 from bargein.transports.app import DemoServer
 from bargein.transports.chat import ChatConfig
 from bargein.transports.protocol import (
@@ -264,7 +265,7 @@ async def test_malformed_frames_get_error_frames_and_the_session_survives() -> N
 
 
 async def test_fatal_refusals_close_the_connection() -> None:
-    server = DemoServer(token="sesame", max_sessions=1)
+    server = DemoServer(access=AccessConfig(token="sesame"), max_sessions=1)
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port:
             async with connect(port) as client:
@@ -550,7 +551,7 @@ async def test_chat_planner_is_cancelled_when_the_client_goes_away() -> None:
         ("POST", [1], {}, 400, "not_object"),
         ("POST", None, {"Last-Event-ID": "garbage"}, 400, "bad_last_event_id"),
         ("POST", None, {"Last-Event-ID": "nosuchstream:3"}, 410, "unknown_stream"),
-        ("GET", None, {}, 405, "method_not_allowed"),
+        ("GET", None, {}, 400, "missing_last_event_id"),
     ],
 )
 async def test_chat_bad_requests(
@@ -590,7 +591,7 @@ async def test_chat_resume_gap_is_reported() -> None:
 
 
 async def test_monitoring_stream_sees_both_sessions_of_two_clients() -> None:
-    server = DemoServer(monitor_heartbeat=0.05)
+    server = DemoServer(monitor_heartbeat=0.05, access=AccessConfig(monitoring=True))
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port, http(port) as monitor:
             response = await monitor.request("GET", "/api/monitoring/stream")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -22,41 +23,61 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, jsonify, request, websocket
 from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from bargein.dsp import warm_up
 from bargein.engines.base import Engines, PlannerEngine
 from bargein.runtime.bus import EventHub
 from bargein.session import SessionConfig
-from bargein.transports.chat import ChatConfig, ChatRequestError, ChatService, parse_chat_request
-from bargein.transports.protocol import OptionValue, SessionStart
-from bargein.transports.sse import encode_comment, encode_event, encode_retry, format_event_id
+from bargein.transports.access import AccessConfig, AccessPolicy, Refusal, Tier, startup_warnings
+from bargein.transports.chat import (
+    ChatConfig,
+    ChatRequestError,
+    ChatService,
+    ChatStream,
+    parse_chat_request,
+    parse_json_body,
+)
+from bargein.transports.monitoring import monitor_stream
+from bargein.transports.protocol import ErrorMessage, OptionValue, ServerProtocol, SessionStart
+from bargein.transports.responses import (
+    SECURITY_HEADERS,
+    SSE_HEADERS,
+    error_json,
+    is_json_media_type,
+    status_code,
+)
 from bargein.transports.websocket import (
     ConnectionLimits,
     EnginesFactory,
     SessionServer,
+    WebSocketLike,
     default_session_config,
 )
 
 log = logging.getLogger("bargein.transports")
 
 STATIC_DIR = Path(__file__).with_name("static")
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    # No proxy or CDN may cache or buffer a stream; nginx honours X-Accel-Buffering.
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 MAX_HTTP_BODY = 1024 * 1024
 MAX_WS_MESSAGE = 1024 * 1024
 # Engine options a browser may choose (docs/web.md); everything else in `options` is ignored.
 CLIENT_ENGINE_OPTIONS = frozenset({"voice", "rate_wpm", "pitch"})
+
+
+def json_error(status: int, code: str, message: str) -> Response:
+    """Every HTTP error: `{"error": {"code", "message"}}` (docs/web.md lists the codes)."""
+    response = Response(json.dumps(error_json(code, message)), status=status)
+    response.headers["Content-Type"] = "application/json"
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="bargein"'
+    return response
 
 
 def embedded_engines_factory(
@@ -76,10 +97,24 @@ def embedded_engines_factory(
     return make
 
 
-def openai_planner(base_url: str, model: str | None, api_key: str | None) -> PlannerEngine:
+# A model may think quietly for a while mid-reply; the chat stream's 15 s heartbeat keeps the
+# connection alive meanwhile, so the two are deliberately independent.
+DEFAULT_LLM_STALL_TIMEOUT = 60.0
+
+
+def openai_planner(
+    base_url: str,
+    model: str | None,
+    api_key: str | None,
+    stall_timeout: float = DEFAULT_LLM_STALL_TIMEOUT,
+) -> PlannerEngine:
     from bargein.engines.openai_compat import OpenAIPlanner
 
-    kwargs: dict[str, Any] = {"base_url": base_url, "api_key": api_key or "unused"}
+    kwargs: dict[str, Any] = {
+        "base_url": base_url,
+        "api_key": api_key or "unused",
+        "stall_timeout": stall_timeout,
+    }
     if model:
         kwargs["model"] = model
     return OpenAIPlanner(**kwargs)
@@ -97,6 +132,14 @@ def session_config_with_policy(start: SessionStart, session_id: str) -> SessionC
     return config
 
 
+# The access tier of each endpoint (by quart endpoint name); anything else is PUBLIC.
+TIERS = {"ws": Tier.USER, "chat_stream": Tier.USER, "monitoring_stream": Tier.OPERATOR}
+# Sessions get this long to end after `shutting_down` before the monitoring streams get their
+# final event; hypercorn then gives every connection GRACEFUL_TIMEOUT more (docs/web.md).
+SESSIONS_END_TIMEOUT = 1.0
+GRACEFUL_TIMEOUT = 2.0
+
+
 class DemoServer:
     """The web app and the services behind it, for `bargein demo` and for tests."""
 
@@ -107,17 +150,20 @@ class DemoServer:
         chat_planner: PlannerEngine | None = None,
         chat_config: ChatConfig | None = None,
         limits: ConnectionLimits | None = None,
-        token: str | None = None,
+        access: AccessConfig | None = None,
         max_sessions: int = 32,
         monitor_heartbeat: float = 15.0,
         session_config: Callable[[SessionStart, str], SessionConfig] = session_config_with_policy,
     ) -> None:
         self.engines_factory = engines_factory or embedded_engines_factory()
+        self.access = access or AccessConfig()
+        # Rebuilt by `serve` for the address it binds (the bind host is an allowed Host).
+        self.policy = AccessPolicy(self.access, "127.0.0.1")
         self.hub = EventHub()
         self.sessions = SessionServer(
             self.engines_factory,
             hub=self.hub,
-            token=token,
+            token=self.access.token,
             max_sessions=max_sessions,
             limits=limits,
             session_config=session_config,
@@ -126,6 +172,8 @@ class DemoServer:
         self.chat = ChatService(planner, chat_config)
         self.monitor_heartbeat = monitor_heartbeat
         self.monitors = 0
+        # Set once the sessions have ended (or had their time) during shutdown.
+        self.stopping = trio.Event()
         self.app = self._build_app()
 
     # -- the app ------------------------------------------------------------------------------
@@ -144,48 +192,79 @@ class DemoServer:
         async def stop_services() -> None:
             self.chat.stop()
 
+        @app.before_request
+        async def guard() -> Response | None:
+            decision = self.policy.http(
+                TIERS.get(request.endpoint or "", Tier.PUBLIC),
+                host=request.headers.get("Host"),
+                origin=request.headers.get("Origin"),
+                authorization=request.headers.get("Authorization"),
+            )
+            if isinstance(decision, Refusal):
+                return json_error(decision.status, decision.code, decision.message)
+            return None
+
+        @app.after_request
+        async def secure(response: Response) -> Response:
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        @app.errorhandler(HTTPException)
+        async def http_error(error: HTTPException) -> Response:
+            status = error.code or 500
+            response = json_error(status, status_code(status), str(error.description or ""))
+            if isinstance(error, MethodNotAllowed) and error.valid_methods:
+                response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+            return response
+
         @app.get("/")
         async def index() -> Response:
             response = await app.send_static_file("index.html")
             response.headers["Cache-Control"] = "no-cache"
             return response
 
+        @app.get("/favicon.ico")
+        async def favicon() -> Response:
+            # No icon of our own (the page may link one); 204 keeps browsers from logging a 404.
+            return Response(b"", status=204, headers={"Cache-Control": "max-age=86400"})
+
         @app.get("/healthz")
         async def healthz() -> Response:
+            # Public: counts only, never session ids or anything a session said.
             return jsonify(
                 {
                     "status": "stopping" if self.sessions.shutting_down.is_set() else "ok",
-                    "sessions": sorted(self.sessions.sessions),
+                    "sessions": len(self.sessions.sessions),
                     "server": self.sessions.stats.to_json(),
                     "chat_streams": len(self.chat.store),
                     "monitors": self.monitors,
+                    "access": {"refused": dict(self.policy.refused)},
                 }
             )
 
         @app.websocket("/ws")
         async def ws() -> None:
             # The proxy's target: the handler keeps it across awaits and other tasks.
-            await self.sessions.handle(websocket._get_current_object())  # type: ignore[attr-defined]
+            socket = websocket._get_current_object()  # type: ignore[attr-defined]
+            decision = self.policy.websocket(
+                host=socket.headers.get("Host"),
+                origin=socket.headers.get("Origin"),
+                authorization=socket.headers.get("Authorization"),
+                subprotocols=socket.requested_subprotocols,
+            )
+            if isinstance(decision, Refusal):
+                await refuse_websocket(socket, decision)
+                return
+            await socket.accept(subprotocol=decision.subprotocol)
+            await self.sessions.handle(socket, authorized=decision.authorized)
 
         @app.route("/api/chat/stream", methods=["POST", "GET"])
-        async def chat_stream() -> Response | tuple[Response, int]:
-            last_event_id = request.headers.get("Last-Event-ID") or request.args.get(
-                "last_event_id"
-            )
+        async def chat_stream() -> Response:
             try:
-                if last_event_id:
-                    stream, after = self.chat.resume(last_event_id)
-                elif request.method == "GET":
-                    raise ChatRequestError(
-                        405, "method_not_allowed", "GET only resumes (send Last-Event-ID)"
-                    )
-                else:
-                    body = await request.get_json(force=True, silent=True)
-                    if body is None:
-                        raise ChatRequestError(400, "bad_json", "the body must be JSON")
-                    stream, after = self.chat.open(parse_chat_request(body)), 0
+                stream, after = await self._open_chat()
             except ChatRequestError as error:
-                return jsonify(error.to_json()), error.status
+                return json_error(error.status, error.code, error.message)
             response = Response(self.chat.follow(stream, after), status=200, headers=SSE_HEADERS)
             response.headers["X-Stream-Id"] = stream.stream_id
             response.timeout = None
@@ -199,30 +278,34 @@ class DemoServer:
 
         return app
 
+    async def _open_chat(self) -> tuple[ChatStream, int]:
+        last_event_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+        if last_event_id:
+            return self.chat.resume(last_event_id)
+        if request.method == "GET":
+            raise ChatRequestError(
+                400, "missing_last_event_id", "GET only resumes a stream: send Last-Event-ID"
+            )
+        # Only `application/json`: a cross-site form or `text/plain` fetch cannot send it
+        # without a CORS preflight, which this server never grants (CSRF).
+        if not is_json_media_type(request.headers.get("Content-Type")):
+            raise ChatRequestError(
+                415, "unsupported_media_type", "the body must be Content-Type: application/json"
+            )
+        data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+        body = parse_json_body(data)  # reading raises 413 beyond MAX_HTTP_BODY
+        return self.chat.open(parse_chat_request(body)), 0
+
     async def _monitor(self) -> AsyncIterator[bytes]:
-        """Every session's events as they happen. A live view: no replay; a monitor that falls
-        behind loses the oldest events and is told how many (`dropped`)."""
         self.monitors += 1
         try:
-            with self.hub.subscribe(4096) as events:
-                yield encode_retry(2000)
-                hello = {"sessions": sorted(self.sessions.sessions)}
-                yield encode_event(json.dumps(hello), event="hello")
-                reported = 0
-                while True:
-                    with trio.move_on_after(self.monitor_heartbeat) as quiet:
-                        event = await events.get()
-                    if quiet.cancelled_caught:
-                        yield encode_comment("ping")
-                        continue
-                    if events.dropped > reported:
-                        dropped = {"dropped": events.dropped - reported}
-                        reported = events.dropped
-                        yield encode_event(json.dumps(dropped), event="dropped")
-                    data = json.dumps(event.to_json(), default=str, ensure_ascii=False)
-                    yield encode_event(
-                        data, event=event.type.value, id=format_event_id(event.session, event.seq)
-                    )
+            async for chunk in monitor_stream(
+                self.hub,
+                lambda: sorted(self.sessions.sessions),
+                self.stopping,
+                heartbeat=self.monitor_heartbeat,
+            ):
+                yield chunk
         finally:
             self.monitors -= 1
 
@@ -232,7 +315,7 @@ class DemoServer:
         config = HypercornConfig()
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         config.websocket_max_message_size = MAX_WS_MESSAGE
-        config.graceful_timeout = 3.0
+        config.graceful_timeout = GRACEFUL_TIMEOUT
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         return config
@@ -246,16 +329,18 @@ class DemoServer:
         task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until `shutdown_trigger` returns (or cancellation); `task_status.started` gets
-        the bound URLs (with the real port when `port` is 0)."""
+        the bound URLs (with the real port when `port` is 0). Raises `ValueError` for an access
+        configuration that would expose the monitoring stream."""
+        self.policy = AccessPolicy(self.access, host)
+        for warning in startup_warnings(host, self.access):
+            log.warning("%s", warning)
 
         async def trigger() -> None:
             if shutdown_trigger is None:
                 await trio.sleep_forever()
             else:
                 await shutdown_trigger()
-            # Sessions get a `shutting_down` error and end; chat streams end with an error event.
-            self.sessions.shutdown()
-            self.chat.stop()
+            await self.stop()
 
         await hypercorn_serve(
             self.app,
@@ -264,6 +349,28 @@ class DemoServer:
             task_status=task_status,
         )
 
+    async def stop(self) -> None:
+        """Sessions get a fatal `shutting_down` and end, chat streams end with an `error` event;
+        once the sessions ended (at most SESSIONS_END_TIMEOUT) the monitors end likewise."""
+        self.sessions.shutdown()
+        self.chat.stop()
+        with trio.move_on_after(SESSIONS_END_TIMEOUT):
+            await self.sessions.wait_idle()
+        self.stopping.set()
+
+
+async def refuse_websocket(socket: WebSocketLike, refusal: Refusal) -> None:
+    """Accept, say why in a fatal `error` frame, close 1008 with the code as the reason: a
+    browser sees the reason, which a refused HTTP upgrade would hide from it."""
+    await socket.accept()
+    frame = ServerProtocol().send(ErrorMessage(refusal.code, refusal.message, fatal=True))
+    with trio.move_on_after(2.0):
+        try:
+            await socket.send(frame)
+            await socket.close(1008, refusal.code)
+        except Exception as exc:  # the peer left already
+            log.debug("websocket refusal not delivered: %r", exc)
+
 
 async def _until_signal() -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -271,7 +378,14 @@ async def _until_signal() -> None:
             return
 
 
-def main(argv: list[str]) -> int:
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bargein demo", description="Serve the browser demo: talk to it, interrupt it."
     )
@@ -282,21 +396,85 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--llm-api-key", default=os.environ.get("OPENAI_API_KEY"), help="(default $OPENAI_API_KEY)"
     )
-    parser.add_argument("--token", help="require this token in session.start")
+    parser.add_argument(
+        "--llm-stall-timeout",
+        type=_positive,
+        default=DEFAULT_LLM_STALL_TIMEOUT,
+        metavar="SECONDS",
+        help="fail a reply when the model sends nothing for this long mid-stream "
+        f"(default {DEFAULT_LLM_STALL_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--token",
+        help="require this bearer token on /ws and /api/* (default $BARGEIN_TOKEN)",
+        default=os.environ.get("BARGEIN_TOKEN"),
+    )
+    parser.add_argument("--monitoring", action="store_true", help="serve /api/monitoring/stream")
+    parser.add_argument(
+        "--operator-token",
+        default=os.environ.get("BARGEIN_OPERATOR_TOKEN"),
+        help="the token for the monitoring stream (default $BARGEIN_OPERATOR_TOKEN, else --token)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests whose Host is NAME (repeatable; * for any)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept this Origin, e.g. https://app.example (repeatable; * for any)",
+    )
     parser.add_argument("--max-sessions", type=int, default=32)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return parser
 
+
+def server_from_args(args: argparse.Namespace) -> DemoServer:
     planner_factory: Callable[[], PlannerEngine] | None = None
     if args.llm_base_url:
         base_url, model, key = args.llm_base_url, args.llm_model, args.llm_api_key
+        stall = args.llm_stall_timeout
 
         def planner_factory() -> PlannerEngine:
-            return openai_planner(base_url, model, key)
+            return openai_planner(base_url, model, key, stall)
 
-    server = DemoServer(
-        embedded_engines_factory(planner_factory), token=args.token, max_sessions=args.max_sessions
+    access = AccessConfig(
+        token=args.token,
+        operator_token=args.operator_token,
+        monitoring=args.monitoring,
+        allow_hosts=tuple(args.allow_host),
+        allow_origins=tuple(args.allow_origin),
     )
+    return DemoServer(
+        embedded_engines_factory(planner_factory), access=access, max_sessions=args.max_sessions
+    )
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"bargein demo: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def _oserror(group: BaseException) -> OSError | None:
+    # trio and hypercorn wrap the bind failure in exception groups.
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]
+    return group if isinstance(group, OSError) else None
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        server = server_from_args(args)
+        AccessPolicy(server.access, args.host)  # refuse a bad access setup before warming up
+    except ValueError as exc:
+        parser.error(str(exc))
     warm_up()  # compile/load the DSP kernels now, not inside the first caller's audio
 
     async def run() -> None:
@@ -310,7 +488,11 @@ def main(argv: list[str]) -> int:
 
     try:
         trio.run(run)
-    except OSError as exc:
-        print(f"bargein demo: {exc}", file=sys.stderr)
-        return 1
+    except BaseException as exc:
+        error = _oserror(exc)
+        if error is None:
+            raise
+        if error.errno == errno.EADDRINUSE:
+            _fail(f"port {args.port} on {args.host} is already in use")
+        _fail(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}")
     return 0

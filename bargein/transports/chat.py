@@ -12,12 +12,13 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
 from bargein.engines.base import PlannerEngine, PlanOutput, PlanRequest, Status, TextDelta
 from bargein.runtime.history import ChatMessage
+from bargein.transports.responses import error_json
 from bargein.transports.sse import (
     Gap,
     ReplayBuffer,
@@ -44,7 +45,20 @@ class ChatRequestError(Exception):
         self.message = message
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
+        return error_json(self.code, self.message)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    # NaN and Infinity are not JSON (RFC 8259); the WebSocket codec refuses them too.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_body(data: bytes) -> Any:
+    """The request body as strict JSON: UTF-8, no NaN/Infinity (pure)."""
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ChatRequestError(400, "bad_json", f"the body is not JSON: {str(exc)[:200]}") from exc
 
 
 def parse_chat_request(body: Any) -> tuple[ChatMessage, ...]:

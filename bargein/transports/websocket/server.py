@@ -111,8 +111,9 @@ class SessionServer:
         """Tell every connection to end its session (with a `shutting_down` error)."""
         self.shutting_down.set()
 
-    async def handle(self, ws: WebSocketLike) -> None:
-        """Serve one connection until the session ends, the peer leaves or misbehaves."""
+    async def handle(self, ws: WebSocketLike, *, authorized: bool = False) -> None:
+        """Serve one connection until the session ends, the peer leaves or misbehaves.
+        `authorized`: the app already checked a header or subprotocol token (docs/web.md)."""
         self.stats.connections += 1
         protocol = ServerProtocol(max_rejections=self.limits.max_rejections)
         transport = WebSocketTransport(protocol, self.limits)
@@ -120,7 +121,7 @@ class SessionServer:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(transport.run_writer, ws.send)
-                await self._converse(ws, protocol, transport)
+                await self._converse(ws, protocol, transport, authorized)
                 transport.close()
                 with trio.move_on_after(self.limits.close_timeout):
                     await transport.wait_drained()
@@ -162,19 +163,29 @@ class SessionServer:
         )
         return None
 
+    def _token_ok(self, given: str | None) -> bool:
+        if self.token is None:
+            return True
+        # Bytes: compare_digest raises TypeError for non-ASCII str.
+        return given is not None and secrets.compare_digest(
+            given.encode("utf-8", "replace"), self.token.encode()
+        )
+
     def _refuse(self, transport: WebSocketTransport, code: ErrorCode, message: str) -> None:
         self.stats.refused[code.value] += 1
         transport.send_message(ErrorMessage(code.value, message, fatal=True))
 
     async def _converse(
-        self, ws: WebSocketLike, protocol: ServerProtocol, transport: WebSocketTransport
+        self,
+        ws: WebSocketLike,
+        protocol: ServerProtocol,
+        transport: WebSocketTransport,
+        authorized: bool = False,
     ) -> None:
         start = await self._handshake(ws, protocol, transport)
         if start is None:
             return
-        if self.token is not None and not (
-            start.token is not None and secrets.compare_digest(start.token, self.token)
-        ):
+        if not authorized and not self._token_ok(start.token):
             self._refuse(transport, ErrorCode.UNAUTHORIZED, "a valid 'token' is required")
             return
         if self.shutting_down.is_set():
