@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from bargein.actors.policy import InterruptionPolicy
+from bargein.actors.policy import InterruptionPolicy, OverlapView, Trigger
 
 # Deadlines are sums of floats; a tick at the deadline must count as reaching it.
 _EPSILON = 1e-9
@@ -69,6 +69,8 @@ class _Overlap:
     paused: bool
     words: int = 0
     stopped_at: float | None = None
+    text: str = ""  # the latest transcript (for an outside judge)
+    final: bool = False
 
 
 @dataclass(slots=True)
@@ -90,6 +92,7 @@ class FloorMachine:
         self._pending_text: list[str] = []
         self._input_ended = False
         self._ended = False
+        self._now = 0.0  # time of the latest input (an outside judge's view of "now")
 
     # -- what the machine exposes ------------------------------------------------------------
 
@@ -116,6 +119,8 @@ class FloorMachine:
         o = self._overlap
         if o is None:
             return None
+        if self.policy.judge is not None:
+            return self.policy.judge.deadline(self._view("tick", self._now))
         if o.stopped_at is not None:
             return o.stopped_at + self.policy.resume_timeout_ms / 1000
         if self._voiced and o.words >= self.policy.min_words:
@@ -131,10 +136,15 @@ class FloorMachine:
             return []
         if self._overlap is not None:  # the same overlap resumed after a short gap
             self._overlap.stopped_at = None
+            if self.policy.judge is not None:
+                return self._ask("speech_started", now)
             return self._confirm_if_due(now)
         guard = self.policy.echo_guard_ms / 1000
         if guard and t.audio_since is not None and onset - t.audio_since < guard:
             return []
+        if self.policy.judge is not None:
+            self._overlap = _Overlap(t.id, onset, now, paused=False)
+            return self._ask("speech_started", now)
         if self.policy.mode == "onset":
             return self._cancel(CancelTurn(t.id, "barge_in", onset))
         self._overlap = _Overlap(t.id, onset, now, paused=t.speaking)
@@ -144,17 +154,27 @@ class FloorMachine:
     def voice(self, now: float, active: bool) -> list[Action]:
         """The voice paused or resumed inside an utterance (before the VAD's hang-over ends)."""
         self._voiced = active and self.user_speaking
+        if self.policy.judge is not None:
+            return self._ask("voice", now)
         return self._confirm_if_due(now) if self._voiced else []
 
     def speech_stopped(self, now: float) -> list[Action]:
         self.user_speaking = self._voiced = False
         if self._overlap is not None:
             self._overlap.stopped_at = now
-        return []
+        return self._ask("speech_stopped", now)
 
     def transcript(self, now: float, text: str, final: bool) -> list[Action]:
         text = text.strip()
         o = self._overlap
+        if o is not None and self.policy.judge is not None:
+            o.text, o.final, o.words = text, final, self.policy.content_words(text)
+            actions = self._ask("transcript", now)
+            if final and self._overlap is o:  # after a final, anything but cancel is false
+                actions += self._false_interruption(now, text)
+            elif final and self._turn is not None and self._turn.cancelled:
+                actions += self._user_text(text)
+            return actions
         if o is not None:
             o.words = max(o.words, self.policy.content_words(text))
             if not final:
@@ -196,6 +216,8 @@ class FloorMachine:
         if t is not None and t.id == turn and not t.cancelled:
             t.speaking = True
             t.audio_since = now
+            if self.policy.judge is not None:
+                return self._ask("audio_started", now)
             if self._overlap is not None and not self._overlap.paused:
                 # Audio began while an overlap was being judged: hold it until judged.
                 self._overlap.paused = True
@@ -217,6 +239,8 @@ class FloorMachine:
         o = self._overlap
         if o is None:
             return []
+        if self.policy.judge is not None:
+            return self._ask("tick", now)
         if o.stopped_at is not None:
             if now >= o.stopped_at + self.policy.resume_timeout_ms / 1000 - _EPSILON:
                 return self._false_interruption(now, "")
@@ -224,6 +248,44 @@ class FloorMachine:
         return self._confirm_if_due(now)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _view(self, trigger: Trigger, now: float) -> OverlapView:
+        o, t = self._overlap, self._turn
+        assert o is not None and t is not None
+        return OverlapView(
+            trigger=trigger,
+            now=now,
+            turn=o.turn,
+            onset=o.onset,
+            assistant_audio=t.speaking,
+            audio_since=t.audio_since,
+            paused=o.paused,
+            voiced=self._voiced,
+            stopped_at=o.stopped_at,
+            text=o.text,
+            final=o.final,
+            content_words=o.words,
+        )
+
+    def _ask(self, trigger: Trigger, now: float) -> list[Action]:
+        """An outside judge's verdict on the open overlap, carried out (nothing without one)."""
+        o, judge = self._overlap, self.policy.judge
+        if judge is None or o is None or self._turn is None:
+            return []
+        self._now = now
+        verdict = judge.judge(self._view(trigger, now))
+        if verdict == "cancel":
+            return self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
+        if verdict == "resume":
+            return self._false_interruption(now, o.text)
+        if verdict == "pause":
+            if o.paused or not self._turn.speaking:
+                return []  # before audio starts, the judge is asked again at audio_started
+            o.paused = True
+            return [PauseOutput(o.turn, o.onset)]
+        if verdict != "wait":
+            raise ValueError(f"judge returned {verdict!r}; expected wait, pause, cancel or resume")
+        return []
 
     def _confirm_if_due(self, now: float) -> list[Action]:
         o = self._overlap

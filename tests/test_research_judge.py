@@ -1,0 +1,105 @@
+"""Outside overlap judges (`InterruptionPolicy.judge`): the floor machine asks them on every
+input during an overlap and carries out their verdicts exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from bargein.actors.floor_machine import (
+    CancelTurn,
+    FloorMachine,
+    PauseOutput,
+    ResumeOutput,
+    StartTurn,
+)
+from bargein.actors.policy import InterruptionPolicy, OverlapView, Verdict
+
+
+class Recording:
+    """Pause at once; cancel on two counted words; resume 0.5 s after the speech stops."""
+
+    def __init__(self) -> None:
+        self.views: list[OverlapView] = []
+
+    def judge(self, view: OverlapView) -> Verdict:
+        self.views.append(view)
+        if view.content_words >= 2:
+            return "cancel"
+        if view.stopped_at is not None and view.now >= view.stopped_at + 0.5:
+            return "resume"
+        return "pause"
+
+    def deadline(self, view: OverlapView) -> float | None:
+        return view.stopped_at + 0.5 if view.stopped_at is not None else None
+
+
+def speaking(judge: Recording) -> FloorMachine:
+    m = FloorMachine(InterruptionPolicy(judge=judge))
+    m.speech_started(0.2, 0.0)
+    m.speech_stopped(1.0)
+    assert m.transcript(1.1, "hello", final=True) == [StartTurn(1, "hello")]
+    assert m.audio_started(1.3, 1) == []  # no overlap: the judge is not asked
+    assert judge.views == []
+    return m
+
+
+def test_judge_pauses_then_cancels_on_words() -> None:
+    j = Recording()
+    m = speaking(j)
+    assert m.speech_started(2.2, 2.0) == [PauseOutput(1, 2.0)]
+    v = j.views[-1]
+    assert (v.trigger, v.turn, v.onset, v.assistant_audio, v.paused, v.voiced) == (
+        "speech_started", 1, 2.0, True, False, True
+    )  # fmt: skip
+    assert m.transcript(2.5, "right", final=False) == []  # backchannel so far: still paused
+    assert j.views[-1].paused and j.views[-1].content_words == 0
+    assert m.transcript(2.7, "right I", final=False) == [CancelTurn(1, "barge_in", 2.0)]
+    # the final words go to the next turn, as with the built-in policies
+    assert m.transcript(3.0, "right I meant", final=True) == []
+    m.speech_stopped(3.1)
+    assert m.turn_finished(3.2, 1) == [StartTurn(2, "right I meant")]
+
+
+def test_judge_resumes_at_its_own_deadline() -> None:
+    j = Recording()
+    m = speaking(j)
+    m.speech_started(2.2, 2.0)
+    assert m.next_deadline() is None
+    assert m.speech_stopped(2.6) == []
+    assert m.next_deadline() == pytest.approx(3.1)
+    assert m.tick(3.0) == []
+    assert m.tick(3.1) == [ResumeOutput(1, "", 2.2)]
+    assert j.views[-1].trigger == "tick"
+
+
+def test_final_without_cancel_is_a_false_interruption() -> None:
+    j = Recording()
+    m = speaking(j)
+    m.speech_started(2.2, 2.0)
+    assert m.transcript(2.9, "mm", final=True) == [ResumeOutput(1, "mm", 2.2)]
+
+
+def test_judge_before_audio_is_asked_again_when_audio_starts() -> None:
+    j = Recording()
+    m = FloorMachine(InterruptionPolicy(judge=j))
+    m.speech_started(0.2, 0.0)
+    m.speech_stopped(1.0)
+    m.transcript(1.1, "hello", final=True)
+    assert m.speech_started(1.3, 1.2) == []  # "pause" while thinking: nothing to hold yet
+    assert m.audio_started(1.5, 1) == [PauseOutput(1, 1.2)]
+    assert j.views[-1].trigger == "audio_started"
+
+
+def test_a_bad_verdict_is_a_clear_error() -> None:
+    class Bad(Recording):
+        def judge(self, view: OverlapView) -> Verdict:
+            return "duck"  # type: ignore[return-value]
+
+    m = speaking(Bad())
+    with pytest.raises(ValueError, match="judge returned 'duck'"):
+        m.speech_started(2.2, 2.0)
+
+
+def test_policy_rejects_an_object_that_is_not_a_judge() -> None:
+    with pytest.raises(TypeError, match="OverlapJudge"):
+        InterruptionPolicy(judge=object())  # type: ignore[arg-type]
