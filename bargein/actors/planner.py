@@ -33,7 +33,11 @@ class SentenceSink:
         self._cursor = cursor
         self._splitter = SentenceSplitter()
         self._index = 0
+        # Model silence is measured from when the engine last got control back from `send`:
+        # time it spends blocked on a full TTS queue (backpressure) is not silence.
         self._last_token_at = -math.inf
+        self._in_send = False
+        self._send_returned = trio.lowlevel.ParkingLot()
         self._pending = trio.Event()
 
     async def send(self, item: PlanOutput, /) -> None:
@@ -48,34 +52,49 @@ class SentenceSink:
         cursor.tokens += 1
         cursor.generated.append(item.text)
         self._bus.emit(EventType.ASSISTANT_TEXT, self._turn, delta=item.text)
-        self._last_token_at = trio.current_time()
-        pieces = self._splitter.feed(item.text)
-        if self._splitter.pending.strip():
-            self._pending.set()
-        if not pieces:
-            # A barge-in must still reach an engine that never waits on anything else.
-            await trio.lowlevel.checkpoint_if_cancelled()
-        for piece in pieces:
-            await self._hand_on(piece)
+        self._in_send = True
+        try:
+            pieces = self._splitter.feed(item.text)
+            if self._splitter.pending.strip():
+                self._pending.set()
+            if not pieces:
+                # A barge-in must still reach an engine that never waits on anything else.
+                await trio.lowlevel.checkpoint_if_cancelled()
+            await self._hand_on(pieces)
+        finally:
+            self._in_send = False
+            self._last_token_at = trio.current_time()
+            self._send_returned.unpark_all()
 
     async def finish(self) -> None:
         rest = self._splitter.flush()
         if rest:
-            await self._hand_on(rest)
+            await self._hand_on([rest])
 
     async def flush_when_quiet(self, quiet_s: float) -> None:
         """A model quiet mid-sentence for `quiet_s` gets what it said so far spoken anyway
         (a slow model that never reaches a full stop must not leave the user in silence)."""
         while True:
             await self._pending.wait()
+            if self._in_send:  # blocked on TTS, not quiet: wait until the engine has control
+                await self._send_returned.park()
+                continue
             await trio.sleep_until(self._last_token_at + quiet_s)
-            if trio.current_time() >= self._last_token_at + quiet_s:
+            if not self._in_send and trio.current_time() >= self._last_token_at + quiet_s:
                 self._pending = trio.Event()
                 await self.finish()
 
-    async def _hand_on(self, piece: str) -> None:
-        index, self._index = self._index, self._index + 1
-        await self._sentences.send((index, piece))
+    async def _hand_on(self, pieces: list[str]) -> None:
+        """Hand pieces to TTS in order. A piece whose hand-off is cancelled goes back to the
+        front of the buffer, so `finish` still speaks it: text is never lost on the way."""
+        for n, piece in enumerate(pieces):
+            index, self._index = self._index, self._index + 1
+            try:
+                await self._sentences.send((index, piece))
+            except trio.Cancelled:
+                self._index = index
+                self._splitter.unread(" ".join(pieces[n:]))
+                raise
 
 
 async def run_planner(

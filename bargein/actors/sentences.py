@@ -37,6 +37,10 @@ class SentenceSplitter:
                 return out
             out.append(piece)
 
+    def unread(self, text: str) -> None:
+        """Put text taken out (but not delivered) back at the front of the buffer."""
+        self._buf = f"{text} {self._buf.lstrip()}" if self._buf.strip() else text
+
     def flush(self) -> str | None:
         piece, self._buf = self._buf.strip(), ""
         return piece or None
