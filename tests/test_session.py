@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from bargein.actors.policy import InterruptionPolicy
+from bargein.actors.turn import run_turn
 from bargein.engines.base import Engines
 from bargein.runtime.events import Event, EventType
 from bargein.runtime.messages import OutFrame
@@ -39,21 +40,24 @@ def go_forward() -> np.ndarray:
     return load("pocketsphinx_goforward.raw")  # speech ≈ 0.48–2.40 s
 
 
-def task_names() -> list[str]:
-    """Every task alive in this trio run."""
-    names: list[str] = []
+def all_tasks() -> set[trio.lowlevel.Task]:
+    """Every task alive in this trio run, by walking trio's task tree (names play no part)."""
+    tasks: set[trio.lowlevel.Task] = set()
 
     def walk(task: trio.lowlevel.Task) -> None:
-        names.append(task.name)
+        tasks.add(task)
         for nursery in task.child_nurseries:
             for child in nursery.child_tasks:
                 walk(child)
 
     walk(trio.lowlevel.current_root_task())
-    return names
+    return tasks
 
 
-TURN_TASKS = ("run_planner", "run_tts", "flush_when_quiet")
+def is_turn_runner(task: trio.lowlevel.Task) -> bool:
+    code = getattr(task.coro, "cr_code", None)
+    return code is run_turn.__code__
+
 
 
 async def run_conversation(
@@ -112,11 +116,17 @@ async def test_a_turn_from_speech_to_reply_audio(
 async def test_barge_in_silences_within_one_frame_and_turn_tasks_are_gone(
     autojump_clock: trio.testing.MockClock, audio_dir: object
 ) -> None:
-    alive_at_cancel: list[str] = []
+    before_turn: set[trio.lowlevel.Task] = set()
+    alive_at_cancel: list[trio.lowlevel.Task] = []
 
     def watch(session: Session, event: Event) -> None:
+        if event.type == EventType.TURN_STARTED and event.turn == 1:
+            before_turn.update(all_tasks())
         if event.type == EventType.TURN_CANCELLED:
-            alive_at_cancel.extend(n for n in task_names() if any(t in n for t in TURN_TASKS))
+            # Every task born since the turn began is gone, whatever its name, but the turn
+            # runners themselves (this one, emitting, and the next one, waiting for it).
+            born = all_tasks() - before_turn
+            alive_at_cancel.extend(t for t in born if not is_turn_runner(t))
 
     audio = place(14000, (0, go_forward()), (5000, go_forward()))
     config = SessionConfig(policy=InterruptionPolicy(mode="onset"))
@@ -131,7 +141,7 @@ async def test_barge_in_silences_within_one_frame_and_turn_tasks_are_gone(
     assert after == []  # not one frame of the turn after the decision
     assert cleared.t - barge.t < FRAME_S
     assert transport.clears and transport.clears[0][1] == 1
-    assert alive_at_cancel == []
+    assert before_turn and alive_at_cancel == []
     assert barge.data["reason"] == "barge_in"
     assert 5.4 < barge.data["onset"] < 5.8  # the second utterance's speech began ≈ 5.48 s
     # The interrupting utterance became turn 2, which completed.
@@ -213,15 +223,15 @@ async def test_confirm_policy_resumes_after_a_backchannel(
 async def test_session_close_leaves_no_task_behind(
     autojump_clock: trio.testing.MockClock, audio_dir: object
 ) -> None:
-    before = task_names()
+    before = all_tasks()
     transport = MemoryTransport()
     async with open_session(SessionConfig(), engines(tokens_per_second=5), transport) as session:
         await feed_live(
             session.push_audio, place(4000, (0, go_forward()))
         )  # mid-reply: planner, TTS and egress are all busy
-        assert any("run_planner" in n for n in task_names())
+        assert any(is_turn_runner(t) for t in all_tasks())
     assert session.ended and session.end_reason == "closed"
-    assert task_names() == before
+    assert all_tasks() == before
     assert transport.of_type(EventType.SESSION_ENDED)[-1].data["reason"] == "closed"
 
 

@@ -156,6 +156,16 @@ class Egress:
                 feed.done.set()
 
     async def _play(self, feed: TurnFeed) -> None:
+        try:
+            await self._pace(feed)
+        finally:
+            # Also when the session closes in the same instant: the peer must flush the turn.
+            if feed.stopped:
+                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                    await self._clear(feed)
+            feed.frames.close()
+
+    async def _pace(self, feed: TurnFeed) -> None:
         with trio.CancelScope() as scope:
             feed.scope = scope
             if feed.stopped:
@@ -183,10 +193,6 @@ class Egress:
             if due is not None:
                 await trio.sleep_until(due)  # the last frame has played on our clock
                 await self._tail_played(feed, due)
-        if feed.stopped:
-            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                await self._clear(feed)
-        feed.frames.close()
 
     async def _tail_played(self, feed: TurnFeed, due: float) -> None:
         """Wait until the peer has played the turn's last sample (it plays up to the lead after
