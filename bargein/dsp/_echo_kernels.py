@@ -1,0 +1,225 @@
+"""The echo canceller's block kernel: a two-path partitioned-block frequency-domain adaptive
+filter (PBFDAF, overlap-save), in plain typed Python compiled with numba.
+
+Per block of ``B`` samples (FFT size ``N = 2B``, ``P`` partitions, filter length ``P*B``):
+
+1. the far block (already delayed by the bulk delay) joins the previous one, ``X = rfft`` of
+   the pair goes into a ring of the last ``P`` far spectra;
+2. two filters run on that ring: the *foreground* ``Wf`` (its error is the output; it never
+   adapts itself) and the *background* ``Wb`` (adapts every block with normalized step
+   ``mu / (P * Pk + delta)`` per bin, ``Pk`` the smoothed far power);
+3. the background's gradient ``conj(X) * rfft([0, e_b])`` is unconstrained except for one
+   partition per block, round robin, which is projected back to ``B`` taps (as WebRTC AEC3
+   does): a full constraint would cost two FFTs per partition per block;
+4. two-path control: when the background's smoothed error energy is clearly below the
+   foreground's, it is copied to the foreground; when it is far above (it adapted on near-end
+   speech: double talk), the foreground is copied back over it. Adaptation also stops while a
+   double-talk detector fires (near-end energy the foreground's echo estimate cannot explain)
+   and while the far end is silent.
+
+Every decision is taken once per block from that block's samples, so the output depends only
+on the samples, never on how the caller chunked them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from bargein.dsp._fft import irfft_py, rfft_py
+
+F64 = NDArray[np.float64]
+C128 = NDArray[np.complex128]
+I64 = NDArray[np.int64]
+
+# params layout (float64)
+MU, POWER_KEEP, DELTA, FAR_FLOOR, COPY_BELOW, RESET_ABOVE, SMOOTH, SPEC_AVG, BETA0, BETA_MAX, \
+    DT_HOLD, START_RATE, START_BLOCKS = range(13)
+N_PARAMS = 13
+# fstate layout (float64): smoothed two-path error energies, leak regression, adaptation sum
+EF, EB, PEY, PYY, LEAK, SUM_ADAPT, N_FSTATE = 0, 1, 2, 3, 4, 5, 8
+# istate layout (int64)
+HEAD, BLOCKS, ADAPTED_FLAG, COPIES, RESETS, DT_BLOCKS, ADAPTED, DT_NOW, HOLD, N_ISTATE = range(10)
+MIN_LEAK = 0.005
+
+
+def aec_blocks_py(
+    near: F64, far: F64, out: F64,
+    xring: C128, wf: C128, wb: C128, pk: F64, xbuf: F64, work: F64, spec: C128,
+    rev: I64, tw: C128, split: C128, z: C128,
+    params: F64, fstate: F64, istate: I64, eh: F64, yh: F64, step: F64, yspec: C128,
+) -> int:
+    """Cancel echo from ``near`` block by block (``len(near) == len(far)``, a multiple of B);
+    writes ``out`` and returns the number of blocks processed.
+
+    ``xring``, ``wf``, ``wb``: (P, B+1) spectra; ``pk``: (B+1,) far power; ``xbuf``: the
+    last 2B far samples; ``work``: 2B floats of scratch; ``spec``, ``yspec``: B+1 complex of
+    scratch; ``eh``, ``yh``: smoothed error and echo-estimate power per bin; ``step``: the
+    per-bin step of the last adapted block.
+
+    Step control (after speex's MDF): the background adapts with, per bin, the ratio of the
+    *residual echo* still in the foreground's error to that error's power, ``leak * |Y|^2 /
+    |E|^2`` (at most 0.5), over ``P * Pk``. ``leak`` is a slow regression of the error's power
+    on the echo estimate's power across bins. Near-end speech inflates ``|E|^2`` but not the
+    residual, so the step falls by itself during double talk; before the filter has adapted
+    at all, a fixed 0.25 (less when the error outweighs the far end) starts it.
+    """
+    parts = xring.shape[0]
+    bins = xring.shape[1]
+    b = bins - 1
+    n = 2 * b
+    nblocks: int = near.shape[0] // b
+    mu = params[MU]
+    keep = params[POWER_KEEP]
+    delta = params[DELTA]
+    smooth = params[SMOOTH]
+    avg = params[SPEC_AVG]
+    for blk in range(nblocks):
+        at = blk * b
+        # 1. far spectrum of the last two blocks into the ring.
+        sx = 0.0
+        for i in range(b):
+            xbuf[i] = xbuf[b + i]
+            v = far[at + i]
+            xbuf[b + i] = v
+            sx += v * v
+        head = (istate[HEAD] + 1) % parts
+        istate[HEAD] = head
+        rfft_py(xbuf, xring[head], rev, tw, split, z)
+        for f in range(bins):
+            xf = xring[head, f]
+            pk[f] = keep * pk[f] + (1.0 - keep) * (xf.real * xf.real + xf.imag * xf.imag)
+        # 2. the foreground's echo estimate y and error e (the output).
+        for f in range(bins):
+            acc = 0j
+            for p in range(parts):
+                acc += wf[p, f] * xring[(head - p) % parts, f]
+            spec[f] = acc
+        irfft_py(spec, work, rev, tw, split, z)
+        sef = 0.0
+        syf = 0.0
+        sey = 0.0
+        for i in range(b):
+            y = work[b + i]
+            e = near[at + i] - y
+            out[at + i] = e
+            sef += e * e
+            syf += y * y
+            sey += e * y
+        # |Y|^2 and |E|^2 per bin for the step control (zero-padded blocks).
+        for i in range(b):
+            work[i] = 0.0
+        rfft_py(work, yspec, rev, tw, split, z)
+        for i in range(b):
+            work[b + i] = out[at + i]
+        rfft_py(work, spec, rev, tw, split, z)
+        pey = 0.0
+        pyy = 0.0
+        for f in range(bins):
+            rf = spec[f].real * spec[f].real + spec[f].imag * spec[f].imag
+            yf = yspec[f].real * yspec[f].real + yspec[f].imag * yspec[f].imag
+            de = rf - eh[f]
+            dy = yf - yh[f]
+            pey += de * dy
+            pyy += dy * dy
+            eh[f] = (1.0 - avg) * eh[f] + avg * rf
+            yh[f] = (1.0 - avg) * yh[f] + avg * yf
+            step[f] = rf  # |E|^2, turned into the step below
+            yspec[f] = complex(yf, 0.0)
+        # 3. the background's error.
+        for f in range(bins):
+            acc = 0j
+            for p in range(parts):
+                acc += wb[p, f] * xring[(head - p) % parts, f]
+            spec[f] = acc
+        irfft_py(spec, work, rev, tw, split, z)
+        seb = 0.0
+        for i in range(b):
+            e = near[at + i] - work[b + i]
+            work[b + i] = e
+            seb += e * e
+        for i in range(b):
+            work[i] = 0.0
+        istate[BLOCKS] += 1
+        istate[DT_NOW] = 0
+        if sx <= params[FAR_FLOOR] * b:
+            continue  # far end silent: nothing to learn, nothing to compare
+        # 4. leak: how much of the echo estimate's power variation reappears in the error.
+        see = sef + 1e-12
+        if pyy > 0.0:
+            pyy = np.sqrt(pyy)
+            pey = pey / pyy
+            a = min(params[BETA0] * syf, params[BETA_MAX] * see) / see
+            fstate[PEY] = (1.0 - a) * fstate[PEY] + a * pey
+            fstate[PYY] = (1.0 - a) * fstate[PYY] + a * pyy
+        if fstate[PYY] < 1e-12:
+            fstate[PYY] = 1e-12
+        if fstate[PEY] < MIN_LEAK * fstate[PYY]:
+            fstate[PEY] = MIN_LEAK * fstate[PYY]
+        if fstate[PEY] > fstate[PYY]:
+            fstate[PEY] = fstate[PYY]
+        leak = fstate[PEY] / fstate[PYY]
+        fstate[LEAK] = leak
+        # residual-to-error ratio, at least the squared correlation of e and y, at most 0.5
+        rer = (1e-4 * sx + 3.0 * leak * syf) / see
+        floor = sey * sey / (see * syf + 1e-24)
+        rer = min(max(rer, floor), 0.5)
+        if istate[ADAPTED_FLAG] == 0:
+            rate = params[START_RATE] * min(sx, see) / see
+            for f in range(bins):
+                step[f] = rate
+            fstate[SUM_ADAPT] += rate
+            if fstate[SUM_ADAPT] > params[START_BLOCKS] and leak > 0.03:
+                istate[ADAPTED_FLAG] = 1
+        else:
+            mean = 0.0
+            for f in range(bins):
+                e = step[f] + 1e-12
+                r = min(leak * yspec[f].real, 0.5 * e)
+                r = 0.7 * r + 0.3 * rer * e
+                step[f] = r / e
+                mean += r / e
+            # Double talk: the error is mostly what the echo estimate cannot explain.
+            if mean < 0.05 * bins:
+                istate[DT_NOW] = 1
+                istate[DT_BLOCKS] += 1
+                istate[HOLD] = int(params[DT_HOLD])
+            elif istate[HOLD] > 0:
+                istate[HOLD] -= 1
+        # 5. two-path control; no copy to the foreground during (or just after) double talk,
+        # when a lower background error may be near-end speech partly cancelled.
+        fstate[EF] = smooth * fstate[EF] + (1.0 - smooth) * sef
+        fstate[EB] = smooth * fstate[EB] + (1.0 - smooth) * seb
+        if fstate[EB] < params[COPY_BELOW] * fstate[EF] and istate[HOLD] == 0:
+            wf[:, :] = wb
+            fstate[EF] = fstate[EB]
+            istate[COPIES] += 1
+        elif fstate[EB] > params[RESET_ABOVE] * fstate[EF]:
+            wb[:, :] = wf
+            fstate[EB] = fstate[EF]
+            istate[RESETS] += 1
+        # 6. adapt the background: W_p += mu step conj(X_p) E_b / (P Pk + delta).
+        istate[ADAPTED] += 1
+        rfft_py(work, spec, rev, tw, split, z)
+        for f in range(bins):
+            ef = spec[f] * (mu * step[f] / (parts * pk[f] + delta))
+            for p in range(parts):
+                wb[p, f] += xring[(head - p) % parts, f].conjugate() * ef
+        # One partition per block is constrained to B taps (the rest of the N-point circular
+        # response zeroed); round robin, so every partition is projected every P blocks.
+        c = istate[BLOCKS] % parts
+        irfft_py(wb[c], work, rev, tw, split, z)
+        for i in range(b, n):
+            work[i] = 0.0
+        rfft_py(work, wb[c], rev, tw, split, z)
+    return nblocks
+
+
+aec_blocks: Callable[
+    [F64, F64, F64, C128, C128, C128, F64, F64, F64, C128, I64, C128, C128, C128, F64, F64, I64,
+     F64, F64, F64, C128],
+    int,
+] = numba.njit(cache=True, nogil=True)(aec_blocks_py)

@@ -1,0 +1,334 @@
+"""Acoustic echo canceller: removes what we played (the far-end reference) from the microphone.
+
+Alignment assumed: far sample ``i`` is what was played (sent to the speaker) at the instant
+near sample ``i`` was captured, up to a constant *bulk delay* of 0..``max_delay_ms`` by which
+the echo arrives later than the reference says (playout buffers, the room). The canceller
+estimates that delay itself (envelope cross-correlation, see ``DelayEstimator``) and then
+adapts a filter of ``tail_ms`` starting there. An echo that reaches the microphone *before*
+its reference is fed cannot be cancelled (the filter is causal): feed the reference no later
+than the microphone samples it echoes into.
+
+Streaming: the canceller works in blocks of ``block`` samples (default 4 ms: 64 at 16 kHz).
+After ``T`` samples fed, exactly ``floor(T / block) * block`` cleaned samples have been
+returned, whatever the chunking (20 ms chunks at 16 kHz hold nothing back), and the output is
+bit-identical for any chunking (each decision is taken per block; see ``_echo_kernels``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bargein.dsp import _echo_kernels as K
+from bargein.dsp._fft import real_fft_plan
+from bargein.dsp.pcm import float32_to_pcm16, pcm16_to_float32
+
+F64 = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class EchoStats:
+    """Counters since construction (blocks of ``block`` samples)."""
+
+    blocks: int
+    adapted_blocks: int  # blocks in which the background filter adapted
+    double_talk_blocks: int  # blocks with adaptation frozen by the double-talk detector
+    foreground_updates: int  # background copied to foreground (it was clearly better)
+    background_resets: int  # foreground copied back over a diverged background
+    delay_changes: int  # bulk delay re-estimated to a new value (the filters restart)
+    delay_samples: int  # current bulk delay applied to the reference
+
+
+class DelayEstimator:
+    """Bulk delay from the cross-correlation of far and near block envelopes.
+
+    Every ``every`` blocks it correlates the near RMS envelope of the last ``window`` blocks
+    with the far envelope at lags 0..``max_lag`` blocks and reports the best lag when its
+    normalized correlation is at least ``min_corr`` (else None: not enough far activity or
+    no echo). Pure numpy; fed one value per block, so chunk-invariant like the kernel.
+    """
+
+    def __init__(self, max_lag: int, window: int = 500, every: int = 50,
+                 min_corr: float = 0.5) -> None:
+        self.max_lag = max_lag
+        self.window = window
+        self.every = every
+        self.min_corr = min_corr
+        size = window + max_lag
+        self._far = np.zeros(size, np.float64)
+        self._near = np.zeros(window, np.float64)
+        self._filled = 0
+
+    def push(self, far_env: F64, near_env: F64) -> None:
+        n = far_env.shape[0]
+        self._far = np.concatenate((self._far[n:], far_env))
+        self._near = np.concatenate((self._near[n:], near_env))
+        self._filled += n
+
+    def estimate(self) -> tuple[int, float] | None:
+        """(lag in blocks, correlation) or None."""
+        if self._filled < self._far.shape[0]:
+            return None
+        w, m = self.window, self.max_lag
+        near = self._near - self._near.mean()
+        nn = float(near @ near)
+        if nn <= 0.0:
+            return None
+        # far segment aligned with the near window at lag l: far[m - l : m - l + w]
+        view = np.lib.stride_tricks.sliding_window_view(self._far, w)[::-1]  # row l = lag l
+        seg = view - view.mean(axis=1, keepdims=True)
+        ff = np.einsum("ij,ij->i", seg, seg)
+        corr = (seg @ near) / np.sqrt(np.maximum(ff, 1e-30) * nn)
+        lag = int(np.argmax(corr))
+        if corr[lag] < self.min_corr or ff[lag] <= 0.0:
+            return None
+        del m
+        return lag, float(corr[lag])
+
+
+class EchoCanceller:
+    """Two-path PBFDAF echo canceller with double-talk detection and bulk delay estimation.
+
+    ``process(near, far) -> cleaned`` (float samples, same length), ``process_int16`` for PCM16,
+    or ``far(reference)`` whenever egress plays something and ``near(mic) -> cleaned`` as the
+    microphone delivers (the reference queue is consumed sample for sample; missing
+    reference counts as silence).
+    """
+
+    def __init__(
+        self,
+        rate: int = 16000,
+        *,
+        tail_ms: float = 128.0,
+        block: int | None = None,
+        max_delay_ms: float = 500.0,
+        delay_ms: float | None = None,
+        mu: float = 1.0,
+    ) -> None:
+        if not isinstance(rate, int) or not 8000 <= rate <= 48000:
+            raise ValueError(f"rate must be an int in 8000..48000, got {rate!r}")
+        if block is None:
+            block = 1 << max(2, round(math.log2(rate * 0.004)))
+        if block < 8 or block & (block - 1):
+            raise ValueError(f"block must be a power of two >= 8, got {block}")
+        if not 0.0 < mu <= 1.0:
+            raise ValueError(f"mu must be in (0, 1], got {mu}")
+        if tail_ms <= 0 or max_delay_ms < 0:
+            raise ValueError("tail_ms must be > 0 and max_delay_ms >= 0")
+        self.rate = rate
+        self.block = block
+        self.partitions = max(1, math.ceil(tail_ms * rate / 1000 / block))
+        self.tail_samples = self.partitions * block
+        self._max_delay = round(max_delay_ms * rate / 1000)
+        self._fixed_delay = delay_ms is not None
+        self._delay = round((delay_ms or 0.0) * rate / 1000)
+        if self._delay > self._max_delay:
+            self._max_delay = self._delay
+        b, p = block, self.partitions
+        bins = b + 1
+        plan = real_fft_plan(2 * b)
+        self._plan = plan
+        self._xring = np.zeros((p, bins), np.complex128)
+        self._wf = np.zeros((p, bins), np.complex128)
+        self._wb = np.zeros((p, bins), np.complex128)
+        self._pk = np.zeros(bins, np.float64)
+        self._xbuf = np.zeros(2 * b, np.float64)
+        self._work = np.zeros(2 * b, np.float64)
+        self._spec = np.zeros(bins, np.complex128)
+        self._yspec = np.zeros(bins, np.complex128)
+        self._eh = np.zeros(bins, np.float64)
+        self._yh = np.zeros(bins, np.float64)
+        self._step = np.zeros(bins, np.float64)
+        params = np.zeros(K.N_PARAMS, np.float64)
+        params[K.MU] = mu
+        params[K.POWER_KEEP] = 0.9
+        # Regularization: a far end below about -70 dBFS per bin adapts nothing.
+        params[K.DELTA] = 2 * b * 1e-7 * p
+        params[K.FAR_FLOOR] = 1e-7  # mean square: -70 dBFS
+        params[K.COPY_BELOW] = 0.8
+        params[K.RESET_ABOVE] = 4.0
+        params[K.SMOOTH] = 0.6
+        params[K.SPEC_AVG] = 0.1
+        params[K.BETA0] = 2.0 * b / rate
+        params[K.BETA_MAX] = 0.5 * b / rate
+        params[K.DT_HOLD] = max(1, round(0.1 * rate / b))  # 100 ms
+        # Until the filter has adapted P blocks' worth, a fixed step (echo estimate too small
+        # for the residual-based step to start from).
+        params[K.START_RATE] = 0.5
+        params[K.START_BLOCKS] = float(p)
+        self._params = params
+        self._fstate = np.zeros(K.N_FSTATE, np.float64)
+        self._fstate[K.PEY] = self._fstate[K.PYY] = 1.0  # leak starts at 1: adapt fast
+        self._istate = np.zeros(K.N_ISTATE, np.int64)
+        # Far samples before the pending region (the delay line) and the partial block.
+        self._far_tail = np.zeros(self._max_delay, np.float64)
+        self._pend_near = np.zeros(0, np.float64)
+        self._pend_far = np.zeros(0, np.float64)
+        self._queue = np.zeros(0, np.float32)  # far() reference not yet matched by near()
+        self._est = DelayEstimator(max(1, self._max_delay // b)) if not self._fixed_delay \
+            and self._max_delay >= b else None
+        self._kernel = K.aec_blocks  # tests swap in the plain function
+        self._delay_changes = 0
+        self._candidate: int | None = None
+        self._samples = 0
+
+    # -- faces -------------------------------------------------------------------------
+    def process(self, near: NDArray[np.floating], far: NDArray[np.floating]) -> NDArray[np.float32]:
+        """Cancel ``far``'s echo from ``near`` (float samples, same length, any chunk size
+        incl. 0); returns every cleaned sample now computable (whole blocks)."""
+        n = _as_f64(near, "near")
+        f = _as_f64(far, "far")
+        if n.shape != f.shape:
+            raise ValueError(f"near and far differ in length: {n.shape[0]} vs {f.shape[0]}")
+        return self._run(n, f).astype(np.float32)
+
+    def process_int16(self, near: NDArray[np.int16], far: NDArray[np.int16]) -> NDArray[np.int16]:
+        return float32_to_pcm16(self.process(pcm16_to_float32(near), pcm16_to_float32(far)))
+
+    def far(self, reference: NDArray[np.floating]) -> None:
+        """Queue what egress played; ``near`` consumes it sample for sample."""
+        self._queue = np.concatenate((self._queue, _as_f64(reference, "far").astype(np.float32)))
+
+    def near(self, mic: NDArray[np.floating]) -> NDArray[np.float32]:
+        n = _as_f64(mic, "near")
+        c = n.shape[0]
+        take = self._queue[:c]
+        self._queue = self._queue[c:]
+        f = np.zeros(c, np.float64)
+        f[: take.shape[0]] = take
+        return self._run(n, f).astype(np.float32)
+
+    def flush(self) -> NDArray[np.float32]:
+        """The cleaned remainder of a partial block (zero-padded through the filter)."""
+        k = self._pend_near.shape[0]
+        if k == 0:
+            return np.zeros(0, np.float32)
+        pad = np.zeros(self.block - k, np.float64)
+        return self._run(pad, pad.copy())[:k].astype(np.float32)
+
+    @property
+    def delay_samples(self) -> int:
+        return self._delay
+
+    @property
+    def pending(self) -> int:
+        """Near samples held back until their block is complete (< block)."""
+        return int(self._pend_near.shape[0])
+
+    def stats(self) -> EchoStats:
+        s = self._istate
+        return EchoStats(
+            blocks=int(s[K.BLOCKS]), adapted_blocks=int(s[K.ADAPTED]),
+            double_talk_blocks=int(s[K.DT_BLOCKS]), foreground_updates=int(s[K.COPIES]),
+            background_resets=int(s[K.RESETS]), delay_changes=self._delay_changes,
+            delay_samples=self._delay,
+        )
+
+    # -- internals ---------------------------------------------------------------------
+    def _run(self, near: F64, far: F64) -> F64:
+        b = self.block
+        near = np.concatenate((self._pend_near, near))
+        far = np.concatenate((self._pend_far, far))
+        whole = near.shape[0] // b * b
+        self._pend_near = near[whole:]
+        self._pend_far = far[whole:]
+        out = np.empty(whole, np.float64)
+        done = 0
+        while done < whole:
+            # Stop at the delay estimator's next block so it runs at the same block index
+            # whatever the chunking.
+            blocks = (whole - done) // b
+            if self._est is not None:
+                every = self._est.every
+                blocks = min(blocks, every - (self._istate[K.BLOCKS] % every))
+            m = blocks * b
+            self._blocks(near[done:done + m], far[done:done + m], out[done:done + m])
+            done += m
+            if self._est is not None and self._istate[K.BLOCKS] % self._est.every == 0:
+                self._maybe_move_delay()
+        return out
+
+    def _blocks(self, near: F64, far: F64, out: F64) -> None:
+        m = near.shape[0]
+        d, tail = self._delay, self._far_tail.shape[0]
+        line = np.concatenate((self._far_tail, far))
+        delayed = line[tail - d: tail - d + m] if d else far
+        if tail:
+            self._far_tail = line[-tail:]
+        p = self._plan
+        self._kernel(
+            near, np.ascontiguousarray(delayed), out, self._xring, self._wf, self._wb, self._pk,
+            self._xbuf, self._work, self._spec, p.rev, p.tw, p.split, p.z,
+            self._params, self._fstate, self._istate, self._eh, self._yh, self._step,
+            self._yspec,
+        )
+        if self._est is not None:
+            b = self.block
+            # Envelopes of the *undelayed* reference: the estimator measures the whole delay.
+            self._est.push(
+                np.sqrt(np.mean(far.reshape(-1, b) ** 2, axis=1)),
+                np.sqrt(np.mean(near.reshape(-1, b) ** 2, axis=1)),
+            )
+        self._samples += m
+
+    def _maybe_move_delay(self) -> None:
+        assert self._est is not None
+        found = self._est.estimate()
+        if found is None:
+            self._candidate = None
+            return
+        b = self.block
+        arrival = found[0] * b  # echo's energy arrives about here
+        # The envelope peak lags the direct path (reverberation smears it later), so the
+        # window starts an eighth of the filter before it. Keep the window while the arrival
+        # is at least two blocks into it and at most a quarter of it is spent before it.
+        margin = max(2 * b, self.tail_samples // 8 // b * b)
+        if self._delay + 2 * b <= arrival <= self._delay + self.tail_samples // 4:
+            self._candidate = None
+            return
+        target = max(0, min(arrival - margin, self._max_delay))
+        if target == self._delay:
+            return
+        if self._candidate != target:
+            self._candidate = target  # need two estimates in a row
+            return
+        self._candidate = None
+        shift = (target - self._delay) // b
+        if target > self._delay and (target - self._delay) % b == 0 and shift < self.partitions:
+            # Later by whole blocks: what the filters learned moves down by `shift`
+            # partitions and the far-spectrum ring ages by as much; nothing is lost.
+            p = self.partitions
+            head = int(self._istate[K.HEAD])
+            ages = (head - np.arange(p)) % p  # ring row of age a
+            ring = self._xring[ages]
+            self._xring[:] = 0
+            self._xring[ages[: p - shift]] = ring[shift:]
+            for w in (self._wf, self._wb):
+                w[: p - shift] = w[shift:].copy()
+                w[p - shift:] = 0
+            t = self._far_tail.shape[0]
+            self._xbuf[:] = self._far_tail[t - target - 2 * b: t - target] \
+                if t >= target + 2 * b else 0.0
+        else:
+            for a in (self._xring, self._wf, self._wb):
+                a[:] = 0
+            self._xbuf[:] = 0
+            self._fstate[:] = 0
+            self._fstate[K.PEY] = self._fstate[K.PYY] = 1.0
+            self._eh[:] = 0
+            self._yh[:] = 0
+            self._istate[K.ADAPTED_FLAG] = 0
+        self._delay = target
+        self._delay_changes += 1
+
+
+def _as_f64(x: NDArray[np.floating], name: str) -> F64:
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D (mono) array, got shape {a.shape}")
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name}: expected float samples, got {a.dtype}; use process_int16()")
+    return np.ascontiguousarray(a, dtype=np.float64)
