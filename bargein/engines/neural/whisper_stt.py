@@ -1,0 +1,279 @@
+"""Speech recognition with Whisper tiny.en (faster-whisper / CTranslate2, int8, CPU).
+
+Finals: Whisper on the whole utterance the stt actor fed (VAD onset with its pre-roll to the
+VAD's offset). Latency design: a decode costs ~0.1–0.2 s even in a fitted window, so the
+recognizer decodes **speculatively during the VAD's hang-over**: it runs its own webrtcvad over
+the fed audio, and once `speculate_ms` of silence follow the last voiced frame it decodes what it
+has (the user is silent, so this is the final's audio). If the user speaks again the result is
+discarded; if the endpoint comes first, `end_utterance` returns it without decoding again.
+The stt actor is the only caller; a decode awaited inside `feed` delays only the stt actor
+(the VAD runs on and the endpoint is not delayed: frames queue in the VAD→STT channel).
+
+Partials (they drive barge-in confirmation), chosen by ``partials``:
+
+- ``"whisper"`` (default): Whisper on the growing utterance every ``partial_interval_ms`` of fed
+  audio with speech in it (no word alignment). Accurate ("Mm. Yeah." is a backchannel, not "is
+  the money"), a first partial ~`partial_interval_ms` after the onset;
+- ``"sphinx"``: pocketsphinx as a fast first pass (a partial every fed batch, ~3 ms each), whose
+  words Whisper's final then replaces;
+- ``"off"``: finals only.
+
+Every decode stage runs through `run_cpu` (worker thread under the process-wide limiter, or
+charged to the virtual clock inline), one stage per hop: a cancelled utterance (the session
+ends, the stt task is cancelled) stops its decode at the next stage boundary. Word timestamps of
+the last final are in `WhisperRecognizer.words` (seconds from the utterance's first sample).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Literal
+
+import numpy as np
+import trio
+import webrtcvad
+
+from bargein.engines.embedded.sphinx_stt import SphinxRecognizer, SphinxStt
+from bargein.engines.neural.models import whisper_model
+from bargein.engines.neural.whisper_decode import (
+    MAX_AUDIO_S,
+    SAMPLE_RATE,
+    Transcription,
+    WhisperDecoder,
+    WordTime,
+    fix_first_start,
+)
+from bargein.runtime.compute import run_cpu
+from bargein.runtime.messages import Int16Array
+
+__all__ = ["PartialMode", "WhisperRecognizer", "WhisperStt", "shared_decoder"]
+
+PartialMode = Literal["whisper", "sphinx", "off"]
+_FRAME = SAMPLE_RATE // 50  # 20 ms, webrtcvad's frame here
+_MAX_LAG_S = 0.15  # more than one fed batch (100 ms) behind the clock
+_MIN_LEVEL = 10 ** (-55 / 20) * 32768  # the session VAD's default min_level_dbfs, as RMS
+
+
+_decoders: dict[int, WhisperDecoder] = {}
+_decoders_lock = threading.Lock()
+
+
+def shared_decoder(cpu_threads: int = 0) -> WhisperDecoder:
+    """The process's decoder for `cpu_threads`: the model loaded once, then warmed by one
+    decode of silence (CTranslate2's first call costs several times a normal one)."""
+    with _decoders_lock:
+        decoder = _decoders.get(cpu_threads)
+        if decoder is None:
+            decoder = WhisperDecoder(whisper_model(cpu_threads))
+            decoder.generate(decoder.encode(np.zeros(SAMPLE_RATE, np.int16)))
+            _decoders[cpu_threads] = decoder
+        return decoder
+
+
+class WhisperStt:
+    """`SttEngine` on Whisper tiny.en. ``partials``: "whisper" | "sphinx" | "off";
+    ``partial_interval_ms``: fed audio between Whisper partials (100–5000);
+    ``speculate_ms``: silence after the last voiced frame before the speculative final decode
+    (0 disables speculation; keep it below the VAD's `stop_ms`, 480 by default);
+    ``cpu_threads``: CTranslate2 threads per decode (0: one per core, at most 4)."""
+
+    name = "whisper-tiny.en"
+
+    def __init__(
+        self,
+        *,
+        partials: PartialMode = "whisper",
+        partial_interval_ms: int = 500,
+        speculate_ms: int = 200,
+        cpu_threads: int = 0,
+    ) -> None:
+        if partials not in ("whisper", "sphinx", "off"):
+            raise ValueError(f"partials must be 'whisper', 'sphinx' or 'off', got {partials!r}")
+        if not isinstance(partial_interval_ms, int) or not 100 <= partial_interval_ms <= 5000:
+            raise ValueError(f"partial_interval_ms must be 100..5000, got {partial_interval_ms!r}")
+        if not isinstance(speculate_ms, int) or not 0 <= speculate_ms <= 5000:
+            raise ValueError(f"speculate_ms must be 0..5000, got {speculate_ms!r}")
+        if not isinstance(cpu_threads, int) or not 0 <= cpu_threads <= 64:
+            raise ValueError(f"cpu_threads must be 0..64, got {cpu_threads!r}")
+        self.partials: PartialMode = partials
+        self.partial_interval_ms = partial_interval_ms
+        self.speculate_ms = speculate_ms
+        self.cpu_threads = cpu_threads
+        self._decoder: WhisperDecoder | None = None
+        self._sphinx = SphinxStt() if partials == "sphinx" else None
+
+    def decoder(self) -> WhisperDecoder:
+        """The shared decoder (loads the model on first use: call it in a worker thread)."""
+        if self._decoder is None:
+            self._decoder = shared_decoder(self.cpu_threads)
+        return self._decoder
+
+    async def warm(self) -> None:
+        """Load the model now (once per process), off the loop."""
+        await run_cpu(self.decoder)
+        if self._sphinx is not None:
+            await self._sphinx.warm()
+
+    def recognizer(self) -> WhisperRecognizer:
+        first_pass = self._sphinx.recognizer() if self._sphinx is not None else None
+        return WhisperRecognizer(self, first_pass)
+
+
+class WhisperRecognizer:
+    """One session's `Recognizer`. One utterance at a time, from one task."""
+
+    def __init__(self, engine: WhisperStt, first_pass: SphinxRecognizer | None) -> None:
+        self._engine = engine
+        self._first_pass = first_pass
+        self._vad = webrtcvad.Vad(2)
+        self._closed = False
+        self._open = False
+        self.words: tuple[WordTime, ...] = ()
+        self.stats = {"decodes": 0, "speculative_used": 0, "speculative_discarded": 0}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._chunks: list[Int16Array] = []
+        self._n = 0
+        self._scanned = 0  # samples already judged by webrtcvad (whole frames)
+        self._voiced_end = 0  # end sample of the last voiced frame; 0: no speech yet
+        self._onset: int | None = None  # first voiced sample
+        self._last_partial = ""
+        self._partial_at = 0  # sample count at the last Whisper partial
+        self._speculated: tuple[int, Transcription] | None = None  # (voiced_end, result)
+        self._clock0: tuple[float, int] | None = None  # (session time, samples) at first feed
+
+    async def start_utterance(self) -> None:
+        if self._closed:
+            raise RuntimeError("recognizer is closed")
+        self._reset()
+        self._open = True
+        if self._first_pass is not None:
+            await self._first_pass.start_utterance()  # abandons an unfinished one
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def feed(self, pcm: Int16Array) -> str | None:
+        if not self._open:
+            raise RuntimeError("feed() outside an utterance: call start_utterance() first")
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise ValueError(f"expected mono int16 PCM, got {pcm.dtype} with shape {pcm.shape}")
+        if len(pcm) == 0:
+            await trio.lowlevel.checkpoint()
+            return None
+        self._chunks.append(pcm)
+        self._n += len(pcm)
+        now = trio.current_time()
+        if self._clock0 is None:
+            self._clock0 = (now, self._n)
+        self._scan()
+        partial: str | None = None
+        if self._first_pass is not None:
+            partial = await self._first_pass.feed(pcm)
+        engine = self._engine
+        silence = self._n - self._voiced_end
+        if (
+            engine.speculate_ms
+            and self._voiced_end
+            and silence * 1000 >= engine.speculate_ms * SAMPLE_RATE
+            and (self._speculated is None or self._speculated[0] != self._voiced_end)
+        ):
+            if self._speculated is not None:
+                self.stats["speculative_discarded"] += 1
+            voiced_end = self._voiced_end
+            result = await self._decode(words=True)
+            self._speculated = (voiced_end, result)
+            if engine.partials == "whisper":
+                partial = result.text
+        elif (
+            engine.partials == "whisper"
+            and not self._behind(now)
+            and self._voiced_end > self._partial_at
+            and (self._n - self._partial_at) * 1000 >= engine.partial_interval_ms * SAMPLE_RATE
+        ):
+            self._partial_at = self._n
+            partial = (await self._decode(words=False)).text
+        if partial and partial != self._last_partial:
+            self._last_partial = partial
+            return partial
+        if not partial:
+            await trio.lowlevel.checkpoint()
+        return None
+
+    async def end_utterance(self) -> str:
+        if not self._open:
+            raise RuntimeError("end_utterance() without start_utterance()")
+        speculated = self._speculated
+        if speculated is not None and speculated[0] == self._voiced_end:
+            self.stats["speculative_used"] += 1
+            result = speculated[1]
+            await trio.lowlevel.checkpoint()
+        elif self._voiced_end == 0:
+            result = Transcription("")  # nothing voiced: Whisper would only hallucinate
+            await trio.lowlevel.checkpoint()
+        else:
+            if speculated is not None:
+                self.stats["speculative_discarded"] += 1
+            result = await self._decode(words=True)
+        # The first pass's utterance is left open: closing it costs pocketsphinx's final
+        # (up to ~0.4 s) on the critical path; the next start_utterance abandons it.
+        self._open = False
+        self.words = result.words
+        text = result.text
+        self._reset()
+        return text
+
+    async def aclose(self) -> None:
+        """Never raises, even when cancelled."""
+        if not self._closed:
+            self._closed = True
+            self._open = False
+            self._reset()
+            if self._first_pass is not None:
+                await self._first_pass.aclose()
+                return
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _behind(self, now: float) -> bool:
+        """Whether the audio fed so far lags the clock (earlier decodes held the stt actor up
+        and frames queued): then Whisper partials are skipped until it has caught up."""
+        assert self._clock0 is not None
+        t0, n0 = self._clock0
+        return (now - t0) - (self._n - n0) / SAMPLE_RATE > _MAX_LAG_S
+
+    def _scan(self) -> None:
+        """webrtcvad over the new whole frames (a few µs each, on the loop)."""
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        audio = self._chunks[0]
+        while self._scanned + _FRAME <= self._n:
+            frame = audio[self._scanned : self._scanned + _FRAME]
+            loud = float(np.sqrt(np.mean(frame.astype(np.float32) ** 2))) >= _MIN_LEVEL
+            if loud and self._vad.is_speech(frame.tobytes(), SAMPLE_RATE):
+                self._voiced_end = self._scanned + _FRAME
+                if self._onset is None:
+                    self._onset = self._scanned
+            self._scanned += _FRAME
+
+    async def _decode(self, *, words: bool) -> Transcription:
+        """Whisper over the utterance so far, one stage per `run_cpu` hop."""
+        self.stats["decodes"] += 1
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+        decoder = self._engine._decoder
+        if decoder is None:
+            decoder = await run_cpu(self._engine.decoder)
+        if len(audio) > MAX_AUDIO_S * SAMPLE_RATE:
+            # Rare in conversation: decode the long utterance window by window in one hop.
+            return await run_cpu(decoder.transcribe_sync, audio, words)
+        encoded = await run_cpu(decoder.encode, audio)
+        tokens = await run_cpu(decoder.generate, encoded)
+        if not tokens:
+            return Transcription("")
+        text = decoder.text(tokens)
+        if not words:
+            return Transcription(text)
+        aligned = await run_cpu(decoder.align, encoded, tokens)
+        onset = None if self._onset is None else self._onset / SAMPLE_RATE
+        return Transcription(text, fix_first_start(aligned, onset))
+
+
