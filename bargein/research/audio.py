@@ -1,32 +1,56 @@
-"""The user side of a scenario as audio: sources loaded or synthesised, placed on the input
-timeline, and the ground-truth speech region of each item. Pure numpy, no trio."""
+"""The user side of a scenario as audio: sources loaded (resampled to 16 kHz) or synthesised,
+placed on the input timeline, and the ground truth of every item — its speech spans and word
+times, from the recording's own labels where they exist. Pure numpy, no trio."""
 
 from __future__ import annotations
 
+import json
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bargein.dsp import Resampler, float32_to_pcm16, pcm16_to_float32, resample
 from bargein.research.scenario import AudioItem, Scenario, ScenarioError
-from bargein.runtime.messages import Int16Array
+from bargein.runtime.messages import SUPPORTED_RATES, Int16Array
 from bargein.testing.audio import shared_audio_dir
 from bargein.wavio import AudioFileError, read_wav
 
 RATE = 16000
-_FRAME = RATE // 100  # 10 ms energy frames for the truth regions
+_FRAME = RATE // 100  # 10 ms energy frames for the fallback truth rule
+ENERGY_RULE = "first and last 10 ms frame within 30 dB of the clip's peak (and above -50 dBFS)"
+
+Span = tuple[float, float]
+Word = tuple[float, float, str]  # start, end, text
 
 
 @dataclass(frozen=True, slots=True)
 class Truth:
-    """An item's ground truth on the input timeline (seconds)."""
+    """An item's ground truth on the input timeline (seconds). `onset`/`offset` bound its
+    speech; `spans` are the speech stretches inside; `words` the timed words the scripted
+    recogniser will hear; `source` says where the times came from."""
 
     label: str
     kind: str
     onset: float
     offset: float
     expect: str = "any"
+    spans: tuple[Span, ...] = ()
+    words: tuple[Word, ...] = ()
+    source: str = "given"
+
+    def shifted(self, dt: float) -> Truth:
+        return Truth(
+            self.label,
+            self.kind,
+            self.onset + dt,
+            self.offset + dt,
+            self.expect,
+            tuple((a + dt, b + dt) for a, b in self.spans),
+            tuple((a + dt, b + dt, w) for a, b, w in self.words),
+            self.source,
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -35,6 +59,7 @@ class Truth:
             "onset": round(self.onset, 4),
             "offset": round(self.offset, 4),
             "expect": self.expect,
+            "truth_source": self.source,
         }
 
 
@@ -57,6 +82,19 @@ def find_audio(name: str, base_dir: Path | None) -> Path:
     raise ScenarioError(f"audio file {name!r} not found (looked in {looked})")
 
 
+def to_rate(pcm: Int16Array, rate: int, path: Path) -> Int16Array:
+    """`pcm` at 16 kHz: resampled with `bargein.dsp` (group delay removed, so label times
+    still line up) when the file is at another supported rate."""
+    if rate == RATE:
+        return pcm
+    if rate not in SUPPORTED_RATES:
+        raise ScenarioError(f"{path}: {rate} Hz is not a supported rate {sorted(SUPPORTED_RATES)}")
+    out = resample(pcm16_to_float32(pcm), rate, RATE)
+    lag = round(Resampler(rate, RATE).delay_samples)
+    n = round(len(pcm) * RATE / rate)
+    return float32_to_pcm16(out[lag : lag + n])
+
+
 def read_channel(path: Path, channel: int | None) -> Int16Array:
     """16 kHz PCM16: one channel of a multi-channel WAV, or the mono mix (`read_wav`)."""
     try:
@@ -74,9 +112,7 @@ def read_channel(path: Path, channel: int | None) -> Int16Array:
             pcm = data[: len(data) // channels * channels].reshape(-1, channels)[:, channel]
     except (AudioFileError, wave.Error, EOFError) as exc:
         raise ScenarioError(str(exc)) from None
-    if rate != RATE:
-        raise ScenarioError(f"{path}: expected {RATE} Hz audio, got {rate}")
-    return np.asarray(pcm, dtype=np.int16).copy()
+    return to_rate(np.asarray(pcm, dtype=np.int16).copy(), rate, path)
 
 
 def noise_burst(duration_s: float, level_dbfs: float, seed: int) -> Int16Array:
@@ -119,7 +155,7 @@ def item_pcm(item: AudioItem, base_dir: Path | None) -> Int16Array:
 
 
 def speech_region(pcm: Int16Array) -> tuple[float, float] | None:
-    """First and last 10 ms frame within 30 dB of the loudest (and above -50 dBFS)."""
+    """The fallback truth rule (`ENERGY_RULE`); its error against labels is in docs/research.md."""
     n = len(pcm) // _FRAME
     if n == 0:
         return None
@@ -131,6 +167,140 @@ def speech_region(pcm: Int16Array) -> tuple[float, float] | None:
     return float(loud[0] * _FRAME / RATE), float((loud[-1] + 1) * _FRAME / RATE)
 
 
+# -- the recordings' own labels ------------------------------------------------------------------
+
+
+def read_rttm(path: Path, speakers: tuple[str, ...] | None) -> list[Span]:
+    """Speaker turns (file times) of an RTTM file, for `speakers` (None: every speaker)."""
+    spans: list[Span] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        f = line.split()
+        if not f or f[0] != "SPEAKER":
+            continue
+        try:
+            start, dur, who = float(f[3]), float(f[4]), f[7]
+        except (IndexError, ValueError):
+            raise ScenarioError(f"{path}:{n}: not an RTTM SPEAKER line") from None
+        if speakers is None or who in speakers:
+            spans.append((start, start + dur))
+    if speakers is not None and not spans:
+        raise ScenarioError(f"{path}: no turns for speaker(s) {list(speakers)}")
+    return sorted(spans)
+
+
+def read_word_json(path: Path) -> list[Word]:
+    """Word times (file times) of a `{"words": [{"word", "start_sec", "end_sec"}]}` file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        words = [(float(w["start_sec"]), float(w["end_sec"]), str(w["word"])) for w in raw["words"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ScenarioError(f"{path}: not a word-time JSON file ({exc})") from None
+    return sorted(words)
+
+
+def _merge(spans: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _clip(spans: list[Span], lo: float, hi: float) -> list[Span]:
+    """Spans inside the trimmed window [lo, hi), relative to lo."""
+    return [(max(a, lo) - lo, min(b, hi) - lo) for a, b in spans if min(b, hi) > max(a, lo)]
+
+
+def labelled(
+    item: AudioItem, base_dir: Path | None, length_s: float
+) -> tuple[str, list[Span], list[Word]] | None:
+    """Spans and words from the recording's labels (item-relative), or None without labels:
+    `words_json` / `rttm` when given, else `<file stem>.json` / `<file stem>.rttm` beside it."""
+    if item.source != "file" or item.file is None:
+        return None
+    audio = find_audio(item.file, base_dir)
+    lo = item.trim_start_s
+    hi = lo + length_s
+    json_path = find_audio(item.words_json, base_dir) if item.words_json else None
+    rttm_path = find_audio(item.rttm, base_dir) if item.rttm else None
+    if json_path is None and rttm_path is None:
+        json_guess, rttm_guess = audio.with_suffix(".json"), audio.with_suffix(".rttm")
+        json_path = json_guess if json_guess.is_file() else None
+        rttm_path = rttm_guess if rttm_guess.is_file() and json_path is None else None
+    if json_path is not None:
+        words = [
+            (a - lo, b - lo, w) for a, b, w in read_word_json(json_path) if lo <= a and b <= hi
+        ]
+        if not words:
+            raise ScenarioError(f"{item.label!r}: no labelled words of {json_path} in the clip")
+        return f"labels:{json_path.name}", [(words[0][0], words[-1][1])], words
+    if rttm_path is not None:
+        spans = _clip(_merge(read_rttm(rttm_path, item.rttm_speakers)), lo, hi)
+        if not spans:
+            raise ScenarioError(f"{item.label!r}: no labelled turn of {rttm_path} in the clip")
+        return f"labels:{rttm_path.name}", spans, []
+    return None
+
+
+def timed_words(texts: tuple[str, ...], spans: list[Span]) -> list[Word]:
+    """The scripted transcript laid over the speech: with one text per span, text i fills span
+    i; otherwise all words share the spans, evenly by duration."""
+    if len(texts) == len(spans) and len(spans) > 1:
+        return [
+            w for text, span in zip(texts, spans, strict=True) for w in timed_words((text,), [span])
+        ]
+    tokens = " ".join(texts).split()
+    total = sum(b - a for a, b in spans)
+    if not tokens or total <= 0:
+        return []
+    out: list[Word] = []
+    step = total / len(tokens)
+    for k, token in enumerate(tokens):
+        out.append((_along(spans, k * step), _along(spans, (k + 1) * step), token))
+    return out
+
+
+def _along(spans: list[Span], d: float) -> float:
+    """The timeline point `d` seconds of speech into `spans`."""
+    for a, b in spans:
+        if d <= b - a + 1e-12:
+            return a + d
+        d -= b - a
+    return spans[-1][1]
+
+
+def item_truth(item: AudioItem, pcm: Int16Array, base_dir: Path | None) -> Truth:
+    """Precedence: `speech` given in the scenario, then the recording's labels, then (synthetic
+    noise) the burst itself, then the energy rule."""
+    words: list[Word] = []
+    if item.speech is not None:
+        source, spans = "given", list(item.speech)
+    elif (found := labelled(item, base_dir, len(pcm) / RATE)) is not None:
+        source, spans, words = found
+    elif item.source == "noise":
+        source, spans = "synthetic", [(0.0, len(pcm) / RATE)]
+    else:
+        region = speech_region(pcm)
+        if region is None:
+            raise ScenarioError(f"{item.label!r}: the audio is silent; give speech = [s, e]")
+        source, spans = "energy", [region]
+    if item.transcripts is not None or not words:
+        words = timed_words(item.transcripts or (), spans)
+    at = item.at_s
+    return Truth(
+        item.label,
+        item.kind,
+        at + spans[0][0],
+        at + spans[-1][1],
+        item.expect,
+        tuple((at + a, at + b) for a, b in spans),
+        tuple((at + a, at + b, w) for a, b, w in words),
+        source,
+    )
+
+
 def build_input(scenario: Scenario) -> tuple[Int16Array, list[Truth]]:
     """The microphone signal without echo, and every item's truth, in timeline order."""
     parts: list[tuple[int, Int16Array]] = []
@@ -139,16 +309,14 @@ def build_input(scenario: Scenario) -> tuple[Int16Array, list[Truth]]:
     for item in scenario.items:
         if item.source == "echo":
             assert item.until_s is not None
-            truths.append(Truth(item.label, item.kind, item.at_s, item.until_s, item.expect))
+            window = (item.at_s, item.until_s)
+            truths.append(
+                Truth(item.label, item.kind, *window, item.expect, (window,), (), "echo window")
+            )
             end = max(end, item.until_s)
             continue
         pcm = item_pcm(item, scenario.base_dir)
-        region = item.speech or speech_region(pcm)
-        if region is None:
-            raise ScenarioError(f"{item.label!r}: the audio is silent; give speech = [s, e]")
-        truths.append(
-            Truth(item.label, item.kind, item.at_s + region[0], item.at_s + region[1], item.expect)
-        )
+        truths.append(item_truth(item, pcm, scenario.base_dir))
         parts.append((round(item.at_s * RATE), pcm))
         end = max(end, item.at_s + len(pcm) / RATE)
     length = scenario.duration_s if scenario.duration_s is not None else end + scenario.tail_s

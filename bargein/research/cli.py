@@ -9,24 +9,30 @@ from pathlib import Path
 
 from bargein.research.experiment import (
     csv_text,
+    items_csv,
+    markdown_table,
     resolve_scenarios,
     run_one,
     starter_scenarios,
     table,
 )
+from bargein.research.harness import SchedulerSeedError
 from bargein.research.metrics import Samples
+from bargein.research.plot import render_comparison
 from bargein.research.policies import PRESETS, PolicySpec, resolve_policy
 from bargein.research.scenario import ScenarioError, load_scenario
 
 EPILOG = """\
 SCENARIO is a .toml file (format: docs/research.md), a directory of them, the name of a
 starter scenario (see 'bargein research list'), or 'all' for the whole starter set.
-POLICY is a preset name or a .toml file with a [policy] table.
+POLICY is a preset name, a .toml file with a [policy] table, or an outside judge
+"pkg.module:Class" / "path/to/file.py:Class" (the OverlapJudge Protocol, docs/research.md).
 
 examples:
   bargein research list
   bargein research run all --policy confirm_words --out runs/confirm_words
   bargein research compare all --policies onset,confirm,confirm_words --out runs/cmp
+  bargein research compare all --policies confirm_words,my_policy.py:Patient --out runs/mine
 """
 
 
@@ -53,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
     run.add_argument("--no-plot", action="store_true", help="skip timeline.png")
+    run.add_argument("--seed", type=int, default=0, help="scheduler seed (default 0)")
     cmp = sub.add_parser(
         "compare",
         help="run scenarios under several policies; print a table, write CSV",
@@ -70,8 +77,10 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         metavar="DIR",
-        help="also write DIR/compare.csv, DIR/summary.json and DIR/<policy>/<scenario>/...",
+        help="also write DIR/{compare.csv,items.csv,compare.png,compare.md,summary.json} and "
+        "DIR/<policy>/<scenario>/{trace.jsonl,report.json}",
     )
+    cmp.add_argument("--seed", type=int, default=0, help="scheduler seed (default 0)")
     sub.add_parser("list", help="list the starter scenarios and the policy presets")
     return parser
 
@@ -87,14 +96,14 @@ def main(argv: list[str]) -> int:
             pooled = Samples()
             for scn in scenarios:
                 spec = policy or scn.policy
-                samples, rep = run_one(scn, spec, args.out, plot=not args.no_plot)
+                samples, rep = run_one(scn, spec, args.out, plot=not args.no_plot, seed=args.seed)
                 pooled.merge(samples)
                 m = rep["metrics"]
+                fir, missed = m["false_interruption_rate"], m["missed_interruption_rate"]
                 print(
                     f"{scn.name:<28} policy={spec.name:<16} "
-                    f"false_barge_in={m['false_barge_in_rate']} "
-                    f"missed={m['missed_interruption_rate']} "
-                    f"detect_p50={m['barge_in_detection_ms']['p50']} "
+                    f"false_interruption={fir['value']} ({fir['n']}/{fir['of']}) "
+                    f"missed={missed['value']} ({missed['n']}/{missed['of']}) "
                     f"stop_p50={m['stop_ms']['p50']} -> {args.out / scn.name}"
                 )
             (args.out / "summary.json").write_text(
@@ -104,24 +113,36 @@ def main(argv: list[str]) -> int:
         policies = [resolve_policy(p.strip()) for p in args.policies.split(",") if p.strip()]
         if not policies:
             raise ValueError("--policies needs at least one policy")
+        names = [spec.name for spec in policies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"policy names must be unique in a comparison: {dupes}")
         summaries = {}
+        reports: list[tuple[str, dict[str, object]]] = []
         for spec in policies:
             pooled = Samples()
             for scn in scenarios:
                 out = args.out / spec.name if args.out else None
-                samples, _ = run_one(scn, spec, out, plot=False)
+                samples, rep = run_one(scn, spec, out, plot=False, seed=args.seed)
                 pooled.merge(samples)
+                reports.append((spec.name, rep))
             summaries[spec.name] = pooled.summary()
         print(f"{len(scenarios)} scenarios: {', '.join(s.name for s in scenarios)}")
         print(table(summaries))
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "compare.csv").write_text(csv_text(summaries), encoding="utf-8")
+            (args.out / "items.csv").write_text(items_csv(reports), encoding="utf-8")
+            (args.out / "compare.md").write_text(markdown_table(summaries) + "\n", "utf-8")
+            render_comparison(args.out / "compare.png", summaries, scenarios=len(scenarios))
             (args.out / "summary.json").write_text(
                 json.dumps(summaries, indent=2) + "\n", encoding="utf-8"
             )
-            print(f"wrote {args.out / 'compare.csv'}")
+            print(f"wrote {args.out / 'compare.csv'}, items.csv, compare.md, compare.png")
         return 0
+    except SchedulerSeedError as exc:
+        print(f"bargein research: error: {exc}", file=sys.stderr)
+        return 3
     except (ScenarioError, ValueError) as exc:
         print(f"bargein research: error: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """Running scenarios and writing their results: trace.jsonl, report.json, timeline.png; and the
-policy comparison table. The table and CSV are pure functions of the summaries."""
+policy comparison (table, summary CSV, per-item CSV, chart). Tables and CSVs are pure functions
+of the summaries and reports."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bargein.research.harness import RunResult, run
-from bargein.research.metrics import Samples, compute
+from bargein.research.metrics import OUTCOMES, Samples, compute
 from bargein.research.plot import render
 from bargein.research.policies import PolicySpec
 from bargein.research.scenario import Scenario, ScenarioError, load_scenario
@@ -57,23 +58,30 @@ def report(result: RunResult, samples: Samples, items: list[dict[str, Any]]) -> 
         "engines": scn.engines.kind,
         "policy": result.policy.to_json(),
         "end_reason": result.end_reason,
+        "seed": result.seed,
         "media_offset_s": round(result.media_offset, 6),
         "metrics": samples.summary(),
         "items": items,
         "assistant_audio": [[round(a, 6), round(b, 6), turn] for a, b, turn in result.segments],
+        "assistant_words": [[round(t, 6), turn, w] for t, turn, w in result.heard_words],
         "history": [{"role": m.role, "content": m.content} for m in result.messages],
     }
 
 
 def run_one(
-    scenario: Scenario, policy: PolicySpec, out_dir: Path | None, *, plot: bool = True
+    scenario: Scenario,
+    policy: PolicySpec,
+    out_dir: Path | None,
+    *,
+    plot: bool = True,
+    seed: int = 0,
 ) -> tuple[Samples, dict[str, Any]]:
     """Run, measure and (with `out_dir`) write `out_dir/<scenario>/{trace.jsonl,report.json,
     timeline.png}`."""
-    result = run(scenario, policy)
+    result = run(scenario, policy, seed=seed)
     ordered = sorted(result.events, key=lambda e: e.seq)
     events = [e.to_json() for e in ordered]
-    samples, items = compute(events, result.truths, result.segments)
+    samples, items = compute(events, result.truths, result.segments, result.heard_words)
     rep = report(result, samples, items)
     if out_dir is not None:
         d = out_dir / scenario.name
@@ -97,23 +105,40 @@ def run_one(
 
 # -- the comparison table ----------------------------------------------------------------------
 
-COLUMNS: list[tuple[str, str]] = [
-    ("detect p50 ms", "barge_in_detection_ms.p50"),
-    ("detect p90 ms", "barge_in_detection_ms.p90"),
-    ("stop p50 ms", "stop_ms.p50"),
-    ("flush p50 ms", "egress_flush_ms.p50"),
-    ("false barge-in", "false_barge_in_rate"),
-    ("false cancel", "false_cancel_rate"),
-    ("missed", "missed_interruption_rate"),
-    ("premature", "premature_turn_rate"),
-    ("resume rate", "resume_rate"),
-    ("resume gap p50", "resume_gap_ms.p50"),
-    ("response p50 ms", "response_ms.p50"),
-    ("ctx precision", "context_precision"),
-    ("ctx recall", "context_recall"),
-    ("unheard words", "committed_unheard_words"),
-    ("wasted tokens", "wasted_tokens"),
-    ("wasted TTS ms", "wasted_tts_ms"),
+# (column, summary key, kind): "rate" prints value and n/of, "dist" p50 and n, "fa" per minute.
+COLUMNS: list[tuple[str, str, str]] = [
+    ("TOR interrupt", "tor_interruption", "rate"),
+    ("TOR backch.", "tor_backchannel", "rate"),
+    ("TOR pause", "tor_pause", "rate"),
+    ("missed", "missed_interruption_rate", "rate"),
+    ("stop p50 ms", "stop_ms", "dist"),
+    ("int. resp p50 ms", "interruption_response_ms", "dist"),
+    ("resp p50 ms", "response_ms", "dist"),
+    ("false int. rate", "false_interruption_rate", "rate"),
+    ("false cancel", "false_cancel_rate", "rate"),
+    ("disrupt/item", "disruptions_per_item", "rate"),
+    ("FA/min speech", "false_alarms_per_min", "fa"),
+    ("false stop p50", "false_stop_ms", "dist"),
+    ("resume rate", "resume_rate", "rate"),
+    ("detect p50 ms", "barge_in_detection_ms", "dist"),
+    ("premature", "premature_turn_rate", "rate"),
+    ("ctx prec.", "context_precision", "rate"),
+    ("ctx recall", "context_recall", "rate"),
+    ("unheard w", "committed_unheard_words", "int"),
+    ("wasted tok", "wasted_tokens", "int"),
+    ("wasted TTS ms", "wasted_tts_ms", "int"),
+    ("expect failed", "expectations_failed", "rate"),
+]
+# Headline metrics for the chart: (title, key, kind).
+HEADLINE: list[tuple[str, str, str]] = [
+    ("TOR interruption (higher better)", "tor_interruption", "rate"),
+    ("TOR backchannel (lower better)", "tor_backchannel", "rate"),
+    ("missed interruptions", "missed_interruption_rate", "rate"),
+    ("stop latency p50 ms", "stop_ms", "dist"),
+    ("interruption response p50 ms", "interruption_response_ms", "dist"),
+    ("false interruption rate", "false_interruption_rate", "rate"),
+    ("false alarms / min of speech", "false_alarms_per_min", "fa"),
+    ("context recall", "context_recall", "rate"),
 ]
 
 
@@ -124,7 +149,7 @@ def _get(summary: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def _cell(value: Any) -> str:
+def _num(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -132,10 +157,41 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def headline_value(summary: dict[str, Any], key: str, kind: str) -> float | None:
+    """The single number of a metric: a rate's value, a distribution's p50, FA per minute."""
+    v = _get(summary, f"{key}.p50" if kind == "dist" else key)
+    if isinstance(v, dict):
+        v = v.get("value")
+    return float(v) if isinstance(v, int | float) else None
+
+
+def cell(summary: dict[str, Any], key: str, kind: str) -> str:
+    """A table cell with its denominator: `0.25 (1/4)`, `123.4 (n=5)`, `1.2 (3/2.5min)`."""
+    v = _get(summary, key)
+    if kind == "rate" and isinstance(v, dict):
+        return f"{_num(v['value'])} ({v['n']}/{v['of']})"
+    if kind == "dist" and isinstance(v, dict):
+        return f"{_num(v['p50'])} (n={v['n']})"
+    if kind == "fa" and isinstance(v, dict):
+        return f"{_num(v['value'])} ({v['n']}/{_num(v['minutes'])}min)"
+    return _num(v)
+
+
+def outcomes_cell(summary: dict[str, Any], group: str) -> str:
+    o = _get(summary, f"outcomes.{group}") or {}
+    return " ".join(f"{k[:3]}={o.get(k, 0)}" for k in OUTCOMES)
+
+
 def table(summaries: dict[str, dict[str, Any]]) -> str:
-    """Rows: policies; columns: key metrics over the pooled scenario set."""
-    header = ["policy"] + [name for name, _ in COLUMNS]
-    rows = [[p] + [_cell(_get(s, key)) for _, key in COLUMNS] for p, s in summaries.items()]
+    """Rows: policies; columns: key metrics over the pooled scenario set, each rate with its
+    numerator/denominator and each latency with its sample count."""
+    header = ["policy"] + [name for name, _, _ in COLUMNS] + ["outcomes int.", "outcomes non-int."]
+    rows = [
+        [p]
+        + [cell(s, key, kind) for _, key, kind in COLUMNS]
+        + [outcomes_cell(s, "interruption"), outcomes_cell(s, "non_interruption")]
+        for p, s in summaries.items()
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]
@@ -144,10 +200,58 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(summaries: dict[str, dict[str, Any]]) -> str:
+    """The same table as GitHub markdown (for docs/research.md)."""
+    header = ["policy"] + [name for name, _, _ in COLUMNS] + ["outcomes int.", "outcomes non-int."]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for p, s in summaries.items():
+        cells = [cell(s, key, kind) for _, key, kind in COLUMNS]
+        cells += [outcomes_cell(s, "interruption"), outcomes_cell(s, "non_interruption")]
+        lines.append("| " + " | ".join([p, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def csv_text(summaries: dict[str, dict[str, Any]]) -> str:
+    """One row per policy: every table metric as value, and numerator/denominator columns."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["policy"] + [key for _, key in COLUMNS])
+    head = ["policy"]
+    for _, key, kind in COLUMNS:
+        head += {"rate": [key, f"{key}.n", f"{key}.of"], "dist": [f"{key}.p50", f"{key}.n"],
+                 "fa": [key, f"{key}.n", f"{key}.minutes"]}.get(kind, [key])  # fmt: skip
+    w.writerow(head)
     for p, s in summaries.items():
-        w.writerow([p] + ["" if _get(s, k) is None else _get(s, k) for _, k in COLUMNS])
+        row: list[Any] = [p]
+        for name in head[1:]:
+            v = _get(s, name)
+            if isinstance(v, dict):
+                v = v.get("value")
+            row.append("" if v is None else v)
+        w.writerow(row)
+    return out.getvalue()
+
+
+ITEM_FIELDS = [
+    "label", "kind", "onset", "offset", "truth_source", "expect", "assistant_at_onset",
+    "expectation_met", "overlap", "outcome", "decisions", "pauses_resumed", "pause_ms",
+    "cancelled", "first_decision_ms", "detection_ms", "flush_ms", "stop_ms", "responded",
+    "response_ms", "taken_over", "premature_turns",
+]  # fmt: skip
+
+
+def items_csv(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """One row per policy x scenario x labelled event with every per-item metric (empty where
+    it does not apply), ready for `pandas.read_csv`."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["policy", "scenario", *ITEM_FIELDS])
+    for policy, rep in reports:
+        for item in rep["items"]:
+            row: list[Any] = [policy, rep["scenario"]]
+            for f in ITEM_FIELDS:
+                v = item.get(f)
+                if isinstance(v, list):
+                    v = ";".join(_num(x) for x in v)
+                row.append("" if v is None else v)
+            w.writerow(row)
     return out.getvalue()

@@ -4,7 +4,6 @@ the event stream. Everything else (metrics, plots, tables) is pure and lives els
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import random
 from dataclasses import dataclass, field
@@ -18,18 +17,21 @@ import trio.testing
 from bargein.engines.base import Engines, Recognizer
 from bargein.research.audio import RATE, Truth, build_input
 from bargein.research.policies import PolicySpec
-from bargein.research.scenario import AudioItem, Scenario
+from bargein.research.scenario import AudioItem, Scenario, ScriptedEngineSpec
 from bargein.runtime.events import Event, EventType
 from bargein.runtime.history import ChatMessage
 from bargein.runtime.messages import Int16Array, OutFrame
 from bargein.session import SessionConfig, open_session
-from bargein.testing.scripted import PartialReveal, ScriptedPlanner, ScriptedTts
+from bargein.testing.scripted import ScriptedPlanner, ScriptedTts
 
 CHUNK_MS = 20
-# Which item a VAD utterance belongs to: its onset may lead the energy-based truth by the VAD's
-# onset window, or trail it a little.
+# Which words a VAD utterance hears: its onset may lead the labelled truth by the VAD's onset
+# window (pre-roll), and its offset trail the last word a little.
 _MATCH_EARLY_S = 0.35
 _MATCH_LATE_S = 0.1
+# Contiguous frames of a turn whose stamps differ by less than this are one heard segment (real
+# time runs stamp each 20 ms frame with a little jitter).
+_SEGMENT_JOIN_S = 0.010
 # Embedded planner answers "what time is it" from this clock, so runs repeat exactly.
 FIXED_NOW = datetime(2024, 1, 1, 12, 0, 0)
 
@@ -41,52 +43,63 @@ class RunResult:
     events: list[Event]
     truths: list[Truth]  # on the session clock
     segments: list[tuple[float, float, int]]  # assistant audio heard: start, end, turn
+    heard_words: list[tuple[float, int, str]]  # assistant words heard whole: start, turn, text
     mic: Int16Array  # what the session heard (scenario audio + echo)
     speaker: Int16Array  # assistant audio on the same timeline
     media_offset: float  # session time of input sample 0
     messages: tuple[ChatMessage, ...]
     end_reason: str
+    seed: int | None  # the scheduler seed (None: real time, not reproducible)
 
 
-# -- scripted STT that knows which labelled item it is hearing -------------------------------
+# -- scripted STT that hears the scenario's own words -----------------------------------------
 
 
 class ItemStt:
-    """Scripted recognition per labelled item: each VAD utterance whose onset falls in an item
-    takes the item's next transcript (then `default`), `final_ms` after the speech ends;
-    partials reveal one word per `ms_per_word` of audio. The VAD's onset comes from the bus."""
+    """Scripted recognition on the scenario's word timing (`Truth.words`, input-timeline
+    seconds). An utterance hears every not-yet-heard word whose midpoint lies in
+    [VAD onset - 0.35 s, VAD offset + 0.1 s]: two items merged into one VAD utterance give both
+    their words. A partial reveals each such word once audio up to its end (+ `partial_ms`)
+    has been captured; the final comes `final_ms` after the VAD ends the utterance, or
+    `default` when the utterance held no words. The VAD's onset and offset come from the bus."""
 
     name = "scripted-items"
 
     def __init__(
         self,
-        items: list[tuple[Truth, tuple[str, ...] | None]],
+        truths: list[Truth],
         *,
         default: str,
         final_ms: float,
-        ms_per_word: float,
+        partials: bool = True,
+        partial_ms: float = 0.0,
     ) -> None:
-        self._items = sorted(items, key=lambda it: it[0].onset)
-        self._queues = {t.label: list(ts) if ts is not None else None for t, ts in items}
+        self.words = sorted(w for t in truths for w in t.words)
+        self.heard = [False] * len(self.words)
         self.default = default
         self.final_ms = final_ms
-        self.ms_per_word = ms_per_word
+        self.partials = partials
+        self.partial_ms = partial_ms
         self.onset: float | None = None
+        self.offset: float | None = None
+        self.media_start = 0.0  # trio time of input sample 0 (set by the harness)
 
     def on_event(self, event: Event) -> None:
         if event.type == EventType.SPEECH_STARTED:
             self.onset = float(event.data["onset"])  # media time of the input
+        elif event.type == EventType.SPEECH_STOPPED:
+            self.offset = float(event.data["offset"])
 
-    def take(self) -> str:
-        onset, label = self.onset, None
-        if onset is not None:
-            for truth, _ in self._items:
-                if truth.onset - _MATCH_EARLY_S <= onset <= truth.offset + _MATCH_LATE_S:
-                    label = truth.label
-                    if truth.onset > onset:
-                        break
-        queue = self._queues.get(label) if label is not None else None
-        return queue.pop(0) if queue else self.default
+    def media_now(self) -> float:
+        """Input seconds captured so far (audio is delivered once captured)."""
+        return trio.current_time() - self.media_start
+
+    def candidates(self, start: float, end: float) -> list[int]:
+        return [
+            i
+            for i, (a, b, _) in enumerate(self.words)
+            if not self.heard[i] and start - _MATCH_EARLY_S <= (a + b) / 2 <= end + _MATCH_LATE_S
+        ]
 
     def recognizer(self) -> Recognizer:
         return _ItemRecognizer(self)
@@ -95,21 +108,36 @@ class ItemStt:
 class _ItemRecognizer:
     def __init__(self, engine: ItemStt) -> None:
         self._engine = engine
-        self._text = ""
-        self._reveal = PartialReveal()
+        self._start = 0.0
+        self._partial = ""
 
     async def start_utterance(self) -> None:
-        self._text = self._engine.take()
-        self._reveal = PartialReveal()
+        self._start = self._engine.onset if self._engine.onset is not None else 0.0
+        self._partial = ""
         await trio.lowlevel.checkpoint()
 
     async def feed(self, pcm: Int16Array) -> str | None:
         await trio.lowlevel.checkpoint()
-        return self._reveal.feed(self._text, len(pcm), self._engine.ms_per_word, RATE)
+        e = self._engine
+        if not e.partials:
+            return None
+        now = e.media_now()
+        lag = e.partial_ms / 1000
+        due = [i for i in e.candidates(self._start, now) if e.words[i][1] + lag <= now]
+        text = " ".join(e.words[i][2] for i in due)
+        if text == self._partial:
+            return None
+        self._partial = text
+        return text
 
     async def end_utterance(self) -> str:
-        await trio.sleep(self._engine.final_ms / 1000)
-        return self._text
+        e = self._engine
+        end = e.offset if e.offset is not None and e.offset >= self._start else e.media_now()
+        await trio.sleep(e.final_ms / 1000)
+        chosen = e.candidates(self._start, end)
+        for i in chosen:
+            e.heard[i] = True
+        return " ".join(e.words[i][2] for i in chosen) or e.default
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -127,6 +155,7 @@ class Speaker:
     start: float = 0.0  # trio time of input sample 0
     track: Int16Array = field(default_factory=lambda: np.zeros(RATE * 10, np.int16))
     segments: list[tuple[float, float, int]] = field(default_factory=list)
+    words: list[tuple[float, int, str]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     length: int = 0
 
@@ -143,8 +172,10 @@ class Speaker:
         self.length = max(self.length, end)
         t = now - self.t0
         seg_end = t + len(frame.pcm) / RATE
+        for w in frame.words:  # a word rides the frame that ends it: it was heard whole
+            self.words.append((t + (w.start - frame.start) / RATE, frame.turn, w.text))
         last = self.segments[-1] if self.segments else None
-        if last is not None and last[2] == frame.turn and abs(last[1] - t) < 1e-6:
+        if last is not None and last[2] == frame.turn and abs(last[1] - t) < _SEGMENT_JOIN_S:
             self.segments[-1] = (last[0], seg_end, frame.turn)
         else:
             self.segments.append((t, seg_end, frame.turn))
@@ -178,13 +209,13 @@ def make_engines(scenario: Scenario, truths: list[Truth]) -> Engines:
     spec = scenario.engines
     if spec.kind == "scripted":
         s = spec.scripted
-        by_label = {it.label: it for it in scenario.items}
         return Engines(
             stt=ItemStt(
-                [(t, by_label[t.label].transcripts) for t in truths],
+                truths,
                 default=s.default_transcript,
                 final_ms=s.stt_final_ms,
-                ms_per_word=s.stt_ms_per_word,
+                partials=s.stt_partials,
+                partial_ms=s.stt_partial_ms,
             ),
             planner=ScriptedPlanner(
                 list(s.replies),
@@ -206,20 +237,25 @@ def make_engines(scenario: Scenario, truths: list[Truth]) -> Engines:
 
     o = spec.options
     common: dict[str, Any] = {"base_url": o["base_url"], "api_key": o.get("api_key")}
+    stt: Any = OpenAISTT(model=o.get("stt_model", "whisper-1"), **common)
+    if o.get("stt") == "scripted":  # honour the scenario's transcripts, time the services
+        stt = ItemStt(truths, default="", final_ms=ScriptedEngineSpec().stt_final_ms)
     return Engines(
-        stt=OpenAISTT(model=o.get("stt_model", "whisper-1"), **common),
+        stt=stt,
         planner=OpenAIPlanner(model=o.get("model", "gpt-4o-mini"), **common),
         tts=OpenAITTS(model=o.get("tts_model", "tts-1"), voice=o.get("voice", "alloy"), **common),
     )
 
 
-async def run_scenario(scenario: Scenario, policy: PolicySpec, *, virtual: bool) -> RunResult:
+async def run_scenario(
+    scenario: Scenario, policy: PolicySpec, *, virtual: bool, seed: int | None = None
+) -> RunResult:
     """Feed the scenario live into a session and wait until it has answered everything."""
     pcm, truths = build_input(scenario)
     engines = make_engines(scenario, truths)
     config = SessionConfig(
         vad=policy.vad,
-        policy=policy.policy,
+        policy=policy.for_session(),
         compute="inline" if virtual else "thread",
         session_id=scenario.name,
     )
@@ -232,9 +268,12 @@ async def run_scenario(scenario: Scenario, policy: PolicySpec, *, virtual: bool)
         if isinstance(engines.stt, ItemStt):
             session.bus.add_listener(engines.stt.on_event)
         speaker.start = start = trio.current_time()
-        for i, at in enumerate(range(0, len(pcm), step)):
-            await trio.sleep_until(start + i * CHUNK_MS / 1000)
+        if isinstance(engines.stt, ItemStt):
+            engines.stt.media_start = start
+        for at in range(0, len(pcm), step):
             chunk = pcm[at : at + step].astype(np.float64)
+            # A microphone delivers a chunk once it has been captured, at its end.
+            await trio.sleep_until(start + (at + len(chunk)) / RATE)
             for item in echoes:
                 chunk += speaker.echo(at, len(chunk), item)
             block = np.clip(np.round(chunk), -32768, 32767).astype(np.int16)
@@ -248,32 +287,44 @@ async def run_scenario(scenario: Scenario, policy: PolicySpec, *, virtual: bool)
         scenario=scenario,
         policy=policy,
         events=speaker.events,
-        truths=[
-            dataclasses.replace(t, onset=t.onset + offset, offset=t.offset + offset) for t in truths
-        ],
+        truths=[t.shifted(offset) for t in truths],
         segments=speaker.segments,
+        heard_words=speaker.words,
         mic=mic,
         speaker=speaker.track[: speaker.length].copy(),
         media_offset=offset,
         messages=session.messages,
         end_reason=session.end_reason or "closed",
+        seed=seed,
     )
 
 
-def run(scenario: Scenario, policy: PolicySpec) -> RunResult:
-    """Run on the virtual clock (scripted and embedded engines) or in real time (openai)."""
+def run(scenario: Scenario, policy: PolicySpec, *, seed: int = 0) -> RunResult:
+    """Run on the virtual clock (scripted and embedded engines) with the scheduler seeded by
+    `seed`, or in real time (openai; not reproducible, `seed` unused)."""
     virtual = scenario.engines.kind != "openai"
     if not virtual:
         return trio.run(lambda: run_scenario(scenario, policy, virtual=False))
-    _seed_scheduler()
+    seed_scheduler(seed)
     clock = trio.testing.MockClock(autojump_threshold=0)
-    return trio.run(lambda: run_scenario(scenario, policy, virtual=True), clock=clock)
+    return trio.run(lambda: run_scenario(scenario, policy, virtual=True, seed=seed), clock=clock)
 
 
-def _seed_scheduler() -> None:
-    # trio reverses each batch of runnable tasks at random (to shake out ordering bugs), which
-    # would reorder events stamped at the same virtual instant. A fixed seed makes runs repeat
-    # byte for byte; it does not change what the runtime may do, only which legal order it takes.
+class SchedulerSeedError(RuntimeError):
+    """trio no longer has the scheduler RNG the harness seeds: runs would not repeat."""
+
+
+def seed_scheduler(seed: int) -> None:
+    """trio reverses each batch of runnable tasks at random (to shake out ordering bugs), which
+    would reorder events stamped at the same virtual instant. Seeding that RNG makes runs repeat
+    byte for byte; it does not change what the runtime may do, only which legal order it takes.
+    trio offers no public hook, so this reaches `trio._core._run._r` — and fails loudly if a
+    trio release moves it, rather than silently giving runs that do not repeat."""
     rng = getattr(importlib.import_module("trio._core._run"), "_r", None)
-    if isinstance(rng, random.Random):
-        rng.seed(0)
+    if not isinstance(rng, random.Random):
+        raise SchedulerSeedError(
+            f"trio {trio.__version__} has no trio._core._run._r random.Random: the research "
+            "harness cannot make runs reproducible; pin trio to a release that has it or "
+            "update bargein.research.harness.seed_scheduler"
+        )
+    rng.seed(seed)

@@ -1,7 +1,9 @@
 """Interruption metrics from one run: pure functions of the event stream (as the JSON dicts of
-trace.jsonl), the ground truth and the assistant audio heard. Every latency is a difference of
-two stamps on the session clock; every rate a count over labelled items. Definitions are in
-docs/research.md; this module is their executable form.
+trace.jsonl), the ground truth, the assistant audio heard and the assistant words heard. Every
+latency is a difference of two stamps on the session clock; every rate a count over labelled
+overlap events or floor decisions, with its denominator kept beside it. Definitions (and how
+they map onto Full-Duplex-Bench v1/v1.5 and SID-style figures) are in docs/research.md; this
+module is their executable form.
 """
 
 from __future__ import annotations
@@ -18,11 +20,21 @@ from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
 
 EventDict = Mapping[str, Any]
 Segment = tuple[float, float, int]  # assistant audio heard: start, end, turn
+HeardWord = tuple[float, int, str]  # assistant word heard whole: start, turn, text
 
-# A pause or barge-in belongs to an item when the VAD's onset lies in the item's speech, give or
-# take the VAD's onset window (it may date the onset a little before the energy truth).
+# A floor decision belongs to an item when the VAD's onset lies in [onset - slack, offset]: the
+# VAD dates an onset up to its onset window before the first voiced frame it confirms.
 ONSET_SLACK_S = 0.25
-TURN_TAKING = frozenset({"request", "user_pause"}) | INTERRUPTIONS
+# An interruption is handled when the assistant's audio stops within this long of its onset
+# (a natural end counts: the user got the floor); later, or never, it was missed.
+YIELD_WINDOW_S = 1.0
+# Full-Duplex-Bench v1: a take-over is assistant output of >= 1 s or > 3 words.
+TAKEOVER_MIN_S = 1.0
+TAKEOVER_MIN_WORDS = 4
+# A false pause at least this long is an audible disruption (a cancel always is).
+AUDIBLE_PAUSE_S = 0.2
+SMOOTH = frozenset({"request", "user_pause"})
+_EPS = 1e-9
 
 
 @dataclass
@@ -32,38 +44,82 @@ class Samples:
 
     detection_s: list[float] = field(default_factory=list)
     stop_s: list[float] = field(default_factory=list)
+    false_stop_s: list[float] = field(default_factory=list)
     flush_s: list[float] = field(default_factory=list)
     response_s: list[float] = field(default_factory=list)
+    interruption_response_s: list[float] = field(default_factory=list)
     resume_gap_s: list[float] = field(default_factory=list)
+    speech_s: float = 0.0  # assistant audio heard
     counts: Counter[str] = field(default_factory=Counter)
 
+    _LISTS = (
+        "detection_s",
+        "stop_s",
+        "false_stop_s",
+        "flush_s",
+        "response_s",
+        "interruption_response_s",
+        "resume_gap_s",
+    )
+
     def merge(self, other: Samples) -> None:
-        for name in ("detection_s", "stop_s", "flush_s", "response_s", "resume_gap_s"):
+        for name in self._LISTS:
             getattr(self, name).extend(getattr(other, name))
+        self.speech_s += other.speech_s
         self.counts.update(other.counts)
 
     def summary(self) -> dict[str, Any]:
         c = self.counts
         committed, heard, matched = c["committed_words"], c["heard_words"], c["matched_words"]
+        minutes = self.speech_s / 60
         return {
-            "barge_in_detection_ms": distribution(self.detection_s),
-            "stop_ms": distribution(self.stop_s),
-            "egress_flush_ms": distribution(self.flush_s),
+            # Full-Duplex-Bench v1
+            "tor_interruption": rate(c["interruptions_taken_over"], c["interruptions"]),
+            "tor_backchannel": rate(c["backchannels_taken_over"], c["backchannels"]),
+            "tor_pause": rate(c["pauses_taken_over"], c["user_pauses"]),
             "response_ms": distribution(self.response_s),
-            "false_barge_in_rate": ratio(c["false_overlaps_hit"], c["false_overlaps"]),
-            "false_cancel_rate": ratio(c["false_overlaps_cancelled"], c["false_overlaps"]),
-            "missed_interruption_rate": ratio(c["interruptions_missed"], c["interruptions"]),
-            "premature_turn_rate": ratio(c["pauses_premature"], c["user_pauses"]),
-            "resume_rate": ratio(c["resumes"], c["pauses"]),
+            "interruption_response_ms": distribution(self.interruption_response_s),
+            # Full-Duplex-Bench v1.5-style outcome per overlap event
+            "outcomes": {
+                kind: {o: c[f"{kind}_{o}"] for o in OUTCOMES}
+                for kind in ("interruption", "non_interruption")
+            },
+            "stop_ms": distribution(self.stop_s),
+            "false_stop_ms": distribution(self.false_stop_s),
+            # SID-style, over non-interruption overlap events
+            "false_interruption_rate": rate(c["false_items_hit"], c["false_items"]),
+            "false_cancel_rate": rate(c["false_items_cancelled"], c["false_items"]),
+            "disruptions_per_item": rate(c["disruptions"], c["false_items"]),
+            # per floor decision
+            "false_alarms_per_min": {
+                "value": round(c["false_alarms"] / minutes, 3) if minutes else None,
+                "n": c["false_alarms"],
+                "minutes": round(minutes, 4),
+            },
+            "false_cancels": c["false_alarms_cancelled"],
+            "unmatched_decisions": c["unmatched_decisions"],
+            "missed_interruption_rate": rate(c["interruptions_missed"], c["interruptions"]),
+            "barge_in_detection_ms": distribution(self.detection_s),
+            "egress_flush_ms": distribution(self.flush_s),
+            "premature_turn_rate": rate(c["pauses_premature"], c["user_pauses"]),
+            "resume_rate": rate(c["false_alarms_resumed"], c["false_pauses"]),
             "resume_gap_ms": distribution(self.resume_gap_s),
-            "context_precision": ratio(matched, committed),
-            "context_recall": ratio(matched, heard),
+            "context_precision": rate(matched, committed),
+            "context_recall": rate(matched, heard),
             "committed_unheard_words": committed - matched,
             "wasted_tokens": c["wasted_tokens"],
             "wasted_tts_ms": c["wasted_tts_ms"],
-            "expectations_failed": c["expectations_failed"],
+            "expectations_failed": rate(c["expectations_failed"], c["items"]),
+            "assistant_speech_s": round(self.speech_s, 4),
             "counts": dict(sorted(c.items())),
         }
+
+
+OUTCOMES = ("respond", "resume", "stop", "ignore")
+
+
+def _ms(seconds: float) -> float:
+    return round(1000 * seconds, 3) + 0.0  # + 0.0: no "-0.0" in reports
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -86,8 +142,9 @@ def distribution(values_s: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-def ratio(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
+def rate(num: int, den: int) -> dict[str, Any]:
+    """A rate with its numerator and denominator (value None when nothing was counted)."""
+    return {"value": round(num / den, 4) if den else None, "n": num, "of": den}
 
 
 def words(text: str) -> list[str]:
@@ -98,128 +155,267 @@ def _of(events: Iterable[EventDict], *types: str) -> list[EventDict]:
     return [e for e in events if e["type"] in types]
 
 
-def _belongs(onset: float | None, t: float, truth: Truth, next_onset: float) -> bool:
-    if onset is not None:
-        return truth.onset - ONSET_SLACK_S <= onset <= truth.offset
-    # A decision without an onset (words for an active turn): after the item, before the next.
-    return truth.onset <= t < next_onset
+# -- the assistant's side: turns, episodes of floor decisions ----------------------------------
 
 
-def assistant_state(events: Sequence[EventDict], t: float) -> str:
-    """What the assistant was doing at session time t: speaking, thinking or silent."""
-    state = "silent"
-    started: dict[int, float] = {}
+@dataclass
+class _Turn:
+    id: int
+    start: float
+    end: float = math.inf
+
+
+def _turns(events: Sequence[EventDict]) -> dict[int, _Turn]:
+    turns: dict[int, _Turn] = {}
     for e in events:
-        if e["t"] > t:
-            break
-        turn = int(e.get("turn") or 0)
-        if e["type"] == "turn_started":
-            started[turn] = e["t"]
-        elif e["type"] in ("turn_cancelled", "turn_completed", "barge_in"):
-            started.pop(turn, None)
-    if started:
-        turn = max(started)
-        first = [e for e in _of(events, "audio_out_first") if e.get("turn") == turn]
-        state = "speaking" if first and first[0]["t"] <= t else "thinking"
-    return state
+        turn = e.get("turn")
+        if e["type"] == "turn_started" and turn is not None:
+            turns[int(turn)] = _Turn(int(turn), float(e["t"]))
+        elif e["type"] in ("turn_cancelled", "turn_completed") and turn in turns:
+            turns[int(turn)].end = float(e["t"])
+    return turns
 
 
-def item_outcomes(
-    events: Sequence[EventDict], truths: Sequence[Truth], segments: Sequence[Segment]
-) -> list[dict[str, Any]]:
-    """Per labelled item: what the assistant did about it."""
-    barge_ins = _of(events, "barge_in")
-    pauses = _of(events, "output_paused")
-    cleared = _of(events, "output_cleared")
-    starts = _of(events, "turn_started")
-    order = sorted(truths, key=lambda tr: tr.onset)
-    out: list[dict[str, Any]] = []
-    for i, tr in enumerate(order):
-        nxt = order[i + 1].onset if i + 1 < len(order) else math.inf
-        row: dict[str, Any] = tr.to_json()
-        row["assistant_at_onset"] = assistant_state(events, tr.onset)
-        row["expectation_met"] = tr.expect in ("any", row["assistant_at_onset"])
-        hits = [
-            b for b in barge_ins
-            if b.get("reason") == "barge_in" and _belongs(b.get("onset"), b["t"], tr, nxt)
-        ]  # fmt: skip
-        paused = [p for p in pauses if _belongs(p.get("onset"), p["t"], tr, nxt)]
-        row["paused"] = bool(paused)
-        row["cancelled"] = bool(hits)
-        if hits:
-            b = hits[0]
-            row["barge_in_t"] = b["t"]
-            row["detection_ms"] = round(1000 * (b["t"] - tr.onset), 3)
-            turn = b.get("turn")
-            heard_end = max((s[1] for s in segments if s[2] == turn), default=None)
-            row["stop_ms"] = round(1000 * max(0.0, (heard_end or 0.0) - tr.onset), 3)
-            clear = [c for c in cleared if c.get("turn") == turn and c["t"] >= b["t"]]
-            if clear:
-                row["flush_ms"] = round(1000 * (clear[0]["t"] - b["t"]), 3)
-        if tr.kind == "user_pause":
-            row["premature_turns"] = sum(1 for s in starts if tr.onset < s["t"] < tr.offset)
-        out.append(row)
+@dataclass
+class Episode:
+    """One floor decision against user speech: a pause (ending resumed, cancelled or with the
+    turn) or a cancel without a pause before it. Counted once, however long it lasts."""
+
+    turn: int
+    t: float  # when the first decision was taken
+    onset: float | None  # the VAD's onset it acted on (None: words for an active turn)
+    ended: str = "open"  # "resumed" | "cancelled" | "turn_ended" | "open"
+    paused_s: float | None = None  # pause length, for a resumed pause
+    cancel_t: float | None = None
+    item: str | None = None  # the label it is attributed to (None: unmatched)
+
+
+def episodes(events: Sequence[EventDict]) -> list[Episode]:
+    out: list[Episode] = []
+    open_pause: dict[int, Episode] = {}
+    for e in events:
+        kind, turn = e["type"], int(e.get("turn") or 0)
+        if kind == "output_paused":
+            ep = Episode(turn, float(e["t"]), e.get("onset"))
+            open_pause[turn] = ep
+            out.append(ep)
+        elif kind == "output_resumed" and turn in open_pause:
+            ep = open_pause.pop(turn)
+            ep.ended, ep.paused_s = "resumed", float(e["t"]) - ep.t
+        elif kind == "barge_in" and e.get("reason") == "barge_in":
+            if turn in open_pause:
+                ep = open_pause.pop(turn)
+            else:
+                ep = Episode(turn, float(e["t"]), e.get("onset"))
+                out.append(ep)
+            ep.ended, ep.cancel_t = "cancelled", float(e["t"])
+        elif kind in ("turn_cancelled", "turn_completed") and turn in open_pause:
+            open_pause.pop(turn).ended = "turn_ended"
     return out
 
 
+def _attribute(ep: Episode, truths: Sequence[Truth]) -> Truth | None:
+    """The one item an episode belongs to: among those whose [onset - slack, offset] holds the
+    VAD's onset, a speech item before an echo window, then the latest onset. Without an onset
+    (words for an active turn), the latest speech item that began before the decision."""
+    if ep.onset is not None:
+        at = float(ep.onset)
+        found = [t for t in truths if t.onset - ONSET_SLACK_S <= at <= t.offset]
+    else:
+        found = [t for t in truths if t.onset <= ep.t]
+    return max(found, key=lambda t: (t.kind != "echo", t.onset), default=None)
+
+
+def _overlap_seconds(segments: Sequence[Segment], a: float, b: float) -> float:
+    return sum(max(0.0, min(e, b) - max(s, a)) for s, e, _ in segments)
+
+
+def assistant_state(turns: Mapping[int, _Turn], segments: Sequence[Segment], t: float) -> str:
+    """What the assistant was doing at session time t: speaking, thinking or silent."""
+    if any(s <= t < e for s, e, _ in segments):
+        return "speaking"
+    live = [x for x in turns.values() if x.start <= t < x.end]
+    if not live:
+        return "silent"
+    latest = max(x.id for x in live)
+    paused = any(s <= t and turn == latest for s, _, turn in segments)  # heard, now held
+    return "speaking" if paused else "thinking"
+
+
+def _overlapped(tr: Truth, turns: Mapping[int, _Turn], segments: Sequence[Segment]) -> str:
+    """Did the item overlap the assistant: "speaking" (its audio was heard during the item),
+    "thinking" (a turn was live but silent) or "none" (it never overlapped; out of every
+    overlap denominator)."""
+    if _overlap_seconds(segments, tr.onset, tr.offset) > 0:
+        return "speaking"
+    if any(x.start < tr.offset and x.end > tr.onset for x in turns.values()):
+        return "thinking"
+    return "none"
+
+
+def _takeover(
+    segments: Sequence[Segment],
+    heard: Sequence[HeardWord],
+    new_turns: set[int],
+    a: float,
+    b: float,
+) -> bool:
+    """Assistant output of new turns within [a, b): >= 1 s of audio or > 3 words."""
+    mine = [s for s in segments if s[2] in new_turns]
+    said = [w for w in heard if w[1] in new_turns and a <= w[0] < b]
+    return _overlap_seconds(mine, a, b) >= TAKEOVER_MIN_S - _EPS or len(said) >= TAKEOVER_MIN_WORDS
+
+
+def item_outcomes(
+    events: Sequence[EventDict],
+    truths: Sequence[Truth],
+    segments: Sequence[Segment],
+    heard: Sequence[HeardWord] = (),
+) -> tuple[list[dict[str, Any]], list[Episode]]:
+    """Per labelled item: what the assistant did about it; and every decision episode with the
+    item it was attributed to."""
+    turns = _turns(events)
+    eps = episodes(events)
+    for ep in eps:
+        owner = _attribute(ep, truths)
+        ep.item = owner.label if owner is not None else None
+    cleared = _of(events, "output_cleared")
+    order = sorted(truths, key=lambda tr: tr.onset)
+    speech_onsets = [t.onset for t in order if t.kind != "echo"]
+    out: list[dict[str, Any]] = []
+    for tr in order:
+        nxt = min((o for o in speech_onsets if o > tr.onset + _EPS), default=math.inf)
+        row: dict[str, Any] = tr.to_json()
+        row["assistant_at_onset"] = assistant_state(turns, segments, tr.onset)
+        row["expectation_met"] = tr.expect in ("any", row["assistant_at_onset"])
+        row["overlap"] = _overlapped(tr, turns, segments)
+        mine = [ep for ep in eps if ep.item == tr.label]
+        row["decisions"] = len(mine)
+        row["pauses_resumed"] = sum(ep.ended == "resumed" for ep in mine)
+        row["pause_ms"] = [round(1000 * ep.paused_s, 3) for ep in mine if ep.paused_s is not None]
+        cancels = [ep for ep in mine if ep.ended == "cancelled"]
+        row["cancelled"] = bool(cancels)
+        if mine:
+            row["first_decision_ms"] = _ms(mine[0].t - tr.onset)
+        if cancels:
+            ep = cancels[0]
+            assert ep.cancel_t is not None
+            row["detection_ms"] = _ms(ep.cancel_t - tr.onset)
+            clear = [c for c in cleared if c.get("turn") == ep.turn and c["t"] >= ep.cancel_t]
+            if clear:
+                row["flush_ms"] = _ms(clear[0]["t"] - ep.cancel_t)
+        # The turns live at the onset, and when their audio first stopped after it.
+        live = {x.id for x in turns.values() if x.start <= tr.onset < x.end}
+        later = [s for s in segments if s[2] in live and s[1] > tr.onset]
+        row["stop_ms"] = round(
+            1000 * max(0.0, min((s[1] for s in later), default=tr.onset) - tr.onset), 3
+        )
+        # Turns begun after the onset, before the next item: the assistant's answers to it.
+        new = {x.id for x in turns.values() if tr.onset < x.start < nxt}
+        first_new = min((s[0] for s in segments if s[2] in new), default=None)
+        row["responded"] = first_new is not None
+        if first_new is not None:
+            row["response_ms"] = _ms(first_new - tr.offset)
+        if tr.kind == "user_pause":
+            row["taken_over"] = _takeover(segments, heard, new, tr.onset, tr.offset)
+            row["premature_turns"] = sum(
+                1 for x in turns.values() if tr.onset < x.start < tr.offset
+            )
+        else:
+            row["taken_over"] = _takeover(segments, heard, new, tr.onset, nxt)
+        if row["overlap"] != "none":
+            row["outcome"] = (
+                "respond" if row["responded"]  # a new turn answered it
+                else "stop" if cancels  # cancelled, nothing said after
+                else "resume" if row["pauses_resumed"]  # held, then the reply went on
+                else "ignore"  # the reply went on (or the silence stayed) regardless
+            )  # fmt: skip
+        out.append(row)
+    return out, eps
+
+
 def compute(
-    events: Sequence[EventDict], truths: Sequence[Truth], segments: Sequence[Segment]
+    events: Sequence[EventDict],
+    truths: Sequence[Truth],
+    segments: Sequence[Segment],
+    heard: Sequence[HeardWord] = (),
 ) -> tuple[Samples, list[dict[str, Any]]]:
     events = sorted(events, key=lambda e: e["seq"])
     s = Samples()
     c = s.counts
-    rows = item_outcomes(events, truths, segments)
+    rows, eps = item_outcomes(events, truths, segments, heard)
+    s.speech_s = sum(b - a for a, b, _ in segments)
+    kinds = {t.label: t.kind for t in truths}
     for row in rows:
         kind = row["kind"]
-        if not row["expectation_met"]:
-            c["expectations_failed"] += 1
-        if kind in INTERRUPTIONS:
-            c["interruptions"] += 1
-            if row["cancelled"]:
-                s.detection_s.append(row["detection_ms"] / 1000)
-                s.stop_s.append(row["stop_ms"] / 1000)
-                if "flush_ms" in row:
-                    s.flush_s.append(row["flush_ms"] / 1000)
-            else:
-                c["interruptions_missed"] += 1
-        elif kind in NON_INTERRUPTIONS:
-            c["false_overlaps"] += 1
-            c["false_overlaps_hit"] += row["paused"] or row["cancelled"]
-            c["false_overlaps_cancelled"] += row["cancelled"]
-        elif kind == "user_pause":
+        c["items"] += 1
+        c["expectations_failed"] += not row["expectation_met"]
+        if kind == "user_pause":
             c["user_pauses"] += 1
             c["pauses_premature"] += row["premature_turns"] > 0
+            c["pauses_taken_over"] += row["taken_over"]
+        if kind in SMOOTH and "response_ms" in row:
+            s.response_s.append(row["response_ms"] / 1000)
+        if row["overlap"] == "none":
+            c["items_without_overlap"] += 1
+            continue
+        group = "interruption" if kind in INTERRUPTIONS else "non_interruption"
+        if kind in INTERRUPTIONS | NON_INTERRUPTIONS:
+            c[f"{group}_{row['outcome']}"] += 1
+        stopped = row["decisions"] > 0
+        if kind in INTERRUPTIONS:
+            c["interruptions"] += 1
+            c["interruptions_taken_over"] += row["taken_over"]
+            c["interruptions_missed"] += row["stop_ms"] > 1000 * YIELD_WINDOW_S + _EPS
+            if "response_ms" in row:
+                s.interruption_response_s.append(row["response_ms"] / 1000)
+            if stopped:
+                s.stop_s.append(row["stop_ms"] / 1000)
+            if row["cancelled"]:
+                s.detection_s.append(row["detection_ms"] / 1000)
+                if "flush_ms" in row:
+                    s.flush_s.append(row["flush_ms"] / 1000)
+        elif kind in NON_INTERRUPTIONS:
+            c["false_items"] += 1
+            c["false_items_hit"] += stopped
+            c["false_items_cancelled"] += row["cancelled"]
+            if stopped:
+                s.false_stop_s.append(row["stop_ms"] / 1000)
+            if kind == "backchannel":
+                c["backchannels"] += 1
+                c["backchannels_taken_over"] += row["taken_over"]
 
-    # Response latency: each reply's first audio against the latest unanswered end of speech.
-    ends = sorted((t.offset, t.label) for t in truths if t.kind in TURN_TAKING)
-    used: set[str] = set()
-    for first in _of(events, "audio_out_first"):
-        before = [(end, label) for end, label in ends if end <= first["t"]]
-        if before and before[-1][1] not in used:
-            used.add(before[-1][1])
-            s.response_s.append(first["t"] - before[-1][0])
-
-    # False-interruption resume: each pause that ended in a resume, and the gap it left.
-    paused_at: dict[int, float] = {}
-    for e in events:
-        if e["type"] == "output_paused":
-            c["pauses"] += 1
-            paused_at[e["turn"]] = e["t"]
-        elif e["type"] == "output_resumed" and e["turn"] in paused_at:
-            c["resumes"] += 1
-            s.resume_gap_s.append(e["t"] - paused_at.pop(e["turn"]))
+    # Per decision: every episode not attributed to an interruption is a false alarm.
+    for ep in eps:
+        kind = kinds.get(ep.item) if ep.item is not None else None
+        if ep.item is None:
+            c["unmatched_decisions"] += 1
+        if kind in INTERRUPTIONS or kind in SMOOTH:
+            continue  # a request or pause answered over a live turn is not a false alarm
+        c["false_alarms"] += 1
+        if ep.ended == "cancelled":
+            c["false_alarms_cancelled"] += 1
+        else:
+            c["false_pauses"] += 1
+        if ep.ended == "resumed" and ep.paused_s is not None:
+            c["false_alarms_resumed"] += 1
+            s.resume_gap_s.append(ep.paused_s)
+        if ep.item is not None and (
+            ep.ended == "cancelled" or (ep.paused_s or 0.0) >= AUDIBLE_PAUSE_S - _EPS
+        ):
+            c["disruptions"] += 1
 
     # Context fidelity and wasted work, per cancelled turn: a completed turn was sent whole and
     # commits it whole under every policy, so only interrupted turns tell the policies apart.
     c["turns_completed"] += len(_of(events, "turn_completed"))
     for e in _of(events, "turn_cancelled"):
-        committed, heard = words(e["committed_text"]), words(e["heard_text"])
+        committed, heard_w = words(e["committed_text"]), words(e["heard_text"])
         c["turns_cancelled"] += 1
         c["committed_words"] += len(committed)
-        c["heard_words"] += len(heard)
-        c["matched_words"] += sum((Counter(committed) & Counter(heard)).values())
+        c["heard_words"] += len(heard_w)
+        c["matched_words"] += sum((Counter(committed) & Counter(heard_w)).values())
         generated = len(words(e["generated_text"]))
-        unheard = max(0, generated - len(heard))
+        unheard = max(0, generated - len(heard_w))
         c["wasted_tokens"] += round(e["tokens"] * unheard / generated) if generated else 0
         c["wasted_tts_ms"] += round(max(0.0, e["synthesized_ms"] - e["heard_ms"]))
     return s, rows

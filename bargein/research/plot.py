@@ -1,8 +1,10 @@
 """timeline.png: one picture of a run — what the user said (and what it truly was), what the VAD
-decided, what the assistant sent and the user heard, and every floor decision. Pure Pillow."""
+decided, what the assistant sent and the user heard, and every floor decision; compare.png: the
+headline metrics of several policies as small multiples. Pure Pillow."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,36 @@ KIND_COLORS = {
 TURN_COLORS = [(230, 120, 20), (120, 60, 170), (20, 140, 120), (190, 60, 90)]
 WIDTH = 1600
 LEFT = 150
-ROWS = [("user mic", 70), ("ground truth", 44), ("VAD", 26), ("transcripts", 40),
-        ("assistant heard", 70), ("floor", 44)]  # fmt: skip
-TITLE_H, AXIS_H, LEGEND_H = 30, 24, 40
+ROWS = [("user mic", 70), ("ground truth", 62), ("VAD", 26), ("transcripts", 54),
+        ("assistant heard", 70), ("floor", 62)]  # fmt: skip
+TITLE_H, AXIS_H, LEGEND_H = 30, 24, 58
+LANE_H = 14
+Box = tuple[int, int, int, int]
+
+
+class Lanes:
+    """Text labels in a row without overlap: each goes into the first lane where it fits after
+    the labels already there; when none has room it is cut to the room there is (at least a
+    few characters) or left out — the mark it names is drawn regardless."""
+
+    def __init__(self, draw: ImageDraw.ImageDraw, font: Any, top: int, lanes: int) -> None:
+        self.draw, self.font, self.top = draw, font, top
+        self.ends = [-(10**9)] * lanes
+        self.boxes: list[Box] = []
+
+    def place(self, x: int, text: str, fill: Any) -> Box | None:
+        for cut in (len(text), 12, 6):
+            label = text if cut >= len(text) else text[:cut] + "…"
+            w = round(self.draw.textlength(label, font=self.font))
+            for lane, end in enumerate(self.ends):
+                if x >= end + 4:
+                    y = self.top + lane * LANE_H
+                    self.ends[lane] = x + w
+                    self.draw.text((x, y), label, fill=fill, font=self.font)
+                    box = (x, y, x + w, y + LANE_H - 1)
+                    self.boxes.append(box)
+                    return box
+        return None
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -60,7 +89,8 @@ def render(
     mic: Int16Array,
     speaker: Int16Array,
     media_offset: float,
-) -> None:
+) -> list[Box]:
+    """Draw the timeline; returns the boxes of the text labels placed (none overlap)."""
     end_t = max(
         [len(mic) / RATE + media_offset, len(speaker) / RATE + media_offset]
         + [float(e["t"]) for e in events]
@@ -103,13 +133,19 @@ def render(
             half = max(1, round(v * (h // 2 - 3)))
             d.line([LEFT + col, mid - half, LEFT + col, mid + half], fill=c)
 
-    # ground truth
+    boxes: list[Box] = []
+    # ground truth: bars in two lanes (overlapping items side by side), labels below
     top, h = tops["ground truth"]
-    for i, tr in enumerate(sorted(truths, key=lambda t: t.onset)):
+    bar_end = [-math.inf, -math.inf]
+    lanes = Lanes(d, small, top + 22, 3)
+    for tr in sorted(truths, key=lambda t: t.onset):
         color = KIND_COLORS.get(tr.kind, (0, 0, 0))
-        y0 = top + 4 + (i % 2) * (h // 2 - 2)
-        d.rectangle([x(tr.onset), y0, max(x(tr.offset), x(tr.onset) + 2), y0 + 8], fill=color)
-        d.text((x(tr.onset), y0 + 9), f"{tr.kind}: {tr.label}", fill=color, font=small)
+        lane = 0 if tr.onset >= bar_end[0] else 1
+        bar_end[lane] = max(bar_end[lane], tr.offset)
+        y0 = top + 3 + lane * 9
+        d.rectangle([x(tr.onset), y0, max(x(tr.offset), x(tr.onset) + 2), y0 + 7], fill=color)
+        lanes.place(x(tr.onset), f"{tr.kind}: {tr.label}", color)
+    boxes += lanes.boxes
 
     # VAD: onset (media time on the session clock) → offset
     top, h = tops["VAD"]
@@ -126,32 +162,32 @@ def render(
 
     # transcripts (final, at the time they arrived)
     top, h = tops["transcripts"]
-    for i, e in enumerate(e for e in events if e["type"] == "transcript_final"):
+    lanes = Lanes(d, small, top + 3, 3)
+    for e in (e for e in events if e["type"] == "transcript_final"):
         tx = x(float(e["t"]))
         d.line([tx, top + 2, tx, top + h - 2], fill=(0, 0, 0))
-        d.text(
-            (tx + 3, top + 3 + (i % 2) * 17),
-            repr(e["text"]) if e["text"] else "(nothing)",
-            fill="black",
-            font=small,
-        )
+        lanes.place(tx + 3, repr(e["text"]) if e["text"] else "(nothing)", "black")
+    boxes += lanes.boxes
 
     # turn spans under the assistant audio: thin = thinking, thick = audio flowing
     top, h = tops["assistant heard"]
     started: dict[int, float] = {}
+    lanes = Lanes(d, small, top + 1, 1)
     for e in events:
         turn = e.get("turn")
         if e["type"] == "turn_started" and turn is not None:
             started[int(turn)] = float(e["t"])
-            d.text((x(float(e["t"])) + 2, top + 1), f"turn {turn}", fill="black", font=small)
+            lanes.place(x(float(e["t"])) + 2, f"turn {turn}", "black")
         elif e["type"] in ("turn_cancelled", "turn_completed") and turn in started:
             c = TURN_COLORS[(int(turn) - 1) % len(TURN_COLORS)]
             d.line([x(started.pop(int(turn))), top + h - 3, x(float(e["t"])), top + h - 3],
                    fill=c, width=2)  # fmt: skip
 
     # floor: pauses (orange span), barge-ins (red line through every row), resumes, clears
+    boxes += lanes.boxes
     top, h = tops["floor"]
     paused_at: dict[int, float] = {}
+    lanes = Lanes(d, small, top + 22, 2)
     for e in events:
         t, turn, kind = float(e["t"]), int(e.get("turn") or 0), e["type"]
         if kind == "output_paused":
@@ -161,12 +197,13 @@ def render(
                         fill=(250, 170, 60))  # fmt: skip
         if kind == "barge_in":
             d.line([x(t), TITLE_H, x(t), plot_bottom], fill=(220, 0, 0), width=2)
-            d.text((x(t) + 3, top + 24), "barge-in", fill=(200, 0, 0), font=small)
+            lanes.place(x(t) + 3, "barge-in", (200, 0, 0))
         elif kind == "output_resumed":
-            d.polygon([(x(t), top + 4), (x(t) + 8, top + 12), (x(t), top + 20)], fill=(0, 150, 0))
-            d.text((x(t) + 3, top + 24), "resumed", fill=(0, 130, 0), font=small)
+            _resumed_mark(d, x(t), top + 4)
+            lanes.place(x(t) + 3, "resumed", (0, 130, 0))
         elif kind == "output_cleared":
-            d.rectangle([x(t) - 2, top + 30, x(t) + 2, top + 40], fill=(120, 0, 0))
+            _cleared_mark(d, x(t), top + 4)
+    boxes += lanes.boxes
 
     # time axis
     step = next(s for s in (0.5, 1, 2, 5, 10, 20, 30, 60) if span / s <= 30)
@@ -176,16 +213,89 @@ def render(
         d.text((x(t) - 6, plot_bottom + 6), f"{t:g}s", fill="black", font=small)
         d.line([x(t), TITLE_H, x(t), plot_bottom], fill=(225, 225, 225))
 
-    # legend
-    ly = plot_bottom + AXIS_H + 8
+    # legend: every mark drawn above, as drawn
+    ly = plot_bottom + AXIS_H + 6
     lx = LEFT
-    for kind, color in KIND_COLORS.items():
-        d.rectangle([lx, ly + 3, lx + 10, ly + 13], fill=color)
-        d.text((lx + 14, ly), kind, fill="black", font=small)
-        lx += 24 + round(d.textlength(kind, font=small))
-    for label, color in (("VAD speech", (60, 110, 220)), ("paused", (250, 170, 60)),
-                         ("barge-in", (220, 0, 0))):  # fmt: skip
-        d.rectangle([lx, ly + 3, lx + 10, ly + 13], fill=color)
+    marks: list[tuple[str, Any]] = [(kind, color) for kind, color in KIND_COLORS.items()]
+    marks += [
+        ("VAD speech", (60, 110, 220)),
+        ("VAD end decided", "vad_end"),
+        ("final transcript", "transcript"),
+        ("turn life", "turn"),
+        ("output paused", (250, 170, 60)),
+        ("resumed", "resumed"),
+        ("barge-in", "barge_in"),
+        ("output cleared", "cleared"),
+    ]
+    for label, how in marks:
+        w = 24 + round(d.textlength(label, font=small))
+        if lx + w > WIDTH - 20:
+            lx, ly = LEFT, ly + 18
+        if how == "vad_end":
+            d.line([lx + 5, ly + 1, lx + 5, ly + 15], fill=(0, 0, 120))
+        elif how == "transcript":
+            d.line([lx + 5, ly + 1, lx + 5, ly + 15], fill=(0, 0, 0))
+        elif how == "turn":
+            d.line([lx, ly + 8, lx + 10, ly + 8], fill=TURN_COLORS[0], width=2)
+        elif how == "resumed":
+            _resumed_mark(d, lx, ly)
+        elif how == "barge_in":
+            d.line([lx + 5, ly, lx + 5, ly + 16], fill=(220, 0, 0), width=2)
+        elif how == "cleared":
+            _cleared_mark(d, lx + 5, ly + 3)
+        else:
+            d.rectangle([lx, ly + 3, lx + 10, ly + 13], fill=how)
         d.text((lx + 14, ly), label, fill="black", font=small)
-        lx += 24 + round(d.textlength(label, font=small))
+        lx += w
+    img.save(path)
+    return boxes
+
+
+def _resumed_mark(d: ImageDraw.ImageDraw, x0: int, y0: int) -> None:
+    d.polygon([(x0, y0), (x0 + 8, y0 + 8), (x0, y0 + 16)], fill=(0, 150, 0))
+
+
+def _cleared_mark(d: ImageDraw.ImageDraw, x0: int, y0: int) -> None:
+    d.rectangle([x0 - 2, y0, x0 + 2, y0 + 10], fill=(120, 0, 0))
+
+
+# -- compare.png ---------------------------------------------------------------------------------
+
+POLICY_COLORS = [(70, 130, 180), (200, 90, 40), (40, 150, 70), (150, 60, 160), (190, 150, 30),
+                 (90, 90, 90), (200, 40, 90), (30, 150, 160), (120, 80, 40)]  # fmt: skip
+
+
+def render_comparison(
+    path: str | Path, summaries: Mapping[str, Mapping[str, Any]], *, scenarios: int
+) -> None:
+    """Small multiples: one panel per headline metric, one bar per policy, each labelled with
+    its value and denominator (a missing bar is a metric with nothing to count)."""
+    from bargein.research.experiment import HEADLINE, cell, headline_value
+
+    policies = list(summaries)
+    cols = 4
+    rows = math.ceil(len(HEADLINE) / cols)
+    pw, ph = 390, 70 + 22 * len(policies)
+    img = Image.new("RGB", (cols * pw + 20, 40 + rows * ph + 10), "white")
+    d = ImageDraw.Draw(img)
+    font, small = _font(14), _font(11)
+    d.text((10, 10), f"{len(policies)} policies x {scenarios} scenarios", fill="black", font=font)
+    for i, (title, key, kind) in enumerate(HEADLINE):
+        ox, oy = 10 + (i % cols) * pw, 40 + (i // cols) * ph
+        d.rectangle([ox, oy, ox + pw - 10, oy + ph - 10], outline=(200, 200, 200))
+        d.text((ox + 6, oy + 4), title, fill="black", font=font)
+        values = [headline_value(dict(summaries[p]), key, kind) for p in policies]
+        top = max([v for v in values if v is not None] + [1e-9])
+        if kind == "rate":
+            top = max(top, 1.0)
+        bar_x, bar_w = ox + 110, pw - 10 - 110 - 120
+        for j, (p, v) in enumerate(zip(policies, values, strict=True)):
+            y = oy + 30 + j * 22
+            d.text((ox + 6, y), p[:16], fill="black", font=small)
+            if v is not None:
+                w = max(1, round(bar_w * v / top))
+                d.rectangle([bar_x, y + 2, bar_x + w, y + 14],
+                            fill=POLICY_COLORS[j % len(POLICY_COLORS)])  # fmt: skip
+            d.text((bar_x + bar_w + 6, y), cell(dict(summaries[p]), key, kind), fill="black",
+                   font=small)  # fmt: skip
     img.save(path)

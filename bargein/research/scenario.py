@@ -44,8 +44,12 @@ class AudioItem:
     channel: int | None = None
     trim_start_s: float = 0.0
     trim_end_s: float | None = None
-    # True speech region relative to `at_s` (after trimming); None: found from the energy.
-    speech: tuple[float, float] | None = None
+    # True speech spans relative to `at_s` (after trimming); None: from the recording's labels
+    # (`words_json` / `rttm`, or a `.json` / `.rttm` beside the file), else the energy rule.
+    speech: tuple[tuple[float, float], ...] | None = None
+    words_json: str | None = None
+    rttm: str | None = None
+    rttm_speakers: tuple[str, ...] | None = None
     transcripts: tuple[str, ...] | None = None
     expect: Expect = "any"
     # noise
@@ -60,7 +64,8 @@ class AudioItem:
 @dataclass(frozen=True, slots=True)
 class ScriptedEngineSpec:
     stt_final_ms: float = 200.0
-    stt_ms_per_word: float = 0.0
+    stt_partials: bool = True
+    stt_partial_ms: float = 0.0
     default_transcript: str = ""
     llm_first_token_ms: float = 300.0
     tokens_per_second: float = 20.0
@@ -99,9 +104,14 @@ _TOP_KEYS = {"name", "description", "duration_s", "tail_s", "drain_s", "engines"
 _ITEM_KEYS = {
     "label", "kind", "source", "at_s", "gain", "file", "channel", "trim_start_s", "trim_end_s",
     "speech", "transcript", "expect", "duration_s", "level_dbfs", "seed", "until_s", "delay_ms",
+    "words_json", "rttm", "rttm_speaker",
 }  # fmt: skip
 _SCRIPTED_KEYS = set(ScriptedEngineSpec.__dataclass_fields__)
-_OPENAI_KEYS = {"base_url", "api_key", "model", "stt_model", "tts_model", "voice"}
+_OPENAI_KEYS = {"base_url", "api_key", "model", "stt_model", "tts_model", "voice", "stt"}
+_REPLACED = {
+    "stt_ms_per_word": "stt_ms_per_word was replaced by stt_partials = true|false: partials now "
+    "follow the scenario's own word timing (see docs/research.md)"
+}
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -130,12 +140,26 @@ def parse_scenario(raw: dict[str, Any], *, path: Path | None = None, name: str =
     if dupes:
         raise ScenarioError(f"{where}: duplicate [[audio]] labels {dupes}")
     policy_raw = raw.get("policy", {})
+    if isinstance(policy_raw, str):  # policy = "mypkg.mod:MyPolicy": an outside judge
+        policy_raw = {"judge": policy_raw}
     if not isinstance(policy_raw, dict):
-        raise ScenarioError(f"{where}: [policy] must be a table")
+        raise ScenarioError(f'{where}: [policy] must be a table or a "module:Class" string')
     try:
-        policy = policy_from_table(policy_raw, name=f"{name} (scenario)")
+        policy = policy_from_table(
+            policy_raw, name=f"{name} (scenario)", base_dir=path.parent if path else None
+        )
     except ValueError as exc:
         raise ScenarioError(f"{where}: [policy]: {exc}") from None
+    engines = _engines(raw.get("engines", {}), f"{where}: [engines]")
+    scripted_stt = engines.kind == "scripted" or engines.options.get("stt") == "scripted"
+    with_text = [it.label for it in items if it.transcripts is not None]
+    if with_text and not scripted_stt:
+        # A real recogniser hears the audio; a transcript would silently not be used.
+        raise ScenarioError(
+            f"{where}: items {with_text} give a transcript, but [engines] kind "
+            f"{engines.kind!r} recognises the audio itself; remove transcript"
+            + (' or set stt = "scripted"' if engines.kind == "openai" else "")
+        )
     duration = _opt_float(raw, "duration_s", where)
     if duration is not None and duration <= 0:
         raise ScenarioError(f"{where}: duration_s must be positive")
@@ -144,7 +168,7 @@ def parse_scenario(raw: dict[str, Any], *, path: Path | None = None, name: str =
         path=path,
         description=_get(raw, "description", str, where, ""),
         items=items,
-        engines=_engines(raw.get("engines", {}), f"{where}: [engines]"),
+        engines=engines,
         policy=policy,
         duration_s=duration,
         tail_s=_num(raw, "tail_s", where, 2.0),
@@ -182,16 +206,14 @@ def _item(raw: Any, where: str) -> AudioItem:
         transcripts = tuple(transcript)
     else:
         raise ScenarioError(f"{where}: transcript must be a string or a list of strings")
-    speech = raw.get("speech")
-    if speech is not None:
-        if (
-            not isinstance(speech, list)
-            or len(speech) != 2
-            or not all(isinstance(v, int | float) for v in speech)
-            or not 0 <= speech[0] < speech[1]
-        ):
-            raise ScenarioError(f"{where}: speech must be [start_s, end_s] with 0 <= start < end")
-        speech = (float(speech[0]), float(speech[1]))
+    speech = _spans(raw.get("speech"), where)
+    speakers = raw.get("rttm_speaker")
+    if isinstance(speakers, str):
+        speakers = [speakers]
+    if speakers is not None and (
+        not isinstance(speakers, list) or not all(isinstance(v, str) for v in speakers)
+    ):
+        raise ScenarioError(f"{where}: rttm_speaker must be a speaker name or a list of them")
     item = AudioItem(
         label=label,
         kind=kind,
@@ -203,6 +225,9 @@ def _item(raw: Any, where: str) -> AudioItem:
         trim_start_s=_num(raw, "trim_start_s", where, 0.0),
         trim_end_s=_opt_float(raw, "trim_end_s", where),
         speech=speech,
+        words_json=_get(raw, "words_json", str, where, "") or None,
+        rttm=_get(raw, "rttm", str, where, "") or None,
+        rttm_speakers=tuple(speakers) if speakers is not None else None,
         transcripts=transcripts,
         expect=expect,
         duration_s=_num(raw, "duration_s", where, 0.3),
@@ -213,8 +238,10 @@ def _item(raw: Any, where: str) -> AudioItem:
     )
     if source == "file" and not item.file:
         raise ScenarioError(f'{where}: a file source needs file = "..."')
-    if source != "file" and (item.file or item.channel is not None):
-        raise ScenarioError(f"{where}: file/channel only apply to source 'file'")
+    if source != "file" and (item.file or item.channel is not None or item.words_json or item.rttm):
+        raise ScenarioError(f"{where}: file/channel/words_json/rttm only apply to source 'file'")
+    if item.rttm_speakers is not None and not item.rttm:
+        raise ScenarioError(f'{where}: rttm_speaker needs rttm = "file.rttm"')
     if item.trim_start_s < 0 or (
         item.trim_end_s is not None and item.trim_end_s <= item.trim_start_s
     ):
@@ -240,6 +267,9 @@ def _engines(raw: Any, where: str) -> EngineSpec:
         raise ScenarioError(f"{where}: kind {kind!r} is not one of {list(ENGINE_KINDS)}")
     rest = {k: v for k, v in raw.items() if k != "kind"}
     if kind == "scripted":
+        for key, why in _REPLACED.items():
+            if key in rest:
+                raise ScenarioError(f"{where}: {why}")
         _no_unknown(rest, _SCRIPTED_KEYS, where)
         values: dict[str, Any] = {}
         for key, value in rest.items():
@@ -255,6 +285,8 @@ def _engines(raw: Any, where: str) -> EngineSpec:
                 values[key] = tuple(value)
             elif key == "default_transcript":
                 values[key] = _get(rest, key, str, where, "")
+            elif key == "stt_partials":
+                values[key] = _get(rest, key, bool, where, True)
             else:
                 values[key] = _num(rest, key, where, None)
                 if values[key] < 0:
@@ -264,7 +296,30 @@ def _engines(raw: Any, where: str) -> EngineSpec:
         _no_unknown(rest, _OPENAI_KEYS, where)
         if not isinstance(rest.get("base_url"), str):
             raise ScenarioError(f"{where}: kind 'openai' needs base_url = \"http://...\"")
+        if rest.get("stt", "service") not in ("service", "scripted"):
+            raise ScenarioError(f"{where}: stt must be 'service' or 'scripted'")
     return EngineSpec(kind, options=rest)
+
+
+def _spans(value: Any, where: str) -> tuple[tuple[float, float], ...] | None:
+    """`[start, end]` or `[[start, end], ...]` (seconds from at_s, increasing, not overlapping)."""
+    if value is None:
+        return None
+    pairs = value if isinstance(value, list) and value and isinstance(value[0], list) else [value]
+    out: list[tuple[float, float]] = []
+    for pair in pairs:
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+            or not (out[-1][1] if out else 0) <= pair[0] < pair[1]
+        ):
+            raise ScenarioError(
+                f"{where}: speech must be [start_s, end_s] or a list of them, with "
+                "0 <= start < end and spans in order, not overlapping"
+            )
+        out.append((float(pair[0]), float(pair[1])))
+    return tuple(out)
 
 
 def _channel(value: Any, where: str) -> int | None:
