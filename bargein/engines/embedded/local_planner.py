@@ -194,7 +194,7 @@ def _evaluate(numbers: list[float], ops: list[str]) -> float:
             if op in level:
                 a = vals.pop()
                 if op == "^":
-                    vals.append(math.pow(a, n) if abs(n) <= 64 else math.inf)
+                    vals.append(_power(a, n))
                 elif op == "*":
                     vals.append(a * n)
                 elif op == "/":
@@ -208,6 +208,18 @@ def _evaluate(numbers: list[float], ops: list[str]) -> float:
                 rest.append(op)
         numbers, ops = vals, rest
     return numbers[0]
+
+
+def _power(base: float, exponent: float) -> float:
+    """`base ** exponent` that never raises: too big is infinite, undefined (0 to a negative
+    power, a negative base to a fractional one) is NaN; both are worded by `_format`."""
+    try:
+        return math.pow(base, exponent)
+    except OverflowError:
+        odd = exponent == int(exponent) and int(exponent) % 2 == 1
+        return -math.inf if base < 0 and odd else math.inf
+    except ValueError:
+        return math.nan
 
 
 def _format(value: float) -> str:
