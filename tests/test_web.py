@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import h11
 import numpy as np
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from bargein.engines.base import PlanOutput, PlanRequest, Sink, TextDelta
 from bargein.runtime.messages import Int16Array
 from bargein.testing.audio import load, silence
+from bargein.testing.web import Client, GatedPlanner, connect, header, http, running
 from bargein.transports.access import AccessConfig
 from bargein.transports.app import DemoServer
 from bargein.transports.chat import ChatConfig
@@ -29,7 +24,6 @@ from bargein.transports.protocol import (
     AudioIn,
     AudioOut,
     Clear,
-    ClientProtocol,
     ErrorMessage,
     Playback,
     ServerMessage,
@@ -41,92 +35,12 @@ from bargein.transports.protocol import (
     TurnEnded,
     TurnStarted,
 )
-from bargein.transports.sse import SseComment, SseEvent, SseParser
+from bargein.transports.sse import SseComment, SseEvent
 
 HANG_GUARD = 60  # seconds; a guard against hangs, never a performance bound
 
 
-@asynccontextmanager
-async def running(server: DemoServer) -> AsyncIterator[int]:
-    """Serve `server` on an ephemeral port for the block; yield the port."""
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-
-        async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
-            await server.serve("127.0.0.1", 0, shutdown_trigger=stop.wait, task_status=task_status)
-
-        urls: list[str] = await nursery.start(serve)
-        try:
-            yield int(urls[0].rsplit(":", 1)[1])
-        finally:
-            stop.set()
-
-
 # ------------------------------------------------------------------------------ WebSocket
-
-
-class Client:
-    """A protocol client over trio-websocket that records everything it receives."""
-
-    def __init__(self, ws: WebSocketConnection) -> None:
-        self.ws = ws
-        self.codec = ClientProtocol()
-        self.messages: list[ServerMessage] = []
-        self._new = trio.Event()
-        self.closed = False
-        self.close_code: int | None = None
-
-    async def send(self, message: Any) -> None:
-        await self.ws.send_message(self.codec.send(message))
-
-    async def send_raw(self, frame: str | bytes) -> None:
-        await self.ws.send_message(frame)
-
-    async def read_forever(self) -> None:
-        try:
-            while True:
-                self.messages.append(self.codec.receive(await self.ws.get_message()))
-                self._new.set()
-                self._new = trio.Event()
-        except ConnectionClosed as closed:
-            self.close_code = closed.reason.code if closed.reason else None
-        finally:
-            self.closed = True
-            self._new.set()
-
-    async def wait_for(self, predicate: Callable[[ServerMessage], bool]) -> ServerMessage:
-        seen = 0
-        while True:
-            for message in self.messages[seen:]:
-                if predicate(message):
-                    return message
-            seen = len(self.messages)
-            if self.closed:
-                raise AssertionError(f"connection closed; got {self.of(ErrorMessage)}")
-            await self._new.wait()
-
-    async def wait_closed(self) -> None:
-        while not self.closed:
-            await self._new.wait()
-
-    def of(self, kind: type) -> list[Any]:
-        return [m for m in self.messages if isinstance(m, kind)]
-
-    def audio(self, turn: int) -> list[AudioOut]:
-        return [m for m in self.messages if isinstance(m, AudioOut) and m.turn == turn]
-
-
-@asynccontextmanager
-async def connect(port: int, start: SessionStart | None = None) -> AsyncIterator[Client]:
-    async with open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
-        client = Client(ws)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.read_forever)
-            if start is not None:
-                await client.send(start)
-                await client.wait_for(lambda m: isinstance(m, SessionStarted))
-            yield client
-            nursery.cancel_scope.cancel()
 
 
 async def stream_audio(client: Client, pcm: Int16Array, *, speed: float = 1.0) -> None:
@@ -294,9 +208,10 @@ async def test_resume_continues_the_heard_conversation() -> None:
                 await client.send(Text("what is three plus four"))
                 await client.wait_for(lambda m: isinstance(m, TurnEnded))
                 (started,) = client.of(SessionStarted)
-                session_id = started.session_id
+                session_id, secret = started.session_id, started.resume_secret
             await server.sessions.wait_idle()
-            async with connect(port, SessionStart(16000, session_id=session_id)) as again:
+            resume = SessionStart(16000, session_id=session_id, resume_secret=secret)
+            async with connect(port, resume) as again:
                 (resumed,) = again.of(SessionStarted)
                 assert resumed.session_id == session_id and resumed.resumed
                 (session,) = server.sessions.sessions.values()
@@ -326,109 +241,6 @@ async def test_session_ends_after_audio_end_and_reply() -> None:
 
 
 # ------------------------------------------------------------------------------ SSE over h11
-
-
-class HttpClient:
-    """One HTTP/1.1 exchange over a trio stream, with the body fed to an SSE parser."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.conn = h11.Connection(h11.CLIENT)
-        self.parser = SseParser()
-        self.items: deque[SseEvent | SseComment] = deque()
-        self.body = b""
-        self.ended = False
-
-    async def request(
-        self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
-    ) -> h11.Response:
-        data = (
-            b""
-            if body is None
-            else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        )
-        all_headers = [("Host", "127.0.0.1"), ("Content-Length", str(len(data)))]
-        all_headers += [("Content-Type", "application/json")] if data else []
-        all_headers += list((headers or {}).items())
-        await self._send(h11.Request(method=method, target=path, headers=all_headers))
-        await self._send(h11.Data(data=data))
-        await self._send(h11.EndOfMessage())
-        event = await self._next()
-        assert isinstance(event, h11.Response), event
-        return event
-
-    async def _send(self, event: Any) -> None:
-        data = self.conn.send(event)
-        if data:
-            await self.stream.send_all(data)
-
-    async def _next(self) -> Any:
-        while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                self.conn.receive_data(await self.stream.receive_some(65536))
-                continue
-            return event
-
-    async def item(self) -> SseEvent | SseComment | None:
-        """The next SSE event or comment; None at the end of the response."""
-        while not self.items:
-            if self.ended:
-                return None
-            event = await self._next()
-            if isinstance(event, h11.Data):
-                self.body += event.data
-                self.items.extend(self.parser.feed(event.data))
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                self.ended = True
-        return self.items.popleft()
-
-    async def events(self) -> list[SseEvent]:
-        out = []
-        while (item := await self.item()) is not None:
-            if isinstance(item, SseEvent):
-                out.append(item)
-        return out
-
-
-@asynccontextmanager
-async def http(port: int) -> AsyncIterator[HttpClient]:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        yield HttpClient(stream)
-
-
-def header(response: h11.Response, name: str) -> str | None:
-    for key, value in response.headers:
-        if key.decode().lower() == name.lower():
-            return str(value.decode())
-    return None
-
-
-class GatedPlanner:
-    """Streams `before` tokens, waits for `gate`, streams `after` tokens; records cancellation."""
-
-    name = "gated"
-
-    def __init__(self, before: list[str], after: list[str]) -> None:
-        self.before, self.after = before, after
-        self.gate = trio.Event()
-        self.cancelled = trio.Event()
-        self.finished = trio.Event()
-        self.requests: list[PlanRequest] = []
-
-    async def respond(self, request: PlanRequest, out: Sink[PlanOutput]) -> None:
-        self.requests.append(request)
-        try:
-            for token in self.before:
-                await out.send(TextDelta(token))
-            await self.gate.wait()
-            for token in self.after:
-                await out.send(TextDelta(token))
-            self.finished.set()
-        except trio.Cancelled:
-            self.cancelled.set()
-            raise
 
 
 USER = {"messages": [{"role": "user", "content": "count for me"}]}
