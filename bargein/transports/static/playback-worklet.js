@@ -11,6 +11,7 @@ class Pcm16Player extends AudioWorkletProcessor {
     this.cleared = new Set(); // turns flushed: late chunks of them are dropped
     this.dirty = false;
     this.lastReport = 0;
+    this.generation = 0; // the page's player generation (a "reset" per session)
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
 
@@ -22,6 +23,13 @@ class Pcm16Player extends AudioWorkletProcessor {
       this.cleared.add(msg.turn);
       if (this.cleared.size > 256) this.cleared.delete(this.cleared.values().next().value);
       this.queue = this.queue.filter((c) => c.turn !== msg.turn);
+      this.report(true);
+    } else if (msg.type === "reset") {
+      this.generation = msg.generation;
+      // A new session: its turn numbers may repeat the old one's, so forget everything.
+      this.queue = [];
+      this.played.clear();
+      this.cleared.clear();
       this.report(true);
     } else if (msg.type === "clear_all") {
       for (const c of this.queue) this.cleared.add(c.turn);
@@ -35,7 +43,8 @@ class Pcm16Player extends AudioWorkletProcessor {
     this.dirty = false;
     this.lastReport = currentTime;
     const queued = this.queue.reduce((n, c) => n + c.data.length - c.offset, 0);
-    this.port.postMessage({ type: "played", played: Object.fromEntries(this.played), queued });
+    const played = Object.fromEntries(this.played);
+    this.port.postMessage({ type: "played", generation: this.generation, played, queued });
   }
 
   process(_inputs, outputs) {
