@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="confirm policy: speech needed to confirm an interruption (default %(default)s)",
     )
-    p.add_argument("--voice", default="en-us", help="espeak-ng voice (default %(default)s)")
+    p.add_argument(
+        "--engines",
+        choices=("light", "neural"),
+        help="engine family (default neural when the 'neural' extra is installed, else light)",
+    )
+    p.add_argument("--voice", help="light: espeak-ng voice (default en-us); neural: joe")
     p.add_argument("--rate-wpm", type=int, default=175, metavar="N", help="speaking rate")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--llm-base-url", metavar="URL", help="OpenAI-compatible planner endpoint")
@@ -95,11 +100,14 @@ def _planner(args: argparse.Namespace) -> PlannerEngine | None:
 
 
 def _engines(args: argparse.Namespace, planner: PlannerEngine | None) -> Engines:
-    from bargein.engines.embedded import default_engines
+    from bargein.engines.neural import engines_for
 
+    options: dict[str, Any] = {"rate_wpm": args.rate_wpm}
+    if args.voice is not None:
+        options["voice"] = args.voice
     try:
-        engines = default_engines(voice=args.voice, rate_wpm=args.rate_wpm)
-    except ValueError as exc:
+        engines = engines_for(args.engines, wait=True)(**options)
+    except (ValueError, RuntimeError) as exc:
         raise UsageError(str(exc)) from None
     if planner is not None:
         engines = Engines(stt=engines.stt, planner=planner, tts=engines.tts)

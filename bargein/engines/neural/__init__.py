@@ -93,12 +93,14 @@ def default_family() -> str:
     return "neural" if neural_available() else "light"
 
 
-def engines_for(name: str | None = None) -> Callable[..., Engines]:
+def engines_for(name: str | None = None, *, wait: bool = False) -> Callable[..., Engines]:
     """The engines factory of a family ("light" | "neural"; None: `default_family()`).
 
     Asking for "neural" also starts loading its models in a background thread (`preload`), so
-    the first session does not pay for it. Raises ValueError for an unknown family and
-    RuntimeError (saying what to install) when "neural" is asked for without the extra.
+    the first session does not pay for it; ``wait=True`` waits for that load (a virtual-clock
+    run must not charge a one-off model load to its first turn). Raises ValueError for an
+    unknown family and RuntimeError (saying what to install) when "neural" is asked for
+    without the extra.
     """
     family = default_family() if name is None else name
     if family == "light":
@@ -113,7 +115,9 @@ def engines_for(name: str | None = None) -> Callable[..., Engines]:
             "--engines neural needs the 'neural' extra (pip install 'bargein[neural]'); "
             f"missing: {', '.join(missing)}"
         )
-    preload()
+    loading = preload()
+    if wait:
+        loading.join()
     return neural_engines
 
 

@@ -40,7 +40,7 @@ import trio
 from bargein.engines.base import Sink, TtsChunk, WordStart
 from bargein.engines.embedded.espeak_tts import _espeak
 from bargein.engines.errors import TtsError
-from bargein.engines.neural.models import piper_paths, piper_session
+from bargein.engines.neural.models import DEFAULT_THREADS, piper_paths, piper_session
 from bargein.runtime.compute import run_cpu
 from bargein.runtime.messages import Int16Array
 
@@ -133,7 +133,7 @@ class PiperTts:
     """`TtsEngine` on the Piper joe voice. ``speed``: 0.5–2.0 (1 = the voice's own pace);
     ``first_phrase_words``: 0 disables the first-phrase split; ``end_pause_ms``: silence after
     each sentence (0–1000); ``chunk_ms``: size of the chunks streamed into `out`;
-    ``threads``: onnxruntime intra-op threads (0: one per core, at most 4)."""
+    ``threads``: onnxruntime intra-op threads (1–16, default 1: see models.py)."""
 
     name = "piper-joe-medium"
 
@@ -144,7 +144,7 @@ class PiperTts:
         first_phrase_words: int = 4,
         end_pause_ms: int = 150,
         chunk_ms: int = 200,
-        threads: int = 0,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.5 <= speed <= 2:
             raise ValueError(f"speed must be a number in 0.5..2.0, got {speed!r}")
@@ -154,8 +154,8 @@ class PiperTts:
             raise ValueError(f"end_pause_ms must be 0..1000, got {end_pause_ms!r}")
         if not isinstance(chunk_ms, int) or chunk_ms <= 0:
             raise ValueError(f"chunk_ms must be a positive integer, got {chunk_ms!r}")
-        if not isinstance(threads, int) or not 0 <= threads <= 64:
-            raise ValueError(f"threads must be 0..64, got {threads!r}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 16:
+            raise ValueError(f"threads must be an integer in 1..16, got {threads!r}")
         self.voice = PiperVoice.load()  # small JSON; the model loads on first use
         self.sample_rate: int = self.voice.sample_rate
         self.speed = float(speed)

@@ -34,7 +34,7 @@ import trio
 import webrtcvad
 
 from bargein.engines.embedded.sphinx_stt import SphinxRecognizer, SphinxStt
-from bargein.engines.neural.models import whisper_model
+from bargein.engines.neural.models import DEFAULT_THREADS, whisper_model
 from bargein.engines.neural.whisper_decode import (
     MAX_AUDIO_S,
     SAMPLE_RATE,
@@ -58,7 +58,7 @@ _decoders: dict[int, WhisperDecoder] = {}
 _decoders_lock = threading.Lock()
 
 
-def shared_decoder(cpu_threads: int = 0) -> WhisperDecoder:
+def shared_decoder(cpu_threads: int = DEFAULT_THREADS) -> WhisperDecoder:
     """The process's decoder for `cpu_threads`: the model loaded once, then warmed by one
     decode of silence (CTranslate2's first call costs several times a normal one)."""
     with _decoders_lock:
@@ -75,7 +75,7 @@ class WhisperStt:
     ``partial_interval_ms``: fed audio between Whisper partials (100–5000);
     ``speculate_ms``: silence after the last voiced frame before the speculative final decode
     (0 disables speculation; keep it below the VAD's `stop_ms`, 480 by default);
-    ``cpu_threads``: CTranslate2 threads per decode (0: one per core, at most 4)."""
+    ``cpu_threads``: CTranslate2 threads per decode (1–16, default 1: see models.py)."""
 
     name = "whisper-tiny.en"
 
@@ -85,7 +85,7 @@ class WhisperStt:
         partials: PartialMode = "whisper",
         partial_interval_ms: int = 500,
         speculate_ms: int = 200,
-        cpu_threads: int = 0,
+        cpu_threads: int = DEFAULT_THREADS,
     ) -> None:
         if partials not in ("whisper", "sphinx", "off"):
             raise ValueError(f"partials must be 'whisper', 'sphinx' or 'off', got {partials!r}")
@@ -93,8 +93,10 @@ class WhisperStt:
             raise ValueError(f"partial_interval_ms must be 100..5000, got {partial_interval_ms!r}")
         if not isinstance(speculate_ms, int) or not 0 <= speculate_ms <= 5000:
             raise ValueError(f"speculate_ms must be 0..5000, got {speculate_ms!r}")
-        if not isinstance(cpu_threads, int) or not 0 <= cpu_threads <= 64:
-            raise ValueError(f"cpu_threads must be 0..64, got {cpu_threads!r}")
+        if isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int):
+            raise ValueError(f"cpu_threads must be an integer in 1..16, got {cpu_threads!r}")
+        if not 1 <= cpu_threads <= 16:
+            raise ValueError(f"cpu_threads must be an integer in 1..16, got {cpu_threads!r}")
         self.partials: PartialMode = partials
         self.partial_interval_ms = partial_interval_ms
         self.speculate_ms = speculate_ms
