@@ -234,7 +234,7 @@ def csv_text(summaries: dict[str, dict[str, Any]]) -> str:
 ITEM_FIELDS = [
     "label", "kind", "onset", "offset", "truth_source", "expect", "assistant_at_onset",
     "expectation_met", "overlap", "outcome", "decisions", "pauses_resumed", "pause_ms",
-    "cancelled", "first_decision_ms", "detection_ms", "flush_ms", "stop_ms", "responded",
+    "cancelled", "first_decision_ms", "detection_ms", "flush_ms", "stop_ms", "missed", "responded",
     "response_ms", "taken_over", "premature_turns",
 ]  # fmt: skip
 

@@ -323,6 +323,8 @@ def item_outcomes(
             )
         else:
             row["taken_over"] = _takeover(segments, heard, new, tr.onset, nxt)
+        if tr.kind in INTERRUPTIONS:
+            row["missed"] = row["stop_ms"] > 1000 * YIELD_WINDOW_S + _EPS
         if row["overlap"] != "none":
             row["outcome"] = (
                 "respond" if row["responded"]  # a new turn answered it
@@ -366,7 +368,7 @@ def compute(
         if kind in INTERRUPTIONS:
             c["interruptions"] += 1
             c["interruptions_taken_over"] += row["taken_over"]
-            c["interruptions_missed"] += row["stop_ms"] > 1000 * YIELD_WINDOW_S + _EPS
+            c["interruptions_missed"] += row["missed"]
             if "response_ms" in row:
                 s.interruption_response_s.append(row["response_ms"] / 1000)
             if stopped:

@@ -1,0 +1,190 @@
+"""The research metrics as pure functions of an event list, the truth and the audio heard: each
+defect of issue 13's measuring instrument, on numbers worked out by hand in the comments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bargein.research.audio import Truth
+from bargein.research.metrics import compute, percentile
+
+
+def seq(*events: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{**e, "seq": i} for i, e in enumerate(events)]
+
+
+def cancelled(t: float, turn: int) -> dict[str, Any]:
+    return {"type": "turn_cancelled", "t": t, "turn": turn, "heard_text": "a", "tokens": 1,
+            "committed_text": "a", "generated_text": "a", "synthesized_ms": 0.0,
+            "heard_ms": 0.0}  # fmt: skip
+
+
+def test_decisions_are_counted_per_event_and_resumed_pauses_apart_from_cancels() -> None:
+    truths = [
+        Truth("ask", "request", 0.0, 1.0),
+        Truth("echo", "echo", 3.0, 9.0),
+        Truth("mm", "backchannel", 6.0, 6.3),
+    ]
+    ev = seq(
+        {"type": "turn_started", "t": 1.5, "turn": 1},
+        {"type": "output_paused", "t": 3.2, "turn": 1, "onset": 3.1},  # echo, 100 ms
+        {"type": "output_resumed", "t": 3.3, "turn": 1},
+        {"type": "output_paused", "t": 4.2, "turn": 1, "onset": 4.1},  # echo, 400 ms
+        {"type": "output_resumed", "t": 4.6, "turn": 1},
+        {"type": "output_paused", "t": 6.1, "turn": 1, "onset": 6.0},  # backchannel, 800 ms
+        {"type": "output_resumed", "t": 6.9, "turn": 1},
+        {"type": "output_paused", "t": 10.1, "turn": 1, "onset": 10.0},  # no item at all
+        {"type": "output_resumed", "t": 10.5, "turn": 1},
+        {"type": "turn_completed", "t": 13.0, "turn": 1},
+    )
+    heard = [(2.0, 3.2, 1), (3.3, 4.2, 1), (4.6, 6.1, 1), (6.9, 10.1, 1), (10.5, 12.5, 1)]
+    s, rows = compute(ev, truths, heard)
+    m = s.summary()
+    by = {r["label"]: r for r in rows}
+    # The backchannel's pause lies inside the echo window too: it belongs to the backchannel only.
+    assert (by["echo"]["decisions"], by["mm"]["decisions"]) == (2, 1)
+    assert by["echo"]["pause_ms"] == [100.0, 400.0] and by["mm"]["outcome"] == "resume"
+    # 4 false alarms (2 echo, 1 backchannel, 1 unmatched) over 1.2+0.9+1.5+3.2+2.0 = 8.8 s heard
+    assert m["false_alarms_per_min"] == {"value": round(4 / (8.8 / 60), 3), "n": 4,
+                                         "minutes": round(8.8 / 60, 4)}  # fmt: skip
+    assert m["unmatched_decisions"] == 1 and m["false_cancels"] == 0
+    assert m["resume_rate"] == {"value": 1.0, "n": 4, "of": 4}
+    # audible: the 400 ms and 800 ms pauses (>= 200 ms), not the 100 ms one, over 2 items
+    assert m["disruptions_per_item"] == {"value": 1.0, "n": 2, "of": 2}
+    assert m["false_interruption_rate"] == {"value": 1.0, "n": 2, "of": 2}
+    assert m["false_stop_ms"]["n"] == 2  # echo (first stop 3.2 - 3.0) and backchannel (0.1 s)
+    assert sorted(s.false_stop_s) == pytest.approx([0.1, 0.2])
+    assert m["outcomes"]["non_interruption"] == {"respond": 0, "resume": 2, "stop": 0,
+                                                 "ignore": 0}  # fmt: skip
+
+
+def test_a_barge_in_inside_an_echo_window_is_not_also_a_false_cancel() -> None:
+    truths = [Truth("echo", "echo", 2.0, 9.0), Truth("stop", "true_interruption", 5.0, 6.0)]
+    ev = seq(
+        {"type": "turn_started", "t": 1.0, "turn": 1},
+        {"type": "barge_in", "t": 5.2, "turn": 1, "reason": "barge_in", "onset": 5.0},
+        cancelled(5.25, 1),
+    )
+    s, rows = compute(ev, truths, [(1.5, 5.2, 1)])
+    m = s.summary()
+    assert m["false_cancel_rate"] == {"value": 0.0, "n": 0, "of": 1}
+    assert m["false_alarms_per_min"]["n"] == 0
+    assert m["barge_in_detection_ms"]["p50"] == pytest.approx(200.0)
+    assert {r["label"]: r["cancelled"] for r in rows} == {"echo": False, "stop": True}
+
+
+def test_items_that_never_overlapped_the_assistant_are_out_of_the_denominators() -> None:
+    truths = [
+        Truth("cough", "noise", 3.0, 3.3),  # over the reply, ignored
+        Truth("late", "backchannel", 20.0, 20.4),  # long after every turn ended
+        Truth("early", "true_interruption", 0.2, 0.6),  # before any turn
+    ]
+    ev = seq(
+        {"type": "turn_started", "t": 1.0, "turn": 1},
+        {"type": "turn_completed", "t": 6.0, "turn": 1},
+    )
+    s, rows = compute(ev, truths, [(2.0, 6.0, 1)])
+    m = s.summary()
+    assert [r["overlap"] for r in rows] == ["none", "speaking", "none"]
+    assert m["false_interruption_rate"] == {"value": 0.0, "n": 0, "of": 1}
+    assert m["missed_interruption_rate"] == {"value": None, "n": 0, "of": 0}
+    assert m["counts"]["items_without_overlap"] == 2
+    assert m["outcomes"]["non_interruption"]["ignore"] == 1
+
+
+def test_missed_means_no_take_over_within_the_window() -> None:
+    truths = [
+        Truth("slow", "true_interruption", 3.0, 3.5),  # cancelled 2.55 s later: missed
+        Truth("at_end", "true_interruption", 10.0, 10.6),  # the reply ends 0.3 s later
+    ]
+    ev = seq(
+        {"type": "turn_started", "t": 1.0, "turn": 1},
+        {"type": "barge_in", "t": 5.55, "turn": 1, "reason": "barge_in", "onset": 3.0},
+        cancelled(5.6, 1),
+        {"type": "turn_started", "t": 6.0, "turn": 2},
+        {"type": "turn_completed", "t": 10.3, "turn": 2},
+        {"type": "turn_started", "t": 11.5, "turn": 3},
+        {"type": "turn_completed", "t": 14.0, "turn": 3},
+    )
+    s, rows = compute(ev, truths, [(2.0, 5.55, 1), (7.0, 10.3, 2), (12.0, 14.0, 3)])
+    m = s.summary()
+    by = {r["label"]: r for r in rows}
+    assert (by["slow"]["stop_ms"], by["slow"]["missed"]) == (2550.0, True)
+    assert (by["at_end"]["stop_ms"], by["at_end"]["missed"]) == (pytest.approx(300.0), False)
+    assert by["at_end"]["outcome"] == "respond"  # the user got the floor and an answer
+    assert m["missed_interruption_rate"] == {"value": 0.5, "n": 1, "of": 2}
+
+
+def test_response_latency_apart_for_interruptions_and_tor() -> None:
+    truths = [
+        Truth("ask", "request", 0.0, 1.0),
+        Truth("cut", "true_interruption", 5.0, 6.0),
+        Truth("mm", "backchannel", 12.0, 12.3),
+        Truth("ok", "backchannel", 16.0, 16.2),
+    ]
+    ev = seq(
+        {"type": "turn_started", "t": 1.5, "turn": 1},
+        {"type": "barge_in", "t": 5.3, "turn": 1, "reason": "barge_in", "onset": 5.0},
+        cancelled(5.3, 1),
+        {"type": "turn_started", "t": 6.6, "turn": 2},
+        {"type": "barge_in", "t": 12.1, "turn": 2, "reason": "barge_in", "onset": 12.0},
+        cancelled(12.1, 2),
+        {"type": "turn_started", "t": 13.0, "turn": 3},  # answers "mm": 0.8 s, 2 words
+        {"type": "turn_completed", "t": 16.1, "turn": 3},  # still speaking when "ok" comes
+        {"type": "turn_started", "t": 16.5, "turn": 4},  # answers "ok": 0.8 s but 4 words
+        {"type": "turn_completed", "t": 18.0, "turn": 4},
+    )
+    heard = [(2.0, 5.3, 1), (7.2, 12.1, 2), (13.2, 13.7, 3), (15.8, 16.1, 3), (16.8, 17.6, 4)]
+    words = [(13.2, 3, "Oh"), (13.4, 3, "sure"),
+             (16.8, 4, "a"), (17.0, 4, "b"), (17.2, 4, "c"), (17.4, 4, "d")]  # fmt: skip
+    s, rows = compute(ev, truths, heard, words)
+    m = s.summary()
+    assert sorted(s.response_s) == pytest.approx([1.0])  # ask: 1.0 -> 2.0, the request only
+    assert sorted(s.interruption_response_s) == pytest.approx([1.2])  # cut: 6.0 -> 7.2
+    # cut: turn 2 is heard 7.2 .. 12.0 inside [5.0, next item 12.0): >= 1 s
+    assert m["tor_interruption"] == {"value": 1.0, "n": 1, "of": 1}
+    # mm: 0.5 + 0.2 s before "ok" and 2 words: no take-over; ok: 0.8 s but > 3 words: one
+    assert m["tor_backchannel"] == {"value": 0.5, "n": 1, "of": 2}
+    assert [r.get("outcome") for r in rows] == [None, "respond", "respond", "respond"]
+
+
+def test_resume_rate_counts_only_false_pauses() -> None:
+    truths = [Truth("cut", "true_interruption", 3.0, 4.0), Truth("mm", "backchannel", 7.0, 7.3)]
+    ev = seq(
+        {"type": "turn_started", "t": 1.0, "turn": 1},
+        {"type": "output_paused", "t": 3.1, "turn": 1, "onset": 3.0},
+        {"type": "barge_in", "t": 3.5, "turn": 1, "reason": "barge_in", "onset": 3.0},
+        cancelled(3.5, 1),
+        {"type": "turn_started", "t": 5.0, "turn": 2},
+        {"type": "output_paused", "t": 7.1, "turn": 2, "onset": 7.0},
+        {"type": "output_resumed", "t": 7.9, "turn": 2},
+        {"type": "turn_completed", "t": 10.0, "turn": 2},
+    )
+    s, _ = compute(ev, truths, [(2.0, 3.1, 1), (5.5, 7.1, 2), (7.9, 10.0, 2)])
+    m = s.summary()
+    assert m["resume_rate"] == {"value": 1.0, "n": 1, "of": 1}
+    assert m["resume_gap_ms"]["p50"] == pytest.approx(800.0)
+    assert s.stop_s == pytest.approx([0.1])  # the interruption's stop: the pause at 3.1
+    assert s.false_stop_s == pytest.approx([0.1])  # and the backchannel's: 7.1 - 7.0
+
+
+def test_pause_take_over_and_premature_turns() -> None:
+    truths = [Truth("jfk", "user_pause", 0.0, 6.0)]
+    ev = seq(
+        {"type": "turn_started", "t": 2.5, "turn": 1},  # inside the user's pause
+        {"type": "barge_in", "t": 4.5, "turn": 1, "reason": "barge_in", "onset": 4.3},
+        cancelled(4.5, 1),
+        {"type": "turn_started", "t": 6.5, "turn": 2},
+        {"type": "turn_completed", "t": 9.0, "turn": 2},
+    )
+    s, rows = compute(ev, truths, [(3.0, 4.5, 1), (7.0, 9.0, 2)])
+    m = s.summary()
+    assert m["tor_pause"] == {"value": 1.0, "n": 1, "of": 1}  # 1.5 s said inside the pause
+    assert m["premature_turn_rate"] == {"value": 1.0, "n": 1, "of": 1}
+    assert rows[0]["response_ms"] == pytest.approx(-3000.0)  # it talked before the user ended
+
+
+def test_percentile_interpolates() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.9) == pytest.approx(3.7)
