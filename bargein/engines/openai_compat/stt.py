@@ -1,7 +1,10 @@
 """Speech recognition through an OpenAI-compatible transcriptions endpoint (Whisper and kin).
 
-The endpoint takes whole files, so a recognizer buffers its utterance's 16 kHz PCM, gives no
-partial hypotheses, and posts one WAV when the utterance ends.
+The endpoint takes whole files, so a recognizer buffers its utterance's 16 kHz PCM and posts one
+WAV when the utterance ends. The buffer is bounded: an utterance longer than
+`max_utterance_s` (30 s by default, Whisper's window) is transcribed in pieces of at most that
+length as they fill; each finished piece's text is the partial hypothesis, and the final
+transcript joins them all.
 """
 
 from __future__ import annotations
@@ -45,10 +48,14 @@ class OpenAISTT(LazyClient):
         language: str | None = None,
         prompt: str | None = None,
         http_client: httpx2.AsyncClient | None = None,
+        max_utterance_s: float = 30.0,
     ) -> None:
         super().__init__(Endpoint(base_url, model, api_key), http_client)
+        if not 0.1 <= max_utterance_s <= 600:
+            raise ValueError("max_utterance_s must be between 0.1 and 600 seconds")
         self.language = language
         self.prompt = prompt
+        self.max_samples = int(max_utterance_s * STT_RATE)
 
     def recognizer(self) -> OpenAIRecognizer:
         return OpenAIRecognizer(self)
@@ -71,26 +78,45 @@ class OpenAISTT(LazyClient):
         return text.strip()
 
 
-
 class OpenAIRecognizer:
-    """One session's recognizer: buffers the utterance, transcribes it at the end."""
+    """One session's recognizer: buffers the utterance (at most `max_samples`), transcribes it
+    at the end, or a full buffer at once."""
 
     def __init__(self, engine: OpenAISTT) -> None:
         self._engine = engine
         self._chunks: list[Int16Array] = []
+        self._buffered = 0
+        self._texts: list[str] = []  # transcripts of the pieces already posted
 
     async def start_utterance(self) -> None:
-        self._chunks = []
+        self._chunks, self._buffered, self._texts = [], 0, []
 
     async def feed(self, pcm: Int16Array) -> str | None:
-        self._chunks.append(np.asarray(pcm, dtype=np.int16).copy())
-        return None  # the endpoint gives no partial hypotheses
+        pcm = np.asarray(pcm, dtype=np.int16)
+        limit = self._engine.max_samples
+        changed = False
+        while len(pcm):
+            take = pcm[: limit - self._buffered]
+            pcm = pcm[len(take) :]
+            self._chunks.append(take.copy())
+            self._buffered += len(take)
+            if self._buffered >= limit:  # the bound: finalize this piece now
+                text = await self._transcribe_buffer()
+                if text:
+                    self._texts.append(text)
+                    changed = True
+        return " ".join(self._texts) if changed else None
 
     async def end_utterance(self) -> str:
-        chunks, self._chunks = self._chunks, []
+        last = await self._transcribe_buffer()
+        texts, self._texts = [*self._texts, last], []
+        return " ".join(t for t in texts if t)
+
+    async def _transcribe_buffer(self) -> str:
+        chunks, self._chunks, self._buffered = self._chunks, [], 0
         if not chunks or sum(len(c) for c in chunks) == 0:
             return ""
         return await self._engine.transcribe(np.concatenate(chunks))
 
     async def aclose(self) -> None:
-        self._chunks = []
+        self._chunks, self._buffered, self._texts = [], 0, []
