@@ -81,13 +81,15 @@ def json_error(status: int, code: str, message: str) -> Response:
 
 
 def embedded_engines_factory(
-    planner: Callable[[], PlannerEngine] | None = None,
+    planner: Callable[[], PlannerEngine] | None = None, family: str | None = "light"
 ) -> EnginesFactory:
-    """Engines per session from `bargein.engines.embedded`, with an optional other planner."""
+    """Engines per session from an embedded family (`bargein.engines.neural.engines_for`:
+    "light", "neural", None for the default), with an optional other planner."""
+    from bargein.engines.neural import engines_for
+
+    default_engines = engines_for(family)
 
     def make(options: Mapping[str, OptionValue]) -> Engines:
-        from bargein.engines.embedded import default_engines
-
         chosen = {k: v for k, v in options.items() if k in CLIENT_ENGINE_OPTIONS}
         engines = default_engines(**chosen)
         if planner is not None:
@@ -391,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--engines",
+        choices=("light", "neural"),
+        help="engine family (default neural when the 'neural' extra is installed, else light)",
+    )
     parser.add_argument("--llm-base-url", help="an OpenAI-compatible endpoint for the planner")
     parser.add_argument("--llm-model", help="model name at --llm-base-url")
     parser.add_argument(
@@ -450,7 +457,9 @@ def server_from_args(args: argparse.Namespace) -> DemoServer:
         allow_origins=tuple(args.allow_origin),
     )
     return DemoServer(
-        embedded_engines_factory(planner_factory), access=access, max_sessions=args.max_sessions
+        embedded_engines_factory(planner_factory, args.engines),
+        access=access,
+        max_sessions=args.max_sessions,
     )
 
 
@@ -473,7 +482,7 @@ def main(argv: list[str]) -> int:
     try:
         server = server_from_args(args)
         AccessPolicy(server.access, args.host)  # refuse a bad access setup before warming up
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: --engines neural not installed
         parser.error(str(exc))
     warm_up()  # compile/load the DSP kernels now, not inside the first caller's audio
 
