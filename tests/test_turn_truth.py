@@ -396,3 +396,64 @@ def test_history_window_keeps_the_system_prompt_and_the_newest() -> None:
     assert [m.content[:1] for m in h.window(85)] == ["b", "y", "z"]
     assert [m.content[:1] for m in h.window(10)] == ["b", "z"]  # the newest always goes
     assert np.sum([len(m.content) for m in h.window(200)]) == 138
+
+
+async def test_planner_request_is_bounded_by_the_history_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    earlier = tuple(
+        ChatMessage("user" if i % 2 == 0 else "assistant", f"{i:02d}" + "x" * 48)
+        for i in range(40)
+    )
+    planner = ScriptedPlanner(["Okay."])
+    config = SessionConfig(system_prompt="be brief", history=earlier, history_chars=200)
+    async with open_session(config, Engines(ScriptedStt(), planner, ScriptedTts()),
+                            MemoryTransport()) as session:
+        session.push_text("and now?")
+        await trio.sleep(5)
+    sent = planner.requests[0].messages
+    assert sent[0] == ChatMessage("system", "be brief")
+    assert sent[-1] == ChatMessage("user", "and now?")
+    assert sum(len(m.content) for m in sent[1:]) <= 200
+    assert [m.content[:2] for m in sent[1:-1]] == ["37", "38", "39"]  # the newest, in order
+    assert len(session.messages) == 1 + 40 + 2  # the history itself keeps everything
+
+
+def test_trace_lines_are_written_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    import json
+    import threading
+    from pathlib import Path
+
+    import bargein.runtime.trace as trace_module
+
+    writers: list[bool] = []
+    real_open = open
+
+    class Recording:
+        def __init__(self, path: str, mode: str, encoding: str) -> None:
+            writers.append(threading.current_thread() is threading.main_thread())
+            self._file = real_open(path, mode, encoding=encoding)
+
+        def write(self, text: str) -> int:
+            writers.append(threading.current_thread() is threading.main_thread())
+            return self._file.write(text)
+
+        def close(self) -> None:
+            self._file.close()
+
+    monkeypatch.setattr(trace_module, "open", Recording, raising=False)
+    path = Path(str(tmp_path)) / "trace.jsonl"
+
+    async def main() -> None:
+        config = SessionConfig(trace_path=str(path))
+        async with open_session(config, story_engines(), MemoryTransport()) as session:
+            session.push_text("story")
+            await trio.sleep(3)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[0])["type"] == "session_started"
+    assert json.loads(lines[-1])["type"] == "session_ended"
+    assert len(writers) > 2 and not any(writers)  # open and every write ran in a worker thread
