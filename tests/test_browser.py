@@ -164,7 +164,9 @@ def mic_file(tmp: Path, speech: bool) -> Path:
 
 
 @contextmanager
-def chromium(profile: Path, wav: Path, width: int = 1280, height: int = 860) -> Iterator[Any]:
+def chromium(
+    profile: Path, wav: Path, width: int = 1280, height: int = 860, *, allow_mic: bool = True
+) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -184,7 +186,8 @@ def chromium(profile: Path, wav: Path, width: int = 1280, height: int = 860) -> 
                 "--disable-component-update",
                 "--disable-sync",
                 "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
+                # Without the fake UI nobody answers the permission prompt: access is denied.
+                *(["--use-fake-ui-for-media-stream"] if allow_mic else []),
                 f"--use-file-for-fake-audio-capture={wav}",
                 "--autoplay-policy=no-user-gesture-required",
             ],
@@ -651,3 +654,151 @@ async def test_start_while_the_server_is_down(tmp_path: Path) -> None:
     assert result["down"]["pill"] == "server unreachable"
     assert "not sent" in result["refused"] and "anyone there" in result["refused"]
     assert "now you are back" in result["sent_bubble"]
+
+
+def sent_starts(page: Any) -> list[dict[str, Any]]:
+    """The `session.start` messages the page sent, from its own trace."""
+    return list(
+        page.evaluate(
+            "() => window.bargein.trace.lines.map(JSON.parse)"
+            ".filter(l => l.dir === 'out' && l.msg.type === 'session.start').map(l => l.msg)"
+        )
+    )
+
+
+async def test_settings_become_session_options_and_the_trace_downloads(tmp_path: Path) -> None:
+    wav = mic_file(tmp_path, speech=False)
+
+    def scenario(harness: Harness, _: Proxy | None) -> dict[str, Any]:
+        with chromium(tmp_path / "profile", wav) as page:
+            page.goto(f"http://127.0.0.1:{harness.port}/")
+            # A voice espeak-ng does not have: refused, said, and no reconnect loop.
+            page.fill("#set-voice", "xx-no-such-voice")
+            page.dispatch_event("#set-voice", "change")
+            page.click("#start")
+            wait(
+                page,
+                "() => /refused these settings/"
+                ".test(document.querySelector('#notice').textContent)",
+            )
+            refused = {
+                "error": page.inner_text("#error"),
+                "retrying": page.evaluate("() => window.bargein.retryTimer !== null"),
+            }
+            page.fill("#set-voice", "en-us+f3")
+            page.dispatch_event("#set-voice", "change")
+            page.eval_on_selector(
+                "#set-rate", "e => { e.value = '220'; e.dispatchEvent(new Event('change')); }"
+            )
+            page.select_option("#set-policy", "confirm")
+            page.click("#start")
+            session = wait_started(page)
+            say(page, "hello there")
+            wait_turn_ended(page, session, 1)
+            hint = page.inner_text("#settings-hint")
+            # Apply now: straight back, same conversation, same options.
+            page.click("#apply")
+            wait(
+                page,
+                "() => window.bargein.started && /Settings applied/.test("
+                "document.querySelector('#notice').textContent)",
+            )
+            applied = {"session": session_id(page), "notice": page.inner_text("#notice")}
+            page.click("#mute")
+            muted = {
+                "pill": page.inner_text("#status"),
+                "pressed": page.get_attribute("#mute", "aria-pressed"),
+                "track": page.evaluate(
+                    "() => window.bargein.micStream.getAudioTracks()[0].enabled"
+                ),
+            }
+            with page.expect_download() as download:
+                page.click("#trace")
+            trace = Path(download.value.path()).read_text()
+            return {
+                "refused": refused,
+                "starts": sent_starts(page),
+                "hint": hint,
+                "session": session,
+                "applied": applied,
+                "muted": muted,
+                "trace": trace,
+                "secret": page.evaluate("() => sessionStorage.getItem('bargein.resume_secret')"),
+                "errors": page.errors,
+            }
+
+    result, _ = await run_in_browser(scenario)
+    assert not result["errors"], result["errors"]
+    assert "bad_field" in result["refused"]["error"] and not result["refused"]["retrying"]
+    options = [start.get("options") for start in result["starts"]]
+    assert options[0] == {"voice": "xx-no-such-voice"}
+    wanted = {"voice": "en-us+f3", "rate_wpm": 220, "policy": "confirm"}
+    assert options[1:] == [wanted, wanted], options
+    assert "voice" in result["hint"] and "policy" in result["hint"]
+    assert result["applied"]["session"] == result["session"], result["applied"]
+    assert result["muted"] == {"pill": "muted — type or unmute", "pressed": "true", "track": False}
+    lines = [json.loads(line) for line in result["trace"].splitlines()]
+    kinds = {line["msg"]["type"] for line in lines if "msg" in line}
+    assert {"session.start", "session.started", "turn.started", "turn.ended"} <= kinds
+    assert any("audio" in line for line in lines)
+    # The resume secret is in the messages, never in the file the user may share.
+    assert result["secret"] and result["secret"] not in result["trace"]
+    hidden = [m["msg"]["resume_secret"] for m in lines if m.get("msg", {}).get("resume_secret")]
+    assert hidden and set(hidden) == {"(hidden)"}
+
+
+async def test_denied_microphone_is_said_and_typing_works(tmp_path: Path) -> None:
+    wav = mic_file(tmp_path, speech=False)
+
+    def scenario(harness: Harness, _: Proxy | None) -> dict[str, Any]:
+        with chromium(tmp_path / "profile", wav, allow_mic=False) as page:
+            page.goto(f"http://127.0.0.1:{harness.port}/")
+            page.click("#start")
+            session = wait_started(page)
+            pill = page.inner_text("#status")
+            notice = page.inner_text("#notice")
+            say(page, "hello there")
+            wait_turn_ended(page, session, 1)
+            return {"pill": pill, "notice": notice, "errors": page.errors}
+
+    result, _ = await run_in_browser(scenario)
+    assert not result["errors"], result["errors"]
+    assert result["pill"] == "no microphone — type instead"
+    assert "Microphone access was denied" in result["notice"]
+
+
+async def test_no_reconnect_after_the_session_is_taken_over(tmp_path: Path) -> None:
+    wav = mic_file(tmp_path, speech=False)
+
+    def scenario(harness: Harness, _: Proxy | None) -> dict[str, Any]:
+        with chromium(tmp_path / "profile", wav) as first:
+            first.goto(f"http://127.0.0.1:{harness.port}/")
+            first.click("#start")
+            session = wait_started(first)
+            say(first, "hello there")
+            wait_turn_ended(first, session, 1)
+            keys = first.evaluate("() => Object.fromEntries(Object.entries(sessionStorage))")
+            # A second tab continues the same conversation (same id and resume secret).
+            second = first.context.new_page()
+            second.goto(f"http://127.0.0.1:{harness.port}/")
+            second.evaluate(
+                "keys => Object.entries(keys).forEach(([k, v]) => sessionStorage.setItem(k, v))",
+                keys,
+            )
+            second.click("#start")
+            wait_started(second)
+            wait(first, "() => /another tab/.test(document.querySelector('#notice').textContent)")
+            return {
+                "session": session,
+                "second": session_id(second),
+                # Decided in the same call that showed the notice: no retry was scheduled.
+                "first_state": first.evaluate(
+                    "() => [window.bargein.retryTimer, window.bargein.ws, window.bargein.started]"
+                ),
+                "errors": first.errors,
+            }
+
+    result, _ = await run_in_browser(scenario)
+    assert not result["errors"], result["errors"]
+    assert result["second"] == result["session"]
+    assert result["first_state"] == [None, None, False]
