@@ -17,11 +17,13 @@ from bargein.transports.protocol import (
     AudioEnd,
     AudioIn,
     AudioOut,
+    Capabilities,
     Clear,
     ClientMessage,
     ClientProtocol,
     ErrorCode,
     ErrorMessage,
+    HistoryEntry,
     Interrupt,
     LocalProtocolError,
     Playback,
@@ -44,6 +46,7 @@ from bargein.transports.protocol import (
     WordSpan,
     decode_audio_out,
     encode_audio_out,
+    history_within,
     max_audio_bytes,
 )
 
@@ -189,6 +192,7 @@ def test_fatal_error_closes_both_ends() -> None:
         ('{"type":"session.start","v":"1","sample_rate":16000}', ErrorCode.BAD_VERSION),
         ('{"type":"session.start","v":true,"sample_rate":16000}', ErrorCode.BAD_VERSION),
         ('{"type":"session.start","v":1.5,"sample_rate":16000}', ErrorCode.BAD_VERSION),
+        ('{"type":"session.start","v":1.0,"sample_rate":16000}', ErrorCode.BAD_VERSION),
         ('{"type":"nope","v":2}', ErrorCode.BAD_VERSION),
         ('{"type":"nope","v":1}', ErrorCode.UNKNOWN_TYPE),
         ('{"type":"session.started","v":1}', ErrorCode.UNKNOWN_TYPE),
@@ -196,9 +200,9 @@ def test_fatal_error_closes_both_ends() -> None:
         ('{"type":"session.start","v":1}', ErrorCode.MISSING_FIELD),
         ('{"type":"session.start","v":1,"sample_rate":null}', ErrorCode.MISSING_FIELD),
         ('{"type":"session.start","v":1,"sample_rate":12345}', ErrorCode.BAD_SAMPLE_RATE),
-        ('{"type":"session.start","v":1,"sample_rate":"16000"}', ErrorCode.BAD_SAMPLE_RATE),
-        ('{"type":"session.start","v":1,"sample_rate":16000.0}', ErrorCode.BAD_SAMPLE_RATE),
-        ('{"type":"session.start","v":1,"sample_rate":true}', ErrorCode.BAD_SAMPLE_RATE),
+        ('{"type":"session.start","v":1,"sample_rate":"16000"}', ErrorCode.BAD_FIELD),
+        ('{"type":"session.start","v":1,"sample_rate":16000.0}', ErrorCode.BAD_FIELD),
+        ('{"type":"session.start","v":1,"sample_rate":true}', ErrorCode.BAD_FIELD),
         ('{"type":"session.start","v":1,"sample_rate":0}', ErrorCode.BAD_SAMPLE_RATE),
         ('{"type":"session.start","v":1,"sample_rate":96000}', ErrorCode.BAD_SAMPLE_RATE),
         (
@@ -543,3 +547,144 @@ def test_audio_out_codec_is_exact() -> None:
     assert data[12:] == b"\x01\x00\xfe\xff\x2c\x01"
     back = decode_audio_out(data)
     assert (back.turn, back.start, back.pcm.tolist()) == (2**32 - 1, 12345, [1, -2, 300])
+
+
+# --------------------------------------------------------------------------- exactness (issue 12)
+
+START = '{"type":"session.start","v":1,"sample_rate":16000'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        START + ',"token":"\\ud800"}',
+        START + ',"options":{"voice":"en\\udfff"}}',
+        START + ',"future":["\\uDBFF"]}',
+        START + ',"future\\ud800":1}',
+        START + ',"options":{"voice":"\ud800"}}',  # a raw lone surrogate, not an escape
+        '{"type":"text","v":1,"text":"hi \\ud83d"}',  # a high surrogate without its low half
+        '{"type":"text","v":1,"text":"\\ude00 hi"}',  # a low one without its high half
+    ],
+)
+def test_a_lone_surrogate_anywhere_is_bad_json(data: str) -> None:
+    server = ServerProtocol()
+    if data.startswith('{"type":"text"'):
+        server = started_server()
+    error = rejected(server, data)
+    assert (error.code, error.fatal) == (ErrorCode.BAD_JSON, False)
+    assert "surrogate" in error.message
+
+
+def test_surrogate_pairs_are_text_and_survive_the_round_trip() -> None:
+    server = started_server()
+    message = server.receive('{"type":"text","v":1,"text":"smile \\ud83d\\ude00 \\\\ud800"}')
+    assert message == Text("smile \U0001f600 \\ud800")
+    encoded = server.send(TurnStarted(1, user_text=message.text))
+    assert isinstance(encoded, str)
+    encoded.encode("utf-8")  # what the WebSocket library does with it
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        TurnStarted(1, user_text="a\ud800b"),
+        AssistantText(1, "\udfff"),
+        TranscriptFinal("x\udc80"),
+        StatusMessage("info", "ok", tool="\ud800"),
+    ],
+)
+def test_the_server_never_encodes_a_lone_surrogate(message: ServerMessage) -> None:
+    server = started_server()
+    with pytest.raises(LocalProtocolError) as info:
+        server.send(message)
+    assert info.value.code == ErrorCode.BAD_FIELD
+    assert not server.rejections  # our bug, not the client's
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"voice": "x" * 257},
+        {"voice": "en\x00"},
+        {"voice": "en\nx"},
+        {"voice": "\x7f"},
+        {"voice": "\x85"},
+        {"rate_wpm": 10**6 + 1},
+        {"rate_wpm": -(10**6) - 1},
+        {"pitch": 1e7},
+        {"pitch": -1e300},
+        {"n": 10**400},
+    ],
+)
+def test_option_values_are_bounded(options: dict[str, Any]) -> None:
+    server = ServerProtocol()
+    data = START + ',"options":' + json.dumps(options) + "}"
+    error = rejected(server, data)
+    assert error.code == ErrorCode.BAD_FIELD, error
+
+
+def test_option_values_at_their_bounds_pass() -> None:
+    server = ServerProtocol()
+    options = {"voice": "é" * 256, "rate_wpm": 10**6, "pitch": -1e6, "on": False, "x": "\U0001f600"}
+    assert server.receive(frame(type="session.start", sample_rate=16000, options=options)) == (
+        SessionStart(16000, options=options)
+    )
+
+
+def test_resume_fields_round_trip() -> None:
+    client, server = ClientProtocol(), ServerProtocol()
+    start = SessionStart(16000, session_id="abc", resume_secret="s" * 43)
+    assert server.receive(client.send(start)) == start
+    started = SessionStarted(
+        "abc",
+        16000,
+        16000,
+        max_audio_bytes=32000,
+        resumed=True,
+        t=0.0,
+        resume_secret="s" * 43,
+        history=(HistoryEntry("user", "hi"), HistoryEntry("assistant", "Hel", interrupted=True)),
+        capabilities=Capabilities(
+            sample_rates=(8000, 16000),
+            max_audio_bytes=32000,
+            options={"voice": "espeak-ng voice"},
+            policies=("onset", "confirm"),
+        ),
+    )
+    encoded = server.send(started)
+    obj = json.loads(encoded)
+    assert obj["history"] == [
+        {"role": "user", "content": "hi", "interrupted": False},
+        {"role": "assistant", "content": "Hel", "interrupted": True},
+    ]
+    assert obj["capabilities"]["options"] == {"voice": "espeak-ng voice"}
+    assert client.receive(encoded) == started
+    stopped = SpeechStopped(t=1.5, speech_end=1.02)
+    assert client.receive(server.send(stopped)) == stopped
+
+
+@pytest.mark.parametrize(
+    ("secret", "code"),
+    [(7, ErrorCode.BAD_FIELD), ("x" * 257, ErrorCode.BAD_FIELD), ("", ErrorCode.BAD_FIELD)],
+)
+def test_resume_secret_field(secret: object, code: ErrorCode) -> None:
+    data = frame(type="session.start", sample_rate=16000, session_id="a", resume_secret=secret)
+    assert rejected(ServerProtocol(), data).code == code
+
+
+def test_history_is_cut_to_fit_one_frame_oldest_first() -> None:
+    entries = tuple(HistoryEntry("user", f"{i} " + "\x01" * 5000) for i in range(40))
+    kept = history_within(entries)
+    assert kept and kept[-1] == entries[-1] and len(kept) < len(entries)
+    assert kept == entries[len(entries) - len(kept) :]
+    server = started_server()
+    server.started_sent = False
+    encoded = server.send(SessionStarted("s1", 16000, 16000, history=kept, resume_secret="s" * 43))
+    assert len(encoded) <= MAX_TEXT_FRAME_CHARS
+
+
+def test_a_control_frame_over_the_limit_is_never_sent() -> None:
+    server = started_server()
+    with pytest.raises(LocalProtocolError) as info:
+        server.send(TranscriptFinal("\x01" * 20_000))  # 6 characters each once escaped
+    assert info.value.code == ErrorCode.FRAME_TOO_LARGE

@@ -20,9 +20,12 @@ from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
 from bargein.transports.mapping import event_to_message, words_message
 from bargein.transports.outbound import OutboundQueue
 from bargein.transports.protocol import (
+    AssistantText,
     AudioOut,
+    Clear,
     ClientProtocol,
     ErrorMessage,
+    Interrupt,
     OptionValue,
     ServerMessage,
     SessionEnded,
@@ -90,6 +93,14 @@ def event(kind: EventType, turn: int | None = None, **data: object) -> Event:
     ("source", "expected"),
     [
         (event(EventType.SPEECH_STOPPED, offset=1.0), SpeechStopped(1.25)),
+        (event(EventType.SPEECH_STOPPED, speech_end=0.77), SpeechStopped(1.25, speech_end=0.77)),
+        (
+            event(EventType.AUDIO_PLAYED_FIRST, 3, played_at=1.1),
+            TurnMark(3, "audio_played_first", 1.1),
+        ),
+        # Lone surrogates from an engine become U+FFFD: the text still reaches the client.
+        (event(EventType.ASSISTANT_TEXT, 3, delta="a\ud800b"), AssistantText(3, "a\ufffdb", 1.25)),
+        (event(EventType.TURN_STARTED, 3, user_text="\udfff"), TurnStarted(3, "\ufffd", 1.25)),
         (
             event(EventType.TRANSCRIPT_FINAL, utterance=2, text="hi"),
             TranscriptFinal("hi", 2, 1.25),
@@ -255,7 +266,57 @@ async def test_handshake_timeout(autojump_clock: trio.testing.MockClock) -> None
         await ws.inbox_send.send('{"type":"text","v":1,"text":"hi"}')
         await server.handle(ws)
     codes = [json.loads(f)["code"] for f in ws.sent if isinstance(f, str)]
-    assert codes == ["not_started", "not_started"]
+    assert codes == ["not_started", "handshake_timeout"]
     assert server.stats.handshake_timeouts == 1
     assert server.stats.rejections == {"not_started": 1}
-    assert ws.closed_with == (1008, "not_started")
+    assert ws.closed_with == (1008, "handshake_timeout")
+
+
+async def test_interrupt_naming_another_turn_is_a_no_op_and_clear_carries_t(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = SessionServer(scripted, session_config=inline_config)
+    ws = FakeWebSocket()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.handle, ws)
+            await ws.client_send(SessionStart(16000))
+            await ws.client_send(Text("talk for a long time"))
+            await ws.wait_for(AudioOut)
+            (started,) = [m for m in ws.received() if isinstance(m, TurnStarted)]
+            await ws.client_send(Interrupt(turn=started.turn + 1))  # not the current turn
+            await trio.sleep(1)
+            assert not [m for m in ws.received() if isinstance(m, Clear | TurnEnded)]
+            await ws.client_send(Interrupt(turn=started.turn))
+            await ws.wait_for(TurnEnded)
+            nursery.cancel_scope.cancel()
+    (clear,) = [m for m in ws.received() if isinstance(m, Clear)]
+    (ended,) = [m for m in ws.received() if isinstance(m, TurnEnded)]
+    assert ended.status == "interrupted"
+    assert clear.t is not None and started.t is not None and started.t < clear.t
+    assert server.stats.interrupts_stale == 1
+
+
+class UnencodableWebSocket(FakeWebSocket):
+    """What wsproto does with a text frame holding a lone surrogate."""
+
+    async def send(self, data: str | bytes) -> None:
+        if isinstance(data, str) and '"turn.started"' in data:
+            raise UnicodeEncodeError("utf-8", data, 0, 1, "surrogates not allowed")
+        await super().send(data)
+
+
+async def test_an_unencodable_frame_is_lost_not_the_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = SessionServer(scripted, session_config=inline_config)
+    ws = UnencodableWebSocket()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.handle, ws)
+            await ws.client_send(SessionStart(16000))
+            await ws.client_send(Text("hello"))
+            await ws.wait_for(AudioOut)  # the turn goes on without its turn.started frame
+            nursery.cancel_scope.cancel()
+    assert not [m for m in ws.received() if isinstance(m, TurnStarted)]
+    assert server.stats.unsendable == {"unencodable": 1}

@@ -69,6 +69,13 @@ MAX_HTTP_BODY = 1024 * 1024
 MAX_WS_MESSAGE = 1024 * 1024
 # Engine options a browser may choose (docs/web.md); everything else in `options` is ignored.
 CLIENT_ENGINE_OPTIONS = frozenset({"voice", "rate_wpm", "pitch"})
+# What `session.started` lists in `capabilities.options` (docs/protocol.md).
+CLIENT_OPTIONS = {
+    "voice": "espeak-ng voice, optionally +variant (bargein.engines.embedded.espeak_voices())",
+    "rate_wpm": "speaking rate in words per minute (integer)",
+    "pitch": "voice pitch 0-99 (integer)",
+    "policy": "interruption policy: onset or confirm",
+}
 
 
 def json_error(status: int, code: str, message: str) -> Response:
@@ -169,6 +176,8 @@ class DemoServer:
             max_sessions=max_sessions,
             limits=limits,
             session_config=session_config,
+            client_options=CLIENT_OPTIONS,
+            policies=tuple(_POLICY_MODES),
         )
         planner = chat_planner or self.engines_factory({}).planner
         self.chat = ChatService(planner, chat_config)

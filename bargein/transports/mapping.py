@@ -28,6 +28,7 @@ from bargein.transports.protocol import (
     TurnStarted,
     Words,
     WordSpan,
+    scalar_text,
 )
 
 # Turn milestones the page uses for latency figures and the timeline.
@@ -36,6 +37,7 @@ TURN_MARKS: Final = frozenset(
         EventType.LLM_FIRST_TOKEN,
         EventType.TTS_FIRST_AUDIO,
         EventType.AUDIO_OUT_FIRST,
+        EventType.AUDIO_PLAYED_FIRST,
         EventType.BARGE_IN,
         EventType.OUTPUT_PAUSED,
         EventType.OUTPUT_RESUMED,
@@ -48,7 +50,14 @@ _STATUS: Final = frozenset({EventType.STATUS, EventType.TOOL_STARTED, EventType.
 
 def _text(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
-    return value[:MAX_SERVER_TEXT_CHARS] if isinstance(value, str) else ""
+    return scalar_text(value[:MAX_SERVER_TEXT_CHARS]) if isinstance(value, str) else ""
+
+
+def _time(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None  # absent, or not a time (NaN compares false above)
 
 
 def _int(data: Mapping[str, Any], key: str) -> int:
@@ -68,7 +77,7 @@ def event_to_message(event: Event) -> ServerMessage | None:
     if kind is EventType.SPEECH_STARTED:
         return SpeechStarted(t)
     if kind is EventType.SPEECH_STOPPED:
-        return SpeechStopped(t)
+        return SpeechStopped(t, _time(data, "speech_end"))
     if kind is EventType.TRANSCRIPT_PARTIAL:
         return TranscriptPartial(_text(data, "text"), _int(data, "utterance"), t)
     if kind is EventType.TRANSCRIPT_FINAL:
@@ -76,7 +85,8 @@ def event_to_message(event: Event) -> ServerMessage | None:
     if kind is EventType.ERROR:
         return error_message(data)
     if kind in _STATUS:
-        return StatusMessage(kind.value, _text(data, "text"), turn, data.get("tool"), t)
+        tool = _text(data, "tool")[:200] or None
+        return StatusMessage(kind.value, _text(data, "text"), turn, tool, t)
     if turn is None:
         if kind is EventType.INPUT_DROPPED:
             return StatusMessage(
@@ -88,9 +98,16 @@ def event_to_message(event: Event) -> ServerMessage | None:
             return SessionEnded(_text(data, "reason")[:200] or "closed", t)
         return None
     if kind is EventType.TURN_STARTED:
-        return TurnStarted(turn, data.get("user_text"), t)
+        user_text = data.get("user_text")
+        return TurnStarted(
+            turn, _text(data, "user_text") if isinstance(user_text, str) else None, t
+        )
     if kind is EventType.ASSISTANT_TEXT:
         return AssistantText(turn, _text(data, "delta"), t)
+    if kind is EventType.AUDIO_PLAYED_FIRST:
+        # Stamped when the report arrived; `played_at` is when that first sample played.
+        played_at = _time(data, "played_at")
+        return TurnMark(turn, kind.value, t if played_at is None else played_at)
     if kind in TURN_MARKS:
         return TurnMark(turn, kind.value, t)
     if kind is EventType.TURN_COMPLETED or kind is EventType.TURN_CANCELLED:
@@ -121,5 +138,8 @@ def words_message(frame: OutFrame) -> Words | None:
     if not frame.words:
         return None
     return Words(
-        frame.turn, tuple(WordSpan(w.text[:200], w.start, max(w.start, w.end)) for w in frame.words)
+        frame.turn,
+        tuple(
+            WordSpan(scalar_text(w.text[:200]), w.start, max(w.start, w.end)) for w in frame.words
+        ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NoReturn
 
@@ -13,8 +14,11 @@ import numpy as np
 from bargein.transports.protocol.errors import ErrorCode, fail
 from bargein.transports.protocol.fields import (
     NAME_RE,
+    RESUME_SECRET_RE,
     SESSION_ID_RE,
     boolean,
+    capabilities,
+    history,
     integer,
     options,
     rate,
@@ -27,6 +31,8 @@ from bargein.transports.protocol.fields import (
 from bargein.transports.protocol.limits import (
     AUDIO_HEADER,
     AUDIO_KIND_PCM16,
+    MAX_HISTORY_CHARS,
+    MAX_HISTORY_ENTRIES,
     MAX_TEXT_FRAME_CHARS,
     MAX_TOKEN_CHARS,
     PROTOCOL_VERSION,
@@ -38,6 +44,7 @@ from bargein.transports.protocol.messages import (
     Clear,
     ClientMessage,
     ErrorMessage,
+    HistoryEntry,
     Interrupt,
     Playback,
     ServerMessage,
@@ -58,6 +65,12 @@ from bargein.transports.protocol.messages import (
 
 Parsers = Mapping[str, Callable[[Mapping[str, Any]], Any]]
 
+# A lone UTF-16 surrogate is not Unicode text: no UTF-8 encoder (the WebSocket library's, the
+# SSE stream's, a log file's) accepts it, so one must never get past the codec either way.
+SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
+# Only a `\uD800`-`\uDFFF` escape (or a raw surrogate) can produce one when JSON is parsed.
+_SURROGATE_ESCAPE_RE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+
 CLIENT_PARSERS: Final[dict[str, Callable[[Mapping[str, Any]], ClientMessage]]] = {
     SessionStart.TYPE: lambda o: SessionStart(
         sample_rate=rate(o, "sample_rate", required=True),
@@ -65,6 +78,7 @@ CLIENT_PARSERS: Final[dict[str, Callable[[Mapping[str, Any]], ClientMessage]]] =
         session_id=string(o, "session_id", max_len=64, required=False, pattern=SESSION_ID_RE),
         token=string(o, "token", max_len=MAX_TOKEN_CHARS, required=False),
         options=options(o),
+        resume_secret=string(o, "resume_secret", required=False, pattern=RESUME_SECRET_RE),
     ),
     AudioEnd.TYPE: lambda o: AudioEnd(),
     Interrupt.TYPE: lambda o: Interrupt(integer(o, "turn", required=False)),
@@ -81,9 +95,12 @@ SERVER_PARSERS: Final[dict[str, Callable[[Mapping[str, Any]], ServerMessage]]] =
         max_audio_bytes=integer(o, "max_audio_bytes"),
         resumed=boolean(o, "resumed"),
         t=timestamp(o),
+        resume_secret=string(o, "resume_secret", required=False, pattern=RESUME_SECRET_RE),
+        history=history(o),
+        capabilities=capabilities(o),
     ),
     SpeechStarted.TYPE: lambda o: SpeechStarted(timestamp(o)),
-    SpeechStopped.TYPE: lambda o: SpeechStopped(timestamp(o)),
+    SpeechStopped.TYPE: lambda o: SpeechStopped(timestamp(o), timestamp(o, "speech_end")),
     TranscriptPartial.TYPE: lambda o: TranscriptPartial(
         string(o, "text"), integer(o, "utterance"), timestamp(o)
     ),
@@ -145,7 +162,25 @@ def parse_object(frame: str) -> dict[str, Any]:
         fail(ErrorCode.BAD_JSON, f"not valid JSON: {str(exc)[:200]}")
     if not isinstance(value, dict):
         fail(ErrorCode.NOT_OBJECT, "a control frame must be a JSON object")
+    if (_SURROGATE_ESCAPE_RE.search(frame) or SURROGATE_RE.search(frame)) and _has_surrogate(value):
+        fail(ErrorCode.BAD_JSON, "a string holds a lone UTF-16 surrogate (not Unicode text)")
     return value
+
+
+def scalar_text(text: str) -> str:
+    """`text` with any lone surrogate replaced by U+FFFD: for text from engines (an upstream
+    model can send `\\ud800`) that must reach the peer rather than make its frame unsendable."""
+    return SURROGATE_RE.sub("\ufffd", text)
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return SURROGATE_RE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
 
 
 def parse_envelope(obj: Mapping[str, Any], parsers: Parsers) -> Any:
@@ -154,7 +189,8 @@ def parse_envelope(obj: Mapping[str, Any], parsers: Parsers) -> Any:
         fail(ErrorCode.MISSING_TYPE, "'type' must be present and a string")
     # Version before type: a peer speaking a later version gets told so, not "unknown type".
     version = obj.get("v")
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
+    # `type is int`: 1.0 and true compare equal to 1 in Python but are not the integer 1.
+    if type(version) is not int or version != PROTOCOL_VERSION:
         fail(ErrorCode.BAD_VERSION, f"'v' must be {PROTOCOL_VERSION}, got {version!r:.40}")
     parser = parsers.get(kind)
     if parser is None:
@@ -184,6 +220,23 @@ def message_to_dict(message: ClientMessage | ServerMessage) -> dict[str, Any]:
 
 def dump(obj: Mapping[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def history_within(
+    entries: tuple[HistoryEntry, ...],
+    max_chars: int = MAX_HISTORY_CHARS,
+    max_entries: int = MAX_HISTORY_ENTRIES,
+) -> tuple[HistoryEntry, ...]:
+    """The newest `entries` whose encoded size fits `max_chars` (the oldest are left out), so a
+    long conversation still fits one `session.started` frame."""
+    kept: list[HistoryEntry] = []
+    size = 0
+    for entry in reversed(entries[-max_entries:]):
+        size += len(dump(_to_json_value(entry))) + 1
+        if size > max_chars:
+            break
+        kept.append(entry)
+    return tuple(reversed(kept))
 
 
 def encode_audio_out(message: AudioOut) -> bytes:

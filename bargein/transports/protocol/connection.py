@@ -4,13 +4,13 @@ message may come when, the rejection counters, and the check that what we send i
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from typing import Any
 
 import numpy as np
 
 from bargein.transports.protocol.codec import (
     CLIENT_PARSERS,
     SERVER_PARSERS,
+    SURROGATE_RE,
     Parsers,
     decode_audio_out,
     dump,
@@ -29,6 +29,7 @@ from bargein.transports.protocol.errors import (
 )
 from bargein.transports.protocol.limits import (
     DEFAULT_MAX_REJECTIONS,
+    MAX_TEXT_FRAME_CHARS,
     TRACKED_TURNS,
     UINT32_MAX,
     max_audio_bytes,
@@ -85,17 +86,24 @@ class _Connection:
         return ErrorMessage(code=error.code.value, message=error.message[:2000], fatal=error.fatal)
 
     @staticmethod
-    def _checked_dict(
-        message: ClientMessage | ServerMessage,
-        parsers: Parsers,
-    ) -> dict[str, Any]:
-        """`message` as a JSON object, checked with the peer's parsers (so the peer accepts it)."""
+    def _checked_frame(message: ClientMessage | ServerMessage, parsers: Parsers) -> str:
+        """`message` as a text frame, checked with the peer's parsers and limits (so the peer
+        accepts it, and any UTF-8 encoder does: no lone surrogates)."""
         obj = message_to_dict(message)
         try:
             parse_envelope(obj, parsers)
         except Invalid as invalid:
             raise LocalProtocolError(invalid.code, invalid.message) from None
-        return obj
+        frame = dump(obj)
+        if SURROGATE_RE.search(frame):
+            raise LocalProtocolError(
+                ErrorCode.BAD_FIELD, f"{message.TYPE!r} holds a lone UTF-16 surrogate"
+            )
+        if len(frame) > MAX_TEXT_FRAME_CHARS:
+            raise LocalProtocolError(
+                ErrorCode.FRAME_TOO_LARGE, f"{message.TYPE!r} is {len(frame)} characters"
+            )
+        return frame
 
 
 class ServerProtocol(_Connection):
@@ -226,7 +234,7 @@ class ServerProtocol(_Connection):
 
     def _encode_control(self, message: ServerMessage) -> str:
         # Check with the parser the client runs, so what we send is what it accepts.
-        return dump(self._checked_dict(message, SERVER_PARSERS))
+        return self._checked_frame(message, SERVER_PARSERS)
 
 
 class ClientProtocol(_Connection):
@@ -257,14 +265,14 @@ class ClientProtocol(_Connection):
             if len(data) > max_audio_bytes(self.sample_rate):
                 raise LocalProtocolError(ErrorCode.FRAME_TOO_LARGE, "audio frame over 1 s")
             return data
-        obj = self._checked_dict(message, CLIENT_PARSERS)
+        frame = self._checked_frame(message, CLIENT_PARSERS)
         if isinstance(message, SessionStart):
             self.start_sent = True
             self.sample_rate = message.sample_rate
             self.output_rate = message.effective_output_rate
         elif isinstance(message, AudioEnd):
             self.input_ended = True
-        return dump(obj)
+        return frame
 
     def receive(self, frame: str | bytes) -> ServerMessage:
         try:

@@ -33,6 +33,10 @@ class ErrorCode(enum.StrEnum):
     # Raised by the server application rather than the codec.
     UNAUTHORIZED = "unauthorized"
     UNKNOWN_SESSION = "unknown_session"
+    BAD_RESUME_SECRET = "bad_resume_secret"
+    SESSION_TAKEN_OVER = "session_taken_over"
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
+    FLOOR_BUSY = "floor_busy"
     SERVER_BUSY = "server_busy"
     SLOW_CONSUMER = "slow_consumer"
     SESSION_FAILED = "session_failed"

@@ -10,19 +10,31 @@ from typing import Any, Final
 
 from bargein.transports.protocol.errors import ErrorCode, fail
 from bargein.transports.protocol.limits import (
+    MAX_HISTORY_ENTRIES,
     MAX_INPUT_TEXT_CHARS,
     MAX_OPTION_KEY_CHARS,
+    MAX_OPTION_NUMBER,
     MAX_OPTION_VALUE_CHARS,
     MAX_OPTIONS,
+    MAX_RESUME_SECRET_CHARS,
     MAX_SERVER_TEXT_CHARS,
     MAX_WORDS_PER_MESSAGE,
     SUPPORTED_RATES,
     UINT32_MAX,
 )
-from bargein.transports.protocol.messages import OptionValue, Text, WordSpan
+from bargein.transports.protocol.messages import (
+    Capabilities,
+    HistoryEntry,
+    OptionValue,
+    Text,
+    WordSpan,
+)
 
 SESSION_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NAME_RE: Final = re.compile(r"[a-z][a-z0-9_.]{0,39}")
+RESUME_SECRET_RE: Final = re.compile(rf"[\x21-\x7e]{{1,{MAX_RESUME_SECRET_CHARS}}}")
+# C0, DEL and C1 controls: never part of an option a C library should see (NUL ends its string).
+CONTROL_RE: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def field_value(obj: Mapping[str, Any], key: str, required: bool) -> Any:
@@ -89,7 +101,10 @@ def rate(obj: Mapping[str, Any], key: str, *, required: bool) -> Any:
     value = field_value(obj, key, required)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value not in SUPPORTED_RATES:
+    # A rate of the wrong type is a malformed field; a well-formed unsupported one is not.
+    if not isinstance(value, int) or isinstance(value, bool):
+        fail(ErrorCode.BAD_FIELD, f"{key!r} must be an integer")
+    if value not in SUPPORTED_RATES:
         fail(
             ErrorCode.BAD_SAMPLE_RATE,
             f"{key!r} must be one of {sorted(SUPPORTED_RATES)}, got {value!r}",
@@ -111,11 +126,15 @@ def options(obj: Mapping[str, Any]) -> dict[str, OptionValue]:
             fail(ErrorCode.BAD_FIELD, f"option name {key[:40]!r} is invalid")
         if isinstance(item, str):
             if len(item) > MAX_OPTION_VALUE_CHARS:
-                fail(ErrorCode.BAD_FIELD, f"option {key!r} is too long")
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                fail(ErrorCode.BAD_FIELD, f"option {key!r} must be finite")
-        elif not isinstance(item, bool | int):
+                fail(ErrorCode.BAD_FIELD, f"option {key!r} is over {MAX_OPTION_VALUE_CHARS} chars")
+            if CONTROL_RE.search(item):
+                fail(ErrorCode.BAD_FIELD, f"option {key!r} holds a control character")
+        elif isinstance(item, bool):
+            pass
+        elif isinstance(item, int | float):
+            if not abs(item) <= MAX_OPTION_NUMBER:  # also false for NaN; no float(int) overflow
+                fail(ErrorCode.BAD_FIELD, f"option {key!r} must be within ±{MAX_OPTION_NUMBER}")
+        else:
             fail(ErrorCode.BAD_FIELD, f"option {key!r} must be a string, number or boolean")
         out[key] = item
     return out
@@ -154,3 +173,54 @@ def turn_status(obj: Mapping[str, Any]) -> Any:
     if value not in ("completed", "interrupted"):
         fail(ErrorCode.BAD_FIELD, "'status' must be 'completed' or 'interrupted'")
     return value
+
+
+def history(obj: Mapping[str, Any]) -> tuple[HistoryEntry, ...]:
+    value = field_value(obj, "history", False)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        fail(ErrorCode.BAD_FIELD, "'history' must be an array")
+    if len(value) > MAX_HISTORY_ENTRIES:
+        fail(ErrorCode.BAD_FIELD, f"'history' has more than {MAX_HISTORY_ENTRIES} entries")
+    entries = []
+    for item in value:
+        if not isinstance(item, dict):
+            fail(ErrorCode.BAD_FIELD, "each history entry must be an object")
+        role = string(item, "role", max_len=20)
+        if role not in ("user", "assistant"):
+            fail(ErrorCode.BAD_FIELD, "a history 'role' must be 'user' or 'assistant'")
+        interrupted = boolean(item, "interrupted", required=False)
+        entries.append(HistoryEntry(role, string(item, "content"), bool(interrupted)))
+    return tuple(entries)
+
+
+def capabilities(obj: Mapping[str, Any]) -> Capabilities | None:
+    value = field_value(obj, "capabilities", False)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        fail(ErrorCode.BAD_FIELD, "'capabilities' must be an object")
+    rates = field_value(value, "sample_rates", True)
+    if not isinstance(rates, list) or not all(
+        type(r) is int and r in SUPPORTED_RATES for r in rates
+    ):
+        fail(ErrorCode.BAD_FIELD, "'capabilities.sample_rates' must list supported rates")
+    described = field_value(value, "options", False) or {}
+    if not isinstance(described, dict) or len(described) > 4 * MAX_OPTIONS:
+        fail(ErrorCode.BAD_FIELD, "'capabilities.options' must be an object of names")
+    for name in described:
+        if not NAME_RE.fullmatch(name):
+            fail(ErrorCode.BAD_FIELD, f"option name {name[:40]!r} is invalid")
+        string(described, name, max_len=200)
+    policies = field_value(value, "policies", False) or []
+    if not isinstance(policies, list) or not all(
+        isinstance(p, str) and NAME_RE.fullmatch(p) for p in policies
+    ):
+        fail(ErrorCode.BAD_FIELD, "'capabilities.policies' must be an array of names")
+    return Capabilities(
+        sample_rates=tuple(rates),
+        max_audio_bytes=integer(value, "max_audio_bytes"),
+        options=dict(described),
+        policies=tuple(policies),
+    )

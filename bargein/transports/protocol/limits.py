@@ -23,7 +23,15 @@ MAX_AUDIO_SECONDS: Final = 1.0
 MAX_TOKEN_CHARS: Final = 4_096
 MAX_OPTIONS: Final = 16
 MAX_OPTION_KEY_CHARS: Final = 64
-MAX_OPTION_VALUE_CHARS: Final = 1_000
+# Option values reach engines and C libraries (espeak-ng): strings are short and printable,
+# numbers have a magnitude any honoured option fits in.
+MAX_OPTION_VALUE_CHARS: Final = 256
+MAX_OPTION_NUMBER: Final = 1_000_000
+MAX_RESUME_SECRET_CHARS: Final = 256
+# `session.started` carries the heard history; the newest entries that fit this many encoded
+# characters are sent, so the frame stays under MAX_TEXT_FRAME_CHARS with room to spare.
+MAX_HISTORY_CHARS: Final = 48_000
+MAX_HISTORY_ENTRIES: Final = 200
 MAX_WORDS_PER_MESSAGE: Final = 256
 UINT32_MAX: Final = 2**32 - 1
 # After this many rejected frames the connection is not worth keeping.

@@ -26,6 +26,7 @@ class SessionStart:
     session_id: str | None = None  # resume a conversation
     token: str | None = None
     options: Mapping[str, OptionValue] = field(default_factory=dict)
+    resume_secret: str | None = None  # with `session_id`: the secret its `session.started` gave
 
     @property
     def effective_output_rate(self) -> int:
@@ -73,6 +74,25 @@ ClientMessage: TypeAlias = SessionStart | AudioIn | AudioEnd | Interrupt | Text 
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One message of the heard conversation; `interrupted` marks a reply cut by a barge-in."""
+
+    role: Literal["user", "assistant"]
+    content: str
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What this server accepts: rates, the largest audio frame, honoured options, policies."""
+
+    sample_rates: tuple[int, ...]
+    max_audio_bytes: int
+    options: Mapping[str, str] = field(default_factory=dict)  # name -> what it does
+    policies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SessionStarted:
     TYPE: ClassVar[str] = "session.started"
     session_id: str
@@ -82,6 +102,10 @@ class SessionStarted:
     max_audio_bytes: int = 0
     resumed: bool = False
     t: float | None = None
+    # Present the secret with `session_id` to resume this conversation later.
+    resume_secret: str | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    capabilities: Capabilities | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +118,8 @@ class SpeechStarted:
 class SpeechStopped:
     TYPE: ClassVar[str] = "speech.stopped"
     t: float | None = None
+    # When the user actually stopped (end of the last voiced frame, before the VAD hang-over).
+    speech_end: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

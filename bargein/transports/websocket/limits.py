@@ -29,6 +29,8 @@ CLOSE_CODES = {
     ErrorCode.INTERNAL.value: 1011,
     ErrorCode.SHUTTING_DOWN.value: 1001,
     ErrorCode.SERVER_BUSY.value: 1013,
+    # Private-use range (4000-4999): the page must not reconnect after it.
+    ErrorCode.SESSION_TAKEN_OVER.value: 4000,
 }
 
 

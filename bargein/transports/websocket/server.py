@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +23,14 @@ from bargein.runtime.bus import EventHub
 from bargein.runtime.history import ChatMessage
 from bargein.session import Session, SessionConfig, open_session
 from bargein.transports.protocol import (
+    MAX_SERVER_TEXT_CHARS,
+    SUPPORTED_RATES,
     AudioEnd,
     AudioIn,
+    Capabilities,
     ErrorCode,
     ErrorMessage,
+    HistoryEntry,
     Interrupt,
     OptionValue,
     Playback,
@@ -35,8 +39,11 @@ from bargein.transports.protocol import (
     SessionStart,
     SessionStarted,
     Text,
+    history_within,
     max_audio_bytes,
+    scalar_text,
 )
+from bargein.transports.websocket.conversations import Conversation, Conversations, ResumeRefused
 from bargein.transports.websocket.limits import ConnectionLimits, close_code
 from bargein.transports.websocket.transport import SlowConsumer, WebSocketLike, WebSocketTransport
 
@@ -60,17 +67,48 @@ class ServerStats:
     connections: int = 0
     sessions_started: int = 0
     sessions_resumed: int = 0
+    takeovers: int = 0
     slow_consumers: int = 0
     handshake_timeouts: int = 0
+    interrupts_stale: int = 0
     refused: Counter[str] = field(default_factory=Counter)
+    # `unknown_session` / `bad_resume_secret`: a resume that started a new conversation instead.
+    resume_refused: Counter[str] = field(default_factory=Counter)
     rejections: Counter[str] = field(default_factory=Counter)
+    # Frames our side could not encode (a bug, logged), by message type.
+    unsendable: Counter[str] = field(default_factory=Counter)
     dropped_audio_frames: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["refused"] = dict(self.refused)
-        out["rejections"] = dict(self.rejections)
+        for name in ("refused", "resume_refused", "rejections", "unsendable"):
+            out[name] = dict(getattr(self, name))
         return out
+
+
+@dataclass(eq=False, slots=True)
+class _Owner:
+    """The connection serving a conversation: what a takeover needs to end it."""
+
+    transport: WebSocketTransport
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    ended: trio.Event = field(default_factory=trio.Event)
+    session: Session | None = None
+
+
+def _history_entries(messages: tuple[ChatMessage, ...]) -> tuple[HistoryEntry, ...]:
+    """The heard history as `session.started` carries it: newest first to fit one frame."""
+    return history_within(
+        tuple(
+            HistoryEntry(
+                "user" if m.role == "user" else "assistant",
+                scalar_text(m.content[:MAX_SERVER_TEXT_CHARS]),
+                m.interrupted,
+            )
+            for m in messages
+            if m.role != "system"
+        )
+    )
 
 
 class SessionServer:
@@ -86,6 +124,8 @@ class SessionServer:
         remembered_conversations: int = 256,
         limits: ConnectionLimits | None = None,
         session_config: Callable[[SessionStart, str], SessionConfig] = default_session_config,
+        client_options: Mapping[str, str] | None = None,
+        policies: tuple[str, ...] = (),
     ) -> None:
         self.engines_factory = engines_factory
         self.hub = hub if hub is not None else EventHub()
@@ -93,15 +133,17 @@ class SessionServer:
         self.max_sessions = max_sessions
         self.limits = limits or ConnectionLimits()
         self.session_config = session_config
+        # What `capabilities` in `session.started` lists: options honoured (name -> what it
+        # does) and interruption policies a client may name.
+        self.client_options = dict(client_options or {})
+        self.policies = policies
         self.sessions: dict[str, Session] = {}
-        self._starting: set[str] = set()
+        self._starting: set[_Owner] = set()
         self._idle = trio.Event()
         self._idle.set()
         self.stats = ServerStats()
         self.shutting_down = trio.Event()
-        # Heard histories of ended sessions, for `session.start` with `session_id`.
-        self._conversations: OrderedDict[str, tuple[ChatMessage, ...]] = OrderedDict()
-        self._remembered = remembered_conversations
+        self.conversations = Conversations(remembered_conversations)
 
     async def wait_idle(self) -> None:
         """Return once no session is running (each ended one is remembered for resumption)."""
@@ -110,6 +152,14 @@ class SessionServer:
     def shutdown(self) -> None:
         """Tell every connection to end its session (with a `shutting_down` error)."""
         self.shutting_down.set()
+
+    def capabilities(self, sample_rate: int) -> Capabilities:
+        return Capabilities(
+            sample_rates=tuple(sorted(SUPPORTED_RATES)),
+            max_audio_bytes=max_audio_bytes(sample_rate),
+            options=self.client_options,
+            policies=self.policies,
+        )
 
     async def handle(self, ws: WebSocketLike, *, authorized: bool = False) -> None:
         """Serve one connection until the session ends, the peer leaves or misbehaves.
@@ -132,6 +182,7 @@ class SessionServer:
             log.info("closing a slow consumer: %s", group.exceptions[0])
         finally:
             self.stats.rejections.update(protocol.rejections)
+            self.stats.unsendable.update(transport.unsendable)
             self.stats.dropped_audio_frames += transport.stats.dropped_audio
         code = transport.fatal_code
         # Bounded and shielded: the peer may be gone or not reading, and we may be cancelled.
@@ -159,7 +210,11 @@ class SessionServer:
                 return message
         self.stats.handshake_timeouts += 1
         transport.send_message(
-            ErrorMessage(ErrorCode.NOT_STARTED.value, "no 'session.start' in time", fatal=True)
+            ErrorMessage(
+                ErrorCode.HANDSHAKE_TIMEOUT.value,
+                f"no valid 'session.start' within {self.limits.handshake_timeout:g} s",
+                fatal=True,
+            )
         )
         return None
 
@@ -174,6 +229,41 @@ class SessionServer:
     def _refuse(self, transport: WebSocketTransport, code: ErrorCode, message: str) -> None:
         self.stats.refused[code.value] += 1
         transport.send_message(ErrorMessage(code.value, message, fatal=True))
+
+    def _resumable(self, start: SessionStart, transport: WebSocketTransport) -> Conversation | None:
+        """The conversation `start` may resume, or None (told why, counted: a new one starts)."""
+        if start.session_id is None:
+            return None
+        try:
+            return self.conversations.find(start.session_id, start.resume_secret)
+        except ResumeRefused as refused:
+            self.stats.resume_refused[refused.code.value] += 1
+            transport.send_message(
+                ErrorMessage(refused.code.value, f"{refused.message}; starting a new one")
+            )
+            return None
+
+    async def _take_over(self, conversation: Conversation) -> None:
+        """End the connection that serves `conversation` now and wait (bounded) until it has
+        handed back where it got to."""
+        while isinstance(previous := conversation.owner, _Owner):
+            self.stats.takeovers += 1
+            previous.transport.send_message(
+                ErrorMessage(
+                    ErrorCode.SESSION_TAKEN_OVER.value,
+                    "a newer connection resumed this session",
+                    fatal=True,
+                )
+            )
+            if previous.session is not None:
+                previous.session.close("taken_over")
+            else:
+                previous.scope.cancel()
+            with trio.move_on_after(2 * self.limits.close_timeout + 1.0) as late:
+                await previous.ended.wait()
+            if late.cancelled_caught:
+                log.warning("session %s did not end in time for its takeover", conversation)
+                return
 
     async def _converse(
         self,
@@ -191,7 +281,10 @@ class SessionServer:
         if self.shutting_down.is_set():
             self._refuse(transport, ErrorCode.SHUTTING_DOWN, "the server is stopping")
             return
-        if len(self.sessions) + len(self._starting) >= self.max_sessions:
+        resumed = self._resumable(start, transport)
+        # A takeover frees the slot of the session it ends.
+        freed = int(resumed is not None and resumed.owner is not None)
+        if len(self.sessions) + len(self._starting) - freed >= self.max_sessions:
             self._refuse(transport, ErrorCode.SERVER_BUSY, f"{self.max_sessions} sessions running")
             return
         try:
@@ -199,29 +292,83 @@ class SessionServer:
         except (TypeError, ValueError) as exc:
             self._refuse(transport, ErrorCode.BAD_FIELD, f"options: {exc}")
             return
-        session_id, history = self._resume(start, transport)
-        config = dataclasses.replace(self.session_config(start, session_id), history=tuple(history))
-        self._starting.add(session_id)
+        owner = _Owner(transport)
+        self._starting.add(owner)
         if self._idle.is_set():
             self._idle = trio.Event()
+        try:
+            with owner.scope:
+                if resumed is not None:
+                    await self._take_over(resumed)
+                    self.conversations.claim(resumed, owner)
+                    self.stats.sessions_resumed += 1
+                conversation = resumed or self.conversations.new(owner)
+                await self._serve(
+                    ws,
+                    protocol,
+                    transport,
+                    start,
+                    engines,
+                    conversation,
+                    owner,
+                    resumed=bool(resumed),
+                )
+        finally:
+            self._starting.discard(owner)
+            if owner.session is not None and self.sessions.get(owner.session.id) is owner.session:
+                del self.sessions[owner.session.id]
+            if not self.sessions and not self._starting:
+                self._idle.set()
+            owner.ended.set()
+
+    async def _serve(
+        self,
+        ws: WebSocketLike,
+        protocol: ServerProtocol,
+        transport: WebSocketTransport,
+        start: SessionStart,
+        engines: Engines,
+        conversation: Conversation,
+        owner: _Owner,
+        *,
+        resumed: bool,
+    ) -> None:
+        """Run the session of `conversation` on this connection until it ends."""
+        session_id = conversation.session_id
+        config = dataclasses.replace(
+            self.session_config(start, session_id),
+            history=conversation.history,
+            first_turn=conversation.next_turn,
+            first_seq=conversation.next_seq,
+        )
         session: Session | None = None
         try:
             async with open_session(config, engines, transport, hub=self.hub) as session:
-                self._starting.discard(session_id)
+                owner.session = session
+                self._starting.discard(owner)
                 self.sessions[session_id] = session
                 self.stats.sessions_started += 1
+                transport.clock = session.bus.now
                 # Nothing the client can see has happened yet (no input was read), so this is
                 # still the first message of the session; the codec refuses anything earlier.
-                transport.send_message(
+                started = transport.send_message(
                     SessionStarted(
                         session_id=session_id,
                         sample_rate=config.input_rate,
                         output_rate=config.output_rate,
                         max_audio_bytes=max_audio_bytes(config.input_rate),
-                        resumed=bool(history),
+                        resumed=resumed,
                         t=round(session.bus.now(), 6),
+                        resume_secret=conversation.secret,
+                        history=_history_entries(conversation.history),
+                        capabilities=self.capabilities(config.input_rate),
                     )
                 )
+                if not started:  # our bug (logged); the client must not wait for it forever
+                    transport.send_message(
+                        ErrorMessage(ErrorCode.INTERNAL.value, "could not start", fatal=True)
+                    )
+                    return
                 # Rejections before the session existed still belong to its record.
                 for code, count in protocol.rejections.items():
                     for _ in range(count):
@@ -232,40 +379,23 @@ class SessionServer:
                     await session.wait_ended()
                     nursery.cancel_scope.cancel()
         finally:
-            self._starting.discard(session_id)
-            self.sessions.pop(session_id, None)
             if session is not None:
-                self._remember(session_id, session.messages)
-            if not self.sessions and not self._starting:
-                self._idle.set()
-
-    def _resume(
-        self, start: SessionStart, transport: WebSocketTransport
-    ) -> tuple[str, tuple[ChatMessage, ...]]:
-        if start.session_id is None:
-            return secrets.token_urlsafe(9), ()
-        running = start.session_id in self.sessions or start.session_id in self._starting
-        history = None if running else self._conversations.pop(start.session_id, None)
-        if history is None:
-            reason = (
-                f"session {start.session_id} is still running"
-                if running
-                else f"no conversation {start.session_id} to resume"
-            )
-            transport.send_message(
-                ErrorMessage(ErrorCode.UNKNOWN_SESSION.value, f"{reason}; starting a new one")
-            )
-            return secrets.token_urlsafe(9), ()
-        self.stats.sessions_resumed += 1
-        return start.session_id, history
-
-    def _remember(self, session_id: str, messages: tuple[ChatMessage, ...]) -> None:
-        if not any(m.role != "system" for m in messages):
-            return
-        self._conversations[session_id] = tuple(m for m in messages if m.role != "system")
-        self._conversations.move_to_end(session_id)
-        while len(self._conversations) > self._remembered:
-            self._conversations.popitem(last=False)
+                self.stats.interrupts_stale += int(session.stats().get("interrupts_stale", 0))
+                self.conversations.release(
+                    conversation,
+                    owner,
+                    history=session.messages,
+                    next_turn=max(config.first_turn, transport.last_turn + 1),
+                    next_seq=config.first_seq + sum(session.bus.counts.values()),
+                )
+            else:
+                self.conversations.release(
+                    conversation,
+                    owner,
+                    history=conversation.history,
+                    next_turn=conversation.next_turn,
+                    next_seq=conversation.next_seq,
+                )
 
     async def _read(
         self,
@@ -292,7 +422,8 @@ class SessionServer:
             elif isinstance(message, Text):
                 session.push_text(message.text)
             elif isinstance(message, Interrupt):
-                session.interrupt()
+                # A `turn` that is not the current one is a stale press: a no-op, counted.
+                session.interrupt(message.turn)
             elif isinstance(message, AudioEnd):
                 session.end_input()
 

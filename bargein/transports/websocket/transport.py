@@ -63,6 +63,12 @@ class WebSocketTransport:
         # for them must not produce a second error frame.
         self._reported: Counter[str] = Counter()
         self._drained = trio.Event()
+        # The session clock, once the session exists (for the `t` of frames we make up, `clear`).
+        self.clock: Callable[[], float] | None = None
+        # The highest turn number seen: a resumed conversation continues after it.
+        self.last_turn = 0
+        # Frames we could not send (our bug, logged), by message type: never the peer's fault.
+        self.unsendable: Counter[str] = Counter()
 
     @property
     def stats(self) -> OutboundStats:
@@ -84,12 +90,15 @@ class WebSocketTransport:
         # Queued audio of the turn must not reach the peer at all; the clear jumps the queue so
         # the peer flushes what it already holds as soon as possible.
         self.queue.flush_turn(turn)
-        data = self._encode(Clear(turn))
+        t = None if self.clock is None else round(max(0.0, self.clock()), 6)
+        data = self._encode(Clear(turn, t))
         if data is not None:
             self.queue.put_control(data, urgent=True)
         await trio.lowlevel.checkpoint()
 
     async def send_event(self, event: Event) -> None:
+        if event.turn is not None:
+            self.last_turn = max(self.last_turn, event.turn)
         if event.type is EventType.INPUT_REJECTED:
             code = str(event.data.get("code", ""))
             if self._reported[code] > 0:
@@ -109,13 +118,16 @@ class WebSocketTransport:
 
     # -- used by the connection handler -------------------------------------------------------
 
-    def send_message(self, message: ServerMessage) -> None:
-        """Queue a control message (sync, never blocks)."""
+    def send_message(self, message: ServerMessage) -> bool:
+        """Queue a control message (sync, never blocks); False if it could not be queued."""
         if isinstance(message, ErrorMessage) and message.fatal and self.fatal_code is None:
             self.fatal_code = message.code
         data = self._encode(message)
-        if data is not None:
-            self.queue.put_control(data, urgent=isinstance(message, ErrorMessage) and message.fatal)
+        if data is None:
+            return False
+        return self.queue.put_control(
+            data, urgent=isinstance(message, ErrorMessage) and message.fatal
+        )
 
     def report_rejection(self, error: RemoteProtocolError) -> None:
         self._reported[error.code.value] += 1
@@ -127,6 +139,7 @@ class WebSocketTransport:
         except LocalProtocolError as exc:
             # Our bug, not the peer's: log it and keep the session going without that frame.
             if exc.code is not ErrorCode.CLOSED:
+                self.unsendable[message.TYPE] += 1
                 log.error("not sending %s: %s", message.TYPE, exc)
             return None
 
@@ -155,7 +168,13 @@ class WebSocketTransport:
                     except trio.EndOfChannel:
                         break
                     with trio.move_on_after(self.limits.stall_timeout) as stuck:
-                        await send(frame)
+                        try:
+                            await send(frame)
+                        except UnicodeError as exc:
+                            # The codec never makes such a frame; if one slips through, this
+                            # connection loses that frame, not its session (nor anyone else's).
+                            self.unsendable["unencodable"] += 1
+                            log.error("could not encode a frame: %s", exc)
                     if stuck.cancelled_caught:
                         raise SlowConsumer(f"a write was stuck for {self.limits.stall_timeout} s")
             finally:
