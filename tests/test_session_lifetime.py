@@ -138,3 +138,23 @@ async def test_close_is_bounded_when_the_recognizer_close_hangs(
     assert session.ended
     assert trio.current_time() - closing <= 1.0 + 1e-6  # recognizer close gives up after 1 s
     assert transport.of_type(EventType.SESSION_ENDED)
+
+
+async def test_trace_is_complete_whatever_instant_the_session_closes(
+    autojump_clock: trio.testing.MockClock, tmp_path: object
+) -> None:
+    import json
+    from pathlib import Path
+
+    for yields in range(6):
+        path = Path(str(tmp_path)) / f"trace{yields}.jsonl"
+        transport = MemoryTransport()
+        config = SessionConfig(trace_path=str(path))
+        async with open_session(config, engines(), transport) as session:
+            await trio.sleep(0.1)
+            session.reject("probe")  # an event: the trace writer wakes up …
+            for _ in range(yields):
+                await trio.lowlevel.checkpoint()
+            session.close()  # … and the session closes at some instant of its hand-off
+        seqs = [json.loads(line)["seq"] for line in path.read_text().splitlines()]
+        assert seqs == list(range(len(seqs))) and len(seqs) >= 3, (yields, seqs)

@@ -51,8 +51,10 @@ class TraceWriter:
             text = "".join(self._lines)
             self._lines.clear()
             self.writes += 1
-            # Not abandoned on cancel: a batch taken from memory is always written.
-            await trio.to_thread.run_sync(self._file.write, text)
+            # Shielded: a batch taken from memory is always written (a cancel would otherwise
+            # strike before the thread starts; once started, a thread is never abandoned).
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._file.write, text)
 
     async def aclose(self) -> None:
         """Write every line still pending, then close. The caller bounds and shields it."""
