@@ -103,3 +103,20 @@ def test_a_bad_verdict_is_a_clear_error() -> None:
 def test_policy_rejects_an_object_that_is_not_a_judge() -> None:
     with pytest.raises(TypeError, match="OverlapJudge"):
         InterruptionPolicy(judge=object())  # type: ignore[arg-type]
+
+
+def test_the_final_of_an_utterance_judged_false_does_not_barge_in() -> None:
+    class ResumeOnStop(Recording):
+        def judge(self, view: OverlapView) -> Verdict:
+            return "resume" if view.stopped_at is not None else "pause"
+
+    m = speaking(ResumeOnStop())
+    assert m.speech_started(2.2, 2.0) == [PauseOutput(1, 2.0)]
+    assert m.speech_stopped(2.8) == [ResumeOutput(1, "", 2.2)]
+    # its final arrives afterwards: it belongs to the utterance already judged, not a new one
+    assert m.transcript(3.0, "mm yeah", final=True) == []
+    # a later utterance's words for the active turn still take the floor
+    assert m.transcript(4.0, "stop now", final=True) == [
+        CancelTurn(1, "barge_in", None),
+        StartTurn(2, "stop now"),
+    ]

@@ -93,6 +93,8 @@ class FloorMachine:
         self._input_ended = False
         self._ended = False
         self._now = 0.0  # time of the latest input (an outside judge's view of "now")
+        # A judge called an utterance false before its final: that final belongs to it.
+        self._judged_false = False
 
     # -- what the machine exposes ------------------------------------------------------------
 
@@ -184,6 +186,9 @@ class FloorMachine:
                 return actions + self._user_text(text)
             return self._false_interruption(now, text)
         if not final:
+            return []
+        if self._judged_false:  # the final of an utterance a judge already called false
+            self._judged_false = False
             return []
         t = self._turn
         if t is not None and not t.cancelled and text:
@@ -277,6 +282,7 @@ class FloorMachine:
         if verdict == "cancel":
             return self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
         if verdict == "resume":
+            self._judged_false = not o.final
             return self._false_interruption(now, o.text)
         if verdict == "pause":
             if o.paused or not self._turn.speaking:

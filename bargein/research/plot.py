@@ -31,6 +31,17 @@ LEFT = 150
 ROWS = [("user mic", 70), ("ground truth", 62), ("VAD", 26), ("transcripts", 54),
         ("assistant heard", 70), ("floor", 62)]  # fmt: skip
 TITLE_H, AXIS_H, LEGEND_H = 30, 24, 58
+# Every mark the timeline draws: (name, fill colour or how it is drawn).
+LEGEND: list[tuple[str, Any]] = [(kind, color) for kind, color in KIND_COLORS.items()] + [
+    ("VAD speech", (60, 110, 220)),
+    ("VAD end decided", "vad_end"),
+    ("final transcript", "transcript"),
+    ("turn life", "turn"),
+    ("output paused", (250, 170, 60)),
+    ("resumed", "resumed"),
+    ("barge-in", "barge_in"),
+    ("output cleared", "cleared"),
+]
 LANE_H = 14
 Box = tuple[int, int, int, int]
 
@@ -216,18 +227,7 @@ def render(
     # legend: every mark drawn above, as drawn
     ly = plot_bottom + AXIS_H + 6
     lx = LEFT
-    marks: list[tuple[str, Any]] = [(kind, color) for kind, color in KIND_COLORS.items()]
-    marks += [
-        ("VAD speech", (60, 110, 220)),
-        ("VAD end decided", "vad_end"),
-        ("final transcript", "transcript"),
-        ("turn life", "turn"),
-        ("output paused", (250, 170, 60)),
-        ("resumed", "resumed"),
-        ("barge-in", "barge_in"),
-        ("output cleared", "cleared"),
-    ]
-    for label, how in marks:
+    for label, how in LEGEND:
         w = 24 + round(d.textlength(label, font=small))
         if lx + w > WIDTH - 20:
             lx, ly = LEFT, ly + 18
