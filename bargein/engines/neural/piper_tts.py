@@ -184,11 +184,14 @@ class PiperTts:
         ):
             symbols = [c for c in unicodedata.normalize("NFD", phonemes) if c in ids_map]
             ending = token.rstrip("\"')]»”’")[-1:]
-            if ending and ending in _PAUSES and ending in ids_map:
-                symbols.append(ending)
+            pause = [ending] if ending and ending in _PAUSES and ending in ids_map else []
             if not symbols:
+                # Unspoken ("—", "..."): its pause rides on the word before; no mark of its own.
+                if pause and len(ids) > 2:
+                    ids += [ids_map[pause[0]], pad]
                 firsts.append(None)
                 continue
+            symbols += pause
             if k and space is not None and len(ids) > 2:
                 ids += [space, pad]
             firsts.append(len(ids))
@@ -242,10 +245,10 @@ class PiperTts:
             if not piece:
                 continue
             pcm, words = await run_cpu(self.synthesize_sync, piece)
-            if i == 1 or not rest:
-                pcm = np.concatenate([pcm, np.zeros(self.end_pause, np.int16)])
             if not len(pcm):
                 continue
+            if i == 1 or not rest:
+                pcm = np.concatenate([pcm, np.zeros(self.end_pause, np.int16)])
             marks = [WordStart(w.text, w.sample + offset) for w in words]
             for start in range(0, len(pcm), self._chunk):
                 end = min(start + self._chunk, len(pcm))

@@ -26,6 +26,7 @@ import numpy as np
 from bargein.runtime.messages import Int16Array
 
 __all__ = [
+    "ONSET_FRAMES",
     "Encoded",
     "Transcription",
     "WhisperDecoder",
@@ -43,6 +44,7 @@ MAX_AUDIO_S = 28.0  # longest audio one window takes (leaves room for PAD_S)
 # Generation cap: tokens allowed per second of audio, plus a constant (fast speech is ~5 tokens/s).
 TOKENS_PER_S = 8
 TOKENS_BASE = 16
+ONSET_FRAMES = 3  # voiced 20 ms frames in a row that mark where speech starts
 # faster-whisper's no-speech rule: drop the text if both hold.
 NO_SPEECH_PROB = 0.6
 LOW_LOGPROB = -1.0
@@ -151,14 +153,17 @@ class WhisperDecoder:
 
 
 def voiced_onset(audio: Int16Array, aggressiveness: int = 2) -> float | None:
-    """Start (s) of the first voiced 20 ms frame by webrtcvad, as the session's VAD judges it."""
+    """Start (s) of the first run of ONSET_FRAMES voiced 20 ms frames by webrtcvad (a single
+    voiced frame is often a click or breath)."""
     import webrtcvad
 
     vad = webrtcvad.Vad(aggressiveness)
     frame = SAMPLE_RATE // 50
+    run = 0
     for i in range(0, len(audio) - frame + 1, frame):
-        if vad.is_speech(audio[i : i + frame].tobytes(), SAMPLE_RATE):
-            return i / SAMPLE_RATE
+        run = run + 1 if vad.is_speech(audio[i : i + frame].tobytes(), SAMPLE_RATE) else 0
+        if run == ONSET_FRAMES:
+            return (i + frame - ONSET_FRAMES * frame) / SAMPLE_RATE
     return None
 
 

@@ -41,6 +41,7 @@ from bargein.engines.neural.whisper_decode import (
     Transcription,
     WhisperDecoder,
     WordTime,
+    ONSET_FRAMES,
     fix_first_start,
 )
 from bargein.runtime.compute import run_cpu
@@ -139,7 +140,8 @@ class WhisperRecognizer:
         self._n = 0
         self._scanned = 0  # samples already judged by webrtcvad (whole frames)
         self._voiced_end = 0  # end sample of the last voiced frame; 0: no speech yet
-        self._onset: int | None = None  # first voiced sample
+        self._onset: int | None = None  # first sample of the first run of voiced frames
+        self._run = 0  # voiced frames in a row
         self._last_partial = ""
         self._partial_at = 0  # sample count at the last Whisper partial
         self._speculated: tuple[int, Transcription] | None = None  # (voiced_end, result)
@@ -253,8 +255,11 @@ class WhisperRecognizer:
             loud = float(np.sqrt(np.mean(frame.astype(np.float32) ** 2))) >= _MIN_LEVEL
             if loud and self._vad.is_speech(frame.tobytes(), SAMPLE_RATE):
                 self._voiced_end = self._scanned + _FRAME
-                if self._onset is None:
-                    self._onset = self._scanned
+                self._run += 1
+                if self._onset is None and self._run == ONSET_FRAMES:
+                    self._onset = self._voiced_end - ONSET_FRAMES * _FRAME
+            else:
+                self._run = 0
             self._scanned += _FRAME
 
     async def _decode(self, *, words: bool) -> Transcription:
