@@ -37,11 +37,11 @@ from bargein.engines.embedded.sphinx_stt import SphinxRecognizer, SphinxStt
 from bargein.engines.neural.models import DEFAULT_THREADS, whisper_model
 from bargein.engines.neural.whisper_decode import (
     MAX_AUDIO_S,
+    ONSET_FRAMES,
     SAMPLE_RATE,
     Transcription,
     WhisperDecoder,
     WordTime,
-    ONSET_FRAMES,
     fix_first_start,
 )
 from bargein.runtime.compute import run_cpu
