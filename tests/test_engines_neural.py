@@ -247,7 +247,9 @@ async def test_synthesizes_a_sentence_with_marks(tts: Any, stt: Any) -> None:
     for chunk in chunks:  # each mark is in the chunk where its word starts
         assert all(offset <= w.sample < offset + len(chunk.pcm) for w in chunk.words)
         offset += len(chunk.pcm)
-    # The marks agree with where Whisper hears the words (median within 100 ms).
+    # The marks agree with where Whisper hears the words: median within 100 ms, none off by
+    # more than 250 ms (measured: median ~55 ms, max 0.11-0.15 s from the model's durations;
+    # spreading the audio evenly over the phonemes instead gives max 0.31-0.38 s).
     audio16 = resample(pcm.astype(np.float32) / 32768, tts.sample_rate, 16000)
     heard = stt.decoder().transcribe_sync((audio16 * 32767).astype(np.int16))
     assert {"forward", "meters", "left"} <= set(words(heard.text))
@@ -259,6 +261,7 @@ async def test_synthesizes_a_sentence_with_marks(tts: Any, stt: Any) -> None:
     ]
     assert len(errors) >= 6
     assert float(np.median(errors)) <= 0.1
+    assert max(errors) <= 0.25
 
 
 async def test_first_phrase_is_synthesized_first(tts: Any) -> None:
