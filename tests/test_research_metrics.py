@@ -166,6 +166,8 @@ def test_resume_rate_counts_only_false_pauses() -> None:
     m = s.summary()
     assert m["resume_rate"] == {"value": 1.0, "n": 1, "of": 1}
     assert m["resume_gap_ms"]["p50"] == pytest.approx(800.0)
+    # the interruption's pause-then-cancel is not a false alarm of any kind
+    assert (m["false_alarms_per_min"]["n"], m["false_cancels"]) == (1, 0)
     assert s.stop_s == pytest.approx([0.1])  # the interruption's stop: the pause at 3.1
     assert s.false_stop_s == pytest.approx([0.1])  # and the backchannel's: 7.1 - 7.0
 
