@@ -1,0 +1,306 @@
+"""Backchannel or interruption? A pure classifier of one short user utterance heard while the
+assistant speaks ("mm-hmm", "yeah" should let the reply go on; "wait", "no, I meant..." take
+the floor).
+
+Fed in time order (seconds on any one clock): ``onset(t)`` when the VAD hears speech start,
+``frame(t, level_dbfs)`` per audio frame while it lasts, ``words(t, text, final)`` for each
+partial/final recognizer hypothesis, ``speech_end(t)`` when the VAD hears it stop, ``tick(t)``
+whenever time passes. Each returns the ``Decision`` the moment it is taken (once per
+utterance), else None; ``decision`` holds it (kind ``UNDECIDED`` until then). ``latency`` is
+decision time minus onset: what a policy that ducks on onset keeps the reply ducked for.
+
+The rules, in order (``Config`` has every threshold; ``docs/turn_detection.md`` states what
+they can and cannot tell apart):
+
+1. an *interrupt phrase* of the lexicon in any hypothesis ("stop", "wait", "hold on",
+   "actually", ...) -> interruption, at once;
+2. *content* (a word outside the backchannel lexicon) once the utterance has lasted
+   ``content_min_ms`` -> interruption; when the utterance is *quiet* for this user (its level
+   at least ``quiet_db`` below the user's own speech so far) content needs
+   ``max_backchannel_ms`` (misrecognized murmurs: "Mm. Yeah." heard as "is the money");
+   more than ``max_backchannel_words`` words -> interruption;
+3. still speaking after ``max_backchannel_ms`` with no words yet, or after
+   ``max_lexical_ms`` with only backchannel words -> interruption (long speech is a turn);
+   *loud* speech (``loud_db`` above the user's level) after ``loud_min_ms`` -> interruption;
+4. speech ended: a final hypothesis (or ``end_wait_ms`` without one) decides: content in the
+   final -> interruption unless quiet ("no", "what?"); else backchannel (backchannel words,
+   nothing recognized, or a quiet short murmur).
+
+Level: the utterance's 90th-percentile frame level against the same statistic of the user's
+own speech (``UserLevel``: feed it the frames of the user's real turns; the classifier adds an
+utterance's frames when it decides *interruption*). Without 0.5 s of history the level rules
+are off.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+
+class Kind(StrEnum):
+    BACKCHANNEL = "backchannel"
+    INTERRUPTION = "interruption"
+    UNDECIDED = "undecided"
+
+
+_BACKCHANNELS = (
+    "mm", "mmm", "mm hmm", "mhm", "hmm", "uh huh", "um", "uh", "ah", "oh", "ooh", "yeah", "yes",
+    "yep", "yup", "ya", "okay", "ok", "alright", "all right", "right", "sure", "i see", "wow",
+    "cool", "nice", "great", "really", "got it", "true", "exactly", "indeed", "oh yeah",
+    "oh okay", "oh really", "uh uh", "ha", "haha", "huh",
+)
+_INTERRUPTS = (
+    "stop", "wait", "hold on", "hang on", "actually", "excuse me", "pause", "sorry",
+    "no no", "not that", "listen", "let me", "one moment", "one second", "shut up", "enough",
+    "cancel", "never mind", "nevermind",
+)
+
+
+def normalize(text: str) -> list[str]:
+    """Lower-case word tokens; hyphenated murmurs split ("mm-hmm" -> "mm", "hmm"), elongations
+    folded ("mmmm" -> "mmm", "yeahhh" -> "yeah")."""
+    t = text.lower().replace("-", " ").replace("_", " ")
+    words = re.findall(r"[a-z']+", t)
+    out = []
+    for w in words:
+        w = re.sub(r"(.)\1{2,}", r"\1\1", w.strip("'"))  # any run of 3+ -> 2
+        if w in ("mm", "mmm") or re.fullmatch(r"m+", w):
+            w = "mm"
+        elif re.fullmatch(r"h*m+h*m*", w):
+            w = "hmm"
+        elif w in ("yeahh", "yea"):
+            w = "yeah"
+        if w:
+            out.append(w)
+    return out
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Phrases as normalized token tuples; the longest match wins when segmenting."""
+
+    backchannel: frozenset[tuple[str, ...]]
+    interrupt: frozenset[tuple[str, ...]]
+
+    @staticmethod
+    def of(backchannel: tuple[str, ...] = _BACKCHANNELS,
+           interrupt: tuple[str, ...] = _INTERRUPTS) -> Lexicon:
+        return Lexicon(
+            frozenset(tuple(normalize(p)) for p in backchannel if normalize(p)),
+            frozenset(tuple(normalize(p)) for p in interrupt if normalize(p)),
+        )
+
+    def scan(self, tokens: list[str]) -> tuple[str | None, int]:
+        """(first interrupt phrase found or None, number of tokens outside the backchannel
+        lexicon)."""
+        longest = max((len(p) for p in self.backchannel | self.interrupt), default=1)
+        i, content = 0, 0
+        while i < len(tokens):
+            for n in range(min(longest, len(tokens) - i), 0, -1):
+                phrase = tuple(tokens[i : i + n])
+                if phrase in self.interrupt:
+                    return " ".join(phrase), content
+                if phrase in self.backchannel:
+                    i += n
+                    break
+            else:
+                content += 1
+                i += 1
+        return None, content
+
+
+@dataclass(frozen=True)
+class Config:
+    content_min_ms: float = 450.0
+    max_backchannel_ms: float = 900.0
+    max_lexical_ms: float = 1600.0
+    max_backchannel_words: int = 3
+    end_wait_ms: float = 300.0
+    quiet_db: float = -6.0
+    loud_db: float = 6.0
+    loud_min_ms: float = 400.0
+
+    def __post_init__(self) -> None:
+        for name in ("content_min_ms", "max_backchannel_ms", "max_lexical_ms", "end_wait_ms",
+                     "loud_min_ms"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 <= v < 60_000):
+                raise ValueError(f"{name} must be a number of ms in 0..60000, got {v!r}")
+        if not (isinstance(self.max_backchannel_words, int) and self.max_backchannel_words >= 1):
+            raise ValueError("max_backchannel_words must be an int >= 1")
+        if not self.quiet_db < 0 < self.loud_db:
+            raise ValueError("quiet_db must be < 0 and loud_db > 0")
+
+
+class UserLevel:
+    """This user's speaking level: the 90th percentile of their recent voiced frame levels
+    (dBFS), over the last ``keep`` frames (60 s of 20 ms frames)."""
+
+    def __init__(self, keep: int = 3000, min_frames: int = 25) -> None:
+        self._levels: deque[float] = deque(maxlen=keep)
+        self.min_frames = min_frames
+
+    def observe(self, level_dbfs: float) -> None:
+        if np.isfinite(level_dbfs):
+            self._levels.append(float(level_dbfs))
+
+    @property
+    def frames(self) -> int:
+        return len(self._levels)
+
+    @property
+    def level(self) -> float | None:
+        if len(self._levels) < self.min_frames:
+            return None
+        return float(np.percentile(np.fromiter(self._levels, float), 90))
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: Kind
+    at: float  # when decided
+    latency: float  # at - onset, seconds
+    reason: str
+
+
+UNDECIDED = Decision(Kind.UNDECIDED, 0.0, 0.0, "no utterance")
+
+
+@dataclass
+class _Utterance:
+    onset: float
+    end: float | None = None
+    levels: list[float] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    final: bool = False
+
+
+class BackchannelClassifier:
+    """One user's utterances while the assistant speaks; one decision per utterance."""
+
+    def __init__(self, config: Config | None = None, lexicon: Lexicon | None = None,
+                 user: UserLevel | None = None) -> None:
+        self.config = config or Config()
+        self.lexicon = lexicon or Lexicon.of()
+        self.user = user or UserLevel()
+        self._u: _Utterance | None = None
+        self._decision = UNDECIDED
+        self._last_t = -np.inf
+        self.rejected = 0  # inputs refused (out of order, no utterance, bad values)
+
+    @property
+    def decision(self) -> Decision:
+        return self._decision
+
+    # -- inputs ------------------------------------------------------------------------
+    def onset(self, t: float) -> Decision | None:
+        """A new utterance starts (forgets the previous one's decision)."""
+        if not self._clock(t):
+            return None
+        self._u = _Utterance(onset=t)
+        self._decision = UNDECIDED
+        return None
+
+    def frame(self, t: float, level_dbfs: float) -> Decision | None:
+        u = self._live(t)
+        if u is None:
+            return None
+        if not np.isfinite(level_dbfs):
+            self.rejected += 1
+            return None
+        if u.end is None:
+            u.levels.append(float(level_dbfs))
+            if self._decision.kind is Kind.INTERRUPTION:
+                self.user.observe(level_dbfs)
+        return self._evaluate(t)
+
+    def words(self, t: float, text: str, final: bool = False) -> Decision | None:
+        u = self._live(t)
+        if u is None:
+            return None
+        if not isinstance(text, str) or len(text) > 10_000:
+            self.rejected += 1
+            return None
+        if u.final and not final:
+            return self._evaluate(t)  # a late partial never replaces the final
+        u.tokens = normalize(text)
+        u.final = u.final or final
+        return self._evaluate(t)
+
+    def speech_end(self, t: float) -> Decision | None:
+        u = self._live(t)
+        if u is None:
+            return None
+        if u.end is None:
+            u.end = t
+        return self._evaluate(t)
+
+    def tick(self, t: float) -> Decision | None:
+        u = self._live(t)
+        return None if u is None else self._evaluate(t)
+
+    # -- rules -------------------------------------------------------------------------
+    def relative_level(self) -> float | None:
+        """Utterance level minus the user's level (dB), None when either is unknown."""
+        u, ref = self._u, self.user.level
+        if u is None or ref is None or len(u.levels) < 3:
+            return None
+        return float(np.percentile(u.levels, 90)) - ref
+
+    def _evaluate(self, t: float) -> Decision | None:
+        u = self._u
+        if u is None or self._decision.kind is not Kind.UNDECIDED:
+            return None
+        c = self.config
+        ms = ((u.end if u.end is not None else t) - u.onset) * 1e3
+        phrase, content = self.lexicon.scan(u.tokens)
+        rel = self.relative_level()
+        quiet = rel is not None and rel <= c.quiet_db
+        loud = rel is not None and rel >= c.loud_db
+        if phrase is not None:
+            return self._decide(Kind.INTERRUPTION, t, f"interrupt phrase {phrase!r}")
+        if len(u.tokens) > c.max_backchannel_words:
+            return self._decide(Kind.INTERRUPTION, t, f"{len(u.tokens)} words")
+        if content and ms >= (c.max_backchannel_ms if quiet else c.content_min_ms):
+            return self._decide(Kind.INTERRUPTION, t, f"{content} content words, {ms:.0f} ms")
+        if u.end is None:
+            if loud and ms >= c.loud_min_ms:
+                return self._decide(Kind.INTERRUPTION, t, f"loud ({rel:+.1f} dB), {ms:.0f} ms")
+            limit = c.max_lexical_ms if u.tokens else c.max_backchannel_ms
+            if ms >= limit:
+                return self._decide(Kind.INTERRUPTION, t, f"still speaking after {ms:.0f} ms")
+            return None
+        if u.final or (t - u.end) * 1e3 >= c.end_wait_ms:
+            if content and u.final and not quiet:
+                return self._decide(Kind.INTERRUPTION, t, f"{content} content words in the final")
+            what = "backchannel words" if u.tokens and not content else (
+                "quiet short murmur" if content else "nothing recognized")
+            return self._decide(Kind.BACKCHANNEL, t, f"{what}, {ms:.0f} ms")
+        return None
+
+    def _decide(self, kind: Kind, t: float, reason: str) -> Decision:
+        assert self._u is not None
+        self._decision = Decision(kind, t, t - self._u.onset, reason)
+        if kind is Kind.INTERRUPTION:
+            for lv in self._u.levels:
+                self.user.observe(lv)
+        return self._decision
+
+    def _live(self, t: float) -> _Utterance | None:
+        if not self._clock(t):
+            return None
+        if self._u is None:
+            self.rejected += 1  # nothing to classify: no onset yet
+        return self._u
+
+    def _clock(self, t: float) -> bool:
+        if not (isinstance(t, (int, float)) and np.isfinite(t)) or t < self._last_t:
+            self.rejected += 1
+            return False
+        self._last_t = float(t)
+        return True
