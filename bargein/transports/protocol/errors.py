@@ -36,7 +36,9 @@ class ErrorCode(enum.StrEnum):
     BAD_RESUME_SECRET = "bad_resume_secret"
     SESSION_TAKEN_OVER = "session_taken_over"
     HANDSHAKE_TIMEOUT = "handshake_timeout"
+    # Reported by the session (input it refused), not the codec.
     FLOOR_BUSY = "floor_busy"
+    RATE_LIMITED = "rate_limited"
     SERVER_BUSY = "server_busy"
     SLOW_CONSUMER = "slow_consumer"
     SESSION_FAILED = "session_failed"
