@@ -190,3 +190,20 @@ def test_pause_take_over_and_premature_turns() -> None:
 
 def test_percentile_interpolates() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.9) == pytest.approx(3.7)
+
+
+def test_a_turn_answers_the_item_that_ended_before_it_not_a_window_open_around_it() -> None:
+    truths = [
+        Truth("ask", "request", 0.0, 1.0),
+        Truth("echo", "echo", 0.8, 9.0),  # the window opens before the reply to "ask"
+        Truth("cough", "noise", 1.4, 1.7),  # still sounding when turn 1 starts
+    ]
+    ev = seq(
+        {"type": "turn_started", "t": 1.5, "turn": 1},
+        {"type": "turn_completed", "t": 6.0, "turn": 1},
+    )
+    _, rows = compute(ev, truths, [(2.0, 6.0, 1)])
+    by = {r["label"]: r for r in rows}
+    assert by["ask"]["responded"] and by["ask"]["response_ms"] == pytest.approx(1000.0)
+    assert not by["echo"]["responded"] and by["echo"]["outcome"] == "ignore"
+    assert not by["cough"]["responded"]

@@ -179,7 +179,7 @@ def cell(summary: dict[str, Any], key: str, kind: str) -> str:
 
 def outcomes_cell(summary: dict[str, Any], group: str) -> str:
     o = _get(summary, f"outcomes.{group}") or {}
-    return " ".join(f"{k[:3]}={o.get(k, 0)}" for k in OUTCOMES)
+    return " ".join(f"{k}={o.get(k, 0)}" for k in OUTCOMES)
 
 
 def table(summaries: dict[str, dict[str, Any]]) -> str:

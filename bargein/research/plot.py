@@ -292,7 +292,7 @@ def render_comparison(
         for j, (p, v) in enumerate(zip(policies, values, strict=True)):
             y = oy + 30 + j * 22
             d.text((ox + 6, y), p[:16], fill="black", font=small)
-            if v is not None:
+            if v:  # None: nothing to count; 0: no bar
                 w = max(1, round(bar_w * v / top))
                 d.rectangle([bar_x, y + 2, bar_x + w, y + 14],
                             fill=POLICY_COLORS[j % len(POLICY_COLORS)])  # fmt: skip
