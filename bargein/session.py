@@ -67,6 +67,11 @@ class SessionConfig:
     stt_batch_ms: int = 100
     # A model quiet this long mid-sentence gets what it said so far spoken anyway.
     quiet_flush_ms: int = 600
+    # The planner's whole reply must be done within this (time it is held up by TTS
+    # backpressure excluded; None: no deadline), besides any stall timeout of the engine.
+    turn_deadline_ms: int | None = 60000
+    # Spoken after a planner failure or a missed deadline, instead of dead air ("": nothing).
+    fallback_text: str = "Sorry, something went wrong."
     system_prompt: str | None = None
     # The conversation so far, for a session that continues one (e.g. a client resuming).
     history: tuple[ChatMessage, ...] = ()
@@ -92,6 +97,10 @@ class SessionConfig:
             raise ValueError("compute must be 'thread' or 'inline'")
         if self.first_turn < 1 or self.first_seq < 0:
             raise ValueError("first_turn must be >= 1 and first_seq >= 0")
+        if self.turn_deadline_ms is not None and self.turn_deadline_ms <= 0:
+            raise ValueError("turn_deadline_ms must be positive (or None: no deadline)")
+        if len(self.fallback_text) > 500:
+            raise ValueError("fallback_text must be at most 500 characters")
         if self.history_chars is not None and self.history_chars < 1:
             raise ValueError("history_chars must be positive (or None: no budget)")
         if self.ingress_burst_ms < self.frame_ms or self.playback_grace_ms < 0:
@@ -152,6 +161,9 @@ class Session:
                 quiet_flush_s=config.quiet_flush_ms / 1000,
                 history_commit=config.policy.history_commit,
                 history_chars=config.history_chars,
+                deadline_s=None if config.turn_deadline_ms is None
+                else config.turn_deadline_ms / 1000,
+                fallback_text=config.fallback_text.strip(),
             ),
             end_session=self.close,
             first_turn=config.first_turn,

@@ -14,6 +14,7 @@ from bargein.actors.policy import InterruptionPolicy
 from bargein.actors.turn import run_turn
 from bargein.engines.base import Engines
 from bargein.runtime.events import Event, EventType
+from bargein.runtime.history import ChatMessage
 from bargein.runtime.messages import OutFrame
 from bargein.session import Session, SessionConfig, open_session
 from bargein.testing.audio import feed_live, load, place
@@ -321,8 +322,13 @@ async def test_planner_failure_keeps_partial_reply_and_session(
             "message": "scripted planner failure",
             "fatal": False,
         }
-        done = transport.of_type(EventType.TURN_COMPLETED)[0]
-        assert done.data["committed_text"] == " ".join(LONG_REPLY.split()[:9])
+        # A failed turn is never `completed`: it ends with what was said and a spoken fallback.
+        assert not transport.of_type(EventType.TURN_COMPLETED)
+        done = transport.of_type(EventType.TURN_CANCELLED)[0]
+        assert done.data["reason"] == "error"
+        said = " ".join(LONG_REPLY.split()[:9]) + " Sorry, something went wrong."
+        assert done.data["committed_text"] == said == done.data["heard_text"]
+        assert session.messages[-1] == ChatMessage("assistant", said, interrupted=True)
         session.push_text("again")  # the session is still usable
         await trio.sleep(10)
         assert len(transport.of_type(EventType.TURN_STARTED)) == 2

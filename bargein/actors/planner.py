@@ -39,6 +39,11 @@ class SentenceSink:
         self._in_send = False
         self._send_returned = trio.lowlevel.ParkingLot()
         self._pending = trio.Event()
+        # Time spent blocked handing pieces to TTS: it does not count against the deadline.
+        self.blocked_s = 0.0
+        self._handing = 0
+        self._handed = trio.lowlevel.ParkingLot()
+        self.timed_out = False
 
     async def send(self, item: PlanOutput, /) -> None:
         if isinstance(item, Status):
@@ -84,17 +89,44 @@ class SentenceSink:
                 self._pending = trio.Event()
                 await self.finish()
 
+    async def say(self, text: str) -> None:
+        """Speak `text` that is not the model's (the fallback after a failure), as its own piece;
+        it is part of the turn's text like any other, so what is heard is what is committed."""
+        self._cursor.generated.append(" " + text)
+        self._bus.emit(EventType.ASSISTANT_TEXT, self._turn, delta=" " + text, fallback=True)
+        await self._hand_on([text])
+
+    async def enforce_deadline(self, deadline_s: float, engine: trio.CancelScope) -> None:
+        """Cancel the engine once it has had `deadline_s` for the reply, not counting the time
+        it was held up by TTS backpressure (a long reply paced by playback is not late)."""
+        start = trio.current_time()
+        while True:
+            await trio.sleep_until(start + deadline_s + self.blocked_s)
+            if self._handing:
+                await self._handed.park()
+                continue
+            if trio.current_time() >= start + deadline_s + self.blocked_s:
+                self.timed_out = True
+                engine.cancel()
+                return
+
     async def _hand_on(self, pieces: list[str]) -> None:
         """Hand pieces to TTS in order. A piece whose hand-off is cancelled goes back to the
         front of the buffer, so `finish` still speaks it: text is never lost on the way."""
         for n, piece in enumerate(pieces):
             index, self._index = self._index, self._index + 1
+            started = trio.current_time()
+            self._handing += 1
             try:
                 await self._sentences.send((index, piece))
             except trio.Cancelled:
                 self._index = index
                 self._splitter.unread(" ".join(pieces[n:]))
                 raise
+            finally:
+                self._handing -= 1
+                self.blocked_s += trio.current_time() - started
+                self._handed.unpark_all()
 
 
 async def run_planner(
@@ -105,15 +137,30 @@ async def run_planner(
     cursor: PlayoutCursor,
     *,
     quiet_flush_s: float,
+    deadline_s: float | None = None,
+    fallback_text: str = "",
 ) -> None:
-    """Run the engine; a failure keeps what was generated so far and becomes an error event."""
+    """Run the engine within its deadline. A failure (the engine raised, or ran past the
+    deadline) keeps what was generated so far, becomes an error event, marks the turn failed
+    (`cursor.failure`) and is followed by `fallback_text` spoken, so the user is never left in
+    silence."""
     sink = SentenceSink(request.turn, sentences, bus, cursor)
     async with sentences:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sink.flush_when_quiet, quiet_flush_s)
-            try:
-                await engine.respond(request, sink)
-            except Exception as exc:  # an engine failure must not end the session
-                bus.error("planner", exc, fatal=False, turn=request.turn)
+            with trio.CancelScope() as engine_scope:
+                if deadline_s is not None:
+                    nursery.start_soon(sink.enforce_deadline, deadline_s, engine_scope)
+                try:
+                    await engine.respond(request, sink)
+                except Exception as exc:  # an engine failure must not end the session
+                    cursor.failure = "error"
+                    bus.error("planner", exc, fatal=False, turn=request.turn)
+            if sink.timed_out:
+                cursor.failure = "deadline"
+                late = TimeoutError(f"the reply was not done within {deadline_s:g} s")
+                bus.error("planner", late, fatal=False, turn=request.turn)
             nursery.cancel_scope.cancel()
         await sink.finish()
+        if cursor.failure is not None and fallback_text:
+            await sink.say(fallback_text)

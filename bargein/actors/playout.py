@@ -22,6 +22,7 @@ class PlayoutCursor:
     generated: list[str] = field(default_factory=list)  # the planner's text deltas, in order
     tokens: int = 0
     synthesized: int = 0  # output samples TTS produced for the turn, sent or not
+    failure: str | None = None  # "error" | "deadline": the planner failed; the turn is not complete
 
     def on_sent(self, end: int, words: tuple[WordMark, ...]) -> None:
         self.sent = max(self.sent, end)

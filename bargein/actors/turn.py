@@ -41,6 +41,8 @@ class TurnSettings:
     quiet_flush_s: float
     history_commit: HistoryCommit
     history_chars: int | None = None  # budget for the planner's view of the history
+    deadline_s: float | None = None  # for the planner's whole reply (backpressure excluded)
+    fallback_text: str = ""  # spoken after a planner failure
 
 
 @dataclass(eq=False, slots=True)
@@ -86,6 +88,8 @@ async def run_turn(
                             bus,
                             cursor,
                             quiet_flush_s=settings.quiet_flush_s,
+                            deadline_s=settings.deadline_s,
+                            fallback_text=settings.fallback_text,
                         )
                     )
                     nursery.start_soon(
@@ -116,8 +120,11 @@ async def run_turn(
             egress.interrupt(turn)
         with trio.CancelScope(shield=True), trio.move_on_after(_EGRESS_SETTLE_S):
             await feed.done.wait()
+        # A turn whose planner failed played what it had (and the fallback), but it is not a
+        # completed reply: it is never reported `completed`.
+        cut = cancelled or cursor.failure is not None
         committed = cursor.committed_text(settings.history_commit)
-        history.add_assistant(committed, interrupted=cancelled)
+        history.add_assistant(committed, interrupted=cut)
         fields = dict(
             heard_text=cursor.heard_text(),
             heard_ms=round(cursor.heard_ms, 3),
@@ -127,11 +134,11 @@ async def run_turn(
             tokens=cursor.tokens,
             synthesized_ms=round(cursor.synthesized_ms, 3),
         )
-        if cancelled:
+        if cut:
             bus.emit(
                 EventType.TURN_CANCELLED,
                 turn,
-                reason=handle.reason or "cancelled",
+                reason=handle.reason or cursor.failure or "cancelled",
                 frames_dropped=cursor.frames_dropped,
                 **fields,
             )
