@@ -802,3 +802,59 @@ async def test_no_reconnect_after_the_session_is_taken_over(tmp_path: Path) -> N
     assert not result["errors"], result["errors"]
     assert result["second"] == result["session"]
     assert result["first_state"] == [None, None, False]
+
+
+async def test_reconnect_policy_and_backoff(tmp_path: Path) -> None:
+    """`reconnect.js`, imported in the page: which closes are retried and how long it waits
+    (the table in docs/web.md, "Reconnect and resume")."""
+    wav = mic_file(tmp_path, speech=False)
+
+    def scenario(harness: Harness, _: Proxy | None) -> dict[str, Any]:
+        with chromium(tmp_path / "profile", wav) as page:
+            page.goto(f"http://127.0.0.1:{harness.port}/")
+            return dict(page.evaluate(RECONNECT_JS))
+
+    out, _ = await run_in_browser(scenario)
+    assert out["delays"] == [500, 1000, 2000, 4000, 8000, 10000, 10000]
+    assert out["jitter"] == [400, 600]
+    assert out["verdicts"] == {
+        "user_end": "ended",
+        "taken_over_error": "stop",
+        "taken_over_code": "stop",
+        "unauthorized": "stop",
+        "bad_field": "stop",
+        "policy_1008": "stop",
+        "server_ended": "ended",
+        "restart_error": "retry",
+        "restart_1001": "retry",
+        "busy": "retry",
+        "failed": "retry",
+        "never_opened": "retry",
+        "dropped": "retry",
+    }
+
+
+RECONNECT_JS = """async () => {
+  const { closeVerdict, reconnectDelay } = await import('/static/reconnect.js');
+  const c = (over) => closeVerdict({ code: 1006, userEnded: false, fatal: null, ended: null,
+                                     opened: true, ...over }).action;
+  return {
+    delays: [0, 1, 2, 3, 4, 5, 9].map((n) => reconnectDelay(n, () => 0.5)),
+    jitter: [reconnectDelay(0, () => 0), reconnectDelay(0, () => 1)],
+    verdicts: {
+      user_end: c({ userEnded: true, fatal: 'shutting_down' }),
+      taken_over_error: c({ fatal: 'session_taken_over', code: 1008 }),
+      taken_over_code: c({ code: 4000 }),
+      unauthorized: c({ fatal: 'unauthorized', code: 1008 }),
+      bad_field: c({ fatal: 'bad_field', code: 1008 }),
+      policy_1008: c({ code: 1008 }),
+      server_ended: c({ code: 1000, ended: 'closed' }),
+      restart_error: c({ fatal: 'shutting_down', ended: 'shutting_down', code: 1001 }),
+      restart_1001: c({ code: 1001 }),
+      busy: c({ fatal: 'server_busy', code: 1013 }),
+      failed: c({ fatal: 'session_failed', code: 1011 }),
+      never_opened: c({ opened: false }),
+      dropped: c({}),
+    },
+  };
+}"""
