@@ -9,6 +9,7 @@ import trio
 
 from bargein.runtime.broadcast import Broadcast
 from bargein.runtime.events import Event, EventType
+from bargein.runtime.logs import log_failure
 
 
 class EventHub(Broadcast[Event]):
@@ -44,7 +45,9 @@ class EventBus(Broadcast[Event]):
         self, source: str, exc: BaseException, *, fatal: bool, turn: int | None = None,
         **extra: Any,
     ) -> Event:
-        """An `error` event for an exception caught by `source`."""
+        """An `error` event for an exception caught by `source`, and one log line with its
+        traceback (`bargein.runtime.logs`)."""
+        log_failure(self.session_id, source, exc, fatal=fatal, turn=turn)
         return self.emit(
             EventType.ERROR, turn, source=source, error=type(exc).__name__, message=str(exc),
             fatal=fatal, **extra,
