@@ -226,6 +226,16 @@ def _attribute(ep: Episode, truths: Sequence[Truth]) -> Truth | None:
     return max(found, key=lambda t: (t.kind != "echo", t.onset), default=None)
 
 
+def _turn_owner(truths: Sequence[Truth], start: float) -> str | None:
+    """The item a turn answers: a user pause it started inside (a premature turn), else the
+    speech item that ended last before it started (the user's words come from there)."""
+    inside = [t for t in truths if t.kind == "user_pause" and t.onset < start < t.offset]
+    if inside:
+        return max(inside, key=lambda t: t.onset).label
+    done = [t for t in truths if t.kind != "echo" and t.offset <= start + _EPS]
+    return max(done, key=lambda t: t.offset).label if done else None
+
+
 def _overlap_seconds(segments: Sequence[Segment], a: float, b: float) -> float:
     return sum(max(0.0, min(e, b) - max(s, a)) for s, e, _ in segments)
 
@@ -280,6 +290,7 @@ def item_outcomes(
         owner = _attribute(ep, truths)
         ep.item = owner.label if owner is not None else None
     cleared = _of(events, "output_cleared")
+    owners = {x.id: _turn_owner(truths, x.start) for x in turns.values()}
     order = sorted(truths, key=lambda tr: tr.onset)
     speech_onsets = [t.onset for t in order if t.kind != "echo"]
     out: list[dict[str, Any]] = []
@@ -310,8 +321,8 @@ def item_outcomes(
         row["stop_ms"] = round(
             1000 * max(0.0, min((s[1] for s in later), default=tr.onset) - tr.onset), 3
         )
-        # Turns begun after the onset, before the next item: the assistant's answers to it.
-        new = {x.id for x in turns.values() if tr.onset < x.start < nxt}
+        # The turns that answer this item (see `_turn_owner`).
+        new = {x.id for x in turns.values() if owners.get(x.id) == tr.label}
         first_new = min((s[0] for s in segments if s[2] in new), default=None)
         row["responded"] = first_new is not None
         if first_new is not None:
