@@ -715,9 +715,22 @@ async def test_settings_become_session_options_and_the_trace_downloads(tmp_path:
             with page.expect_download() as download:
                 page.click("#trace")
             trace = Path(download.value.path()).read_text()
+            # Applying a voice the server refuses: one attempt, then stop (no loop).
+            page.fill("#set-voice", "xx-no-such-voice")
+            page.click("#apply")
+            wait(
+                page,
+                "() => !window.bargein.ws && /refused these settings/"
+                ".test(document.querySelector('#notice').textContent)",
+            )
+            bad_apply = {
+                "retrying": page.evaluate("() => window.bargein.retryTimer !== null"),
+                "starts": len(sent_starts(page)),
+            }
             return {
+                "bad_apply": bad_apply,
                 "refused": refused,
-                "starts": sent_starts(page),
+                "starts": sent_starts(page)[:3],
                 "hint": hint,
                 "session": session,
                 "applied": applied,
@@ -734,6 +747,7 @@ async def test_settings_become_session_options_and_the_trace_downloads(tmp_path:
     assert options[0] == {"voice": "xx-no-such-voice"}
     wanted = {"voice": "en-us+f3", "rate_wpm": 220, "policy": "confirm"}
     assert options[1:] == [wanted, wanted], options
+    assert result["bad_apply"] == {"retrying": False, "starts": 4}, result["bad_apply"]
     assert "voice" in result["hint"] and "policy" in result["hint"]
     assert result["applied"]["session"] == result["session"], result["applied"]
     assert result["muted"] == {"pill": "muted — type or unmute", "pressed": "true", "track": False}

@@ -615,8 +615,11 @@ function onClosed(conn, code) {
   state.conv?.cutOff();
   resetPlayer();
   ui.live.textContent = "";
-  if (state.applying) {
-    connect(); // settings change: straight back, resuming the conversation
+  if (state.applying === "closing") {
+    // Settings change: straight back, resuming the conversation. Once only: if that socket
+    // closes too, the table below decides (a refused option must not loop).
+    state.applying = "reconnecting";
+    connect();
     return;
   }
   const verdict = closeVerdict({ code, userEnded: state.userEnded, fatal: conn.fatal, ended: conn.ended, opened: conn.opened });
@@ -642,6 +645,7 @@ function finish(name, pill, text) {
   state.retryTimer = null;
   state.attempt = 0;
   state.dropReason = null;
+  state.applying = false;
   if (state.userEnded) {
     // End means this conversation is over: the next Start begins a new one.
     sessionStorage.removeItem(KEY.session);
@@ -707,7 +711,7 @@ function applySettings(e) {
   e.preventDefault();
   saveSettings();
   if (!state.started || !state.ws) return;
-  state.applying = true; // onClosed reconnects at once, resuming with the new options
+  state.applying = "closing"; // onClosed reconnects at once, resuming with the new options
   notice("Applying settings: reconnecting…");
   state.ws.close(1000, "apply settings");
 }
