@@ -319,28 +319,11 @@ def test_timeline_labels_do_not_overlap_and_the_legend_has_every_mark(
             "final transcript", "turn life"} <= {name for name, _ in plot.LEGEND}  # fmt: skip
 
 
-JUDGE = '''
-from bargein.actors.policy import OverlapView, Verdict
-
-
-class Patient:
-    """Pause at once; cancel on `words` counted words; anything else resumes at its final
-    transcript, or `timeout_s` after the speech stopped if none comes."""
-
-    def __init__(self, words: int = 2, timeout_s: float = 1.5) -> None:
-        self.words = words
-        self.timeout_s = timeout_s
-
-    def judge(self, view: OverlapView) -> Verdict:
-        if view.content_words >= self.words:
-            return "cancel"
-        if view.trigger == "tick":
-            return "resume"
-        return "pause"
-
-    def deadline(self, view: OverlapView) -> float | None:
-        return None if view.stopped_at is None else view.stopped_at + self.timeout_s
-'''
+def docs_example() -> str:
+    """The example policy of docs/research.md, exactly as printed there."""
+    doc = (Path(__file__).parent.parent / "docs" / "research.md").read_text()
+    after = doc.split("Example — `~/lab/patient.py`", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 def test_an_outside_policy_from_a_file_runs_everywhere(
@@ -348,7 +331,7 @@ def test_an_outside_policy_from_a_file_runs_everywhere(
 ) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    (outside / "my_policy.py").write_text(JUDGE)
+    (outside / "my_policy.py").write_text(docs_example())  # the docs' example, verbatim
     spec = resolve_policy(f"{outside / 'my_policy.py'}:Patient")
     assert spec.name == "Patient" and spec.policy.judge is not None
     assert spec.for_session().judge is not spec.for_session().judge  # fresh per run
