@@ -40,7 +40,7 @@ MU, POWER_KEEP, DELTA, FAR_FLOOR, COPY_BELOW, RESET_ABOVE, SMOOTH, SPEC_AVG, BET
     DT_HOLD, START_RATE, START_BLOCKS = range(13)
 N_PARAMS = 13
 # fstate layout (float64): smoothed two-path error energies, leak regression, adaptation sum
-EF, EB, PEY, PYY, LEAK, SUM_ADAPT, N_FSTATE = 0, 1, 2, 3, 4, 5, 8
+EF, EB, PEY, PYY, LEAK, SUM_ADAPT, FG_RATIO, N_FSTATE = 0, 1, 2, 3, 4, 5, 6, 8
 # istate layout (int64)
 HEAD, BLOCKS, ADAPTED_FLAG, COPIES, RESETS, DT_BLOCKS, ADAPTED, DT_NOW, HOLD, N_ISTATE = range(10)
 MIN_LEAK = 0.005
@@ -51,6 +51,7 @@ def aec_blocks_py(
     xring: C128, wf: C128, wb: C128, pk: F64, xbuf: F64, work: F64, spec: C128,
     rev: I64, tw: C128, split: C128, z: C128,
     params: F64, fstate: F64, istate: I64, eh: F64, yh: F64, step: F64, yspec: C128,
+    prop: F64,
 ) -> int:
     """Cancel echo from ``near`` block by block (``len(near) == len(far)``, a multiple of B);
     writes ``out`` and returns the number of blocks processed.
@@ -94,18 +95,22 @@ def aec_blocks_py(
             pk[f] = keep * pk[f] + (1.0 - keep) * (xf.real * xf.real + xf.imag * xf.imag)
         # 2. the foreground's echo estimate y and error e (the output).
         for f in range(bins):
-            acc = 0j
-            for p in range(parts):
-                acc += wf[p, f] * xring[(head - p) % parts, f]
-            spec[f] = acc
+            spec[f] = 0j
+        for p in range(parts):
+            row = (head - p) % parts
+            for f in range(bins):
+                spec[f] += wf[p, f] * xring[row, f]
         irfft_py(spec, work, rev, tw, split, z)
         sef = 0.0
         syf = 0.0
         sey = 0.0
+        sd = 0.0
         for i in range(b):
             y = work[b + i]
-            e = near[at + i] - y
+            d = near[at + i]
+            e = d - y
             out[at + i] = e
+            sd += d * d
             sef += e * e
             syf += y * y
             sey += e * y
@@ -131,10 +136,11 @@ def aec_blocks_py(
             yspec[f] = complex(yf, 0.0)
         # 3. the background's error.
         for f in range(bins):
-            acc = 0j
-            for p in range(parts):
-                acc += wb[p, f] * xring[(head - p) % parts, f]
-            spec[f] = acc
+            spec[f] = 0j
+        for p in range(parts):
+            row = (head - p) % parts
+            for f in range(bins):
+                spec[f] += wb[p, f] * xring[row, f]
         irfft_py(spec, work, rev, tw, split, z)
         seb = 0.0
         for i in range(b):
@@ -190,10 +196,16 @@ def aec_blocks_py(
             elif istate[HOLD] > 0:
                 istate[HOLD] -= 1
         # 5. two-path control; no copy to the foreground during (or just after) double talk,
-        # when a lower background error may be near-end speech partly cancelled.
+        # when a lower background error may be near-end speech partly cancelled -- unless the
+        # foreground removes less than 3 dB anyway (not converged: its echo estimate is too
+        # weak for the detector to mean anything, and waiting would never end). FG_RATIO is
+        # its error/mic energy ratio, tracked outside double talk only (starts at 1).
         fstate[EF] = smooth * fstate[EF] + (1.0 - smooth) * sef
         fstate[EB] = smooth * fstate[EB] + (1.0 - smooth) * seb
-        if fstate[EB] < params[COPY_BELOW] * fstate[EF] and istate[HOLD] == 0:
+        if istate[HOLD] == 0:
+            fstate[FG_RATIO] = 0.95 * fstate[FG_RATIO] + 0.05 * (sef / (sd + 1e-12))
+        weak = fstate[FG_RATIO] > 0.5
+        if fstate[EB] < params[COPY_BELOW] * fstate[EF] and (istate[HOLD] == 0 or weak):
             wf[:, :] = wb
             fstate[EF] = fstate[EB]
             istate[COPIES] += 1
@@ -201,13 +213,33 @@ def aec_blocks_py(
             wb[:, :] = wf
             fstate[EB] = fstate[EF]
             istate[RESETS] += 1
-        # 6. adapt the background: W_p += mu step conj(X_p) E_b / (P Pk + delta).
+        # 6. adapt the background: W_p += mu step prop_p conj(X_p) E_b / (Pk + delta / P).
+        # prop (proportionate update, as speex's MDF): each partition's share of the step
+        # follows the square root of its energy, plus a tenth of the largest as a floor, so
+        # the partitions that hold the room's early response learn fastest.
         istate[ADAPTED] += 1
         rfft_py(work, spec, rev, tw, split, z)
+        top = 0.0
+        for p in range(parts):
+            acc = 1e-12
+            for f in range(bins):
+                w = wb[p, f]
+                acc += w.real * w.real + w.imag * w.imag
+            prop[p] = np.sqrt(acc)
+            top = max(top, prop[p])
+        total = 0.0
+        for p in range(parts):
+            prop[p] += 0.1 * top
+            total += prop[p]
+        for p in range(parts):
+            prop[p] = 0.99 * prop[p] / total
         for f in range(bins):
-            ef = spec[f] * (mu * step[f] / (parts * pk[f] + delta))
-            for p in range(parts):
-                wb[p, f] += xring[(head - p) % parts, f].conjugate() * ef
+            spec[f] = spec[f] * (mu * step[f] / (pk[f] + delta / parts))
+        for p in range(parts):
+            row = (head - p) % parts
+            g = prop[p]
+            for f in range(bins):
+                wb[p, f] += xring[row, f].conjugate() * (spec[f] * g)
         # One partition per block is constrained to B taps (the rest of the N-point circular
         # response zeroed); round robin, so every partition is projected every P blocks.
         c = istate[BLOCKS] % parts
@@ -220,6 +252,6 @@ def aec_blocks_py(
 
 aec_blocks: Callable[
     [F64, F64, F64, C128, C128, C128, F64, F64, F64, C128, I64, C128, C128, C128, F64, F64, I64,
-     F64, F64, F64, C128],
+     F64, F64, F64, C128, F64],
     int,
 ] = numba.njit(cache=True, nogil=True)(aec_blocks_py)

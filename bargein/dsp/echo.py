@@ -142,6 +142,7 @@ class EchoCanceller:
         self._eh = np.zeros(bins, np.float64)
         self._yh = np.zeros(bins, np.float64)
         self._step = np.zeros(bins, np.float64)
+        self._prop = np.zeros(p, np.float64)
         params = np.zeros(K.N_PARAMS, np.float64)
         params[K.MU] = mu
         params[K.POWER_KEEP] = 0.9
@@ -162,6 +163,7 @@ class EchoCanceller:
         self._params = params
         self._fstate = np.zeros(K.N_FSTATE, np.float64)
         self._fstate[K.PEY] = self._fstate[K.PYY] = 1.0  # leak starts at 1: adapt fast
+        self._fstate[K.FG_RATIO] = 1.0  # the foreground starts removing nothing
         self._istate = np.zeros(K.N_ISTATE, np.int64)
         # Far samples before the pending region (the delay line) and the partial block.
         self._far_tail = np.zeros(self._max_delay, np.float64)
@@ -263,7 +265,7 @@ class EchoCanceller:
             near, np.ascontiguousarray(delayed), out, self._xring, self._wf, self._wb, self._pk,
             self._xbuf, self._work, self._spec, p.rev, p.tw, p.split, p.z,
             self._params, self._fstate, self._istate, self._eh, self._yh, self._step,
-            self._yspec,
+            self._yspec, self._prop,
         )
         if self._est is not None:
             b = self.block
@@ -318,6 +320,7 @@ class EchoCanceller:
             self._xbuf[:] = 0
             self._fstate[:] = 0
             self._fstate[K.PEY] = self._fstate[K.PYY] = 1.0
+            self._fstate[K.FG_RATIO] = 1.0
             self._eh[:] = 0
             self._yh[:] = 0
             self._istate[K.ADAPTED_FLAG] = 0
