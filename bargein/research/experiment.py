@@ -219,6 +219,7 @@ def csv_text(summaries: dict[str, dict[str, Any]]) -> str:
     for _, key, kind in COLUMNS:
         head += {"rate": [key, f"{key}.n", f"{key}.of"], "dist": [f"{key}.p50", f"{key}.n"],
                  "fa": [key, f"{key}.n", f"{key}.minutes"]}.get(kind, [key])  # fmt: skip
+    head += [f"outcomes.{g}.{o}" for g in ("interruption", "non_interruption") for o in OUTCOMES]
     w.writerow(head)
     for p, s in summaries.items():
         row: list[Any] = [p]
