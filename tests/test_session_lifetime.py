@@ -158,3 +158,35 @@ async def test_trace_is_complete_whatever_instant_the_session_closes(
             session.close()  # … and the session closes at some instant of its hand-off
         seqs = [json.loads(line)["seq"] for line in path.read_text().splitlines()]
         assert seqs == list(range(len(seqs))) and len(seqs) >= 3, (yields, seqs)
+
+
+async def test_interrupt_in_the_instant_a_frame_reaches_egress_sends_nothing_more(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """TTS hands egress a frame and the floor decides in the same instant: egress is woken with
+    the frame (not cancelled) and is behind its pacing grid, so it would send without another
+    checkpoint. No frame of the turn may be handed over once `interrupt` returned."""
+    import numpy as np
+
+    from bargein.actors.egress import AudioStarted, Egress
+    from bargein.runtime.bus import EventBus
+
+    transport = MemoryTransport()
+    bus = EventBus("s", trio.current_time())
+    started_send, started_recv = trio.open_memory_channel[AudioStarted](10)
+    egress = Egress(transport, bus, rate=16000, lead_ms=0, buffer_frames=100,
+                    on_audio_started=started_send)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(egress.run)
+        frames, _ = egress.open_turn(1)
+        for k in (0, 1):  # two frames, then TTS underruns: egress waits for the next one
+            frames.send_nowait(OutFrame(1, np.zeros(320, np.int16), 320 * k))
+        await trio.sleep(1.0)
+        assert len(transport.frames) == 2
+        frames.send_nowait(OutFrame(1, np.zeros(320, np.int16), 640))  # wakes egress …
+        egress.interrupt(1)  # … and the decision comes before it runs
+        await trio.sleep(0.5)
+        assert len(transport.frames) == 2
+        assert [turn for _, turn in transport.clears] == [1]
+        nursery.cancel_scope.cancel()
+    started_recv.close()

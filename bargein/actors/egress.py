@@ -183,6 +183,11 @@ class Egress:
                         await trio.sleep_until(due - self._lead)
                     if self._paused != feed.turn:
                         break
+                if scope.cancel_called:
+                    # Interrupted in the instant this task was woken (by the frame's timer or by
+                    # its arrival): a woken task sees the cancel only at its next checkpoint,
+                    # so look now, or the frame held at the decision would still go out.
+                    break
                 await self._transport.send_audio(frame)
                 feed.cursor.on_sent(frame.end, frame.words)
                 self.frames_sent += 1
