@@ -270,3 +270,19 @@ def test_bad_input_is_refused_clearly() -> None:
             EchoCanceller(**kwargs)  # type: ignore[arg-type]
     # Refused input left no trace: the canceller still works.
     assert ec.process(np.zeros(64, np.float32), np.zeros(64, np.float32)).shape[0] == 64
+
+
+def test_warm_up_compiles_each_kernel_once_for_the_types_the_faces_pass() -> None:
+    from bargein.dsp import duck, warm_up_echo
+
+    assert warm_up_echo() >= 0.0
+    before = (len(_echo_kernels.aec_blocks.signatures), len(duck.apply_ramp.signatures))  # type: ignore[attr-defined]
+    assert before == (1, 1)
+    ec = EchoCanceller(8000)
+    ec.process(np.zeros(1000, np.float32)[::2], np.zeros(500, np.float64))  # strided, float64
+    ec.process_int16(np.zeros(64, np.int16), np.zeros(64, np.int16))
+    d = duck.Ducker(8000)
+    d.duck()
+    d.process(np.zeros(999, np.float64)[::3])
+    after = (len(_echo_kernels.aec_blocks.signatures), len(duck.apply_ramp.signatures))  # type: ignore[attr-defined]
+    assert after == before  # odd input never compiles on the hot path

@@ -1,10 +1,13 @@
-"""DSP hot path: streaming resampling, framing, PCM/G.711 conversion, levels.
+"""DSP hot path: streaming resampling, framing, PCM/G.711 conversion, levels, echo
+cancellation, ducking.
 
 numba kernels with plain-numpy references. Imports nothing of bargein's and no trio. Call
 ``warm_up()`` once at start-up so no caller's first frame pays numba's compile/load time.
 """
 
 from bargein.dsp._design import FilterDesign, design
+from bargein.dsp.duck import Ducker
+from bargein.dsp.echo import EchoCanceller, EchoStats, warm_up_echo
 from bargein.dsp.framing import Framer, frame_samples
 from bargein.dsp.pcm import (
     SILENCE_DBFS,
@@ -24,6 +27,9 @@ from bargein.dsp.warm import COMMON_CONVERSIONS, warm_up
 __all__ = [
     "COMMON_CONVERSIONS",
     "SILENCE_DBFS",
+    "Ducker",
+    "EchoCanceller",
+    "EchoStats",
     "FilterDesign",
     "Framer",
     "Resampler",
@@ -40,4 +46,5 @@ __all__ = [
     "ulaw_decode",
     "ulaw_encode",
     "warm_up",
+    "warm_up_echo",
 ]

@@ -335,3 +335,20 @@ def _as_f64(x: NDArray[np.floating], name: str) -> F64:
     if a.dtype.kind != "f":
         raise TypeError(f"{name}: expected float samples, got {a.dtype}; use process_int16()")
     return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def warm_up_echo() -> float:
+    """Compile (or load from numba's cache) the canceller's and the ducking ramp's kernels;
+    seconds spent. Call at start-up when a session may use them (``warm_up()`` does not, so
+    runs without echo cancellation pay nothing)."""
+    import time
+
+    from bargein.dsp.duck import Ducker
+
+    t0 = time.perf_counter()
+    x = np.zeros(640, np.float32)
+    EchoCanceller(16000).process(x, x)
+    d = Ducker(16000)
+    d.duck()
+    d.process(x)
+    return time.perf_counter() - t0
