@@ -259,6 +259,19 @@ def bench_echo(calls: int, repeats: int) -> dict[str, Any]:
             }
         row["double_talk_raw_snr_db"] = _snr_db(talk[region], (mic + talk)[region])
         rooms.append(row)
+    # Sanity check of each contender: the near end alone, far end silent, must pass through.
+    silent = np.zeros(far.shape[0])
+    passthrough: dict[str, float | str] = {}
+    runs: dict[str, Callable[[NDArray[np.float64]], NDArray[np.float64]]] = {
+        "ours": lambda m: _run_ours(m, silent)}
+    if speex_missing is None:
+        runs["speex"] = lambda m: _run_speex(m, silent, False)
+    for who, run in runs.items():
+        got = run(talk)
+        ref = talk[: got.shape[0]]
+        err = float(np.sum((got - ref) ** 2))
+        passthrough[who] = round(float(10 * np.log10(np.sum(ref * ref) / err)), 1) \
+            if err > 0 else "bit-exact"
     # Time per 20 ms frame in steady state, on speech through the first room.
     mic = echo_of(far, room_response(ECHO_RATE, delay_ms=40.0)) + noise
     ours = EchoCanceller(ECHO_RATE)
@@ -298,6 +311,7 @@ def bench_echo(calls: int, repeats: int) -> dict[str, Any]:
         "webrtc_aec3": "none installs from a wheel here (webrtc-audio-processing, "
                        "aec-audio-processing: source distributions only)",
         "rooms": rooms,
+        "near_alone_passthrough_snr_db": passthrough,
         "timing": {**timing, "timing": "median of interleaved runs (best beside it)"},
         "target_erle_db": TARGET_ERLE_DB,
         "target_met": bool(min(steady) >= TARGET_ERLE_DB),
