@@ -213,8 +213,8 @@ def test_late_partial_does_not_replace_the_final() -> None:
 
 
 def test_normalize_and_lexicon() -> None:
-    assert normalize("Mm-hmm. Yeahhh!") == ["mm", "hmm", "yeah"]
-    assert normalize("MMMM") == ["mm"]
+    assert normalize("Mm-hmm. Yeahhh!") == ["mmhmm", "yeah"]
+    assert normalize("MMMM hmmm Mmmhmmm") == ["mm", "hmm", "mmhmm"]
     lex = Lexicon.of()
     assert lex.scan(normalize("oh yeah, right")) == (None, 0)
     assert lex.scan(normalize("yeah, hold on")) == ("hold on", 0)

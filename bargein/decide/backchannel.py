@@ -36,10 +36,13 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
+
+from bargein.actors.policy import BACKCHANNELS, utterance_words
 
 
 class Kind(StrEnum):
@@ -48,13 +51,13 @@ class Kind(StrEnum):
     UNDECIDED = "undecided"
 
 
-_BACKCHANNELS = (
-    "mm", "mmm", "mm hmm", "mhm", "hmm", "uh huh", "um", "uh", "ah", "oh", "ooh", "yeah", "yes",
-    "yep", "yup", "ya", "okay", "ok", "alright", "all right", "right", "sure", "i see", "wow",
-    "cool", "nice", "great", "really", "got it", "true", "exactly", "indeed", "oh yeah",
-    "oh okay", "oh really", "uh uh", "ha", "haha", "huh",
+# The floor policy's backchannel lexicon (one list for the runtime and this classifier), plus
+# acknowledgements and reactions it lacks.
+EXTRA_BACKCHANNELS = (
+    "mmm", "ooh", "ya", "wow", "cool", "nice", "great", "really", "true", "exactly", "indeed",
+    "oh yeah", "oh really", "uh uh", "ha", "haha", "huh",
 )
-_INTERRUPTS = (
+INTERRUPT_PHRASES = (
     "stop", "wait", "hold on", "hang on", "actually", "excuse me", "pause", "sorry",
     "no no", "not that", "listen", "let me", "one moment", "one second", "shut up", "enough",
     "cancel", "never mind", "nevermind",
@@ -62,21 +65,20 @@ _INTERRUPTS = (
 
 
 def normalize(text: str) -> list[str]:
-    """Lower-case word tokens; hyphenated murmurs split ("mm-hmm" -> "mm", "hmm"), elongations
-    folded ("mmmm" -> "mmm", "yeahhh" -> "yeah")."""
-    t = text.lower().replace("-", " ").replace("_", " ")
-    words = re.findall(r"[a-z']+", t)
+    """The floor policy's words (``utterance_words``: lower case, no punctuation, hyphens
+    join: "Mm-hmm" -> "mmhmm"), with elongated murmurs folded: "mmmm" -> "mm", "hmmm" ->
+    "hmm", "mmmhmmm" -> "mmhmm", "yeahhh" -> "yeah"."""
     out = []
-    for w in words:
-        w = re.sub(r"(.)\1{2,}", r"\1\1", w.strip("'"))  # any run of 3+ -> 2
-        if w in ("mm", "mmm") or re.fullmatch(r"m+", w):
+    for w in utterance_words(text):
+        if re.fullmatch(r"m{2,}", w):
             w = "mm"
-        elif re.fullmatch(r"h*m+h*m*", w):
+        elif re.fullmatch(r"h+m{2,}", w):
             w = "hmm"
-        elif w in ("yeahh", "yea"):
+        elif re.fullmatch(r"m+h+m+", w):
+            w = "mmhmm"
+        elif re.fullmatch(r"yeah+", w):
             w = "yeah"
-        if w:
-            out.append(w)
+        out.append(w)
     return out
 
 
@@ -88,8 +90,8 @@ class Lexicon:
     interrupt: frozenset[tuple[str, ...]]
 
     @staticmethod
-    def of(backchannel: tuple[str, ...] = _BACKCHANNELS,
-           interrupt: tuple[str, ...] = _INTERRUPTS) -> Lexicon:
+    def of(backchannel: Iterable[str] = (*sorted(BACKCHANNELS), *EXTRA_BACKCHANNELS),
+           interrupt: Iterable[str] = INTERRUPT_PHRASES) -> Lexicon:
         return Lexicon(
             frozenset(tuple(normalize(p)) for p in backchannel if normalize(p)),
             frozenset(tuple(normalize(p)) for p in interrupt if normalize(p)),
