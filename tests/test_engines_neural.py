@@ -347,3 +347,14 @@ def test_bargein_run_on_the_neural_engines(
     assert types.index("transcript_final") < types.index("audio_out_first")
     reply, rate = read_wav(tmp_path / "reply.wav")
     assert rate == 16000 and np.abs(reply).max() > 1000  # the neural voice was heard
+
+
+def test_decoding_loops_are_collapsed() -> None:
+    from bargein.engines.neural.whisper_decode import collapse_repeats
+
+    assert collapse_repeats("Go forward. Go forward. Go forward. Go forward.") == "Go forward."
+    assert collapse_repeats("go forward 10 meters. Go forward 10 meters. Go") == (
+        "go forward 10 meters."
+    )
+    assert collapse_repeats("Hello. I said hello.") == "Hello. I said hello."
+    assert collapse_repeats("") == ""

@@ -18,6 +18,7 @@ quietest 20 ms frame and decoded window by window (`transcribe_sync`).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,9 @@ __all__ = [
     "Transcription",
     "WhisperDecoder",
     "WordTime",
+    "collapse_repeats",
     "fix_first_start",
+    "is_voiced",
     "voiced_onset",
 ]
 
@@ -42,8 +45,8 @@ PAD_S = 2.0
 MAX_WINDOW_S = 30.0
 MAX_AUDIO_S = 28.0  # longest audio one window takes (leaves room for PAD_S)
 # Generation cap: tokens allowed per second of audio, plus a constant (fast speech is ~5 tokens/s).
-TOKENS_PER_S = 8
-TOKENS_BASE = 16
+TOKENS_PER_S = 7
+TOKENS_BASE = 10
 ONSET_FRAMES = 3  # voiced 20 ms frames in a row that mark where speech starts
 # faster-whisper's no-speech rule: drop the text if both hold.
 NO_SPEECH_PROB = 0.6
@@ -113,7 +116,7 @@ class WhisperDecoder:
         return tokens
 
     def text(self, tokens: list[int]) -> str:
-        return " ".join(self.tokenizer.decode(tokens).split())
+        return collapse_repeats(" ".join(self.tokenizer.decode(tokens).split()))
 
     def align(self, encoded: Encoded, tokens: list[int]) -> tuple[WordTime, ...]:
         """Word times from Whisper's alignment heads (faster-whisper's own method)."""
@@ -152,6 +155,15 @@ class WhisperDecoder:
         return Transcription(" ".join(t for t in texts if t), tuple(marks))
 
 
+MIN_LEVEL_RMS = 10 ** (-55 / 20) * 32768  # the session VAD's default min_level_dbfs
+
+
+def is_voiced(vad: Any, frame: Int16Array) -> bool:
+    """webrtcvad's verdict on a 20 ms frame, and loud enough, as the session's VAD judges it."""
+    loud = float(np.sqrt(np.mean(frame.astype(np.float32) ** 2))) >= MIN_LEVEL_RMS
+    return loud and bool(vad.is_speech(frame.tobytes(), SAMPLE_RATE))
+
+
 def voiced_onset(audio: Int16Array, aggressiveness: int = 2) -> float | None:
     """Start (s) of the first run of ONSET_FRAMES voiced 20 ms frames by webrtcvad (a single
     voiced frame is often a click or breath)."""
@@ -161,7 +173,7 @@ def voiced_onset(audio: Int16Array, aggressiveness: int = 2) -> float | None:
     frame = SAMPLE_RATE // 50
     run = 0
     for i in range(0, len(audio) - frame + 1, frame):
-        run = run + 1 if vad.is_speech(audio[i : i + frame].tobytes(), SAMPLE_RATE) else 0
+        run = run + 1 if is_voiced(vad, audio[i : i + frame]) else 0
         if run == ONSET_FRAMES:
             return (i + frame - ONSET_FRAMES * frame) / SAMPLE_RATE
     return None
@@ -174,6 +186,30 @@ def fix_first_start(words: tuple[WordTime, ...], onset: float | None) -> tuple[W
         return words
     first = words[0]
     return (WordTime(first.text, min(onset, first.end), first.end), *words[1:])
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _key(sentence: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", sentence.lower()))
+
+
+def collapse_repeats(text: str) -> str:
+    """Drop Whisper's decoding loops: a sentence repeating the one before it, and a last
+    fragment that only restarts the one before it ("Go forward. Go forward. Go for" -> "Go
+    forward."). On short windows tiny.en sometimes loops until the length cap."""
+    sentences = [s for s in _SENTENCE_END.split(text) if s]
+    kept: list[str] = []
+    for i, sentence in enumerate(sentences):
+        key = _key(sentence)
+        if kept and key:
+            previous = _key(kept[-1])
+            last = i == len(sentences) - 1
+            if key == previous or (last and previous.startswith(key)):
+                continue
+        kept.append(sentence)
+    return " ".join(kept)
 
 
 def split_long(audio: Int16Array) -> list[tuple[int, Int16Array]]:

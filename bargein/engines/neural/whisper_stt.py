@@ -43,6 +43,7 @@ from bargein.engines.neural.whisper_decode import (
     WhisperDecoder,
     WordTime,
     fix_first_start,
+    is_voiced,
 )
 from bargein.runtime.compute import run_cpu
 from bargein.runtime.messages import Int16Array
@@ -52,7 +53,6 @@ __all__ = ["PartialMode", "WhisperRecognizer", "WhisperStt", "shared_decoder"]
 PartialMode = Literal["whisper", "sphinx", "off"]
 _FRAME = SAMPLE_RATE // 50  # 20 ms, webrtcvad's frame here
 _MAX_LAG_S = 0.15  # more than one fed batch (100 ms) behind the clock
-_MIN_LEVEL = 10 ** (-55 / 20) * 32768  # the session VAD's default min_level_dbfs, as RMS
 
 
 _decoders: dict[int, WhisperDecoder] = {}
@@ -252,8 +252,7 @@ class WhisperRecognizer:
         audio = self._chunks[0]
         while self._scanned + _FRAME <= self._n:
             frame = audio[self._scanned : self._scanned + _FRAME]
-            loud = float(np.sqrt(np.mean(frame.astype(np.float32) ** 2))) >= _MIN_LEVEL
-            if loud and self._vad.is_speech(frame.tobytes(), SAMPLE_RATE):
+            if is_voiced(self._vad, frame):
                 self._voiced_end = self._scanned + _FRAME
                 self._run += 1
                 if self._onset is None and self._run == ONSET_FRAMES:
