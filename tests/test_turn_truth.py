@@ -86,7 +86,8 @@ async def test_turn_cancelled_before_its_feed_opens_is_cancelled_and_commits_not
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     transport = LoggingTransport()
-    async with open_session(SessionConfig(), story_engines(), transport) as session:
+    eng = story_engines()
+    async with open_session(SessionConfig(), eng, transport) as session:
         transport.watch(session)
         session.push_text("tell me a story")
         await trio.sleep(1.0)
@@ -101,6 +102,8 @@ async def test_turn_cancelled_before_its_feed_opens_is_cancelled_and_commits_not
     assert cancelled.data["sent_ms"] == 0 and cancelled.data["heard_text"] == ""
     assert not transport.turn_frames(2)
     assert ("clear", 2) in transport.log  # the interrupt held: the peer is told, too
+    asked = [r.messages[-1].content for r in eng.planner.requests]  # type: ignore[attr-defined]
+    assert asked == ["tell me a story", "c"]  # the turn cancelled before it began asked nothing
     roles = [(m.role, m.content, m.interrupted) for m in session.messages]
     assert roles[2:5] == [("user", "b", False), ("assistant", "", True), ("user", "c", False)]
     assert_turn_truth(transport.events, session.messages)

@@ -76,6 +76,8 @@ async def run_turn(
         cursor = feed.cursor
         with handle.scope:
             try:
+                if handle.scope.cancel_called:  # cancelled while it waited: ask no engine
+                    await trio.lowlevel.checkpoint()
                 async with trio.open_nursery() as nursery:
                     sent_send, sent_recv = trio.open_memory_channel[tuple[int, str]](8)
                     request = PlanRequest(turn, history.window(settings.history_chars))
