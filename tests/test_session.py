@@ -51,7 +51,9 @@ def all_tasks() -> set[trio.lowlevel.Task]:
             for child in nursery.child_tasks:
                 walk(child)
 
-    walk(trio.lowlevel.current_root_task())
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    walk(root)
     return tasks
 
 
@@ -284,7 +286,7 @@ async def test_bad_input_is_rejected_and_counted(autojump_clock: trio.testing.Mo
     transport = MemoryTransport()
     async with open_session(SessionConfig(), engines(), transport) as session:
         with pytest.raises(TypeError):
-            session.push_audio(np.zeros(10, np.float32))  # type: ignore[arg-type]
+            session.push_audio(np.zeros(10, np.float32))
         session.reject("odd_length_pcm", "3 bytes")
         session.reject("odd_length_pcm", "5 bytes")
         await trio.sleep(0.1)

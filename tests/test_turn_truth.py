@@ -75,8 +75,8 @@ class LoggingTransport(MemoryTransport):
         ]
 
 
-def story_engines(**tts_kw: float) -> Engines:
-    return Engines(ScriptedStt(), ScriptedPlanner([STORY]), ScriptedTts(**tts_kw))
+def story_engines() -> Engines:
+    return Engines(ScriptedStt(), ScriptedPlanner([STORY]), ScriptedTts())
 
 
 # -- defect 1: a turn cancelled before it opens its feed -------------------------------------
@@ -241,10 +241,11 @@ async def test_late_barge_in_after_the_audio_played_keeps_the_turn_completed(
             session.bus.add_listener(hook)
         else:
             # The turn settled as completed; the floor hears the user before TurnFinished.
-            session.bus.add_listener(
-                lambda e: session.push_text("again")
-                if e.type == EventType.TURN_COMPLETED and e.turn == 1 else None
-            )
+            def again(e: Event) -> None:
+                if e.type == EventType.TURN_COMPLETED and e.turn == 1:
+                    session.push_text("again")
+
+            session.bus.add_listener(again)
         await trio.sleep(30)
     one = [e.type for e in transport.events if e.turn == 1]
     assert EventType.TURN_COMPLETED in one and EventType.BARGE_IN not in one, one
@@ -314,10 +315,11 @@ class SlowTts(ScriptedTts):
         await super().synthesize(text, out)
 
 
-async def run_reply(planner: TimedPlanner, tts: ScriptedTts, **config: int) -> Session:
+async def run_reply(planner: TimedPlanner, tts: ScriptedTts, quiet_flush_ms: int) -> Session:
     transport = MemoryTransport()
-    eng = Engines(ScriptedStt(), planner, tts)  # type: ignore[arg-type]
-    async with open_session(SessionConfig(**config), eng, transport) as session:
+    eng = Engines(ScriptedStt(), planner, tts)
+    config = SessionConfig(quiet_flush_ms=quiet_flush_ms)
+    async with open_session(config, eng, transport) as session:
         session.push_text("hi")
         await trio.sleep(120)
     assert_turn_truth(transport.events, session.messages)
