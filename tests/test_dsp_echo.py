@@ -95,6 +95,27 @@ def test_converges_to_at_least_25_db_erle_on_a_synthetic_room(
     assert d <= arrival - ec.block and arrival - d <= ec.tail_samples // 4 + ec.block
 
 
+def test_tracks_an_echo_path_change(audio_dir: object) -> None:
+    """The room changes at 12 s (new response, 60 ms instead of 40 ms): it re-learns."""
+    far = _far()
+    before = echo_of(far, room_response(RATE, delay_ms=40.0))
+    after = echo_of(far, room_response(RATE, delay_ms=60.0, seed=3))
+    mic = np.concatenate((before[: 12 * RATE], after[12 * RATE :]))
+    out = _run(EchoCanceller(RATE), mic, far)
+    assert erle_db(mic[12 * RATE : 13 * RATE], out[12 * RATE : 13 * RATE]) < 5.0  # lost it
+    assert erle_db(mic[18 * RATE :], out[18 * RATE :]) >= 25.0  # and found it again
+
+
+def test_finds_a_long_bulk_delay(audio_dir: object) -> None:
+    far = _far()
+    mic = _mic(far, room_response(RATE, delay_ms=300.0, rt60_ms=150.0, length_ms=120.0))
+    ec = EchoCanceller(RATE)
+    out = _run(ec, mic, far)
+    d = ec.stats().delay_samples
+    assert 300 * 16 - ec.tail_samples // 4 <= d <= 300 * 16 - ec.block
+    assert erle_db(mic[10 * RATE :], out[10 * RATE :]) >= 25.0
+
+
 def test_double_talk_keeps_the_near_end_and_the_filter(audio_dir: object) -> None:
     far = _far()
     h = room_response(RATE, delay_ms=40.0, rt60_ms=150.0, length_ms=120.0)

@@ -17,6 +17,7 @@ bit-identical for any chunking (each decision is taken per block; see ``_echo_ke
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,7 +175,7 @@ class EchoCanceller:
             and self._max_delay >= b else None
         self._kernel = K.aec_blocks  # tests swap in the plain function
         self._delay_changes = 0
-        self._candidate: int | None = None
+        self._recent: deque[int] = deque(maxlen=5)  # the last bulk-delay estimates (blocks)
         self._samples = 0
 
     # -- faces -------------------------------------------------------------------------
@@ -280,24 +281,25 @@ class EchoCanceller:
         assert self._est is not None
         found = self._est.estimate()
         if found is None:
-            self._candidate = None
+            return
+        self._recent.append(found[0])
+        if len(self._recent) < 3:
             return
         b = self.block
-        arrival = found[0] * b  # echo's energy arrives about here
-        # The envelope peak lags the direct path (reverberation smears it later), so the
-        # window starts an eighth of the filter before it. Keep the window while the arrival
-        # is at least two blocks into it and at most a quarter of it is spent before it.
+        # The envelope peak jitters 0..8 blocks *after* the direct path (reverberation smears
+        # it later; never earlier in the test rooms), so the earliest of the last five
+        # estimates is the arrival, and the window starts an eighth of the filter before it.
+        arrival = min(self._recent) * b
         margin = max(2 * b, self.tail_samples // 8 // b * b)
-        if self._delay + 2 * b <= arrival <= self._delay + self.tail_samples // 4:
-            self._candidate = None
+        # Keep the window while it holds the arrival at least two blocks in and at most a
+        # quarter of the filter from its start, and whenever the foreground already removes
+        # 10 dB or more (it works; moving would only restart it).
+        if self._delay + 2 * b <= arrival <= self._delay + self.tail_samples // 4 or \
+                self._fstate[K.FG_RATIO] < 0.1:
             return
         target = max(0, min(arrival - margin, self._max_delay))
         if target == self._delay:
             return
-        if self._candidate != target:
-            self._candidate = target  # need two estimates in a row
-            return
-        self._candidate = None
         shift = (target - self._delay) // b
         if target > self._delay and (target - self._delay) % b == 0 and shift < self.partitions:
             # Later by whole blocks: what the filters learned moves down by `shift`
