@@ -287,6 +287,9 @@ class DemoServer:
             response.timeout = None
             return response
 
+        from bargein.transports.telephony import add_telephony_routes  # /twilio, /telnyx
+
+        add_telephony_routes(app, self)
         return app
 
     async def _open_chat(self) -> tuple[ChatStream, int]:
