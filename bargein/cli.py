@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(f"bargein.benchmarks.{rest[0]}", rest[1:])
     modules = {
         "run": "bargein.run_file",
-        "demo": "bargein.transports.app",
+        "demo": "bargein.transports.demo",
         "research": "bargein.research.cli",
     }
     if command not in modules:

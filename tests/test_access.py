@@ -26,7 +26,8 @@ from bargein.transports.access import (
     host_name,
     startup_warnings,
 )
-from bargein.transports.app import DemoServer, build_parser, main, server_from_args
+from bargein.transports.app import DemoServer
+from bargein.transports.demo import build_parser, main, server_from_args
 from bargein.transports.protocol import (
     ErrorMessage,
     SessionEnded,

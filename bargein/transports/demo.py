@@ -1,0 +1,182 @@
+"""The `bargein demo` command: options → `DemoServer` → serve until SIGINT/SIGTERM.
+
+Start-up refusals are one line on stderr (a port in use, exit status 1) or a usage error (an
+access setup that would expose the monitoring stream, exit status 2); docs/web.md lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import trio
+
+from bargein.dsp import warm_up
+from bargein.engines.base import PlannerEngine
+from bargein.transports.access import AccessConfig, AccessPolicy
+from bargein.transports.app import DemoServer, embedded_engines_factory
+
+# A model may think quietly for a while mid-reply; the chat stream's 15 s heartbeat keeps the
+# connection alive meanwhile, so the two are deliberately independent.
+DEFAULT_LLM_STALL_TIMEOUT = 60.0
+
+
+def openai_planner(
+    base_url: str,
+    model: str | None,
+    api_key: str | None,
+    stall_timeout: float = DEFAULT_LLM_STALL_TIMEOUT,
+) -> PlannerEngine:
+    from bargein.engines.openai_compat import OpenAIPlanner
+
+    kwargs: dict[str, Any] = {
+        "base_url": base_url,
+        "api_key": api_key or "unused",
+        "stall_timeout": stall_timeout,
+    }
+    if model:
+        kwargs["model"] = model
+    return OpenAIPlanner(**kwargs)
+
+
+async def _until_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bargein demo", description="Serve the browser demo: talk to it, interrupt it."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--engines",
+        choices=("light", "neural"),
+        help="engine family (default neural when the 'neural' extra is installed, else light)",
+    )
+    parser.add_argument("--llm-base-url", help="an OpenAI-compatible endpoint for the planner")
+    parser.add_argument("--llm-model", help="model name at --llm-base-url")
+    parser.add_argument(
+        "--llm-api-key", default=os.environ.get("OPENAI_API_KEY"), help="(default $OPENAI_API_KEY)"
+    )
+    parser.add_argument(
+        "--llm-stall-timeout",
+        type=_positive,
+        default=DEFAULT_LLM_STALL_TIMEOUT,
+        metavar="SECONDS",
+        help="fail a reply when the model sends nothing for this long mid-stream "
+        f"(default {DEFAULT_LLM_STALL_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--token",
+        help="require this bearer token on /ws and /api/* (default $BARGEIN_TOKEN)",
+        default=os.environ.get("BARGEIN_TOKEN"),
+    )
+    parser.add_argument("--monitoring", action="store_true", help="serve /api/monitoring/stream")
+    parser.add_argument(
+        "--operator-token",
+        default=os.environ.get("BARGEIN_OPERATOR_TOKEN"),
+        help="the token for the monitoring stream (default $BARGEIN_OPERATOR_TOKEN, else --token)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests whose Host is NAME (repeatable; * for any)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept this Origin, e.g. https://app.example (repeatable; * for any)",
+    )
+    parser.add_argument("--max-sessions", type=int, default=32)
+    return parser
+
+
+def server_from_args(args: argparse.Namespace) -> DemoServer:
+    planner_factory: Callable[[], PlannerEngine] | None = None
+    if args.llm_base_url:
+        base_url, model, key = args.llm_base_url, args.llm_model, args.llm_api_key
+        stall = args.llm_stall_timeout
+
+        def planner_factory() -> PlannerEngine:
+            return openai_planner(base_url, model, key, stall)
+
+    access = AccessConfig(
+        token=args.token,
+        operator_token=args.operator_token,
+        monitoring=args.monitoring,
+        allow_hosts=tuple(args.allow_host),
+        allow_origins=tuple(args.allow_origin),
+    )
+    return DemoServer(
+        embedded_engines_factory(planner_factory, args.engines),
+        access=access,
+        max_sessions=args.max_sessions,
+    )
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"bargein demo: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # Nothing was served, so nothing needs cleaning up; a normal interpreter exit could abort
+    # ("terminate called ...", status -6) while the neural models still load in their daemon
+    # thread, which would turn a one-line refusal into a crash.
+    os._exit(1)
+
+
+def _oserror(group: BaseException) -> OSError | None:
+    # trio and hypercorn wrap the bind failure in exception groups.
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]
+    return group if isinstance(group, OSError) else None
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        server = server_from_args(args)
+        AccessPolicy(server.access, args.host)  # refuse a bad access setup before warming up
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: --engines neural not installed
+        parser.error(str(exc))
+    warm_up()  # compile/load the DSP kernels now, not inside the first caller's audio
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(
+                lambda task_status: server.serve(
+                    args.host, args.port, shutdown_trigger=_until_signal, task_status=task_status
+                )
+            )
+            print(f"bargein demo: open {urls[0]}/ (Ctrl+C to stop)", file=sys.stderr, flush=True)
+
+    try:
+        trio.run(run)
+    except BaseException as exc:
+        error = _oserror(exc)
+        if error is None:
+            raise
+        if error.errno == errno.EADDRINUSE:
+            _fail(f"port {args.port} on {args.host} is already in use")
+        _fail(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}")
+    return 0
