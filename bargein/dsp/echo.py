@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bargein.dsp import _echo_kernels as K
+from bargein.dsp import _fft
 from bargein.dsp._fft import real_fft_plan
 from bargein.dsp.pcm import float32_to_pcm16, pcm16_to_float32
 
@@ -277,6 +278,28 @@ class EchoCanceller:
             )
         self._samples += m
 
+    def _rebuild_ring(self, delay: int) -> None:
+        """The far spectra (and the last two far blocks) as they would be had the reference
+        always been delayed by ``delay``; ages the history no longer holds are zero."""
+        b, p = self.block, self.partitions
+        hist = self._far_tail
+        t = hist.shape[0]
+        head = int(self._istate[K.HEAD])
+        pair = np.zeros(2 * b, np.float64)
+        plan = self._plan
+        for age in range(p):
+            end = t - delay - age * b
+            if end - 2 * b >= 0:
+                pair[:] = hist[end - 2 * b : end]
+                _fft.rfft(pair, self._xring[(head - age) % p], plan.rev, plan.tw, plan.split,
+                          plan.z)
+                if age == 0:
+                    self._xbuf[:] = pair
+            else:
+                self._xring[(head - age) % p] = 0
+                if age == 0:
+                    self._xbuf[:] = 0
+
     def _maybe_move_delay(self) -> None:
         assert self._est is not None
         found = self._est.estimate()
@@ -293,29 +316,30 @@ class EchoCanceller:
         margin = max(2 * b, self.tail_samples // 8 // b * b)
         # Keep the window while it holds the arrival at least two blocks in and at most a
         # quarter of the filter from its start, and whenever the foreground already removes
-        # 10 dB or more (it works; moving would only restart it).
+        # 10 dB or more (it works).
         if self._delay + 2 * b <= arrival <= self._delay + self.tail_samples // 4 or \
-                self._fstate[K.FG_RATIO] < 0.1:
+                self._fstate[K.FG_RATIO] < 0.1 or \
+                (self._istate[K.HOLD] > 0 and self._fstate[K.FG_RATIO] <= 0.5):
+            # Nor during double talk, where the near end blurs the envelopes -- as far as the
+            # detector can tell, which needs a foreground that removes 3 dB.
             return
         target = max(0, min(arrival - margin, self._max_delay))
         if target == self._delay:
             return
         shift = (target - self._delay) // b
-        if target > self._delay and (target - self._delay) % b == 0 and shift < self.partitions:
-            # Later by whole blocks: what the filters learned moves down by `shift`
-            # partitions and the far-spectrum ring ages by as much; nothing is lost.
+        if (target - self._delay) % b == 0 and abs(shift) < self.partitions:
+            # By whole blocks, either way: what the filters learned moves by `shift`
+            # partitions (down when the window starts later) and the far-spectrum ring is
+            # rebuilt from the reference history for the new delay; nothing is lost.
             p = self.partitions
-            head = int(self._istate[K.HEAD])
-            ages = (head - np.arange(p)) % p  # ring row of age a
-            ring = self._xring[ages]
-            self._xring[:] = 0
-            self._xring[ages[: p - shift]] = ring[shift:]
             for w in (self._wf, self._wb):
-                w[: p - shift] = w[shift:].copy()
-                w[p - shift:] = 0
-            t = self._far_tail.shape[0]
-            self._xbuf[:] = self._far_tail[t - target - 2 * b: t - target] \
-                if t >= target + 2 * b else 0.0
+                if shift > 0:
+                    w[: p - shift] = w[shift:].copy()
+                    w[p - shift:] = 0
+                else:
+                    w[-shift:] = w[: p + shift].copy()
+                    w[:-shift] = 0
+            self._rebuild_ring(target)
         else:
             for a in (self._xring, self._wf, self._wb):
                 a[:] = 0
