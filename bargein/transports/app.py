@@ -263,6 +263,9 @@ class DemoServer:
         from bargein.transports.telephony import add_telephony_routes  # /twilio, /telnyx
 
         add_telephony_routes(app, self)
+        from bargein.transports.realtime import add_realtime_routes  # /v1/realtime (OpenAI)
+
+        self.realtime = add_realtime_routes(app, self)
         return app
 
     async def _open_chat(self) -> tuple[ChatStream, int]:

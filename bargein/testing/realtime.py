@@ -1,0 +1,123 @@
+"""The official `openai` SDK's Realtime client against our `/v1/realtime`, for tests and the
+benchmark. The SDK client is synchronous here (websockets' sync client): a trio test runs it in
+a worker thread (`trio.to_thread.run_sync`) while the server runs on the trio loop. Every server
+event is validated strictly against the SDK's own `RealtimeServerEvent` types."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from pydantic import TypeAdapter
+
+from bargein.dsp import resample
+from bargein.runtime.messages import Int16Array
+
+Event = dict[str, Any]
+# A hang guard for waits, never a speed bound (speed lives in the benchmark).
+HANG_S = 120.0
+
+
+def to_24k(pcm16k: Int16Array) -> Int16Array:
+    x = resample(pcm16k.astype(np.float32) / 32768, 16000, 24000)
+    return np.clip(np.round(x * 32767), -32768, 32767).astype(np.int16)
+
+
+def b64(pcm: Int16Array) -> str:
+    return base64.b64encode(np.ascontiguousarray(pcm, dtype="<i2").tobytes()).decode()
+
+
+class RealtimeClient:
+    """Records every server event (as validated JSON dicts, with the receive time)."""
+
+    def __init__(self, connection: Any) -> None:
+        from openai.types.realtime import RealtimeServerEvent
+
+        self.conn = connection
+        self.events: list[Event] = []
+        self.times: list[float] = []
+        self.invalid: list[tuple[Event, str]] = []
+        self.closed = False
+        self._adapter: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                raw = self.conn.recv_bytes()
+                now = time.perf_counter()
+                event = json.loads(raw)
+                try:
+                    self._adapter.validate_python(event)
+                except Exception as exc:  # recorded: the tests assert there is none
+                    self.invalid.append((event, str(exc)[:500]))
+                with self._cond:
+                    self.events.append(event)
+                    self.times.append(now)
+                    self._cond.notify_all()
+        except Exception:
+            with self._cond:
+                self.closed = True
+                self._cond.notify_all()
+
+    def send(self, event: Event) -> None:
+        self.conn.send(event)
+
+    def send_raw(self, text: str) -> None:
+        self.conn.send_raw(text)
+
+    def wait(self, pred: Callable[[Event], bool], after: int = 0) -> tuple[int, Event]:
+        """The first event at index >= `after` matching `pred` (waits for it)."""
+        deadline = time.monotonic() + HANG_S
+        with self._cond:
+            while True:
+                for i in range(after, len(self.events)):
+                    if pred(self.events[i]):
+                        return i, self.events[i]
+                if self.closed:
+                    raise ConnectionError("the connection closed")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("hang guard: the event never came")
+                self._cond.wait(left)
+
+    def wait_type(self, kind: str, after: int = 0, **fields: Any) -> tuple[int, Event]:
+        return self.wait(
+            lambda e: e["type"] == kind and all(e.get(k) == v for k, v in fields.items()), after
+        )
+
+    def types(self, after: int = 0) -> list[str]:
+        with self._cond:
+            return [e["type"] for e in self.events[after:]]
+
+    def stream(self, pcm24: Int16Array, *, chunk_ms: int = 20, speed: float = 1.0,
+               stop: Callable[[], bool] | None = None) -> None:
+        """Append `pcm24` in chunks, paced at `speed` x real time."""
+        step = 24 * chunk_ms
+        start = time.perf_counter()
+        for n, at in enumerate(range(0, len(pcm24), step)):
+            if stop is not None and stop():
+                return
+            self.conn.input_audio_buffer.append(audio=b64(pcm24[at : at + step]))
+            due = start + (n + 1) * chunk_ms / 1000 / speed
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+
+
+@contextmanager
+def realtime_client(port: int, token: str = "tok", model: str = "bargein-test",
+                    **query: str) -> Iterator[RealtimeClient]:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=token, max_retries=0)
+    with client.realtime.connect(model=model, extra_query=query) as conn:
+        yield RealtimeClient(conn)
