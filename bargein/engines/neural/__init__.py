@@ -67,7 +67,7 @@ def neural_engines(**options: Any) -> Engines:
     voice = options.get("voice")
     if voice is not None and voice not in VOICES:
         raise ValueError(
-            f"voice: the neural engines have one voice, 'joe' (got {str(voice)[:40]!r}); "
+            f"voice: the neural engines have no voice {str(voice)[:40]!r}, only 'joe'; "
             "espeak-ng voices need the light engines"
         )
     if options.get("pitch") is not None:
