@@ -310,3 +310,26 @@ def test_warm_up_compiles_each_kernel_once_for_the_types_the_faces_pass() -> Non
     d.process(np.zeros(999, np.float64)[::3])
     after = (len(_echo_kernels.aec_blocks.signatures), len(duck.apply_ramp.signatures))  # type: ignore[attr-defined]
     assert after == before  # odd input never compiles on the hot path
+
+
+@pytest.mark.parametrize("delay_ms", [0.0, 37.3])
+def test_filter_computes_the_linear_convolution_at_the_stated_alignment(delay_ms: float) -> None:
+    """Against numpy: load a known response into both filters; the echo of white noise
+    through exactly that response (after the fixed bulk delay, not a whole number of blocks)
+    is cancelled to float rounding, so the overlap-save partitions, the far-spectrum ring and
+    the delay line implement y[n] = sum_k h[k] far[n - delay - k]."""
+    ec = EchoCanceller(RATE, delay_ms=delay_ms)
+    b, p = ec.block, ec.partitions
+    rng = np.random.default_rng(9)
+    h = rng.standard_normal(ec.tail_samples) * np.exp(-np.arange(ec.tail_samples) / 300.0) * 0.1
+    for k in range(p):
+        spec = np.fft.rfft(np.concatenate((h[k * b : (k + 1) * b], np.zeros(b))))
+        ec._wf[k] = spec
+        ec._wb[k] = spec
+    far = 0.3 * rng.standard_normal(RATE * 2)
+    d = ec.delay_samples
+    assert d == round(delay_ms * RATE / 1000)
+    mic = np.convolve(np.concatenate((np.zeros(d), far))[: far.shape[0]], h)[: far.shape[0]]
+    out = ec.process(mic, far).astype(np.float64)
+    settled = slice(ec.tail_samples, out.shape[0])  # once the ring holds the whole response
+    assert np.max(np.abs(out[settled])) <= 1e-5 * np.max(np.abs(mic))
