@@ -74,12 +74,12 @@ class DelayEstimator:
         """(lag in blocks, correlation) or None."""
         if self._filled < self._far.shape[0]:
             return None
-        w, m = self.window, self.max_lag
+        w = self.window
         near = self._near - self._near.mean()
         nn = float(near @ near)
         if nn <= 0.0:
             return None
-        # far segment aligned with the near window at lag l: far[m - l : m - l + w]
+        # far segment aligned with the near window at lag l: far[max_lag - l :][:w]
         view = np.lib.stride_tricks.sliding_window_view(self._far, w)[::-1]  # row l = lag l
         seg = view - view.mean(axis=1, keepdims=True)
         ff = np.einsum("ij,ij->i", seg, seg)
@@ -87,7 +87,6 @@ class DelayEstimator:
         lag = int(np.argmax(corr))
         if corr[lag] < self.min_corr or ff[lag] <= 0.0:
             return None
-        del m
         return lag, float(corr[lag])
 
 
@@ -177,7 +176,6 @@ class EchoCanceller:
         self._kernel = K.aec_blocks  # tests swap in the plain function
         self._delay_changes = 0
         self._recent: deque[int] = deque(maxlen=5)  # the last bulk-delay estimates (blocks)
-        self._samples = 0
 
     # -- faces -------------------------------------------------------------------------
     def process(self, near: NDArray[np.floating], far: NDArray[np.floating]) -> NDArray[np.float32]:
@@ -272,11 +270,9 @@ class EchoCanceller:
         if self._est is not None:
             b = self.block
             # Envelopes of the *undelayed* reference: the estimator measures the whole delay.
-            self._est.push(
-                np.sqrt(np.mean(far.reshape(-1, b) ** 2, axis=1)),
-                np.sqrt(np.mean(near.reshape(-1, b) ** 2, axis=1)),
-            )
-        self._samples += m
+            fr, nr = far.reshape(-1, b), near.reshape(-1, b)
+            self._est.push(np.sqrt(np.einsum("ij,ij->i", fr, fr) / b),
+                           np.sqrt(np.einsum("ij,ij->i", nr, nr) / b))
 
     def _rebuild_ring(self, delay: int) -> None:
         """The far spectra (and the last two far blocks) as they would be had the reference
