@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import TypeAdapter
 
-from bargein.dsp import resample
+from bargein.dsp import float32_to_pcm16, pcm16_to_float32, resample
 from bargein.runtime.messages import Int16Array
 
 Event = dict[str, Any]
@@ -25,8 +25,7 @@ HANG_S = 120.0
 
 
 def to_24k(pcm16k: Int16Array) -> Int16Array:
-    x = resample(pcm16k.astype(np.float32) / 32768, 16000, 24000)
-    return np.clip(np.round(x * 32767), -32768, 32767).astype(np.int16)
+    return float32_to_pcm16(resample(pcm16_to_float32(pcm16k), 16000, 24000))
 
 
 def b64(pcm: Int16Array) -> str:
