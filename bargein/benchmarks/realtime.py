@@ -54,7 +54,7 @@ def _stream(c: RealtimeClient, pcm: np.ndarray, speed: float, sent: list[tuple[f
 
 def _done_of(rid: str, *, other: bool = False) -> Callable[[dict[str, Any]], bool]:
     def pred(e: dict[str, Any]) -> bool:
-        return e["type"] == "response.done" and (e["response"]["id"] != rid) == other
+        return bool(e["type"] == "response.done" and (e["response"]["id"] != rid) == other)
 
     return pred
 
