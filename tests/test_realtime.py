@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
+import pytest
 import trio
 
 from bargein.engines.base import Engines, PlanRequest
@@ -402,7 +403,8 @@ async def test_wrong_token_is_refused() -> None:
             _, err = c.wait_type("error")
             assert err["error"]["code"] == "unauthorized"
             assert "wrong" not in err["error"]["message"]
-            c.wait(lambda e: False) if False else None
+            with pytest.raises(ConnectionError):
+                c.wait(lambda e: e["type"] == "session.created")  # closed, no session
 
     async with serve(engines) as port:
         await trio.to_thread.run_sync(scenario)
