@@ -60,6 +60,7 @@ _POLICIES: Final[dict[str, Literal["onset", "confirm"]]] = {"onset": "onset", "c
 # How far ahead of real time our media may be (the carrier's jitter cushion; a barge-in's
 # `clear` flushes it). Every ms of it the caller may hear after a barge-in if `clear` is lost.
 DEFAULT_LEAD_MS: Final = 80
+PLAYBACK_GRACE_MS: Final = 1000
 
 
 class CallRefused(Exception):
@@ -100,6 +101,8 @@ class CallRecord:
     marks: MarkStats = field(default_factory=MarkStats)
     written: WriteLog = field(default_factory=WriteLog)
     dtmf: list[str] = field(default_factory=list)
+    # Each mark echo as we judged it: (turn, samples, "played" | "dropped"), oldest first.
+    echoes: deque[tuple[int, int, str]] = field(default_factory=lambda: deque(maxlen=4096))
     media_in: int = 0
     ended: trio.Event = field(default_factory=trio.Event)
 
@@ -218,6 +221,9 @@ class TelephonyServer:
             output_rate=SAMPLE_RATE,
             output_frame_ms=20,  # one media message per frame
             egress_lead_ms=self.lead_ms,
+            # The carrier plays behind us by its own jitter buffer and the network: the last
+            # word's mark may come back this late and still count.
+            playback_grace_ms=PLAYBACK_GRACE_MS,
             policy=policy,
             system_prompt=self.system_prompt,
             session_id=session_id,
@@ -315,11 +321,13 @@ class TelephonyServer:
                     elif isinstance(message, MarkEcho):
                         echo = marks.echoed(message.name)
                         if isinstance(echo, Played):
+                            record.echoes.append((echo.turn, echo.samples, "played"))
                             session.report_playback(echo.turn, echo.samples)
-                        elif isinstance(echo, Unknown):
-                            session.reject("unknown_mark", "an echo of a mark we did not send")
+                        elif isinstance(echo, Dropped):  # our clear dropped it: not heard
+                            record.echoes.append((echo.turn, echo.samples, "dropped"))
                         else:
-                            assert isinstance(echo, Dropped)  # our clear dropped it: not heard
+                            assert isinstance(echo, Unknown)
+                            session.reject("unknown_mark", "an echo of a mark we did not send")
                     elif isinstance(message, Dtmf):
                         session.bus.emit(
                             EventType.STATUS, text=f"dtmf {message.digit}", digit=message.digit
