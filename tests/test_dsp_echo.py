@@ -145,6 +145,33 @@ def test_double_talk_keeps_the_near_end_and_the_filter(
     assert erle_db(echo_mic[after], out[after]) >= 25.0
 
 
+def test_double_talk_flag_marks_near_end_speech_not_echo(audio_dir: object) -> None:
+    """What a VAD gate could use: per 20 ms frame, is the user talking over our voice?"""
+    far = _far()
+    mic = _mic(far, room_response(RATE, delay_ms=40.0))
+    near = load(NEAR_FILE).astype(np.float64) / 32768
+    at = 15 * RATE
+    talk = np.zeros(far.shape[0])
+    talk[at : at + near.shape[0]] = near
+    mic = mic + talk
+    ec = EchoCanceller(RATE)
+    assert not ec.converged and not ec.double_talk
+    flags, converged = [], []
+    for i in range(0, far.shape[0] - 320, 320):
+        ec.process(mic[i : i + 320], far[i : i + 320])
+        flags.append(ec.double_talk)
+        converged.append(ec.converged)
+    f = np.array(flags)
+    frames = talk[: f.shape[0] * 320].reshape(-1, 320)
+    speaking = np.sqrt(np.mean(frames * frames, axis=1)) > 0.01  # the user's voiced frames
+    t = np.arange(f.shape[0]) * 0.02
+    later = t > 5.0
+    far_only = (t < 15.0) | (t > 15.0 + near.shape[0] / RATE + 0.2)  # the flag holds 100 ms
+    assert f[later & speaking].mean() >= 0.9
+    assert f[later & far_only].mean() <= 0.02
+    assert all(converged[5 * 50 :])
+
+
 def test_no_reference_passes_the_microphone_through_unchanged() -> None:
     mic = (0.1 * np.random.default_rng(3).standard_normal(4000)).astype(np.float32)
     ec = EchoCanceller(RATE)

@@ -37,8 +37,8 @@ I64 = NDArray[np.int64]
 
 # params layout (float64)
 MU, POWER_KEEP, DELTA, FAR_FLOOR, COPY_BELOW, RESET_ABOVE, SMOOTH, SPEC_AVG, BETA0, BETA_MAX, \
-    DT_HOLD, START_RATE, START_BLOCKS = range(13)
-N_PARAMS = 13
+    DT_HOLD, START_RATE, START_BLOCKS, DT_FLOOR = range(14)
+N_PARAMS = 14
 # fstate layout (float64): smoothed two-path error energies, leak regression, adaptation sum
 EF, EB, PEY, PYY, LEAK, SUM_ADAPT, FG_RATIO, N_FSTATE = 0, 1, 2, 3, 4, 5, 6, 8
 # istate layout (int64)
@@ -188,8 +188,9 @@ def aec_blocks_py(
                 r = 0.7 * r + 0.3 * rer * e
                 step[f] = r / e
                 mean += r / e
-            # Double talk: the error is mostly what the echo estimate cannot explain.
-            if mean < 0.05 * bins:
+            # Double talk: the error is mostly what the echo estimate cannot explain, and
+            # loud enough to be speech (not the noise floor under a faint far end).
+            if mean < 0.05 * bins and sef > params[DT_FLOOR] * b:
                 istate[DT_NOW] = 1
                 istate[DT_BLOCKS] += 1
                 istate[HOLD] = int(params[DT_HOLD])

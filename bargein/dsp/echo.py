@@ -157,6 +157,7 @@ class EchoCanceller:
         params[K.BETA0] = 2.0 * b / rate
         params[K.BETA_MAX] = 0.5 * b / rate
         params[K.DT_HOLD] = max(1, round(0.1 * rate / b))  # 100 ms
+        params[K.DT_FLOOR] = 1e-6  # mean square: an error below -60 dBFS is never double talk
         # Until the filter has adapted P blocks' worth, a fixed step (echo estimate too small
         # for the residual-based step to start from).
         params[K.START_RATE] = 0.5
@@ -214,6 +215,19 @@ class EchoCanceller:
     @property
     def delay_samples(self) -> int:
         return self._delay
+
+    @property
+    def double_talk(self) -> bool:
+        """Double talk flagged within the last 100 ms: near-end speech the echo estimate
+        cannot explain (see docs/dsp.md for how often it is right). Meaningful once
+        ``converged``."""
+        return bool(self._istate[K.HOLD] > 0)
+
+    @property
+    def converged(self) -> bool:
+        """The foreground removes at least 3 dB of what the microphone hears (measured outside
+        double talk)."""
+        return bool(self._fstate[K.FG_RATIO] <= 0.5)
 
     @property
     def pending(self) -> int:
