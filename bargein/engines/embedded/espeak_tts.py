@@ -43,11 +43,22 @@ import numpy as np
 import trio
 
 from bargein.engines.base import Sink, TtsChunk, WordStart
+from bargein.engines.embedded.options import (
+    CHUNK_MS_MAX,
+    PITCH_MAX,
+    PITCH_MIN,
+    RATE_MAX,
+    RATE_MIN,
+    check_bool,
+    check_int,
+    check_voice,
+    espeak_catalogue,
+)
 from bargein.engines.errors import TtsError
 from bargein.runtime.compute import run_cpu
 from bargein.runtime.messages import Int16Array
 
-__all__ = ["EspeakTts", "espeak_voices"]
+__all__ = ["RATE_MAX", "RATE_MIN", "EspeakTts", "espeak_variants", "espeak_voices"]
 
 # speak_lib.h (API revision 12)
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -59,7 +70,6 @@ _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
 _RATE, _PITCH = 1, 3
 _EE_OK = 0
-RATE_MIN, RATE_MAX = 80, 450  # espeakRATE_MINIMUM / espeakRATE_MAXIMUM, words per minute
 
 
 class _EventId(Union):
@@ -161,8 +171,8 @@ class _Espeak:
 
     def synth(self, text: str, voice: str, rate: int, pitch: int, end_pause: bool) -> _Job:
         with self.lock:
-            if not self.set_voice(voice):
-                raise ValueError(f"espeak-ng has no voice {voice!r}")
+            if not self.set_voice(voice):  # checked against the catalogue: not expected
+                raise TtsError(f"espeak-ng refused the voice {voice!r}")
             # Rate and pitch survive voice changes and other engines' calls: set them each time.
             self.lib.espeak_SetParameter(_RATE, rate, 0)
             self.lib.espeak_SetParameter(_PITCH, pitch, 0)
@@ -217,8 +227,14 @@ def _espeak() -> _Espeak:
 
 
 def espeak_voices() -> list[tuple[str, tuple[str, ...]]]:
-    """The installed espeak-ng voices as (identifier, languages); any language name works too."""
-    return _espeak().voices()
+    """The installed espeak-ng voices as (identifier, languages), as `espeak_ListVoices` gives
+    them; `EspeakTts` takes an identifier or its last path component ("gmw/en-US", "en-us")."""
+    return list(espeak_catalogue().voices)
+
+
+def espeak_variants() -> list[str]:
+    """The voice variants `EspeakTts` accepts after a ``+`` ("en-us+f3")."""
+    return sorted(espeak_catalogue().variants)
 
 
 _TOKEN = re.compile(r"\S+")
@@ -247,9 +263,14 @@ def align_words(
 
 
 class EspeakTts:
-    """`TtsEngine` on espeak-ng. ``voice``: an espeak voice or language name ("en-us", "en",
-    "fr", "en-us+f3" for a variant); ``rate_wpm``: 80–450 words per minute; ``pitch``: 0–100
-    (50 normal). Invalid values raise ValueError here, not at the first sentence."""
+    """`TtsEngine` on espeak-ng.
+
+    ``voice``: a voice identifier from `espeak_voices()` or its last path component, any case
+    ("en-us", "en", "fr", "gmw/en-GB-x-rp"), optionally ``+variant`` from `espeak_variants()`
+    ("en-us+f3"); ``rate_wpm``: integer 80–450 words per minute; ``pitch``: integer 0–100 (50
+    normal); ``chunk_ms``: integer 1–10000. A bad value raises ValueError (out of range,
+    unknown voice) or TypeError (wrong type, e.g. ``rate_wpm=200.5``) naming the option, here,
+    before anything reaches espeak-ng — never at the first sentence."""
 
     name = "espeak-ng"
 
@@ -262,34 +283,26 @@ class EspeakTts:
         end_pause: bool = True,
         chunk_ms: int = 200,
     ) -> None:
-        if not RATE_MIN <= rate_wpm <= RATE_MAX:
-            raise ValueError(f"rate_wpm must be in {RATE_MIN}..{RATE_MAX}, got {rate_wpm}")
-        if not 0 <= pitch <= 100:
-            raise ValueError(f"pitch must be in 0..100, got {pitch}")
-        if chunk_ms <= 0:
-            raise ValueError(f"chunk_ms must be positive, got {chunk_ms}")
-        if not voice or "\0" in voice:
-            raise ValueError(f"invalid voice name {voice!r}")
-        self._espeak = _espeak()
-        with self._espeak.lock:
-            if not self._espeak.set_voice(voice):
-                raise ValueError(
-                    f"espeak-ng has no voice {voice!r}; use a language such as 'en-us', 'en', "
-                    "'fr', optionally with a variant ('en-us+f3'); see espeak_voices()"
-                )
-        self.voice = voice
-        self.rate_wpm = rate_wpm
-        self.pitch = pitch
+        # Pure Python, no lock and no C call: this runs on the event loop for every connection,
+        # and espeak itself is loaded on the first synthesis, in a worker thread.
+        self.voice = check_voice(voice)
+        self.rate_wpm = check_int("rate_wpm", rate_wpm, RATE_MIN, RATE_MAX)
+        self.pitch = check_int("pitch", pitch, PITCH_MIN, PITCH_MAX)
         # A sentence-final pause, so consecutive sentences do not run into each other.
-        self.end_pause = end_pause
-        self.sample_rate: int = self._espeak.sample_rate
+        self.end_pause = check_bool("end_pause", end_pause)
+        check_int("chunk_ms", chunk_ms, 1, CHUNK_MS_MAX)
+        self.sample_rate: int = espeak_catalogue().sample_rate
         self._chunk = max(1, self.sample_rate * chunk_ms // 1000)
+
+    async def warm(self) -> None:
+        """Load espeak-ng now (~0.6 s of CPU, in a worker thread) instead of at the first reply."""
+        await run_cpu(_espeak)
 
     def synthesize_sync(self, text: str) -> tuple[Int16Array, tuple[WordStart, ...]]:
         """The whole sentence's audio and word marks (blocking; holds espeak's lock ~ms)."""
         # NUL would end the C string early; a space keeps every character position.
         text = text.replace("\0", " ")
-        job = self._espeak.synth(text, self.voice, self.rate_wpm, self.pitch, self.end_pause)
+        job = _espeak().synth(text, self.voice, self.rate_wpm, self.pitch, self.end_pause)
         pcm = np.concatenate(job.pcm) if job.pcm else np.zeros(0, np.int16)
         if not job.words and not pcm.any():
             return np.zeros(0, np.int16), ()  # nothing speakable ("...", "?")

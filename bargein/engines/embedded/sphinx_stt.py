@@ -14,6 +14,8 @@ idle decoders instead: a recognizer borrows one on its first utterance and retur
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import tempfile
 import threading
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import trio
 
+from bargein.engines.embedded.options import check_bool, check_int, check_probability
 from bargein.engines.errors import SttError
 from bargein.runtime.compute import run_cpu
 from bargein.runtime.messages import Int16Array
@@ -30,6 +33,11 @@ from bargein.runtime.messages import Int16Array
 __all__ = ["SphinxRecognizer", "SphinxStt"]
 
 SAMPLE_RATE = 16_000
+MAX_KEYPHRASES = 256
+MAX_PHRASE_CHARS = 200
+MAX_GRAMMAR_CHARS = 64 * 1024
+MAX_CONFIG_CHARS = 4096
+MAX_IDLE_DECODERS = 64
 _SEARCH = "bargein"
 ConfigValue = str | int | float | bool | None
 
@@ -89,26 +97,19 @@ class SphinxStt:
     ) -> None:
         if keyphrases is not None and grammar is not None:
             raise ValueError("choose keyphrases or grammar, not both")
-        if isinstance(keyphrases, str):
-            raise ValueError("keyphrases must be a sequence of phrases, not one string")
-        self._keyphrases: dict[str, float] | None = None
-        if keyphrases is not None:
-            if isinstance(keyphrases, Mapping):
-                phrases = {_norm_phrase(p): float(t) for p, t in keyphrases.items()}
-            else:
-                phrases = {_norm_phrase(p): kws_threshold for p in keyphrases}
-            if not phrases or any(not p for p in phrases):
-                raise ValueError("keyphrases must be non-empty phrases")
-            if any(not 0.0 < t < 1.0 for t in phrases.values()):
-                raise ValueError("keyword thresholds must be probabilities in (0, 1)")
-            self._keyphrases = phrases
-        if grammar is not None and not grammar.strip():
-            raise ValueError("grammar must be JSGF text")
+        kws_threshold = check_probability("kws_threshold", kws_threshold)
+        self._keyphrases = _check_keyphrases(keyphrases, kws_threshold)
+        if grammar is not None:
+            grammar = _check_text("grammar", grammar, MAX_GRAMMAR_CHARS)
+            if not grammar.strip():
+                raise ValueError("grammar must be JSGF text")
+        second_pass = check_bool("second_pass", second_pass)
+        check_int("max_idle_decoders", max_idle_decoders, 0, MAX_IDLE_DECODERS)
         self._grammar = grammar
         self._config: dict[str, ConfigValue] = {"loglevel": "FATAL", "fwdflat": second_pass}
         if self._keyphrases is not None or grammar is not None:
             self._config["lm"] = None  # skip loading the 27 MB language model
-        self._config.update(options or {})
+        self._config.update(_check_config(options))
         self.mode = "keyword" if self._keyphrases else "grammar" if grammar else "dictation"
         self.name = f"pocketsphinx-{self.mode}"
         self._pool = _DecoderPool(self._make_decoder, max_idle_decoders)
@@ -152,6 +153,73 @@ class SphinxStt:
 
 def _norm_phrase(phrase: str) -> str:
     return " ".join(phrase.lower().split())
+
+
+def _check_text(name: str, value: object, limit: int) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    if len(value) > limit or "\0" in value:
+        raise ValueError(f"{name} must be at most {limit} characters, without NUL")
+    return value
+
+
+def _check_keyphrases(
+    keyphrases: Sequence[str] | Mapping[str, float] | None, threshold: float
+) -> dict[str, float] | None:
+    if keyphrases is None:
+        return None
+    if isinstance(keyphrases, str):
+        raise ValueError("keyphrases must be a sequence of phrases, not one string")
+    if not isinstance(keyphrases, Sequence | Mapping):
+        raise TypeError("keyphrases must be a sequence of phrases or a mapping phrase -> threshold")
+    if not 0 < len(keyphrases) <= MAX_KEYPHRASES:
+        raise ValueError(f"keyphrases must hold 1..{MAX_KEYPHRASES} phrases")
+    items = (
+        keyphrases.items()
+        if isinstance(keyphrases, Mapping)
+        else ((p, threshold) for p in keyphrases)
+    )
+    phrases: dict[str, float] = {}
+    for phrase, value in items:
+        phrase = _norm_phrase(_check_text("keyphrases", phrase, MAX_PHRASE_CHARS))
+        if not phrase:
+            raise ValueError("keyphrases must be non-empty phrases")
+        phrases[phrase] = check_probability("keyword thresholds", value)
+    return phrases
+
+
+@functools.cache
+def _config_types() -> dict[str, type]:
+    from pocketsphinx import Config
+
+    return {arg.name: arg.type for arg in Config().describe()}
+
+
+def _check_config(options: Mapping[str, ConfigValue] | None) -> dict[str, ConfigValue]:
+    """Raw pocketsphinx config values, each a known key with a value of its declared type."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError("options must be a mapping of pocketsphinx config names to values")
+    known = _config_types()
+    checked: dict[str, ConfigValue] = {}
+    for key, value in options.items():
+        kind = known.get(key) if isinstance(key, str) else None
+        if kind is None:
+            raise ValueError(f"options: pocketsphinx has no config value {str(key)[:64]!r}")
+        if value is None or (kind is bool and isinstance(value, bool)):
+            checked[key] = value
+        elif kind is int:
+            checked[key] = check_int(f"options.{key}", value, -(2**31), 2**31 - 1)
+        elif kind is float and not isinstance(value, bool) and isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise ValueError(f"options.{key} must be finite")
+            checked[key] = value
+        elif kind is str:
+            checked[key] = _check_text(f"options.{key}", value, MAX_CONFIG_CHARS)
+        else:
+            raise TypeError(f"options.{key} must be {kind.__name__}, got {type(value).__name__}")
+    return checked
 
 
 def _add_keyphrases(decoder: Any, phrases: Mapping[str, float]) -> None:
