@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,32 @@ async def test_marks_echoed_after_the_clear_are_not_counted() -> None:
     late = [s for t, s in words_heard([m.name for m in sim.log.marks if m.by_clear])]
     assert late
     assert cut["heard_ms"] * 8 < min(late)  # none of the dropped marks counted as heard
+    judged = {s: outcome for t, s, outcome in record.echoes if t == cut["turn"]}
+    assert all(judged[s] == "dropped" for s in late)
+
+
+async def test_audio_sent_but_not_yet_played_is_not_heard() -> None:
+    """The carrier holds 3 s before it plays: a barge-in before that leaves nothing heard,
+    however much was sent (sent is not heard on the phone)."""
+    server = scripted_server(ScriptedPlanner([LONG]))
+    with trio.fail_after(HANG_GUARD):
+        async with (
+            running(server) as port,
+            call(port, TWILIO, prefill_ms=3000, parameters={"policy": "onset"}) as sim,
+        ):
+            await sim.play(load("pocketsphinx_cards_005.wav"))
+            await sim.silence(0.5)
+            await wait_until(sim, lambda: len(sim.log.media_arrivals) >= 50)
+            await sim.play(load("deepspeech_arctic_a0024.wav"))
+            await wait_until(sim, lambda: bool(sim.log.clears))
+            await sim.stop()
+            await sim.closed.wait()
+            tel = telephony(server)
+            await tel.wait_idle()
+    record = tel.records[-1]
+    cut = next(t for t in record.turns if t["status"] == "interrupted")
+    assert not sim.log.heard and sim.log.marks and all(m.by_clear for m in sim.log.marks)
+    assert cut["heard"] == "" and cut["heard_ms"] == 0
 
 
 async def test_dtmf_arrives_as_an_event_and_as_typed_text() -> None:
@@ -250,6 +277,7 @@ async def test_stop_mid_reply_ends_the_call_and_leaves_no_task_behind() -> None:
 
 async def test_malformed_carrier_messages_are_counted_and_the_call_continues() -> None:
     server = DemoServer()
+    events = server.hub.subscribe(4096)
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port, call(port, TWILIO) as sim:
             bad = [
@@ -284,6 +312,13 @@ async def test_malformed_carrier_messages_are_counted_and_the_call_continues() -
         "binary_frame": 1,
     }
     assert record.marks.unknown == 1
+    # The session counted each one too (its `input_rejected` events, its record).
+    seen: Counter[str] = Counter()
+    while len(events):
+        ev = await events.get()
+        if ev.type is EventType.INPUT_REJECTED:
+            seen[str(ev.data["code"])] += 1
+    assert seen == record.rejections + Counter({"unknown_mark": 1})
 
 
 async def test_telnyx_out_of_order_alaw_call_is_answered() -> None:
