@@ -4,60 +4,30 @@ over a real socket against the real hypercorn server (docs/realtime.md). Engines
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
 import pytest
 import trio
 
-from bargein.engines.base import Engines, PlanRequest
+from bargein.engines.base import PlanRequest
 from bargein.testing.audio import load, silence
-from bargein.testing.realtime import RealtimeClient, realtime_client, to_24k
-from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
-from bargein.testing.web import running
-from bargein.transports.access import AccessConfig
-from bargein.transports.app import DemoServer
+from bargein.testing.realtime import (
+    RealtimeClient,
+    ScriptedEngines,
+    drive,
+    manual,
+    realtime_client,
+    say,
+    serve,
+    speech,
+    to_24k,
+)
 
-TOKEN = "tok-realtime"
 LONG_REPLY = (
     "Sure. Let me tell you a rather long story about the sea and the ships that sail on it "
     "every single day of the year, from the harbour out to the open water and back again."
 )
-
-
-def speech() -> np.ndarray:
-    """'go forward ten meters' (2.8 s) then 1 s of silence, at 24 kHz."""
-    return to_24k(np.concatenate([load("pocketsphinx_goforward.raw"), silence(1000)]))
-
-
-class Engines3:
-    def __init__(self, transcripts: list[str], replies: Any) -> None:
-        self.stt = ScriptedStt(transcripts, default="okay")
-        self.planner = ScriptedPlanner(replies, tokens_per_second=50)
-        self.tts = ScriptedTts(24000, ms_per_char=50)
-
-    def factory(self, options: Any) -> Engines:
-        return Engines(self.stt, self.planner, self.tts)
-
-
-@asynccontextmanager
-async def serve(engines: Engines3, token: str | None = TOKEN) -> AsyncIterator[int]:
-    server = DemoServer(engines.factory, access=AccessConfig(token=token))
-    async with running(server) as port:
-        yield port
-
-
-async def drive(port: int, scenario: Callable[[RealtimeClient], None], **kw: Any) -> None:
-    def run() -> None:
-        with realtime_client(port, TOKEN, **kw) as client:
-            try:
-                scenario(client)
-            finally:
-                assert client.invalid == [], client.invalid[:3]
-
-    await trio.to_thread.run_sync(run)
 
 
 def user_texts(request: PlanRequest) -> list[tuple[str, str]]:
@@ -65,7 +35,7 @@ def user_texts(request: PlanRequest) -> list[tuple[str, str]]:
 
 
 async def test_session_update_round_trip() -> None:
-    engines = Engines3([], ["Okay."])
+    engines = ScriptedEngines([], ["Okay."])
 
     def scenario(c: RealtimeClient) -> None:
         _, created = c.wait_type("session.created")
@@ -110,7 +80,7 @@ async def test_session_update_round_trip() -> None:
 
 
 async def test_vad_turn_gives_transcript_and_audio_response() -> None:
-    engines = Engines3(["go forward ten meters"], ["Going forward now."])
+    engines = ScriptedEngines(["go forward ten meters"], ["Going forward now."])
 
     def scenario(c: RealtimeClient) -> None:
         c.wait_type("session.created")
@@ -148,7 +118,7 @@ def second_speech() -> np.ndarray:
 
 
 async def test_barge_in_cancels_with_turn_detected_and_commits_only_the_heard_part() -> None:
-    engines = Engines3(["go forward ten meters", "stop"], [LONG_REPLY, "Okay, stopping."])
+    engines = ScriptedEngines(["go forward ten meters", "stop"], [LONG_REPLY, "Okay, stopping."])
 
     def scenario(c: RealtimeClient) -> None:
         c.wait_type("session.created")
@@ -185,7 +155,7 @@ async def test_barge_in_cancels_with_turn_detected_and_commits_only_the_heard_pa
 
 
 async def test_manual_turns_commit_and_response_create() -> None:
-    engines = Engines3(["go forward ten meters"], ["Manual answer."])
+    engines = ScriptedEngines(["go forward ten meters"], ["Manual answer."])
 
     def scenario(c: RealtimeClient) -> None:
         c.wait_type("session.created")
@@ -214,20 +184,8 @@ async def test_manual_turns_commit_and_response_create() -> None:
         await drive(port, scenario)
 
 
-def manual(c: RealtimeClient, **session: Any) -> None:
-    c.wait_type("session.created")
-    c.conn.session.update(session={"type": "realtime",
-                                   "audio": {"input": {"turn_detection": None}}, **session})
-    c.wait_type("session.updated")
-
-
-def say(c: RealtimeClient, text: str) -> None:
-    c.conn.conversation.item.create(item={
-        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
-
-
 async def test_response_cancel() -> None:
-    engines = Engines3([], [LONG_REPLY, "Short."])
+    engines = ScriptedEngines([], [LONG_REPLY, "Short."])
 
     def scenario(c: RealtimeClient) -> None:
         manual(c)
@@ -257,7 +215,7 @@ async def test_response_cancel() -> None:
 
 
 async def test_truncate_beyond_the_audio_is_an_error_within_it_is_heard() -> None:
-    engines = Engines3([], ["One two three four five six.", "Fine."])
+    engines = ScriptedEngines([], ["One two three four five six.", "Fine."])
 
     def scenario(c: RealtimeClient) -> None:
         manual(c)
@@ -322,7 +280,7 @@ class WeatherPlanner:
 
 
 async def test_function_call_round_trip() -> None:
-    engines = Engines3([], [])
+    engines = ScriptedEngines([], [])
     planner = WeatherPlanner()
     engines.planner = planner  # type: ignore[assignment]
 
@@ -354,7 +312,7 @@ async def test_function_call_round_trip() -> None:
 
 
 async def test_malformed_events_give_errors_and_the_session_continues() -> None:
-    engines = Engines3([], ["Still here."])
+    engines = ScriptedEngines([], ["Still here."])
 
     def scenario(c: RealtimeClient) -> None:
         manual(c)
@@ -396,7 +354,7 @@ async def test_malformed_events_give_errors_and_the_session_continues() -> None:
 
 
 async def test_wrong_token_is_refused() -> None:
-    engines = Engines3([], ["x"])
+    engines = ScriptedEngines([], ["x"])
 
     def scenario() -> None:
         with realtime_client(port, "wrong") as c:

@@ -9,15 +9,22 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import numpy as np
+import trio
 from pydantic import TypeAdapter
 
 from bargein.dsp import float32_to_pcm16, pcm16_to_float32, resample
+from bargein.engines.base import Engines
 from bargein.runtime.messages import Int16Array
+from bargein.testing.audio import load, silence
+from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
+from bargein.testing.web import running
+from bargein.transports.access import AccessConfig
+from bargein.transports.app import DemoServer
 
 Event = dict[str, Any]
 # A hang guard for waits, never a speed bound (speed lives in the benchmark).
@@ -120,3 +127,53 @@ def realtime_client(port: int, token: str = "tok", model: str = "bargein-test",
     client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=token, max_retries=0)
     with client.realtime.connect(model=model, extra_query=query) as conn:
         yield RealtimeClient(conn)
+
+
+TOKEN = "tok-realtime"
+
+
+def speech() -> Int16Array:
+    """'go forward ten meters' (2.8 s) then 1 s of silence, at 24 kHz."""
+    return to_24k(np.concatenate([load("pocketsphinx_goforward.raw"), silence(1000)]))
+
+
+class ScriptedEngines:
+    """Scripted STT/planner/TTS (24 kHz) shared by every session of a test server."""
+
+    def __init__(self, transcripts: list[str], replies: Any) -> None:
+        self.stt = ScriptedStt(transcripts, default="okay")
+        self.planner = ScriptedPlanner(replies, tokens_per_second=50)
+        self.tts = ScriptedTts(24000, ms_per_char=50)
+
+    def factory(self, options: Any) -> Engines:
+        return Engines(self.stt, self.planner, self.tts)
+
+
+@asynccontextmanager
+async def serve(engines: ScriptedEngines, token: str | None = TOKEN) -> AsyncIterator[int]:
+    server = DemoServer(engines.factory, access=AccessConfig(token=token))
+    async with running(server) as port:
+        yield port
+
+
+async def drive(port: int, scenario: Callable[[RealtimeClient], None], **kw: Any) -> None:
+    def run() -> None:
+        with realtime_client(port, TOKEN, **kw) as client:
+            try:
+                scenario(client)
+            finally:
+                assert client.invalid == [], client.invalid[:3]
+
+    await trio.to_thread.run_sync(run)
+
+
+def manual(c: RealtimeClient, **session: Any) -> None:
+    c.wait_type("session.created")
+    c.conn.session.update(session={"type": "realtime",
+                                   "audio": {"input": {"turn_detection": None}}, **session})
+    c.wait_type("session.updated")
+
+
+def say(c: RealtimeClient, text: str) -> None:
+    c.conn.conversation.item.create(item={
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})

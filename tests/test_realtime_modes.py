@@ -1,0 +1,144 @@
+"""Realtime endpoint options over the official SDK client: G.711, create_response false,
+interrupt_response false, max_output_tokens, engine options, config changes mid-response."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import numpy as np
+
+from bargein.dsp import float32_to_pcm16, pcm16_to_float32, resample, ulaw_encode
+from bargein.testing.audio import load, silence
+from bargein.testing.realtime import (
+    RealtimeClient,
+    ScriptedEngines,
+    drive,
+    manual,
+    say,
+    serve,
+    speech,
+)
+
+MEDIUM = "One two three four five six seven eight nine ten."
+
+
+def vad(c: RealtimeClient, **turn_detection: Any) -> None:
+    c.wait_type("session.created")
+    c.conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": {
+        "type": "server_vad", **turn_detection}}}})
+    c.wait_type("session.updated")
+
+
+async def test_pcmu_in_and_out() -> None:
+    engines = ScriptedEngines(["go forward ten meters"], ["Going."])
+    narrow = float32_to_pcm16(resample(pcm16_to_float32(np.concatenate(
+        [load("pocketsphinx_goforward.raw"), silence(1000)])), 16000, 8000))
+    ulaw = ulaw_encode(narrow).tobytes()
+
+    def scenario(c: RealtimeClient) -> None:
+        c.wait_type("session.created")
+        c.conn.session.update(session={"type": "realtime", "audio": {
+            "input": {"format": {"type": "audio/pcmu"}},
+            "output": {"format": {"type": "audio/pcmu"}}}})
+        c.wait_type("session.updated")
+        start = time.perf_counter()
+        for n, at in enumerate(range(0, len(ulaw), 160)):  # 20 ms of 8 kHz G.711
+            c.conn.input_audio_buffer.append(audio=base64.b64encode(ulaw[at:at + 160]).decode())
+            time.sleep(max(0.0, start + (n + 1) * 0.01 - time.perf_counter()))
+        _, done_t = c.wait_type("conversation.item.input_audio_transcription.completed")
+        assert done_t["transcript"] == "go forward ten meters"
+        _i, done = c.wait_type("response.done")
+        assert done["response"]["audio"]["output"]["format"] == {"type": "audio/pcmu"}
+        sizes = [len(base64.b64decode(e["delta"])) for e in c.events
+                 if e["type"] == "response.output_audio.delta"]
+        assert sizes and max(sizes) == 160  # 20 ms at 8 kHz, one byte a sample
+
+    async with serve(engines) as port:
+        await drive(port, scenario)
+
+
+async def test_create_response_false_waits_for_response_create() -> None:
+    engines = ScriptedEngines(["go forward ten meters"], ["Only when asked."])
+
+    def scenario(c: RealtimeClient) -> None:
+        vad(c, create_response=False)
+        c.stream(speech(), speed=2.0)
+        i, _ = c.wait_type("conversation.item.input_audio_transcription.completed")
+        assert "response.created" not in c.types()
+        c.conn.response.create()
+        _, done = c.wait_type("response.done", i)
+        assert done["response"]["output"][0]["content"][0]["transcript"] == "Only when asked."
+        assert len(engines.planner.requests) == 1  # the VAD turn never reached the model
+        assert engines.planner.requests[0].messages[-1].content == "go forward ten meters"
+
+    async with serve(engines) as port:
+        await drive(port, scenario)
+
+
+async def test_interrupt_response_false_lets_the_response_finish() -> None:
+    engines = ScriptedEngines(["go forward ten meters"], [MEDIUM])
+
+    def scenario(c: RealtimeClient) -> None:
+        vad(c, interrupt_response=False)
+        c.stream(speech(), speed=2.0)
+        i, _created = c.wait_type("response.created")
+        c.wait_type("response.output_audio.delta", i)
+        c.stream(speech(), speed=2.0)  # talking over it
+        _j, done = c.wait_type("response.done", i)
+        assert done["response"]["status"] == "completed"
+        assert done["response"]["output"][0]["content"][0]["transcript"] == MEDIUM
+        assert "input_audio_buffer.speech_started" not in c.types(i)
+
+    async with serve(engines) as port:
+        await drive(port, scenario)
+
+
+async def test_max_output_tokens_and_response_instructions() -> None:
+    engines = ScriptedEngines([], [MEDIUM])
+
+    def scenario(c: RealtimeClient) -> None:
+        manual(c, instructions="Session rules.")
+        say(c, "count")
+        c.conn.response.create(response={"max_output_tokens": 3, "instructions": "Count."})
+        _, done = c.wait_type("response.done")
+        assert done["response"]["output"][0]["content"][0]["transcript"] == "One two three"
+        assert engines.planner.requests[-1].messages[0].content == "Count."
+
+    async with serve(engines) as port:
+        await drive(port, scenario)
+
+
+async def test_unknown_voice_and_config_change_during_a_response_are_errors() -> None:
+    engines = ScriptedEngines([], [MEDIUM])
+
+    def factory(options: Any) -> Any:
+        if "voice" in options:
+            raise ValueError(f"unknown voice {options['voice']!r}")
+        return ScriptedEngines.factory(engines, options)
+
+    engines.factory = factory  # type: ignore[method-assign]
+
+    def scenario(c: RealtimeClient) -> None:
+        manual(c, audio={"input": {"turn_detection": None}, "output": {"voice": "nobody"}})
+        say(c, "hi")
+        c.send({"type": "response.create", "event_id": "r1"})
+        _, err = c.wait_type("error")
+        assert err["error"]["event_id"] == "r1"
+        assert err["error"]["param"] == "session.audio.output.voice"
+        c.conn.session.update(session={"type": "realtime", "audio": {"output": {
+            "voice": "alloy"}}})
+        c.wait(lambda e: e["type"] == "session.updated"
+               and e["session"]["audio"]["output"]["voice"] == "alloy")
+        c.conn.response.create()
+        i, _ = c.wait_type("response.output_audio.delta")
+        c.send({"type": "session.update", "event_id": "u1", "session": {
+            "type": "realtime", "audio": {"output": {"speed": 1.2}}}})
+        _, busy = c.wait(lambda e: e["type"] == "error" and e["error"]["event_id"] == "u1")
+        assert busy["error"]["code"] == "unsupported"
+        _, done = c.wait_type("response.done", i)
+        assert done["response"]["status"] == "completed"
+
+    async with serve(engines) as port:
+        await drive(port, scenario)
