@@ -140,20 +140,39 @@ async def test_recognizer_survives_cancellation(dictation: SphinxStt) -> None:
 
 
 async def test_decoders_are_pooled_across_recognizers() -> None:
-    stt = SphinxStt(keyphrases=["forward"])
+    stt = SphinxStt(keyphrases={"forward": 1.5e-10})  # a configuration no other test uses
     first = stt.recognizer()
     await first.start_utterance()
-    await first.end_utterance()
     assert stt.idle_decoders == 0
-    await first.aclose()
-    assert stt.idle_decoders == 1  # returned on close
+    await first.end_utterance()
+    assert stt.idle_decoders == 1  # returned when the utterance ends, not at close
     second = stt.recognizer()
     await second.start_utterance()
     assert stt.idle_decoders == 0  # borrowed, not rebuilt
     await second.aclose()  # closed mid-utterance: the decoder is dropped, not pooled dirty
     assert stt.idle_decoders == 0
+    await first.aclose()
     await stt.warm(2)
     assert stt.idle_decoders == 2
+
+
+async def test_one_pool_per_configuration_shared_by_engines_and_sessions() -> None:
+    # The engines factory builds a SphinxStt per connection: the decoders must still be shared,
+    # and a session needs one only while an utterance is open.
+    engines = [SphinxStt(keyphrases={"forward": 2.5e-10}) for _ in range(3)]
+    other = SphinxStt(keyphrases={"forward": 3.5e-10})
+    recognizers = [engine.recognizer() for engine in engines for _ in range(2)]
+    await recognizers[0].start_utterance()
+    await recognizers[0].end_utterance()
+    assert engines[2].idle_decoders == 1  # visible to an engine built for another session
+    for recognizer in recognizers:  # six sessions, one after another
+        await recognizer.start_utterance()
+        await recognizer.feed(goforward()[:FRAME])
+        await recognizer.end_utterance()
+    assert engines[2].decoders_built == 1  # one load served them all
+    assert other.decoders_built == 0  # another configuration has its own pool
+    for recognizer in recognizers:
+        await recognizer.aclose()
 
 
 async def test_keyword_mode_spots_the_phrase_and_nothing_else() -> None:
