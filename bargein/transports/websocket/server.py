@@ -65,6 +65,9 @@ def default_session_config(start: SessionStart, session_id: str) -> SessionConfi
 @dataclass(slots=True)
 class ServerStats:
     connections: int = 0
+    connections_open: int = 0  # handlers still running (until the socket is really closed)
+    # Frames read and dropped after the connection was done with, so it could close.
+    drained_frames: int = 0
     sessions_started: int = 0
     sessions_resumed: int = 0
     takeovers: int = 0
@@ -165,6 +168,13 @@ class SessionServer:
         """Serve one connection until the session ends, the peer leaves or misbehaves.
         `authorized`: the app already checked a header or subprotocol token (docs/web.md)."""
         self.stats.connections += 1
+        self.stats.connections_open += 1
+        try:
+            await self._handle(ws, authorized)
+        finally:
+            self.stats.connections_open -= 1
+
+    async def _handle(self, ws: WebSocketLike, authorized: bool) -> None:
         protocol = ServerProtocol(max_rejections=self.limits.max_rejections)
         transport = WebSocketTransport(protocol, self.limits)
         await ws.accept()
@@ -173,6 +183,9 @@ class SessionServer:
                 await nursery.start(transport.run_writer, ws.send)
                 await self._converse(ws, protocol, transport, authorized)
                 transport.close()
+                # Nobody reads the peer's frames any more: drain them, or the server's inbound
+                # queues fill and the peer's close is never seen (a socket left in CLOSE-WAIT).
+                nursery.start_soon(self._drain, ws)
                 with trio.move_on_after(self.limits.close_timeout):
                     await transport.wait_drained()
                 nursery.cancel_scope.cancel()
@@ -185,12 +198,27 @@ class SessionServer:
             self.stats.unsendable.update(transport.unsendable)
             self.stats.dropped_audio_frames += transport.stats.dropped_audio
         code = transport.fatal_code
-        # Bounded and shielded: the peer may be gone or not reading, and we may be cancelled.
+        # Bounded and shielded: the peer may be gone or not reading. Draining goes on until the
+        # peer's close arrives (receive fails) or the bound passes.
         with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
-            try:
-                await ws.close(close_code(code), code or "")
-            except Exception as exc:  # the peer is gone already: nothing left to tell it
-                log.debug("websocket close failed: %r", exc)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._drain, ws, nursery.cancel_scope)
+                try:
+                    await ws.close(close_code(code), code or "")
+                except Exception as exc:  # the peer is gone already: nothing left to tell it
+                    log.debug("websocket close failed: %r", exc)
+                    nursery.cancel_scope.cancel()
+
+    async def _drain(self, ws: WebSocketLike, done: trio.CancelScope | None = None) -> None:
+        """Read and drop frames until the connection is closed (`receive` fails)."""
+        try:
+            while True:
+                await ws.receive()
+                self.stats.drained_frames += 1
+        except Exception as exc:  # closed, the way the framework says it (quart, trio-websocket)
+            log.debug("drained until %r", exc)
+        if done is not None:
+            done.cancel()
 
     async def _handshake(
         self, ws: WebSocketLike, protocol: ServerProtocol, transport: WebSocketTransport
