@@ -269,6 +269,7 @@ async def test_stop_mid_reply_ends_the_call_and_leaves_no_task_behind() -> None:
                 assert tel.calls  # mid-reply
                 await sim.stop()
                 await sim.closed.wait()
+            assert sim.log.closed_code == 1000
             await tel.wait_idle()
             await trio.sleep(0.2)
             assert task_count() <= baseline
@@ -366,6 +367,7 @@ async def test_token_parameter_is_required_when_the_server_has_a_token() -> None
         async with running(server) as port:
             async with call(port, TWILIO, parameters={"token": "wrong"}) as sim:
                 await sim.closed.wait()
+            assert sim.log.closed_code == 1008
             async with call(port, TWILIO, parameters={"token": "tok-123"}) as sim:
                 await sim.stop()
                 await sim.closed.wait()

@@ -145,6 +145,18 @@ def test_telnyx_orders_by_sequence_number_and_counts_late_frames() -> None:
     assert codec.rejections == {"late_frame": 1}
 
 
+def test_telnyx_custom_parameters_as_a_list_of_name_value() -> None:
+    codec = CarrierCodec(TELNYX)
+    start = json.loads(telnyx_start("PCMU"))
+    start["start"]["custom_parameters"] = [{"name": "voice", "value": "en-gb"}]
+    [out] = codec.feed(json.dumps(start))
+    assert isinstance(out, Start) and out.parameters == {"voice": "en-gb"}
+    start["start"]["custom_parameters"] = [{"name": "voice"}]
+    assert CarrierCodec(TELNYX).feed(json.dumps(start))[0] == Rejected(
+        "missing_field", "missing field 'value'"
+    )
+
+
 def test_telnyx_stop_releases_held_frames() -> None:
     codec = CarrierCodec(TELNYX)
     codec.feed(telnyx_start("PCMU"))

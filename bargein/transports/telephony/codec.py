@@ -239,7 +239,13 @@ class CarrierCodec:
         return Start(stream_id, call_id, encoding, SAMPLE_RATE, self._parameters(body))
 
     def _parameters(self, body: dict[str, Any]) -> dict[str, str]:
-        params = _object(body, self.carrier.params_key, required=False)
+        value = field_value(body, self.carrier.params_key, False)
+        if isinstance(value, list):
+            # Telnyx's API takes custom parameters as [{"name", "value"}]: accept that shape too.
+            if len(value) > MAX_PARAMETERS or not all(isinstance(p, dict) for p in value):
+                fail(ErrorCode.BAD_FIELD, "custom parameters must be name/value objects")
+            value = {string(p, "name", max_len=40): string(p, "value", max_len=500) for p in value}
+        params = _object({"p": value}, "p", required=False)
         if len(params) > MAX_PARAMETERS:
             fail(ErrorCode.BAD_FIELD, f"more than {MAX_PARAMETERS} custom parameters")
         out: dict[str, str] = {}

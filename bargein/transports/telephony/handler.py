@@ -164,6 +164,7 @@ class TelephonyServer:
         self.stats.connections += 1
         codec = CarrierCodec(carrier)
         record = CallRecord(carrier.name)
+        close_code = 1008  # refused until the call is served
         try:
             start = await self._handshake(ws, codec)
             options = self._admit(start, authorized)
@@ -176,12 +177,13 @@ class TelephonyServer:
             log.info("%s call refused: bad options (%s)", carrier.name, exc)
         else:
             await self._serve(ws, codec, start, options, engines, record)
+            close_code = 1000 if record.end_reason in ("stop", "carrier_gone") else 1011
         finally:
             self.stats.rejections.update(codec.rejections)
             record.rejections.update(codec.rejections)
             with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
                 try:
-                    await ws.close(1000 if record.end_reason in (None, "stop") else 1011, "")
+                    await ws.close(close_code, "")
                 except Exception as exc:  # the carrier hung up already
                     log.debug("telephony close failed: %r", exc)
 
