@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bargein.runtime.events import Event, EventType
 from bargein.runtime.messages import OutFrame, WordMark
@@ -112,3 +114,51 @@ def test_g711_output_is_8_khz() -> None:
     data = base64.b64decode(str(deltas[0]["delta"]))
     # 300 ms at 24 kHz -> one byte per 8 kHz sample (less the resampler's start-up delay).
     assert 2300 <= len(data) <= 2400
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+_types = st.sampled_from([*sorted(ce._KEYS), "x", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=_types, body=st.dictionaries(
+    st.sampled_from(["event_id", "session", "audio", "item", "item_id", "content_index",
+                     "audio_end_ms", "response", "response_id", "previous_item_id", "zz"]),
+    _json, max_size=4))
+def test_any_event_is_a_command_or_a_refusal(kind: str, body: dict[str, object]) -> None:
+    """Whatever a client sends, parsing and applying it to the state gives events or a
+    `RealtimeInvalid`, never another exception."""
+    conv = RealtimeConversation("sess_f")
+    try:
+        cmd = ce.parse(json.dumps({"type": kind, **body}))
+        match cmd:
+            case ce.SessionUpdate(session=s):
+                conv.session_updated(apply_update(conv.settings, s))
+            case ce.ItemCreate(item=item, previous_item_id=previous):
+                conv.create_item(item, previous)
+            case ce.ItemRetrieve(item_id=i):
+                conv.retrieve(i)
+            case ce.ItemDelete(item_id=i):
+                conv.delete(i)
+            case ce.ItemTruncate(item_id=i, audio_end_ms=end):
+                conv.truncate(i, end)
+            case ce.ResponseCreate(options=o):
+                conv.request_response(o)
+            case ce.ResponseCancel(response_id=r):
+                conv.cancel(r)
+    except RealtimeInvalid as exc:
+        assert exc.to_event()["error"]["code"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60) | st.binary(max_size=30))
+def test_any_frame_parses_or_is_refused(frame: str | bytes) -> None:
+    try:
+        ce.parse(frame)
+    except RealtimeInvalid:
+        pass

@@ -313,6 +313,10 @@ class Connection:
                 await self._dispatch(command)
             except RealtimeInvalid as exc:
                 self.send([exc.to_event()])
+            except Exception as exc:  # our bug: this event fails, not the connection
+                log.exception("realtime event failed")
+                self.send([error_event(SERVER_ERROR, f"internal error: {type(exc).__name__}",
+                                       kind="server_error")])
 
     async def _dispatch(self, command: ce.Command) -> None:
         try:
