@@ -105,7 +105,9 @@ def task_count() -> int:
     def count(task: trio.lowlevel.Task) -> int:
         return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
 
-    return count(trio.lowlevel.current_root_task())
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return count(root)
 
 
 async def test_a_call_with_real_speech_gets_a_spoken_reply(audio_dir: Path) -> None:
@@ -239,11 +241,11 @@ async def test_dtmf_arrives_as_an_event_and_as_typed_text() -> None:
         async with running(server) as port, call(port, TWILIO) as sim:
             for digit in "42#":
                 await sim.dtmf(digit)
-            statuses = []
+            statuses: list[str] = []
             while len(statuses) < 3:
                 ev = await events.get()
                 if ev.type is EventType.STATUS:
-                    statuses.append(ev.data["digit"])
+                    statuses.append(str(ev.data["digit"]))
             await until(lambda: bool(planner.requests))
             await sim.stop()
     assert statuses == ["4", "2", "#"]
@@ -281,7 +283,7 @@ async def test_malformed_carrier_messages_are_counted_and_the_call_continues() -
     events = server.hub.subscribe(4096)
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port, call(port, TWILIO) as sim:
-            bad = [
+            bad: list[str | bytes] = [
                 "{not json",
                 "[1, 2]",
                 json.dumps({"event": "teleport"}),

@@ -8,6 +8,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bargein.dsp import ulaw_decode, ulaw_encode
 from bargein.transports.telephony.carriers import TELNYX, TWILIO
@@ -243,3 +245,57 @@ def test_twilio_signature_is_hmac_sha1_of_the_url() -> None:
     assert not twilio_signature_ok("other", url, expected)
     assert not twilio_signature_ok("tok", url, None)
     assert public_url(None, "h:1", "/telnyx", "token=a") == "wss://h:1/telnyx?token=a"
+
+
+# -- property tests: nothing a carrier sends escapes the codec as an exception ---------------
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
+_json = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_events = st.sampled_from(["connected", "start", "media", "dtmf", "mark", "stop", "clear", "x"])
+_shaped = st.fixed_dictionaries(
+    {"event": _events},
+    optional={
+        "sequenceNumber": _scalars,
+        "sequence_number": _scalars,
+        "streamSid": _scalars,
+        "stream_id": _scalars,
+        "start": _json,
+        "media": st.fixed_dictionaries(
+            {}, optional={"payload": st.text(max_size=40), "track": _scalars, "chunk": _scalars}
+        ),
+        "mark": _json,
+        "dtmf": _json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    carrier=st.sampled_from([TWILIO, TELNYX]),
+    frames=st.lists(
+        st.text(max_size=60)
+        | st.binary(max_size=40)
+        | _json.map(json.dumps)
+        | _shaped.map(json.dumps),
+        max_size=12,
+    ),
+)
+def test_any_frames_give_typed_messages_or_counted_rejections(
+    carrier: object, frames: list[str | bytes]
+) -> None:
+    codec = CarrierCodec(carrier)  # type: ignore[arg-type]
+    codec.feed(telnyx_start("PCMU") if carrier is TELNYX else twilio_start())
+    rejected = 0
+    for frame in frames:
+        for out in codec.feed(frame):
+            assert isinstance(out, Connected | Start | Media | Dtmf | MarkEcho | Stop | Rejected)
+            rejected += isinstance(out, Rejected)
+            if isinstance(out, Media):
+                assert 0 < len(out.pcm) <= 8000
+    assert sum(codec.rejections.values()) == rejected

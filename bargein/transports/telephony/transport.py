@@ -10,6 +10,7 @@ never blocks on the socket, and a carrier that stops reading is given up on.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -60,7 +61,7 @@ class TelephonyTransport:
         # `Session.report_playback`, once the session exists: echoes of marks feed it.
         self.report: Callable[[int, int], bool] | None = None
         self.written = WriteLog()
-        self.events: list[Event] = []  # turn outcomes, for the call's record
+        self.events: deque[Event] = deque(maxlen=1024)  # turn outcomes, for the call's record
         self._turns: set[int] = set()
         self._drained = trio.Event()
 
