@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -9,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 
-from bargein.engines.base import PlanOutput, PlanRequest, Status, TextDelta
+from bargein.engines.base import Engines, PlanOutput, PlanRequest, Status, TextDelta
 from bargein.engines.errors import PlannerError
 from bargein.engines.openai_compat import (
     INTERRUPTED_MARKER,
@@ -17,7 +20,10 @@ from bargein.engines.openai_compat import (
     Endpoint,
     OpenAIPlanner,
 )
+from bargein.runtime.events import Event, EventType
 from bargein.runtime.history import ChatMessage
+from bargein.session import SessionConfig, open_session
+from bargein.testing.memory import MemoryTransport
 from bargein.testing.openai_server import (
     ChatReply,
     OpenAIServer,
@@ -25,6 +31,7 @@ from bargein.testing.openai_server import (
     ToolCall,
     serve_openai,
 )
+from bargein.testing.scripted import ScriptedStt, ScriptedTts
 
 HANG_GUARD = 20  # seconds; a hang guard, not a speed bound
 LONG = 30.0  # a delay no test waits out: scheduled server events that must never happen
@@ -528,3 +535,123 @@ async def test_closing_leaves_no_connection_open(nursery: trio.Nursery) -> None:
             await collect(planner, request())
         await server.wait_idle()
     assert server.open_connections == 0
+
+
+# ------------------------------------------------------- malformed upstream chunks (issue 16)
+
+GOOD_CHUNK = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}}]}
+
+
+def _frame(payload: object) -> bytes:
+    return b"data: " + (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+
+
+async def serve_raw_sse(
+    scripts: list[list[bytes]], task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """A minimal chat-completions upstream that answers request i with the SSE frames of
+    ``scripts[i]`` (then [DONE]); what a buggy or hostile endpoint could send."""
+    served = 0
+
+    async def handle(stream: trio.SocketStream) -> None:
+        nonlocal served
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            body += await stream.receive_some(65536)
+        frames = scripts[min(served, len(scripts) - 1)]
+        served += 1
+        out = b"".join(frame + b"\n\n" for frame in [*frames, b"data: [DONE]"])
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n"
+            b"content-length: " + str(len(out)).encode() + b"\r\n\r\n" + out
+        )
+        await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    task_status.started(f"http://127.0.0.1:{port}/v1")
+    await trio.serve_listeners(handle, listeners)
+
+
+MALFORMED = {
+    "content-number": (_frame({"choices": [{"index": 0, "delta": {"content": 5}}]}), "content"),
+    "content-object": (_frame({"choices": [{"index": 0, "delta": {"content": {}}}]}), "content"),
+    "choices-string": (_frame({"choices": "nope"}), "choices"),
+    "no-choices": (_frame({"id": "x"}), "choices"),
+    "tool-calls-object": (
+        _frame({"choices": [{"index": 0, "delta": {"tool_calls": {"a": 1}}}]}),
+        "tool_calls",
+    ),
+    "tool-call-index": (
+        _frame({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": "first"}]}}]}),
+        "index",
+    ),
+    "tool-call-huge-index": (
+        _frame({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 10**9}]}}]}),
+        "index",
+    ),
+    "tool-arguments": (
+        _frame(
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"tool_calls": [{"index": 0, "function": {"arguments": 7}}]},
+                    }
+                ]
+            }
+        ),
+        "arguments",
+    ),
+    "not-json": (b"data: {nope", "undecodable"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED), ids=list(MALFORMED))
+async def test_a_malformed_chunk_is_a_planner_error_naming_the_field_with_a_logged_traceback(
+    nursery: trio.Nursery, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame, field = MALFORMED[case]
+    url = await nursery.start(serve_raw_sse, [[_frame(GOOD_CHUNK), frame]])
+    with trio.fail_after(HANG_GUARD), caplog.at_level(logging.ERROR):
+        async with OpenAIPlanner(base_url=url, model="m") as planner:
+            with pytest.raises(PlannerError, match=field) as info:
+                await collect(planner, request())
+    assert "127.0.0.1" in str(info.value)
+    (record,) = [r for r in caplog.records if "chunk from planner endpoint" in r.getMessage()]
+    assert record.exc_info is not None  # the traceback is in the log
+
+
+async def test_after_a_malformed_chunk_the_session_speaks_again(nursery: trio.Nursery) -> None:
+    # The turn fails with an error event (not a dead floor actor), and the next turn is answered.
+    bad = _frame({"choices": [{"index": 0, "delta": {"content": 5}}]})
+    url = await nursery.start(serve_raw_sse, [[bad], [_frame(GOOD_CHUNK), _frame({"choices": []})]])
+    planner = OpenAIPlanner(base_url=url, model="m")
+    engines = Engines(stt=ScriptedStt(), planner=planner, tts=ScriptedTts(ms_per_char=1.0))
+    seen: list[Event] = []
+    failed, answered = trio.Event(), trio.Event()
+
+    def on_event(event: Event) -> None:
+        seen.append(event)
+        if event.type == EventType.ERROR:
+            failed.set()
+        if event.type == EventType.TURN_COMPLETED and event.turn == 2:
+            answered.set()
+
+    with trio.fail_after(HANG_GUARD):
+        async with open_session(SessionConfig(), engines, MemoryTransport()) as session:
+            session.bus.add_listener(on_event)
+            session.push_text("First question.")
+            await failed.wait()
+            session.push_text("Second question.")
+            await answered.wait()
+            messages = session.messages
+        await planner.aclose()
+    errors = [e for e in seen if e.type == EventType.ERROR]
+    assert "malformed chunk" in str(errors[0].data)
+    assert not any(e.type == EventType.SESSION_ENDED and "failed" in str(e.data) for e in seen)
+    assert messages[-1].role == "assistant" and messages[-1].content.startswith("Hello")

@@ -1,6 +1,9 @@
 """A planner over any OpenAI-compatible chat completions endpoint: streamed text, tool calls,
 failover between endpoints before the first token.
 
+This module is the failover and the turn's loop of tool rounds; building the request is in
+`request`, checking and folding streamed chunks in `stream`, running tools in `tools`.
+
 Everything runs in the caller's task, so the turn's cancel scope covers the HTTP stream and the
 tools: a barge-in closes the stream at once, and a tool call from a cancelled generation never
 starts (pipecat #4997). Tools marked ``interruptible=False`` run shielded (bounded) to the end.
@@ -9,24 +12,16 @@ starts (pipecat #4997). Tools marked ``interruptible=False`` run shielded (bound
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
-import types
-import typing
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar, overload
 
 import httpx2
 import openai
 import trio
-from openai.types.chat import (
-    ChatCompletionChunk,
-    ChatCompletionFunctionToolParam,
-    ChatCompletionMessageParam,
-)
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from bargein.engines.base import PlanOutput, PlanRequest, Sink, Status, TextDelta
 from bargein.engines.errors import PlannerError
@@ -37,69 +32,41 @@ from bargein.engines.openai_compat._client import (
     describe,
     is_transient,
 )
+from bargein.engines.openai_compat.request import (
+    INTERRUPTED_MARKER,
+    SPEECH_SYSTEM_PROMPT,
+    build_messages,
+    request_args,
+)
+from bargein.engines.openai_compat.stream import (
+    ChunkDelta,
+    MalformedChunk,
+    PendingCall,
+    Round,
+    absorb,
+    parse_chunk,
+)
+from bargein.engines.openai_compat.tools import (
+    Tool,
+    ToolFn,
+    ToolResult,
+    run_tool,
+    schema_from_signature,
+)
 from bargein.runtime.history import ChatMessage
+
+__all__ = [
+    "INTERRUPTED_MARKER",
+    "SPEECH_SYSTEM_PROMPT",
+    "OpenAIPlanner",
+    "Tool",
+    "ToolResult",
+    "schema_from_signature",
+]
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED_MARKER = "[interrupted by the user]"
-
-SPEECH_SYSTEM_PROMPT = (
-    "You are a helpful voice assistant. Everything you write is spoken aloud by a speech "
-    "synthesizer, so answer in short, plain, conversational sentences. Never use markdown, "
-    "lists, headings, emoji, code or links; say numbers and symbols the way a person would. "
-    f"An assistant message ending in {INTERRUPTED_MARKER} was cut off by the user: they heard "
-    "only the words before the marker, so do not assume they heard the rest. Never write that "
-    "marker yourself."
-)
-
-ToolFn = Callable[..., Awaitable[object]]
 F = TypeVar("F", bound=ToolFn)
-
-
-@dataclass(frozen=True, slots=True)
-class Tool:
-    fn: ToolFn
-    name: str
-    description: str
-    parameters: dict[str, Any]
-    interruptible: bool
-    status: str
-    timeout: float  # bound on a non-interruptible tool's shielded run
-
-    def spec(self) -> ChatCompletionFunctionToolParam:
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.parameters,
-            },
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ToolResult:
-    """A tool call that ran to the end (or failed), kept even if its turn was cancelled."""
-
-    turn: int
-    name: str
-    arguments: dict[str, Any]
-    output: str
-    ok: bool
-
-
-@dataclass(slots=True)
-class _PendingCall:
-    id: str = ""
-    name: str = ""
-    arguments: str = ""
-
-
-@dataclass(slots=True)
-class _Round:
-    text: list[str] = field(default_factory=list)
-    calls: dict[int, _PendingCall] = field(default_factory=dict)
-    first_token: bool = False
 
 
 class _Unavailable(Exception):
@@ -220,6 +187,11 @@ class OpenAIPlanner:
 
         return register if fn is None else register(fn)
 
+    def _record(self, result: ToolResult) -> None:
+        self.tool_results.append(result)
+        if self.on_tool_result is not None:
+            self.on_tool_result(result)
+
     @property
     def tools(self) -> dict[str, Tool]:
         return dict(self._tools)
@@ -227,20 +199,7 @@ class OpenAIPlanner:
     def build_messages(self, history: Sequence[ChatMessage]) -> list[ChatCompletionMessageParam]:
         """The request's messages: our speech prompt, then the heard history, with each
         interrupted assistant reply (already cut to what was heard) marked as such."""
-        messages: list[ChatCompletionMessageParam] = []
-        if self.system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt})
-        for message in history:
-            if message.role == "assistant":
-                content = message.content
-                if message.interrupted:
-                    content = f"{content} {self.interrupted_marker}".lstrip()
-                messages.append({"role": "assistant", "content": content})
-            elif message.role == "user":
-                messages.append({"role": "user", "content": message.content})
-            else:
-                messages.append({"role": "system", "content": message.content})
-        return messages
+        return build_messages(history, self.system_prompt, self.interrupted_marker)
 
     async def aclose(self) -> None:
         with trio.move_on_after(CLOSE_BOUND, shield=True):
@@ -282,7 +241,8 @@ class OpenAIPlanner:
             for call in calls:
                 # A tool call from a generation cancelled since it was streamed never starts.
                 await trio.lowlevel.checkpoint()
-                output = await self._run_tool(call, request.turn, out)
+                tool = self._tools.get(call.name)
+                output = await run_tool(tool, call, request.turn, out, self._record)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
 
     # -- streaming and failover -----------------------------------------------------------------
@@ -303,7 +263,7 @@ class OpenAIPlanner:
         out: Sink[PlanOutput],
         *,
         allow_tools: bool,
-    ) -> list[_PendingCall]:
+    ) -> list[PendingCall]:
         failures: list[str] = []
         order = self._order()
         for position, index in enumerate(order):
@@ -326,9 +286,9 @@ class OpenAIPlanner:
         out: Sink[PlanOutput],
         *,
         allow_tools: bool,
-    ) -> list[_PendingCall]:
+    ) -> list[PendingCall]:
         endpoint = self.endpoints[index]
-        state = _Round()
+        state = Round()
         stream: openai.AsyncStream[ChatCompletionChunk] | None = None
         # The deadline of this scope is `first_token_timeout` until the first token, then
         # `stall_timeout` from the latest chunk; it is lifted while `out` applies backpressure.
@@ -336,11 +296,20 @@ class OpenAIPlanner:
         timeout_scope = trio.CancelScope(deadline=deadline)
         try:
             with timeout_scope:
-                stream = await self._client(index).chat.completions.create(
-                    **self._request_args(endpoint, messages, allow_tools)
+                args = request_args(
+                    endpoint,
+                    messages,
+                    tools=[tool.spec() for tool in self._tools.values()],
+                    allow_tools=allow_tools,
+                    temperature=self.temperature,
+                    max_tokens=self.max_tokens,
                 )
-                async for chunk in stream:
-                    await self._absorb(chunk, state, out, timeout_scope)
+                stream = await self._client(index).chat.completions.create(**args)
+                chunks = stream.__aiter__()
+                while (deltas := await _next_deltas(chunks, endpoint)) is not None:
+                    for text in absorb(deltas, state):
+                        timeout_scope.deadline = math.inf  # a slow consumer is not a stall
+                        await out.send(TextDelta(text))
                     if state.first_token:
                         timeout_scope.deadline = _after(self.stall_timeout)
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
@@ -362,55 +331,7 @@ class OpenAIPlanner:
             raise _Unavailable(f"no first token within {self.first_token_timeout} s")
         return [call for _, call in sorted(state.calls.items())]
 
-    def _request_args(
-        self,
-        endpoint: Endpoint,
-        messages: list[ChatCompletionMessageParam],
-        allow_tools: bool,
-    ) -> dict[str, Any]:
-        args: dict[str, Any] = {
-            "model": endpoint.model,
-            # The SDK walks every message against its TypedDicts before sending (~0.1 ms per
-            # message, so a long conversation adds milliseconds to every turn); ours are plain
-            # JSON already, so they go in `extra_body`, which is sent as is and sets the same key.
-            "messages": [],
-            "extra_body": {"messages": messages},
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if self.temperature is not None:
-            args["temperature"] = self.temperature
-        if self.max_tokens is not None:
-            args["max_tokens"] = self.max_tokens
-        if self._tools:
-            args["tools"] = [tool.spec() for tool in self._tools.values()]
-            if not allow_tools:
-                args["tool_choice"] = "none"
-        return args
-
-    async def _absorb(
-        self,
-        chunk: ChatCompletionChunk,
-        state: _Round,
-        out: Sink[PlanOutput],
-        timeout_scope: trio.CancelScope,
-    ) -> None:
-        for choice in chunk.choices:
-            delta = choice.delta
-            if delta.content or delta.tool_calls:
-                state.first_token = True
-            for part in delta.tool_calls or ():
-                call = state.calls.setdefault(part.index, _PendingCall())
-                call.id = part.id or call.id
-                if part.function is not None:
-                    call.name += part.function.name or ""
-                    call.arguments += part.function.arguments or ""
-            if delta.content:
-                state.text.append(delta.content)
-                timeout_scope.deadline = math.inf  # a slow consumer is not a stalled server
-                await out.send(TextDelta(delta.content))
-
-    def _error(self, endpoint: Endpoint, exc: BaseException, state: _Round) -> PlannerError:
+    def _error(self, endpoint: Endpoint, exc: BaseException, state: Round) -> PlannerError:
         if state.first_token:
             return PlannerError(
                 f"planner stream from {endpoint.label} broke after the first token "
@@ -423,92 +344,28 @@ class OpenAIPlanner:
             hint = " (check the base URL and model name)"
         return PlannerError(f"planner endpoint {endpoint.label} refused: {describe(exc)}{hint}")
 
-    # -- tools --------------------------------------------------------------------------------
 
-    async def _run_tool(self, call: _PendingCall, turn: int, out: Sink[PlanOutput]) -> str:
-        """Run one tool call in this task; return the tool message's content for the model."""
-        tool = self._tools.get(call.name)
-        if tool is None:
-            return _tool_error(f"there is no tool named {call.name!r}")
-        try:
-            arguments = json.loads(call.arguments or "{}")
-        except ValueError:
-            arguments = None
-        if not isinstance(arguments, dict):
-            return _tool_error(f"arguments must be a JSON object, got {call.arguments!r}")
-        await out.send(Status(kind="tool_started", text=tool.status, tool=tool.name))
-        if tool.interruptible:
-            output, ok = await _call_tool(tool, arguments)
-        else:
-            # Started tools with side effects (booking, hanging up) finish even on barge-in.
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(tool.timeout) as bound:
-                    output, ok = await _call_tool(tool, arguments)
-                if bound.cancelled_caught:
-                    output, ok = _tool_error(f"did not finish within {tool.timeout} s"), False
-        result = ToolResult(turn=turn, name=tool.name, arguments=arguments, output=output, ok=ok)
-        self.tool_results.append(result)
-        if self.on_tool_result is not None:
-            self.on_tool_result(result)
-        text = "done" if ok else f"failed: {output}"
-        await out.send(Status(kind="tool_finished", text=text, tool=tool.name))
-        return output
-
-
-async def _call_tool(tool: Tool, arguments: dict[str, Any]) -> tuple[str, bool]:
+async def _next_deltas(
+    chunks: AsyncIterator[ChatCompletionChunk], endpoint: Endpoint
+) -> list[ChunkDelta] | None:
+    """The next chunk's checked deltas (None at the end). A malformed chunk (or one the SDK
+    cannot even decode) is a `PlannerError` naming the field, logged with its traceback: an
+    upstream bug, never retried elsewhere (the reply may have started)."""
     try:
-        result = await tool.fn(**arguments)
-    except Exception as exc:
-        # The model is told and can apologise or retry; the turn goes on.
-        log.warning("tool %s failed", tool.name, exc_info=True)
-        return _tool_error(f"{type(exc).__name__}: {exc}"), False
-    if isinstance(result, str):
-        return result, True
-    return json.dumps(result, default=str), True
+        chunk = await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # the SDK's decoding
+        log.error("undecodable chunk from planner endpoint %s", endpoint.label, exc_info=True)
+        raise PlannerError(f"planner endpoint {endpoint.label} sent an undecodable chunk") from exc
+    try:
+        return parse_chunk(chunk)
+    except MalformedChunk as exc:
+        log.error("malformed chunk from planner endpoint %s", endpoint.label, exc_info=True)
+        raise PlannerError(
+            f"planner endpoint {endpoint.label} sent a malformed chunk: {exc}"
+        ) from exc
 
 
 def _after(seconds: float | None) -> float:
     return math.inf if seconds is None else trio.current_time() + seconds
-
-
-def _tool_error(message: str) -> str:
-    return json.dumps({"error": message})
-
-
-_JSON_TYPES: dict[object, str] = {
-    str: "string",
-    int: "integer",
-    float: "number",
-    bool: "boolean",
-    list: "array",
-    tuple: "array",
-    dict: "object",
-}
-
-
-def schema_from_signature(fn: Callable[..., object]) -> dict[str, Any]:
-    """A simple JSON schema for `fn`'s keyword-callable parameters (types from annotations)."""
-    try:
-        hints = typing.get_type_hints(fn)
-    except (NameError, TypeError):
-        hints = {}
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    for param in inspect.signature(fn).parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
-            continue
-        properties[param.name] = _json_type(hints.get(param.name))
-        if param.default is param.empty:
-            required.append(param.name)
-    return {"type": "object", "properties": properties, "required": required}
-
-
-def _json_type(hint: object) -> dict[str, Any]:
-    origin = typing.get_origin(hint)
-    if origin is typing.Literal:
-        return {"enum": list(typing.get_args(hint))}
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _json_type(options[0]) if len(options) == 1 else {}
-    kind = _JSON_TYPES.get(origin or hint)
-    return {"type": kind} if kind else {}
