@@ -8,10 +8,13 @@ import json
 
 import numpy as np
 import pytest
+import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bargein.dsp import ulaw_decode, ulaw_encode
+from bargein.engines.base import Engines
 from bargein.transports.telephony.carriers import TELNYX, TWILIO
 from bargein.transports.telephony.codec import (
     CarrierCodec,
@@ -24,7 +27,7 @@ from bargein.transports.telephony.codec import (
     Stop,
 )
 from bargein.transports.telephony.dtmf import DtmfCollector
-from bargein.transports.telephony.handler import CallRefused, call_options
+from bargein.transports.telephony.handler import CallRefused, TelephonyServer, call_options
 from bargein.transports.telephony.marks import Dropped, MarkTracker, Played, Unknown
 from bargein.transports.telephony.signature import public_url, twilio_signature, twilio_signature_ok
 
@@ -299,3 +302,52 @@ def test_any_frames_give_typed_messages_or_counted_rejections(
             if isinstance(out, Media):
                 assert 0 < len(out.pcm) <= 8000
     assert sum(codec.rejections.values()) == rejected
+
+
+class _SilentCarrier:
+    """A stream that opens and then sends nothing (or only garbage)."""
+
+    def __init__(self, frames: list[str] | None = None) -> None:
+        self.frames = list(frames or [])
+        self.closed: int | None = None
+
+    async def accept(self) -> None:
+        pass
+
+    async def receive(self) -> str | bytes:
+        if self.frames:
+            return self.frames.pop(0)
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def send(self, data: str | bytes) -> None:
+        pass
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self.closed = code
+
+
+def _never_called(options: object) -> Engines:
+    raise AssertionError("no session may start")
+
+
+async def test_a_stream_without_start_is_closed_after_the_handshake_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = TelephonyServer(_never_called)
+    ws = _SilentCarrier(["{bad", '{"event":"connected"}'])
+    began = trio.current_time()
+    await server.handle(ws, TWILIO, authorized=True)
+    assert trio.current_time() - began == pytest.approx(server.limits.handshake_timeout)
+    assert ws.closed == 1008
+    assert server.stats.refused == {"handshake_timeout": 1}
+    assert server.stats.rejections == {"bad_json": 1}
+
+
+async def test_an_unsupported_codec_refuses_the_call_at_once() -> None:
+    server = TelephonyServer(_never_called)
+    start = json.loads(twilio_start())
+    start["start"]["mediaFormat"]["encoding"] = "audio/opus"
+    ws = _SilentCarrier([json.dumps(start)])
+    await server.handle(ws, TWILIO, authorized=True)
+    assert ws.closed == 1008 and server.stats.refused == {"unsupported_codec": 1}
