@@ -162,3 +162,14 @@ def test_any_frame_parses_or_is_refused(frame: str | bytes) -> None:
         ce.parse(frame)
     except RealtimeInvalid:
         pass
+
+
+def test_truncate_during_the_response_is_a_playback_report() -> None:
+    conv = RealtimeConversation("sess_x")
+    events = _answer(conv, 3, "one two three four")
+    item_id = next(e["item"]["id"] for e in events  # type: ignore[index]
+                   if e["type"] == "response.output_item.added")
+    _, report = conv.truncate(item_id, 200)
+    assert report == (3, 4800)  # turn 3 heard 200 ms at 24 kHz
+    done = conv.runtime(ev(EventType.TURN_CANCELLED, 3, reason="client", heard_text="one two"))
+    assert done[-2]["response"]["output"][0]["content"][0]["transcript"] == "one two"  # type: ignore[index]
