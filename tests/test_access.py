@@ -102,7 +102,7 @@ def test_websocket_tokens_from_header_or_subprotocol() -> None:
     policy = AccessPolicy(AccessConfig(token=RIGHT), "127.0.0.1")
     host = "127.0.0.1:8000"
     by_protocol = policy.websocket(
-        host=host, origin=None, authorization=None, subprotocols=["bargein", f"bearer.{RIGHT}"]
+        host=host, origin=None, authorization=None, subprotocols=[f"bearer.{RIGHT}", "bargein"]
     )
     # The app subprotocol is selected, so the token is not echoed back.
     assert by_protocol == Grant(authorized=True, subprotocol="bargein")
@@ -318,7 +318,7 @@ async def test_websocket_token_by_header_subprotocol_or_session_start(
 ) -> None:
     server = DemoServer(access=AccessConfig(token=RIGHT))
     headers = {"wrong_header": auth(WRONG), "header": auth(RIGHT)}.get(kind, {})
-    protocols = {"wrong_protocol": [f"bearer.{WRONG}"], "protocol": ["bargein", f"bearer.{RIGHT}"]}
+    protocols = {"wrong_protocol": [f"bearer.{WRONG}"], "protocol": [f"bearer.{RIGHT}", "bargein"]}
     start_token = {"start": RIGHT, "wrong_start": WRONG}.get(kind)
     with trio.fail_after(HANG_GUARD):
         async with (
