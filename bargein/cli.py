@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-BENCHMARKS = ("runtime", "dsp", "engines", "openai", "shutdown", "realtime", "telephony")
+BENCHMARKS = ("runtime", "dsp", "engines", "openai", "shutdown", "realtime", "telephony", "load")
 
 
 def _dispatch(module: str, argv: list[str]) -> int:

@@ -1,0 +1,349 @@
+"""`bargein bench load`: real WebSocket clients against a real server process, over loopback.
+
+N clients each stream a shared recording (``pocketsphinx_goforward.raw``, "go forward ten
+meters", speech ≈ 0.48–2.40 s) in real time in 20 ms frames, ``--utterances`` times with a
+``--gap`` of silence after each, report playback every 100 ms as a page would, and measure:
+
+- reply rate: utterances answered with audio / utterances spoken;
+- speech end → first reply audio: from the instant the client sent the last voiced frame of an
+  utterance to the first binary frame of the turn answering it (p50/p99, nearest rank);
+- frame arrival jitter: |inter-arrival − frame duration| of reply audio frames after the
+  egress lead (p99, ms).
+
+The server (``--serve scripted|embedded``: this module in a child process, on 127.0.0.1:0) is
+measured from outside, from /proc: CPU % of one core per session over the streaming window, RSS
+growth per session over the idle server, and /healthz latency polled every 250 ms. N is swept
+(``--scripted`` / ``--embedded`` lists); the capacity is the largest N with every utterance
+answered and p99 speech end → first audio ≤ ``--p99-bound`` s. The client runs in this process
+and competes with the server for the same cores (its CPU is reported). Loopback only; every step
+is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+
+from bargein.benchmarks.common import percentiles
+from bargein.testing.audio import shared_audio_dir
+from bargein.testing.server_process import ServerProcess, proc_sample, serve_in_process
+
+RATE = 16_000
+FRAME = 320  # 20 ms
+RECORDING = "pocketsphinx_goforward.raw"
+SPEECH_END_S = 2.40  # end of the last voiced frame in the recording (docs of ../shared/audio)
+
+
+@dataclass
+class ClientResult:
+    speech_ends: list[float] = field(default_factory=list)  # trio time of each utterance's end
+    turn_starts: list[float] = field(default_factory=list)
+    first_audio: dict[int, float] = field(default_factory=dict)  # turn -> first frame time
+    jitter_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    connected: bool = False
+
+
+def _latencies(result: ClientResult) -> tuple[int, list[float]]:
+    """(answered utterances, speech end → first audio of each answer), pairing each turn with
+    the latest unanswered utterance that ended before the turn started."""
+    answered: dict[int, float] = {}
+    for turn, started in enumerate(result.turn_starts, start=1):
+        first = result.first_audio.get(turn)
+        if first is None:
+            continue
+        candidates = [i for i, end in enumerate(result.speech_ends) if end <= started]
+        candidates = [i for i in candidates if i not in answered]
+        if candidates:
+            answered[candidates[-1]] = first - result.speech_ends[candidates[-1]]
+    return len(answered), list(answered.values())
+
+
+async def _client(
+    url: str, pcm: np.ndarray, utterances: int, gap_s: float, delay: float, result: ClientResult
+) -> None:
+    await trio.sleep(delay)
+    silence = np.zeros(int(gap_s * RATE), np.int16)
+    async with open_websocket_url(url, disconnect_timeout=2) as ws:
+        await ws.send_message(json.dumps({"type": "session.start", "v": 1, "sample_rate": RATE}))
+        reply = json.loads(await ws.get_message())
+        if reply.get("type") != "session.started":
+            result.errors.append(str(reply.get("code")))
+            return
+        result.connected = True
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_receive, ws, result)
+            for _ in range(utterances):
+                start = trio.current_time()
+                for audio in (pcm, silence):
+                    for i in range(0, len(audio), FRAME):
+                        await ws.send_message(audio[i : i + FRAME].tobytes())
+                        # Paced by the clock, not by the sum of sleeps (real-time, no drift).
+                        sent = (i + FRAME) / RATE + (len(pcm) / RATE if audio is silence else 0)
+                        await trio.sleep_until(start + sent)
+                result.speech_ends.append(start + SPEECH_END_S)
+            nursery.cancel_scope.cancel()
+
+
+async def _receive(ws: WebSocketConnection, result: ClientResult) -> None:
+    turn = 0
+    received: dict[int, int] = {}
+    last_arrival: float | None = None
+    frames_in_turn = 0
+    last_report = 0.0
+    try:
+        while True:
+            message = await ws.get_message()
+            now = trio.current_time()
+            if isinstance(message, bytes):
+                samples = len(message) // 2
+                if turn not in result.first_audio:
+                    result.first_audio[turn] = now
+                frames_in_turn += 1
+                if last_arrival is not None and frames_in_turn > 4:  # after the egress lead
+                    result.jitter_ms.append(abs(now - last_arrival - samples / RATE) * 1000)
+                last_arrival = now
+                received[turn] = received.get(turn, 0) + samples
+                if now - last_report >= 0.1:
+                    last_report = now
+                    report = {"type": "playback", "v": 1, "turn": turn}
+                    await ws.send_message(json.dumps({**report, "played_samples": received[turn]}))
+                continue
+            event = json.loads(message)
+            if event.get("type") == "turn.started":
+                turn = int(event["turn"])
+                result.turn_starts.append(now)
+                last_arrival, frames_in_turn = None, 0
+                # Keep our turn list aligned with the server's numbering.
+                while len(result.turn_starts) < turn:
+                    result.turn_starts.insert(-1, math.inf)
+            elif event.get("type") == "turn.ended" and turn in received:
+                final = {"type": "playback", "v": 1, "turn": turn}
+                await ws.send_message(json.dumps({**final, "played_samples": received[turn]}))
+    except ConnectionClosed:
+        return
+
+
+async def _http_get_ms(port: int, path: str) -> float:
+    started = time.perf_counter()
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        await stream.send_all(request.encode())
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := await stream.receive_some(65536)):
+            data += chunk
+    return (time.perf_counter() - started) * 1000
+
+
+async def _poll_health(port: int, out: list[float]) -> None:
+    while True:
+        with trio.move_on_after(5):
+            out.append(await _http_get_ms(port, "/healthz"))
+        await trio.sleep(0.25)
+
+
+async def run_step(
+    server: ServerProcess, n: int, pcm: np.ndarray, utterances: int, gap_s: float,
+    p99_bound: float,
+) -> dict[str, Any]:  # fmt: skip
+    rng = random.Random(n)
+    results = [ClientResult() for _ in range(n)]
+    health: list[float] = []
+    before = proc_sample(server.process.pid)
+    client_cpu = time.process_time()
+    wall = time.perf_counter()
+    step_bound = 60 + utterances * (len(pcm) / RATE + gap_s) * 2
+    with trio.move_on_after(step_bound) as bound:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_poll_health, server.port, health)
+            async with trio.open_nursery() as clients:
+                for result in results:
+                    delay = rng.uniform(0, 1.0)  # staggered starts: no lockstep
+                    clients.start_soon(_guarded, server, pcm, utterances, gap_s, delay, result)
+            nursery.cancel_scope.cancel()
+    wall = time.perf_counter() - wall
+    after = proc_sample(server.process.pid)
+    spoken = sum(len(r.speech_ends) for r in results)
+    answered, latencies = 0, []
+    for result in results:
+        count, lat = _latencies(result)
+        answered += count
+        latencies += lat
+    jitter = [j for r in results for j in r.jitter_ms]
+    p99 = percentile(latencies, 99) if latencies else math.inf
+    errors: dict[str, int] = {}
+    for result in results:
+        for error in result.errors:
+            errors[error] = errors.get(error, 0) + 1
+    return {
+        "clients": n,
+        "connected": sum(r.connected for r in results),
+        "utterances": spoken,
+        "answered": answered,
+        "reply_rate": round(answered / spoken, 3) if spoken else 0.0,
+        "speech_end_to_first_audio_p50_s": _round(percentile(latencies, 50) if latencies else None),
+        "speech_end_to_first_audio_p99_s": _round(p99 if latencies else None),
+        "frame_jitter_p50_ms": _round(percentile(jitter, 50) if jitter else None),
+        "frame_jitter_p99_ms": _round(percentile(jitter, 99) if jitter else None),
+        "server_cpu_pct_per_session": round(
+            100 * (after.cpu_s - before.cpu_s) / wall / max(n, 1), 2
+        ),
+        "server_cpu_pct_total": round(100 * (after.cpu_s - before.cpu_s) / wall, 1),
+        "server_rss_mb": round(after.rss_bytes / 2**20, 1),
+        "server_threads": after.threads,
+        "healthz_p50_ms": _round(percentile(health, 50) if health else None),
+        "healthz_p99_ms": _round(percentile(health, 99) if health else None),
+        "client_cpu_pct": round(100 * (time.process_time() - client_cpu) / wall, 1),
+        "wall_s": round(wall, 1),
+        "timed_out": bound.cancelled_caught,
+        "errors": errors,
+        "ok": spoken > 0 and answered == spoken and p99 <= p99_bound,
+    }
+
+
+async def _guarded(
+    server: ServerProcess, pcm: np.ndarray, utterances: int, gap_s: float, delay: float,
+    result: ClientResult,
+) -> None:  # fmt: skip
+    try:
+        await _client(server.ws_url, pcm, utterances, gap_s, delay, result)
+    except (OSError, ConnectionClosed, trio.BrokenResourceError) as exc:
+        result.errors.append(type(exc).__name__)
+    except Exception as exc:  # a handshake refusal and the like: counted, not fatal to the run
+        result.errors.append(type(exc).__name__)
+
+
+def percentile(values: Sequence[float], p: int) -> float:
+    """Nearest rank, as every `bargein bench` figure (`common.percentiles`)."""
+    return percentiles(values, (p,))[f"p{p}"]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+async def sweep(
+    engines: str, counts: Sequence[int], args: argparse.Namespace, pcm: np.ndarray
+) -> dict[str, Any]:
+    async with serve_in_process(["-m", "bargein.benchmarks.load", "--serve", engines]) as server:
+        idle = proc_sample(server.process.pid)
+        # Warm-up: loads the decoder / espeak / DSP kernels once, so step 1 is not charged.
+        await run_step(server, 1, pcm, 1, args.gap, args.p99_bound)
+        warm = proc_sample(server.process.pid)
+        steps = []
+        for n in counts:
+            step = await run_step(server, n, pcm, args.utterances, args.gap, args.p99_bound)
+            step["server_rss_mb_per_session"] = round(
+                (step["server_rss_mb"] - warm.rss_bytes / 2**20) / max(n, 1), 2
+            )
+            steps.append(step)
+            print(json.dumps({"engines": engines, **step}), file=sys.stderr, flush=True)
+            if not step["ok"] and not args.full:
+                break  # replies fell behind: larger N only gets worse
+    passing = [s["clients"] for s in steps if s["ok"]]
+    return {
+        "engines": engines,
+        "server_rss_idle_mb": round(idle.rss_bytes / 2**20, 1),
+        "server_rss_warm_mb": round(warm.rss_bytes / 2**20, 1),
+        "steps": steps,
+        "capacity": max(passing) if passing else 0,
+    }
+
+
+# -------------------------------------------------------------------- the server, child side
+
+
+def _scripted_factory(_: Mapping[str, object]) -> Any:
+    from bargein.engines.base import Engines
+    from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
+
+    return Engines(
+        stt=ScriptedStt(default="go forward ten meters"),
+        planner=ScriptedPlanner(["Going forward ten meters now."]),
+        tts=ScriptedTts(16000, ms_per_char=40.0),
+    )
+
+
+def serve(engines: str, host: str, port: int) -> int:
+    from bargein.dsp import warm_up
+    from bargein.transports.app import DemoServer, embedded_engines_factory
+
+    if host != "127.0.0.1":
+        print("bench load serves on loopback only", file=sys.stderr)
+        return 2
+    factory = _scripted_factory if engines == "scripted" else embedded_engines_factory()
+    server = DemoServer(factory, max_sessions=10_000)
+    warm_up()
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(
+                lambda task_status: server.serve(host, port, task_status=task_status)
+            )
+            print(f"bargein demo: open {urls[0]}/", file=sys.stderr, flush=True)
+
+    trio.run(run)
+    return 0
+
+
+def _counts(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bargein bench load", description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print the JSON report only")
+    parser.add_argument("--scripted", type=_counts, default=[25, 50, 100, 200])
+    parser.add_argument("--embedded", type=_counts, default=[2, 4, 8, 16])
+    parser.add_argument("--utterances", type=int, default=3)
+    parser.add_argument("--gap", type=float, default=2.5, help="s of silence after each")
+    parser.add_argument("--p99-bound", type=float, default=1.5)
+    parser.add_argument("--full", action="store_true", help="run every N even after a failure")
+    parser.add_argument("--serve", choices=("scripted", "embedded"), help=argparse.SUPPRESS)
+    parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        return serve(args.serve, args.host, args.port)
+    raw = (shared_audio_dir() / RECORDING).read_bytes()
+    pcm = np.frombuffer(raw, "<i2").astype(np.int16)
+
+    async def run() -> dict[str, Any]:
+        report: dict[str, Any] = {
+            "recording": RECORDING,
+            "utterances_per_client": args.utterances,
+            "gap_s": args.gap,
+            "p99_bound_s": args.p99_bound,
+            "cores": _cores(),
+            "note": "client and server share this machine's cores with other work; noisy",
+        }
+        for engines, counts in (("scripted", args.scripted), ("embedded", args.embedded)):
+            if counts:
+                report[engines] = await sweep(engines, counts, args, pcm)
+        return report
+
+    report = trio.run(run)
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

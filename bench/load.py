@@ -1,0 +1,14 @@
+"""Load benchmark over real WebSockets; the same as `bargein bench load` (--json for JSON)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Runnable from a checkout without installing: `python bench/load.py --json`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bargein.benchmarks.load import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
