@@ -247,9 +247,13 @@ async def test_dtmf_arrives_as_an_event_and_as_typed_text() -> None:
                 if ev.type is EventType.STATUS:
                     statuses.append(str(ev.data["digit"]))
             await until(lambda: bool(planner.requests))
+            # No `#`: the entry ends after the collector's gap without a key.
+            await sim.dtmf("7")
+            await until(lambda: len(planner.requests) >= 2)
             await sim.stop()
     assert statuses == ["4", "2", "#"]
     assert planner.requests[0].messages[-1].content == "[dtmf 42]"
+    assert planner.requests[1].messages[-1].content == "[dtmf 7]"
 
 
 async def test_stop_mid_reply_ends_the_call_and_leaves_no_task_behind() -> None:
