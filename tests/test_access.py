@@ -242,6 +242,21 @@ async def test_healthz_is_public_and_reveals_no_sessions_or_transcripts() -> Non
     assert RIGHT not in text
 
 
+async def test_the_page_static_files_and_healthz_need_no_token() -> None:
+    server, _ = token_server()
+    with trio.fail_after(HANG_GUARD):
+        async with running(server) as port:
+            for path, status in (
+                ("/", 200),
+                ("/static/app.js", 200),
+                ("/favicon.ico", 204),
+                ("/healthz", 200),
+            ):
+                response, _ = await fetch(port, "GET", path)
+                assert response.status_code == status, path
+    assert not server.policy.refused
+
+
 async def test_foreign_host_is_refused_on_every_endpoint() -> None:
     server, planner = token_server()
     evil = {"Host": "evil.example:8000", **auth(RIGHT)}
@@ -422,11 +437,19 @@ async def test_http_errors_are_json(method: str, path: str, status: int, code: s
 async def test_body_over_one_mib_is_a_json_413() -> None:
     planner = GatedPlanner([], [])
     server = DemoServer(chat_planner=planner)
+    server2 = DemoServer(chat_planner=planner)
     big = {"messages": [{"role": "user", "content": "x" * (1024 * 1024)}]}
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port:
             response, client = await fetch(port, "POST", "/api/chat/stream", big)
     assert response.status_code == 413
+    assert error_code(client) == "body_too_large"
+    with trio.fail_after(HANG_GUARD):
+        async with running(server2) as port:
+            chunked, client = await fetch(
+                port, "POST", "/api/chat/stream", big, {"Transfer-Encoding": "chunked"}
+            )
+    assert chunked.status_code == 413  # no Content-Length to refuse by: counted as it arrives
     assert error_code(client) == "body_too_large"
     assert not planner.requests
 

@@ -168,6 +168,8 @@ class HttpClient:
         if data:
             chosen["content-type"] = ("Content-Type", "application/json")
         chosen.update({k.lower(): (k, v) for k, v in (headers or {}).items()})
+        if "transfer-encoding" in chosen:  # chunked: h11 frames the body, no length
+            del chosen["content-length"]
         all_headers = list(chosen.values())
         await self._send(h11.Request(method=method, target=path, headers=all_headers))
         await self._send(h11.Data(data=data))
