@@ -1,0 +1,171 @@
+"""Soak: connect → speak → disconnect cycles against a server process on loopback, sampling the
+server's RSS, open fds and threads (issue 16).
+
+Each cycle opens a WebSocket session, sends "go forward ten meters" plus 0.5 s of silence (3.3 s,
+in 20 ms frames at ``--speed`` × real time, default 2) and then leaves in one of three
+ways, in rotation: after the reply ended (clean: `audio.end`, wait for `turn.ended`, close),
+mid-reply (close as soon as the first reply audio arrives), or abruptly (the TCP socket is
+dropped without a close handshake, mid-input). ``--concurrency`` cycles run at once.
+
+The server runs in a child process (``bargein.benchmarks.load --serve scripted|embedded``) and
+is sampled from /proc every ``--sample-every`` cycles. fds and threads of the idle server after
+the last cycle are compared with the idle server before the first (target ± 5); RSS under load
+at the end with RSS under load after a warm-up of 5 % of the cycles (target flat ± 5 %).
+Bounded by ``--max-seconds``; loopback only.
+
+    python bench/soak.py --cycles 10000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from bargein.testing.audio import shared_audio_dir
+from bargein.testing.server_process import ServerProcess, proc_sample, serve_in_process
+
+RATE, FRAME = 16_000, 320
+
+
+async def cycle(server: ServerProcess, pcm: np.ndarray, mode: str, speed: float) -> str:
+    """One connect → speak → leave; the outcome ("clean", "mid_reply", "abrupt", or an error)."""
+    async with open_websocket_url(server.ws_url, disconnect_timeout=2) as ws:
+        await ws.send_message(json.dumps({"type": "session.start", "v": 1, "sample_rate": RATE}))
+        reply = json.loads(await ws.get_message())
+        if reply.get("type") != "session.started":
+            return f"refused:{reply.get('code')}"
+        start = trio.current_time()
+        cut = len(pcm) // 2 if mode == "abrupt" else len(pcm)
+        for i in range(0, cut, FRAME):
+            await ws.send_message(pcm[i : i + FRAME].tobytes())
+            await trio.sleep_until(start + (i + FRAME) / RATE / speed)
+        if mode == "abrupt":
+            # Drop the TCP connection with no close frame: what a vanished phone does.
+            ws._stream.socket.close()  # type: ignore[attr-defined]
+            return "abrupt"
+        if mode == "clean":
+            await ws.send_message(json.dumps({"type": "audio.end", "v": 1}))
+        with trio.move_on_after(10):
+            while True:
+                message = await ws.get_message()
+                if mode == "mid_reply" and isinstance(message, bytes):
+                    return "mid_reply"  # close now, the reply still playing
+                if isinstance(message, str):
+                    kind = json.loads(message).get("type")
+                    if kind in ("turn.ended", "session.ended"):
+                        return "clean"
+        return "no_reply"
+
+
+async def guarded(server: ServerProcess, pcm: np.ndarray, mode: str, speed: float) -> str:
+    try:
+        with trio.move_on_after(30):
+            return await cycle(server, pcm, mode, speed)
+        return "timeout"
+    except ConnectionClosed:
+        return f"{mode}:closed"
+    except (OSError, trio.BrokenResourceError) as exc:
+        return f"{mode}:{type(exc).__name__}"
+    except Exception as exc:  # a refused handshake and the like: counted, the soak goes on
+        return f"{mode}:{type(exc).__name__}"
+
+
+def sample(server: ServerProcess, cycles: int, started: float) -> dict[str, Any]:
+    s = proc_sample(server.process.pid)
+    return {
+        "cycles": cycles,
+        "t_s": round(time.perf_counter() - started, 1),
+        "rss_mb": round(s.rss_bytes / 2**20, 1),
+        "fds": s.fds,
+        "threads": s.threads,
+        "cpu_s": round(s.cpu_s, 1),
+    }
+
+
+async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    raw = (shared_audio_dir() / "pocketsphinx_goforward.raw").read_bytes()
+    speech = np.frombuffer(raw, "<i2").astype(np.int16)
+    pcm = np.concatenate([speech, np.zeros(RATE // 2, np.int16)])
+    modes = ("clean", "mid_reply", "abrupt")
+    outcomes: dict[str, int] = {}
+    samples: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    argv = ["-m", "bargein.benchmarks.load", "--serve", args.engines]
+    async with serve_in_process(argv) as server:
+        samples.append({"phase": "idle", **sample(server, 0, started)})
+        done = 0
+        limiter = trio.CapacityLimiter(args.concurrency)
+
+        async def one(i: int) -> None:
+            nonlocal done
+            async with limiter:
+                outcome = await guarded(server, pcm, modes[i % 3], args.speed)
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                done += 1
+                if done % args.sample_every == 0:
+                    samples.append(sample(server, done, started))
+
+        with trio.move_on_after(args.max_seconds) as bound:
+            async with trio.open_nursery() as nursery:
+                for i in range(args.cycles):
+                    await limiter.acquire_on_behalf_of(i)  # start no more than can run
+                    limiter.release_on_behalf_of(i)
+                    nursery.start_soon(one, i)
+        await trio.sleep(3)  # let the server finish closing the last sessions
+        samples.append({"phase": "after", **sample(server, done, started)})
+        alive = server.alive
+    idle, last = samples[0], samples[-1]
+    running = [s for s in samples if "phase" not in s]
+    warm = next((s for s in running if s["cycles"] >= max(done // 20, 1)), idle)
+    loaded_end = running[-1] if running else idle
+    return {
+        "engines": args.engines,
+        "cycles_requested": args.cycles,
+        "cycles_done": done,
+        "stopped_by_time_bound": bound.cancelled_caught,
+        "seconds": round(time.perf_counter() - started, 1),
+        "outcomes": dict(sorted(outcomes.items())),
+        "server_alive": alive,
+        # fds and threads: the idle server before the first cycle against the idle server after
+        # the last (3 s later); RSS: under load after the warm-up (5 % of the cycles) against
+        # under load at the end, and the idle server after.
+        "idle_before": idle,
+        "idle_after": last,
+        "fds_delta": last["fds"] - idle["fds"],
+        "threads_delta": last["threads"] - idle["threads"],
+        "rss_after_warmup_mb": warm["rss_mb"],
+        "rss_loaded_end_mb": loaded_end["rss_mb"],
+        "rss_change_pct": round(100 * (loaded_end["rss_mb"] - warm["rss_mb"]) / warm["rss_mb"], 1),
+        "samples": samples,
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench/soak.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--cycles", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--engines", choices=("scripted", "embedded"), default="scripted")
+    # Ingress allows real time plus a 2 s burst (SessionConfig.ingress_burst_ms): 3.3 s of audio
+    # at 2x fits, faster would be cut (counted) and the reply lost.
+    parser.add_argument("--speed", type=float, default=2.0, help="audio sent at N x real time")
+    parser.add_argument("--sample-every", type=int, default=250)
+    parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    report = trio.run(soak, args)
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
