@@ -94,12 +94,14 @@ def _rounds(port: int, rounds: int, speed: float) -> dict[str, Any]:
             # The reply to the interruption, so the next round starts from quiet.
             c.wait(_done_of(rid, other=True), i_done + 1)
         invalid = len(c.invalid)
+        errors = [e["error"]["code"] for e in c.events if e["type"] == "error"]
     return {
         "speech_end_to_first_audio_delta_ms": percentiles(first_audio),
         "speech_stopped_to_first_audio_delta_ms": percentiles(from_stopped),
         "barge_in_to_response_done_ms": percentiles(barge),
         "barge_in_failures": failures,
         "events_failing_sdk_validation": invalid,
+        "error_events": errors,
     }
 
 
@@ -130,8 +132,9 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--speed", type=float, default=2.0,
-                        help="input audio pace, x real time (the server VAD runs as fast)")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="input audio pace, x real time (above 1 the server's 10 s input "
+                        "burst runs out after a few rounds: rate_limited)")
     args = parser.parse_args(argv)
     emit(trio.run(_run, args.rounds, args.speed), args.json)
     return 0
