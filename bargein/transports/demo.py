@@ -143,11 +143,13 @@ def _fail(message: str) -> NoReturn:
     os._exit(1)
 
 
-def _oserror(group: BaseException) -> OSError | None:
-    # trio and hypercorn wrap the bind failure in exception groups.
-    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-        group = group.exceptions[0]
-    return group if isinstance(group, OSError) else None
+def _first_oserror(group: BaseExceptionGroup[OSError]) -> OSError:
+    # trio and hypercorn wrap the bind failure in (nested) exception groups.
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, OSError)
+    return leaf
 
 
 def main(argv: list[str]) -> int:
@@ -172,10 +174,8 @@ def main(argv: list[str]) -> int:
 
     try:
         trio.run(run)
-    except BaseException as exc:
-        error = _oserror(exc)
-        if error is None:
-            raise
+    except* OSError as group:
+        error = _first_oserror(group)
         if error.errno == errno.EADDRINUSE:
             _fail(f"port {args.port} on {args.host} is already in use")
         _fail(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}")
