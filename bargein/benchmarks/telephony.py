@@ -14,6 +14,8 @@ Figures:
 - `barge_in_to_clear_ms`: the session's barge-in decision -> `clear` written to the socket.
 - `speech_to_clear_ms`: the caller starts talking over the reply -> `clear` arrives (VAD
   onset included).
+- `loop_stall_ms`: how late a 10 ms sleep of a probe task wakes (the event loop's stalls,
+  which every figure above suffers too).
 """
 
 from __future__ import annotations
@@ -87,18 +89,34 @@ async def _one_call(port: int, barge_after: float, out: dict[str, list[float]]) 
         await sim.closed.wait()
 
 
+async def _probe_loop(stalls: list[float]) -> None:
+    """How late a 10 ms sleep wakes: the event loop's own stalls, whatever their cause."""
+    while True:
+        due = trio.current_time() + 0.01
+        await trio.sleep_until(due)
+        stalls.append(1000 * (trio.current_time() - due))
+
+
 async def _run(calls: int, barge_after: float) -> dict[str, Any]:
     server = DemoServer(_engines)
     out: dict[str, list[float]] = {
         k: [] for k in ("jitter", "ahead", "speech_to_clear", "underruns", "failed")
     }
+    # Like a server at start-up: one pocketsphinx decoder per concurrent call loaded before the
+    # calls (loading one holds the GIL for a while and would stall every call's pacing).
+    await default_engines().stt.warm(decoders=calls)  # type: ignore[attr-defined]
+    stalls: list[float] = []
     async with running(server) as port:
         telephony = server.app.extensions[EXTENSION]
         assert isinstance(telephony, TelephonyServer)
         wall, cpu = time.perf_counter(), time.process_time()
         async with trio.open_nursery() as nursery:
-            for _ in range(calls):
-                nursery.start_soon(_one_call, port, barge_after, out)
+            probe = nursery.cancel_scope
+            nursery.start_soon(_probe_loop, stalls)
+            async with trio.open_nursery() as calls_nursery:
+                for _ in range(calls):
+                    calls_nursery.start_soon(_one_call, port, barge_after, out)
+            probe.cancel()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         await telephony.wait_idle()
         decisions = []
@@ -121,6 +139,7 @@ async def _run(calls: int, barge_after: float) -> dict[str, Any]:
         "barge_in_to_clear_ms": percentiles(decisions),
         "speech_to_clear_ms": percentiles(out["speech_to_clear"]),
         "caller_underruns": int(sum(out["underruns"])),
+        "loop_stall_ms": percentiles(stalls),
     }
 
 
