@@ -8,10 +8,12 @@ import time
 from typing import Any
 
 import numpy as np
+import trio
 
 from bargein.dsp import float32_to_pcm16, pcm16_to_float32, resample, ulaw_encode
 from bargein.testing.audio import load, silence
 from bargein.testing.realtime import (
+    TOKEN,
     RealtimeClient,
     ScriptedEngines,
     drive,
@@ -142,3 +144,55 @@ async def test_unknown_voice_and_config_change_during_a_response_are_errors() ->
 
     async with serve(engines) as port:
         await drive(port, scenario)
+
+
+async def test_text_modality_sends_text_events_and_no_audio() -> None:
+    engines = ScriptedEngines([], ["Just text."])
+
+    def scenario(c: RealtimeClient) -> None:
+        manual(c, output_modalities=["text"])
+        say(c, "hi")
+        c.conn.response.create()
+        _, done = c.wait_type("response.done")
+        _, text = c.wait_type("response.output_text.done")
+        assert text["text"] == "Just text."
+        assert "response.output_audio.delta" not in c.types()
+        assert done["response"]["output"][0]["content"][0] == {"type": "output_text",
+                                                               "text": "Just text."}
+
+    async with serve(engines) as port:
+        await drive(port, scenario)
+
+
+async def test_the_async_sdk_client_connects_unchanged() -> None:
+    """`AsyncOpenAI(base_url=..., api_key=TOKEN).realtime.connect(model=...)` (asyncio, in a
+    thread of its own)."""
+    import asyncio
+
+    from openai import AsyncOpenAI
+
+    engines = ScriptedEngines([], ["Async hello."])
+
+    async def client(port: int) -> list[str]:
+        api = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=TOKEN, max_retries=0)
+        seen: list[str] = []
+        async with api.realtime.connect(model="m") as conn:
+            await conn.session.update(session={"type": "realtime", "audio": {"input": {
+                "turn_detection": None}}})
+            await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                      "content": [{"type": "input_text",
+                                                                   "text": "hi"}]})
+            await conn.response.create()
+            async for event in conn:
+                seen.append(event.type)
+                if event.type == "response.output_audio_transcript.done":
+                    seen.append(event.transcript)
+                if event.type == "response.done":
+                    break
+        return seen
+
+    async with serve(engines) as port:
+        seen = await trio.to_thread.run_sync(lambda: asyncio.run(client(port)))
+    assert seen[:2] == ["session.created", "conversation.created"]
+    assert "session.updated" in seen and "response.output_audio.delta" in seen
+    assert "Async hello." in seen and seen[-1] == "response.done"
