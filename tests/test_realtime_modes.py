@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 import trio
 
 from bargein.dsp import float32_to_pcm16, pcm16_to_float32, resample, ulaw_encode
@@ -196,3 +197,24 @@ async def test_the_async_sdk_client_connects_unchanged() -> None:
     assert seen[:2] == ["session.created", "conversation.created"]
     assert "session.updated" in seen and "response.output_audio.delta" in seen
     assert "Async hello." in seen and seen[-1] == "response.done"
+
+
+async def test_shutdown_tells_the_client_and_closes() -> None:
+    from bargein.testing.web import running
+    from bargein.transports.access import AccessConfig
+    from bargein.transports.app import DemoServer
+
+    engines = ScriptedEngines([], ["x"])
+    server = DemoServer(engines.factory, access=AccessConfig(token=TOKEN))
+
+    def scenario(c: RealtimeClient) -> None:
+        c.wait_type("session.created")
+        trio.from_thread.run_sync(server.sessions.shutdown)
+        _, err = c.wait_type("error")
+        assert err["error"]["code"] == "shutting_down"
+        with pytest.raises(ConnectionError):
+            c.wait(lambda e: False)
+
+    async with running(server) as port:
+        await drive(port, scenario)
+    assert server.realtime.stats.connections == 1
