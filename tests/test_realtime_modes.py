@@ -218,3 +218,20 @@ async def test_shutdown_tells_the_client_and_closes() -> None:
     async with running(server) as port:
         await drive(port, scenario)
     assert server.realtime.stats.connections == 1
+
+
+async def test_partial_transcripts_are_transcription_deltas() -> None:
+    engines = ScriptedEngines(["go forward ten meters"], ["Okay."])
+    engines.stt.ms_per_word = 300  # one more word of the partial every 300 ms of speech
+
+    def scenario(c: RealtimeClient) -> None:
+        c.wait_type("session.created")
+        c.stream(speech(), speed=2.0)
+        _, done = c.wait_type("conversation.item.input_audio_transcription.completed")
+        deltas = [e for e in c.events
+                  if e["type"] == "conversation.item.input_audio_transcription.delta"]
+        assert len(deltas) >= 2 and all(e["item_id"] == done["item_id"] for e in deltas)
+        assert done["transcript"].startswith("".join(e["delta"] for e in deltas))
+
+    async with serve(engines) as port:
+        await drive(port, scenario)
