@@ -26,7 +26,7 @@ from bargein.actors.mic import run_mic
 from bargein.actors.policy import InterruptionPolicy
 from bargein.actors.stt import run_stt
 from bargein.actors.turn import TurnSettings
-from bargein.actors.vad import END_OF_INPUT, EndOfInput, VadConfig, VadOutput, run_vad
+from bargein.actors.vad import END_OF_INPUT, EndOfInput, VadConfig, VadOutput
 from bargein.dsp import warm_up
 from bargein.engines.base import Engines
 from bargein.runtime.broadcast import DropOldestQueue, Subscription
@@ -34,7 +34,7 @@ from bargein.runtime.bus import EventBus, EventHub
 from bargein.runtime.compute import ComputeMode, set_compute_mode
 from bargein.runtime.events import Event, EventType
 from bargein.runtime.history import ChatMessage, History
-from bargein.runtime.messages import SUPPORTED_RATES, AudioFrame, Int16Array
+from bargein.runtime.messages import SUPPORTED_RATES, Int16Array
 from bargein.runtime.trace import TraceWriter
 from bargein.runtime.transport import Transport
 
@@ -288,8 +288,9 @@ class Session:
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         set_compute_mode(self.config.compute)  # inherited by every actor and turn task
         cfg, engines = self.config, self._engines
-        frames_send, frames_recv = trio.open_memory_channel[AudioFrame | EndOfInput](64)
-        vad_send, vad_recv = trio.open_memory_channel[VadOutput](256)
+        # Batches of `stt_batch_ms` of frames (and speech events): about 6 s of audio.
+        batch_frames = max(1, cfg.stt_batch_ms // cfg.frame_ms)
+        vad_send, vad_recv = trio.open_memory_channel[VadOutput](max(16, 300 // batch_frames))
         events = self._events = self.bus.subscribe(4096)
         try:
             with self._scope:
@@ -313,25 +314,17 @@ class Session:
                     )
                     await actors.start(
                         self._guard,
-                        "vad",
-                        partial(
-                            run_vad,
-                            cfg.vad,
-                            frames_recv,
-                            vad_send,
-                            self._floor_send.clone(),
-                            self.bus,
-                        ),
-                    )
-                    await actors.start(
-                        self._guard,
                         "mic",
                         partial(
                             run_mic,
                             self._ingress,
-                            frames_send,
+                            cfg.vad,
+                            vad_send,
+                            self._floor_send.clone(),
+                            self.bus,
                             input_rate=cfg.input_rate,
                             frame_ms=cfg.frame_ms,
+                            batch_frames=batch_frames,
                         ),
                     )
                     actors.start_soon(self._guard, "events", partial(self._forward_events, events))

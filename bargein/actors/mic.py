@@ -1,5 +1,13 @@
-"""Mic ingress: the transport's PCM chunks (any size, the client's rate) become fixed 16 kHz
-analysis frames with their media time and level."""
+"""Mic ingress, the session's audio front end: the transport's PCM chunks (any size, the client's
+rate) become fixed 16 kHz analysis frames with their media time and level, go through the VAD
+inline, and reach STT in batches with the speech events between them.
+
+One task for framing and VAD: a channel hop per 20 ms frame between them bought nothing (the
+VAD is a few microseconds of synchronous work) and cost more than the VAD itself. STT stays a
+task of its own (an engine may take its time; the VAD's decisions must not wait for it), fed a
+batch of frames every `batch_frames` frames, or sooner ahead of a speech event, so its pre-roll
+always holds the audio up to an onset before it hears the onset.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +15,74 @@ import trio
 
 from bargein.dsp import Framer, Resampler, rms_dbfs
 from bargein.runtime.broadcast import DropOldestQueue
-from bargein.runtime.messages import AudioFrame, Int16Array
+from bargein.runtime.bus import EventBus
+from bargein.runtime.messages import AudioFrame, Int16Array, VoiceActivity
 
-from .vad import END_OF_INPUT, EndOfInput
+from .floor import FloorInput
+from .vad import END_OF_INPUT, EndOfInput, VadConfig, VadOutput, VadStage, report
 
 ANALYSIS_RATE = 16000
 
 
 async def run_mic(
     ingress: DropOldestQueue[Int16Array | EndOfInput],
-    out: trio.MemorySendChannel[AudioFrame | EndOfInput],
+    vad_config: VadConfig,
+    to_stt: trio.MemorySendChannel[VadOutput],
+    to_floor: trio.MemorySendChannel[FloorInput],
+    bus: EventBus,
     *,
     input_rate: int,
     frame_ms: int,
+    batch_frames: int,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     resampler = Resampler(input_rate, ANALYSIS_RATE) if input_rate != ANALYSIS_RATE else None
     framer = Framer(ANALYSIS_RATE * frame_ms // 1000)
+    vad = VadStage(vad_config)
+    batch_frames = max(1, batch_frames)
+    pending: list[AudioFrame] = []
     start = 0
     task_status.started()
 
-    async def emit(frames: list[Int16Array]) -> None:
-        nonlocal start
-        for pcm in frames:
-            await out.send(AudioFrame(pcm, start, ANALYSIS_RATE, rms_dbfs(pcm)))
-            start += len(pcm)
+    async def flush() -> None:
+        if pending:
+            batch = tuple(pending)
+            pending.clear()
+            try:
+                to_stt.send_nowait(batch)  # the next `get` is this task's schedule point
+            except trio.WouldBlock:
+                await to_stt.send(batch)  # STT is behind: wait, and the ingress queue fills
 
-    async with out:
+    async def emit(chunks: list[Int16Array]) -> None:
+        nonlocal start
+        for pcm in chunks:
+            frame = AudioFrame(pcm, start, ANALYSIS_RATE, rms_dbfs(pcm))
+            start += len(pcm)
+            pending.append(frame)
+            event = vad.feed(frame)
+            if isinstance(event, VoiceActivity):
+                await to_floor.send(event)
+            elif event is not None:
+                await flush()  # STT gets the frames up to the event before the event
+                report(event, bus)
+                await to_floor.send(event)
+                await to_stt.send(event)
+            if len(pending) >= batch_frames:
+                await flush()
+
+    async with to_stt, to_floor:
         async for chunk in ingress:
             if isinstance(chunk, EndOfInput):
                 if resampler is not None:
                     await emit(framer.push(resampler.flush_int16()))
                 last = framer.flush(pad=True)
                 await emit([last] if last is not None else [])
-                await out.send(END_OF_INPUT)
+                await flush()
+                stopped = vad.end_of_input()
+                if stopped is not None:
+                    report(stopped, bus)
+                    await to_floor.send(stopped)
+                    await to_stt.send(stopped)
+                await to_stt.send(END_OF_INPUT)
                 return
             await emit(framer.push(resampler.process_int16(chunk) if resampler else chunk))

@@ -95,17 +95,19 @@ async def run_stt(
     try:
         async with audio, floor:
             async for item in audio:
-                if isinstance(item, AudioFrame):
-                    if utt.in_speech:
-                        utt.batch.append(item.pcm)
-                        batched += len(item.pcm)
-                        if batched * 1000 >= batch_ms * item.rate:
-                            batched = 0
-                            await utt.feed()
-                    else:
-                        ring.append(item)
+                if isinstance(item, tuple):  # a batch of frames from the front end
+                    for frame in item:
+                        if utt.in_speech:
+                            utt.batch.append(frame.pcm)
+                            batched += len(frame.pcm)
+                            if batched * 1000 >= batch_ms * frame.rate:
+                                batched = 0
+                                await utt.feed()
+                        else:
+                            ring.append(frame)
+                    if ring:
                         # Keep enough to cover the VAD's decision lag plus the pre-roll.
-                        keep = (preroll_ms + _VAD_LAG_MS) * item.rate
+                        keep = (preroll_ms + _VAD_LAG_MS) * ring[-1].rate
                         while ring and (ring[-1].end - ring[0].start) * 1000 > keep:
                             ring.popleft()
                 elif isinstance(item, SpeechStarted):

@@ -159,9 +159,19 @@ class _FrameSink:
         await self.send_frames(frames)
 
     async def send_frames(self, frames: list[OutFrame]) -> None:
+        # One schedule point per chunk, not per frame: frames go in without yielding while the
+        # feed has room; only a full feed (TTS ahead of playout by the buffer) makes it wait.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         for frame in frames:
             self._cursor.synthesized += len(frame.pcm)
-            await self._frames.send(frame)
+            try:
+                self._frames.send_nowait(frame)
+            except trio.WouldBlock:
+                await self._frames.send(frame)
+                waited = True
+        if frames and not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 async def run_tts(

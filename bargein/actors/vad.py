@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-import trio
 import webrtcvad
 
-from bargein.actors.floor import FloorInput
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
 from bargein.runtime.messages import AudioFrame, SpeechStarted, SpeechStopped, VoiceActivity
@@ -98,49 +96,35 @@ class EndOfInput:
 
 END_OF_INPUT = EndOfInput()
 
-VadOutput = AudioFrame | SpeechStarted | SpeechStopped | EndOfInput
+# The audio front end hands STT its frames in batches (one channel hop per batch, not per
+# frame), and the speech events between them, in media order.
+FrameBatch = tuple[AudioFrame, ...]
+VadOutput = FrameBatch | SpeechStarted | SpeechStopped | EndOfInput
 
 
-async def run_vad(
-    config: VadConfig,
-    frames: trio.MemoryReceiveChannel[AudioFrame | EndOfInput],
-    to_stt: trio.MemorySendChannel[VadOutput],
-    to_floor: trio.MemorySendChannel[FloorInput],
-    bus: EventBus,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    vad = webrtcvad.Vad(config.aggressiveness)
-    core: VadCore | None = None
-    task_status.started()
-    last_end = 0
-    async with frames, to_stt, to_floor:
-        async for frame in frames:
-            if isinstance(frame, EndOfInput):
-                stopped = core.end_of_input(last_end) if core else None
-                if stopped is not None:
-                    await _report(stopped, to_stt, to_floor, bus)
-                await to_stt.send(frame)
-                return
-            if core is None:
-                core = VadCore(config, frame.rate, len(frame.pcm))
-            last_end = frame.end
-            flag = vad.is_speech(frame.pcm.tobytes(), frame.rate)
-            event = core.feed(flag, frame.level_dbfs, frame.start, len(frame.pcm))
-            # Frames go first so STT's pre-roll holds the onset audio before it hears the onset.
-            await to_stt.send(frame)
-            if isinstance(event, VoiceActivity):
-                await to_floor.send(event)
-            elif event is not None:
-                await _report(event, to_stt, to_floor, bus)
+class VadStage:
+    """webrtcvad's per-frame flag through the hysteresis core: frame in, speech event out.
+    Synchronous, so the mic task runs it inline (a task hop per frame buys nothing)."""
+
+    def __init__(self, config: VadConfig) -> None:
+        self.config = config
+        self._vad = webrtcvad.Vad(config.aggressiveness)
+        self._core: VadCore | None = None
+        self._last_end = 0
+
+    def feed(self, frame: AudioFrame) -> SpeechEvent | None:
+        if self._core is None:
+            self._core = VadCore(self.config, frame.rate, len(frame.pcm))
+        self._last_end = frame.end
+        flag = self._vad.is_speech(frame.pcm.tobytes(), frame.rate)
+        return self._core.feed(flag, frame.level_dbfs, frame.start, len(frame.pcm))
+
+    def end_of_input(self) -> SpeechStopped | None:
+        return self._core.end_of_input(self._last_end) if self._core else None
 
 
-async def _report(
-    event: SpeechStarted | SpeechStopped,
-    to_stt: trio.MemorySendChannel[VadOutput],
-    to_floor: trio.MemorySendChannel[FloorInput],
-    bus: EventBus,
-) -> None:
+def report(event: SpeechStarted | SpeechStopped, bus: EventBus) -> None:
+    """The bus event for an onset or an offset."""
     if isinstance(event, SpeechStarted):
         bus.emit(EventType.SPEECH_STARTED, onset=round(event.onset, 4), media_t=round(event.at, 4))
     else:
@@ -153,5 +137,3 @@ async def _report(
             media_t=round(event.at, 4),
             speech_end=round(speech_end, 6),
         )
-    await to_floor.send(event)
-    await to_stt.send(event)

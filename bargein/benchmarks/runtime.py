@@ -8,13 +8,17 @@ utterance barges in on the previous reply. Figures are differences of stamped ev
   frame handed to the transport);
 - barge_in_silence_ms: barge_in (interrupt decision) → output_cleared (egress has stopped
   handing the turn's audio to the transport);
-- memory_per_session_kib: resident memory added per open idle session, over M sessions.
+- memory_per_session_kib: resident memory added per open idle session, over M sessions;
+- media: the media plane's CPU per session swept over session counts (`bargein.benchmarks.media`),
+  its growth from the smallest to the largest count, and with `--peer-python` the same figure
+  for pipecat measured in the same run, and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import time
 from typing import Any
@@ -31,6 +35,7 @@ from bargein.testing.audio import feed_live, load, place
 from bargein.testing.memory import MemoryTransport
 from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
 
+from . import media
 from .common import emit, percentiles, rss_kib
 
 REPLY = (
@@ -135,19 +140,56 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--turns", type=int, default=4, help="utterances per session (4)")
     parser.add_argument("--idle-sessions", type=int, default=500,
                         help="idle sessions for the memory figure (500)")
+    parser.add_argument("--skip-latency", action="store_true",
+                        help="only the media-plane sweep (no latency, barge-in, memory run)")
+    parser.add_argument("--media-sessions", type=int, nargs="*", default=[10, 50, 500],
+                        help="session counts for the media-plane CPU sweep (10 50 500; none: skip)")
+    parser.add_argument("--media-secs", type=float, default=10.0, help="measured window (10 s)")
+    parser.add_argument("--media-warmup", type=float, default=2.0, help="warm-up (2 s)")
+    parser.add_argument("--peer-python", default=os.environ.get("BARGEIN_PEER_PYTHON"),
+                        help="an interpreter with pipecat-ai installed: run the peer benchmark "
+                        "right after ours ($BARGEIN_PEER_PYTHON)")
+    parser.add_argument("--peer-sessions", type=int, nargs="*", default=[10, 50],
+                        help="session counts for the peer's media run (10 50)")
     args = parser.parse_args(argv)
 
     async def run() -> dict[str, Any]:
-        result = await _concurrent(args.sessions, args.turns)
-        result["memory_per_session_kib"] = await _idle_memory(args.idle_sessions)
-        result["idle_sessions"] = args.idle_sessions
+        result: dict[str, Any] = {}
+        if not args.skip_latency:
+            result = await _concurrent(args.sessions, args.turns)
+            result["memory_per_session_kib"] = await _idle_memory(args.idle_sessions)
+            result["idle_sessions"] = args.idle_sessions
+        sweep = {}
+        for n in args.media_sessions:
+            sweep[f"n{n}"] = await media.measure(n, args.media_secs, args.media_warmup)
+        if sweep:
+            result["media"] = sweep
+            counts = sorted(args.media_sessions)
+            if len(counts) > 1:
+                lo, hi = sweep[f"n{counts[0]}"], sweep[f"n{counts[-1]}"]
+                result["media_growth"] = {
+                    "from": counts[0], "to": counts[-1],
+                    "ratio": round(hi["cpu_percent_of_core_per_session"]
+                                   / lo["cpu_percent_of_core_per_session"], 2),
+                }
         result["targets"] = {
             "framework_latency_ms": {"p50": 2, "p99": 10},
             "barge_in_silence_ms": {"p99": 5},
             "memory_per_session_kib": 256,
+            "media_cpu_percent_of_core_per_session": 0.25,
+            "media_growth_50_to_500": 1.5,
+            "pipecat_ratio": 15,
         }
         return result
 
     warm_up()  # as a server does at start-up; a first session would otherwise stall the loop
-    emit(trio.run(run), args.json)
+    result = trio.run(run)
+    if args.peer_python and result.get("media"):
+        peer = media.run_peer(args.peer_python, args.peer_sessions, args.media_secs,
+                              args.media_warmup)
+        result["pipecat_media"] = peer.get("details", {}).get("media", {})
+        result["pipecat_version"] = peer.get("pipecat_version")
+        result["pipecat_ratio"] = media.compare(result["media"], peer)
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    emit(result, args.json)
     return 0

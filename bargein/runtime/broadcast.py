@@ -16,6 +16,28 @@ import trio
 T = TypeVar("T")
 
 
+async def next_item(
+    items: deque[T], lot: trio.lowlevel.ParkingLot, closed: Callable[[], bool]
+) -> T:
+    """The single consumer's wait on a deque that producers fill and `lot.unpark()`: pop the
+    oldest item, parking until there is one; `trio.EndOfChannel` once closed and drained.
+
+    Exactly one schedule point either way, like a memory channel's `receive`: a consumer woken
+    from the lot takes its item in that same step (a second checkpoint after the wake-up
+    would cost a task step per item and buy nothing).
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    if items:
+        item = items.popleft()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
+    while not items:
+        if closed():
+            raise trio.EndOfChannel
+        await lot.park()
+    return items.popleft()
+
+
 class DropOldestQueue(Generic[T]):
     """A bounded single-consumer queue whose `put_nowait` never blocks: when full, the oldest item
     is dropped and counted. Used where a producer must not wait (live audio ingress, events)."""
@@ -44,14 +66,7 @@ class DropOldestQueue(Generic[T]):
 
     async def get(self) -> T:
         """Next item; raises `trio.EndOfChannel` once closed and drained."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._items:
-            if self._closed:
-                raise trio.EndOfChannel
-            await self._lot.park()
-        item = self._items.popleft()
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return item
+        return await next_item(self._items, self._lot, lambda: self._closed)
 
     def close(self) -> None:
         """No more puts; the consumer drains what is queued and then sees `EndOfChannel`."""
@@ -116,9 +131,6 @@ class Broadcast(Generic[T]):
 
     def add_listener(self, listener: Callable[[T], None]) -> None:
         self._listeners.append(listener)
-
-    def remove_listener(self, listener: Callable[[T], None]) -> None:
-        self._listeners.remove(listener)
 
     def close(self) -> None:
         """End every subscription (each drains what it holds, then ends)."""
