@@ -235,3 +235,29 @@ async def test_partial_transcripts_are_transcription_deltas() -> None:
 
     async with serve(engines) as port:
         await drive(port, scenario)
+
+
+async def test_light_embedded_engines_behind_the_endpoint() -> None:
+    """The real offline engines (pocketsphinx, the local planner, espeak-ng) answer a Realtime
+    client the same way."""
+    from bargein.testing.realtime import realtime_client
+    from bargein.testing.web import running
+    from bargein.transports.access import AccessConfig
+    from bargein.transports.app import DemoServer
+
+    server = DemoServer(access=AccessConfig(token=TOKEN))  # the light family by default
+
+    def scenario() -> None:
+        with realtime_client(port, TOKEN) as c:
+            c.wait_type("session.created")
+            c.stream(speech())
+            _, heard = c.wait_type("conversation.item.input_audio_transcription.completed")
+            assert "forward" in heard["transcript"]
+            _, done = c.wait_type("response.done")
+            assert done["response"]["status"] == "completed"
+            assert "response.output_audio.delta" in c.types()
+            assert done["response"]["output"][0]["content"][0]["transcript"]
+            assert c.invalid == []
+
+    async with running(server) as port:
+        await trio.to_thread.run_sync(scenario)
