@@ -383,3 +383,16 @@ async def test_token_parameter_is_required_when_the_server_has_a_token() -> None
     tel = telephony(server)
     assert tel.stats.refused == {"unauthorized": 1}
     assert [r.end_reason for r in tel.records] == ["stop", "stop"]
+
+
+async def test_server_shutdown_ends_calls() -> None:
+    server = DemoServer()
+    tel = telephony(server)
+    with trio.fail_after(HANG_GUARD):
+        async with running(server) as port, call(port, TWILIO) as sim:
+            await until(lambda: bool(tel.calls))
+            await server.stop()  # what the shutdown trigger runs
+            await sim.closed.wait()
+            await tel.wait_idle()
+    assert [r.end_reason for r in tel.records] == ["shutdown"]
+    assert sim.log.closed_code == 1011
