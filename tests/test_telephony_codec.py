@@ -351,3 +351,35 @@ async def test_an_unsupported_codec_refuses_the_call_at_once() -> None:
     ws = _SilentCarrier([json.dumps(start)])
     await server.handle(ws, TWILIO, authorized=True)
     assert ws.closed == 1008 and server.stats.refused == {"unsupported_codec": 1}
+
+
+async def test_a_carrier_that_stops_reading_is_given_up_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from bargein.runtime.messages import OutFrame, WordMark
+    from bargein.transports.telephony.transport import (
+        CarrierStalled,
+        TelephonyLimits,
+        TelephonyTransport,
+    )
+
+    transport = TelephonyTransport(started(), MarkTracker(), TelephonyLimits(stall_timeout=5.0))
+    reports: list[tuple[int, int]] = []
+
+    def report(turn: int, samples: int) -> bool:
+        reports.append((turn, samples))
+        return True
+
+    transport.report = report
+    word = WordMark("hi", 0, 100)
+    await transport.send_audio(OutFrame(1, np.zeros(160, np.int16), 0, (word,)))
+    assert reports == [(1, 0)]  # nothing of the turn counts as heard before an echo
+    assert transport.marks.pending == 1  # the frame carries a word end: a mark follows it
+
+    async def stuck(frame: str) -> None:
+        await trio.sleep_forever()
+
+    began = trio.current_time()
+    with pytest.raises(CarrierStalled):
+        await transport.run_writer(stuck)
+    assert trio.current_time() - began == pytest.approx(5.0)
