@@ -173,3 +173,14 @@ def test_truncate_during_the_response_is_a_playback_report() -> None:
     assert report == (3, 4800)  # turn 3 heard 200 ms at 24 kHz
     done = conv.runtime(ev(EventType.TURN_CANCELLED, 3, reason="client", heard_text="one two"))
     assert done[-2]["response"]["output"][0]["content"][0]["transcript"] == "one two"  # type: ignore[index]
+
+
+def test_the_model_context_is_bounded_newest_first() -> None:
+    conv = RealtimeConversation("sess_x", RealtimeSettings(instructions="Rules."))
+    conv.history_chars = 25
+    for n in range(5):
+        conv.create_item(ce.NewItem(None, "message", role="user",
+                                    content=({"type": "input_text", "text": f"message {n}"},)),
+                         None)
+    messages = conv.model_request(1).messages
+    assert [m.content for m in messages] == ["Rules.", "message 3", "message 4"]

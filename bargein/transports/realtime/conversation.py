@@ -172,6 +172,8 @@ class RealtimeConversation:
         self.conversation_id = "conv_" + session_id.removeprefix("sess_")
         self.settings = settings or RealtimeSettings()
         self.out_rate = out_rate
+        # The context budget of a model request (characters, as `SessionConfig.history_chars`).
+        self.history_chars: int | None = 24000
         self.items: dict[str, Item] = {}
         self.response: Response | None = None
         self.requested: deque[ResponseOptions] = deque()
@@ -413,6 +415,7 @@ class RealtimeConversation:
             if m is not None:
                 messages.append(m)
             items.append(item.to_json())
+        messages = _within(messages, bool(instructions), self.history_chars)
         tools = s.tools if r is None else r.tools
         choice = s.tool_choice if r is None else r.tool_choice
         if choice == "none":
@@ -589,6 +592,24 @@ class RealtimeConversation:
         if self.response is r:
             self.response = None
         return events
+
+
+def _within(messages: list[ChatMessage], keep_first: bool,
+            budget: int | None) -> list[ChatMessage]:
+    """The instructions, then the newest messages whose contents fit in `budget` characters
+    (the newest always goes), like `History.window` but keeping mid-conversation system
+    messages (function outputs)."""
+    if budget is None:
+        return messages
+    head, rest = (messages[:1], messages[1:]) if keep_first else ([], messages)
+    kept: list[ChatMessage] = []
+    used = 0
+    for m in reversed(rest):
+        if kept and used + len(m.content) > budget:
+            break
+        kept.append(m)
+        used += len(m.content)
+    return head + kept[::-1]
 
 
 def _words_within(marks: list[WordMark], end: int) -> str:

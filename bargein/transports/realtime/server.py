@@ -249,6 +249,7 @@ class Connection:
         self.engines = dataclasses.replace(engines, planner=RealtimePlanner(engines.planner, self))
         self._recognizer = None
         config = self.server.session_config(settings, self.conv.session_id)
+        self.conv.history_chars = config.history_chars
         assert self._nursery is not None
         await self._nursery.start(self._run_session, config, self.engines)
         self._session_key = key
