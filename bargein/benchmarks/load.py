@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -329,6 +330,9 @@ def main(argv: Sequence[str]) -> int:
             "gap_s": args.gap,
             "p99_bound_s": args.p99_bound,
             "cores": _cores(),
+            # $BARGEIN_ENGINE_PROCESSES, inherited by the server: pocketsphinx decodes in that
+            # many worker processes (0: in threads of the server process).
+            "engine_processes": int(os.environ.get("BARGEIN_ENGINE_PROCESSES", "0") or 0),
             "note": "client and server share this machine's cores with other work; noisy",
         }
         for engines, counts in (("scripted", args.scripted), ("embedded", args.embedded)):
@@ -342,8 +346,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _cores() -> int:
-    import os
-
     return os.cpu_count() or 1
 
 

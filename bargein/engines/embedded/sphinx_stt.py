@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,63 +28,29 @@ import numpy as np
 import trio
 
 from bargein.engines.embedded.options import check_bool, check_int, check_probability
+from bargein.engines.embedded.sphinx_decoders import (
+    ConfigValue,
+    DecoderSpec,
+    hypothesis,
+    remote_drop,
+    remote_end,
+    remote_feed,
+    remote_start,
+    shared_pool,
+)
 from bargein.engines.errors import SttError
-from bargein.runtime.compute import run_cpu
+from bargein.runtime.compute import CpuWorker, pin_worker, run_cpu, unpin
 from bargein.runtime.messages import Int16Array
 
 __all__ = ["SphinxRecognizer", "SphinxStt"]
 
 SAMPLE_RATE = 16_000
+CLOSE_BOUND = 1.0  # s; dropping an abandoned utterance in a worker process
 MAX_KEYPHRASES = 256
 MAX_PHRASE_CHARS = 200
 MAX_GRAMMAR_CHARS = 64 * 1024
 MAX_CONFIG_CHARS = 4096
 MAX_IDLE_DECODERS = 64
-_SEARCH = "bargein"
-ConfigValue = str | int | float | bool | None
-
-
-class _DecoderPool:
-    """Idle decoders of one configuration; `acquire`/`release` are called from worker threads."""
-
-    def __init__(self, make: Any, max_idle: int) -> None:
-        self._make = make
-        self.max_idle = max_idle
-        self._idle: list[Any] = []
-        self._lock = threading.Lock()
-        self.built = 0  # decoders loaded over the process's life (each ~0.3 s of CPU, ~90 MB)
-
-    def acquire(self) -> Any:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-            self.built += 1
-        return self._make()  # outside the lock: loading takes ~0.3 s and may run concurrently
-
-    def release(self, decoder: Any) -> None:
-        with self._lock:
-            if len(self._idle) < self.max_idle:
-                self._idle.append(decoder)
-
-    @property
-    def idle(self) -> int:
-        with self._lock:
-            return len(self._idle)
-
-
-# One pool per configuration for the whole process: engines are built per session (the engines
-# factory runs for every connection), and a pool per engine was never reused by another session.
-_pools: dict[str, _DecoderPool] = {}
-_pools_lock = threading.Lock()
-
-
-def _shared_pool(key: str, make: Any, max_idle: int) -> _DecoderPool:
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is None:
-            pool = _pools[key] = _DecoderPool(make, max_idle)
-        pool.max_idle = max(pool.max_idle, max_idle)
-        return pool
 
 
 class SphinxStt:
@@ -134,12 +97,12 @@ class SphinxStt:
         self._config.update(_check_config(options))
         self.mode = "keyword" if self._keyphrases else "grammar" if grammar else "dictation"
         self.name = f"pocketsphinx-{self.mode}"
-        key = repr((sorted(self._config.items()), self._keyphrases, grammar))
-        self._pool = _shared_pool(key, self._make_decoder, max_idle_decoders)
+        self._spec = DecoderSpec(dict(self._config), self._keyphrases, grammar, max_idle_decoders)
+        self._pool = shared_pool(self._spec)
 
     def recognizer(self) -> SphinxRecognizer:
         """A recognizer for one session. Cheap: a decoder is borrowed per utterance."""
-        return SphinxRecognizer(self._pool)
+        return SphinxRecognizer(self._spec)
 
     async def warm(self, decoders: int = 1) -> None:
         """Load ``decoders`` decoders into the idle pool now (and surface config errors early)."""
@@ -157,27 +120,6 @@ class SphinxStt:
     def decoders_built(self) -> int:
         """Decoders of this configuration loaded so far in this process."""
         return self._pool.built
-
-    def _make_decoder(self) -> Any:
-        from pocketsphinx import Config, Decoder
-
-        config = Config(**self._config)
-        try:
-            decoder = Decoder(config)
-        except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"pocketsphinx rejected the configuration {self._config}") from exc
-        if self._keyphrases is not None:
-            _add_keyphrases(decoder, self._keyphrases)
-        elif self._grammar is not None:
-            try:
-                decoder.add_jsgf_string(_SEARCH, self._grammar)
-            except (RuntimeError, ValueError) as exc:
-                raise ValueError(
-                    "pocketsphinx could not use the JSGF grammar (syntax error, or a word "
-                    "missing from the dictionary)"
-                ) from exc
-            decoder.activate_search(_SEARCH)
-        return decoder
 
 
 def _norm_phrase(phrase: str) -> str:
@@ -251,37 +193,18 @@ def _check_config(options: Mapping[str, ConfigValue] | None) -> dict[str, Config
     return checked
 
 
-def _add_keyphrases(decoder: Any, phrases: Mapping[str, float]) -> None:
-    # A keyword file is the only way to give each phrase its own threshold.
-    fd, path = tempfile.mkstemp(suffix=".kws", text=True)
-    try:
-        with os.fdopen(fd, "w") as f:
-            for phrase, threshold in phrases.items():
-                f.write(f"{phrase} /{threshold:g}/\n")
-        try:
-            decoder.add_kws(_SEARCH, path)
-        except (RuntimeError, ValueError) as exc:
-            raise ValueError(
-                f"pocketsphinx could not use the keyphrases {list(phrases)} "
-                "(a word missing from the dictionary?)"
-            ) from exc
-    finally:
-        os.unlink(path)
-    decoder.activate_search(_SEARCH)
-
-
-def _hypothesis(decoder: Any) -> str:
-    hyp = decoder.hyp()
-    # Keyword mode pads and double-spaces its phrases; normalise every mode the same way.
-    return " ".join(hyp.hypstr.split()) if hyp is not None else ""
-
-
 class SphinxRecognizer:
-    """One session's `Recognizer`. Not for concurrent use: one utterance at a time, one task."""
+    """One session's `Recognizer`. Not for concurrent use: one utterance at a time, one task.
 
-    def __init__(self, pool: _DecoderPool) -> None:
-        self._pool = pool
+    With worker processes on (`bargein.runtime.compute.set_worker_processes`), each utterance
+    runs in the least-loaded worker, on that worker's own pool of decoders; otherwise in
+    `run_cpu` on this process's pool."""
+
+    def __init__(self, spec: DecoderSpec) -> None:
+        self._spec = spec
+        self._pool = shared_pool(spec)
         self._decoder: Any = None
+        self._remote: tuple[CpuWorker, int] | None = None
         self._in_utterance = False
         self._last_partial = ""
         self._closed = False
@@ -290,10 +213,29 @@ class SphinxRecognizer:
         """Open an utterance; one still open (e.g. after a cancelled end) is abandoned."""
         if self._closed:
             raise RuntimeError("recognizer is closed")
+        self._last_partial = ""
+        await self._drop_remote()
+        worker = await pin_worker() if self._decoder is None else None
+        if worker is not None:
+            try:
+                handle = await worker.call(remote_start, self._spec)
+            except BaseException:
+                unpin(worker)
+                raise
+            self._remote = (worker, handle)
+            self._in_utterance = True
+            return
         if self._decoder is None:
             self._decoder = await run_cpu(self._pool.acquire)
-        self._last_partial = ""
         await run_cpu(self._start)
+
+    async def _drop_remote(self) -> None:
+        if self._remote is not None:
+            (worker, handle), self._remote = self._remote, None
+            self._in_utterance = False
+            unpin(worker)
+            with trio.move_on_after(CLOSE_BOUND, shield=True):
+                await worker.call(remote_drop, handle)
 
     # The sync halves below run in the worker thread and flip `_in_utterance` right after the
     # decoder call, so the flag is exact even when a cancellation lands around the await.
@@ -316,7 +258,11 @@ class SphinxRecognizer:
             await trio.lowlevel.checkpoint()
             return None
         data = pcm.astype("<i2", copy=False).tobytes()
-        partial = await run_cpu(self._process, data)
+        if self._remote is not None:
+            worker, handle = self._remote
+            partial = await worker.call(remote_feed, handle, data)
+        else:
+            partial = await run_cpu(self._process, data)
         if partial and partial != self._last_partial:
             self._last_partial = partial
             return partial
@@ -328,11 +274,17 @@ class SphinxRecognizer:
             self._decoder.process_raw(data, False, False)
         except RuntimeError as exc:
             raise SttError(f"pocketsphinx failed to decode audio: {exc}") from exc
-        return _hypothesis(self._decoder)
+        return hypothesis(self._decoder)
 
     async def end_utterance(self) -> str:
         if not self._in_utterance:
             raise RuntimeError("end_utterance() without start_utterance()")
+        if self._remote is not None:
+            worker, handle = self._remote
+            # The call is shielded: once sent, the worker finishes (and pools) the decoder.
+            self._remote, self._in_utterance = None, False
+            unpin(worker)
+            return await worker.call(remote_end, handle)
         return await run_cpu(self._finish)
 
     def _finish(self) -> str:
@@ -342,7 +294,7 @@ class SphinxRecognizer:
             decoder.end_utt()
         except RuntimeError as exc:
             raise SttError(f"pocketsphinx failed to finish the utterance: {exc}") from exc
-        text = _hypothesis(decoder)
+        text = hypothesis(decoder)
         # Back to the shared pool between utterances: decoders are needed per utterance being
         # spoken, not per connected session (a failed one is dropped, not pooled).
         self._pool.release(decoder)
@@ -352,6 +304,7 @@ class SphinxRecognizer:
         """Return a decoder still held to the pool. Never raises, even when cancelled."""
         if not self._closed:
             self._closed = True
+            await self._drop_remote()
             decoder, self._decoder = self._decoder, None
             # A decoder with an open utterance is dropped: closing it would cost CPU here, and
             # aclose must be cheap and safe inside a cancelled scope.

@@ -1,0 +1,118 @@
+"""Engine work in worker processes (pocketsphinx holds the GIL: threads cannot use a second
+core). Real pocketsphinx in real child processes."""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import trio
+
+from bargein.engines.embedded import SphinxStt
+from bargein.runtime import compute
+from bargein.runtime.compute import close_workers, set_compute_mode, set_worker_processes
+from bargein.testing.audio import shared_audio_dir
+
+FRAME = 320
+
+
+@pytest.fixture
+def two_workers() -> Iterator[None]:
+    set_worker_processes(2)
+    yield
+    close_workers()
+    set_worker_processes(0)
+
+
+def goforward() -> np.ndarray:
+    raw = (shared_audio_dir() / "pocketsphinx_goforward.raw").read_bytes()
+    return np.frombuffer(raw, "<i2").astype(np.int16)
+
+
+async def recognize(stt: SphinxStt, pcm: np.ndarray) -> str:
+    recognizer = stt.recognizer()
+    await recognizer.start_utterance()
+    for i in range(0, len(pcm), FRAME):
+        await recognizer.feed(pcm[i : i + FRAME])
+    text = await recognizer.end_utterance()
+    await recognizer.aclose()
+    return text
+
+
+async def test_utterances_decode_in_worker_processes(two_workers: None) -> None:
+    stt = SphinxStt(keyphrases=["forward"])
+    pcm = goforward()
+    results: list[str] = []
+
+    async def one() -> None:
+        results.append(await recognize(stt, pcm))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(one)
+    assert results == ["forward"] * 3
+    assert len(compute._workers) == 2  # both started, no more
+    assert stt.decoders_built == 0  # nothing was loaded in this process
+    assert all(w.pinned == 0 for w in compute._workers)
+
+
+async def test_a_cancelled_call_leaves_the_worker_in_step(two_workers: None) -> None:
+    # The round trip is shielded: the reply of a cancelled call must not be read by the next.
+    stt = SphinxStt(keyphrases=["forward"])
+    pcm = goforward()
+    recognizer = stt.recognizer()
+    await recognizer.start_utterance()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await recognizer.feed(pcm[:FRAME])
+    for i in range(0, len(pcm), FRAME):
+        await recognizer.feed(pcm[i : i + FRAME])
+    assert await recognizer.end_utterance() == "forward"
+    await recognizer.start_utterance()
+    await recognizer.aclose()  # closed mid-utterance: dropped in the worker, worker unpinned
+    assert all(w.pinned == 0 for w in compute._workers)
+    assert await recognize(stt, pcm) == "forward"
+
+
+async def test_a_worker_error_is_raised_in_the_caller(two_workers: None) -> None:
+    stt = SphinxStt(grammar="#JSGF V1.0; grammar g; public <a> = zzxqqy;")
+    recognizer = stt.recognizer()
+    with pytest.raises(ValueError, match="JSGF"):
+        await recognizer.start_utterance()
+    await recognizer.aclose()
+    assert all(w.pinned == 0 for w in compute._workers)
+
+
+async def test_virtual_clock_runs_stay_in_process(
+    two_workers: None, autojump_clock: trio.abc.Clock
+) -> None:
+    set_compute_mode("inline")
+    try:
+        stt = SphinxStt(keyphrases={"forward": 4.5e-10})
+        assert await recognize(stt, goforward()) == "forward"
+        assert compute._workers == [] and stt.decoders_built == 1
+    finally:
+        set_compute_mode("thread")
+
+
+async def test_a_call_cancelled_while_the_worker_runs_it_still_takes_its_reply() -> None:
+    worker = compute.CpuWorker()
+    try:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+
+                async def cancel_once_sent() -> None:
+                    while not worker._lock.locked():  # the call is under way in the worker
+                        await trio.lowlevel.checkpoint()
+                    scope.cancel()
+
+                nursery.start_soon(cancel_once_sent)
+                await worker.call(time.sleep, 0.2)
+        assert scope.cancelled_caught
+        # Without the shield the sleep's reply (None) would still be in the pipe, read here.
+        assert await worker.call(operator.add, 1, 2) == 3
+    finally:
+        worker.close()
