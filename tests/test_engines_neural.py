@@ -358,3 +358,16 @@ def test_decoding_loops_are_collapsed() -> None:
     )
     assert collapse_repeats("Hello. I said hello.") == "Hello. I said hello."
     assert collapse_repeats("") == ""
+
+
+def test_demo_server_takes_the_engine_family() -> None:
+    from bargein.transports.demo import build_parser, server_from_args
+
+    for argv, stt in (([], "whisper-tiny.en"), (["--engines", "light"], "pocketsphinx-dictation")):
+        server = server_from_args(build_parser().parse_args(argv))
+        assert server.engines_factory({}).stt.name == stt
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--engines", "heavy"])
+    neural = server_from_args(build_parser().parse_args(["--engines", "neural"]))
+    with pytest.raises(ValueError, match="voice"):  # a client's espeak voice is a bad field
+        neural.engines_factory({"voice": "en-us+f3"})

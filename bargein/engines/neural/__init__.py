@@ -8,6 +8,7 @@ process. `engines_for(name)` chooses between this family and the light one
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -141,4 +142,7 @@ def preload() -> threading.Thread:
 
         _preloaded = threading.Thread(target=load, name="bargein-neural-preload", daemon=True)
         _preloaded.start()
+        # A daemon thread still inside CTranslate2/onnxruntime while the interpreter finalizes
+        # aborts the process; exiting waits for the load instead (it takes about a second).
+        atexit.register(_preloaded.join, 30.0)
     return _preloaded
