@@ -261,3 +261,23 @@ async def test_light_embedded_engines_behind_the_endpoint() -> None:
 
     async with running(server) as port:
         await trio.to_thread.run_sync(scenario)
+
+
+async def test_idle_timeout_prompts_the_user() -> None:
+    engines = ScriptedEngines(["go forward ten meters"], ["Going.", "Are you still there?"])
+
+    def scenario(c: RealtimeClient) -> None:
+        vad(c, idle_timeout_ms=5000)
+        c.stream(speech(), speed=2.0)
+        i, first = c.wait_type("response.done")
+        j, triggered = c.wait_type("input_audio_buffer.timeout_triggered", i)
+        assert triggered["audio_end_ms"] - triggered["audio_start_ms"] == 5000
+        _, done = c.wait(lambda e: e["type"] == "response.done"
+                         and e["response"]["id"] != first["response"]["id"], j)
+        assert done["response"]["output"][0]["content"][0]["transcript"] == \
+            "Are you still there?"
+        # The empty item gives the model no user message: it continues from its own reply.
+        assert engines.planner.requests[-1].messages[-1].content == "Going."
+
+    async with serve(engines) as port:
+        await drive(port, scenario)

@@ -183,6 +183,8 @@ class RealtimeConversation:
         self._responses_of_turn: dict[int, Response] = {}
         self._suppressed: set[int] = set()
         self.counts: dict[str, int] = {}
+        # Input media time (ms) as far as the VAD's events tell.
+        self.media_ms = 0
         self._ids = itertools.count()
 
     # -- session ---------------------------------------------------------------------------
@@ -318,6 +320,24 @@ class RealtimeConversation:
                  "error": {"type": "transcription_error", "code": SERVER_ERROR,
                            "message": message[:500], "param": None}}]
 
+    def idle_timeout(self, idle_ms: int) -> list[ServerEvent]:
+        """server_vad's `idle_timeout_ms` passed with no speech and no response: an empty user
+        audio item; the adapter then opens a response (the model prompts the user)."""
+        item_id, events = self.commit_audio()
+        start = self.media_ms
+        self.media_ms += idle_ms
+        item = self.items[item_id]
+        item.transcribing = False
+        item.content[0]["transcript"] = ""
+        triggered = {"type": "input_audio_buffer.timeout_triggered", "item_id": item_id,
+                     "audio_start_ms": start, "audio_end_ms": self.media_ms}
+        return [triggered, *events, {"type": "conversation.item.done", "item": item.to_json()}]
+
+    @property
+    def idle(self) -> bool:
+        """No user speech and no response in progress or requested."""
+        return self._speech_item is None and self.response is None and not self.requested
+
     def pending_transcripts(self) -> list[str]:
         return [i.id for i in self.items.values() if i.transcribing]
 
@@ -438,12 +458,14 @@ class RealtimeConversation:
         match event.type:
             case EventType.SPEECH_STARTED:
                 self._speech_item = new_id("item")
+                self.media_ms = max(self.media_ms, int(1000 * float(d.get("media_t", 0.0))))
                 return [{"type": "input_audio_buffer.speech_started",
                          "audio_start_ms": int(1000 * float(d.get("onset", 0.0))),
                          "item_id": self._speech_item}]
             case EventType.SPEECH_STOPPED:
                 item_id = self._speech_item or new_id("item")
                 self._speech_item = None
+                self.media_ms = max(self.media_ms, int(1000 * float(d.get("media_t", 0.0))))
                 self._awaiting.append(item_id)
                 stopped: ServerEvent = {"type": "input_audio_buffer.speech_stopped",
                                         "audio_end_ms": int(1000 * float(d.get("offset", 0.0))),

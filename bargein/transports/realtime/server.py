@@ -125,6 +125,12 @@ def realtime_session_config(settings: RealtimeSettings, session_id: str) -> Sess
     return config
 
 
+# Session events after which the idle timeout starts again.
+_ACTIVITY = frozenset({EventType.SPEECH_STARTED, EventType.SPEECH_STOPPED,
+                       EventType.TURN_STARTED, EventType.TURN_COMPLETED,
+                       EventType.TURN_CANCELLED})
+
+
 class Connection:
     """One Realtime connection. Also the session's `Transport` and the planner's hooks."""
 
@@ -146,6 +152,7 @@ class Connection:
         self._upsample: Resampler | None = None
         self._transcribed = trio.Event()
         self._drained = trio.Event()
+        self._activity = trio.Event()
         self._recognizer: Recognizer | None = None
         self._recognizer_lock = trio.Lock()
 
@@ -213,12 +220,38 @@ class Connection:
         await trio.lowlevel.checkpoint()  # the bus listener handles events (in order, at once)
 
     def _on_event(self, event: Event) -> None:
+        if event.type in _ACTIVITY:
+            self._touch()
         if event.type in (EventType.TURN_CANCELLED, EventType.OUTPUT_CLEARED) and event.turn:
             self.queue.flush_turn(event.turn)
         self.send(self.conv.runtime(event))
         if event.type is EventType.TRANSCRIPT_FINAL:
             self._transcribed.set()
             self._transcribed = trio.Event()
+
+    def _touch(self) -> None:
+        """Something happened: the idle timeout counts from now."""
+        self._activity.set()
+        self._activity = trio.Event()
+
+    async def _watch_idle(self) -> None:
+        """server_vad `idle_timeout_ms`: after that long with no speech and no response
+        (counted from the end of the last one), a response prompts the user."""
+        while True:
+            td = self.conv.settings.turn_detection
+            activity = self._activity
+            if td is None or td.idle_timeout_ms is None or self.session is None:
+                await activity.wait()
+                continue
+            with trio.move_on_after(td.idle_timeout_ms / 1000) as quiet:
+                await activity.wait()
+            if not quiet.cancelled_caught or not self.conv.idle or self.session.ended:
+                continue
+            self.send(self.conv.idle_timeout(td.idle_timeout_ms))
+            self.conv.request_response(ce.ResponseOptions())
+            if not self.session.push_text(RESPONSE_TRIGGER):
+                self.conv.requested.clear()
+            self._touch()
 
     # -- planner hooks ----------------------------------------------------------------------
 
@@ -285,6 +318,7 @@ class Connection:
                 nursery.start_soon(self._write)
                 nursery.start_soon(self._watch_backlog)
                 nursery.start_soon(self._stop_on_shutdown)
+                nursery.start_soon(self._watch_idle)
                 self.send(self.conv.session_created())
                 await self._read()
                 nursery.cancel_scope.cancel()
@@ -328,6 +362,8 @@ class Connection:
 
     async def _handle(self, command: ce.Command) -> None:
         conv = self.conv
+        if not isinstance(command, ce.AudioAppend):
+            self._touch()
         match command:
             case ce.SessionUpdate(session=obj):
                 new = apply_update(conv.settings, obj)
