@@ -117,9 +117,10 @@ def session_config_with_policy(start: SessionStart, session_id: str) -> SessionC
 # The access tier of each endpoint (by quart endpoint name); anything else is PUBLIC.
 TIERS = {"ws": Tier.USER, "chat_stream": Tier.USER, "monitoring_stream": Tier.OPERATOR}
 # Sessions get this long to end after `shutting_down` before the monitoring streams get their
-# final event; hypercorn then gives every connection GRACEFUL_TIMEOUT more (docs/web.md).
+# final event; hypercorn then gives every connection GRACEFUL_TIMEOUT more, and a WebSocket's
+# shielded close takes at most its ConnectionLimits.close_timeout (docs/web.md: the bound).
 SESSIONS_END_TIMEOUT = 1.0
-GRACEFUL_TIMEOUT = 2.0
+GRACEFUL_TIMEOUT = 1.0
 
 
 class DemoServer:
@@ -249,16 +250,13 @@ class DemoServer:
                 stream, after = await self._open_chat()
             except ChatRequestError as error:
                 return json_error(error.status, error.code, error.message)
-            response = Response(self.chat.follow(stream, after), status=200, headers=SSE_HEADERS)
+            response = sse_response(self.chat.follow(stream, after))
             response.headers["X-Stream-Id"] = stream.stream_id
-            response.timeout = None
             return response
 
         @app.get("/api/monitoring/stream")
         async def monitoring_stream() -> Response:
-            response = Response(self._monitor(), status=200, headers=SSE_HEADERS)
-            response.timeout = None
-            return response
+            return sse_response(self._monitor())
 
         from bargein.transports.telephony import add_telephony_routes  # /twilio, /telnyx
 
@@ -347,6 +345,12 @@ class DemoServer:
         with trio.move_on_after(SESSIONS_END_TIMEOUT):
             await self.sessions.wait_idle()
         self.stopping.set()
+
+
+def sse_response(body: AsyncIterator[bytes]) -> Response:
+    response = Response(body, status=200, headers=SSE_HEADERS)
+    response.timeout = None
+    return response
 
 
 async def refuse_websocket(socket: WebSocketLike, refusal: Refusal) -> None:
