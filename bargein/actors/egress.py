@@ -20,6 +20,7 @@ import trio
 
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
+from bargein.runtime.media_clock import MediaClock, media_clock
 from bargein.runtime.messages import OutFrame
 from bargein.runtime.transport import Transport
 
@@ -72,6 +73,7 @@ class Egress:
         self._wakeup = trio.lowlevel.ParkingLot()
         self._paused: int | None = None
         self._resumed = trio.Event()
+        self._clock: MediaClock | None = None
         self.frames_sent = 0
         self.frames_dropped = 0
         self.clears = 0
@@ -145,6 +147,7 @@ class Egress:
     # -- the loop ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._clock = media_clock()  # pacing shares one wake-up with every other session's
         task_status.started()
         while True:
             while not self._feeds:
@@ -166,6 +169,7 @@ class Egress:
             feed.frames.close()
 
     async def _pace(self, feed: TurnFeed) -> None:
+        clock = self._clock or media_clock()
         with trio.CancelScope() as scope:
             feed.scope = scope
             if feed.stopped:
@@ -180,7 +184,7 @@ class Egress:
                     if due is None or due < now:
                         due = now  # first frame, or TTS underran / we were paused: new timeline
                     if due - self._lead > now:  # (receiving already checkpointed)
-                        await trio.sleep_until(due - self._lead)
+                        await clock.sleep_until(due - self._lead)
                     if self._paused != feed.turn:
                         break
                 if scope.cancel_called:
@@ -196,7 +200,7 @@ class Egress:
                     await self._notify.send(AudioStarted(feed.turn))
                 due += len(frame.pcm) / self.rate
             if due is not None:
-                await trio.sleep_until(due)  # the last frame has played on our clock
+                await clock.sleep_until(due)  # the last frame has played on our clock
                 await self._tail_played(feed, due)
 
     async def _tail_played(self, feed: TurnFeed, due: float) -> None:

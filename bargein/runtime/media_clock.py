@@ -1,0 +1,94 @@
+"""One media clock per trio run: every session's egress paces on it instead of a timer each.
+
+A trio timer is a cancel scope with a deadline, and its expiry raises and catches `Cancelled`
+in the sleeping task: tens of microseconds per 20 ms frame per session. Here a sleeper is a heap
+entry and a parked task; one clock task sleeps until the earliest deadline and, each time it
+wakes, reschedules every sleeper whose deadline has passed by then — one timer expiry for all
+the frames due in that instant, whatever the number of sessions.
+
+`sleep_until` keeps `trio.sleep_until`'s contract: it never returns before its deadline (by
+`trio.current_time()`), it is a checkpoint, and it can be cancelled. On a virtual clock
+(`autojump_clock`) the clock task wakes exactly at each deadline, so tests see exact times.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+import trio
+
+
+class _Sleeper:
+    __slots__ = ("task",)
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task: trio.lowlevel.Task | None = task  # None once it has gone (cancelled)
+
+
+class MediaClock:
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Sleeper]] = []
+        self._seq = itertools.count()
+        self._earlier = trio.lowlevel.ParkingLot()  # the clock task waits here for new work
+        self._live = 0  # sleepers not yet woken or cancelled
+        self._running = False
+        self.wakeups = 0  # times the clock task woke sleepers (for benchmarks)
+
+    async def sleep_until(self, deadline: float) -> None:
+        if deadline <= trio.current_time():
+            await trio.lowlevel.checkpoint()
+            return
+        await trio.lowlevel.checkpoint_if_cancelled()
+        sleeper = _Sleeper(trio.lowlevel.current_task())
+        heapq.heappush(self._heap, (float(deadline), next(self._seq), sleeper))
+        self._live += 1
+        if not self._running:
+            self._running = True
+            trio.lowlevel.spawn_system_task(self._run, name="bargein.media_clock")
+        elif self._heap[0][2] is sleeper:
+            self._earlier.unpark_all()  # the clock task must now wake sooner
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            sleeper.task = None
+            self._live -= 1
+            if not self._live:
+                self._earlier.unpark_all()  # nobody left: the clock task ends
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def _run(self) -> None:
+        """The clock task: alive while anyone sleeps, so an idle process keeps no task."""
+        heap = self._heap
+        while True:
+            while heap and heap[0][2].task is None:
+                heapq.heappop(heap)
+            if not self._live:
+                heap.clear()
+                self._running = False
+                return
+            with trio.move_on_at(heap[0][0]):
+                await self._earlier.park()  # or a sooner deadline arrived: look again
+            now = trio.current_time()
+            woke = False
+            while heap and heap[0][0] <= now:
+                task = heapq.heappop(heap)[2].task
+                if task is not None:
+                    trio.lowlevel.reschedule(task)
+                    self._live -= 1
+                    woke = True
+            self.wakeups += woke
+
+
+_clock: trio.lowlevel.RunVar[MediaClock] = trio.lowlevel.RunVar("bargein_media_clock")
+
+
+def media_clock() -> MediaClock:
+    """This trio run's media clock. Its task (a system task) runs only while someone sleeps."""
+    try:
+        return _clock.get()
+    except LookupError:
+        clock = MediaClock()
+        _clock.set(clock)
+        return clock
