@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
@@ -477,6 +477,3 @@ class Connection:
         finally:
             self._transcribed.set()
             self._transcribed = trio.Event()
-
-
-RealtimeHandler = Callable[[WebSocketLike, "str | None"], Awaitable[None]]
