@@ -1,8 +1,11 @@
 """The media plane's CPU per session, measured the way the pipecat peer benchmark measures its own.
 
 N sessions in one process, each fed 20 ms PCM16 frames of real speech (the peer's recording,
-looped from a random offset) by its own feeder task on a real-time schedule, as a transport's
-receive loop hands them over. Each session runs whole: mic framing and level, webrtcvad and the
+looped from a random offset per session) on a real-time schedule, as a transport's receive loop
+hands them over: by default one feeder task pushes every session's next frame each 20 ms (a
+transport that reads many sessions' packets per wake-up); `per_session_feeders` gives each
+session its own feeder task and timer at a random phase, as the peer benchmark does — a trio
+timer per session per frame then costs about as much as the whole plane. Each session runs whole: mic framing and level, webrtcvad and the
 onset/hang-over core, the STT actor's pre-roll (scripted engines), the floor, and — whenever the
 speech pauses long enough to end a turn — a scripted reply paced frame by frame to an in-memory
 transport, cut short by the next words (onset barge-in). Figure = process CPU time / wall / N over
@@ -79,12 +82,13 @@ async def measure(
     dropped = 0
 
     pushers: list[tuple[Callable[[Int16Array], bool], list[int]]] = []
+    # One set of engines for every session, as a server shares them (scripted: no model).
+    engines = Engines(ScriptedStt(), ScriptedPlanner([REPLY]), ScriptedTts())
 
     async def one(offset: int, phase: float) -> None:
         nonlocal fed, dropped
         transport = CountingTransport()
         transports.append(transport)
-        engines = Engines(ScriptedStt(), ScriptedPlanner([REPLY]), ScriptedTts())
         config = SessionConfig(policy=InterruptionPolicy(mode="onset"))
         async with open_session(config, engines, transport) as session:
             try:

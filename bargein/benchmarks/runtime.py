@@ -146,6 +146,9 @@ def main(argv: list[str]) -> int:
                         help="session counts for the media-plane CPU sweep (10 50 500; none: skip)")
     parser.add_argument("--media-secs", type=float, default=10.0, help="measured window (10 s)")
     parser.add_argument("--media-warmup", type=float, default=2.0, help="warm-up (2 s)")
+    parser.add_argument("--media-feeder", choices=("shared", "per-session"), default="shared",
+                        help="one task feeds every session each 20 ms (shared, default), or a "
+                        "feeder task with its own timer per session, as the peer does")
     parser.add_argument("--peer-python", default=os.environ.get("BARGEIN_PEER_PYTHON"),
                         help="an interpreter with pipecat-ai installed: run the peer benchmark "
                         "right after ours ($BARGEIN_PEER_PYTHON)")
@@ -161,7 +164,10 @@ def main(argv: list[str]) -> int:
             result["idle_sessions"] = args.idle_sessions
         sweep = {}
         for n in args.media_sessions:
-            sweep[f"n{n}"] = await media.measure(n, args.media_secs, args.media_warmup)
+            sweep[f"n{n}"] = await media.measure(
+                n, args.media_secs, args.media_warmup,
+                per_session_feeders=args.media_feeder == "per-session",
+            )
         if sweep:
             result["media"] = sweep
             counts = sorted(args.media_sessions)
