@@ -111,3 +111,37 @@ async def test_audio_faster_than_real_time_is_limited_and_counted(
     limited = [e for e in transport.of_type(EventType.INPUT_REJECTED)]
     assert [e.data["code"] for e in limited] == ["rate_limited"]  # one report per second
     assert transport.of_type(EventType.SESSION_ENDED)[0].data["rejected"] == {"rate_limited": 55}
+
+
+async def test_get_is_exactly_one_schedule_point_whether_it_waits_or_not() -> None:
+    q: DropOldestQueue[int] = DropOldestQueue(4)
+    q.put_nowait(1)
+    with trio.CancelScope() as scope:  # an item is there, and `get` is still a checkpoint
+        scope.cancel()
+        await q.get()
+    assert scope.cancelled_caught and len(q) == 1  # the item stays for the next get
+
+    steps: list[trio.lowlevel.Task] = []
+
+    class Steps(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            steps.append(task)
+
+    got: list[int] = []
+
+    async def consumer() -> None:
+        async for item in q:
+            got.append(item)
+
+    assert await q.get() == 1
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consumer)
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.add_instrument(Steps())
+        for i in range(10):
+            q.put_nowait(i)  # wakes the parked consumer, which takes it in the same step
+            await trio.testing.wait_all_tasks_blocked()
+        q.close()
+    assert got == list(range(10))
+    consumer_task = next(t for t in steps if t.name.endswith("consumer"))
+    assert steps.count(consumer_task) <= 11  # one per item (and one to see the end), not two

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import trio
 
+from bargein.runtime.broadcast import next_item
+
 Frame = str | bytes
 
 
@@ -99,17 +101,11 @@ class OutboundQueue:
 
     async def get(self) -> Frame:
         """Next frame to write; raises `trio.EndOfChannel` once closed and drained."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._items:
-            if self._closed:
-                raise trio.EndOfChannel
-            await self._lot.park()
-        item = self._items.popleft()
+        item = await next_item(self._items, self._lot, lambda: self._closed)
         if item.turn is None:
             self.stats.queued_control -= 1
         else:
             self.stats.queued_audio -= 1
-        await trio.lowlevel.cancel_shielded_checkpoint()
         return item.frame
 
     def close(self) -> None:
