@@ -111,7 +111,7 @@ def first_phrase(text: str, max_words: int) -> tuple[str, str]:
     if max_words <= 0 or len(tokens) < 2:
         return text, ""
     cut = None
-    for i, token in enumerate(tokens[: max_words + 1]):
+    for i, token in enumerate(tokens[:max_words]):
         if _CLAUSE.search(token) and i < len(tokens) - 1:
             cut = i + 1
             break
