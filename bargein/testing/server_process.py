@@ -96,13 +96,37 @@ class ProcSample:
     threads: int
 
 
-def proc_sample(pid: int) -> ProcSample:
-    """CPU time, RSS, open fds and threads of a live process, from /proc (Linux)."""
+def _stat(pid: int) -> tuple[int, float, int, int]:
+    """(ppid, CPU seconds, RSS bytes, threads) of one process, from /proc/<pid>/stat."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    threads = int(fields[17])
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return int(fields[1]), cpu, rss, int(fields[17])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if _stat(int(entry))[0] == pid:
+                    found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+    return found
+
+
+def proc_sample(pid: int) -> ProcSample:
+    """CPU time, RSS, open fds and threads of a live process, from /proc (Linux). CPU and RSS
+    include its live child processes (engine workers), whose work is the server's."""
+    _, cpu, rss, threads = _stat(pid)
     fds = len(os.listdir(f"/proc/{pid}/fd"))
+    for child in _children(pid):
+        try:
+            _, child_cpu, child_rss, _ = _stat(child)
+        except OSError:
+            continue
+        cpu += child_cpu
+        rss += child_rss
     return ProcSample(cpu, rss, fds, threads)
