@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+import numpy as np
 import trio
 from trio_websocket import ConnectionClosed
 
@@ -14,7 +15,15 @@ from bargein.engines.base import Engines
 from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
 from bargein.testing.web import connect, running
 from bargein.transports.app import DemoServer
-from bargein.transports.protocol import OptionValue, SessionStart, TurnStarted
+from bargein.transports.protocol import (
+    AudioIn,
+    ErrorMessage,
+    OptionValue,
+    SessionStart,
+    SessionStarted,
+    TurnStarted,
+)
+from bargein.transports.websocket import ConnectionLimits
 
 HANG_GUARD = 60  # seconds; a guard against hangs, never a performance bound
 
@@ -88,3 +97,41 @@ async def test_abrupt_disconnects_mid_reply_leave_no_fds() -> None:
                     nursery.cancel_scope.cancel()
             await settled(server, port)
     assert not server.sessions.sessions
+
+
+async def test_an_idle_session_is_ended_and_counted_an_active_one_is_not() -> None:
+    server = DemoServer(long_reply, limits=ConnectionLimits(idle_timeout=1.0))
+    with trio.fail_after(HANG_GUARD):
+        async with running(server) as port:
+            async with (
+                connect(port, SessionStart(16000)) as idle,
+                connect(port, SessionStart(16000)) as talking,
+            ):
+                # One streams (silent) microphone audio; the other sends nothing.
+                for _ in range(60):
+                    await talking.send(AudioIn(np.zeros(320, np.int16)))
+                    await trio.sleep(0.05)
+                await idle.wait_closed()
+                assert not talking.closed
+            await settled(server, port)
+    errors = idle.of(ErrorMessage)
+    assert [(e.code, e.fatal) for e in errors] == [("idle_timeout", True)]
+    assert idle.close_code == 1008
+    assert server.sessions.stats.idle_timeouts == 1
+
+
+async def test_sessions_per_client_address_are_limited_and_counted() -> None:
+    server = DemoServer(long_reply)
+    server.sessions.max_sessions_per_client = 2
+    with trio.fail_after(HANG_GUARD):
+        async with running(server) as port:
+            async with connect(port, SessionStart(16000)), connect(port, SessionStart(16000)):
+                async with connect(port) as third:
+                    await third.send(SessionStart(16000))
+                    await third.wait_closed()
+            async with connect(port, SessionStart(16000)) as later:  # slots are freed
+                assert later.of(SessionStarted)
+    errors = third.of(ErrorMessage)
+    assert [(e.code, e.fatal) for e in errors] == [("too_many_sessions", True)]
+    assert third.close_code == 1013
+    assert server.sessions.stats.refused == {"too_many_sessions": 1}

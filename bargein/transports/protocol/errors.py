@@ -36,6 +36,8 @@ class ErrorCode(enum.StrEnum):
     BAD_RESUME_SECRET = "bad_resume_secret"
     SESSION_TAKEN_OVER = "session_taken_over"
     HANDSHAKE_TIMEOUT = "handshake_timeout"
+    IDLE_TIMEOUT = "idle_timeout"
+    TOO_MANY_SESSIONS = "too_many_sessions"
     # Reported by the session (input it refused), not the codec.
     FLOOR_BUSY = "floor_busy"
     RATE_LIMITED = "rate_limited"

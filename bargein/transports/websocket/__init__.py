@@ -8,10 +8,10 @@ server     `SessionServer`: shared state across connections and the connection h
 from bargein.transports.websocket.limits import ConnectionLimits
 from bargein.transports.websocket.server import (
     EnginesFactory,
-    ServerStats,
     SessionServer,
     default_session_config,
 )
+from bargein.transports.websocket.stats import ServerStats
 from bargein.transports.websocket.transport import SlowConsumer, WebSocketLike, WebSocketTransport
 
 __all__ = [

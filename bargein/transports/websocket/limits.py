@@ -17,6 +17,9 @@ class ConnectionLimits:
     stall_timeout: float = 5.0
     # Time to send `session.start` after connecting.
     handshake_timeout: float = 10.0
+    # A session that accepted no input frame (audio, text, playback, interrupt) this long ends
+    # (`idle_timeout`), so idle sockets cannot hold the server's slots.
+    idle_timeout: float = 120.0
     # Bound on flushing queued frames and the close handshake when a connection ends.
     close_timeout: float = 2.0
     max_rejections: int = 100
@@ -29,6 +32,7 @@ CLOSE_CODES = {
     ErrorCode.INTERNAL.value: 1011,
     ErrorCode.SHUTTING_DOWN.value: 1001,
     ErrorCode.SERVER_BUSY.value: 1013,
+    ErrorCode.TOO_MANY_SESSIONS.value: 1013,
     # Private-use range (4000-4999): the page must not reconnect after it.
     ErrorCode.SESSION_TAKEN_OVER.value: 4000,
 }

@@ -14,7 +14,6 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
@@ -25,26 +24,29 @@ from bargein.session import Session, SessionConfig, open_session
 from bargein.transports.protocol import (
     MAX_SERVER_TEXT_CHARS,
     SUPPORTED_RATES,
-    AudioEnd,
-    AudioIn,
     Capabilities,
     ErrorCode,
     ErrorMessage,
     HistoryEntry,
-    Interrupt,
     OptionValue,
-    Playback,
-    RemoteProtocolError,
     ServerProtocol,
     SessionStart,
     SessionStarted,
-    Text,
     history_within,
     max_audio_bytes,
     scalar_text,
 )
 from bargein.transports.websocket.conversations import Conversation, Conversations, ResumeRefused
+from bargein.transports.websocket.inbound import (
+    Activity,
+    drain,
+    handshake,
+    read_input,
+    stop_on_shutdown,
+    stop_when_idle,
+)
 from bargein.transports.websocket.limits import ConnectionLimits, close_code
+from bargein.transports.websocket.stats import ServerStats
 from bargein.transports.websocket.transport import SlowConsumer, WebSocketLike, WebSocketTransport
 
 log = logging.getLogger("bargein.transports")
@@ -62,38 +64,12 @@ def default_session_config(start: SessionStart, session_id: str) -> SessionConfi
     )
 
 
-@dataclass(slots=True)
-class ServerStats:
-    connections: int = 0
-    connections_open: int = 0  # handlers still running (until the socket is really closed)
-    # Frames read and dropped after the connection was done with, so it could close.
-    drained_frames: int = 0
-    sessions_started: int = 0
-    sessions_resumed: int = 0
-    takeovers: int = 0
-    slow_consumers: int = 0
-    handshake_timeouts: int = 0
-    interrupts_stale: int = 0
-    refused: Counter[str] = field(default_factory=Counter)
-    # `unknown_session` / `bad_resume_secret`: a resume that started a new conversation instead.
-    resume_refused: Counter[str] = field(default_factory=Counter)
-    rejections: Counter[str] = field(default_factory=Counter)
-    # Frames our side could not encode (a bug, logged), by message type.
-    unsendable: Counter[str] = field(default_factory=Counter)
-    dropped_audio_frames: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for name in ("refused", "resume_refused", "rejections", "unsendable"):
-            out[name] = dict(getattr(self, name))
-        return out
-
-
 @dataclass(eq=False, slots=True)
 class _Owner:
     """The connection serving a conversation: what a takeover needs to end it."""
 
     transport: WebSocketTransport
+    client: str = ""  # the peer's address, for the per-client session limit
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     ended: trio.Event = field(default_factory=trio.Event)
     session: Session | None = None
@@ -124,6 +100,7 @@ class SessionServer:
         hub: EventHub | None = None,
         token: str | None = None,
         max_sessions: int = 32,
+        max_sessions_per_client: int = 8,
         remembered_conversations: int = 256,
         limits: ConnectionLimits | None = None,
         session_config: Callable[[SessionStart, str], SessionConfig] = default_session_config,
@@ -134,6 +111,10 @@ class SessionServer:
         self.hub = hub if hub is not None else EventHub()
         self.token = token
         self.max_sessions = max_sessions
+        # Sessions one client address may hold at once (0: no limit). Behind a reverse proxy
+        # every client has the proxy's address: raise it or set 0 there.
+        self.max_sessions_per_client = max_sessions_per_client
+        self._per_client: Counter[str] = Counter()
         self.limits = limits or ConnectionLimits()
         self.session_config = session_config
         # What `capabilities` in `session.started` lists: options honoured (name -> what it
@@ -181,11 +162,12 @@ class SessionServer:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(transport.run_writer, ws.send)
-                await self._converse(ws, protocol, transport, authorized)
+                client = str(getattr(ws, "remote_addr", None) or "unknown")
+                await self._converse(ws, protocol, transport, authorized, client)
                 transport.close()
                 # Nobody reads the peer's frames any more: drain them, or the server's inbound
                 # queues fill and the peer's close is never seen (a socket left in CLOSE-WAIT).
-                nursery.start_soon(self._drain, ws)
+                nursery.start_soon(drain, ws, self.stats)
                 with trio.move_on_after(self.limits.close_timeout):
                     await transport.wait_drained()
                 nursery.cancel_scope.cancel()
@@ -202,49 +184,12 @@ class SessionServer:
         # peer's close arrives (receive fails) or the bound passes.
         with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._drain, ws, nursery.cancel_scope)
+                nursery.start_soon(drain, ws, self.stats, nursery.cancel_scope)
                 try:
                     await ws.close(close_code(code), code or "")
                 except Exception as exc:  # the peer is gone already: nothing left to tell it
                     log.debug("websocket close failed: %r", exc)
                     nursery.cancel_scope.cancel()
-
-    async def _drain(self, ws: WebSocketLike, done: trio.CancelScope | None = None) -> None:
-        """Read and drop frames until the connection is closed (`receive` fails)."""
-        try:
-            while True:
-                await ws.receive()
-                self.stats.drained_frames += 1
-        except Exception as exc:  # closed, the way the framework says it (quart, trio-websocket)
-            log.debug("drained until %r", exc)
-        if done is not None:
-            done.cancel()
-
-    async def _handshake(
-        self, ws: WebSocketLike, protocol: ServerProtocol, transport: WebSocketTransport
-    ) -> SessionStart | None:
-        """Read frames until a valid `session.start`; reject anything else (not fatal)."""
-        with trio.move_on_after(self.limits.handshake_timeout):
-            while True:
-                frame = await ws.receive()
-                try:
-                    message = protocol.receive(frame)
-                except RemoteProtocolError as error:
-                    transport.report_rejection(error)
-                    if error.fatal:
-                        return None
-                    continue
-                assert isinstance(message, SessionStart)  # the codec allows nothing else yet
-                return message
-        self.stats.handshake_timeouts += 1
-        transport.send_message(
-            ErrorMessage(
-                ErrorCode.HANDSHAKE_TIMEOUT.value,
-                f"no valid 'session.start' within {self.limits.handshake_timeout:g} s",
-                fatal=True,
-            )
-        )
-        return None
 
     def _token_ok(self, given: str | None) -> bool:
         if self.token is None:
@@ -299,8 +244,20 @@ class SessionServer:
         protocol: ServerProtocol,
         transport: WebSocketTransport,
         authorized: bool = False,
+        client: str = "unknown",
     ) -> None:
-        start = await self._handshake(ws, protocol, transport)
+        start: SessionStart | None = None
+        with trio.move_on_after(self.limits.handshake_timeout) as late:
+            start = await handshake(ws, protocol, transport)
+        if late.cancelled_caught:
+            self.stats.handshake_timeouts += 1
+            transport.send_message(
+                ErrorMessage(
+                    ErrorCode.HANDSHAKE_TIMEOUT.value,
+                    f"no valid 'session.start' within {self.limits.handshake_timeout:g} s",
+                    fatal=True,
+                )
+            )
         if start is None:
             return
         if not authorized and not self._token_ok(start.token):
@@ -315,13 +272,23 @@ class SessionServer:
         if len(self.sessions) + len(self._starting) - freed >= self.max_sessions:
             self._refuse(transport, ErrorCode.SERVER_BUSY, f"{self.max_sessions} sessions running")
             return
+        limit = self.max_sessions_per_client
+        # Taking over one's own session does not count twice.
+        taken = resumed.owner if resumed is not None else None
+        same = int(isinstance(taken, _Owner) and taken.client == client)
+        if limit and self._per_client[client] - same >= limit:
+            self._refuse(
+                transport, ErrorCode.TOO_MANY_SESSIONS, f"{limit} sessions from this address"
+            )
+            return
         try:
             engines = self.engines_factory(start.options)
         except (TypeError, ValueError) as exc:
             self._refuse(transport, ErrorCode.BAD_FIELD, f"options: {exc}")
             return
-        owner = _Owner(transport)
+        owner = _Owner(transport, client)
         self._starting.add(owner)
+        self._per_client[client] += 1
         if self._idle.is_set():
             self._idle = trio.Event()
         try:
@@ -343,6 +310,9 @@ class SessionServer:
                 )
         finally:
             self._starting.discard(owner)
+            self._per_client[client] -= 1
+            if self._per_client[client] <= 0:
+                del self._per_client[client]
             if owner.session is not None and self.sessions.get(owner.session.id) is owner.session:
                 del self.sessions[owner.session.id]
             if not self.sessions and not self._starting:
@@ -401,9 +371,14 @@ class SessionServer:
                 for code, count in protocol.rejections.items():
                     for _ in range(count):
                         session.reject(code, "before session.start")
+                activity = Activity(trio.current_time())
+                idle = self.limits.idle_timeout
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._read, ws, protocol, transport, session)
-                    nursery.start_soon(self._stop_on_shutdown, transport, session)
+                    nursery.start_soon(read_input, ws, protocol, transport, session, activity)
+                    nursery.start_soon(stop_on_shutdown, transport, session, self.shutting_down)
+                    nursery.start_soon(
+                        stop_when_idle, transport, session, activity, self.stats, idle
+                    )
                     await session.wait_ended()
                     nursery.cancel_scope.cancel()
         finally:
@@ -424,40 +399,3 @@ class SessionServer:
                     next_turn=conversation.next_turn,
                     next_seq=conversation.next_seq,
                 )
-
-    async def _read(
-        self,
-        ws: WebSocketLike,
-        protocol: ServerProtocol,
-        transport: WebSocketTransport,
-        session: Session,
-    ) -> None:
-        while True:
-            frame = await ws.receive()
-            try:
-                message = protocol.receive(frame)
-            except RemoteProtocolError as error:
-                transport.report_rejection(error)
-                session.reject(error.code.value, error.message)
-                if error.fatal:
-                    session.close("protocol_error")
-                    return
-                continue
-            if isinstance(message, AudioIn):
-                session.push_audio(message.pcm)
-            elif isinstance(message, Playback):
-                session.report_playback(message.turn, message.played_samples)
-            elif isinstance(message, Text):
-                session.push_text(message.text)
-            elif isinstance(message, Interrupt):
-                # A `turn` that is not the current one is a stale press: a no-op, counted.
-                session.interrupt(message.turn)
-            elif isinstance(message, AudioEnd):
-                session.end_input()
-
-    async def _stop_on_shutdown(self, transport: WebSocketTransport, session: Session) -> None:
-        await self.shutting_down.wait()
-        transport.send_message(
-            ErrorMessage(ErrorCode.SHUTTING_DOWN.value, "the server is stopping", fatal=True)
-        )
-        session.close("shutdown")
