@@ -123,6 +123,7 @@ async def test_an_idle_session_is_ended_and_counted_an_active_one_is_not() -> No
 async def test_sessions_per_client_address_are_limited_and_counted() -> None:
     server = DemoServer(long_reply)
     server.sessions.max_sessions_per_client = 2
+    server.sessions.limit_loopback = True  # the test's clients are all on 127.0.0.1
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port:
             async with connect(port, SessionStart(16000)), connect(port, SessionStart(16000)):

@@ -17,7 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bargein.runtime.history import ChatMessage
-from bargein.transports.protocol import ErrorCode
+from bargein.transports.protocol import (
+    MAX_SERVER_TEXT_CHARS,
+    ErrorCode,
+    HistoryEntry,
+    history_within,
+    scalar_text,
+)
 
 
 def new_session_id() -> str:
@@ -124,3 +130,18 @@ class Conversations:
         unowned = [c for c in self._all.values() if c.owner is None]
         for conversation in unowned[: max(0, len(unowned) - self._remembered)]:
             del self._all[conversation.session_id]
+
+
+def heard_history(messages: tuple[ChatMessage, ...]) -> tuple[HistoryEntry, ...]:
+    """The heard history as `session.started` carries it: newest first to fit one frame."""
+    return history_within(
+        tuple(
+            HistoryEntry(
+                "user" if m.role == "user" else "assistant",
+                scalar_text(m.content[:MAX_SERVER_TEXT_CHARS]),
+                m.interrupted,
+            )
+            for m in messages
+            if m.role != "system"
+        )
+    )

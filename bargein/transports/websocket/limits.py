@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from bargein.transports.protocol import ErrorCode
@@ -41,3 +42,10 @@ CLOSE_CODES = {
 def close_code(fatal_code: str | None) -> int:
     """The WebSocket close code for a connection that ended with `fatal_code` (None: normal)."""
     return CLOSE_CODES.get(fatal_code, 1008) if fatal_code else 1000
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -19,24 +19,24 @@ import trio
 
 from bargein.engines.base import Engines
 from bargein.runtime.bus import EventHub
-from bargein.runtime.history import ChatMessage
 from bargein.session import Session, SessionConfig, open_session
 from bargein.transports.protocol import (
-    MAX_SERVER_TEXT_CHARS,
     SUPPORTED_RATES,
     Capabilities,
     ErrorCode,
     ErrorMessage,
-    HistoryEntry,
     OptionValue,
     ServerProtocol,
     SessionStart,
     SessionStarted,
-    history_within,
     max_audio_bytes,
-    scalar_text,
 )
-from bargein.transports.websocket.conversations import Conversation, Conversations, ResumeRefused
+from bargein.transports.websocket.conversations import (
+    Conversation,
+    Conversations,
+    ResumeRefused,
+    heard_history,
+)
 from bargein.transports.websocket.inbound import (
     Activity,
     drain,
@@ -45,7 +45,7 @@ from bargein.transports.websocket.inbound import (
     stop_on_shutdown,
     stop_when_idle,
 )
-from bargein.transports.websocket.limits import ConnectionLimits, close_code
+from bargein.transports.websocket.limits import ConnectionLimits, close_code, is_loopback
 from bargein.transports.websocket.stats import ServerStats
 from bargein.transports.websocket.transport import SlowConsumer, WebSocketLike, WebSocketTransport
 
@@ -75,21 +75,6 @@ class _Owner:
     session: Session | None = None
 
 
-def _history_entries(messages: tuple[ChatMessage, ...]) -> tuple[HistoryEntry, ...]:
-    """The heard history as `session.started` carries it: newest first to fit one frame."""
-    return history_within(
-        tuple(
-            HistoryEntry(
-                "user" if m.role == "user" else "assistant",
-                scalar_text(m.content[:MAX_SERVER_TEXT_CHARS]),
-                m.interrupted,
-            )
-            for m in messages
-            if m.role != "system"
-        )
-    )
-
-
 class SessionServer:
     """Serves voice sessions over WebSockets; one `handle(ws)` call per connection."""
 
@@ -112,8 +97,10 @@ class SessionServer:
         self.token = token
         self.max_sessions = max_sessions
         # Sessions one client address may hold at once (0: no limit). Behind a reverse proxy
-        # every client has the proxy's address: raise it or set 0 there.
+        # every client has the proxy's address: raise it or set 0 there. Loopback clients (a
+        # local page, load tests) are not limited unless `limit_loopback`.
         self.max_sessions_per_client = max_sessions_per_client
+        self.limit_loopback = False
         self._per_client: Counter[str] = Counter()
         self.limits = limits or ConnectionLimits()
         self.session_config = session_config
@@ -276,7 +263,8 @@ class SessionServer:
         # Taking over one's own session does not count twice.
         taken = resumed.owner if resumed is not None else None
         same = int(isinstance(taken, _Owner) and taken.client == client)
-        if limit and self._per_client[client] - same >= limit:
+        limited = self.limit_loopback or not is_loopback(client)
+        if limit and limited and self._per_client[client] - same >= limit:
             self._refuse(
                 transport, ErrorCode.TOO_MANY_SESSIONS, f"{limit} sessions from this address"
             )
@@ -358,7 +346,7 @@ class SessionServer:
                         resumed=resumed,
                         t=round(session.bus.now(), 6),
                         resume_secret=conversation.secret,
-                        history=_history_entries(conversation.history),
+                        history=heard_history(conversation.history),
                         capabilities=self.capabilities(config.input_rate),
                     )
                 )

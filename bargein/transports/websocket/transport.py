@@ -28,6 +28,7 @@ from bargein.transports.protocol import (
     RemoteProtocolError,
     ServerMessage,
     ServerProtocol,
+    SessionStarted,
 )
 from bargein.transports.websocket.limits import ConnectionLimits
 
@@ -69,6 +70,9 @@ class WebSocketTransport:
         self.last_turn = 0
         # Frames we could not send (our bug, logged), by message type: never the peer's fault.
         self.unsendable: Counter[str] = Counter()
+        # Events of a session that emitted them before its `session.started` went out (it
+        # failed while starting): sent right after it, in order.
+        self._early: list[ServerMessage] = []
 
     @property
     def stats(self) -> OutboundStats:
@@ -122,12 +126,22 @@ class WebSocketTransport:
         """Queue a control message (sync, never blocks); False if it could not be queued."""
         if isinstance(message, ErrorMessage) and message.fatal and self.fatal_code is None:
             self.fatal_code = message.code
+        if not self.protocol.started_sent and self.protocol.started:
+            if not isinstance(message, SessionStarted | ErrorMessage):
+                if len(self._early) < 64:
+                    self._early.append(message)
+                return True
         data = self._encode(message)
         if data is None:
             return False
-        return self.queue.put_control(
+        queued = self.queue.put_control(
             data, urgent=isinstance(message, ErrorMessage) and message.fatal
         )
+        if isinstance(message, SessionStarted):
+            early, self._early = self._early, []
+            for waiting in early:
+                self.send_message(waiting)
+        return queued
 
     def report_rejection(self, error: RemoteProtocolError) -> None:
         self._reported[error.code.value] += 1
