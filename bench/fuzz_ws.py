@@ -291,6 +291,27 @@ async def normal_session(port: int) -> bool:
     return False
 
 
+_TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
+               "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
+               "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}  # fmt: skip
+
+
+def tcp_states(pid: int, port: int) -> dict[str, int]:
+    """States of the sockets on the server's port (its side), from the kernel's table."""
+    states: Counter[str] = Counter()
+    for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
+        try:
+            with open(table) as lines:
+                rows = list(lines)[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                states[_TCP_STATES.get(state, state)] += 1
+    return dict(states)
+
+
 def fd_count(pid: int) -> dict[str, int] | None:
     """The server's open fds by kind (socket, pipe, anon_inode, file)."""
     kinds: Counter[str] = Counter()
@@ -338,9 +359,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         elapsed = time.monotonic() - started
         await trio.sleep(3)  # sessions of abruptly closed connections end
         out["normal_session_ok"] = process.poll() is None and await normal_session(port)
-        await trio.sleep(1)
-        health = await http_json(port, "/healthz") if process.poll() is None else None
+        health = None
+        with trio.move_on_after(30):  # every handler done (drains are bounded at 10 s)
+            while process.poll() is None:
+                health = await http_json(port, "/healthz")
+                if not health["server"]["connections_open"]:
+                    break
+                await trio.sleep(0.5)
+        await trio.sleep(0.5)
         out["server_fds_after"] = fd_count(process.pid)
+        out["server_tcp_after"] = tcp_states(process.pid, port)
         out["monitor_open_after"] = watch["open"]
         out["monitor_events"] = watch["events"]
         crashed = process.poll() is not None

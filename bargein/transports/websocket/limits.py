@@ -23,6 +23,9 @@ class ConnectionLimits:
     idle_timeout: float = 120.0
     # Bound on flushing queued frames and the close handshake when a connection ends.
     close_timeout: float = 2.0
+    # After our close, the peer's frames are read and dropped until its close or disconnect
+    # arrives, at most this long: unread, they block the server from ever seeing it.
+    drain_timeout: float = 10.0
     max_rejections: int = 100
 
 

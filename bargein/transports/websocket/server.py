@@ -167,16 +167,18 @@ class SessionServer:
             self.stats.unsendable.update(transport.unsendable)
             self.stats.dropped_audio_frames += transport.stats.dropped_audio
         code = transport.fatal_code
-        # Bounded and shielded: the peer may be gone or not reading. Draining goes on until the
-        # peer's close arrives (receive fails) or the bound passes.
-        with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
+        # Drain until the peer's close or disconnect arrives (not shielded: quart cancels us
+        # when the peer is gone, which is what we wait for), at most `drain_timeout`. The close
+        # itself is shielded and bounded: it must go out even as the peer leaves.
+        with trio.move_on_after(self.limits.drain_timeout):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(drain, ws, self.stats, nursery.cancel_scope)
-                try:
-                    await ws.close(close_code(code), code or "")
-                except Exception as exc:  # the peer is gone already: nothing left to tell it
-                    log.debug("websocket close failed: %r", exc)
-                    nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
+                    try:
+                        await ws.close(close_code(code), code or "")
+                    except Exception as exc:  # the peer is gone already: nothing to tell it
+                        log.debug("websocket close failed: %r", exc)
+                        nursery.cancel_scope.cancel()
 
     def _token_ok(self, given: str | None) -> bool:
         if self.token is None:
