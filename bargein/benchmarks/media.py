@@ -5,11 +5,12 @@ looped from a random offset per session) on a real-time schedule, as a transport
 hands them over: by default one feeder task pushes every session's next frame each 20 ms (a
 transport that reads many sessions' packets per wake-up); `per_session_feeders` gives each
 session its own feeder task and timer at a random phase, as the peer benchmark does — a trio
-timer per session per frame then costs about as much as the whole plane. Each session runs whole: mic framing and level, webrtcvad and the
-onset/hang-over core, the STT actor's pre-roll (scripted engines), the floor, and — whenever the
-speech pauses long enough to end a turn — a scripted reply paced frame by frame to an in-memory
-transport, cut short by the next words (onset barge-in). Figure = process CPU time / wall / N over
-a window after a warm-up, in % of one core (`time.process_time`, all threads).
+timer per session per frame then costs about as much as the whole plane. Each session runs
+whole: mic framing and level, webrtcvad and the onset/hang-over core, the STT actor's pre-roll
+(scripted engines), the floor, and — whenever the speech pauses long enough to end a turn — a
+scripted reply paced frame by frame to an in-memory transport, cut short by the next words
+(onset barge-in). Figure = process CPU time / wall / N over a window after a warm-up, in % of
+one core (`time.process_time`, all threads).
 
 `run_peer` runs `../shared/peer/pipecat_bench.py` (pipecat's media plane, with Silero VAD) in a
 separate interpreter right after, so both figures come from the same run on the same machine.
@@ -67,7 +68,7 @@ class CountingTransport:
 
 async def measure(
     sessions: int, secs: float, warmup: float, *, per_session_feeders: bool = False,
-    seed: int = 1234,
+    replies: bool = True, seed: int = 1234,
 ) -> dict[str, Any]:
     speech = load(SPEECH)
     step = int(16000 * FRAME_S)
@@ -83,7 +84,8 @@ async def measure(
 
     pushers: list[tuple[Callable[[Int16Array], bool], list[int]]] = []
     # One set of engines for every session, as a server shares them (scripted: no model).
-    engines = Engines(ScriptedStt(), ScriptedPlanner([REPLY]), ScriptedTts())
+    # Without replies (the peer's media test has none) each turn's reply is empty: no audio.
+    engines = Engines(ScriptedStt(), ScriptedPlanner([REPLY if replies else ""]), ScriptedTts())
 
     async def one(offset: int, phase: float) -> None:
         nonlocal fed, dropped
@@ -141,6 +143,7 @@ async def measure(
     return {
         "sessions": sessions,
         "feeder": "per_session" if per_session_feeders else "shared",
+        "replies": replies,
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu, 3),
         "process_cpu_pct": round(100 * cpu / wall, 2),
