@@ -338,3 +338,28 @@ async def test_an_unencodable_frame_is_lost_not_the_session(
             nursery.cancel_scope.cancel()
     assert not [m for m in ws.received() if isinstance(m, TurnStarted)]
     assert server.stats.unsendable == {"unencodable": 1}
+
+
+async def test_queued_reply_text_is_coalesced_and_a_cleared_turn_loses_it() -> None:
+    protocol = ServerProtocol()
+    protocol.receive('{"type":"session.start","v":1,"sample_rate":16000}')
+    transport = WebSocketTransport(protocol, ConnectionLimits())
+    transport.send_message(SessionStarted("s1", 16000, 16000))
+    for i, word in enumerate(["Once ", "upon ", "a ", "time."]):
+        transport.send_message(AssistantText(1, word, t=1.0 + i))
+    transport.send_message(TurnMark(1, "tts_first_audio", 2.0))
+    transport.send_message(AssistantText(1, "More.", t=3.0))  # after another frame: not merged
+    for word in ["Doomed ", "text."]:
+        transport.send_message(AssistantText(2, word, t=4.0))
+    await transport.send_clear(2)  # turn 2 cut: its queued text goes with its audio
+    transport.close()
+    frames = [_decode(await transport.queue.get()) for _ in range(len(transport.queue))]
+    assert frames == [
+        Clear(2, None),
+        SessionStarted("s1", 16000, 16000),
+        AssistantText(1, "Once upon a time.", 1.0),
+        TurnMark(1, "tts_first_audio", 2.0),
+        AssistantText(1, "More.", 3.0),
+    ]
+    assert transport.stats.coalesced_text == 4 and transport.stats.flushed_text == 1
+    assert transport.stats.queued_control == 0

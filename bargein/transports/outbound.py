@@ -23,6 +23,8 @@ Frame = str | bytes
 class _Item:
     frame: Frame
     turn: int | None  # set for audio frames only
+    text_turn: int | None = None  # set for reply text of that turn (it may be coalesced)
+    payload: object = None  # what `frame` encodes, for the caller that coalesces
 
 
 @dataclass(slots=True)
@@ -31,6 +33,8 @@ class OutboundStats:
     queued_control: int = 0
     dropped_audio: int = 0  # oldest audio dropped because the peer fell behind
     flushed_audio: int = 0  # queued audio of a cleared (barged-in) turn, never sent
+    flushed_text: int = 0  # queued reply text of a cleared turn, never sent
+    coalesced_text: int = 0  # reply-text frames merged into the one queued before them
     dropped_control: int = 0  # after failure or close
 
 
@@ -53,8 +57,16 @@ class OutboundQueue:
     def closed(self) -> bool:
         return self._closed
 
-    def put_control(self, frame: Frame, *, urgent: bool = False) -> bool:
-        """Queue a control frame (`urgent` ones jump the queue); False if it was not queued."""
+    def put_control(
+        self,
+        frame: Frame,
+        *,
+        urgent: bool = False,
+        text_turn: int | None = None,
+        payload: object = None,
+    ) -> bool:
+        """Queue a control frame (`urgent` ones jump the queue); False if it was not queued.
+        `text_turn`: the frame is reply text of that turn (see `tail_text`, `flush_turn`)."""
         if self._closed or self.failed.is_set():
             self.stats.dropped_control += 1
             return False
@@ -62,7 +74,7 @@ class OutboundQueue:
             self.stats.dropped_control += 1
             self.failed.set()
             return False
-        item = _Item(frame, None)
+        item = _Item(frame, None, text_turn, payload)
         if urgent:
             self._items.appendleft(item)
         else:
@@ -90,14 +102,33 @@ class OutboundQueue:
         self._lot.unpark()
         return kept
 
+    def tail_text(self, turn: int) -> object:
+        """The payload of the last queued frame if it is reply text of `turn` (else None): a
+        caller may merge the next text into it, since nothing was queued in between."""
+        if self._items and self._items[-1].text_turn == turn:
+            return self._items[-1].payload
+        return None
+
+    def replace_tail(self, frame: Frame, payload: object) -> None:
+        """Replace the last queued (reply-text) frame by `frame`, which merges the next text."""
+        tail = self._items[-1]
+        tail.frame, tail.payload = frame, payload
+        self.stats.coalesced_text += 1
+
     def flush_turn(self, turn: int) -> int:
-        """Remove queued audio of `turn` (barge-in: it must not play); return how many frames."""
-        before = len(self._items)
-        self._items = deque(item for item in self._items if item.turn != turn)
-        removed = before - len(self._items)
-        self.stats.queued_audio -= removed
-        self.stats.flushed_audio += removed
-        return removed
+        """Remove queued audio and reply text of `turn` (barge-in: it must not play, and its
+        `turn.ended` says what was heard); return how many audio frames."""
+        audio = sum(1 for item in self._items if item.turn == turn)
+        text = sum(1 for item in self._items if item.text_turn == turn)
+        if audio or text:
+            self._items = deque(
+                item for item in self._items if item.turn != turn and item.text_turn != turn
+            )
+        self.stats.queued_audio -= audio
+        self.stats.flushed_audio += audio
+        self.stats.queued_control -= text
+        self.stats.flushed_text += text
+        return audio
 
     async def get(self) -> Frame:
         """Next frame to write; raises `trio.EndOfChannel` once closed and drained."""

@@ -20,6 +20,8 @@ from bargein.runtime.messages import OutFrame
 from bargein.transports.mapping import event_to_message, words_message
 from bargein.transports.outbound import Frame, OutboundQueue, OutboundStats
 from bargein.transports.protocol import (
+    MAX_SERVER_TEXT_CHARS,
+    AssistantText,
     AudioOut,
     Clear,
     ErrorCode,
@@ -131,6 +133,8 @@ class WebSocketTransport:
                 if len(self._early) < 64:
                     self._early.append(message)
                 return True
+        if isinstance(message, AssistantText):
+            return self._send_text(message)
         data = self._encode(message)
         if data is None:
             return False
@@ -142,6 +146,23 @@ class WebSocketTransport:
             for waiting in early:
                 self.send_message(waiting)
         return queued
+
+    def _send_text(self, message: AssistantText) -> bool:
+        # Deltas queued behind a slow peer merge into one frame (the first one's `t`), so a long
+        # reply is a few frames, not hundreds, by the time the peer reads it.
+        before = self.queue.tail_text(message.turn)
+        if isinstance(before, AssistantText) and (
+            len(before.delta) + len(message.delta) <= MAX_SERVER_TEXT_CHARS
+        ):
+            merged = AssistantText(message.turn, before.delta + message.delta, before.t)
+            data = self._encode(merged)
+            if data is not None:
+                self.queue.replace_tail(data, merged)
+                return True
+        data = self._encode(message)
+        if data is None:
+            return False
+        return self.queue.put_control(data, text_turn=message.turn, payload=message)
 
     def report_rejection(self, error: RemoteProtocolError) -> None:
         self._reported[error.code.value] += 1
