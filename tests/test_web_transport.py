@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -363,3 +364,25 @@ async def test_queued_reply_text_is_coalesced_and_a_cleared_turn_loses_it() -> N
     ]
     assert transport.stats.coalesced_text == 4 and transport.stats.flushed_text == 1
     assert transport.stats.queued_control == 0
+
+
+class BrokenStt(ScriptedStt):
+    def recognizer(self) -> Any:
+        raise RuntimeError("no recognizer today")
+
+
+async def test_a_session_that_fails_while_starting_is_refused_not_a_crash(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def broken(_: Mapping[str, OptionValue]) -> Engines:
+        return Engines(BrokenStt(), ScriptedPlanner(["x"]), ScriptedTts(16000))
+
+    server = SessionServer(broken, session_config=inline_config)
+    ws = FakeWebSocket()
+    with trio.fail_after(600):
+        await ws.client_send(SessionStart(16000))
+        await server.handle(ws)  # returns: no exception escapes the handler
+    errors = [m for m in ws.received() if isinstance(m, ErrorMessage)]
+    assert [(e.code, e.fatal) for e in errors] == [("session_failed", True)]
+    assert ws.closed_with == (1011, "session_failed")
+    assert not server.sessions

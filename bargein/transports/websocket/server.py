@@ -46,7 +46,7 @@ from bargein.transports.websocket.inbound import (
     stop_when_idle,
 )
 from bargein.transports.websocket.limits import ConnectionLimits, close_code, is_loopback
-from bargein.transports.websocket.stats import ServerStats
+from bargein.transports.websocket.stats import ServerStats, one_line
 from bargein.transports.websocket.transport import SlowConsumer, WebSocketLike, WebSocketTransport
 
 log = logging.getLogger("bargein.transports")
@@ -371,6 +371,13 @@ class SessionServer:
                     )
                     await session.wait_ended()
                     nursery.cancel_scope.cancel()
+        except Exception as exc:
+            # A session that fails while starting (an engine that cannot start) or anything we
+            # did not foresee: this connection is told and closed; the server goes on.
+            log.error("session %s failed: %s", session_id, one_line(exc))
+            transport.send_message(
+                ErrorMessage(ErrorCode.SESSION_FAILED.value, "the session failed", fatal=True)
+            )
         finally:
             if session is not None:
                 self.stats.interrupts_stale += int(session.stats().get("interrupts_stale", 0))

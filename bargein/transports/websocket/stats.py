@@ -1,4 +1,4 @@
-"""The counters `/healthz` reports for the WebSocket server."""
+"""The counters `/healthz` reports for the WebSocket server, and failures as one log line."""
 
 from __future__ import annotations
 
@@ -34,3 +34,10 @@ class ServerStats:
         for name in ("refused", "resume_refused", "rejections", "unsendable"):
             out[name] = dict(getattr(self, name))
         return out
+
+
+def one_line(exc: BaseException) -> str:
+    """`exc` in one line, with the first leaf of an exception group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:500]
