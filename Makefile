@@ -12,6 +12,9 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,neural]'
+	# The Smart Turn v3.2 end-of-turn model is a file inside the pipecat-ai wheel; only the file
+	# is read (docs/turn_detection.md), so pipecat's own dependencies are not installed.
+	$(PY) -m pip install --quiet --no-deps 'pipecat-ai>=1.14,<2'
 	touch $(STAMP)
 
 demo: $(STAMP)
