@@ -78,7 +78,7 @@ class SphinxStt:
         grammar: str | None = None,
         second_pass: bool = False,
         options: Mapping[str, ConfigValue] | None = None,
-        max_idle_decoders: int = 4,
+        max_idle_decoders: int = 16,
     ) -> None:
         if keyphrases is not None and grammar is not None:
             raise ValueError("choose keyphrases or grammar, not both")
