@@ -3,8 +3,12 @@
     client_events.py  client events -> typed commands (validation errors name the event_id)
     config.py         the session configuration and its partial updates
     conversation.py   items, the response in progress, truncation: runtime events -> server events
+    items.py          the conversation's items (what the client and the model see)
+    responses.py      a response's server events, the model request built from the items
     planner.py        the planner wrapper: context from the items, client function calls
-    server.py         the trio adapter driving a `bargein.Session`
+    input_audio.py    input audio decoding, the manual-mode buffer and its transcription
+    connection.py     the trio adapter: one connection driving a `bargein.Session`
+    server.py         admits connections (`RealtimeServer`), the session config they ask for
     routes.py         `/v1/realtime` on the demo app through the access layer
 """
 

@@ -1,29 +1,24 @@
 """The Realtime conversation: items, the response in progress and what was heard.
 
-Pure and synchronous: the adapter (server.py) feeds it the session's events, output frames and
-the client's commands; each call returns the server events to send (without `event_id`, which
-the encoder stamps). The model's context is built from these items (`model_request`), so
-deleting, truncating or adding items changes what the next response sees.
+Pure and synchronous: the adapter (connection.py) feeds it the session's events, output
+frames and the client's commands; each call returns the server events to send (without
+`event_id`, which the encoder stamps). The model's context is built from these items
+(`model_request`), so deleting, truncating or adding items changes what the next response sees.
+
+The pieces: items.py (the items), responses.py (a response's events, the model request).
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import itertools
-import secrets
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
-
-from bargein.dsp import Resampler, alaw_encode, ulaw_encode
 from bargein.runtime.events import Event, EventType
-from bargein.runtime.history import ChatMessage
-from bargein.runtime.messages import OutFrame, WordMark
+from bargein.runtime.messages import OutFrame
+from bargein.transports.realtime import responses
 from bargein.transports.realtime.client_events import NewItem, ResponseOptions
-from bargein.transports.realtime.config import FORMAT_RATES, RealtimeSettings, Tool
+from bargein.transports.realtime.config import RealtimeSettings
 from bargein.transports.realtime.errors import (
     ACTIVE_RESPONSE,
     AUDIO_END_BEYOND,
@@ -35,134 +30,16 @@ from bargein.transports.realtime.errors import (
     RealtimeInvalid,
     error_event,
 )
+from bargein.transports.realtime.items import MAX_ITEMS, Item, ServerEvent, _words_within, new_id
+from bargein.transports.realtime.responses import ModelRequest, Response, where
 
-ServerEvent = dict[str, Any]
+# Re-exported: the names the adapter and the planner wrapper import from here.
+__all__ = ["MAX_ITEMS", "RESPONSE_TRIGGER", "Item", "ModelRequest", "RealtimeConversation",
+           "Response", "ServerEvent", "new_id"]
+
 # The text a `response.create` pushes into the session to open a turn: the planner wrapper
 # builds the model's context from the items instead, so the model never sees it.
 RESPONSE_TRIGGER = "(response.create)"
-# The items a conversation keeps (the oldest go first; the model window is bounded anyway).
-MAX_ITEMS = 1024
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
-
-
-@dataclass(slots=True, eq=False)
-class Item:
-    id: str
-    type: str  # message | function_call | function_call_output
-    role: str | None = None
-    status: str = "completed"
-    content: list[dict[str, Any]] = field(default_factory=list)
-    call_id: str | None = None
-    name: str | None = None
-    arguments: str | None = None
-    output: str | None = None
-    response_id: str | None = None
-    # Assistant audio: what was sent (samples at 24 kHz), its word marks, what was heard.
-    audio_samples: int = 0
-    marks: list[WordMark] = field(default_factory=list)
-    generated: str = ""
-    heard: str | None = None
-    # User audio awaiting its transcript.
-    transcribing: bool = False
-
-    @property
-    def transcript(self) -> str:
-        return self.generated if self.heard is None else self.heard
-
-    def model_message(self) -> ChatMessage | None:
-        """The item as the planner sees it (None: nothing to say, e.g. no transcript)."""
-        if self.type == "function_call":
-            return ChatMessage("assistant", f"[called {self.name}({self.arguments})]")
-        if self.type == "function_call_output":
-            return ChatMessage("system", f"[function call {self.call_id} returned: "
-                                         f"{self.output}]")
-        if self.role == "assistant":
-            text = self.transcript
-            return ChatMessage("assistant", text, self.status == "incomplete") if text else None
-        texts = [str(p.get("text") or p.get("transcript") or "") for p in self.content]
-        text = " ".join(t for t in texts if t)
-        if not text:
-            return None
-        return ChatMessage("system" if self.role == "system" else "user", text)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "object": "realtime.item", "type": self.type,
-                               "status": self.status}
-        if self.type == "message":
-            out["role"] = self.role
-            content = []
-            for part in self.content:
-                part = dict(part)
-                if part.get("type") == "output_audio":
-                    part["transcript"] = self.transcript
-                elif part.get("type") == "output_text":
-                    part["text"] = self.transcript
-                content.append(part)
-            out["content"] = content
-        elif self.type == "function_call":
-            out.update(call_id=self.call_id, name=self.name, arguments=self.arguments)
-        else:
-            out.update(call_id=self.call_id, output=self.output)
-        return out
-
-
-@dataclass(slots=True, eq=False)
-class Response:
-    id: str
-    modalities: tuple[str, ...]
-    instructions: str
-    tools: tuple[Tool, ...]
-    tool_choice: str
-    max_output_tokens: int | None
-    metadata: dict[str, str] | None
-    output_format: str
-    turn: int | None = None
-    status: str = "in_progress"
-    details: dict[str, Any] | None = None
-    output: list[Item] = field(default_factory=list)
-    message: Item | None = None
-    # Set once the runtime decided to stop it (barge-in/cancel): nothing more is emitted.
-    stopping: str | None = None
-    deltas: int = 0
-    resampler: Resampler | None = None
-
-    @property
-    def audio(self) -> bool:
-        return "audio" in self.modalities
-
-    def to_json(self, conversation_id: str) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "realtime.response",
-            "status": self.status,
-            "status_details": self.details,
-            "output": [item.to_json() for item in self.output],
-            "conversation_id": conversation_id,
-            "output_modalities": list(self.modalities),
-            "max_output_tokens": "inf" if self.max_output_tokens is None
-            else self.max_output_tokens,
-            "audio": {"output": {"format": _fmt(self.output_format)}},
-            "metadata": self.metadata,
-            "usage": None,
-        }
-
-
-def _fmt(f: str) -> dict[str, Any]:
-    return {"type": f, "rate": 24000} if f == "audio/pcm" else {"type": f}
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRequest:
-    """What the planner wrapper asks the model for one response."""
-
-    messages: tuple[ChatMessage, ...]
-    tools: tuple[Tool, ...]
-    tool_choice: str
-    max_output_tokens: int | None
-    items: tuple[dict[str, Any], ...]
 
 
 class RealtimeConversation:
@@ -360,19 +237,7 @@ class RealtimeConversation:
     def _open(self, turn: int, options: ResponseOptions | None) -> list[ServerEvent]:
         s = self.settings
         o = options or ResponseOptions()
-        r = Response(
-            new_id("resp"),
-            o.output_modalities or s.output_modalities,
-            s.instructions if o.instructions is None else o.instructions,
-            s.tools if o.tools is None else o.tools,
-            o.tool_choice or s.tool_choice,
-            o.max_output_tokens if o.max_output_tokens_given else s.max_output_tokens,
-            o.metadata,
-            s.output_format,
-            turn=turn,
-        )
-        if r.audio and r.output_format != "audio/pcm":
-            r.resampler = Resampler(self.out_rate, FORMAT_RATES[r.output_format])
+        r = responses.new_response(s, o, turn, self.out_rate)
         self.response = self._responses_of_turn[turn] = r
         return [{"type": "response.created", "response": r.to_json(self.conversation_id)}]
 
@@ -385,16 +250,7 @@ class RealtimeConversation:
                     content=[{"type": part_type}], response_id=r.id)
         r.message = item
         r.output.append(item)
-        index = len(r.output) - 1
-        part = {"type": "audio", "transcript": ""} if r.audio else {"type": "text", "text": ""}
-        return [{"type": "response.output_item.added", "response_id": r.id,
-                 "output_index": index, "item": item.to_json()}, *self._add(item),
-                {"type": "response.content_part.added", "response_id": r.id, "item_id": item.id,
-                 "output_index": index, "content_index": 0, "part": part}]
-
-    def _where(self, r: Response, item: Item) -> dict[str, Any]:
-        return {"response_id": r.id, "item_id": item.id, "output_index": r.output.index(item),
-                "content_index": 0}
+        return responses.message_events(r, item, self._add(item))
 
     def function_call(self, turn: int, name: str, arguments: str) -> list[ServerEvent]:
         """The model called a client tool in `turn`: a `function_call` item the client runs.
@@ -405,46 +261,13 @@ class RealtimeConversation:
         item = Item(new_id("item"), "function_call", status="completed", call_id=new_id("call"),
                     name=name, arguments=arguments, response_id=r.id)
         r.output.append(item)
-        index = len(r.output) - 1
-        where = {"response_id": r.id, "item_id": item.id, "output_index": index,
-                 "call_id": item.call_id}
-        added = item.to_json() | {"status": "in_progress", "arguments": ""}
-        return [
-            {"type": "response.output_item.added", "response_id": r.id, "output_index": index,
-             "item": added},
-            *self._add(item),
-            {"type": "response.function_call_arguments.delta", **where, "delta": arguments},
-            {"type": "response.function_call_arguments.done", **where, "name": name,
-             "arguments": arguments},
-            {"type": "response.output_item.done", "response_id": r.id, "output_index": index,
-             "item": item.to_json()},
-            {"type": "conversation.item.done", "item": item.to_json()},
-        ]
+        return responses.function_call_events(r, item, self._add(item))
 
     def model_request(self, turn: int) -> ModelRequest:
         """The context of `turn`'s response: instructions, then every item before it."""
         r = self._responses_of_turn.get(turn)
         s = self.settings
-        instructions = s.instructions if r is None else r.instructions
-        messages = [ChatMessage("system", instructions)] if instructions else []
-        items = []
-        for item in self.items.values():
-            if r is not None and item.response_id == r.id:
-                continue
-            m = item.model_message()
-            if m is not None:
-                messages.append(m)
-            items.append(item.to_json())
-        messages = _within(messages, bool(instructions), self.history_chars)
-        tools = s.tools if r is None else r.tools
-        choice = s.tool_choice if r is None else r.tool_choice
-        if choice == "none":
-            tools = ()
-        elif choice not in ("auto", "required"):
-            tools = tuple(t for t in tools if t.name == choice)
-        return ModelRequest(tuple(messages), tools, choice,
-                            s.max_output_tokens if r is None else r.max_output_tokens,
-                            tuple(items))
+        return responses.model_request(self.items.values(), r, s, self.history_chars)
 
     def suppressed(self, turn: int) -> bool:
         """A turn the session opened that is no response (create_response false)."""
@@ -529,7 +352,7 @@ class RealtimeConversation:
         r.message.generated += delta
         r.deltas += 1
         kind = "response.output_audio_transcript.delta" if r.audio else "response.output_text.delta"
-        return [*events, {"type": kind, **self._where(r, r.message), "delta": delta}]
+        return [*events, {"type": kind, **where(r, r.message), "delta": delta}]
 
     def audio(self, frame: OutFrame) -> list[ServerEvent]:
         """An output frame of the session: an audio delta of its response (if it has one)."""
@@ -541,17 +364,11 @@ class RealtimeConversation:
         item = r.message
         item.audio_samples = max(item.audio_samples, frame.end)
         item.marks.extend(frame.words)
-        pcm = frame.pcm
-        if r.resampler is not None:
-            pcm = r.resampler.process_int16(pcm)
-            data = (ulaw_encode(pcm) if r.output_format == "audio/pcmu"
-                    else alaw_encode(pcm)).tobytes()
-        else:
-            data = np.ascontiguousarray(pcm, dtype="<i2").tobytes()
+        data = responses.encode_audio(r, frame.pcm)
         if not data:
             return events
         delta = base64.b64encode(data).decode("ascii")
-        return [*events, {"type": "response.output_audio.delta", **self._where(r, item),
+        return [*events, {"type": "response.output_audio.delta", **where(r, item),
                           "delta": delta}]
 
     def _finish(self, event: Event) -> list[ServerEvent]:
@@ -561,83 +378,7 @@ class RealtimeConversation:
         r = self._responses_of_turn.pop(turn, None)
         if r is None:
             return []
-        d = event.data
-        reason = str(d.get("reason", ""))
-        if event.type is EventType.TURN_COMPLETED:
-            r.status, r.details = "completed", None
-        elif reason in ("error", "deadline"):
-            r.status = "failed"
-            r.details = {"type": "failed", "error": {"type": "server_error", "code": reason,
-                                                     "message": f"the response {reason}"}}
-        else:
-            r.status = "cancelled"
-            r.details = {"type": "cancelled",
-                         "reason": "turn_detected" if reason == "barge_in" else "client_cancelled"}
-        events: list[ServerEvent] = []
-        item = r.message
-        if item is not None:
-            # What the user heard is what the conversation keeps (OpenAI keeps everything
-            # generated unless the client truncates; docs/realtime.md).
-            if r.audio and item.heard is None:
-                heard = str(d.get("heard_text", "")) if r.status != "completed" else None
-                item.heard = heard
-            item.status = "completed" if r.status == "completed" else "incomplete"
-            where = self._where(r, item)
-            if r.audio:
-                events += [
-                    {"type": "response.output_audio.done", **where},
-                    {"type": "response.output_audio_transcript.done", **where,
-                     "transcript": item.transcript},
-                    {"type": "response.content_part.done", **where,
-                     "part": {"type": "audio", "transcript": item.transcript}},
-                ]
-            else:
-                events += [
-                    {"type": "response.output_text.done", **where, "text": item.transcript},
-                    {"type": "response.content_part.done", **where,
-                     "part": {"type": "text", "text": item.transcript}},
-                ]
-            events += [
-                {"type": "response.output_item.done", "response_id": r.id,
-                 "output_index": where["output_index"], "item": item.to_json()},
-                {"type": "conversation.item.done", "item": item.to_json()},
-            ]
-        done = r.to_json(self.conversation_id)
-        out_tokens = int(d.get("tokens", r.deltas) or 0)
-        done["usage"] = {
-            "total_tokens": out_tokens, "input_tokens": 0, "output_tokens": out_tokens,
-            "input_token_details": {"text_tokens": 0, "audio_tokens": 0, "cached_tokens": 0},
-            "output_token_details": {"text_tokens": out_tokens, "audio_tokens": 0},
-        }
-        events += [{"type": "response.done", "response": done},
-                   {"type": "rate_limits.updated", "rate_limits": []}]
+        events = responses.finish(r, event, self.conversation_id)
         if self.response is r:
             self.response = None
         return events
-
-
-def _within(messages: list[ChatMessage], keep_first: bool,
-            budget: int | None) -> list[ChatMessage]:
-    """The instructions, then the newest messages whose contents fit in `budget` characters
-    (the newest always goes), like `History.window` but keeping mid-conversation system
-    messages (function outputs)."""
-    if budget is None:
-        return messages
-    head, rest = (messages[:1], messages[1:]) if keep_first else ([], messages)
-    kept: list[ChatMessage] = []
-    used = 0
-    for m in reversed(rest):
-        if kept and used + len(m.content) > budget:
-            break
-        kept.append(m)
-        used += len(m.content)
-    return head + kept[::-1]
-
-
-def _words_within(marks: list[WordMark], end: int) -> str:
-    """The words whose audio ends within the first `end` samples."""
-    return " ".join(m.text for m in marks if m.end <= end).strip()
-
-
-def replace_settings(conversation: RealtimeConversation, **changes: Any) -> None:
-    conversation.settings = dataclasses.replace(conversation.settings, **changes)
