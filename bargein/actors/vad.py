@@ -46,6 +46,7 @@ class VadCore:
         self._window = max(1, round(config.start_ms / frame_ms))
         self._stop_frames = max(1, round(config.stop_ms / frame_ms))
         self._recent: deque[tuple[bool, int]] = deque(maxlen=self._window)
+        self._hits = 0  # voiced frames in `_recent`
         self._silent_run = 0
         self._silence_start = 0
         self.speaking = False
@@ -54,13 +55,17 @@ class VadCore:
         voiced = is_speech and level_dbfs >= self.config.min_level_dbfs
         end_t = (start + n) / self.rate
         if not self.speaking:
-            self._recent.append((voiced, start))
-            hits = sum(1 for v, _ in self._recent if v)
-            if len(self._recent) == self._window and hits >= self.config.start_ratio * self._window:
-                first = next(s for v, s in self._recent if v)
+            recent = self._recent
+            if len(recent) == self._window:
+                self._hits -= recent[0][0]  # the append below pushes the oldest out
+            recent.append((voiced, start))
+            self._hits += voiced  # a running count: no sum over the window per frame
+            if len(recent) == self._window and self._hits >= self.config.start_ratio * self._window:
+                first = next(s for v, s in recent if v)
                 self.speaking = True
                 self._silent_run = 0
-                self._recent.clear()
+                recent.clear()
+                self._hits = 0
                 return SpeechStarted(onset=first / self.rate, at=end_t)
             return None
         if voiced:

@@ -48,10 +48,15 @@ class Framer:
             raise TypeError(f"Framer takes int16 samples, got {a.dtype}")
         if a.ndim != 1:
             raise ValueError(f"Framer takes 1-D (mono) chunks, got shape {a.shape}")
+        n = self.frame_samples
+        if a.shape[0] == n and self._rest.shape[0] == 0:  # the usual live chunk: one frame
+            self.samples_in += n
+            self.frames_out += 1
+            self.samples_out += n
+            return [a.copy()]
         self.samples_in += int(a.shape[0])
         # Always a fresh array, so the frames (views into it) never alias the caller's chunk.
         buf = np.concatenate((self._rest, a))
-        n = self.frame_samples
         k = buf.shape[0] // n
         frames = [buf[i * n : (i + 1) * n] for i in range(k)]
         rest = buf[k * n :]
