@@ -11,23 +11,29 @@ from typing import Any
 import numpy as np
 
 
-def percentiles(values: Sequence[float], points: Sequence[int] = (50, 99)) -> dict[str, float]:
-    """Nearest-rank percentiles (plus max and count), rounded to 3 decimals.
+def nearest_rank(values: Sequence[float], p: float) -> float:
+    """The nearest-rank `p`th percentile (0 < p <= 100) of non-empty `values`: the smallest
+    sample with at least p% of the samples at or below it (numpy's `method="inverted_cdf"`).
 
-    Nearest-rank, not interpolated: each pN is an observed sample, the smallest value with at
-    least N% of the samples at or below it (numpy's `method="inverted_cdf"`). This differs on
-    purpose from the linear interpolation of `np.percentile` (`engines.stats_ms`) and of
-    `bargein.research.metrics.percentile`. Its one user, `bench runtime`, keeps it because its
-    published figures and p99 targets (framework latency, barge-in silence) are stated in it:
-    a p99 is a latency some frame actually saw, never a blend of two.
+    The one percentile definition of every `bargein bench` figure: a pN is a value some sample
+    actually took (a latency some frame saw), never a blend of two. With few samples it can sit
+    one sample below an interpolated pN (p50 of an even count is the lower middle; p95 of 20 is
+    the 19th). The research metrics (`bargein.research.samples.percentile`) are not benchmark
+    figures and keep linear interpolation, as docs/research.md states.
     """
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def percentiles(values: Sequence[float], points: Sequence[int] = (50, 99)) -> dict[str, float]:
+    """Nearest-rank percentiles (`nearest_rank`, plus max and count), rounded to 3 decimals."""
     if not values:
         return {"n": 0}
     ordered = sorted(values)
     out: dict[str, float] = {}
     for p in points:
-        rank = max(1, math.ceil(p / 100 * len(ordered)))
-        out[f"p{p}"] = round(ordered[rank - 1], 3)
+        out[f"p{p}"] = round(nearest_rank(ordered, p), 3)
     out["max"] = round(ordered[-1], 3)
     out["n"] = len(ordered)
     return out

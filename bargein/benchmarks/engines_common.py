@@ -15,6 +15,7 @@ import numpy as np
 import trio
 import trio.testing
 
+from bargein.benchmarks.common import nearest_rank
 from bargein.engines.base import Engines, TtsChunk, TtsEngine
 from bargein.engines.embedded.local_planner import STORY
 from bargein.runtime.events import Event, EventType
@@ -114,8 +115,8 @@ def stats_ms(seconds: Sequence[float]) -> dict[str, float]:
         return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0}
     return {
         "mean": round(float(a.mean()), 3),
-        "p50": round(float(np.percentile(a, 50)), 3),
-        "p95": round(float(np.percentile(a, 95)), 3),
+        "p50": round(nearest_rank(a.tolist(), 50), 3),
+        "p95": round(nearest_rank(a.tolist(), 95), 3),
         "max": round(float(a.max()), 3),
     }
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import trio
 
+from bargein.benchmarks.common import nearest_rank
 from bargein.engines.base import Engines
 from bargein.engines.openai_compat import OpenAIPlanner, OpenAITTS
 from bargein.runtime.events import Event, EventType
@@ -46,8 +47,8 @@ def _stats(values_s: list[float]) -> dict[str, float | int]:
         return {"n": 0}
     return {
         "n": len(ms),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "p50_ms": round(nearest_rank(ms.tolist(), 50), 3),
+        "p99_ms": round(nearest_rank(ms.tolist(), 99), 3),
         "mean_ms": round(float(ms.mean()), 3),
         "max_ms": round(float(ms.max()), 3),
     }
