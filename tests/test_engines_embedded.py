@@ -175,6 +175,25 @@ async def test_one_pool_per_configuration_shared_by_engines_and_sessions() -> No
         await recognizer.aclose()
 
 
+async def test_a_shared_decoder_carries_no_session_state_into_another_session() -> None:
+    # The front end adapts to what a decoder heard; with one pool for every session, a session must
+    # hear exactly what it would with a fresh decoder, whatever ran on that decoder before.
+    stt = SphinxStt(options={"beam": 1.01e-48})  # a configuration no other test uses
+    vosk = read_wav("vosk_test.wav")
+    _, fresh = await recognize(stt, vosk)
+    assert stt.decoders_built == 1
+    other = stt.recognizer()  # another session adapts the pooled decoder to other speech
+    for pcm in (read_wav(SENSE), read_wav(CARDS)):
+        await other.start_utterance()
+        for i in range(0, len(pcm), FRAME):
+            await other.feed(pcm[i : i + FRAME])
+        await other.end_utterance()
+    await other.aclose()
+    _, again = await recognize(stt, vosk)
+    assert stt.decoders_built == 1  # the same decoder served all three
+    assert again == fresh
+
+
 async def test_keyword_mode_spots_the_phrase_and_nothing_else() -> None:
     stt = SphinxStt(keyphrases={"forward": 1e-10, "ten meters": 1e-10})
     assert stt.mode == "keyword"

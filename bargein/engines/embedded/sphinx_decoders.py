@@ -98,6 +98,18 @@ class DecoderPool:
             self.built += 1
         return self._make()  # outside the lock: loading takes ~0.3 s and may run concurrently
 
+    def borrow(self, cmn: str | None) -> Any:
+        """A decoder in the state of a fresh one, with the session's own CMN estimate if it has
+        one. The front end adapts to what a decoder heard (live CMN, noise estimate) and keeps
+        it between utterances; a decoder shared between sessions must not carry one session's
+        channel into another's (it changes what is recognised, and made virtual-clock runs
+        depend on what ran before). `reinit_feat` resets it (~0.1 ms)."""
+        decoder = self.acquire()
+        decoder.reinit_feat()
+        if cmn is not None:
+            decoder.set_cmn(cmn)
+        return decoder
+
     def release(self, decoder: Any) -> None:
         with self._lock:
             if len(self._idle) < self.max_idle:
@@ -131,10 +143,10 @@ _open: dict[int, tuple[DecoderPool, Any]] = {}
 _handles = itertools.count(1)
 
 
-def remote_start(spec: DecoderSpec) -> int:
+def remote_start(spec: DecoderSpec, cmn: str | None) -> int:
     """Borrow a decoder from this worker's pool and open an utterance; its handle."""
     pool = shared_pool(spec)
-    decoder = pool.acquire()
+    decoder = pool.borrow(cmn)
     try:
         decoder.start_utt()
     except RuntimeError as exc:
@@ -153,15 +165,16 @@ def remote_feed(handle: int, data: bytes) -> str:
     return hypothesis(decoder)
 
 
-def remote_end(handle: int) -> str:
+def remote_end(handle: int) -> tuple[str, str]:
+    """The final transcript, and the session's CMN estimate to carry to its next utterance."""
     pool, decoder = _open.pop(handle)
     try:
         decoder.end_utt()
     except RuntimeError as exc:
         raise SttError(f"pocketsphinx failed to finish the utterance: {exc}") from exc
-    text = hypothesis(decoder)
+    text, cmn = hypothesis(decoder), decoder.get_cmn(False)
     pool.release(decoder)
-    return text
+    return text, cmn
 
 
 def remote_drop(handle: int) -> None:

@@ -205,6 +205,7 @@ class SphinxRecognizer:
         self._pool = shared_pool(spec)
         self._decoder: Any = None
         self._remote: tuple[CpuWorker, int] | None = None
+        self._cmn: str | None = None  # this session's CMN estimate (see DecoderPool.fresh_cmn)
         self._in_utterance = False
         self._last_partial = ""
         self._closed = False
@@ -218,7 +219,7 @@ class SphinxRecognizer:
         worker = await pin_worker() if self._decoder is None else None
         if worker is not None:
             try:
-                handle = await worker.call(remote_start, self._spec)
+                handle = await worker.call(remote_start, self._spec, self._cmn)
             except BaseException:
                 unpin(worker)
                 raise
@@ -226,7 +227,7 @@ class SphinxRecognizer:
             self._in_utterance = True
             return
         if self._decoder is None:
-            self._decoder = await run_cpu(self._pool.acquire)
+            self._decoder = await run_cpu(self._pool.borrow, self._cmn)
         await run_cpu(self._start)
 
     async def _drop_remote(self) -> None:
@@ -284,7 +285,8 @@ class SphinxRecognizer:
             # The call is shielded: once sent, the worker finishes (and pools) the decoder.
             self._remote, self._in_utterance = None, False
             unpin(worker)
-            return await worker.call(remote_end, handle)
+            text, self._cmn = await worker.call(remote_end, handle)
+            return text
         return await run_cpu(self._finish)
 
     def _finish(self) -> str:
@@ -294,7 +296,7 @@ class SphinxRecognizer:
             decoder.end_utt()
         except RuntimeError as exc:
             raise SttError(f"pocketsphinx failed to finish the utterance: {exc}") from exc
-        text = hypothesis(decoder)
+        text, self._cmn = hypothesis(decoder), decoder.get_cmn(False)
         # Back to the shared pool between utterances: decoders are needed per utterance being
         # spoken, not per connected session (a failed one is dropped, not pooled).
         self._pool.release(decoder)
