@@ -3,6 +3,9 @@
 - `SphinxStt`: pocketsphinx with its bundled US-English model (dictation, keywords or grammar);
 - `LocalPlanner`: a deterministic responder (time, date, arithmetic, a long story, continue);
 - `EspeakTts`: espeak-ng through ctypes, with word marks.
+
+Every option is checked before it reaches C (`options`): bad ones raise TypeError/ValueError
+naming the option, which the WebSocket server turns into `bad_field`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bargein.engines.base import Engines
-from bargein.engines.embedded.espeak_tts import EspeakTts, espeak_voices
+from bargein.engines.embedded.espeak_tts import EspeakTts, espeak_variants, espeak_voices
 from bargein.engines.embedded.local_planner import LocalPlanner
 from bargein.engines.embedded.sphinx_stt import SphinxRecognizer, SphinxStt
 
@@ -21,6 +24,7 @@ __all__ = [
     "SphinxRecognizer",
     "SphinxStt",
     "default_engines",
+    "espeak_variants",
     "espeak_voices",
 ]
 
