@@ -69,7 +69,7 @@ CLIENT_ENGINE_OPTIONS = frozenset({"voice", "rate_wpm", "pitch"})
 CLIENT_OPTIONS = {
     "voice": "espeak-ng voice, optionally +variant (bargein.engines.embedded.espeak_voices())",
     "rate_wpm": "speaking rate in words per minute (integer)",
-    "pitch": "voice pitch 0-99 (integer)",
+    "pitch": "voice pitch 0-100 (integer)",
     "policy": "interruption policy: onset or confirm",
 }
 
