@@ -125,6 +125,12 @@ def _check_writable(path: str | None, what: str) -> None:
 
 
 async def _converse(pcm: Any, rate: int, engines: Engines, config: SessionConfig) -> Conversation:
+    # Load the recognizer before the session's clock starts: its decoders are shared by the
+    # process, so otherwise only the first run would charge the model load to its first
+    # utterance (and two virtual-clock runs of one file would differ).
+    warm = getattr(engines.stt, "warm", None)
+    if warm is not None:
+        await warm()
     try:
         return await converse(pcm, rate, engines, config, drain_s=DRAIN_S)
     finally:
