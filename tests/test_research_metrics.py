@@ -188,8 +188,11 @@ def test_pause_take_over_and_premature_turns() -> None:
     assert rows[0]["response_ms"] == pytest.approx(-3000.0)  # it talked before the user ended
 
 
-def test_percentile_interpolates() -> None:
-    assert percentile([1.0, 2.0, 3.0, 4.0], 0.9) == pytest.approx(3.7)
+def test_percentile_is_nearest_rank() -> None:
+    # One definition for every figure (bargein.stats): a p90 is a value some item saw.
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.9) == 4.0
+    assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.0
+    assert percentile([5.0], 0.99) == 5.0
 
 
 def test_a_turn_answers_the_item_that_ended_before_it_not_a_window_open_around_it() -> None:

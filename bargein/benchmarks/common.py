@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-
-def nearest_rank(values: Sequence[float], p: float) -> float:
-    """The nearest-rank `p`th percentile (0 < p <= 100) of non-empty `values`: the smallest
-    sample with at least p% of the samples at or below it (numpy's `method="inverted_cdf"`).
-
-    The one percentile definition of every `bargein bench` figure: a pN is a value some sample
-    actually took (a latency some frame saw), never a blend of two. With few samples it can sit
-    one sample below an interpolated pN (p50 of an even count is the lower middle; p95 of 20 is
-    the 19th). The research metrics (`bargein.research.samples.percentile`) are not benchmark
-    figures and keep linear interpolation, as docs/research.md states.
-    """
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
+from bargein.stats import nearest_rank
 
 
 def percentiles(values: Sequence[float], points: Sequence[int] = (50, 99)) -> dict[str, float]:

@@ -15,11 +15,11 @@ import numpy as np
 import trio
 import trio.testing
 
-from bargein.benchmarks.common import nearest_rank
 from bargein.engines.base import Engines, TtsChunk, TtsEngine
 from bargein.engines.embedded.local_planner import STORY
 from bargein.runtime.events import Event, EventType
 from bargein.runtime.messages import Int16Array
+from bargein.stats import nearest_rank
 from bargein.wavio import read_wav
 
 DEFAULT_AUDIO_DIR = Path(os.environ.get("BARGEIN_AUDIO_DIR", "/work/shared/audio"))

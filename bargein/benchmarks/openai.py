@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import trio
 
-from bargein.benchmarks.common import nearest_rank
 from bargein.engines.base import Engines
 from bargein.engines.openai_compat import OpenAIPlanner, OpenAITTS
 from bargein.runtime.events import Event, EventType
 from bargein.session import SessionConfig, open_session
+from bargein.stats import nearest_rank
 from bargein.testing.memory import MemoryTransport
 from bargein.testing.openai_server import ChatReply, OpenAIServer, ServerConfig, serve_openai
 from bargein.testing.scripted import ScriptedStt, ScriptedTts

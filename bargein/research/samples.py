@@ -5,11 +5,12 @@ its denominator. The measuring itself is metrics.py.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from bargein.stats import nearest_rank
 
 
 @dataclass
@@ -94,11 +95,9 @@ OUTCOMES = ("respond", "resume", "stop", "ignore")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default), on a sorted copy."""
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    """Nearest rank (`bargein.stats.nearest_rank`), the definition of every bargein figure;
+    `q` is a fraction (0.9 for p90)."""
+    return nearest_rank(values, 100 * q)
 
 
 def distribution(values_s: Sequence[float]) -> dict[str, float | int | None]:
