@@ -309,13 +309,14 @@ class TelephonyServer:
         typed = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._dtmf_timeouts, collector, lambda: typed, session, record)
-            while True:
+            done = False
+            while not done:
                 try:
                     frame = await ws.receive()
                 except Exception as exc:  # the carrier went away without `stop`
                     log.info("carrier stream lost: %r", exc)
                     session.close("carrier_gone")
-                    return
+                    break
                 for message in codec.feed(frame):
                     if isinstance(message, Media):
                         record.media_in += 1
@@ -341,12 +342,15 @@ class TelephonyServer:
                         typed = trio.Event()
                     elif isinstance(message, Stop):
                         session.close("stop")
-                        return
+                        done = True
+                        break
                     elif isinstance(message, Rejected):
                         session.reject(message.code, message.detail)
-                if sum(codec.rejections.values()) > self.limits.max_rejections:
+                if not done and sum(codec.rejections.values()) > self.limits.max_rejections:
                     session.close("protocol_error")
-                    return
+                    done = True
+            # The call is over: pending DTMF timers have nobody left to type to.
+            nursery.cancel_scope.cancel()
 
     @staticmethod
     def _typed(session: Session, record: CallRecord, digits: str) -> None:
