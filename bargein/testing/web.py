@@ -172,9 +172,19 @@ class HttpClient:
             del chosen["content-length"]
         all_headers = list(chosen.values())
         await self._send(h11.Request(method=method, target=path, headers=all_headers))
-        await self._send(h11.Data(data=data))
-        await self._send(h11.EndOfMessage())
-        event = await self._next()
+
+        async def send_body() -> None:
+            try:
+                await self._send(h11.Data(data=data))
+                await self._send(h11.EndOfMessage())
+            except trio.BrokenResourceError:
+                pass  # the server answered before reading it all (413) and closed
+
+        # Read while sending, as a real client does: a server may refuse a large body early,
+        # and its answer must be read before its close resets the connection.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_body)
+            event = await self._next()
         assert isinstance(event, h11.Response), event
         return event
 
