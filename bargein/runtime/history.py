@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,11 +46,17 @@ class History:
             return self.messages()
         system = [m for m in self._messages if m.role == "system"]
         rest = [m for m in self._messages if m.role != "system"]
-        kept: list[ChatMessage] = []
-        used = 0
-        for m in reversed(rest):
-            if kept and used + len(m.content) > budget_chars:
-                break
-            kept.append(m)
-            used += len(m.content)
-        return tuple(system + kept[::-1])
+        return tuple(system + newest_within(rest, budget_chars))
+
+
+def newest_within(messages: Sequence[ChatMessage], budget_chars: int) -> list[ChatMessage]:
+    """The newest `messages` whose contents fit in `budget_chars`, in order (the oldest are
+    dropped first); the newest one always goes, so the model sees what it answers."""
+    kept: list[ChatMessage] = []
+    used = 0
+    for m in reversed(messages):
+        if kept and used + len(m.content) > budget_chars:
+            break
+        kept.append(m)
+        used += len(m.content)
+    return kept[::-1]

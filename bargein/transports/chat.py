@@ -12,12 +12,13 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import trio
 
 from bargein.engines.base import PlannerEngine, PlanOutput, PlanRequest, Status, TextDelta
 from bargein.runtime.history import ChatMessage
+from bargein.transports.protocol.codec import reject_json_constant
 from bargein.transports.responses import error_json
 from bargein.transports.sse import (
     Gap,
@@ -48,15 +49,10 @@ class ChatRequestError(Exception):
         return error_json(self.code, self.message)
 
 
-def _reject_constant(name: str) -> NoReturn:
-    # NaN and Infinity are not JSON (RFC 8259); the WebSocket codec refuses them too.
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json_body(data: bytes) -> Any:
     """The request body as strict JSON: UTF-8, no NaN/Infinity (pure)."""
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        return json.loads(data.decode("utf-8"), parse_constant=reject_json_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ChatRequestError(400, "bad_json", f"the body is not JSON: {str(exc)[:200]}") from exc
 

@@ -139,7 +139,8 @@ SERVER_PARSERS: Final[dict[str, Callable[[Mapping[str, Any]], ServerMessage]]] =
 }
 
 
-def _reject_constant(name: str) -> NoReturn:
+def reject_json_constant(name: str) -> NoReturn:
+    """`parse_constant` for every strict JSON parser here (the codec, the chat endpoint)."""
     # NaN and Infinity are not JSON (RFC 8259) even though Python's json accepts them.
     raise ValueError(f"{name} is not valid JSON")
 
@@ -157,7 +158,9 @@ def parse_object(frame: str) -> dict[str, Any]:
     if len(frame) > MAX_TEXT_FRAME_CHARS:
         fail(ErrorCode.FRAME_TOO_LARGE, f"text frame over {MAX_TEXT_FRAME_CHARS} characters")
     try:
-        value = json.loads(frame, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        value = json.loads(
+            frame, parse_constant=reject_json_constant, object_pairs_hook=_no_duplicates
+        )
     except (ValueError, RecursionError) as exc:
         fail(ErrorCode.BAD_JSON, f"not valid JSON: {str(exc)[:200]}")
     if not isinstance(value, dict):

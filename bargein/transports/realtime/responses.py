@@ -14,7 +14,7 @@ import numpy as np
 
 from bargein.dsp import Resampler, alaw_encode, ulaw_encode
 from bargein.runtime.events import Event, EventType
-from bargein.runtime.history import ChatMessage
+from bargein.runtime.history import ChatMessage, newest_within
 from bargein.transports.realtime.client_events import ResponseOptions
 from bargein.transports.realtime.config import FORMAT_RATES, RealtimeSettings, Tool
 from bargein.transports.realtime.items import Item, ServerEvent, new_id
@@ -223,17 +223,10 @@ def model_request(items: Iterable[Item], r: Response | None, s: RealtimeSettings
 def _within(messages: list[ChatMessage], keep_first: bool,
             budget: int | None) -> list[ChatMessage]:
     """The instructions, then the newest messages whose contents fit in `budget` characters
-    (the newest always goes), like `History.window` but keeping mid-conversation system
-    messages (function outputs)."""
+    (`newest_within`, as `History.window`), keeping mid-conversation system messages
+    (function outputs)."""
     if budget is None:
         return messages
     head, rest = (messages[:1], messages[1:]) if keep_first else ([], messages)
-    kept: list[ChatMessage] = []
-    used = 0
-    for m in reversed(rest):
-        if kept and used + len(m.content) > budget:
-            break
-        kept.append(m)
-        used += len(m.content)
-    return head + kept[::-1]
+    return head + newest_within(rest, budget)
 
