@@ -10,9 +10,9 @@ import trio.testing
 from bargein.engines.base import Engines, Recognizer
 from bargein.runtime.events import Event, EventType
 from bargein.runtime.messages import OutFrame
-from bargein.session import Session, SessionConfig, open_session
+from bargein.session import SessionConfig, open_session
 from bargein.testing.audio import feed_live, load, place
-from bargein.testing.memory import MemoryTransport
+from bargein.testing.memory import MemoryTransport, OrderedTransport
 from bargein.testing.scripted import ScriptedPlanner, ScriptedRecognizer, ScriptedStt, ScriptedTts
 
 STORY = "Once upon a time there was a small robot. It lived in a quiet town by the sea."
@@ -21,33 +21,6 @@ HOUR = 3600.0
 
 def engines(stt: ScriptedStt | None = None) -> Engines:
     return Engines(stt or ScriptedStt(), ScriptedPlanner([STORY]), ScriptedTts())
-
-
-class OrderedTransport(MemoryTransport):
-    """One log of the session's events (added inline by a bus listener), sends and clears."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.log: list[tuple[str, object]] = []
-
-    def watch(self, session: Session) -> None:
-        session.bus.add_listener(lambda e: self.log.append(("event", e)))
-
-    async def send_audio(self, frame: OutFrame) -> None:
-        self.log.append(("audio", frame))
-        await super().send_audio(frame)
-
-    async def send_clear(self, turn: int) -> None:
-        await trio.lowlevel.checkpoint()  # a real transport awaits before the peer has it
-        self.log.append(("clear", turn))
-        await super().send_clear(turn)
-
-    def frames_after(self, event: Event) -> list[OutFrame]:
-        at = self.log.index(("event", event))
-        return [
-            f for kind, f in self.log[at:]
-            if kind == "audio" and isinstance(f, OutFrame) and f.turn == event.turn
-        ]
 
 
 async def test_no_frame_after_the_interrupt_not_even_the_one_egress_was_holding(

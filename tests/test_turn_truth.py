@@ -15,7 +15,7 @@ from bargein.runtime.events import Event, EventType
 from bargein.runtime.history import ChatMessage
 from bargein.runtime.messages import OutFrame
 from bargein.session import Session, SessionConfig, open_session
-from bargein.testing.memory import MemoryTransport
+from bargein.testing.memory import MemoryTransport, OrderedTransport
 from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
 
 STORY = (
@@ -47,34 +47,6 @@ def assert_turn_truth(events: Sequence[Event], messages: Sequence[ChatMessage]) 
         assert e.data["committed_text"] == e.data["heard_text"]  # heard is what was committed
 
 
-class LoggingTransport(MemoryTransport):
-    """Records sends and clears in one ordered log with the session's events (a bus listener
-    adds those inline), so "after the decision" is decided by order, not by timestamps."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.log: list[tuple[str, object]] = []
-
-    def watch(self, session: Session) -> None:
-        session.bus.add_listener(lambda e: self.log.append(("event", e)))
-
-    async def send_audio(self, frame: OutFrame) -> None:
-        self.log.append(("audio", frame))
-        await super().send_audio(frame)
-
-    async def send_clear(self, turn: int) -> None:
-        await trio.lowlevel.checkpoint()  # a real transport awaits before the peer has it
-        self.log.append(("clear", turn))
-        await super().send_clear(turn)
-
-    def audio_after(self, event: Event) -> list[OutFrame]:
-        at = self.log.index(("event", event))
-        return [
-            f for kind, f in self.log[at:] if kind == "audio" and isinstance(f, OutFrame)
-            and f.turn == event.turn
-        ]
-
-
 def story_engines() -> Engines:
     return Engines(ScriptedStt(), ScriptedPlanner([STORY]), ScriptedTts())
 
@@ -85,7 +57,7 @@ def story_engines() -> Engines:
 async def test_turn_cancelled_before_its_feed_opens_is_cancelled_and_commits_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    transport = LoggingTransport()
+    transport = OrderedTransport()
     eng = story_engines()
     async with open_session(SessionConfig(), eng, transport) as session:
         transport.watch(session)
@@ -112,7 +84,7 @@ async def test_turn_cancelled_before_its_feed_opens_is_cancelled_and_commits_not
 # -- defect 3: completion is what the peer played ---------------------------------------------
 
 
-class ReportingPeer(LoggingTransport):
+class ReportingPeer(OrderedTransport):
     """A peer with a jitter buffer that reports playback every `every_s` (like the page)."""
 
     def __init__(self, lead_s: float, every_s: float = 0.1) -> None:
@@ -227,7 +199,7 @@ class HookedEvent:
 async def test_late_barge_in_after_the_audio_played_keeps_the_turn_completed(
     autojump_clock: trio.testing.MockClock, moment: str
 ) -> None:
-    transport = LoggingTransport()
+    transport = OrderedTransport()
     async with open_session(SessionConfig(), story_engines(), transport) as session:
         transport.watch(session)
         session.push_text("story")

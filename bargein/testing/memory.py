@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import trio
 
 from bargein.runtime.events import Event, EventType
 from bargein.runtime.messages import Int16Array, OutFrame
+
+if TYPE_CHECKING:
+    from bargein.session import Session
 
 
 @dataclass
@@ -40,3 +44,33 @@ class MemoryTransport:
     def turn_audio(self, turn: int) -> Int16Array:
         pcm = [f.pcm for _, f in self.turn_frames(turn)]
         return np.concatenate(pcm) if pcm else np.zeros(0, np.int16)
+
+
+class OrderedTransport(MemoryTransport):
+    """Records sends and clears in one ordered log with the session's events (a bus listener
+    adds those inline), so "after the decision" is decided by order, not by timestamps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, object]] = []
+
+    def watch(self, session: Session) -> None:
+        session.bus.add_listener(lambda e: self.log.append(("event", e)))
+
+    async def send_audio(self, frame: OutFrame) -> None:
+        self.log.append(("audio", frame))
+        await super().send_audio(frame)
+
+    async def send_clear(self, turn: int) -> None:
+        await trio.lowlevel.checkpoint()  # a real transport awaits before the peer has it
+        self.log.append(("clear", turn))
+        await super().send_clear(turn)
+
+    def frames_after(self, event: Event) -> list[OutFrame]:
+        """The frames of `event`'s turn sent after `event` was emitted."""
+        at = self.log.index(("event", event))
+        return [
+            f
+            for kind, f in self.log[at:]
+            if kind == "audio" and isinstance(f, OutFrame) and f.turn == event.turn
+        ]
