@@ -258,6 +258,7 @@ async def run_scenario(
         policy=policy.for_session(),
         compute="inline" if virtual else "thread",
         session_id=scenario.name,
+        **policy.session,
     )
     echoes = [it for it in scenario.items if it.source == "echo"]
     speaker = Speaker()

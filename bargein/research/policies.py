@@ -20,6 +20,8 @@ from typing import Any
 
 from bargein.actors.policy import InterruptionPolicy, OverlapJudge
 from bargein.actors.vad import VadConfig
+from bargein.presets import PRESETS as CATALOGUE
+from bargein.presets import preset as runtime_preset
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,8 @@ class PolicySpec:
     policy: InterruptionPolicy = field(default_factory=InterruptionPolicy)
     vad: VadConfig = field(default_factory=VadConfig)
     description: str = ""
+    # SessionConfig field overrides (e.g. the echo canceller) the preset brings.
+    session: dict[str, Any] = field(default_factory=dict)
 
     judge_spec: str | None = None  # where the outside judge came from ("mod:Class")
     # A fresh judge per run, so a judge with state cannot carry it from one run to the next.
@@ -43,43 +47,16 @@ class PolicySpec:
         p = {f.name: getattr(self.policy, f.name) for f in dataclasses.fields(self.policy)}
         p["backchannels"] = sorted(self.policy.backchannels)
         p["judge"] = self.judge_spec
-        return {"name": self.name, "policy": p, "vad": dataclasses.asdict(self.vad)}
+        return {
+            "name": self.name,
+            "policy": p,
+            "vad": dataclasses.asdict(self.vad),
+            "session": dict(self.session),
+        }
 
 
-# name → (description, policy fields, vad fields)
-PRESETS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "onset": ("cancel the turn as soon as the VAD hears the user", {"mode": "onset"}, {}),
-    "confirm": (
-        "pause at onset; cancel after 400 ms of speech, else resume",
-        {"mode": "confirm", "min_speech_ms": 400, "min_words": 0},
-        {},
-    ),
-    "confirm_words": (
-        "pause at onset; cancel only on >= 1 word outside the backchannel lexicon",
-        {"mode": "confirm", "min_speech_ms": 400, "min_words": 1},
-        {},
-    ),
-    "echo_guard": (
-        "confirm_words, and ignore onsets within 600 ms of assistant audio starting",
-        {"mode": "confirm", "min_speech_ms": 400, "min_words": 1, "echo_guard_ms": 600},
-        {},
-    ),
-    "commit_sentences": (
-        "confirm_words; an interrupted turn commits only its wholly heard sentences",
-        {"mode": "confirm", "min_words": 1, "history_commit": "heard_sentences"},
-        {},
-    ),
-    "commit_generated": (
-        "confirm_words; an interrupted turn commits everything generated (the naive baseline)",
-        {"mode": "confirm", "min_words": 1, "history_commit": "generated"},
-        {},
-    ),
-    "patient_endpoint": (
-        "confirm_words with 900 ms endpointing silence (survives mid-sentence pauses)",
-        {"mode": "confirm", "min_words": 1},
-        {"stop_ms": 900},
-    ),
-}
+# The catalogue is the runtime's (bargein.presets); research names the same presets.
+PRESETS = CATALOGUE
 
 _POLICY_FIELDS = set(InterruptionPolicy.__dataclass_fields__) | {"judge_options"}
 _VAD_FIELDS = set(VadConfig.__dataclass_fields__)
@@ -88,8 +65,8 @@ _VAD_FIELDS = set(VadConfig.__dataclass_fields__)
 def preset(name: str) -> PolicySpec:
     if name not in PRESETS:
         raise ValueError(f"unknown policy preset {name!r}; presets: {', '.join(PRESETS)}")
-    description, policy, vad = PRESETS[name]
-    return PolicySpec(name, InterruptionPolicy(**policy), VadConfig(**vad), description)
+    p = runtime_preset(name)
+    return PolicySpec(name, p.interruption_policy(), p.vad_config(), p.description, p.session)
 
 
 def policy_from_table(
@@ -135,6 +112,7 @@ def policy_from_table(
         name,
         policy,
         vad,
+        session=base.session,
         judge_spec=judge_spec or base.judge_spec,
         judge_factory=factory or base.judge_factory,
     )

@@ -1,0 +1,88 @@
+"""Named interruption presets: one catalogue for the runtime, the transports and research.
+
+A preset is a set of field overrides for `InterruptionPolicy` (`policy`), `VadConfig` (`vad`) and
+`SessionConfig` itself (`session`, e.g. the echo canceller), with a one-line description.
+`bargein research list` prints them; the WebSocket `session.start` option `policy`, the
+telephony call options and `bargein run --policy` name them (docs/research.md, docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from bargein.actors.policy import InterruptionPolicy
+from bargein.actors.vad import VadConfig
+from bargein.session_config import SessionConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    name: str
+    description: str
+    policy: dict[str, Any] = field(default_factory=dict)
+    vad: dict[str, Any] = field(default_factory=dict)
+    session: dict[str, Any] = field(default_factory=dict)
+
+    def interruption_policy(self) -> InterruptionPolicy:
+        return InterruptionPolicy(**self.policy)
+
+    def vad_config(self) -> VadConfig:
+        return VadConfig(**self.vad)
+
+    def apply(self, config: SessionConfig) -> SessionConfig:
+        """`config` with this preset's policy, VAD and session fields (the rest kept)."""
+        return dataclasses.replace(
+            config,
+            policy=dataclasses.replace(config.policy, **self.policy),
+            vad=dataclasses.replace(config.vad, **self.vad),
+            **self.session,
+        )
+
+
+def _catalogue(*presets: Preset) -> MappingProxyType[str, Preset]:
+    return MappingProxyType({p.name: p for p in presets})
+
+
+PRESETS = _catalogue(
+    Preset("onset", "cancel the turn as soon as the VAD hears the user", {"mode": "onset"}),
+    Preset(
+        "confirm",
+        "pause at onset; cancel after 400 ms of speech, else resume",
+        {"mode": "confirm", "min_speech_ms": 400, "min_words": 0},
+    ),
+    Preset(
+        "confirm_words",
+        "pause at onset; cancel only on >= 1 word outside the backchannel lexicon",
+        {"mode": "confirm", "min_speech_ms": 400, "min_words": 1},
+    ),
+    Preset(
+        "echo_guard",
+        "confirm_words, and ignore onsets within 600 ms of assistant audio starting",
+        {"mode": "confirm", "min_speech_ms": 400, "min_words": 1, "echo_guard_ms": 600},
+    ),
+    Preset(
+        "commit_sentences",
+        "confirm_words; an interrupted turn commits only its wholly heard sentences",
+        {"mode": "confirm", "min_words": 1, "history_commit": "heard_sentences"},
+    ),
+    Preset(
+        "commit_generated",
+        "confirm_words; an interrupted turn commits everything generated (the naive baseline)",
+        {"mode": "confirm", "min_words": 1, "history_commit": "generated"},
+    ),
+    Preset(
+        "patient_endpoint",
+        "confirm_words with 900 ms endpointing silence (survives mid-sentence pauses)",
+        {"mode": "confirm", "min_words": 1},
+        {"stop_ms": 900},
+    ),
+)
+
+
+def preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown policy preset {name!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
