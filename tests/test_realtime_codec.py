@@ -40,6 +40,19 @@ def test_errors_carry_the_event_id_and_the_parameter() -> None:
     assert info.value.param == "event_id"
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type": "response.create", "response": {"temperature": NaN}}',
+        '{"type": "response.cancel", "type": "session.update"}',
+    ],
+)
+def test_non_json_constants_and_duplicate_keys_are_invalid_json(frame: str) -> None:
+    with pytest.raises(RealtimeInvalid) as info:
+        ce.parse(frame)
+    assert info.value.code == "invalid_json"
+
+
 def test_parse_commands() -> None:
     audio = base64.b64encode(b"\x01\x00\x02\x00").decode()
     cmd = ce.parse(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))

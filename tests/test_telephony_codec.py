@@ -83,6 +83,10 @@ def test_twilio_start_media_mark_dtmf_stop() -> None:
     ("frame", "code"),
     [
         ("{nope", "bad_json"),
+        # Not JSON by RFC 8259, though Python's json takes them; a duplicate key means
+        # different things to different parsers.
+        ('{"event":"media","media":{"payload":"AA==","timestamp":NaN}}', "bad_json"),
+        ('{"event":"media","event":"stop"}', "bad_json"),
         ("[]", "not_object"),
         ('{"event":"warp"}', "unknown_type"),
         ('{"event":7}', "bad_field"),

@@ -154,13 +154,18 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def strict_json_loads(text: str) -> Any:
+    """RFC 8259 JSON only, for every protocol from outside (our WebSocket, telephony carriers,
+    the Realtime endpoint): no NaN/Infinity, no duplicate keys (whose meaning differs between
+    parsers). Raises ValueError or RecursionError."""
+    return json.loads(text, parse_constant=reject_json_constant, object_pairs_hook=_no_duplicates)
+
+
 def parse_object(frame: str) -> dict[str, Any]:
     if len(frame) > MAX_TEXT_FRAME_CHARS:
         fail(ErrorCode.FRAME_TOO_LARGE, f"text frame over {MAX_TEXT_FRAME_CHARS} characters")
     try:
-        value = json.loads(
-            frame, parse_constant=reject_json_constant, object_pairs_hook=_no_duplicates
-        )
+        value = strict_json_loads(frame)
     except (ValueError, RecursionError) as exc:
         fail(ErrorCode.BAD_JSON, f"not valid JSON: {str(exc)[:200]}")
     if not isinstance(value, dict):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from bargein.transports.protocol import fields
+from bargein.transports.protocol.codec import strict_json_loads
 from bargein.transports.realtime.config import max_tokens, modalities, tool_choice, tools
 from bargein.transports.realtime.errors import (
     INVALID_EVENT,
@@ -135,8 +135,8 @@ def parse(frame: str | bytes) -> Command:
     if isinstance(frame, bytes):
         raise RealtimeInvalid(INVALID_EVENT, "events are JSON text frames, not binary")
     try:
-        obj = json.loads(frame)
-    except ValueError as exc:
+        obj = strict_json_loads(frame)
+    except (ValueError, RecursionError) as exc:
         raise RealtimeInvalid(INVALID_JSON, f"not JSON: {exc}"[:200]) from None
     if not isinstance(obj, dict):
         raise RealtimeInvalid(INVALID_EVENT, "an event is a JSON object")

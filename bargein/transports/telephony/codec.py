@@ -21,6 +21,7 @@ import numpy as np
 
 from bargein.dsp import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from bargein.runtime.messages import Int16Array
+from bargein.transports.protocol.codec import strict_json_loads
 from bargein.transports.protocol.errors import ErrorCode, Invalid, fail
 from bargein.transports.protocol.fields import field_value, string
 from bargein.transports.telephony.carriers import Carrier
@@ -143,7 +144,7 @@ class CarrierCodec:
         if len(frame) > MAX_FRAME_CHARS:
             return [self._reject(ErrorCode.FRAME_TOO_LARGE, f"over {MAX_FRAME_CHARS} chars")]
         try:
-            obj = json.loads(frame)
+            obj = strict_json_loads(frame)
         except (ValueError, RecursionError):
             return [self._reject(ErrorCode.BAD_JSON, "not valid JSON")]
         if not isinstance(obj, dict):
