@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bargein.research.audio import noise_burst
 from bargein.research.cli import main
 from bargein.research.experiment import SCENARIO_DIR, csv_text, run_one, table
 from bargein.research.policies import policy_from_table, preset
@@ -213,6 +214,22 @@ def test_the_starter_set_loads_and_meets_its_expectations(audio_dir: Path) -> No
         ({"policy": {"mode": "eager"}}, "unknown interruption mode 'eager'"),
         ({"policy": {"min_word": 1}}, "unknown policy fields ['min_word']"),
         ({"policy": {"preset": "fast"}}, "unknown policy preset 'fast'"),
+        (
+            {
+                "audio": [
+                    {"label": "a", "kind": "noise", "source": "noise", "at_s": 0, "shape": "hiss"}
+                ]
+            },
+            "shape 'hiss' is not one of ['cough', 'clicks', 'steady']",
+        ),
+        (
+            {
+                "audio": [
+                    {"label": "a", "kind": "request", "file": "x", "at_s": 0, "shape": "clicks"}
+                ]
+            },
+            "shape only applies to source 'noise'",
+        ),
     ],
 )
 def test_scenario_errors_are_clear(change: dict[str, Any], message: str) -> None:
@@ -224,6 +241,23 @@ def test_scenario_errors_are_clear(change: dict[str, Any], message: str) -> None
         parse_scenario(raw, name="bad")
     assert message in str(err.value)
     assert "bad" in str(err.value)
+
+
+@pytest.mark.parametrize("shape", ["cough", "clicks", "steady"])
+def test_noise_shapes_have_their_level_and_envelope(shape: str) -> None:
+    pcm = noise_burst(1.0, -30.0, seed=3, shape=shape)
+    x = pcm.astype(np.float64) / 32768
+    assert len(pcm) == 16000
+    assert 20 * np.log10(np.sqrt(np.mean(x**2))) == pytest.approx(-30.0, abs=0.05)
+    assert np.array_equal(pcm, noise_burst(1.0, -30.0, seed=3, shape=shape))  # seeded
+    frames = 10 * np.log10(np.mean(x[: 16000 // 160 * 160].reshape(-1, 160) ** 2, axis=1) + 1e-12)
+    quiet = float(np.mean(frames < -60))  # share of 10 ms frames with (almost) nothing
+    if shape == "clicks":  # 5 ms clicks every 90-150 ms: mostly gaps
+        assert quiet > 0.5
+    elif shape == "steady":  # constant between the 20 ms fades
+        assert quiet == 0 and np.ptp(frames[3:-3]) < 6  # noise: +-3 dB per 10 ms
+    else:  # a decaying burst: its first 100 ms far louder than its last
+        assert frames[:10].mean() - frames[-10:].mean() > 20
 
 
 def test_missing_audio_and_bad_toml_are_clear(tmp_path: Path) -> None:

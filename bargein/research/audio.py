@@ -115,9 +115,12 @@ def read_channel(path: Path, channel: int | None) -> Int16Array:
     return to_rate(np.asarray(pcm, dtype=np.int16).copy(), rate, path)
 
 
-def noise_burst(duration_s: float, level_dbfs: float, seed: int) -> Int16Array:
-    """A cough-like burst: seeded noise, low-passed (cheap one-pole), with a fast attack and a
-    decaying tail, scaled so its RMS is `level_dbfs`."""
+def noise_burst(
+    duration_s: float, level_dbfs: float, seed: int, shape: str = "cough"
+) -> Int16Array:
+    """Seeded synthetic noise, low-passed (cheap one-pole), scaled so its RMS is `level_dbfs`.
+    `cough`: a 10 ms attack and an exponential decay over the burst; `clicks`: keyboard typing,
+    a 5 ms click every 90-150 ms; `steady`: constant (a fan, a tap), 20 ms fades at the ends."""
     n = max(1, int(duration_s * RATE))
     rng = np.random.default_rng(seed)
     white = rng.standard_normal(n)
@@ -127,7 +130,17 @@ def noise_burst(duration_s: float, level_dbfs: float, seed: int) -> Int16Array:
         acc = 0.7 * acc + 0.3 * white[i]
         shaped[i] = acc
     t = np.arange(n) / RATE
-    envelope = np.minimum(1.0, t / 0.01) * np.exp(-t / max(duration_s / 3, 1e-3))
+    if shape == "clicks":
+        envelope = np.zeros(n)
+        at = 0.0
+        while at < duration_s:
+            dt = t - at
+            envelope += np.where(dt >= 0, np.exp(-np.maximum(dt, 0) / 0.0015), 0) * (dt < 0.005)
+            at += float(rng.uniform(0.09, 0.15))
+    elif shape == "steady":
+        envelope = np.minimum(1.0, np.minimum(t, duration_s - t) / 0.02).clip(0, 1)
+    else:
+        envelope = np.minimum(1.0, t / 0.01) * np.exp(-t / max(duration_s / 3, 1e-3))
     x = shaped * envelope
     rms = float(np.sqrt(np.mean(x**2))) or 1.0
     x *= 32768 * 10 ** (level_dbfs / 20) / rms
@@ -140,7 +153,7 @@ def item_pcm(item: AudioItem, base_dir: Path | None) -> Int16Array:
     if item.source == "echo":
         return np.zeros(0, np.int16)
     if item.source == "noise":
-        pcm = noise_burst(item.duration_s, item.level_dbfs, item.seed)
+        pcm = noise_burst(item.duration_s, item.level_dbfs, item.seed, item.shape)
     else:
         assert item.file is not None
         pcm = read_channel(find_audio(item.file, base_dir), item.channel)

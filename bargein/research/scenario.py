@@ -22,6 +22,8 @@ NON_INTERRUPTIONS = frozenset({"backchannel", "noise", "side_talk", "echo"})
 KINDS = frozenset({"request", "user_pause"}) | INTERRUPTIONS | NON_INTERRUPTIONS
 EXPECTS = ("any", "speaking", "thinking", "silent")
 SOURCES = ("file", "noise", "echo")
+# Synthetic noises: a cough (burst with a decaying tail), keyboard clicks, a steady fan/tap.
+NOISE_SHAPES = ("cough", "clicks", "steady")
 ENGINE_KINDS = ("scripted", "embedded", "openai")
 
 Expect = Literal["any", "speaking", "thinking", "silent"]
@@ -56,6 +58,7 @@ class AudioItem:
     duration_s: float = 0.3
     level_dbfs: float = -20.0
     seed: int = 0
+    shape: str = "cough"
     # echo: the assistant's own output fed back into the microphone from at_s to until_s
     until_s: float | None = None
     delay_ms: float = 120.0
@@ -104,7 +107,7 @@ _TOP_KEYS = {"name", "description", "duration_s", "tail_s", "drain_s", "engines"
 _ITEM_KEYS = {
     "label", "kind", "source", "at_s", "gain", "file", "channel", "trim_start_s", "trim_end_s",
     "speech", "transcript", "expect", "duration_s", "level_dbfs", "seed", "until_s", "delay_ms",
-    "words_json", "rttm", "rttm_speaker",
+    "words_json", "rttm", "rttm_speaker", "shape",
 }  # fmt: skip
 _SCRIPTED_KEYS = set(ScriptedEngineSpec.__dataclass_fields__)
 _OPENAI_KEYS = {"base_url", "api_key", "model", "stt_model", "tts_model", "voice", "stt"}
@@ -233,6 +236,7 @@ def _item(raw: Any, where: str) -> AudioItem:
         duration_s=_num(raw, "duration_s", where, 0.3),
         level_dbfs=_num(raw, "level_dbfs", where, -20.0),
         seed=int(_num(raw, "seed", where, 0)),
+        shape=_get(raw, "shape", str, where, "cough"),
         until_s=_opt_float(raw, "until_s", where),
         delay_ms=_num(raw, "delay_ms", where, 120.0),
     )
@@ -248,6 +252,10 @@ def _item(raw: Any, where: str) -> AudioItem:
         raise ScenarioError(f"{where}: need 0 <= trim_start_s < trim_end_s")
     if source == "noise" and (item.duration_s <= 0 or item.level_dbfs > 0):
         raise ScenarioError(f"{where}: noise needs duration_s > 0 and level_dbfs <= 0")
+    if item.shape not in NOISE_SHAPES:
+        raise ScenarioError(f"{where}: shape {item.shape!r} is not one of {list(NOISE_SHAPES)}")
+    if "shape" in raw and source != "noise":
+        raise ScenarioError(f"{where}: shape only applies to source 'noise'")
     if source == "echo":
         if item.until_s is None or item.until_s <= at:
             raise ScenarioError(f"{where}: an echo source needs until_s > at_s")
