@@ -16,16 +16,24 @@ import trio
 from bargein.dsp import Framer, Resampler, rms_dbfs
 from bargein.runtime.broadcast import DropOldestQueue
 from bargein.runtime.bus import EventBus
-from bargein.runtime.messages import AudioFrame, Int16Array, VoiceActivity
+from bargein.runtime.messages import (
+    AudioFrame,
+    Int16Array,
+    SpeechStarted,
+    SpeechStopped,
+    VoiceActivity,
+)
 
+from .end_of_turn import AskTurn, TurnVerdict
 from .floor import FloorInput
-from .vad import END_OF_INPUT, EndOfInput, VadConfig, VadOutput, VadStage, report
+from .turn_model import load_end_of_turn, turn_model
+from .vad import END_OF_INPUT, EndOfInput, MicInput, VadConfig, VadOutput, VadStage
 
 ANALYSIS_RATE = 16000
 
 
 async def run_mic(
-    ingress: DropOldestQueue[Int16Array | EndOfInput],
+    ingress: DropOldestQueue[MicInput],
     vad_config: VadConfig,
     to_stt: trio.MemorySendChannel[VadOutput],
     to_floor: trio.MemorySendChannel[FloorInput],
@@ -38,10 +46,12 @@ async def run_mic(
 ) -> None:
     resampler = Resampler(input_rate, ANALYSIS_RATE) if input_rate != ANALYSIS_RATE else None
     framer = Framer(ANALYSIS_RATE * frame_ms // 1000)
-    vad = VadStage(vad_config)
+    model = await load_end_of_turn(vad_config, bus)  # None: silence endpointing
+    vad = VadStage(vad_config, smart_turn=model is not None)
     batch_frames = max(1, batch_frames)
     pending: list[AudioFrame] = []
     start = 0
+    chunk_at = 0.0  # when the last chunk arrived: media time "now" for an end-of-turn verdict
     task_status.started()
 
     async def flush() -> None:
@@ -53,6 +63,12 @@ async def run_mic(
             except trio.WouldBlock:
                 await to_stt.send(batch)  # STT is behind: wait, and the ingress queue fills
 
+    async def speech(event: SpeechStarted | SpeechStopped) -> None:
+        await flush()  # STT gets the frames up to the event before the event
+        vad.report(event, bus)
+        await to_floor.send(event)
+        await to_stt.send(event)
+
     async def emit(chunks: list[Int16Array]) -> None:
         nonlocal start
         for pcm in chunks:
@@ -62,16 +78,21 @@ async def run_mic(
             event = vad.feed(frame)
             if isinstance(event, VoiceActivity):
                 await to_floor.send(event)
+            elif isinstance(event, AskTurn):
+                ask(event)
             elif event is not None:
-                await flush()  # STT gets the frames up to the event before the event
-                report(event, bus)
-                await to_floor.send(event)
-                await to_stt.send(event)
+                await speech(event)
             if len(pending) >= batch_frames:
                 await flush()
 
-    async with to_stt, to_floor:
+    async with to_stt, to_floor, turn_model(model, ingress, bus, vad.asking) as ask:
         async for chunk in ingress:
+            if isinstance(chunk, TurnVerdict):
+                media_now = start / ANALYSIS_RATE + trio.current_time() - chunk_at
+                stopped = vad.verdict(chunk, media_now)
+                if stopped is not None:
+                    await speech(stopped)
+                continue
             if isinstance(chunk, EndOfInput):
                 if resampler is not None:
                     await emit(framer.push(resampler.flush_int16()))
@@ -80,9 +101,8 @@ async def run_mic(
                 await flush()
                 stopped = vad.end_of_input()
                 if stopped is not None:
-                    report(stopped, bus)
-                    await to_floor.send(stopped)
-                    await to_stt.send(stopped)
+                    await speech(stopped)
                 await to_stt.send(END_OF_INPUT)
                 return
+            chunk_at = trio.current_time()
             await emit(framer.push(resampler.process_int16(chunk) if resampler else chunk))

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import webrtcvad
 
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
-from bargein.runtime.messages import AudioFrame, SpeechStarted, SpeechStopped, VoiceActivity
+from bargein.runtime.messages import (
+    AudioFrame,
+    Int16Array,
+    SpeechStarted,
+    SpeechStopped,
+    VoiceActivity,
+)
+
+from .end_of_turn import AskTurn, EndOfTurnCore, TurnVerdict
 
 SpeechEvent = SpeechStarted | SpeechStopped | VoiceActivity
+EndOfTurnMode = Literal["silence", "smart_turn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +32,11 @@ class VadConfig:
 
     `stop_ms` is the endpointing silence: it dominates response latency and decides whether a
     mid-sentence pause ends the user's turn.
+
+    `end_of_turn="smart_turn"` asks the learned end-of-turn model (docs/turn_detection.md) once
+    `turn_check_ms` of silence follow the last voiced frame: a turn it calls complete
+    (P > `turn_threshold`) ends at once, one it calls incomplete ends after `turn_max_ms` of
+    silence; without a verdict (the model slow or failing) `stop_ms` still ends it.
     """
 
     aggressiveness: int = 2
@@ -28,12 +45,26 @@ class VadConfig:
     min_level_dbfs: float = -55.0
     # Fraction of the onset window that must be speech (tolerates webrtcvad flicker).
     start_ratio: float = 0.75
+    end_of_turn: EndOfTurnMode = "silence"
+    turn_check_ms: int = 160
+    turn_threshold: float = 0.5
+    turn_max_ms: int = 1200
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
             raise ValueError("aggressiveness must be 0..3")
         if self.start_ms <= 0 or self.stop_ms <= 0:
             raise ValueError("start_ms and stop_ms must be positive")
+        if self.end_of_turn not in ("silence", "smart_turn"):
+            raise ValueError("end_of_turn must be 'silence' or 'smart_turn'")
+        if not 0.0 < self.turn_threshold < 1.0:
+            raise ValueError("turn_threshold must be in (0, 1)")
+        if self.end_of_turn == "smart_turn" and not (
+            0 < self.turn_check_ms < self.stop_ms <= self.turn_max_ms <= 10000
+        ):
+            raise ValueError(
+                "smart_turn needs 0 < turn_check_ms < stop_ms <= turn_max_ms <= 10000"
+            )
 
 
 class VadCore:
@@ -87,6 +118,13 @@ class VadCore:
             self._silence_start = at_sample
         return self._stop(at_sample / self.rate)
 
+    def end_turn(self, at: float) -> SpeechStopped | None:
+        """End the open utterance now (`at`, media time) if it is in a pause: the end-of-turn
+        model called it complete. None while the voice is on or outside an utterance."""
+        if not self.speaking or self._silent_run == 0:
+            return None
+        return self._stop(at)
+
     def _stop(self, at: float) -> SpeechStopped:
         self.speaking = False
         self._silent_run = 0
@@ -105,40 +143,81 @@ END_OF_INPUT = EndOfInput()
 # frame), and the speech events between them, in media order.
 FrameBatch = tuple[AudioFrame, ...]
 VadOutput = FrameBatch | SpeechStarted | SpeechStopped | EndOfInput
+# What the mic task reads: the transport's chunks, the end of input, and the end-of-turn
+# model's verdicts (queued behind the audio that arrived while the model ran).
+MicInput = Int16Array | EndOfInput | TurnVerdict
 
 
 class VadStage:
     """webrtcvad's per-frame flag through the hysteresis core: frame in, speech event out.
-    Synchronous, so the mic task runs it inline (a task hop per frame buys nothing)."""
+    Synchronous, so the mic task runs it inline (a task hop per frame buys nothing).
 
-    def __init__(self, config: VadConfig) -> None:
+    With `smart_turn` (the config asks for it and the model loaded) the utterance's end is
+    decided by `EndOfTurnCore`: `feed` may also return an `AskTurn` for the model, whose
+    `TurnVerdict` goes to `verdict`."""
+
+    def __init__(self, config: VadConfig, *, smart_turn: bool = False) -> None:
         self.config = config
+        self.smart_turn = smart_turn and config.end_of_turn == "smart_turn"
         self._vad = webrtcvad.Vad(config.aggressiveness)
         self._core: VadCore | None = None
+        self._turns: EndOfTurnCore | None = None
         self._last_end = 0
+        self._how = "silence"  # how the silence core's last utterance ended
 
-    def feed(self, frame: AudioFrame) -> SpeechEvent | None:
+    def feed(self, frame: AudioFrame) -> SpeechEvent | AskTurn | None:
         if self._core is None:
-            self._core = VadCore(self.config, frame.rate, len(frame.pcm))
+            self._start(frame.rate, len(frame.pcm))
+        assert self._core is not None
         self._last_end = frame.end
         flag = self._vad.is_speech(frame.pcm.tobytes(), frame.rate)
+        if self._turns is not None:
+            return self._turns.feed(flag, frame)
         return self._core.feed(flag, frame.level_dbfs, frame.start, len(frame.pcm))
 
+    def _start(self, rate: int, frame_samples: int) -> None:
+        if not self.smart_turn:
+            self._core = VadCore(self.config, rate, frame_samples)
+            return
+        # The hysteresis core's own hang-over becomes the longest wait (a turn the model
+        # called incomplete); the end-of-turn core ends turns earlier.
+        core = VadCore(dataclasses.replace(self.config, stop_ms=self.config.turn_max_ms),
+                       rate, frame_samples)
+        self._core = core
+        self._turns = EndOfTurnCore(core, self.config, rate, frame_samples)
+
+    def verdict(self, verdict: TurnVerdict, media_now: float) -> SpeechStopped | None:
+        """The model's answer; `media_now` is the media time it arrived (the last frame's end
+        plus the time since that frame)."""
+        return self._turns.verdict(verdict, media_now) if self._turns is not None else None
+
+    def asking(self, ask: int) -> bool:
+        """Is this request still wanted (the user has not resumed since it was made)?"""
+        return self._turns is not None and self._turns.pending == ask
+
     def end_of_input(self) -> SpeechStopped | None:
+        if self._turns is not None:
+            return self._turns.end_of_input(self._last_end)
+        self._how = "input_ended"
         return self._core.end_of_input(self._last_end) if self._core else None
 
-
-def report(event: SpeechStarted | SpeechStopped, bus: EventBus) -> None:
-    """The bus event for an onset or an offset."""
-    if isinstance(event, SpeechStarted):
-        bus.emit(EventType.SPEECH_STARTED, onset=round(event.onset, 4), media_t=round(event.at, 4))
-    else:
+    def report(self, event: SpeechStarted | SpeechStopped, bus: EventBus) -> None:
+        """The bus event for an onset or an offset."""
+        if isinstance(event, SpeechStarted):
+            bus.emit(
+                EventType.SPEECH_STARTED, onset=round(event.onset, 4), media_t=round(event.at, 4)
+            )
+            return
         # When the user stopped, on the session clock: the decision is now, `at - offset`
         # (the hang-over) after the end of the last voiced frame.
         speech_end = bus.now() - (event.at - event.offset)
+        how: Mapping[str, Any] = (
+            self._turns.last_stop if self._turns is not None else {"end_of_turn": self._how}
+        )
         bus.emit(
             EventType.SPEECH_STOPPED,
             offset=round(event.offset, 4),
             media_t=round(event.at, 4),
             speech_end=round(speech_end, 6),
+            **how,
         )
