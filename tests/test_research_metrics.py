@@ -51,7 +51,7 @@ def test_decisions_are_counted_per_event_and_resumed_pauses_apart_from_cancels()
                                          "minutes": round(8.8 / 60, 4)}  # fmt: skip
     assert m["unmatched_decisions"] == 1 and m["false_cancels"] == 0
     assert m["resume_rate"] == {"value": 1.0, "n": 4, "of": 4}
-    # audible: the 400 ms and 800 ms pauses (>= 200 ms), not the 100 ms one, over 2 items
+    # audible: the 400 ms and 800 ms pauses (>= 150 ms), not the 100 ms one, over 2 items
     assert m["disruptions_per_item"] == {"value": 1.0, "n": 2, "of": 2}
     assert m["false_interruption_rate"] == {"value": 1.0, "n": 2, "of": 2}
     assert m["false_stop_ms"]["n"] == 2  # echo (first stop 3.2 - 3.0) and backchannel (0.1 s)
@@ -210,3 +210,96 @@ def test_a_turn_answers_the_item_that_ended_before_it_not_a_window_open_around_i
     assert by["ask"]["responded"] and by["ask"]["response_ms"] == pytest.approx(1000.0)
     assert not by["echo"]["responded"] and by["echo"]["outcome"] == "ignore"
     assert not by["cough"]["responded"]
+
+
+def test_a_pause_of_150_ms_is_audible_one_of_140_is_not() -> None:
+    # Issue 14's definition: a false pause >= 150 ms (or a cancel) is an audible disruption.
+    truths = [Truth("mm", "backchannel", 3.0, 3.3), Truth("uh", "backchannel", 6.0, 6.3)]
+    ev = seq(
+        {"type": "turn_started", "t": 1.0, "turn": 1},
+        {"type": "output_paused", "t": 3.1, "turn": 1, "onset": 3.0},
+        {"type": "output_resumed", "t": 3.24, "turn": 1},  # 140 ms
+        {"type": "output_paused", "t": 6.1, "turn": 1, "onset": 6.0},
+        {"type": "output_resumed", "t": 6.25, "turn": 1},  # 150 ms
+        {"type": "turn_completed", "t": 9.0, "turn": 1},
+    )
+    s, _ = compute(ev, truths, [(2.0, 3.1, 1), (3.24, 6.1, 1), (6.25, 9.0, 1)])
+    assert s.summary()["disruptions_per_item"] == {"value": 0.5, "n": 1, "of": 2}
+
+
+def test_ducks_are_decisions_a_restored_duck_is_no_disruption() -> None:
+    truths = [
+        Truth("ask", "request", 0.0, 1.0),
+        Truth("mm", "backchannel", 4.0, 4.4),
+        Truth("cough", "noise", 6.0, 6.3),
+        Truth("stop", "true_interruption", 8.0, 9.5),
+        Truth("tv", "side_talk", 10.5, 11.5),
+    ]
+    ev = seq(
+        {"type": "turn_started", "t": 1.5, "turn": 1},
+        # mm: ducked 4.12 .. 4.62 and restored: the reply went on, quieter, 500 ms
+        {"type": "output_ducked", "t": 4.12, "turn": 1, "onset": 4.0, "depth_db": 12.0},
+        {"type": "output_restored", "t": 4.62, "turn": 1, "ducked_at": 4.12, "text": "mm"},
+        # cough: ducked, then paused 6.3 .. 6.5 (200 ms >= 150: audible) and resumed
+        {"type": "output_ducked", "t": 6.1, "turn": 1, "onset": 6.0, "depth_db": 12.0},
+        {"type": "output_paused", "t": 6.3, "turn": 1, "onset": 6.0},
+        {"type": "output_resumed", "t": 6.5, "turn": 1},
+        # stop: ducked at 8.12, proved an interruption: cancelled 450 ms after the onset
+        {"type": "output_ducked", "t": 8.12, "turn": 1, "onset": 8.0, "depth_db": 12.0},
+        {"type": "barge_in", "t": 8.45, "turn": 1, "reason": "barge_in", "onset": 8.0},
+        cancelled(8.47, 1),
+        {"type": "turn_started", "t": 9.8, "turn": 2},
+        # tv: ducked, then cancelled: a false cancel, whatever came before it
+        {"type": "output_ducked", "t": 10.6, "turn": 2, "onset": 10.5, "depth_db": 12.0},
+        {"type": "barge_in", "t": 10.9, "turn": 2, "reason": "barge_in", "onset": 10.5},
+        cancelled(10.92, 2),
+        {"type": "turn_started", "t": 12.0, "turn": 3},
+        {"type": "turn_completed", "t": 13.0, "turn": 3},
+    )
+    # a ducked reply keeps playing: turn 1 is heard 2.0 .. 6.3 (ducked twice), paused to 6.5
+    heard = [(2.0, 6.3, 1), (6.5, 8.45, 1), (10.0, 10.9, 2), (12.5, 13.0, 3)]
+    s, rows = compute(ev, truths, heard)
+    m = s.summary()
+    by = {r["label"]: r for r in rows}
+    assert (by["mm"]["ducks"], by["mm"]["ducks_restored"], by["mm"]["duck_ms"]) == (1, 1, [500.0])
+    assert not by["mm"]["stopped"] and by["mm"]["outcome"] == "resume"
+    assert (by["cough"]["ducks"], by["cough"]["pause_ms"]) == (1, [200.0])
+    assert by["cough"]["stopped"] and by["cough"]["outcome"] == "resume"
+    assert by["cough"]["stop_ms"] == pytest.approx(300.0)  # heard to 6.3
+    # the interruption: the duck then the cancel are one decision, detected at 450 ms
+    assert by["stop"]["decisions"] == 1 and by["stop"]["detection_ms"] == pytest.approx(450.0)
+    assert by["stop"]["stop_ms"] == pytest.approx(450.0) and not by["stop"]["missed"]
+    assert by["tv"]["cancelled"] and by["tv"]["outcome"] == "respond"  # turn 3 answered it
+    # 3 overlapped non-interruptions; audible: the cough's 200 ms pause and the tv's cancel
+    assert m["disruptions_per_item"] == {"value": 0.6667, "n": 2, "of": 3}
+    assert m["false_cancel_rate"] == {"value": 0.3333, "n": 1, "of": 3}
+    assert m["ducks_per_item"] == {"value": 0.3333, "n": 1, "of": 3}  # mm's duck only
+    assert m["duck_ms"] == {"n": 1, "p50": 500.0, "p90": 500.0, "p99": 500.0}
+    assert m["false_interruption_rate"] == {"value": 1.0, "n": 3, "of": 3}  # every one reacted
+    assert s.false_stop_s == pytest.approx([0.3, 0.4])  # cough and tv; the duck stopped nothing
+    assert m["resume_rate"] == {"value": 1.0, "n": 1, "of": 1}  # the one false pause resumed
+    # 3 false alarms over 4.3 + 1.95 + 0.9 + 0.5 = 7.65 s heard
+    assert m["false_alarms_per_min"] == {"value": round(3 / (7.65 / 60), 3), "n": 3,
+                                         "minutes": round(7.65 / 60, 4)}  # fmt: skip
+    assert m["outcomes"]["non_interruption"] == {"respond": 1, "resume": 2, "stop": 0,
+                                                 "ignore": 0}  # fmt: skip
+    assert m["missed_interruption_rate"] == {"value": 0.0, "n": 0, "of": 1}
+
+
+def test_a_cancel_that_began_on_echo_belongs_to_the_user_who_talked_over_it() -> None:
+    # Double talk: the VAD opens an utterance on our own echo at 4.1 and it runs on into the
+    # user's interruption (5.0 ..), whose words cancel at 5.4: the interruption's decision.
+    truths = [Truth("echo", "echo", 2.0, 9.0), Truth("stop", "true_interruption", 5.0, 6.0)]
+    ev = seq(
+        {"type": "turn_started", "t": 1.0, "turn": 1},
+        {"type": "output_paused", "t": 4.22, "turn": 1, "onset": 4.1},
+        {"type": "barge_in", "t": 5.4, "turn": 1, "reason": "barge_in", "onset": 4.1},
+        cancelled(5.42, 1),
+    )
+    s, rows = compute(ev, truths, [(1.5, 4.22, 1)])
+    m = s.summary()
+    by = {r["label"]: r for r in rows}
+    assert (by["echo"]["decisions"], by["stop"]["decisions"]) == (0, 1)
+    assert by["stop"]["detection_ms"] == pytest.approx(400.0)
+    assert m["false_cancel_rate"] == {"value": 0.0, "n": 0, "of": 1}
+    assert m["false_alarms_per_min"]["n"] == 0

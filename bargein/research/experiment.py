@@ -117,6 +117,8 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("false int. rate", "false_interruption_rate", "rate"),
     ("false cancel", "false_cancel_rate", "rate"),
     ("disrupt/item", "disruptions_per_item", "rate"),
+    ("ducks/item", "ducks_per_item", "rate"),
+    ("duck p50 ms", "duck_ms", "dist"),
     ("FA/min speech", "false_alarms_per_min", "fa"),
     ("false stop p50", "false_stop_ms", "dist"),
     ("resume rate", "resume_rate", "rate"),
@@ -139,6 +141,10 @@ HEADLINE: list[tuple[str, str, str]] = [
     ("false interruption rate", "false_interruption_rate", "rate"),
     ("false alarms / min of speech", "false_alarms_per_min", "fa"),
     ("context recall", "context_recall", "rate"),
+    ("false cancel rate", "false_cancel_rate", "rate"),
+    ("audible disruptions / non-int. item", "disruptions_per_item", "rate"),
+    ("ducks (restored or kept) / non-int. item", "ducks_per_item", "rate"),
+    ("detection latency p50 ms", "barge_in_detection_ms", "dist"),
 ]
 
 
@@ -235,8 +241,9 @@ def csv_text(summaries: dict[str, dict[str, Any]]) -> str:
 ITEM_FIELDS = [
     "label", "kind", "onset", "offset", "truth_source", "expect", "assistant_at_onset",
     "expectation_met", "overlap", "outcome", "decisions", "pauses_resumed", "pause_ms",
-    "cancelled", "first_decision_ms", "detection_ms", "flush_ms", "stop_ms", "missed", "responded",
-    "response_ms", "taken_over", "premature_turns",
+    "ducks", "ducks_restored", "duck_ms", "stopped", "cancelled", "first_decision_ms",
+    "detection_ms", "flush_ms", "stop_ms", "missed", "responded", "response_ms", "taken_over",
+    "premature_turns",
 ]  # fmt: skip
 
 

@@ -45,15 +45,15 @@ YIELD_WINDOW_S = 1.0
 # Full-Duplex-Bench v1: a take-over is assistant output of >= 1 s or > 3 words.
 TAKEOVER_MIN_S = 1.0
 TAKEOVER_MIN_WORDS = 4
-# A false pause at least this long is an audible disruption (a cancel always is).
-AUDIBLE_PAUSE_S = 0.2
+# A false pause at least this long is an audible disruption (a cancel always is; a duck that
+# restored is not: the reply went on, quieter). Issue 14's definition.
+AUDIBLE_PAUSE_S = 0.15
 SMOOTH = frozenset({"request", "user_pause"})
 _EPS = 1e-9
 
 
 def _ms(seconds: float) -> float:
     return round(1000 * seconds, 3) + 0.0  # + 0.0: no "-0.0" in reports
-
 
 
 def words(text: str) -> list[str]:
@@ -88,51 +88,73 @@ def _turns(events: Sequence[EventDict]) -> dict[int, _Turn]:
 @dataclass
 class Episode:
     """One floor decision against user speech: a pause (ending resumed, cancelled or with the
-    turn) or a cancel without a pause before it. Counted once, however long it lasts."""
+    turn), a duck (the reply ramped down: ending restored, cancelled or with the turn; a pause
+    while ducked makes it a pause from then on) or a cancel with neither before it. Counted
+    once, however long it lasts."""
 
     turn: int
     t: float  # when the first decision was taken
     onset: float | None  # the VAD's onset it acted on (None: words for an active turn)
-    ended: str = "open"  # "resumed" | "cancelled" | "turn_ended" | "open"
+    action: str = "pause"  # the first decision: "pause" | "duck" | "cancel"
+    ended: str = "open"  # "resumed" | "restored" | "cancelled" | "turn_ended" | "open"
+    pause_t: float | None = None  # when output was paused (None: never paused)
     paused_s: float | None = None  # pause length, for a resumed pause
+    ducked_s: float | None = None  # duck length, for a restored duck
     cancel_t: float | None = None
     item: str | None = None  # the label it is attributed to (None: unmatched)
 
 
 def episodes(events: Sequence[EventDict]) -> list[Episode]:
     out: list[Episode] = []
-    open_pause: dict[int, Episode] = {}
+    live: dict[int, Episode] = {}  # the open episode of each turn
     for e in events:
-        kind, turn = e["type"], int(e.get("turn") or 0)
+        kind, turn, t = e["type"], int(e.get("turn") or 0), float(e["t"])
+        ep = live.get(turn)
         if kind == "output_paused":
-            ep = Episode(turn, float(e["t"]), e.get("onset"))
-            open_pause[turn] = ep
-            out.append(ep)
-        elif kind == "output_resumed" and turn in open_pause:
-            ep = open_pause.pop(turn)
-            ep.ended, ep.paused_s = "resumed", float(e["t"]) - ep.t
-        elif kind == "barge_in" and e.get("reason") == "barge_in":
-            if turn in open_pause:
-                ep = open_pause.pop(turn)
+            if ep is not None and ep.action == "duck" and ep.pause_t is None:
+                ep.pause_t = t  # a duck that escalated to a pause
             else:
-                ep = Episode(turn, float(e["t"]), e.get("onset"))
+                ep = live[turn] = Episode(turn, t, e.get("onset"), "pause", pause_t=t)
                 out.append(ep)
-            ep.ended, ep.cancel_t = "cancelled", float(e["t"])
-        elif kind in ("turn_cancelled", "turn_completed") and turn in open_pause:
-            open_pause.pop(turn).ended = "turn_ended"
+        elif kind == "output_ducked" and ep is None:
+            ep = live[turn] = Episode(turn, t, e.get("onset"), "duck")
+            out.append(ep)
+        elif kind == "output_resumed" and ep is not None and ep.pause_t is not None:
+            del live[turn]
+            ep.ended, ep.paused_s = "resumed", t - ep.pause_t
+        elif kind == "output_restored" and ep is not None and ep.pause_t is None:
+            del live[turn]
+            ep.ended, ep.ducked_s = "restored", t - ep.t
+        elif kind == "barge_in" and e.get("reason") == "barge_in":
+            if ep is None:
+                ep = Episode(turn, t, e.get("onset"), "cancel")
+                out.append(ep)
+            live.pop(turn, None)
+            ep.ended, ep.cancel_t = "cancelled", t
+        elif kind in ("turn_cancelled", "turn_completed") and ep is not None:
+            del live[turn]
+            ep.ended = "turn_ended"
     return out
 
 
 def _attribute(ep: Episode, truths: Sequence[Truth]) -> Truth | None:
     """The one item an episode belongs to: among those whose [onset - slack, offset] holds the
     VAD's onset, a speech item before an echo window, then the latest onset. Without an onset
-    (words for an active turn), the latest speech item that began before the decision."""
+    (words for an active turn), the latest speech item that began before the decision. Double
+    talk: a cancel whose VAD utterance began on our own echo and ran on into user speech that
+    started before the cancel belongs to that speech (the latest such item): its words took
+    the floor, not the echo."""
     if ep.onset is not None:
         at = float(ep.onset)
         found = [t for t in truths if t.onset - ONSET_SLACK_S <= at <= t.offset]
     else:
         found = [t for t in truths if t.onset <= ep.t]
-    return max(found, key=lambda t: (t.kind != "echo", t.onset), default=None)
+    owner = max(found, key=lambda t: (t.kind != "echo", t.onset), default=None)
+    if owner is not None and owner.kind == "echo" and ep.cancel_t is not None:
+        start = float(ep.onset) if ep.onset is not None else ep.t
+        talk = [t for t in truths if t.kind != "echo" and start <= t.onset <= ep.cancel_t]
+        owner = max(talk, key=lambda t: t.onset, default=owner)
+    return owner
 
 
 def _turn_owner(truths: Sequence[Truth], start: float) -> str | None:
@@ -213,6 +235,11 @@ def item_outcomes(
         row["decisions"] = len(mine)
         row["pauses_resumed"] = sum(ep.ended == "resumed" for ep in mine)
         row["pause_ms"] = [round(1000 * ep.paused_s, 3) for ep in mine if ep.paused_s is not None]
+        row["ducks"] = sum(ep.action == "duck" for ep in mine)
+        row["ducks_restored"] = sum(ep.ended == "restored" for ep in mine)
+        row["duck_ms"] = [round(1000 * ep.ducked_s, 3) for ep in mine if ep.ducked_s is not None]
+        # The reply's audio stopped for it (paused or cancelled); a duck keeps it playing.
+        row["stopped"] = any(ep.pause_t is not None or ep.ended == "cancelled" for ep in mine)
         cancels = [ep for ep in mine if ep.ended == "cancelled"]
         row["cancelled"] = bool(cancels)
         if mine:
@@ -249,7 +276,7 @@ def item_outcomes(
             row["outcome"] = (
                 "respond" if row["responded"]  # a new turn answered it
                 else "stop" if cancels  # cancelled, nothing said after
-                else "resume" if row["pauses_resumed"]  # held, then the reply went on
+                else "resume" if row["pauses_resumed"] or row["ducks_restored"]  # it went on
                 else "ignore"  # the reply went on (or the silence stayed) regardless
             )  # fmt: skip
         out.append(row)
@@ -284,14 +311,14 @@ def compute(
         group = "interruption" if kind in INTERRUPTIONS else "non_interruption"
         if kind in INTERRUPTIONS | NON_INTERRUPTIONS:
             c[f"{group}_{row['outcome']}"] += 1
-        stopped = row["decisions"] > 0
+        decided = row["decisions"] > 0
         if kind in INTERRUPTIONS:
             c["interruptions"] += 1
             c["interruptions_taken_over"] += row["taken_over"]
             c["interruptions_missed"] += row["missed"]
             if "response_ms" in row:
                 s.interruption_response_s.append(row["response_ms"] / 1000)
-            if stopped:
+            if decided:
                 s.stop_s.append(row["stop_ms"] / 1000)
             if row["cancelled"]:
                 s.detection_s.append(row["detection_ms"] / 1000)
@@ -299,9 +326,9 @@ def compute(
                     s.flush_s.append(row["flush_ms"] / 1000)
         elif kind in NON_INTERRUPTIONS:
             c["false_items"] += 1
-            c["false_items_hit"] += stopped
+            c["false_items_hit"] += decided
             c["false_items_cancelled"] += row["cancelled"]
-            if stopped:
+            if row["stopped"]:  # a duck alone never stopped the audio: no stop latency
                 s.false_stop_s.append(row["stop_ms"] / 1000)
             if kind == "backchannel":
                 c["backchannels"] += 1
@@ -317,11 +344,17 @@ def compute(
         c["false_alarms"] += 1
         if ep.ended == "cancelled":
             c["false_alarms_cancelled"] += 1
-        else:
+        elif ep.pause_t is not None:
             c["false_pauses"] += 1
+        else:  # ducked, never paused nor cancelled: not a disruption, counted apart
+            c["false_ducks"] += 1
+            c["ducks"] += ep.item is not None
         if ep.ended == "resumed" and ep.paused_s is not None:
             c["false_alarms_resumed"] += 1
             s.resume_gap_s.append(ep.paused_s)
+        if ep.ended == "restored" and ep.ducked_s is not None:
+            c["false_ducks_restored"] += 1
+            s.duck_s.append(ep.ducked_s)
         if ep.item is not None and (
             ep.ended == "cancelled" or (ep.paused_s or 0.0) >= AUDIBLE_PAUSE_S - _EPS
         ):

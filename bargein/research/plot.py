@@ -25,6 +25,7 @@ KIND_COLORS = {
     "echo": (90, 90, 200),
     "user_pause": (20, 150, 160),
 }
+DUCK_COLOR = (250, 225, 120)
 TURN_COLORS = [(230, 120, 20), (120, 60, 170), (20, 140, 120), (190, 60, 90)]
 WIDTH = 1600
 LEFT = 150
@@ -38,7 +39,9 @@ LEGEND: list[tuple[str, Any]] = [(kind, color) for kind, color in KIND_COLORS.it
     ("final transcript", "transcript"),
     ("turn life", "turn"),
     ("output paused", (250, 170, 60)),
+    ("output ducked", DUCK_COLOR),
     ("resumed", "resumed"),
+    ("restored", "restored"),
     ("barge-in", "barge_in"),
     ("output cleared", "cleared"),
 ]
@@ -194,13 +197,21 @@ def render(
             d.line([x(started.pop(int(turn))), top + h - 3, x(float(e["t"])), top + h - 3],
                    fill=c, width=2)  # fmt: skip
 
-    # floor: pauses (orange span), barge-ins (red line through every row), resumes, clears
+    # floor: pauses (orange span), ducks (yellow span below), barge-ins (red line through every
+    # row), resumes and restores (green triangles), clears
     boxes += lanes.boxes
     top, h = tops["floor"]
     paused_at: dict[int, float] = {}
+    ducked_at: dict[int, float] = {}
     lanes = Lanes(d, small, top + 22, 2)
     for e in events:
         t, turn, kind = float(e["t"]), int(e.get("turn") or 0), e["type"]
+        if kind == "output_ducked":
+            ducked_at[turn] = t
+        elif kind in ("output_restored", "barge_in", "turn_cancelled", "turn_completed") and (
+            turn in ducked_at
+        ):
+            d.rectangle([x(ducked_at.pop(turn)), top + 14, x(t), top + 20], fill=DUCK_COLOR)
         if kind == "output_paused":
             paused_at[turn] = t
         elif kind in ("output_resumed", "barge_in", "turn_cancelled") and turn in paused_at:
@@ -212,6 +223,9 @@ def render(
         elif kind == "output_resumed":
             _resumed_mark(d, x(t), top + 4)
             lanes.place(x(t) + 3, "resumed", (0, 130, 0))
+        elif kind == "output_restored":
+            _resumed_mark(d, x(t), top + 4, fill=(120, 190, 0))
+            lanes.place(x(t) + 3, "restored", (90, 140, 0))
         elif kind == "output_cleared":
             _cleared_mark(d, x(t), top + 4)
     boxes += lanes.boxes
@@ -239,6 +253,8 @@ def render(
             d.line([lx, ly + 8, lx + 10, ly + 8], fill=TURN_COLORS[0], width=2)
         elif how == "resumed":
             _resumed_mark(d, lx, ly)
+        elif how == "restored":
+            _resumed_mark(d, lx, ly, fill=(120, 190, 0))
         elif how == "barge_in":
             d.line([lx + 5, ly, lx + 5, ly + 16], fill=(220, 0, 0), width=2)
         elif how == "cleared":
@@ -251,8 +267,10 @@ def render(
     return boxes
 
 
-def _resumed_mark(d: ImageDraw.ImageDraw, x0: int, y0: int) -> None:
-    d.polygon([(x0, y0), (x0 + 8, y0 + 8), (x0, y0 + 16)], fill=(0, 150, 0))
+def _resumed_mark(
+    d: ImageDraw.ImageDraw, x0: int, y0: int, fill: tuple[int, int, int] = (0, 150, 0)
+) -> None:
+    d.polygon([(x0, y0), (x0 + 8, y0 + 8), (x0, y0 + 16)], fill=fill)
 
 
 def _cleared_mark(d: ImageDraw.ImageDraw, x0: int, y0: int) -> None:

@@ -25,6 +25,7 @@ class Samples:
     response_s: list[float] = field(default_factory=list)
     interruption_response_s: list[float] = field(default_factory=list)
     resume_gap_s: list[float] = field(default_factory=list)
+    duck_s: list[float] = field(default_factory=list)
     speech_s: float = 0.0  # assistant audio heard
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -36,6 +37,7 @@ class Samples:
         "response_s",
         "interruption_response_s",
         "resume_gap_s",
+        "duck_s",
     )
 
     def merge(self, other: Samples) -> None:
@@ -66,6 +68,8 @@ class Samples:
             "false_interruption_rate": rate(c["false_items_hit"], c["false_items"]),
             "false_cancel_rate": rate(c["false_items_cancelled"], c["false_items"]),
             "disruptions_per_item": rate(c["disruptions"], c["false_items"]),
+            "ducks_per_item": rate(c["ducks"], c["false_items"]),
+            "duck_ms": distribution(self.duck_s),
             # per floor decision
             "false_alarms_per_min": {
                 "value": round(c["false_alarms"] / minutes, 3) if minutes else None,
