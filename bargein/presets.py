@@ -39,7 +39,15 @@ class Preset:
             policy=dataclasses.replace(config.policy, **self.policy),
             vad=dataclasses.replace(config.vad, **self.vad),
             **self.session,
+            preset=self.name,
         )
+
+    def overrides(self) -> str:
+        """The fields it sets, e.g. `mode=confirm, min_words=1, vad.stop_ms=900` (docs)."""
+        items = [f"{k}={v}" for k, v in self.policy.items()]
+        items += [f"vad.{k}={v}" for k, v in self.vad.items()]
+        items += [f"{k}={v}" for k, v in self.session.items()]
+        return ", ".join(items)
 
 
 def _catalogue(*presets: Preset) -> MappingProxyType[str, Preset]:
@@ -86,3 +94,12 @@ def preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown policy preset {name!r}; presets: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def markdown_table() -> str:
+    """The catalogue as the markdown table the docs carry (tests/test_presets_docs.py keeps
+    every copy between `<!-- presets:begin -->` and `<!-- presets:end -->` equal to it)."""
+    rows = ["| preset | what it does | fields it sets |", "|---|---|---|"]
+    for p in PRESETS.values():
+        rows.append(f"| `{p.name}` | {p.description} | `{p.overrides()}` |")
+    return "\n".join(rows)

@@ -24,7 +24,7 @@ from bargein.actors.floor import ClientInterrupt, Floor, FloorInput, TextInput
 from bargein.actors.mic import run_mic
 from bargein.actors.stt import run_stt
 from bargein.actors.turn import TurnSettings
-from bargein.actors.vad import END_OF_INPUT, MicInput, VadOutput
+from bargein.actors.vad import END_OF_INPUT, EndOfInput, VadOutput
 from bargein.dsp import warm_up
 from bargein.engines.base import Engines
 from bargein.runtime.broadcast import DropOldestQueue, Subscription
@@ -52,7 +52,7 @@ class Session:
         self.end_reason: str | None = None
         self._engines = engines
         self._transport = transport
-        self._ingress: DropOldestQueue[MicInput] = DropOldestQueue(
+        self._ingress: DropOldestQueue[Int16Array | EndOfInput] = DropOldestQueue(
             config.ingress_chunks
         )
         self._floor_send, self._floor_recv = trio.open_memory_channel[FloorInput](1024)
@@ -264,6 +264,7 @@ class Session:
                         input_rate=cfg.input_rate,
                         output_rate=cfg.output_rate,
                         policy=cfg.policy.mode,
+                        preset=cfg.preset,
                         stt=engines.stt.name,
                         planner=engines.planner.name,
                         tts=engines.tts.name,

@@ -60,6 +60,9 @@ class SessionConfig:
     compute: ComputeMode = "thread"
     trace_path: str | None = None
     session_id: str | None = None
+    # The preset (bargein.presets) this config was built from, reported in the trace's
+    # `session_started` and `/ws` `session.started` (None: none; later overrides not tracked).
+    preset: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("input_rate", "output_rate"):

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import trio
 
 from bargein.engines.base import Engines
+from bargein.presets import PRESETS
 from bargein.runtime.events import Event
 from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
 from bargein.testing.web import connect, running
@@ -58,7 +59,7 @@ async def test_a_new_session_gets_a_secret_and_the_capabilities() -> None:
     assert caps.sample_rates == tuple(sorted(SUPPORTED_RATES))
     assert caps.max_audio_bytes == started.max_audio_bytes == 32000
     assert {"voice", "rate_wpm", "pitch", "policy"} <= set(caps.options)
-    assert set(caps.policies) == {"onset", "confirm"}
+    assert list(caps.policies) == list(PRESETS)  # every preset (tests/test_presets_wire.py)
 
 
 async def test_resume_needs_the_secret_and_continues_turns_seq_and_history() -> None:

@@ -20,7 +20,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Literal
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -30,6 +29,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from bargein.engines.base import Engines, PlannerEngine
+from bargein.presets import PRESETS, preset
 from bargein.runtime.bus import EventHub
 from bargein.session import SessionConfig
 from bargein.transports.access import AccessConfig, AccessPolicy, Refusal, Tier, startup_warnings
@@ -43,6 +43,7 @@ from bargein.transports.chat import (
 )
 from bargein.transports.monitoring import monitor_stream
 from bargein.transports.protocol import ErrorMessage, OptionValue, ServerProtocol, SessionStart
+from bargein.transports.protocol.fields import MAX_DESCRIPTION_CHARS
 from bargein.transports.responses import (
     SECURITY_HEADERS,
     SSE_HEADERS,
@@ -70,7 +71,8 @@ CLIENT_OPTIONS = {
     "voice": "espeak-ng voice, optionally +variant (bargein.engines.embedded.espeak_voices())",
     "rate_wpm": "speaking rate in words per minute (integer)",
     "pitch": "voice pitch 0-100 (integer)",
-    "policy": "interruption policy: onset or confirm",
+    "policy": "interruption preset, one of capabilities.policies (what each does: "
+    "capabilities.policy_descriptions); an unknown name gets a non-fatal bad_field and the default",
 }
 
 
@@ -102,16 +104,30 @@ def embedded_engines_factory(
     return make
 
 
-_POLICY_MODES: dict[str, Literal["onset", "confirm"]] = {"onset": "onset", "confirm": "confirm"}
+# `capabilities.policies` and `.policy_descriptions`: every preset (bargein.presets, in order).
+POLICY_DESCRIPTIONS = {name: p.description[:MAX_DESCRIPTION_CHARS] for name, p in PRESETS.items()}
 
 
-def session_config_with_policy(start: SessionStart, session_id: str) -> SessionConfig:
-    """The default session config, with the client's `policy` option if it names one."""
-    config = default_session_config(start, session_id)
-    mode = _POLICY_MODES.get(str(start.options.get("policy")))
-    if mode is not None:
-        config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, mode=mode))
-    return config
+def policy_session_config(
+    default: str | None = None,
+) -> Callable[[SessionStart, str], SessionConfig]:
+    """Session configs for `session.start`: the preset its `policy` option names, else the
+    server's `default` preset (None: SessionConfig's own settings). A name not in the catalogue
+    never gets here from `/ws` (`known_policy` told the client and dropped it); here it is
+    ignored. Raises `ValueError` at once for an unknown `default`."""
+    if default is not None:
+        preset(default)
+
+    def make(start: SessionStart, session_id: str) -> SessionConfig:
+        config = default_session_config(start, session_id)
+        asked = start.options.get("policy")
+        name = asked if isinstance(asked, str) and asked in PRESETS else default
+        return config if name is None else preset(name).apply(config)
+
+    return make
+
+
+session_config_with_policy = policy_session_config()
 
 
 # The access tier of each endpoint (by quart endpoint name); anything else is PUBLIC.
@@ -136,9 +152,13 @@ class DemoServer:
         access: AccessConfig | None = None,
         max_sessions: int = 32,
         monitor_heartbeat: float = 15.0,
-        session_config: Callable[[SessionStart, str], SessionConfig] = session_config_with_policy,
+        session_config: Callable[[SessionStart, str], SessionConfig] | None = None,
+        policy: str | None = None,
     ) -> None:
+        """`policy`: the preset of sessions whose start names none (`/ws`, telephony); None:
+        SessionConfig's own settings. `session_config`, when given, replaces that mapping."""
         self.engines_factory = engines_factory or embedded_engines_factory()
+        self.default_policy = policy
         self.access = access or AccessConfig()
         # Rebuilt by `serve` for the address it binds (the bind host is an allowed Host).
         self.policy = AccessPolicy(self.access, "127.0.0.1")
@@ -149,9 +169,9 @@ class DemoServer:
             token=self.access.token,
             max_sessions=max_sessions,
             limits=limits,
-            session_config=session_config,
+            session_config=session_config or policy_session_config(policy),
             client_options=CLIENT_OPTIONS,
-            policies=tuple(_POLICY_MODES),
+            policies=POLICY_DESCRIPTIONS,
         )
         planner = chat_planner or self.engines_factory({}).planner
         self.chat = ChatService(planner, chat_config)

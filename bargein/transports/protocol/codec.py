@@ -98,6 +98,7 @@ SERVER_PARSERS: Final[dict[str, Callable[[Mapping[str, Any]], ServerMessage]]] =
         resume_secret=string(o, "resume_secret", required=False, pattern=RESUME_SECRET_RE),
         history=history(o),
         capabilities=capabilities(o),
+        policy=string(o, "policy", required=False, pattern=NAME_RE),
     ),
     SpeechStarted.TYPE: lambda o: SpeechStarted(timestamp(o)),
     SpeechStopped.TYPE: lambda o: SpeechStopped(timestamp(o), timestamp(o, "speech_end")),

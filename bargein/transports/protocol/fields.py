@@ -35,6 +35,8 @@ NAME_RE: Final = re.compile(r"[a-z][a-z0-9_.]{0,39}")
 RESUME_SECRET_RE: Final = re.compile(rf"[\x21-\x7e]{{1,{MAX_RESUME_SECRET_CHARS}}}")
 # C0, DEL and C1 controls: never part of an option a C library should see (NUL ends its string).
 CONTROL_RE: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+# What `capabilities` says of one option or policy.
+MAX_DESCRIPTION_CHARS: Final = 200
 
 
 def field_value(obj: Mapping[str, Any], key: str, required: bool) -> Any:
@@ -212,15 +214,21 @@ def capabilities(obj: Mapping[str, Any]) -> Capabilities | None:
     for name in described:
         if not NAME_RE.fullmatch(name):
             fail(ErrorCode.BAD_FIELD, f"option name {name[:40]!r} is invalid")
-        string(described, name, max_len=200)
+        string(described, name, max_len=MAX_DESCRIPTION_CHARS)
     policies = field_value(value, "policies", False) or []
     if not isinstance(policies, list) or not all(
         isinstance(p, str) and NAME_RE.fullmatch(p) for p in policies
     ):
         fail(ErrorCode.BAD_FIELD, "'capabilities.policies' must be an array of names")
+    explained = field_value(value, "policy_descriptions", False) or {}
+    if not isinstance(explained, dict) or not set(explained) <= set(policies):
+        fail(ErrorCode.BAD_FIELD, "'capabilities.policy_descriptions' must describe policies")
+    for name in explained:
+        string(explained, name, max_len=MAX_DESCRIPTION_CHARS)
     return Capabilities(
         sample_rates=tuple(rates),
         max_audio_bytes=integer(value, "max_audio_bytes"),
         options=dict(described),
         policies=tuple(policies),
+        policy_descriptions=dict(explained),
     )

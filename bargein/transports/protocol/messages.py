@@ -90,6 +90,7 @@ class Capabilities:
     max_audio_bytes: int
     options: Mapping[str, str] = field(default_factory=dict)  # name -> what it does
     policies: tuple[str, ...] = ()
+    policy_descriptions: Mapping[str, str] = field(default_factory=dict)  # name -> what it does
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,8 @@ class SessionStarted:
     resume_secret: str | None = None
     history: tuple[HistoryEntry, ...] = ()
     capabilities: Capabilities | None = None
+    # The interruption preset this session runs (bargein.presets; None: the runtime defaults).
+    policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

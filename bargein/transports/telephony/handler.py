@@ -15,12 +15,12 @@ import secrets
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import trio
 
-from bargein.actors.policy import InterruptionPolicy
 from bargein.engines.base import Engines
+from bargein.presets import PRESETS, preset
 from bargein.runtime.bus import EventHub
 from bargein.runtime.events import EventType
 from bargein.session import Session, SessionConfig, open_session
@@ -56,7 +56,6 @@ EnginesFactory = Callable[[Mapping[str, OptionValue]], Engines]
 # Custom parameters a call may set (docs/telephony.md); any other parameter is ignored.
 CALL_OPTIONS: Final = frozenset({"voice", "rate_wpm", "pitch", "policy"})
 _INTEGER_OPTIONS: Final = frozenset({"rate_wpm", "pitch"})
-_POLICIES: Final[dict[str, Literal["onset", "confirm"]]] = {"onset": "onset", "confirm": "confirm"}
 # How far ahead of real time our media may be (the carrier's jitter cushion; a barge-in's
 # `clear` flushes it). Every ms of it the caller may hear after a barge-in if `clear` is lost.
 DEFAULT_LEAD_MS: Final = 80
@@ -81,8 +80,8 @@ def call_options(parameters: Mapping[str, str]) -> dict[str, OptionValue]:
             chosen[name] = int(value)
         else:
             chosen[name] = value
-    if "policy" in chosen and chosen["policy"] not in _POLICIES:
-        raise CallRefused("bad_field", "option 'policy' must be 'onset' or 'confirm'")
+    if "policy" in chosen and chosen["policy"] not in PRESETS:
+        raise CallRefused("bad_field", f"option 'policy' must be a preset: {', '.join(PRESETS)}")
     try:
         return checked_options({"options": chosen})
     except Invalid as bad:
@@ -138,8 +137,14 @@ class TelephonyServer:
         others_running: Callable[[], int] = lambda: 0,
         shutting_down: trio.Event | None = None,
         system_prompt: str | None = None,
+        default_policy: str | None = None,
     ) -> None:
         self.engines_factory = engines_factory
+        # The preset of calls whose parameters name none (None: SessionConfig's own settings);
+        # an unknown name fails here, at start-up.
+        self.default_policy = (
+            default_policy if default_policy is None else preset(default_policy).name
+        )
         self.hub = hub if hub is not None else EventHub()
         self.token = token
         self.lead_ms = lead_ms
@@ -214,11 +219,7 @@ class TelephonyServer:
         return call_options(start.parameters)
 
     def _config(self, session_id: str, options: Mapping[str, OptionValue]) -> SessionConfig:
-        policy = InterruptionPolicy()
-        mode = _POLICIES.get(str(options.get("policy")))
-        if mode is not None:
-            policy = dataclasses.replace(policy, mode=mode)
-        return SessionConfig(
+        config = SessionConfig(
             input_rate=SAMPLE_RATE,
             output_rate=SAMPLE_RATE,
             output_frame_ms=20,  # one media message per frame
@@ -226,10 +227,12 @@ class TelephonyServer:
             # The carrier plays behind us by its own jitter buffer and the network: the last
             # word's mark may come back this late and still count.
             playback_grace_ms=PLAYBACK_GRACE_MS,
-            policy=policy,
             system_prompt=self.system_prompt,
             session_id=session_id,
         )
+        # `call_options` refused any other name; no name: the server's default preset.
+        name = options.get("policy", self.default_policy)
+        return config if name is None else preset(str(name)).apply(config)
 
     async def _serve(
         self,

@@ -52,6 +52,7 @@ class ServerLike(Protocol):
     policy: AccessPolicy
     access: AccessConfig
     sessions: Any
+    default_policy: str | None  # the preset of calls that name none
 
 
 def add_telephony_routes(
@@ -68,6 +69,7 @@ def add_telephony_routes(
         max_calls=server.sessions.max_sessions,
         others_running=lambda: len(server.sessions.sessions),
         shutting_down=server.sessions.shutting_down,
+        default_policy=server.default_policy,
     )
     app.extensions[EXTENSION] = telephony
 

@@ -3,7 +3,9 @@ idle and shutdown watchers, and draining a connection it is done with."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import trio
@@ -30,6 +32,25 @@ log = logging.getLogger("bargein.transports")
 @dataclass(slots=True)
 class Activity:
     last_input: float  # trio time of the last accepted input frame
+
+
+def known_policy(
+    start: SessionStart,
+    policies: Collection[str],
+    protocol: ServerProtocol,
+    transport: WebSocketTransport,
+) -> SessionStart:
+    """`start` without a `policy` option outside `policies` (when the server lists any): the
+    client is told (a non-fatal `bad_field`, counted with the session's rejections) and the
+    session gets the server's default, as a refused resume gets a new conversation."""
+    name = start.options.get("policy")
+    if name is None or not policies or name in policies:
+        return start
+    protocol.rejections[ErrorCode.BAD_FIELD.value] += 1
+    message = f"options: unknown policy {str(name)[:40]!r}; using the server's default"
+    transport.send_message(ErrorMessage(ErrorCode.BAD_FIELD.value, message))
+    options = {k: v for k, v in start.options.items() if k != "policy"}
+    return dataclasses.replace(start, options=options)
 
 
 async def handshake(

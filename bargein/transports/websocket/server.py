@@ -41,6 +41,7 @@ from bargein.transports.websocket.inbound import (
     Activity,
     drain,
     handshake,
+    known_policy,
     read_input,
     stop_on_shutdown,
     stop_when_idle,
@@ -89,8 +90,8 @@ class SessionServer:
         remembered_conversations: int = 256,
         limits: ConnectionLimits | None = None,
         session_config: Callable[[SessionStart, str], SessionConfig] = default_session_config,
-        client_options: Mapping[str, str] | None = None,
-        policies: tuple[str, ...] = (),
+        client_options: Mapping[str, str] | None = None,  # name -> what it does
+        policies: Mapping[str, str] | None = None,  # capabilities: name -> what it does
     ) -> None:
         self.engines_factory = engines_factory
         self.hub = hub if hub is not None else EventHub()
@@ -104,10 +105,8 @@ class SessionServer:
         self._per_client: Counter[str] = Counter()
         self.limits = limits or ConnectionLimits()
         self.session_config = session_config
-        # What `capabilities` in `session.started` lists: options honoured (name -> what it
-        # does) and interruption policies a client may name.
         self.client_options = dict(client_options or {})
-        self.policies = policies
+        self.policies = dict(policies or {})
         self.sessions: dict[str, Session] = {}
         self._starting: set[_Owner] = set()
         self._idle = trio.Event()
@@ -129,7 +128,8 @@ class SessionServer:
             sample_rates=tuple(sorted(SUPPORTED_RATES)),
             max_audio_bytes=max_audio_bytes(sample_rate),
             options=self.client_options,
-            policies=self.policies,
+            policies=tuple(self.policies),
+            policy_descriptions={k: v for k, v in self.policies.items() if v},
         )
 
     async def handle(self, ws: WebSocketLike, *, authorized: bool = False) -> None:
@@ -276,6 +276,7 @@ class SessionServer:
         except (TypeError, ValueError) as exc:
             self._refuse(transport, ErrorCode.BAD_FIELD, f"options: {exc}")
             return
+        start = known_policy(start, self.policies, protocol, transport)
         owner = _Owner(transport, client)
         self._starting.add(owner)
         self._per_client[client] += 1
@@ -350,6 +351,7 @@ class SessionServer:
                         resume_secret=conversation.secret,
                         history=heard_history(conversation.history),
                         capabilities=self.capabilities(config.input_rate),
+                        policy=config.preset,
                     )
                 )
                 if not started:  # our bug (logged); the client must not wait for it forever
