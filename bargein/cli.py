@@ -10,6 +10,34 @@ from collections.abc import Sequence
 BENCHMARKS = ("runtime", "dsp", "engines", "openai", "shutdown", "realtime", "telephony", "load")
 
 
+class _KeepLinesFormatter(argparse.HelpFormatter):
+    """Wraps text as usual, except a text of several lines (the preset list) stays as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" not in text:
+            return super()._fill_text(text, width, indent)
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+def add_policy_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--policy NAME`: one preset of `bargein.presets` (default DEFAULT_PRESET), all of them
+    listed with what they do at the end of `--help` (for `bargein run` and `bargein demo`)."""
+    from bargein.presets import DEFAULT_PRESET, PRESETS
+
+    parser.add_argument(
+        "--policy",
+        choices=list(PRESETS),
+        default=DEFAULT_PRESET,
+        metavar="NAME",
+        help=f"{help} (default %(default)s; the presets are listed below)",
+    )
+    width = max(len(name) for name in PRESETS)
+    lines = [f"  {name:<{width}}  {p.description}" for name, p in PRESETS.items()]
+    presets = "interruption presets (--policy NAME, docs/presets.md):\n" + "\n".join(lines)
+    parser.epilog = f"{parser.epilog}\n\n{presets}" if parser.epilog else presets
+    parser.formatter_class = _KeepLinesFormatter
+
+
 def _dispatch(module: str, argv: list[str]) -> int:
     main = importlib.import_module(module).main
     result: int = main(argv)

@@ -90,6 +90,11 @@ PRESETS = _catalogue(
 )
 
 
+# What `bargein run` and `bargein demo` use unless `--policy` names another (SessionConfig's own
+# defaults are the same fields): the one line to change when a better preset proves itself.
+DEFAULT_PRESET = "confirm"
+
+
 def preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown policy preset {name!r}; presets: {', '.join(PRESETS)}")

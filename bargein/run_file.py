@@ -13,6 +13,7 @@ Exit codes: 0 done; 1 unreadable input, unwritable output or a session that ende
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -22,9 +23,10 @@ from typing import Any
 import trio
 import trio.testing
 
-from bargein.actors.policy import InterruptionPolicy
+from bargein.cli import add_policy_argument
 from bargein.engines.base import Engines, PlannerEngine
 from bargein.filerun import Conversation, converse
+from bargein.presets import preset
 from bargein.run_report import analyse, print_conversation
 from bargein.session import SessionConfig
 from bargein.wavio import AudioFileError, read_wav, write_wav
@@ -56,13 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--realtime", action="store_true", help="real clock, engine compute in worker threads"
     )
-    p.add_argument("--policy", choices=("onset", "confirm"), default="confirm")
+    add_policy_argument(p, "interruption preset: how talking over the reply is handled")
     p.add_argument(
         "--min-speech-ms",
         type=int,
-        default=InterruptionPolicy().min_speech_ms,
         metavar="N",
-        help="confirm policy: speech needed to confirm an interruption (default %(default)s)",
+        help="confirm modes: speech needed to confirm an interruption (default: the preset's)",
     )
     p.add_argument(
         "--engines",
@@ -151,10 +152,9 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # usage errors (2) and --help (0)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        if args.min_speech_ms < 0:
+        if args.min_speech_ms is not None and args.min_speech_ms < 0:
             raise UsageError("--min-speech-ms must be >= 0")
         planner = _planner(args)
-        policy = InterruptionPolicy(mode=args.policy, min_speech_ms=args.min_speech_ms)
         engines = _engines(args, planner)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
@@ -170,11 +170,13 @@ def main(argv: list[str]) -> int:
     from bargein.dsp import warm_up
 
     warm_up()
-    config = SessionConfig(
-        policy=policy,
-        compute="thread" if args.realtime else "inline",
-        trace_path=args.trace,
+    config = preset(args.policy).apply(
+        SessionConfig(compute="thread" if args.realtime else "inline", trace_path=args.trace)
     )
+    if args.min_speech_ms is not None:
+        changed = dataclasses.replace(config.policy, min_speech_ms=args.min_speech_ms)
+        config = dataclasses.replace(config, policy=changed)
+    policy = config.policy
     wall0 = time.perf_counter()
     try:
         if args.realtime:
@@ -201,7 +203,11 @@ def main(argv: list[str]) -> int:
             "input": {"path": args.input, "rate": rate, "duration_s": round(duration, 3)},
             "clock": clock_name,
             "compute": config.compute,
-            "policy": {"mode": policy.mode, "min_speech_ms": policy.min_speech_ms},
+            "policy": {
+                "preset": args.policy,
+                "mode": policy.mode,
+                "min_speech_ms": policy.min_speech_ms,
+            },
             "engines": {
                 "stt": engines.stt.name,
                 "planner": engines.planner.name,
@@ -230,7 +236,7 @@ def main(argv: list[str]) -> int:
     else:
         header = (
             f"{Path(args.input).name}: {duration:.2f} s at {rate} Hz, {clock_name} clock, "
-            f"policy {policy.mode}, engines {engines.stt.name} / {engines.planner.name} / "
+            f"policy {args.policy}, engines {engines.stt.name} / {engines.planner.name} / "
             f"{engines.tts.name}"
         )
         print_conversation(report, header, sys.stdout)

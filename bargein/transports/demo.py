@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import trio
 
+from bargein.cli import add_policy_argument
 from bargein.dsp import warm_up
 from bargein.engines.base import PlannerEngine
 from bargein.transports.access import AccessConfig, AccessPolicy
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also accept this Origin, e.g. https://app.example (repeatable; * for any)",
     )
     parser.add_argument("--max-sessions", type=int, default=32)
+    add_policy_argument(parser, "interruption preset of sessions (/ws, calls) that name none")
     return parser
 
 
@@ -131,6 +133,7 @@ def server_from_args(args: argparse.Namespace) -> DemoServer:
         embedded_engines_factory(planner_factory, args.engines),
         access=access,
         max_sessions=args.max_sessions,
+        policy=args.policy,
     )
 
 
