@@ -6,6 +6,7 @@ deployment (the tests use that), with the same semantics the Redis store has.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class _Stream:
 class _Shared:
     conversations: OrderedDict[str, ConversationRecord] = field(default_factory=OrderedDict)
     sessions: dict[str, str] = field(default_factory=dict)  # session id -> worker
+    seqs: dict[str, int] = field(default_factory=dict)  # session id -> newest event seq
     streams: OrderedDict[str, _Stream] = field(default_factory=OrderedDict)
     events: Broadcast[RemoteEvent] = field(default_factory=Broadcast)
 
@@ -81,7 +83,11 @@ class MemoryStore:
 
     async def load_conversation(self, session_id: str) -> ConversationRecord | None:
         await trio.lowlevel.checkpoint()
-        return self._shared.conversations.get(session_id)
+        record = self._shared.conversations.get(session_id)
+        newest = self._shared.seqs.get(session_id, -1)
+        if record is None or record.next_seq > newest:
+            return record
+        return dataclasses.replace(record, next_seq=newest + 1)
 
     # -- the session limit -----------------------------------------------------------------
 
@@ -158,6 +164,11 @@ class MemoryStore:
     # -- monitoring ------------------------------------------------------------------------
 
     def publish_event(self, event: Event) -> None:
+        # A worker resuming the session after this one numbers on from here (unique ids).
+        seqs = self._shared.seqs
+        seqs[event.session] = event.seq
+        if len(seqs) > self._remembered:
+            del seqs[next(iter(seqs))]
         if self._shared.events._subscriptions:  # encode only when another worker listens
             self._shared.events.publish(RemoteEvent.of(self._worker_id, event))
 

@@ -18,6 +18,7 @@ every `probe_interval` seconds, so an outage is noticed and its end acted on wit
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -130,6 +131,7 @@ class RedisStore:
         self._releases: set[str] = set()
         self._records: deque[tuple[Record, bool]] = deque()
         self._events: deque[str] = deque()
+        self._seqs: dict[str, int] = {}  # session -> newest event seq
         self._leases: dict[str, float] = {}  # key -> ttl seconds (producer / follower marks)
         self._queue = queue
         self._dirty = trio.Event()
@@ -211,8 +213,10 @@ class RedisStore:
             records = list(self._records)
             events = list(self._events)
             leases = dict(self._leases)
-            if not (conversations or releases or records or events or leases):
+            seqs = dict(self._seqs)
+            if not (conversations or releases or records or events or leases or seqs):
                 return
+            self._seqs.clear()
             self._conversations.clear()
             self._releases.clear()
             self._records.clear()
@@ -244,6 +248,12 @@ class RedisStore:
                             pipe.expire(key, self.stream_ttl)
                         for key, ttl in leases.items():
                             pipe.set(key, "1", px=max(1, round(ttl * 1000)))
+                        for session_id, seq in seqs.items():
+                            pipe.set(
+                                PREFIX + "conv:" + session_id + ":seq",
+                                str(seq),
+                                ex=self.conversation_ttl,
+                            )
                         for event in events:
                             pipe.publish(EVENTS_CHANNEL, event)
             except _FAILURES:
@@ -252,6 +262,8 @@ class RedisStore:
                 for c in conversations:
                     self._conversations.setdefault(c.session_id, c)
                 self._releases.update(releases)
+                for session_id, seq in seqs.items():
+                    self._seqs[session_id] = max(seq, self._seqs.get(session_id, seq))
                 self._records.extendleft(reversed(records))
                 while len(self._records) > self._queue:
                     self._records.popleft()
@@ -338,18 +350,18 @@ class RedisStore:
         self._wake()
 
     async def load_conversation(self, session_id: str) -> ConversationRecord | None:
-        pending = self._conversations.get(session_id)
-        if pending is not None:  # not written yet (or waiting out an outage)
-            await trio.lowlevel.checkpoint()
-            return pending
-        text = await self._call(lambda c: c.get(PREFIX + "conv:" + session_id), "load")
-        if text is None:
+        key = PREFIX + "conv:" + session_id
+        text, seq = await self._call(lambda c: c.mget([key, key + ":seq"]), "load")
+        record = self._conversations.get(session_id)  # not written yet (or an outage)
+        if record is None and text is not None:
+            try:
+                record = ConversationRecord.from_json(text)
+            except ValueError:
+                self._health.errors["bad_record"] += 1
+        if record is None:
             return None
-        try:
-            return ConversationRecord.from_json(text)
-        except ValueError:
-            self._health.errors["bad_record"] += 1
-            return None
+        newest = max(int(seq) if seq and seq.isdigit() else -1, self._seqs.get(session_id, -1))
+        return dataclasses.replace(record, next_seq=max(record.next_seq, newest + 1))
 
     # -- the session limit -----------------------------------------------------------------
 
@@ -431,6 +443,10 @@ class RedisStore:
     # -- monitoring ------------------------------------------------------------------------
 
     def publish_event(self, event: Event) -> None:
+        # The newest event number of each session: a worker resuming it after this one died
+        # numbers on from there, so event ids stay unique (kept through an outage).
+        self._seqs[event.session] = event.seq
+        self._wake()
         if not self._health.available:
             self._health.dropped["monitoring"] += 1
             return

@@ -32,12 +32,14 @@ from bargein.engines.base import Engines, PlannerEngine
 from bargein.presets import PRESETS, preset
 from bargein.runtime.bus import EventHub
 from bargein.session import SessionConfig
+from bargein.store import MemoryStore, Store
 from bargein.transports.access import AccessConfig, AccessPolicy, Refusal, Tier, startup_warnings
 from bargein.transports.chat import (
     ChatConfig,
     ChatRequestError,
     ChatService,
     ChatStream,
+    RemoteStream,
     parse_chat_request,
     parse_json_body,
 )
@@ -154,6 +156,7 @@ class DemoServer:
         monitor_heartbeat: float = 15.0,
         session_config: Callable[[SessionStart, str], SessionConfig] | None = None,
         policy: str | None = None,
+        store: Store | None = None,
     ) -> None:
         """`policy`: the preset of sessions whose start names none (`/ws`, telephony); None:
         SessionConfig's own settings. `session_config`, when given, replaces that mapping."""
@@ -163,6 +166,9 @@ class DemoServer:
         # Rebuilt by `serve` for the address it binds (the bind host is an allowed Host).
         self.policy = AccessPolicy(self.access, "127.0.0.1")
         self.hub = EventHub()
+        # What this worker shares with the others (docs/deploy.md); in memory by default.
+        self.store = store if store is not None else MemoryStore()
+        self.hub.add_listener(self.store.publish_event)
         self.sessions = SessionServer(
             self.engines_factory,
             hub=self.hub,
@@ -172,9 +178,10 @@ class DemoServer:
             session_config=session_config or policy_session_config(policy),
             client_options=CLIENT_OPTIONS,
             policies=POLICY_DESCRIPTIONS,
+            store=self.store,
         )
         planner = chat_planner or self.engines_factory({}).planner
-        self.chat = ChatService(planner, chat_config)
+        self.chat = ChatService(planner, chat_config, shared=self.store)
         self.monitor_heartbeat = monitor_heartbeat
         self.monitors = 0
         # Set once the sessions have ended (or had their time) during shutdown.
@@ -244,6 +251,7 @@ class DemoServer:
                     "server": self.sessions.stats.to_json(),
                     "chat_streams": len(self.chat.store),
                     "monitors": self.monitors,
+                    "store": self.store.health.to_json(),
                     "access": {"refused": dict(self.policy.refused)},
                 }
             )
@@ -286,10 +294,10 @@ class DemoServer:
         self.realtime = add_realtime_routes(app, self)
         return app
 
-    async def _open_chat(self) -> tuple[ChatStream, int]:
+    async def _open_chat(self) -> tuple[ChatStream | RemoteStream, int]:
         last_event_id = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
         if last_event_id:
-            return self.chat.resume(last_event_id)
+            return await self.chat.resume(last_event_id)
         if request.method == "GET":
             raise ChatRequestError(
                 400, "missing_last_event_id", "GET only resumes a stream: send Last-Event-ID"
@@ -312,6 +320,7 @@ class DemoServer:
                 lambda: sorted(self.sessions.sessions),
                 self.stopping,
                 heartbeat=self.monitor_heartbeat,
+                store=self.store,
             ):
                 yield chunk
         finally:
@@ -350,12 +359,16 @@ class DemoServer:
                 await shutdown_trigger()
             await self.stop()
 
-        await hypercorn_serve(
-            self.app,
-            self.hypercorn_config(host, port),
-            shutdown_trigger=trigger,
-            task_status=task_status,
-        )
+        async with trio.open_nursery() as nursery:
+            # The store first: a Redis that cannot be reached fails the start (StoreUnavailable).
+            await nursery.start(self.store.run)
+            await hypercorn_serve(
+                self.app,
+                self.hypercorn_config(host, port),
+                shutdown_trigger=trigger,
+                task_status=task_status,
+            )
+            nursery.cancel_scope.cancel()
 
     async def stop(self) -> None:
         """Sessions get a fatal `shutting_down` and end, chat streams end with an `error` event;

@@ -4,6 +4,10 @@ A stream's planner runs in the service's nursery, not in the HTTP request, so a 
 connection drops can reconnect with `Last-Event-ID` and get every event it missed, then the rest
 live. When no client has been attached for `orphan_timeout` seconds the planner is cancelled:
 a client that went away for good does not keep model work running.
+
+Every event also goes to the shared `Store` (bargein/store), so a reconnect that reaches another
+worker replays from there and follows the rest live (`follow_remote`); that worker marks the
+stream followed, so the producing worker does not cancel it as an orphan (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import trio
 
 from bargein.engines.base import PlannerEngine, PlanOutput, PlanRequest, Status, TextDelta
 from bargein.runtime.history import ChatMessage
+from bargein.store import MemoryStore, Store, StoreUnavailable
+from bargein.store.base import FINAL_EVENTS
 from bargein.transports.protocol.codec import reject_json_constant
 from bargein.transports.responses import error_json
 from bargein.transports.sse import (
@@ -33,6 +39,9 @@ from bargein.transports.sse import (
 
 MAX_MESSAGES = 200
 MAX_CONTENT_CHARS = 20_000
+# The producer's hold on a stream in the shared store lasts this long without a refresh; a
+# reader on another worker that sees it lapse with no final event says `stream_lost`.
+PRODUCER_HOLD_S = 5.0
 _ROLES = ("system", "user", "assistant")
 
 
@@ -97,8 +106,9 @@ def _json(obj: Mapping[str, Any]) -> str:
 class ChatStream:
     """One planner run and its replay buffer; any number of followers over its lifetime."""
 
-    def __init__(self, buffer: ReplayBuffer) -> None:
+    def __init__(self, buffer: ReplayBuffer, shared: Store | None = None) -> None:
         self.buffer = buffer
+        self.shared = shared if shared is not None else MemoryStore()
         self.followers = 0
         self.cancel_scope = trio.CancelScope()
         self._changed = trio.Event()
@@ -109,7 +119,8 @@ class ChatStream:
         return self.buffer.stream_id
 
     def append(self, event: str, data: Mapping[str, Any]) -> None:
-        self.buffer.append(event, _json(data))
+        record = self.buffer.append(event, _json(data))
+        self.shared.append_record(record, final=event in FINAL_EVENTS)
         self._wake()
 
     def finish(self) -> None:
@@ -162,9 +173,16 @@ class ChatConfig:
 class ChatService:
     """Owns the planner runs of `POST /api/chat/stream`. Start with `nursery.start(service.run)`."""
 
-    def __init__(self, planner: PlannerEngine, config: ChatConfig | None = None) -> None:
+    def __init__(
+        self,
+        planner: PlannerEngine,
+        config: ChatConfig | None = None,
+        *,
+        shared: Store | None = None,
+    ) -> None:
         self.planner = planner
         self.config = config or ChatConfig()
+        self.shared = shared if shared is not None else MemoryStore()
         self.store = ReplayStore(self.config.max_streams, self.config.replay_capacity)
         self._streams: dict[str, ChatStream] = {}
         self._nursery: trio.Nursery | None = None
@@ -194,7 +212,7 @@ class ChatService:
             buffer = self.store.create(stream_id)
         except StoreFull as exc:
             raise ChatRequestError(503, "server_busy", str(exc)) from exc
-        stream = ChatStream(buffer)
+        stream = ChatStream(buffer, self.shared)
         # Drop our reference when the store evicts it (finished streams only).
         self._streams = {k: v for k, v in self._streams.items() if self.store.get(k) is not None}
         self._streams[stream_id] = stream
@@ -202,23 +220,31 @@ class ChatService:
         self._nursery.start_soon(self._produce, stream, messages)
         return stream
 
-    def resume(self, last_event_id: str) -> tuple[ChatStream, int]:
-        """The stream and position named by a `Last-Event-ID` header."""
+    async def resume(self, last_event_id: str) -> tuple[ChatStream | RemoteStream, int]:
+        """The stream and position named by a `Last-Event-ID` header: this worker's own
+        stream, else one another worker produces (from the shared store)."""
         parsed = parse_event_id(last_event_id)
         if parsed is None:
             raise ChatRequestError(400, "bad_last_event_id", "Last-Event-ID is not one of ours")
         stream_id, seq = parsed
         stream = self._streams.get(stream_id)
         if stream is None or self.store.get(stream_id) is None:
-            raise ChatRequestError(410, "unknown_stream", f"stream {stream_id} is not kept")
-        result = stream.buffer.after(seq)
-        if isinstance(result, Gap):
-            raise ChatRequestError(
-                410 if result.reason == "evicted" else 400,
-                "replay_gap" if result.reason == "evicted" else "bad_last_event_id",
-                f"cannot resume after {seq}: {result.reason} (oldest kept: {result.oldest})",
-            )
+            return await self._resume_remote(stream_id, seq), seq
+        _check_resumable(stream.buffer.after(seq), seq)
         return stream, seq
+
+    async def _resume_remote(self, stream_id: str, seq: int) -> RemoteStream:
+        try:
+            read = await self.shared.read_records(stream_id, seq, wait=0)
+        except StoreUnavailable as exc:
+            raise ChatRequestError(503, "store_unavailable", str(exc)) from exc
+        if read is None:
+            raise ChatRequestError(410, "unknown_stream", f"stream {stream_id} is not kept")
+        if seq > read.last_seq:
+            _check_resumable(Gap(seq, None, "ahead"), seq)
+        if read.records and read.records[0].seq != seq + 1:
+            _check_resumable(Gap(seq, read.records[0].seq, "evicted"), seq)
+        return RemoteStream(stream_id)
 
     async def _produce(self, stream: ChatStream, messages: tuple[ChatMessage, ...]) -> None:
         try:
@@ -239,14 +265,26 @@ class ChatService:
                 await self.planner.respond(PlanRequest(turn=1, messages=messages), send)
 
         async def watch_orphan() -> None:
-            await stream.wait_orphaned(self.config.orphan_timeout)
+            while True:
+                await stream.wait_orphaned(self.config.orphan_timeout)
+                try:
+                    if not await self.shared.followed_elsewhere(stream.stream_id):
+                        break
+                except StoreUnavailable:
+                    break  # nobody can be told apart from nobody: an orphan
             self.cancelled_orphans += 1
             stream.cancel_scope.cancel()
+
+        async def hold() -> None:
+            while True:
+                self.shared.hold_stream(stream.stream_id, PRODUCER_HOLD_S)
+                await trio.sleep(PRODUCER_HOLD_S / 3)
 
         with stream.cancel_scope:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(watch_orphan)
+                    nursery.start_soon(hold)
                     nursery.start_soon(plan)
                     async with receive:
                         async for item in receive:
@@ -288,7 +326,13 @@ class ChatService:
         )
         stream.finish()
 
-    async def follow(self, stream: ChatStream, after: int) -> AsyncIterator[bytes]:
+    def follow(self, stream: ChatStream | RemoteStream, after: int) -> AsyncIterator[bytes]:
+        """The response body for `resume`'s or `open`'s stream (this worker's or another's)."""
+        if isinstance(stream, RemoteStream):
+            return follow_remote(self.shared, stream, after, self.config)
+        return self._follow_local(stream, after)
+
+    async def _follow_local(self, stream: ChatStream, after: int) -> AsyncIterator[bytes]:
         """The response body: replay after `after`, then live events, heartbeats when quiet.
 
         Returns when the stream has finished and everything was sent; the caller's cancellation
@@ -318,3 +362,65 @@ class ChatService:
                     yield encode_comment("ping")
         finally:
             stream.detach()
+
+
+def _check_resumable(result: object, seq: int) -> None:
+    """Raise the HTTP error for a `Gap` (evicted: 410 `replay_gap`; ahead: 400)."""
+    if isinstance(result, Gap):
+        raise ChatRequestError(
+            410 if result.reason == "evicted" else 400,
+            "replay_gap" if result.reason == "evicted" else "bad_last_event_id",
+            f"cannot resume after {seq}: {result.reason} (oldest kept: {result.oldest})",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStream:
+    """A stream another worker produces, read from the shared store."""
+
+    stream_id: str
+
+
+async def follow_remote(
+    shared: Store, stream: RemoteStream, after: int, config: ChatConfig
+) -> AsyncIterator[bytes]:
+    """The response body for a stream of another worker: what the store holds after `after`,
+    then each event as that worker writes it, heartbeats when quiet. Every event once, in
+    order; a hole (the store lost events) ends the body with `replay_gap`, a producer that
+    stopped holding the stream without its final event with `stream_lost`, the store gone
+    with `store_unavailable` (the client may reconnect with its Last-Event-ID)."""
+    # Wake at least this often: to mark the stream followed before the mark lapses.
+    wait = min(config.heartbeat_interval, config.orphan_timeout / 3)
+    yield encode_retry(config.retry_ms)
+    seen = after
+    quiet_since = trio.current_time()
+    while True:
+        shared.mark_followed(stream.stream_id, config.orphan_timeout)
+        try:
+            read = await shared.read_records(stream.stream_id, seen, wait=wait)
+        except StoreUnavailable as exc:
+            yield _error_event("store_unavailable", str(exc))
+            return
+        if read is None:
+            yield _error_event("stream_lost", f"stream {stream.stream_id} is gone from the store")
+            return
+        for record in read.records:
+            if record.seq != seen + 1:
+                yield _error_event("replay_gap", f"events after {seen} lost")
+                return
+            yield record.encode()
+            seen = record.seq
+            quiet_since = trio.current_time()
+        if read.finished and seen >= read.last_seq:
+            return
+        if not read.records:
+            if not read.producer_alive:
+                yield _error_event("stream_lost", "the worker producing the stream stopped")
+                return
+            if trio.current_time() - quiet_since >= config.heartbeat_interval:
+                yield encode_comment("ping")
+                quiet_since = trio.current_time()
+
+
+def _error_event(code: str, message: str) -> bytes:
+    return encode_event(_json({"code": code, "message": message}), event="error")

@@ -6,6 +6,11 @@ connection serving it; a newer connection presenting the right secret takes it o
 ends the owner first). Once no connection owns it, the conversation keeps what a resumed session
 continues from: the heard history and the next turn and event sequence numbers. The newest
 `remembered` unowned conversations are kept; older ones are forgotten.
+
+The shared `Store` (bargein/store) holds the same records for the other workers: a
+conversation's record is written when it starts, at every turn end (`TurnRecorder`) and when
+its connection lets go, so a worker that never saw it, or whose predecessor died mid-turn,
+resumes it with the heard history of every turn that ended (`find_or_load`).
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from bargein.runtime.events import Event, EventType
 from bargein.runtime.history import ChatMessage
+from bargein.store import ConversationRecord, Store, StoreUnavailable
 from bargein.transports.protocol import (
     MAX_SERVER_TEXT_CHARS,
     ErrorCode,
@@ -99,6 +107,19 @@ class Conversations:
             )
         return conversation
 
+    def adopt(self, record: ConversationRecord) -> Conversation:
+        """The conversation of a record from the shared store (another worker's), unowned;
+        one this worker holds already is kept as it is."""
+        conversation = self._all.get(record.session_id)
+        if conversation is None:
+            conversation = Conversation(
+                record.session_id, record.secret, record.history, record.next_turn,
+                record.next_seq,
+            )  # fmt: skip
+            self._all[record.session_id] = conversation
+            self._forget_old()
+        return conversation
+
     def claim(self, conversation: Conversation, owner: object) -> None:
         """`owner` serves `conversation` from now on (any earlier owner was ended)."""
         conversation.owner = owner
@@ -130,6 +151,74 @@ class Conversations:
         unowned = [c for c in self._all.values() if c.owner is None]
         for conversation in unowned[: max(0, len(unowned) - self._remembered)]:
             del self._all[conversation.session_id]
+
+
+def record_of(conversation: Conversation) -> ConversationRecord:
+    return ConversationRecord(
+        conversation.session_id,
+        conversation.secret,
+        conversation.history,
+        conversation.next_turn,
+        conversation.next_seq,
+    )
+
+
+async def find_or_load(
+    conversations: Conversations, store: Store, session_id: str, secret: str | None
+) -> Conversation:
+    """`Conversations.find`, and for a conversation this worker does not have, the shared
+    store's record of it. Raises `ResumeRefused` (a store that does not answer: the
+    conversation is as unknown as one it does not have, and the message says why)."""
+    try:
+        return conversations.find(session_id, secret)
+    except ResumeRefused as refused:
+        if refused.code is not ErrorCode.UNKNOWN_SESSION:
+            raise
+        unknown = refused
+    try:
+        record = await store.load_conversation(session_id)
+    except StoreUnavailable as exc:
+        raise ResumeRefused(
+            ErrorCode.UNKNOWN_SESSION, f"{unknown.message} (the conversation store: {exc})"
+        ) from exc
+    if record is None:
+        raise unknown
+    conversations.adopt(record)
+    return conversations.find(session_id, secret)
+
+
+class _WithMessages(Protocol):
+    @property
+    def messages(self) -> tuple[ChatMessage, ...]: ...
+
+
+class TurnRecorder:
+    """A session bus listener: at every turn end, the conversation's record (the heard history
+    so far, the next turn and event numbers) goes to the shared store."""
+
+    def __init__(
+        self,
+        store: Store,
+        conversation: Conversation,
+        session: _WithMessages,
+    ) -> None:
+        self.store = store
+        self.conversation = conversation
+        self.session = session
+
+    def __call__(self, event: Event) -> None:
+        if event.type not in (EventType.TURN_COMPLETED, EventType.TURN_CANCELLED):
+            return
+        c = self.conversation
+        self.store.save_conversation(
+            ConversationRecord(
+                c.session_id,
+                c.secret,
+                tuple(m for m in self.session.messages if m.role != "system"),
+                max(c.next_turn, (event.turn or 0) + 1),
+                max(c.next_seq, event.seq + 1),
+            )
+        )
 
 
 def heard_history(messages: tuple[ChatMessage, ...]) -> tuple[HistoryEntry, ...]:

@@ -20,6 +20,7 @@ import trio
 from bargein.engines.base import Engines
 from bargein.runtime.bus import EventHub
 from bargein.session import Session, SessionConfig, open_session
+from bargein.store import MemoryStore, Store, StoreUnavailable
 from bargein.transports.protocol import (
     SUPPORTED_RATES,
     Capabilities,
@@ -35,7 +36,10 @@ from bargein.transports.websocket.conversations import (
     Conversation,
     Conversations,
     ResumeRefused,
+    TurnRecorder,
+    find_or_load,
     heard_history,
+    record_of,
 )
 from bargein.transports.websocket.inbound import (
     Activity,
@@ -88,6 +92,7 @@ class SessionServer:
         max_sessions: int = 32,
         max_sessions_per_client: int = 8,
         remembered_conversations: int = 256,
+        store: Store | None = None,
         limits: ConnectionLimits | None = None,
         session_config: Callable[[SessionStart, str], SessionConfig] = default_session_config,
         client_options: Mapping[str, str] | None = None,  # name -> what it does
@@ -114,6 +119,8 @@ class SessionServer:
         self.stats = ServerStats()
         self.shutting_down = trio.Event()
         self.conversations = Conversations(remembered_conversations)
+        # Shared with the other workers (docs/deploy.md): conversation records, the limit.
+        self.store = store if store is not None else MemoryStore()
 
     async def wait_idle(self) -> None:
         """Return once no session is running (each ended one is remembered for resumption)."""
@@ -192,12 +199,16 @@ class SessionServer:
         self.stats.refused[code.value] += 1
         transport.send_message(ErrorMessage(code.value, message, fatal=True))
 
-    def _resumable(self, start: SessionStart, transport: WebSocketTransport) -> Conversation | None:
+    async def _resumable(
+        self, start: SessionStart, transport: WebSocketTransport
+    ) -> Conversation | None:
         """The conversation `start` may resume, or None (told why, counted: a new one starts)."""
         if start.session_id is None:
             return None
         try:
-            return self.conversations.find(start.session_id, start.resume_secret)
+            return await find_or_load(
+                self.conversations, self.store, start.session_id, start.resume_secret
+            )
         except ResumeRefused as refused:
             self.stats.resume_refused[refused.code.value] += 1
             transport.send_message(
@@ -255,7 +266,7 @@ class SessionServer:
         if self.shutting_down.is_set():
             self._refuse(transport, ErrorCode.SHUTTING_DOWN, "the server is stopping")
             return
-        resumed = self._resumable(start, transport)
+        resumed = await self._resumable(start, transport)
         # A takeover frees the slot of the session it ends.
         freed = int(resumed is not None and resumed.owner is not None)
         if len(self.sessions) + len(self._starting) - freed >= self.max_sessions:
@@ -332,7 +343,18 @@ class SessionServer:
         )
         session: Session | None = None
         try:
+            admitted = await self.store.acquire_session(session_id, self.max_sessions)
+        except StoreUnavailable:
+            admitted = True  # the store is down: this worker's own limit (checked) holds
+        if not admitted:
+            self._refuse(
+                transport, ErrorCode.SERVER_BUSY, f"{self.max_sessions} sessions on all workers"
+            )
+            return
+        self.store.save_conversation(record_of(conversation))
+        try:
             async with open_session(config, engines, transport, hub=self.hub) as session:
+                session.bus.add_listener(TurnRecorder(self.store, conversation, session))
                 owner.session = session
                 self._starting.discard(owner)
                 self.sessions[session_id] = session
@@ -398,3 +420,6 @@ class SessionServer:
                     next_turn=conversation.next_turn,
                     next_seq=conversation.next_seq,
                 )
+            self.store.release_session(session_id)
+            if conversation.owner is None:  # released: where it got to, for the other workers
+                self.store.save_conversation(record_of(conversation))
