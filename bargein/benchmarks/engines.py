@@ -7,7 +7,8 @@ sections keep their keys (`stt`, `tts`, `planner`, `voice_to_voice`), the neural
 `neural`, and `summary` puts the figures of docs/engines.md side by side. `voice_to_voice` runs
 whole sessions on the recordings (virtual clock, engine compute charged), from the end-of-speech
 decision to the first reply frame out (see docs/run.md for how the latencies are defined), and
-gives the endpoint-to-final latency of every utterance.
+gives the endpoint-to-final latency of every utterance. `end_of_turn` (`engines_turn`) puts the
+learned end of turn (the `smart_turn` preset's VAD) beside silence endpointing.
 """
 
 from __future__ import annotations
@@ -108,6 +109,15 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
                 else None
             ),
         }
+        turn = get(result, "end_of_turn", family, "smart_turn")
+        rows[family]["voice_to_voice_smart_turn_ms_p50"] = get(
+            turn, "speech_end_to_audio_out_first_ms", "p50"
+        )
+        rows[family]["voice_to_voice_smart_turn_ms_p95"] = get(
+            turn, "speech_end_to_audio_out_first_ms", "p95"
+        )
+        rows[family]["smart_turn_cut_offs"] = get(turn, "cut_offs")
+    rows["smart_turn_decision_cpu_ms_p50"] = get(result, "end_of_turn", "decision", "cpu_ms", "p50")
     rows["wer_files"] = [n for n, ref in RECORDINGS.items() if ref is not None]
     return rows
 
@@ -167,6 +177,11 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--skip-stt", action="store_true")
     parser.add_argument("--skip-v2v", action="store_true", help="no voice-to-voice sessions")
+    parser.add_argument(
+        "--only-end-of-turn",
+        action="store_true",
+        help="only the end_of_turn section (Smart Turn vs silence endpointing)",
+    )
     args = parser.parse_args(argv)
     from bargein.engines.neural import engines_for, neural_available
 
@@ -179,6 +194,16 @@ def main(argv: list[str]) -> int:
         recordings = {}
     elif args.audio_dir.is_dir():
         recordings = {name: read_pcm(args.audio_dir / name) for name in args.files}
+    if args.only_end_of_turn:
+        from bargein.benchmarks.engines_turn import bench_end_of_turn
+
+        only: dict[str, Any] = {
+            "benchmark": "engines",
+            "end_of_turn": bench_end_of_turn(families, args.audio_dir, args.files),
+        }
+        only["summary"] = summary(only)
+        print(json.dumps(only if args.json else only["summary"]))
+        return 0
     result = trio.run(run, args, recordings)
     if not args.skip_v2v:
         # Whole sessions, each on its own virtual clock (so outside `run`'s real-clock loop).
@@ -189,6 +214,10 @@ def main(argv: list[str]) -> int:
                     result["voice_to_voice"] = v2v
                 else:
                     result["neural"]["voice_to_voice"] = v2v
+        if args.audio_dir.is_dir():
+            from bargein.benchmarks.engines_turn import bench_end_of_turn
+
+            result["end_of_turn"] = bench_end_of_turn(families, args.audio_dir, args.files)
     result["summary"] = summary(result)
     if args.json:
         json.dump(result, sys.stdout)

@@ -15,6 +15,7 @@ import numpy as np
 import trio
 import trio.testing
 
+from bargein.actors.vad import VadConfig
 from bargein.engines.base import Engines, TtsChunk, TtsEngine
 from bargein.engines.embedded.local_planner import STORY
 from bargein.runtime.events import Event, EventType
@@ -164,7 +165,10 @@ V2V_TRAILING_SILENCE_S = 1.0
 
 
 def voice_to_voice(
-    engines: Engines, audio_dir: Path, files: Sequence[str] | None = None
+    engines: Engines,
+    audio_dir: Path,
+    files: Sequence[str] | None = None,
+    vad: VadConfig | None = None,
 ) -> dict[str, Any] | None:
     """End of user speech → first assistant audio out, over whole sessions on the recordings.
 
@@ -172,7 +176,9 @@ def voice_to_voice(
     by its own endpointing rather than at the end of the file) is run through `converse` on the
     virtual clock with inline compute: every engine call (STT decode and final, planner, TTS) is
     charged to the session clock with its measured duration, so each figure is a subtraction of
-    two stamped events of the trace. None when the recordings are missing.
+    two stamped events of the trace. `vad` replaces the session's VAD config (e.g. the learned
+    end of turn); each file's `stops` list every end of speech the VAD decided. None when the
+    recordings are missing.
     """
     from bargein.filerun import converse
     from bargein.run_report import analyse
@@ -184,7 +190,7 @@ def voice_to_voice(
     names = [n for n in (files or RECORDINGS) if (audio_dir / n).is_file()]
     if not names:
         return None
-    config = SessionConfig(compute="inline")
+    config = SessionConfig(compute="inline", vad=vad or VadConfig())
 
     async def warm() -> None:
         # Model loads are one-offs, not part of any turn's latency.
@@ -233,6 +239,20 @@ def voice_to_voice(
                 "turns": len(report.turns),
                 "cancelled": sum(t.status == "cancelled" for t in report.turns),
                 "speech_stopped_to_audio_ms": [lat["speech_stopped_to_audio"] for lat in lats],
+                "speech_offset_to_audio_ms": [lat["speech_offset_to_audio"] for lat in lats],
+                "stops": [
+                    {
+                        "offset": e.data["offset"],
+                        "endpointing_ms": round(1e3 * (e.data["media_t"] - e.data["offset"]), 1),
+                        "end_of_turn": e.data.get("end_of_turn"),
+                        "p": e.data.get("turn_probability"),
+                    }
+                    for e in conv.events
+                    if e.type == EventType.SPEECH_STOPPED
+                ],
+                "errors": [
+                    e.data.get("message") for e in conv.events if e.type == EventType.ERROR
+                ],
                 "session_s": round(conv.events[-1].t, 3) if conv.events else 0.0,
                 "wall_s": round(wall, 3),
             }
@@ -251,6 +271,7 @@ def voice_to_voice(
         "speech_offset_to_audio_out_first_ms": stats_ms(offset),
         "endpointing_ms": stats_ms(endpointing),
         "vad_stop_ms": config.vad.stop_ms,
+        "end_of_turn": config.vad.end_of_turn,
         "note": (
             "speech_stopped_to_audio_out_first is measured from the VAD's end-of-speech decision "
             "(speech_stopped.t) to the first reply frame handed to the transport "

@@ -55,6 +55,26 @@ def mel_filters() -> F64:
 
 
 @lru_cache(maxsize=1)
+def _mel_bands() -> tuple[tuple[int, int, F64], ...]:
+    """Each filter's non-zero bins (at most 14 of 201) and their weights."""
+    bands = []
+    for row in mel_filters():
+        nz = np.nonzero(row)[0]
+        bands.append((int(nz[0]), int(nz[-1]) + 1, row[nz[0] : nz[-1] + 1].copy()))
+    return tuple(bands)
+
+
+def _apply_mel(power: F64) -> F64:
+    """(frames, 201) power -> (80, frames) mel energies, without BLAS: a matrix product here
+    woke OpenBLAS's worker threads, whose spinning afterwards burned the second core during
+    the ONNX run (measured: CPU per decision 98 ms -> 53 ms, its wall time halved under load)."""
+    mel = np.empty((MELS, power.shape[0]))
+    for m, (lo, hi, weights) in enumerate(_mel_bands()):
+        mel[m] = (power[:, lo:hi] * weights).sum(axis=1)
+    return mel
+
+
+@lru_cache(maxsize=1)
 def _hann() -> F64:
     n = np.arange(WINDOW)
     out: F64 = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / WINDOW)  # periodic
@@ -80,7 +100,7 @@ def log_mel(audio: NDArray[np.floating]) -> F32:
     padded = np.pad(x.astype(np.float64), WINDOW // 2, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::HOP]
     power = np.abs(np.fft.rfft(frames * _hann(), axis=1)) ** 2  # (801, 201)
-    mel = np.log10(np.maximum(mel_filters() @ power.T, 1e-10))[:, :FRAMES]
+    mel = np.log10(np.maximum(_apply_mel(power), 1e-10))[:, :FRAMES]
     mel = np.maximum(mel, mel.max() - 8.0)
     out: F32 = ((mel + 4.0) / 4.0).astype(np.float32)
     return out

