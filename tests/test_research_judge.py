@@ -93,10 +93,10 @@ def test_judge_before_audio_is_asked_again_when_audio_starts() -> None:
 def test_a_bad_verdict_is_a_clear_error() -> None:
     class Bad(Recording):
         def judge(self, view: OverlapView) -> Verdict:
-            return "duck"  # type: ignore[return-value]
+            return "shout"  # type: ignore[return-value]
 
     m = speaking(Bad())
-    with pytest.raises(ValueError, match="judge returned 'duck'"):
+    with pytest.raises(ValueError, match="judge returned 'shout'"):
         m.speech_started(2.2, 2.0)
 
 

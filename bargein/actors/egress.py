@@ -5,6 +5,13 @@ pacing loop runs in, so no frame of that turn is handed to the transport after t
 decision; egress then drops what was queued and sends `clear` so the peer flushes its playback.
 An interrupt for a turn whose feed is not open yet holds: the feed opens stopped.
 
+A turn can be *ducked* (`duck`/`restore`): its frames keep going out, their gain ramped down by
+`duck_db` and back up along a raised cosine (`bargein.dsp.duck.Ducker`, one per turn, so any
+frame size gives the same samples; the echo reference tap sees the ducked samples). A ducked
+turn that is interrupted fades out instead of stopping dead: the frame held at the decision and
+what follows it, up to the ramp's length, go out ramped to silence (their words not counted as
+heard), and `clear` follows once that fade has played on our clock.
+
 A turn's playout ends when the peer has played its last sample, not when it was sent: egress
 keeps the turn (and so barge-in on it) live until a playback report covers the last sample,
 bounded by the lead plus `grace_ms` once the peer has shown that it reports playback, and by
@@ -14,14 +21,17 @@ the lead alone otherwise.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import trio
 
+from bargein.dsp.duck import Ducker
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
 from bargein.runtime.media_clock import MediaClock, media_clock
-from bargein.runtime.messages import OutFrame
+from bargein.runtime.messages import Int16Array, OutFrame
 from bargein.runtime.transport import Transport
 
 from .playout import PlayoutCursor
@@ -37,6 +47,16 @@ class TurnFeed:
     scope: trio.CancelScope | None = None
     reported: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
     played_first: bool = False
+    ducker: Ducker | None = None  # the turn's gain ramps (None: never ducked, gain 1)
+    holding: OutFrame | None = None  # the frame the pacing loop waits to send
+    due: float | None = None  # when the next frame is due (the last one sent ends then)
+    fade: bool = False  # interrupted while ducked: fade out before the clear
+
+    @property
+    def ducked(self) -> bool:
+        """Turned down now, or ramping there or back."""
+        d = self.ducker
+        return d is not None and (d.target < 1.0 or d.gain < 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +77,9 @@ class Egress:
         buffer_frames: int,
         on_audio_started: trio.MemorySendChannel[AudioStarted],
         grace_ms: int = 300,
+        on_played: Callable[[Int16Array, float], None] | None = None,
+        duck_db: float = -15.0,
+        duck_ramp_ms: float = 30.0,
     ) -> None:
         self._transport = transport
         self._bus = bus
@@ -68,12 +91,16 @@ class Egress:
         self._stop_before_open: set[int] = set()
         self._buffer_frames = max(1, buffer_frames)
         self._notify = on_audio_started
+        # Echo reference tap: each frame sent, with the trio time it plays on our clock.
+        self._on_played = on_played
         self._feeds: deque[TurnFeed] = deque()
         self._by_turn: dict[int, TurnFeed] = {}
         self._wakeup = trio.lowlevel.ParkingLot()
         self._paused: int | None = None
         self._resumed = trio.Event()
         self._clock: MediaClock | None = None
+        self.duck_db = duck_db
+        self.duck_ramp_ms = duck_ramp_ms
         self.frames_sent = 0
         self.frames_dropped = 0
         self.clears = 0
@@ -106,9 +133,28 @@ class Egress:
             return False
         if not feed.stopped:
             feed.stopped = True
+            feed.fade = feed.ducked
             if feed.scope is not None:
                 feed.scope.cancel()
             self.resume(turn)
+        return True
+
+    def duck(self, turn: int) -> bool:
+        """Ramp `turn`'s audio down by `duck_db` from its next frame (False: no such turn)."""
+        feed = self._by_turn.get(turn)
+        if feed is None or feed.stopped:
+            return False
+        if feed.ducker is None:
+            feed.ducker = Ducker(self.rate, depth_db=self.duck_db, ramp_ms=self.duck_ramp_ms)
+        feed.ducker.duck()
+        return True
+
+    def restore(self, turn: int) -> bool:
+        """Ramp `turn`'s audio back to full level from its next frame."""
+        feed = self._by_turn.get(turn)
+        if feed is None or feed.ducker is None:
+            return False
+        feed.ducker.restore()
         return True
 
     def pause(self, turn: int) -> None:
@@ -165,6 +211,8 @@ class Egress:
             # Also when the session closes in the same instant: the peer must flush the turn.
             if feed.stopped:
                 with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                    if feed.fade:
+                        await self._fade_out(feed)
                     await self._clear(feed)
             feed.frames.close()
 
@@ -176,6 +224,7 @@ class Egress:
                 scope.cancel()
             due: float | None = None
             async for frame in feed.frames:
+                feed.holding = frame
                 while True:
                     if self._paused == feed.turn:
                         await self._resumed.wait()
@@ -192,13 +241,19 @@ class Egress:
                     # its arrival): a woken task sees the cancel only at its next checkpoint,
                     # so look now, or the frame held at the decision would still go out.
                     break
+                if feed.ducker is not None:
+                    frame = self._ducked(feed, feed.ducker, frame)
                 await self._transport.send_audio(frame)
+                feed.holding = None
+                if self._on_played is not None:
+                    self._on_played(frame.pcm, due)
                 feed.cursor.on_sent(frame.end, frame.words)
                 self.frames_sent += 1
                 if feed.cursor.frames_sent == 1:
                     self._bus.emit(EventType.AUDIO_OUT_FIRST, feed.turn)
                     await self._notify.send(AudioStarted(feed.turn))
                 due += len(frame.pcm) / self.rate
+                feed.due = due
             if due is not None:
                 await clock.sleep_until(due)  # the last frame has played on our clock
                 await self._tail_played(feed, due)
@@ -214,6 +269,38 @@ class Egress:
                     await trio.sleep_until(limit)
                 else:
                     await feed.reported.park()
+
+    def _ducked(self, feed: TurnFeed, ducker: Ducker, frame: OutFrame) -> OutFrame:
+        if ducker.settled and ducker.gain == 1.0:
+            feed.ducker = None  # restored and done: no more work per frame
+            return frame
+        return OutFrame(frame.turn, ducker.process_int16(frame.pcm), frame.start, frame.words)
+
+    async def _fade_out(self, feed: TurnFeed) -> None:
+        """The interrupted, ducked turn's next samples ramped to silence over the duck ramp,
+        sent after what already went out; then wait until they have played on our clock."""
+        ducker = feed.ducker
+        assert ducker is not None
+        pieces: list[OutFrame] = [feed.holding] if feed.holding is not None else []
+        while sum(len(f.pcm) for f in pieces) < ducker.ramp_samples:
+            try:
+                pieces.append(feed.frames.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        feed.holding = None
+        if not pieces:
+            return  # nothing queued: the audio already ended where it was
+        pcm = np.concatenate([f.pcm for f in pieces])[: ducker.ramp_samples]
+        ducker.fade_out(samples=len(pcm))
+        # Its words are not heard whole: the frame carries none and the cursor counts none.
+        tail = OutFrame(feed.turn, ducker.process_int16(pcm), pieces[0].start, ())
+        start = max(trio.current_time(), feed.due or 0.0)
+        await self._transport.send_audio(tail)
+        if self._on_played is not None:
+            self._on_played(tail.pcm, start)
+        feed.cursor.on_sent(tail.end, ())
+        self.frames_sent += 1
+        await trio.sleep_until(start + len(pcm) / self.rate)
 
     async def _clear(self, feed: TurnFeed) -> None:
         dropped = 0

@@ -14,15 +14,23 @@ from bargein.engines.base import PlannerEngine, TtsEngine
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
 from bargein.runtime.history import History
-from bargein.runtime.messages import SpeechStarted, SpeechStopped, Transcript, VoiceActivity
+from bargein.runtime.messages import (
+    SpeechStarted,
+    SpeechStopped,
+    Transcript,
+    VoiceActivity,
+    VoiceLevels,
+)
 
 from .egress import AudioStarted, Egress
 from .floor_machine import (
     Action,
     CancelTurn,
+    DuckOutput,
     EndSession,
     FloorMachine,
     PauseOutput,
+    RestoreOutput,
     ResumeOutput,
     StartTurn,
 )
@@ -49,6 +57,7 @@ FloorInput = (
     SpeechStarted
     | SpeechStopped
     | VoiceActivity
+    | VoiceLevels
     | Transcript
     | TextInput
     | ClientInterrupt
@@ -129,6 +138,11 @@ class Floor:
                 return m.speech_stopped(now)
             case VoiceActivity(active=active):
                 return m.voice(now, active)
+            case VoiceLevels(levels=levels, at=at, shapes=shapes):
+                # Media times of the frames' ends, placed on the session clock as an onset is.
+                times = [now - (at - end) for end in message.frame_ends()]
+                rows = None if shapes is None else list(shapes)
+                return m.levels(now, times, list(levels), rows)
             case Transcript(text=text, final=final):
                 return m.transcript(now, text, final)
             case TextInput(text=text):
@@ -202,5 +216,32 @@ class Floor:
                         paused_ms=round(1000 * (bus.now() - paused_at), 3),
                     )
                     bus.emit(EventType.OUTPUT_RESUMED, turn)
+                case DuckOutput(turn=turn, onset=onset):
+                    self._egress.duck(turn)
+                    bus.emit(
+                        EventType.OUTPUT_DUCKED,
+                        turn,
+                        onset=round(onset, 6),
+                        depth_db=self._egress.duck_db,
+                        sent_ms=round(self._egress.sent_ms(turn), 3),
+                    )
+                case RestoreOutput(turn=turn, text=text, ducked_at=ducked_at, announce=announce):
+                    self._egress.restore(turn)
+                    ducked_ms = round(1000 * (bus.now() - ducked_at), 3)
+                    if announce:
+                        bus.emit(
+                            EventType.FALSE_INTERRUPTION,
+                            turn,
+                            text=text,
+                            paused_ms=0.0,
+                            ducked_ms=ducked_ms,
+                        )
+                    bus.emit(
+                        EventType.OUTPUT_RESTORED,
+                        turn,
+                        ducked_at=round(ducked_at, 6),
+                        text=text,
+                        ducked_ms=ducked_ms,
+                    )
                 case EndSession(reason=reason):
                     self._end_session(reason)

@@ -3,6 +3,7 @@ lexicon, and the Protocol an outside overlap judge implements. No state, no I/O.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -20,7 +21,8 @@ BACKCHANNELS = frozenset(
 BACKCHANNEL_MAX_WORDS = 3
 
 HistoryCommit = Literal["heard_words", "heard_sentences", "generated"]
-Verdict = Literal["wait", "pause", "cancel", "resume"]
+Verdict = Literal["wait", "pause", "duck", "cancel", "resume"]
+OverlapAction = Literal["pause", "duck"]
 Trigger = Literal[
     "speech_started", "voice", "transcript", "speech_stopped", "audio_started", "tick"
 ]
@@ -43,11 +45,17 @@ class OverlapView:
     assistant_audio: bool  # the turn's audio has started (playout state)
     audio_since: float | None  # when the turn's audio last (re)started
     paused: bool  # output is paused for this overlap right now
+    ducked: bool  # output is ducked (turned down) for this overlap right now
     voiced: bool  # the user's voice is on now (VAD frames, before any hang-over)
     stopped_at: float | None  # the VAD ended the utterance at (None: still speaking)
     text: str  # the latest transcript of the utterance ("" until one arrives)
     final: bool  # `text` is the final transcript
     content_words: int  # words of `text` that count, by the policy's backchannel lexicon
+    # Audio levels (dBFS of 20 ms frames; None until known), the same the built-in rules see:
+    level_dbfs: float | None = None  # the latest frame of the overlapping speech
+    utterance_dbfs: float | None = None  # 90th percentile of its frames so far
+    user_dbfs: float | None = None  # this user's own level (90th pct. of their turns' frames)
+    relative_db: float | None = None  # utterance_dbfs - user_dbfs
 
 
 @runtime_checkable
@@ -56,9 +64,11 @@ class OverlapJudge(Protocol):
 
     The floor calls `judge` on every input during an overlap and follows the verdict:
     `wait` (keep judging; playout unchanged), `pause` (hold the turn's audio; before the audio
-    has started it is asked again at `audio_started`), `cancel` (the user takes the floor: the
-    turn is cancelled, its words go to the next turn), `resume` (a false interruption: paused
-    audio continues, the overlap ends). After a final transcript anything but `cancel` ends the
+    has started it is asked again at `audio_started`), `duck` (turn the turn's audio down by
+    the policy's `duck_db`, it keeps playing; asked again at `audio_started` likewise),
+    `cancel` (the user takes the floor: the turn is cancelled, its words go to the next turn),
+    `resume` (a false interruption: paused or ducked audio continues at full level, the
+    overlap ends). After a final transcript anything but `cancel` ends the
     overlap as a false interruption. `deadline` is when to call `judge` again with `tick`
     (None: only on the next input). Both must be pure and quick: they run inside the floor."""
 
@@ -78,6 +88,20 @@ class InterruptionPolicy:
     paused audio resumes when the utterance proves to be a backchannel or noise, or when no
     transcript arrives within `resume_timeout_ms` of the speech stopping.
 
+    `overlap_action`: what confirm mode does with the reply while it judges an overlap —
+    `pause` it, or `duck` it (the audio keeps playing `duck_db` quieter, ramped over
+    `duck_ramp_ms` with a raised cosine, `bargein.dsp.duck`); a ducked overlap that proves false
+    ramps back up, one that proves an interruption fades out over the ramp and is cancelled.
+
+    `classifier`: judge the overlap with `bargein.decide.backchannel.BackchannelClassifier`
+    (the whole short utterance: duration, level relative to this user's own turns, partial and
+    final words with the classifier's lexicon) instead of `min_speech_ms` / `min_words`.
+
+    `side_talk`: before any cancel by the built-in rules, speech that does not sound addressed
+    to the assistant — at least `side_talk_db` below this user's own level, with no interrupt
+    phrase — is a false interruption (`bargein.decide.side_talk`). docs/turn_detection.md says
+    what each can and cannot tell apart.
+
     `judge`: an `OverlapJudge` decides instead of `mode` (the echo guard and the history commit
     still apply).
 
@@ -94,14 +118,36 @@ class InterruptionPolicy:
     echo_guard_ms: int = 0
     history_commit: HistoryCommit = "heard_words"
     judge: OverlapJudge | None = None
+    overlap_action: OverlapAction = "pause"
+    duck_db: float = -15.0
+    duck_ramp_ms: float = 30.0
+    classifier: bool = False
+    side_talk: bool = False
+    side_talk_db: float = -3.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("onset", "confirm"):
             raise ValueError(f"unknown interruption mode {self.mode!r}")
+        if self.overlap_action not in ("pause", "duck"):
+            raise ValueError(f"unknown overlap_action {self.overlap_action!r}")
+        if not (_number(self.duck_db) and -60.0 <= self.duck_db <= 0.0):
+            raise ValueError(f"duck_db must be a number in -60..0 dB, got {self.duck_db!r}")
+        if not (_number(self.duck_ramp_ms) and 1.0 <= self.duck_ramp_ms <= 500.0):
+            raise ValueError(f"duck_ramp_ms must be in 1..500 ms, got {self.duck_ramp_ms!r}")
+        if not (_number(self.side_talk_db) and -40.0 <= self.side_talk_db <= 0.0):
+            raise ValueError(f"side_talk_db must be in -40..0 dB, got {self.side_talk_db!r}")
+        for name in ("classifier", "side_talk"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool")
         if self.history_commit not in ("heard_words", "heard_sentences", "generated"):
             raise ValueError(f"unknown history_commit {self.history_commit!r}")
         if self.judge is not None and not isinstance(self.judge, OverlapJudge):
             raise TypeError("judge must implement OverlapJudge (judge() and deadline())")
+
+    @property
+    def hears_levels(self) -> bool:
+        """The floor needs the microphone's frame levels (classifier, side talk, a judge)."""
+        return self.classifier or self.side_talk or self.judge is not None
 
     def is_backchannel(self, text: str) -> bool:
         """The whole utterance is a short run of backchannel phrases ("mm yeah", "i see")."""
@@ -121,3 +167,7 @@ class InterruptionPolicy:
     def content_words(self, text: str) -> int:
         """Words that count towards an interruption: none for a backchannel, else all."""
         return 0 if self.is_backchannel(text) else len(utterance_words(text))
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -44,6 +44,8 @@ import numpy as np
 
 from bargein.actors.policy import BACKCHANNELS, utterance_words
 
+_EPS_MS = 1e-6
+
 
 class Kind(StrEnum):
     BACKCHANNEL = "backchannel"
@@ -126,10 +128,17 @@ class Config:
     quiet_db: float = -6.0
     loud_db: float = 6.0
     loud_min_ms: float = 400.0
+    # Still speaking with no word recognized after this long -> interruption (None: the same as
+    # max_backchannel_ms). A policy that ducks can afford to wait for words longer.
+    max_wordless_ms: float | None = None
+
+    @property
+    def wordless_ms(self) -> float:
+        return self.max_backchannel_ms if self.max_wordless_ms is None else self.max_wordless_ms
 
     def __post_init__(self) -> None:
         for name in ("content_min_ms", "max_backchannel_ms", "max_lexical_ms", "end_wait_ms",
-                     "loud_min_ms"):
+                     "loud_min_ms", "wordless_ms"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v < 60_000):
                 raise ValueError(f"{name} must be a number of ms in 0..60000, got {v!r}")
@@ -242,9 +251,36 @@ class BackchannelClassifier:
             u.end = t
         return self._evaluate(t)
 
+    def speech_resumed(self, t: float) -> Decision | None:
+        """Speech came back before the utterance was decided (a gap the VAD ended it at, or a
+        second VAD utterance the caller counts as the same): it is open again."""
+        u = self._live(t)
+        if u is None:
+            return None
+        u.end = None
+        return self._evaluate(t)
+
     def tick(self, t: float) -> Decision | None:
         u = self._live(t)
         return None if u is None else self._evaluate(t)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which a time rule could decide the open utterance (call
+        `tick` then); None when it is decided, or only an input can decide it."""
+        u, c = self._u, self.config
+        if u is None or self._decision.kind is not Kind.UNDECIDED:
+            return None
+        if u.end is not None:
+            return None if u.final else u.end + c.end_wait_ms / 1000
+        _, content = self.lexicon.scan(u.tokens)
+        rel = self.relative_level()
+        quiet = rel is not None and rel <= c.quiet_db
+        limits = [c.max_lexical_ms if u.tokens else c.wordless_ms]
+        if content:
+            limits.append(c.max_backchannel_ms if quiet else c.content_min_ms)
+        if rel is not None and rel >= c.loud_db:
+            limits.append(c.loud_min_ms)
+        return u.onset + min(limits) / 1000
 
     # -- rules -------------------------------------------------------------------------
     def relative_level(self) -> float | None:
@@ -259,7 +295,8 @@ class BackchannelClassifier:
         if u is None or self._decision.kind is not Kind.UNDECIDED:
             return None
         c = self.config
-        ms = ((u.end if u.end is not None else t) - u.onset) * 1e3
+        # + epsilon: a tick at `next_deadline` (a sum of floats) must count as reaching it
+        ms = ((u.end if u.end is not None else t) - u.onset) * 1e3 + _EPS_MS
         phrase, content = self.lexicon.scan(u.tokens)
         rel = self.relative_level()
         quiet = rel is not None and rel <= c.quiet_db
@@ -273,11 +310,11 @@ class BackchannelClassifier:
         if u.end is None:
             if loud and ms >= c.loud_min_ms:
                 return self._decide(Kind.INTERRUPTION, t, f"loud ({rel:+.1f} dB), {ms:.0f} ms")
-            limit = c.max_lexical_ms if u.tokens else c.max_backchannel_ms
+            limit = c.max_lexical_ms if u.tokens else c.wordless_ms
             if ms >= limit:
                 return self._decide(Kind.INTERRUPTION, t, f"still speaking after {ms:.0f} ms")
             return None
-        if u.final or (t - u.end) * 1e3 >= c.end_wait_ms:
+        if u.final or (t - u.end) * 1e3 + _EPS_MS >= c.end_wait_ms:
             if content and u.final and not quiet:
                 return self._decide(Kind.INTERRUPTION, t, f"{content} content words in the final")
             what = "backchannel words" if u.tokens and not content else (

@@ -8,10 +8,11 @@ sample index and the commands' sample indices only, so any chunking gives the sa
 ``|b - a| * sin(pi / (2 n)) <= |b - a| * pi / (2 n)`` for ``n`` ramp samples: 0.0033 for a full
 fade over 30 ms at 16 kHz, far below an audible click.
 
-``duck(at=None)``, ``restore(at=None)``, ``fade_out(at=None)`` (to silence, for a cancel that
-must not click) and ``set_gain_db(db, at=None)`` take effect at sample ``at`` (absolute, since
-construction) or, when None, at the next sample processed. A command for a sample already
-processed raises ValueError.
+``duck(at=None)``, ``restore(at=None)``, ``fade_out(at=None, samples=None)`` (to silence, for
+a cancel that must not click; ``samples`` overrides the ramp's length, so a fade can end
+exactly where the audio does) and ``set_gain_db(db, at=None)`` take effect at sample ``at``
+(absolute, since construction) or, when None, at the next sample processed. A command for a
+sample already processed raises ValueError.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class Ducker:
         self.depth_db = float(depth_db)
         self.ramp_samples = max(1, round(ramp_ms * rate / 1000))
         self._state = np.array([1.0, 1.0, 0.0, float(self.ramp_samples), 1.0], np.float64)
-        self._pending: list[tuple[int, float]] = []  # (sample index, target gain), in order
+        # (sample index, target gain, ramp samples), in sample order
+        self._pending: list[tuple[int, float, int]] = []
         self._n = 0  # samples processed
 
     # -- commands ----------------------------------------------------------------------
@@ -77,21 +79,23 @@ class Ducker:
     def restore(self, at: int | None = None) -> None:
         self._command(1.0, at)
 
-    def fade_out(self, at: int | None = None) -> None:
-        self._command(0.0, at)
+    def fade_out(self, at: int | None = None, samples: int | None = None) -> None:
+        if samples is not None and (not isinstance(samples, int) or samples < 1):
+            raise ValueError(f"samples must be a positive int, got {samples!r}")
+        self._command(0.0, at, samples)
 
     def set_gain_db(self, db: float, at: int | None = None) -> None:
         if not (math.isfinite(db) and db <= 0.0):
             raise ValueError(f"gain must be finite and <= 0 dB, got {db}")
         self._command(10 ** (db / 20), at)
 
-    def _command(self, target: float, at: int | None) -> None:
+    def _command(self, target: float, at: int | None, samples: int | None = None) -> None:
         when = self._n if at is None else int(at)
         if when < self._n:
             raise ValueError(f"sample {when} was already processed (now at {self._n})")
         if self._pending and when < self._pending[-1][0]:
             raise ValueError("commands must be given in sample order")
-        self._pending.append((when, target))
+        self._pending.append((when, target, samples or self.ramp_samples))
 
     # -- audio -------------------------------------------------------------------------
     @property
@@ -124,7 +128,7 @@ class Ducker:
         done = 0
         # Split the chunk at each command's sample, so it starts a ramp exactly there.
         while self._pending and self._pending[0][0] < self._n + c - done:
-            when, target = self._pending.pop(0)
+            when, target, length = self._pending.pop(0)
             cut = when - self._n
             if cut > 0:
                 apply_ramp(src[done : done + cut], out[done : done + cut], self._state)
@@ -134,6 +138,7 @@ class Ducker:
             s[_FROM] = s[_GAIN]
             s[_TO] = target
             s[_POS] = 0.0
+            s[_LEN] = float(length)
         apply_ramp(src[done:], out[done:], self._state)
         self._n += c - done
         return out

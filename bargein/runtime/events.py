@@ -30,6 +30,8 @@ class EventType(enum.StrEnum):
     OUTPUT_CLEARED = "output_cleared"
     OUTPUT_PAUSED = "output_paused"
     OUTPUT_RESUMED = "output_resumed"
+    OUTPUT_DUCKED = "output_ducked"
+    OUTPUT_RESTORED = "output_restored"
     BARGE_IN = "barge_in"
     FALSE_INTERRUPTION = "false_interruption"
     TURN_CANCELLED = "turn_cancelled"

@@ -55,6 +55,24 @@ class VoiceActivity:
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceLevels:
+    """Mic → floor, for policies that listen to levels (`InterruptionPolicy.hears_levels`):
+    the analysis frames heard while the VAD hears speech (and its onset window), once per STT
+    batch. `levels[i]` is the dBFS of the frame ending at media time `start + (i + 1) *
+    frame_s`; `shapes` (frames x 16, when side talk is judged) their spectral shapes
+    (`bargein.decide.side_talk.frame_shapes`); `at` is the media time of the newest capture."""
+
+    start: float
+    frame_s: float
+    levels: tuple[float, ...]
+    at: float
+    shapes: npt.NDArray[np.float32] | None = None
+
+    def frame_ends(self) -> list[float]:
+        return [self.start + (i + 1) * self.frame_s for i in range(len(self.levels))]
+
+
+@dataclass(frozen=True, slots=True)
 class Transcript:
     utterance: int
     text: str

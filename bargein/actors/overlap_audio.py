@@ -1,0 +1,214 @@
+"""What the floor hears of the user's audio (pure): the microphone's per-frame levels and
+spectral shapes, this user's calibrated voice (learned from their own turns), and — for the
+utterance that overlaps the assistant — the backchannel classifier and the side-talk check.
+
+The floor machine feeds it in time order (session seconds) and asks it for a decision; it holds
+no trio and does no I/O. Calibration: the frames of an utterance heard while no turn was active
+join the user's profile once its final transcript opens a turn (the user really spoke to us);
+an overlap the classifier calls an interruption joins it too (the classifier does that for the
+level; the side-talk shape is added here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bargein.decide import side_talk
+from bargein.decide.backchannel import BackchannelClassifier, Config, Decision, Kind
+from bargein.decide.side_talk import F32, SideTalkVerdict, VoiceProfile
+
+from .policy import InterruptionPolicy
+
+# The classifier's defaults but its "loud" rule: on the project's scenarios every backchannel,
+# cough and interruption is 5-20 dB louder than the user's request, and on the AMI meeting one
+# speaker's backchannels are louder than his turns, so loudness cancelled backchannels (11 of
+# the 12 false cancels of the first compare run) without telling anything apart.
+# With the reply ducked rather than paused, a sound with no words yet can be given longer
+# before it counts as a turn (a fan, typing): words decide, or the sound ends.
+FLOOR_CLASSIFIER = Config(loud_db=float("inf"), max_wordless_ms=1500.0)
+
+# The duck reaches the microphone as echo up to this long after it took effect (speaker,
+# room, and the transport's buffering); the frames in between are neither before nor after.
+ECHO_DELAY_S = 0.3
+
+
+@dataclass(slots=True)
+class _Heard:
+    """One utterance's frames: session times, levels (dBFS) and shapes (None: not computed)."""
+
+    times: list[float] = field(default_factory=list)
+    levels: list[float] = field(default_factory=list)
+    shapes: list[F32] = field(default_factory=list)
+
+
+class OverlapAudio:
+    def __init__(self, policy: InterruptionPolicy) -> None:
+        self.policy = policy
+        self.profile = VoiceProfile()
+        self.classifier = (
+            BackchannelClassifier(FLOOR_CLASSIFIER, user=self.profile.user)
+            if policy.classifier
+            else None
+        )
+        self._now: _Heard = _Heard()  # the utterance being heard (or the last one)
+        self._pending: _Heard | None = None  # a finished non-overlap utterance, until its final
+        self._overlap = False
+        self._duck_at: float | None = None
+        self._clf_t = float("-inf")  # the latest time the classifier was given
+        self.side_talk_verdict: SideTalkVerdict | None = None
+
+    # -- the user's utterances ----------------------------------------------------------------
+
+    def utterance_started(self, now: float, onset: float, overlap: bool) -> Decision | None:
+        """A VAD onset; `overlap`: a turn is active, so the classifier judges it."""
+        if not self._overlap:  # a gap inside one overlap keeps its frames
+            self._now = _Heard()
+        self._overlap = overlap
+        if not overlap:
+            self._duck_at = None
+        if overlap and self.classifier is not None:
+            # The VAD dates an onset back by its window, possibly before the last input the
+            # classifier saw (the previous utterance's final); its clock must not go back.
+            self.classifier.onset(min(now, max(onset, self._clf_t)))
+            return self._clf_tick(now)
+        return None
+
+    def speech_resumed(self, now: float) -> Decision | None:
+        """The overlap's speech came back after a gap shorter than the VAD's hang-over... or a
+        new VAD utterance inside the same overlap: one utterance to the classifier."""
+        if not self._live():
+            return None
+        assert self.classifier is not None
+        self._clf_t = max(self._clf_t, now)
+        return self.classifier.speech_resumed(now)
+
+    def utterance_ended(self, now: float) -> Decision | None:
+        if not self._overlap:
+            self._pending = self._now
+        if not self._live():
+            return None
+        assert self.classifier is not None
+        self._clf_t = max(self._clf_t, now)
+        return self.classifier.speech_end(now)
+
+    def overlap_ended(self) -> None:
+        """The floor decided the overlap (or its turn ended): further frames are not judged."""
+        self._overlap = False
+        self._duck_at = None
+
+    def frames(
+        self, times: Sequence[float], levels: Sequence[float], shapes: Sequence[F32] | None
+    ) -> Decision | None:
+        h = self._now
+        decision: Decision | None = None
+        for i, (t, level) in enumerate(zip(times, levels, strict=True)):
+            if not np.isfinite(level):
+                continue
+            h.times.append(t)
+            h.levels.append(float(level))
+            shape = shapes[i] if shapes is not None and i < len(shapes) else None
+            if shape is not None:
+                h.shapes.append(shape)
+            if self._live():
+                assert self.classifier is not None
+                t = max(t, self._clf_t)
+                self._clf_t = t
+                decision = self.classifier.frame(t, level) or decision
+        return decision
+
+    def words(self, now: float, text: str, final: bool) -> Decision | None:
+        if not self._live():
+            return None
+        assert self.classifier is not None
+        self._clf_t = max(self._clf_t, now)
+        return self.classifier.words(self._clf_t, text, final)
+
+    def tick(self, now: float) -> Decision | None:
+        return self._clf_tick(now) if self._live() else None
+
+    def _clf_tick(self, now: float) -> Decision | None:
+        assert self.classifier is not None
+        self._clf_t = max(self._clf_t, now)
+        return self.classifier.tick(self._clf_t)
+
+    def deadline(self) -> float | None:
+        if not self._live():
+            return None
+        assert self.classifier is not None
+        return self.classifier.next_deadline()
+
+    def ducked(self, now: float) -> None:
+        self._duck_at = now
+
+    def user_turn(self) -> None:
+        """The last non-overlap utterance opened a turn: it was the user; learn their voice."""
+        h = self._pending if self._pending is not None else self._now
+        self._pending = None
+        self._learn(h)
+
+    def interruption(self) -> None:
+        """The overlap was the user taking the floor: learn its spectral shape (the classifier
+        already added its levels to the user's level)."""
+        for level, shape in zip(self._now.levels, self._now.shapes, strict=False):
+            if level > -50.0:
+                self.profile.observe_shape(shape)
+
+    def _learn(self, h: _Heard) -> None:
+        for i, level in enumerate(h.levels):
+            self.profile.observe(level, h.shapes[i] if i < len(h.shapes) else None)
+
+    def _live(self) -> bool:
+        return self._overlap and self.classifier is not None
+
+    # -- what the floor and outside judges see -------------------------------------------------
+
+    def side_talk(self, text: str) -> SideTalkVerdict:
+        h, at = self._now, self._duck_at
+        unducked: list[float] = []
+        ducked: list[float] = []
+        if at is not None:
+            unducked = [lv for t, lv in zip(h.times, h.levels, strict=True) if t < at]
+            ducked = [
+                lv for t, lv in zip(h.times, h.levels, strict=True) if t >= at + ECHO_DELAY_S
+            ]
+        verdict = side_talk.judge(
+            h.levels,
+            h.shapes,
+            text,
+            self.profile,
+            config=side_talk.SideTalkConfig(quiet_db=self.policy.side_talk_db),
+            lexicon=self.classifier.lexicon if self.classifier is not None else None,
+            duck_db=self.policy.duck_db if at is not None else None,
+            unducked=unducked,
+            ducked=ducked,
+        )
+        self.side_talk_verdict = verdict
+        return verdict
+
+    @property
+    def level_dbfs(self) -> float | None:
+        return self._now.levels[-1] if self._now.levels else None
+
+    @property
+    def utterance_dbfs(self) -> float | None:
+        levels = self._now.levels
+        return float(np.percentile(levels, 90)) if levels else None
+
+    @property
+    def user_dbfs(self) -> float | None:
+        return self.profile.level
+
+    @property
+    def relative_db(self) -> float | None:
+        u, ref = self.utterance_dbfs, self.user_dbfs
+        return None if u is None or ref is None else u - ref
+
+
+def is_interruption(decision: Decision | None) -> bool | None:
+    """True/False once the classifier decided, None while undecided."""
+    if decision is None or decision.kind is Kind.UNDECIDED:
+        return None
+    return decision.kind is Kind.INTERRUPTION

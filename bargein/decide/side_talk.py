@@ -1,0 +1,179 @@
+"""Side talk: speech over the reply that is not addressed to the assistant — another person in
+the room, a TV, our own voice coming back — and so must not cancel it. Pure numpy, no state
+beyond the user's calibrated voice.
+
+What the runtime can know about one overlapping utterance, and what this module uses:
+
+- **level relative to this user's own turns** (`VoiceProfile`, calibrated on the frames of the
+  user's earlier turns, the ones that did not overlap the assistant): someone across the room or
+  a TV reaches the microphone well below the user's own voice;
+- **spectral shape distance** from the user's voice: the mean of each frame's level-free log
+  spectrum in 16 bands (150 Hz - 6 kHz), compared with the user's mean; a loudspeaker, another
+  voice or a distant talker's reverberant, dull spectrum differs from the close voice the
+  profile was calibrated on;
+- **our own ducking**: when the floor ducked the reply by `duck_db` and the overlapping sound
+  fell by at least half of that, it is the reply coming back through the room, not a person;
+- **words**: an interrupt phrase ("stop", "wait", ...) is addressed, whatever the level.
+
+`judge` combines them (thresholds in `SideTalkConfig`); docs/turn_detection.md states what it
+can and cannot tell apart.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bargein.decide.backchannel import Lexicon, UserLevel, normalize
+
+F32 = NDArray[np.float32]
+
+BANDS = 16
+_NFFT = 512
+_RATE = 16000
+_EDGES = np.geomspace(150.0, 6000.0, BANDS + 1)
+
+
+def _band_matrix() -> NDArray[np.float64]:
+    freqs = np.fft.rfftfreq(_NFFT, 1 / _RATE)
+    w = np.zeros((BANDS, len(freqs)))
+    for b in range(BANDS):
+        w[b] = (freqs >= _EDGES[b]) & (freqs < _EDGES[b + 1])
+    out: NDArray[np.float64] = w / w.sum(axis=1, keepdims=True)
+    return out
+
+
+_BANDS_W = _band_matrix()
+
+
+def frame_shapes(pcm: NDArray[np.int16], frame: int) -> F32:
+    """Each whole `frame`-sample frame of 16 kHz `pcm` as its level-free spectral shape: the
+    log energy (dB) in 16 bands minus the frame's mean over the bands. Shape (frames, 16)."""
+    n = len(pcm) // frame
+    if n == 0:
+        return np.zeros((0, BANDS), np.float32)
+    x = pcm[: n * frame].reshape(n, frame).astype(np.float64) * (np.hanning(frame) / 32768.0)
+    power = np.abs(np.fft.rfft(x, _NFFT, axis=1)) ** 2
+    db = 10.0 * np.log10(power @ _BANDS_W.T + 1e-12)
+    shapes: F32 = (db - db.mean(axis=1, keepdims=True)).astype(np.float32)
+    return shapes
+
+
+class VoiceProfile:
+    """This user's voice: their level (`UserLevel`, the 90th percentile of their frames) and
+    the mean spectral shape of their voiced frames, over the last `keep` frames."""
+
+    def __init__(self, keep: int = 3000, min_frames: int = 25) -> None:
+        self.user = UserLevel(keep, min_frames)
+        self._shapes: deque[F32] = deque(maxlen=keep)
+        self.min_frames = min_frames
+
+    def observe(self, level_dbfs: float, shape: F32 | None = None) -> None:
+        if not np.isfinite(level_dbfs):
+            return
+        self.user.observe(level_dbfs)
+        if shape is not None and level_dbfs > _VOICED_DBFS:
+            self.observe_shape(shape)
+
+    def observe_shape(self, shape: F32) -> None:
+        """A voiced frame's shape whose level is already counted (or must not be)."""
+        if shape.shape == (BANDS,) and np.all(np.isfinite(shape)):
+            self._shapes.append(shape)
+
+    @property
+    def level(self) -> float | None:
+        return self.user.level
+
+    @property
+    def shape(self) -> F32 | None:
+        if len(self._shapes) < self.min_frames:
+            return None
+        mean: F32 = np.mean(np.stack(self._shapes), axis=0).astype(np.float32)
+        return mean
+
+
+# Frames quieter than this carry no voice to learn a spectral shape from.
+_VOICED_DBFS = -50.0
+
+
+@dataclass(frozen=True)
+class SideTalkConfig:
+    quiet_db: float = -3.0  # this far below the user's level: not the user talking to us
+    # A spectrum this different from the user's (RMS over the bands, dB) with the level at
+    # least `quiet_db / 2` below the user's: another voice or a loudspeaker, quieter than them.
+    far_shape_db: float = 6.0
+    # The overlap fell by this fraction of the duck depth once the duck took effect: our echo.
+    echo_drop: float = 0.5
+    min_frames: int = 5  # frames of the utterance needed before any level cue counts
+    echo_frames: int = 10  # frames heard ducked needed before the echo cue counts
+
+    def __post_init__(self) -> None:
+        if not (-40.0 <= self.quiet_db < 0.0 and self.far_shape_db > 0.0):
+            raise ValueError("quiet_db must be in -40..0 and far_shape_db > 0")
+        if not (0.0 < self.echo_drop <= 1.0 and self.min_frames >= 1):
+            raise ValueError("echo_drop must be in (0, 1] and min_frames >= 1")
+
+
+@dataclass(frozen=True)
+class SideTalkVerdict:
+    side_talk: bool
+    reason: str
+    relative_db: float | None = None  # utterance level minus the user's (90th percentiles)
+    distance_db: float | None = None  # spectral shape distance from the user's voice
+    drop_db: float | None = None  # level before the duck took effect minus after it
+
+
+def _p90(levels: Sequence[float]) -> float:
+    return float(np.percentile(np.asarray(levels, np.float64), 90))
+
+
+def judge(
+    levels: Sequence[float],
+    shapes: Sequence[F32],
+    text: str,
+    profile: VoiceProfile,
+    *,
+    config: SideTalkConfig | None = None,
+    lexicon: Lexicon | None = None,
+    duck_db: float | None = None,
+    unducked: Sequence[float] = (),
+    ducked: Sequence[float] = (),
+) -> SideTalkVerdict:
+    """Is this utterance (its frame levels and shapes so far, its latest words) side talk?
+
+    With the reply ducked by `duck_db` during it: `unducked` are its frame levels from before
+    the duck, `ducked` those from once the duck can have reached the microphone (after the
+    longest echo delay the caller allows for)."""
+    c = config or SideTalkConfig()
+    lex = lexicon or Lexicon.of()
+    phrase, _ = lex.scan(normalize(text))
+    if phrase is not None:
+        return SideTalkVerdict(False, f"addressed: interrupt phrase {phrase!r}")
+    if len(levels) < c.min_frames:
+        return SideTalkVerdict(False, "too short to judge")
+    drop = None
+    if duck_db is not None and len(unducked) >= 3 and len(ducked) >= c.echo_frames:
+        # Loudest parts (90th percentiles): speech's own pauses do not look like a drop.
+        drop = _p90(unducked) - _p90(ducked)
+        if drop >= -duck_db * c.echo_drop:
+            return SideTalkVerdict(True, f"fell {drop:.1f} dB with our duck: echo", None, None,
+                                   drop)
+    ref = profile.level
+    if ref is None:
+        return SideTalkVerdict(False, "no calibrated user level", drop_db=drop)
+    rel = _p90(levels) - ref
+    user_shape = profile.shape
+    dist = None
+    if user_shape is not None and len(shapes) >= c.min_frames:
+        mean = np.mean(np.stack(list(shapes)), axis=0)
+        dist = float(np.sqrt(np.mean((mean - user_shape) ** 2)))
+    if rel <= c.quiet_db:
+        return SideTalkVerdict(True, f"{rel:+.1f} dB for this user", rel, dist, drop)
+    if dist is not None and dist >= c.far_shape_db and rel <= c.quiet_db / 2:
+        return SideTalkVerdict(True, f"{rel:+.1f} dB, another voice ({dist:.1f} dB)", rel, dist,
+                               drop)
+    return SideTalkVerdict(False, f"{rel:+.1f} dB for this user", rel, dist, drop)
