@@ -116,6 +116,25 @@ def test_audio_reaches_the_session_once_captured(voice_dir: Path, tmp_path: Path
         assert e["t"] - offset == pytest.approx(e["media_t"], abs=1e-6)
 
 
+def test_the_microphone_stays_open_while_the_reply_plays(voice_dir: Path) -> None:
+    # The timeline ends with the interruption's clip (tail_s = 0: input 5.54 s): a live mic
+    # stays open, so the VAD ends the utterance 480 ms after the voice (5.34 + 0.48 = 5.82),
+    # not when the timeline runs out, and the mic runs on (silence) until the reply is done.
+    raw = {
+        "tail_s": 0.0,
+        "engines": {"stt_final_ms": 200, "llm_first_token_ms": 300, "tokens_per_second": 0,
+                    "tts_first_audio_ms": 150, "stt_partials": False, "replies": [REPLY]},
+        "audio": [item("ask", "request", 0.0, "hello there"),
+                  item("stop", "true_interruption", 4.0, "stop it now")],
+    }  # fmt: skip
+    scn = parse_scenario(raw, path=voice_dir / "hand.toml")
+    result = harness.run(scn, preset("confirm_words"))
+    stops = [e for e in result.events if e.type == "speech_stopped"]
+    assert [round(e.t - result.media_offset, 6) for e in stops] == [1.82, 5.82]
+    heard_end = max(b for _, b, _ in result.segments) - result.media_offset
+    assert len(result.mic) / RATE >= heard_end > 5.54
+
+
 def test_truth_from_word_times_and_rttm_labels(audio_dir: Path) -> None:
     raw = {
         "audio": [

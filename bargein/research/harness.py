@@ -158,6 +158,8 @@ class Speaker:
     words: list[tuple[float, int, str]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     length: int = 0
+    live_turns: set[int] = field(default_factory=set)
+    user_speaking: bool = False  # an utterance has begun and its final has not come
 
     async def send_audio(self, frame: OutFrame) -> None:
         now = trio.current_time()
@@ -186,6 +188,12 @@ class Speaker:
 
     async def send_event(self, event: Event) -> None:
         self.events.append(event)
+        if event.type == EventType.TURN_STARTED and event.turn is not None:
+            self.live_turns.add(event.turn)
+        elif event.type in (EventType.TURN_COMPLETED, EventType.TURN_CANCELLED):
+            self.live_turns.discard(event.turn or 0)
+        elif event.type in (EventType.SPEECH_STARTED, EventType.TRANSCRIPT_FINAL):
+            self.user_speaking = event.type == EventType.SPEECH_STARTED
         await trio.lowlevel.checkpoint()
 
     def echo(self, at: int, n: int, item: AudioItem) -> np.ndarray:
@@ -262,8 +270,8 @@ async def run_scenario(
     )
     echoes = [it for it in scenario.items if it.source == "echo"]
     speaker = Speaker()
-    mic = np.zeros(len(pcm), np.int16)
     step = RATE * CHUNK_MS // 1000
+    blocks: list[Int16Array] = []
     async with open_session(config, engines, speaker) as session:
         speaker.t0 = session.bus.t0
         if isinstance(engines.stt, ItemStt):
@@ -271,15 +279,25 @@ async def run_scenario(
         speaker.start = start = trio.current_time()
         if isinstance(engines.stt, ItemStt):
             engines.stt.media_start = start
-        for at in range(0, len(pcm), step):
+        at = 0
+        # The timeline, then silence while the assistant still has a turn or the VAD is inside
+        # an utterance (up to drain_s): a live microphone stays open while the reply plays, so
+        # ending the input never cuts an utterance or a decision short.
+        while at < len(pcm) or (
+            (speaker.live_turns or speaker.user_speaking)
+            and at < len(pcm) + scenario.drain_s * RATE
+        ):
             chunk = pcm[at : at + step].astype(np.float64)
+            if len(chunk) < step and at >= len(pcm):
+                chunk = np.zeros(step, np.float64)
             # A microphone delivers a chunk once it has been captured, at its end.
             await trio.sleep_until(start + (at + len(chunk)) / RATE)
             for item in echoes:
                 chunk += speaker.echo(at, len(chunk), item)
             block = np.clip(np.round(chunk), -32768, 32767).astype(np.int16)
-            mic[at : at + len(block)] = block
+            blocks.append(block)
             session.push_audio(block)
+            at += len(block)
         session.end_input()
         with trio.move_on_after(scenario.drain_s):
             await session.wait_ended()
@@ -291,7 +309,7 @@ async def run_scenario(
         truths=[t.shifted(offset) for t in truths],
         segments=speaker.segments,
         heard_words=speaker.words,
-        mic=mic,
+        mic=np.concatenate(blocks) if blocks else np.zeros(0, np.int16),
         speaker=speaker.track[: speaker.length].copy(),
         media_offset=offset,
         messages=session.messages,
