@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="talk to the assistant from a WAV file", add_help=False)
     sub.add_parser("demo", help="serve the browser demo", add_help=False)
+    sub.add_parser("serve", help="serve from N worker processes sharing a store", add_help=False)
     sub.add_parser("research", help="interruption experiments", add_help=False)
     bench = sub.add_parser("bench", help="benchmarks that print JSON figures")
     bench.add_argument("name", choices=BENCHMARKS)
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modules = {
         "run": "bargein.run_file",
         "demo": "bargein.transports.demo",
+        "serve": "bargein.transports.serve",
         "research": "bargein.research.cli",
     }
     if command not in modules:

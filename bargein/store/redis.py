@@ -19,6 +19,7 @@ every `probe_interval` seconds, so an outage is noticed and its end acted on wit
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,10 @@ from bargein.store.memory import _OthersOnly
 from bargein.transports.sse import Record
 
 T = TypeVar("T")
+
+# coredis logs every retry at INFO: during an outage that is a line per command per worker.
+# The outage is ours to report (StoreHealth, the monitors' `store` event), once.
+logging.getLogger("coredis").setLevel(logging.WARNING)
 
 PREFIX: Final = "bargein:"
 EVENTS_CHANNEL: Final = PREFIX + "events"

@@ -20,6 +20,7 @@ import trio
 from bargein.cli import add_policy_argument
 from bargein.dsp import warm_up
 from bargein.engines.base import PlannerEngine
+from bargein.store import StoreUnavailable, store_from_url
 from bargein.transports.access import AccessConfig, AccessPolicy
 from bargein.transports.app import DemoServer, embedded_engines_factory
 
@@ -109,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also accept this Origin, e.g. https://app.example (repeatable; * for any)",
     )
     parser.add_argument("--max-sessions", type=int, default=32)
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="share conversations, chat replay, monitoring and the --max-sessions limit with "
+        "other workers through Redis/Valkey, e.g. redis://127.0.0.1:6379/0 (docs/deploy.md); "
+        "default: this process's memory",
+    )
     add_policy_argument(parser, "interruption preset of sessions (/ws, calls) that name none")
     return parser
 
@@ -134,6 +142,7 @@ def server_from_args(args: argparse.Namespace) -> DemoServer:
         access=access,
         max_sessions=args.max_sessions,
         policy=args.policy,
+        store=store_from_url(args.store),
     )
 
 
@@ -144,6 +153,13 @@ def _fail(message: str) -> NoReturn:
     # ("terminate called ...", status -6) while the neural models still load in their daemon
     # thread, which would turn a one-line refusal into a crash.
     os._exit(1)
+
+
+def _leaf(group: BaseExceptionGroup[StoreUnavailable]) -> BaseException:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
 
 
 def _first_oserror(group: BaseExceptionGroup[OSError]) -> OSError:
@@ -177,6 +193,8 @@ def main(argv: list[str]) -> int:
 
     try:
         trio.run(run)
+    except* StoreUnavailable as group:
+        _fail(str(_leaf(group)))  # "cannot reach the store at redis://...: <reason>"
     except* OSError as group:
         error = _first_oserror(group)
         if error.errno == errno.EADDRINUSE:

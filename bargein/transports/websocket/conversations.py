@@ -193,32 +193,33 @@ class _WithMessages(Protocol):
 
 
 class TurnRecorder:
-    """A session bus listener: at every turn end, the conversation's record (the heard history
-    so far, the next turn and event numbers) goes to the shared store."""
+    """A session bus listener that keeps the shared store's record of the conversation current:
+    at every turn end the heard history so far, and at every turn start the turn number, so a
+    worker resuming after this one died loses at most the turn in flight and never reuses its
+    number."""
 
-    def __init__(
-        self,
-        store: Store,
-        conversation: Conversation,
-        session: _WithMessages,
-    ) -> None:
+    def __init__(self, store: Store, conversation: Conversation, session: _WithMessages) -> None:
         self.store = store
         self.conversation = conversation
         self.session = session
+        self.history = conversation.history
+        self.next_turn = conversation.next_turn
 
     def __call__(self, event: Event) -> None:
-        if event.type not in (EventType.TURN_COMPLETED, EventType.TURN_CANCELLED):
+        if event.type is EventType.TURN_STARTED:
+            pass
+        elif event.type in (EventType.TURN_COMPLETED, EventType.TURN_CANCELLED):
+            self.history = tuple(m for m in self.session.messages if m.role != "system")
+        else:
             return
+        self.next_turn = max(self.next_turn, (event.turn or 0) + 1)
         c = self.conversation
         self.store.save_conversation(
             ConversationRecord(
-                c.session_id,
-                c.secret,
-                tuple(m for m in self.session.messages if m.role != "system"),
-                max(c.next_turn, (event.turn or 0) + 1),
+                c.session_id, c.secret, self.history, self.next_turn,
                 max(c.next_seq, event.seq + 1),
             )
-        )
+        )  # fmt: skip
 
 
 def heard_history(messages: tuple[ChatMessage, ...]) -> tuple[HistoryEntry, ...]:
