@@ -88,6 +88,12 @@ PRESETS = _catalogue(
         {"stop_ms": 900},
     ),
     Preset(
+        "aec_confirm_words",
+        "confirm_words on the mic with our own voice cancelled (echo canceller, double-talk gate)",
+        {"mode": "confirm", "min_speech_ms": 400, "min_words": 1},
+        session={"echo_cancel": True},
+    ),
+    Preset(
         "smart_turn",
         "confirm_words; the turn ends when the Smart Turn model calls it complete after 160 ms"
         " of silence, else after 1.2 s (silence endpointing if the model is not installed)",

@@ -9,6 +9,7 @@ This is the composition root for a session; `open_session` is the public entry f
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,13 +20,14 @@ from typing import Any
 import numpy as np
 import trio
 
+from bargein.actors.echo_path import EchoStage, session_echo_stage
 from bargein.actors.egress import Egress
 from bargein.actors.floor import ClientInterrupt, Floor, FloorInput, TextInput
 from bargein.actors.mic import run_mic
 from bargein.actors.stt import run_stt
 from bargein.actors.turn import TurnSettings
 from bargein.actors.vad import END_OF_INPUT, EndOfInput, VadOutput
-from bargein.dsp import warm_up
+from bargein.dsp import warm_up, warm_up_echo
 from bargein.engines.base import Engines
 from bargein.runtime.broadcast import DropOldestQueue, Subscription
 from bargein.runtime.bus import EventBus, EventHub
@@ -68,6 +70,11 @@ class Session:
         if self._trace is not None:
             self.bus.add_listener(self._trace)
         out_frame = config.output_rate * config.output_frame_ms // 1000
+        # The echo canceller's reference: egress writes what it played, the mic reads it.
+        self.echo: EchoStage | None = session_echo_stage(
+            input_rate=config.input_rate, output_rate=config.output_rate,
+            frame_ms=config.frame_ms, origin=self.bus.t0,
+        ) if config.echo_cancel else None
         self.egress = Egress(
             transport,
             self.bus,
@@ -76,6 +83,7 @@ class Session:
             grace_ms=config.playback_grace_ms,
             buffer_frames=config.tts_buffer_ms // config.output_frame_ms,
             on_audio_started=self._floor_send.clone(),
+            on_played=self.echo.reference.write if self.echo is not None else None,
         )
         self.floor = Floor(
             config.policy,
@@ -203,6 +211,7 @@ class Session:
             "interrupts_late": self.floor.interrupts_late,
             "events_dropped": self._events.dropped if self._events is not None else 0,
             "events": dict(self.bus.counts),
+            **({"echo": dataclasses.asdict(self.echo.stats())} if self.echo is not None else {}),
         }
 
     # -- lifetime ----------------------------------------------------------------------------
@@ -256,6 +265,7 @@ class Session:
                             input_rate=cfg.input_rate,
                             frame_ms=cfg.frame_ms,
                             batch_frames=batch_frames,
+                            echo=self.echo,
                         ),
                     )
                     actors.start_soon(self._guard, "events", partial(self._forward_events, events))
@@ -320,6 +330,7 @@ class Session:
 _TRACE_CLOSE_S = 5.0
 
 _dsp_warm = False
+_echo_warm = False
 
 
 def _warm_dsp() -> None:
@@ -341,6 +352,10 @@ async def open_session(
     """Start a session's actors; on exit, close it and wait until every task is gone."""
     if not _dsp_warm:
         _warm_dsp()
+    global _echo_warm
+    if config.echo_cancel and not _echo_warm:
+        warm_up_echo()  # the canceller's kernels, only for sessions that use them
+        _echo_warm = True
     session = Session(config, engines, transport, hub)
     async with trio.open_nursery() as nursery:
         await nursery.start(session._run)

@@ -39,6 +39,9 @@ class SessionConfig:
     # Ingress is limited to real time plus this much audio of burst; chunks beyond it are
     # refused (counted as `rate_limited`), so a client pushing faster cannot starve the others.
     ingress_burst_ms: int = 2000
+    # Cancel the assistant's own voice (what egress played) from the mic before VAD and STT,
+    # for transports without the browser's AEC (telephony, speakerphones): docs/dsp.md.
+    echo_cancel: bool = False
     stt_preroll_ms: int = 200
     stt_batch_ms: int = 100
     # A model quiet this long mid-sentence gets what it said so far spoken anyway.
@@ -82,5 +85,7 @@ class SessionConfig:
             raise ValueError("fallback_text must be at most 500 characters")
         if self.history_chars is not None and self.history_chars < 1:
             raise ValueError("history_chars must be positive (or None: no budget)")
+        if not isinstance(self.echo_cancel, bool):
+            raise ValueError("echo_cancel must be true or false")
         if self.ingress_burst_ms < self.frame_ms or self.playback_grace_ms < 0:
             raise ValueError("ingress_burst_ms must hold a frame; playback_grace_ms >= 0")

@@ -24,6 +24,7 @@ from bargein.runtime.messages import (
     VoiceActivity,
 )
 
+from .echo_path import EchoStage
 from .end_of_turn import AskTurn, TurnVerdict
 from .floor import FloorInput
 from .turn_model import load_end_of_turn, turn_model
@@ -42,6 +43,7 @@ async def run_mic(
     input_rate: int,
     frame_ms: int,
     batch_frames: int,
+    echo: EchoStage | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     resampler = Resampler(input_rate, ANALYSIS_RATE) if input_rate != ANALYSIS_RATE else None
@@ -74,8 +76,11 @@ async def run_mic(
         for pcm in chunks:
             frame = AudioFrame(pcm, start, ANALYSIS_RATE, rms_dbfs(pcm))
             start += len(pcm)
+            heard = frame
+            if echo is not None:  # our own voice out before STT and VAD; the gated copy to VAD
+                frame, heard = echo.process(frame)
             pending.append(frame)
-            event = vad.feed(frame)
+            event = vad.feed(heard)
             if isinstance(event, VoiceActivity):
                 await to_floor.send(event)
             elif isinstance(event, AskTurn):
@@ -104,5 +109,7 @@ async def run_mic(
                     await speech(stopped)
                 await to_stt.send(END_OF_INPUT)
                 return
+            if echo is not None:
+                echo.arrived(len(chunk), trio.current_time())  # captured until now
             chunk_at = trio.current_time()
             await emit(framer.push(resampler.process_int16(chunk) if resampler else chunk))

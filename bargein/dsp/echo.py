@@ -230,6 +230,12 @@ class EchoCanceller:
         return bool(self._fstate[K.FG_RATIO] <= 0.5)
 
     @property
+    def adapted(self) -> bool:
+        """The filter has had its start-up step (``partitions`` blocks' worth): from then on
+        the double-talk detector runs."""
+        return bool(self._istate[K.ADAPTED_FLAG])
+
+    @property
     def pending(self) -> int:
         """Near samples held back until their block is complete (< block)."""
         return int(self._pend_near.shape[0])

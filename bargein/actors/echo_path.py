@@ -1,0 +1,371 @@
+"""The echo path of a session: what egress played, on the session clock, and the canceller that
+removes it from the microphone before the VAD. Pure and synchronous (times are passed in, from
+``trio.current_time()`` by the callers), like ``VadStage``.
+
+- ``PlaybackReference``: egress writes every frame it sent (after ducking) with the instant its
+  first sample plays on egress's clock (send time + lead in steady pacing); the reference keeps
+  it at 16 kHz (the project's ``Resampler``) at that sample position, zeros where nothing played.
+- ``CaptureClock``: when the mic's samples were captured, from when its chunks arrive (a chunk
+  arrives once captured, at its end).
+- ``EchoStage``: per 16 kHz analysis frame, the reference for that frame's capture time through
+  the ``EchoCanceller``; it returns the cleaned frame and the frame the VAD should judge, gated
+  by the canceller's double-talk state (see docs/dsp.md, "In the session").
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bargein.dsp import EchoCanceller, Resampler, float32_to_pcm16, pcm16_to_float32, rms_dbfs
+from bargein.runtime.messages import AudioFrame, Int16Array
+
+F32 = NDArray[np.float32]
+RATE = 16000
+# A far frame above this level is "our voice is playing": the echo may be in the mic.
+FAR_ACTIVE_DBFS = -60.0
+
+
+def _dbfs(x: F32) -> float:
+    if x.shape[0] == 0:
+        return -120.0
+    ms = float(np.dot(x, x)) / x.shape[0]
+    return max(-120.0, 10 * math.log10(ms)) if ms > 0 else -120.0
+
+
+class PlaybackReference:
+    """What was played, at 16 kHz, by sample position ``round((t - origin) * 16000)``.
+
+    ``write(pcm, at)``: a frame at the output rate whose first sample plays at trio time ``at``.
+    A frame within one output sample of where the previous one ended continues it (one
+    resampler stream, no rounding seams); anything else starts a new run there (the previous
+    run's resampler tail is written first). The resampler's group delay is taken off, so a
+    reference sample sits at the instant it played. ``read(pos, n)``: samples
+    ``[pos, pos + n)``, zero where nothing was written or the history (``history_s``) no longer
+    holds them. Later writes over the same positions win (a new turn after a cleared one).
+    """
+
+    def __init__(self, out_rate: int, origin: float, *, history_s: float = 4.0) -> None:
+        self.out_rate = out_rate
+        self.origin = origin
+        self._resampler = Resampler(out_rate, RATE) if out_rate != RATE else None
+        self._lag = round(self._resampler.delay_samples) if self._resampler else 0
+        self._size = int(history_s * RATE)
+        self._ring = np.zeros(self._size, np.float32)
+        self._hi = 0  # one past the newest position written
+        self._run_at: int | None = None  # position of the current run's first sample
+        self._run_start = 0.0  # its exact (unrounded) position
+        self._run_in = 0  # output-rate samples written in the current run
+        self._run_out = 0  # 16 kHz samples produced in the current run
+        self.frames = 0
+        self.runs = 0
+
+    def write(self, pcm: Int16Array, at: float) -> None:
+        pos = (at - self.origin) * RATE
+        expected = self._run_start + self._run_in * RATE / self.out_rate
+        if self._run_at is None or abs(pos - expected) > RATE / self.out_rate:
+            self._end_run()
+            self._run_at = round(pos)
+            self._run_start = float(self._run_at)
+            self._run_in = self._run_out = 0
+            self.runs += 1
+        x = pcm16_to_float32(pcm)
+        self._emit(self._resampler.process(x) if self._resampler else x)
+        self._run_in += len(pcm)
+        self.frames += 1
+
+    def read(self, pos: int, n: int) -> F32:
+        out = np.zeros(n, np.float32)
+        lo = max(pos, self._hi - self._size, 0)
+        hi = min(pos + n, self._hi)
+        if lo < hi:
+            out[lo - pos : hi - pos] = self._get(lo, hi)
+        return out
+
+    @property
+    def written_to(self) -> int:
+        """One past the newest sample position written."""
+        return self._hi
+
+    def _end_run(self) -> None:
+        if self._resampler is not None and self._run_at is not None:
+            self._emit(self._resampler.flush())  # the last frame's filter tail; resets it
+
+    def _emit(self, y: F32) -> None:
+        assert self._run_at is not None
+        start = self._run_at + self._run_out - self._lag
+        self._run_out += y.shape[0]
+        if start < 0:
+            y = y[-start:]
+            start = 0
+        if y.shape[0]:
+            self._put(start, y)
+
+    def _put(self, start: int, y: F32) -> None:
+        end = start + y.shape[0]
+        if end <= self._hi - self._size:
+            return  # older than the history holds
+        if start > self._hi:  # nothing played in between: zeros
+            gap_lo = max(self._hi, start - self._size)
+            self._set(gap_lo, np.zeros(start - gap_lo, np.float32))
+        if y.shape[0] > self._size:
+            y, start = y[-self._size :], end - self._size
+        self._set(start, y)
+        self._hi = max(self._hi, end)
+
+    def _set(self, start: int, y: F32) -> None:
+        i = start % self._size
+        k = min(y.shape[0], self._size - i)
+        self._ring[i : i + k] = y[:k]
+        self._ring[: y.shape[0] - k] = y[k:]
+
+    def _get(self, lo: int, hi: int) -> F32:
+        i, n = lo % self._size, hi - lo
+        k = min(n, self._size - i)
+        if k == n:
+            return self._ring[i : i + n]
+        return np.concatenate((self._ring[i:], self._ring[: n - k]))
+
+
+class CaptureClock:
+    """Trio time at which input sample 0 was captured, from chunk arrivals.
+
+    A chunk is taken to arrive when its last sample has been captured (true for the research
+    harness and for a local sound card; a network adds its delay, which only makes the echo
+    arrive later than the reference says: the canceller's bulk delay absorbs up to 500 ms).
+    Each chunk gives an estimate ``now - samples_so_far / rate``; the earliest one is kept (the
+    chunk with the least transport delay), so network jitter does not move the mapping. An
+    estimate more than ``reanchor_s`` later than the kept one means the stream was not
+    continuous (the client paused, chunks were dropped): the mapping moves there.
+    """
+
+    def __init__(self, input_rate: int, *, reanchor_s: float = 0.3) -> None:
+        self.input_rate = input_rate
+        self.reanchor_s = reanchor_s
+        self.origin: float | None = None
+        self.samples = 0
+        self.reanchors = 0
+
+    def arrived(self, samples: int, now: float) -> None:
+        self.samples += samples
+        estimate = now - self.samples / self.input_rate
+        if self.origin is None or estimate < self.origin:
+            self.origin = estimate
+        elif estimate - self.origin > self.reanchor_s:
+            self.origin = estimate
+            self.reanchors += 1
+
+
+@dataclass(frozen=True, slots=True)
+class EchoPathStats:
+    frames: int  # analysis frames through the canceller
+    far_active_frames: int  # frames with our voice playing within the echo window
+    gated_frames: int  # frames the VAD was told are not the user (echo)
+    double_talk_frames: int  # far-active frames the canceller flagged as double talk
+    learning_frames: int  # far-active frames judged by level while the canceller learned
+    echo_found: bool  # the mic's envelope has followed what we played: there is an echo
+    erle_db: float  # recent echo return loss enhancement on frames judged echo
+    reference_runs: int  # contiguous stretches of played audio in the reference
+    delay_ms: float  # the canceller's bulk delay estimate
+    converged: bool
+
+
+class EchoStage:
+    """The canceller between the mic's framer and its VAD.
+
+    ``process(frame) -> (cleaned, for_vad)``: ``cleaned`` is the frame with our echo removed
+    (STT hears it); ``for_vad`` is the same frame, or, when its voice is taken to be our echo,
+    that frame at the silence level (the VAD counts no frame below its ``min_level_dbfs``).
+    The gate, per frame (docs/dsp.md, "In the session"):
+
+    - our voice has not played within the canceller's reach (bulk delay + tail): ungated;
+    - no echo found yet (the mic's level envelope has not followed the reference's, at any
+      lag in reach, with correlation >= ``evidence_corr``): ungated -- a headset, or no echo;
+    - echo found, and the canceller removes at least ``working_erle_db`` from frames judged
+      echo: voice counts only in double talk (``double_talk``), and only where the canceller
+      did not add energy (a misadjusted filter's own output into a quiet mic is not voice);
+    - echo found, canceller still learning: voice counts only when the cleaned frame is at
+      least ``margin_db`` louder than the loudest far frame in reach.
+    """
+
+    def __init__(
+        self,
+        reference: PlaybackReference,
+        clock: CaptureClock,
+        *,
+        frame_samples: int = 320,
+        input_delay_samples: float = 0.0,
+        margin_db: float = 0.0,
+        working_erle_db: float = 10.0,
+        evidence_corr: float = 0.97,
+        probe_ms: float = 300.0,
+        stale_s: float = 6.0,
+        tail_ms: float = 128.0,
+        max_delay_ms: float = 500.0,
+    ) -> None:
+        block = 64
+        while frame_samples % block:
+            block //= 2
+        if block < 8:
+            raise ValueError(f"frame_samples {frame_samples} is not a multiple of 8")
+        self.reference = reference
+        self.clock = clock
+        self.canceller = EchoCanceller(
+            RATE, block=block, tail_ms=tail_ms, max_delay_ms=max_delay_ms
+        )
+        self.input_delay_samples = input_delay_samples
+        self.margin_db = margin_db
+        self.working_erle_db = working_erle_db
+        self.evidence_corr = evidence_corr
+        frame_ms = 1000 * frame_samples / RATE
+        probe_frames = round(probe_ms / frame_ms)
+        reach = math.ceil((max_delay_ms + tail_ms) / frame_ms)
+        self._far_levels: deque[float] = deque(maxlen=reach)
+        # Envelopes for the echo evidence: the mic's last `_win` frames against the far's at
+        # lags 0..`_lags` frames (the canceller's delay range).
+        self._lags = math.ceil(max_delay_ms / frame_ms)
+        self._win = max(8, round(1000 / frame_ms))
+        self._far_env = np.zeros(self._win + self._lags, np.float64)
+        self._mic_env = np.zeros(self._win, np.float64)
+        self.echo_found = False
+        self._lag_run: deque[int] = deque(maxlen=6)  # lags of consecutive likely frames
+        self._probe = probe_frames  # the first overlap waits this long for the evidence
+        self._stale = 0  # far-active, mic-active frames since the evidence was last seen
+        self.stale_frames = round(stale_s * RATE / frame_samples)
+        self.echo_dropped = 0
+        # Energy of mic and cleaned output over far-active frames judged echo (~1 s memory).
+        self._mic_e = 0.0
+        self._out_e = 0.0
+        self._origin: float | None = None
+        self._offset = 0
+        self._frames = self._active = self._gated = self._dt = self._judged = 0
+
+    def arrived(self, samples: int, now: float) -> None:
+        """A chunk of ``samples`` (input rate) arrived at trio time ``now``."""
+        self.clock.arrived(samples, now)
+
+    def reference_position(self, start: int) -> int:
+        """The reference position of analysis sample ``start`` (its capture instant)."""
+        origin = self.clock.origin
+        if origin is None:
+            return start
+        if origin != self._origin:
+            self._origin = origin
+            self._offset = round((origin - self.reference.origin) * RATE - self.input_delay_samples)
+        return start + self._offset
+
+    def far_for(self, frame: AudioFrame) -> F32:
+        """What played while ``frame`` was captured (zeros before the first chunk arrived)."""
+        if self.clock.origin is None:
+            return np.zeros(len(frame.pcm), np.float32)
+        return self.reference.read(self.reference_position(frame.start), len(frame.pcm))
+
+    @property
+    def erle_db(self) -> float:
+        """Echo removed from the recent frames judged echo (0 until there were some)."""
+        if self._mic_e <= 0.0:
+            return 0.0
+        return 10 * math.log10(self._mic_e / max(self._out_e, 1e-20))
+
+    def process(self, frame: AudioFrame) -> tuple[AudioFrame, AudioFrame]:
+        far = self.far_for(frame)
+        ec = self.canceller
+        near = pcm16_to_float32(frame.pcm)
+        out = ec.process(near, far)
+        pcm = float32_to_pcm16(out)
+        cleaned = AudioFrame(pcm, frame.start, frame.rate, rms_dbfs(pcm))
+        self._frames += 1
+        far_db = _dbfs(far)
+        self._far_levels.append(far_db)
+        far_max = max(self._far_levels)
+        self._envelopes(far, near, far_max >= FAR_ACTIVE_DBFS)
+        if far_max < FAR_ACTIVE_DBFS:
+            return cleaned, cleaned
+        self._active += 1
+        mic_db, out_db = frame.level_dbfs, cleaned.level_dbfs
+        voice = self._voice(mic_db, out_db, far_max)
+        if voice:
+            return cleaned, cleaned
+        if mic_db > -60.0:  # what the canceller does to echo (~1 s memory)
+            self._mic_e = 0.95 * self._mic_e + 0.05 * 10 ** (mic_db / 10)
+            self._out_e = 0.95 * self._out_e + 0.05 * 10 ** (out_db / 10)
+        self._gated += 1
+        return cleaned, AudioFrame(pcm, frame.start, frame.rate, -120.0)
+
+    def _voice(self, mic_db: float, out_db: float, far_max: float) -> bool:
+        """Is the voice in this frame (our voice playing within reach) the user's?"""
+        mic_active = mic_db > -60.0
+        if self.echo_found:
+            self._stale += mic_active
+            if self._stale > self.stale_frames:  # a chance likeness of two voices, not echo
+                self.echo_found = False
+                self.echo_dropped += 1
+        if not self.echo_found:
+            if self._probe > 0 and mic_active:
+                self._probe -= 1  # the session's first overlap: echo or not? not voice yet
+                return False
+            return True
+        ec = self.canceller
+        if self.erle_db >= self.working_erle_db:
+            self._dt += ec.double_talk
+            # Not where the canceller added energy (a misadjusted filter into a quiet mic).
+            return ec.double_talk and out_db <= mic_db + 1.0
+        self._judged += 1
+        return out_db >= far_max + self.margin_db
+
+    def _envelopes(self, far: F32, near: F32, active: bool) -> None:
+        """Push this frame's RMS envelopes; while no echo is found and our voice plays, look
+        for the mic's envelope following the far one at some lag in reach."""
+        n = max(1, far.shape[0])
+        self._far_env[:-1] = self._far_env[1:]
+        self._far_env[-1] = math.sqrt(float(np.dot(far, far)) / n)
+        self._mic_env[:-1] = self._mic_env[1:]
+        self._mic_env[-1] = math.sqrt(float(np.dot(near, near)) / n)
+        if not active:
+            return
+        if int(np.count_nonzero(self._mic_env > 1e-3)) < 8:
+            self._lag_run.clear()
+            return  # a mostly quiet mic (-60 dBFS): nothing follows our voice
+        mic = self._mic_env - self._mic_env.mean()
+        mm = float(mic @ mic)
+        view = np.lib.stride_tricks.sliding_window_view(self._far_env, self._win)
+        seg = view - view.mean(axis=1, keepdims=True)  # row k: lag `_lags - k` frames
+        ff = np.einsum("ij,ij->i", seg, seg)
+        corr = (seg @ mic) / np.sqrt(np.maximum(ff, 1e-30) * mm)
+        k = int(np.argmax(corr))
+        if float(corr[k]) < self.evidence_corr:
+            self._lag_run.clear()
+            return
+        self._lag_run.append(self._lags - k)
+        # Our echo follows at one lag; a chance likeness of two voices wanders.
+        if len(self._lag_run) == self._lag_run.maxlen and \
+                max(self._lag_run) - min(self._lag_run) <= 1:
+            self.echo_found = True
+            self._stale = 0
+
+    def stats(self) -> EchoPathStats:
+        ec = self.canceller
+        return EchoPathStats(
+            frames=self._frames, far_active_frames=self._active, gated_frames=self._gated,
+            double_talk_frames=self._dt, learning_frames=self._judged,
+            echo_found=self.echo_found, erle_db=round(self.erle_db, 1),
+            reference_runs=self.reference.runs,
+            delay_ms=round(ec.delay_samples * 1000 / RATE, 3), converged=ec.converged,
+        )
+
+def session_echo_stage(
+    *, input_rate: int, output_rate: int, frame_ms: int, origin: float
+) -> EchoStage:
+    """The echo path of a session whose clock starts at trio time ``origin``: egress writes
+    its reference, the mic (input at ``input_rate``, resampled to 16 kHz) reads it."""
+    delay = Resampler(input_rate, RATE).delay_samples if input_rate != RATE else 0.0
+    return EchoStage(
+        PlaybackReference(output_rate, origin),
+        CaptureClock(input_rate),
+        frame_samples=RATE * frame_ms // 1000,
+        input_delay_samples=delay,
+    )
