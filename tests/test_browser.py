@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import trio
 
+from bargein.presets import PRESETS
 from bargein.runtime.events import Event, EventType
 from bargein.testing.audio import load, silence
 from bargein.transports.app import DemoServer
@@ -33,6 +34,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BROWSER_TIMEOUT_MS = 90_000  # hang guard for each wait, not a performance bound
 FRAME_MS = 20
+PICKED = "echo_guard"  # a preset that is not the server's default, picked in the settings
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
@@ -690,20 +692,34 @@ async def test_settings_become_session_options_and_the_trace_downloads(tmp_path:
             page.eval_on_selector(
                 "#set-rate", "e => { e.value = '220'; e.dispatchEvent(new Event('change')); }"
             )
-            page.select_option("#set-policy", "confirm")
             page.click("#start")
             session = wait_started(page)
             say(page, "hello there")
             wait_turn_ended(page, session, 1)
             hint = page.inner_text("#settings-hint")
-            # Apply now: straight back, same conversation, same options.
+            # The server's presets are offered with what each does; pick a non-default one.
+            offered = page.eval_on_selector_all(
+                "#set-policy option", "os => os.map(o => [o.value, o.textContent])"
+            )
+            first_policy = page.inner_text("#stat-policy")
+            page.select_option("#set-policy", PICKED)
+            about = page.inner_text("#policy-about")
+            # Apply now: straight back, same conversation, same options and the new preset.
             page.click("#apply")
             wait(
                 page,
                 "() => window.bargein.started && /Settings applied/.test("
                 "document.querySelector('#notice').textContent)",
             )
-            applied = {"session": session_id(page), "notice": page.inner_text("#notice")}
+            applied = {
+                "session": session_id(page),
+                "notice": page.inner_text("#notice"),
+                "policy": page.inner_text("#stat-policy"),
+                "started": page.evaluate(
+                    "() => window.bargein.trace.lines.map(JSON.parse).filter(l => l.dir === 'in'"
+                    " && l.msg?.type === 'session.started').map(l => l.msg.policy ?? null)"
+                ),
+            }
             page.click("#mute")
             muted = {
                 "pill": page.inner_text("#status"),
@@ -727,26 +743,49 @@ async def test_settings_become_session_options_and_the_trace_downloads(tmp_path:
                 "retrying": page.evaluate("() => window.bargein.retryTimer !== null"),
                 "starts": len(sent_starts(page)),
             }
+            starts = sent_starts(page)[:3]
+            secret = page.evaluate("() => sessionStorage.getItem('bargein.resume_secret')")
+            # Persisted: a reload offers the presets and keeps the choice before connecting.
+            page.reload()
+            reloaded = {
+                "value": page.eval_on_selector("#set-policy", "e => e.value"),
+                "options": page.eval_on_selector_all("#set-policy option", "os => os.length"),
+            }
             return {
+                "offered": offered,
+                "first_policy": first_policy,
+                "about": about,
+                "reloaded": reloaded,
                 "bad_apply": bad_apply,
                 "refused": refused,
-                "starts": sent_starts(page)[:3],
+                "starts": starts,
                 "hint": hint,
                 "session": session,
                 "applied": applied,
                 "muted": muted,
                 "trace": trace,
-                "secret": page.evaluate("() => sessionStorage.getItem('bargein.resume_secret')"),
+                "secret": secret,
                 "errors": page.errors,
             }
 
-    result, _ = await run_in_browser(scenario)
+    result, harness = await run_in_browser(scenario)
     assert not result["errors"], result["errors"]
     assert "bad_field" in result["refused"]["error"] and not result["refused"]["retrying"]
     options = [start.get("options") for start in result["starts"]]
     assert options[0] == {"voice": "xx-no-such-voice"}
-    wanted = {"voice": "en-us+f3", "rate_wpm": 220, "policy": "confirm"}
-    assert options[1:] == [wanted, wanted], options
+    wanted = {"voice": "en-us+f3", "rate_wpm": 220}
+    assert options[1:] == [wanted, {**wanted, "policy": PICKED}], options
+    # Every preset offered, with its description; the server ran the one picked.
+    assert result["offered"] == [["", "server default"]] + [
+        [name, f"{name} — {p.description}"] for name, p in PRESETS.items()
+    ]
+    assert result["about"] == f"Interruption: {PRESETS[PICKED].description}."
+    assert result["first_policy"] == "built-in"
+    assert result["applied"]["policy"] == PICKED
+    assert result["applied"]["started"] == [None, PICKED], result["applied"]
+    presets = [e.data["preset"] for e in harness.events if e.type is EventType.SESSION_STARTED]
+    assert presets[-2:] == [None, PICKED], presets
+    assert result["reloaded"] == {"value": PICKED, "options": 1 + len(PRESETS)}
     assert result["bad_apply"] == {"retrying": False, "starts": 4}, result["bad_apply"]
     assert "voice" in result["hint"] and "policy" in result["hint"]
     assert result["applied"]["session"] == result["session"], result["applied"]

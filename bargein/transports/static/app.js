@@ -21,7 +21,10 @@ const FLASH_MS = 4000;
 // Options the server honours when it does not say (`session.started.capabilities.options`).
 const DEFAULT_OPTIONS = ["voice", "rate_wpm", "pitch", "policy"];
 const DEFAULT_RATE_WPM = 175;
-const KEY = { session: "bargein.session", secret: "bargein.resume_secret", settings: "bargein.settings" };
+const KEY = {
+  session: "bargein.session", secret: "bargein.resume_secret", settings: "bargein.settings",
+  policies: "bargein.policies", // the presets the server last offered, listed before connecting
+};
 
 const params = new URLSearchParams(location.search);
 const requestedRate = Number(params.get("rate") || 24000);
@@ -37,7 +40,7 @@ const ui = {
   dropped: $("stat-dropped"), played: $("stat-played"), errors: $("stat-errors"),
   trace: $("trace"), settings: $("settings"), mic: $("set-mic"), voice: $("set-voice"),
   rate: $("set-rate"), rateOut: $("set-rate-out"), policy: $("set-policy"), apply: $("apply"),
-  settingsHint: $("settings-hint"),
+  settingsHint: $("settings-hint"), policyAbout: $("policy-about"), sessionPolicy: $("stat-policy"),
 };
 
 const state = {
@@ -104,7 +107,7 @@ function loadSettings() {
   try { saved = JSON.parse(localStorage.getItem(KEY.settings) || "{}") || {}; } catch { saved = {}; }
   ui.voice.value = typeof saved.voice === "string" ? saved.voice : "";
   ui.rate.value = String(Number.isInteger(saved.rate_wpm) ? saved.rate_wpm : DEFAULT_RATE_WPM);
-  ui.policy.value = typeof saved.policy === "string" ? saved.policy : "";
+  renderPolicies(typeof saved.policy === "string" ? saved.policy : "");
   ui.mic.dataset.wanted = typeof saved.mic === "string" ? saved.mic : "";
   ui.rateOut.textContent = `${ui.rate.value} wpm`;
 }
@@ -131,7 +134,44 @@ function sessionOptions() {
   return options;
 }
 
-// Grey out the settings this server does not honour, and offer its own policy names.
+// The interruption presets to offer: this server's (capabilities), else the last server's.
+function knownPolicies() {
+  const caps = state.capabilities;
+  let known = Array.isArray(caps?.policies) ? { names: caps.policies, about: caps.policy_descriptions } : null;
+  if (!known) {
+    try { known = JSON.parse(localStorage.getItem(KEY.policies) || "null"); } catch { known = null; }
+  }
+  if (!Array.isArray(known?.names)) return { names: [], about: {} };
+  const about = known.about && typeof known.about === "object" ? known.about : {};
+  return { names: known.names.filter((n) => typeof n === "string"), about };
+}
+
+// Every preset with what it does; `wanted` stays selected if offered (a saved choice is kept
+// until a server has said which presets it has).
+function renderPolicies(wanted) {
+  const { names, about } = knownPolicies();
+  ui.policy.textContent = "";
+  ui.policy.append(new Option("server default", ""));
+  for (const name of names) {
+    const text = typeof about[name] === "string" ? about[name] : "";
+    const option = new Option(text ? `${name} — ${text}` : name, name);
+    option.title = text;
+    ui.policy.append(option);
+  }
+  if (wanted && !names.includes(wanted) && !state.capabilities) ui.policy.append(new Option(wanted, wanted));
+  ui.policy.value = [...ui.policy.options].some((o) => o.value === wanted) ? wanted : "";
+  describePolicy();
+}
+
+function describePolicy() {
+  const { about } = knownPolicies();
+  const name = ui.policy.value;
+  ui.policyAbout.textContent = !name
+    ? "Interruption: the server's default preset."
+    : `Interruption: ${typeof about[name] === "string" ? about[name] : name}.`;
+}
+
+// Grey out the settings this server does not honour, and offer its own presets.
 function applyCapabilities() {
   const caps = state.capabilities;
   const names = honoured();
@@ -140,12 +180,9 @@ function applyCapabilities() {
     el.title = el.disabled ? `this server does not honour '${name}'` : (caps?.options?.[name] || "");
   }
   if (Array.isArray(caps?.policies)) {
-    const current = ui.policy.value;
-    const labels = { onset: "stop at once", confirm: "pause; stop only if it was speech" };
-    ui.policy.textContent = "";
-    ui.policy.append(new Option("server default", ""));
-    for (const p of caps.policies) ui.policy.append(new Option(labels[p] ? `${labels[p]} (${p})` : p, p));
-    ui.policy.value = caps.policies.includes(current) ? current : "";
+    const about = caps.policy_descriptions && typeof caps.policy_descriptions === "object" ? caps.policy_descriptions : {};
+    localStorage.setItem(KEY.policies, JSON.stringify({ names: caps.policies, about }));
+    renderPolicies(ui.policy.value);
   }
   ui.settingsHint.textContent = !caps
     ? "Voice, rate and interruption are sent when a session starts."
@@ -222,6 +259,8 @@ function onSessionStarted(msg) {
   state.applying = false;
   state.resumeRefused = null;
   ui.session.textContent = msg.session_id + (msg.resumed ? " (resumed)" : "");
+  // The preset the server runs for this session (null: its built-in settings, no preset).
+  ui.sessionPolicy.textContent = typeof msg.policy === "string" ? msg.policy : "built-in";
   state.status.setConnection("connected");
   applyCapabilities();
   setButtons();
@@ -723,6 +762,7 @@ ui.mute.addEventListener("click", toggleMute);
 ui.mic.addEventListener("change", chooseMicrophone);
 ui.settings.addEventListener("submit", applySettings);
 for (const el of [ui.voice, ui.policy]) el.addEventListener("change", saveSettings);
+ui.policy.addEventListener("change", describePolicy);
 ui.rate.addEventListener("input", () => { ui.rateOut.textContent = `${ui.rate.value} wpm`; });
 ui.rate.addEventListener("change", saveSettings);
 ui.trace.addEventListener("click", () => {
