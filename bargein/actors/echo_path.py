@@ -201,6 +201,7 @@ class EchoStage:
         input_delay_samples: float = 0.0,
         margin_db: float = 0.0,
         working_erle_db: float = 10.0,
+        residual_margin_db: float = 3.0,
         evidence_corr: float = 0.97,
         probe_ms: float = 300.0,
         stale_s: float = 6.0,
@@ -220,6 +221,7 @@ class EchoStage:
         self.input_delay_samples = input_delay_samples
         self.margin_db = margin_db
         self.working_erle_db = working_erle_db
+        self.residual_margin_db = residual_margin_db
         self.evidence_corr = evidence_corr
         frame_ms = 1000 * frame_samples / RATE
         probe_frames = round(probe_ms / frame_ms)
@@ -240,6 +242,7 @@ class EchoStage:
         # Energy of mic and cleaned output over far-active frames judged echo (~1 s memory).
         self._mic_e = 0.0
         self._out_e = 0.0
+        self._far_e = 0.0
         self._origin: float | None = None
         self._offset = 0
         self._frames = self._active = self._gated = self._dt = self._judged = 0
@@ -263,6 +266,14 @@ class EchoStage:
         if self.clock.origin is None:
             return np.zeros(len(frame.pcm), np.float32)
         return self.reference.read(self.reference_position(frame.start), len(frame.pcm))
+
+    @property
+    def echo_gain_db(self) -> float:
+        """Echo level in the mic relative to the loudest far frame in reach, on the recent
+        frames judged echo (0 until there were some)."""
+        if self._far_e <= 0.0:
+            return 0.0
+        return 10 * math.log10(max(self._mic_e, 1e-20) / self._far_e)
 
     @property
     def erle_db(self) -> float:
@@ -290,9 +301,10 @@ class EchoStage:
         voice = self._voice(mic_db, out_db, far_max)
         if voice:
             return cleaned, cleaned
-        if mic_db > -60.0:  # what the canceller does to echo (~1 s memory)
+        if mic_db > -60.0:  # what the room and the canceller do to echo (~1 s memory)
             self._mic_e = 0.95 * self._mic_e + 0.05 * 10 ** (mic_db / 10)
             self._out_e = 0.95 * self._out_e + 0.05 * 10 ** (out_db / 10)
+            self._far_e = 0.95 * self._far_e + 0.05 * 10 ** (far_max / 10)
         self._gated += 1
         return cleaned, AudioFrame(pcm, frame.start, frame.rate, -120.0)
 
@@ -312,8 +324,12 @@ class EchoStage:
         ec = self.canceller
         if self.erle_db >= self.working_erle_db:
             self._dt += ec.double_talk
-            # Not where the canceller added energy (a misadjusted filter into a quiet mic).
-            return ec.double_talk and out_db <= mic_db + 1.0
+            # Not where the canceller added energy (a misadjusted filter into a quiet mic),
+            # nor below what is left of our echo (the room's tail beyond the filter flags
+            # double talk too): the far level, the room's loss and the canceller's gain.
+            residual = far_max + self.echo_gain_db - self.erle_db
+            return ec.double_talk and out_db <= mic_db + 1.0 and \
+                out_db >= residual + self.residual_margin_db
         self._judged += 1
         return out_db >= far_max + self.margin_db
 

@@ -4,6 +4,7 @@ the event stream. Everything else (metrics, plots, tables) is pure and lives els
 
 from __future__ import annotations
 
+import functools
 import importlib
 import random
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import numpy as np
 import trio
 import trio.testing
 
+from bargein.dsp.echo_mix import room_response
 from bargein.engines.base import Engines, Recognizer
 from bargein.research.audio import RATE, Truth, build_input
 from bargein.research.policies import PolicySpec
@@ -197,17 +199,36 @@ class Speaker:
         await trio.lowlevel.checkpoint()
 
     def echo(self, at: int, n: int, item: AudioItem) -> np.ndarray:
-        """The echo item's contribution to input samples [at, at + n)."""
+        """The echo item's contribution to input samples [at, at + n): what was sent
+        `delay_ms` earlier, through the item's room response (none: a single tap), times
+        `gain`; zero outside [at_s, until_s)."""
         assert item.until_s is not None
         out = np.zeros(n, np.float64)
         lo = max(at, round(item.at_s * RATE))
         hi = min(at + n, round(item.until_s * RATE))
+        if lo >= hi:
+            return out
+        h = _room(item.room_rt60_ms, item.seed)
         delay = round(item.delay_ms * RATE / 1000)
-        for i in range(lo, hi):  # per-sample bounds keep the window edges exact
-            j = i - delay
-            if 0 <= j < self.length:
-                out[i - at] = self.track[j] * item.gain
+        # Input sample i hears track[i - delay - k] * h[k]; zeros outside what was sent.
+        src_lo, src_hi = lo - delay - (len(h) - 1), hi - delay
+        src = np.zeros(src_hi - src_lo, np.float64)
+        a, b = max(src_lo, 0), min(src_hi, self.length)
+        if a < b:
+            src[a - src_lo : b - src_lo] = self.track[a:b]
+        out[lo - at : hi - at] = np.convolve(src, h, mode="valid") * item.gain
         return out
+
+
+@functools.lru_cache(maxsize=32)
+def _room(rt60_ms: float, seed: int) -> np.ndarray:
+    """Loudspeaker-to-microphone response with unit energy: direct path, early reflections and
+    an exponentially decaying tail (`rt60_ms` long, at most 500 ms); [1.0] for no room."""
+    if rt60_ms <= 0:
+        return np.ones(1, np.float64)
+    return room_response(
+        RATE, delay_ms=0.0, rt60_ms=rt60_ms, length_ms=min(rt60_ms, 500.0), gain_db=0.0, seed=seed
+    )
 
 
 # -- engines and the run -----------------------------------------------------------------------

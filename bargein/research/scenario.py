@@ -62,6 +62,9 @@ class AudioItem:
     # echo: the assistant's own output fed back into the microphone from at_s to until_s
     until_s: float | None = None
     delay_ms: float = 120.0
+    # echo through a synthetic room (bargein.dsp.echo_mix.room_response, seeded by `seed`):
+    # reverberation time in ms; 0 is no room, a single delayed copy at `gain`.
+    room_rt60_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,7 @@ _TOP_KEYS = {"name", "description", "duration_s", "tail_s", "drain_s", "engines"
 _ITEM_KEYS = {
     "label", "kind", "source", "at_s", "gain", "file", "channel", "trim_start_s", "trim_end_s",
     "speech", "transcript", "expect", "duration_s", "level_dbfs", "seed", "until_s", "delay_ms",
-    "words_json", "rttm", "rttm_speaker", "shape",
+    "words_json", "rttm", "rttm_speaker", "shape", "room_rt60_ms",
 }  # fmt: skip
 _SCRIPTED_KEYS = set(ScriptedEngineSpec.__dataclass_fields__)
 _OPENAI_KEYS = {"base_url", "api_key", "model", "stt_model", "tts_model", "voice", "stt"}
@@ -239,6 +242,7 @@ def _item(raw: Any, where: str) -> AudioItem:
         shape=_get(raw, "shape", str, where, "cough"),
         until_s=_opt_float(raw, "until_s", where),
         delay_ms=_num(raw, "delay_ms", where, 120.0),
+        room_rt60_ms=_num(raw, "room_rt60_ms", where, 0.0),
     )
     if source == "file" and not item.file:
         raise ScenarioError(f'{where}: a file source needs file = "..."')
@@ -262,6 +266,10 @@ def _item(raw: Any, where: str) -> AudioItem:
         if item.delay_ms < 20:
             # The harness mixes echo from output frames already sent; one frame is 20 ms.
             raise ScenarioError(f"{where}: echo delay_ms must be >= 20")
+        if not 0 <= item.room_rt60_ms <= 1000:
+            raise ScenarioError(f"{where}: room_rt60_ms must be in 0..1000 (0: no room)")
+    elif "room_rt60_ms" in raw:
+        raise ScenarioError(f"{where}: room_rt60_ms only applies to source 'echo'")
     if item.gain < 0:
         raise ScenarioError(f"{where}: gain must be >= 0")
     return item
