@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bargein.actors.vad import VadConfig
+from bargein.presets import preset
 from bargein.transports.protocol import fields
 from bargein.transports.realtime.errors import (
     INVALID_VALUE,
@@ -34,8 +35,17 @@ TOOL_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 OPENAI_VOICES = frozenset(
     {"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"}
 )
-# semantic_vad eagerness -> VAD endpointing silence (ms): how long a pause ends the turn.
-EAGERNESS_STOP_MS = {"low": 1200, "medium": 700, "auto": 700, "high": 350}
+# semantic_vad is the learned end of turn: the VAD fields of the `smart_turn` preset
+# (bargein.presets). eagerness -> (the silence that ends a turn without a verdict, and the
+# whole turn without the model installed; the factor on the preset's longest wait for a turn
+# the model calls incomplete; the model's completion threshold, None: the preset's).
+EAGERNESS: dict[str, tuple[int, float, float | None]] = {
+    "low": (1200, 2.0, 0.7),
+    "medium": (700, 1.0, None),
+    "auto": (700, 1.0, None),
+    "high": (350, 0.6, 0.3),
+}
+SEMANTIC_VAD_PRESET = "smart_turn"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +60,22 @@ class TurnDetection:
     eagerness: str = "auto"
 
     def vad(self) -> VadConfig:
-        """Our VAD for this turn detection: threshold picks webrtcvad's aggressiveness, the
-        silence (or the eagerness of semantic_vad) the endpointing hang-over."""
-        stop = (
-            EAGERNESS_STOP_MS[self.eagerness]
-            if self.type == "semantic_vad"
-            else self.silence_duration_ms
+        """Our VAD for this turn detection: threshold picks webrtcvad's aggressiveness;
+        server_vad's silence is the endpointing hang-over; semantic_vad is the learned end of
+        turn (docs/realtime.md, "Turn detection"), shaped by its eagerness."""
+        aggressiveness = min(3, int(self.threshold * 4))
+        if self.type != "semantic_vad":
+            stop_ms = max(20, self.silence_duration_ms)
+            return VadConfig(aggressiveness=aggressiveness, stop_ms=stop_ms)
+        stop, factor, threshold = EAGERNESS[self.eagerness]
+        learned = preset(SEMANTIC_VAD_PRESET).vad_config()
+        return dataclasses.replace(
+            learned,
+            aggressiveness=aggressiveness,
+            stop_ms=stop,
+            turn_max_ms=max(stop, round(learned.turn_max_ms * factor)),
+            turn_threshold=learned.turn_threshold if threshold is None else threshold,
         )
-        return VadConfig(aggressiveness=min(3, int(self.threshold * 4)), stop_ms=max(20, stop))
 
     def to_json(self) -> dict[str, Any]:
         if self.type == "semantic_vad":
@@ -319,7 +337,7 @@ def turn_detection(current: TurnDetection | None, value: Any) -> TurnDetection |
             with param(f"{path}.{key}"):
                 changes[key] = fields.boolean(td, key)
     if td.get("eagerness") is not None:
-        if td["eagerness"] not in EAGERNESS_STOP_MS:
+        if td["eagerness"] not in EAGERNESS:
             raise RealtimeInvalid(INVALID_VALUE, f"{path}.eagerness must be low, medium, high "
                                   "or auto", param=f"{path}.eagerness")
         changes["eagerness"] = td["eagerness"]
