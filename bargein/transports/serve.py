@@ -29,6 +29,100 @@ RESTART_DELAY_S = 1.0
 STOP_TIMEOUT_S = 10.0
 
 
+def nginx_config(
+    workers: Sequence[str],
+    listen: str = "80",
+    *,
+    prefix: str | None = None,
+) -> str:
+    """An nginx.conf for `workers` ("HOST:PORT" each) behind one `listen` address
+    (docs/deploy.md shows it and says why each line is there). `prefix`: a directory for the
+    pid file and nginx's temp files (a test's own nginx); None leaves nginx's defaults."""
+    paths = ""
+    if prefix is not None:
+        paths = "".join(
+            f"    {name} {prefix}/{sub};\n"
+            for name, sub in (
+                ("client_body_temp_path", "body"),
+                ("proxy_temp_path", "proxy"),
+                ("fastcgi_temp_path", "fastcgi"),
+                ("uwsgi_temp_path", "uwsgi"),
+                ("scgi_temp_path", "scgi"),
+            )
+        )
+    servers = "".join(f"        server {w} max_fails=1 fail_timeout=5s;\n" for w in workers)
+    pid = f"pid {prefix}/nginx.pid;\n" if prefix is not None else ""
+    return f"""{pid}events {{
+    worker_connections 4096;
+}}
+
+http {{
+    access_log off;
+{paths}    # WebSocket upgrade: pass the client's Upgrade, and Connection: upgrade only with it.
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+
+    upstream bargein {{
+        # Affinity: a client comes back to the worker that holds its live session or stream
+        # (a takeover or a local replay); when that worker is down nginx picks another, which
+        # resumes from the store.
+        hash $remote_addr consistent;
+{servers}        keepalive 32;
+    }}
+
+    server {{
+        listen {listen};
+
+        # Sessions and streams last long: no proxy timeout cuts them (the app's own
+        # heartbeats, 15 s on SSE, keep idle timers of other proxies happy).
+        proxy_read_timeout 3600s;
+        proxy_send_timeout 3600s;
+        proxy_http_version 1.1;
+        proxy_next_upstream error timeout;
+        # (A location that sets any proxy_set_header inherits none: each sets all it needs.
+        # Host goes through as the client sent it: the app checks it, docs/web.md.)
+
+        location = /ws {{
+            proxy_pass http://bargein;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+        }}
+
+        location /v1/realtime {{
+            proxy_pass http://bargein;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+        }}
+
+        location /api/ {{
+            # SSE: every event goes out as it is written (the app also sends
+            # X-Accel-Buffering: no); never gzip an event stream (gzip buffers).
+            proxy_pass http://bargein;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_cache off;
+            gzip off;
+        }}
+
+        location / {{
+            proxy_pass http://bargein;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bargein serve",
@@ -50,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         metavar="URL",
         help="redis://HOST:PORT/DB shared by the workers (required with more than one worker)",
+    )
+    parser.add_argument(
+        "--nginx-config",
+        metavar="LISTEN",
+        help="print an nginx.conf that listens on LISTEN (e.g. 80 or 127.0.0.1:8080) in front "
+        "of these workers, and exit (docs/deploy.md)",
     )
     return parser
 
@@ -159,6 +259,12 @@ def main(argv: list[str]) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
+    if args.nginx_config is not None:
+        if not args.port:
+            parser.error("--nginx-config needs the workers' --port")
+        ports = range(args.port, args.port + args.workers)
+        print(nginx_config([f"{args.host}:{p}" for p in ports], args.nginx_config), end="")
+        return 0
     if args.workers > 1 and not (args.store or "").startswith(("redis://", "rediss://", "unix://")):
         parser.error(
             "--workers > 1 needs --store redis://HOST:PORT/DB: workers share conversations, "
