@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bargein.presets import PRESETS
 from bargein.research.audio import noise_burst
 from bargein.research.cli import main
 from bargein.research.experiment import SCENARIO_DIR, csv_text, run_one, table
@@ -327,9 +328,19 @@ def test_cli_run_compare_and_list(
     assert len(items) == 1 + 2 * 2  # header + policies x labelled items
     assert items[0].startswith("policy,scenario,label,kind,onset,offset,truth_source")
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| policy |" in (out / "compare.md").read_text()
+    md = (out / "compare.md").read_text()
+    assert "| policy |" in md and "| onset | " in md
+    assert "Non-interruptions by kind:" in md and "side_talk false cancel" in md
     assert main(["list"]) == 0
-    assert "backchannel_mm_yeah" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "backchannel_mm_yeah" in listed and "(2 backchannel, 1 request)" in listed
+    assert (
+        "in all: 10 interruptions (1 correction, 9 true_interruption); 28 non-interruptions"
+        in listed
+    )
+    for name, p in PRESETS.items():  # every preset, its description and the fields it sets
+        assert f"  {name:<18} {p.description}\n" in listed
+    assert "vad: stop_ms=900" in listed
     assert main(["run", str(tmp_path / "none.toml"), "--out", str(out)]) == 2
     assert "no such scenario" in capsys.readouterr().err
     assert main(["compare", str(scn), "--policies", "nope"]) == 2

@@ -284,6 +284,13 @@ def test_ducks_are_decisions_a_restored_duck_is_no_disruption() -> None:
     assert m["outcomes"]["non_interruption"] == {"respond": 1, "resume": 2, "stop": 0,
                                                  "ignore": 0}  # fmt: skip
     assert m["missed_interruption_rate"] == {"value": 0.0, "n": 0, "of": 1}
+    # the same figures per non-interruption kind, each over its own items
+    kinds = m["by_kind"]
+    assert kinds["backchannel"]["ducks_per_item"] == {"value": 1.0, "n": 1, "of": 1}
+    assert kinds["backchannel"]["disruptions_per_item"] == {"value": 0.0, "n": 0, "of": 1}
+    assert kinds["noise"]["disruptions_per_item"] == {"value": 1.0, "n": 1, "of": 1}
+    assert kinds["side_talk"]["false_cancel_rate"] == {"value": 1.0, "n": 1, "of": 1}
+    assert kinds["echo"]["false_interruption_rate"] == {"value": None, "n": 0, "of": 0}
 
 
 def test_a_cancel_that_began_on_echo_belongs_to_the_user_who_talked_over_it() -> None:
@@ -303,3 +310,15 @@ def test_a_cancel_that_began_on_echo_belongs_to_the_user_who_talked_over_it() ->
     assert by["stop"]["detection_ms"] == pytest.approx(400.0)
     assert m["false_cancel_rate"] == {"value": 0.0, "n": 0, "of": 1}
     assert m["false_alarms_per_min"]["n"] == 0
+
+
+def test_missed_within_the_targets_1_5_s_apart_from_the_1_s_window() -> None:
+    truths = [Truth("cut", "true_interruption", 3.0, 4.0)]
+    ev = seq(
+        {"type": "turn_started", "t": 1.0, "turn": 1},
+        {"type": "barge_in", "t": 4.2, "turn": 1, "reason": "barge_in", "onset": 3.0},
+        cancelled(4.2, 1),
+    )
+    m = compute(ev, truths, [(2.0, 4.2, 1)])[0].summary()  # the audio stopped 1.2 s after
+    assert m["missed_interruption_rate"] == {"value": 1.0, "n": 1, "of": 1}
+    assert m["missed_1500ms_rate"] == {"value": 0.0, "n": 0, "of": 1}

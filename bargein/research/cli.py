@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from bargein.research.experiment import (
     csv_text,
     items_csv,
+    kind_table,
     markdown_table,
     resolve_scenarios,
     run_one,
@@ -20,7 +22,12 @@ from bargein.research.harness import SchedulerSeedError
 from bargein.research.metrics import Samples
 from bargein.research.plot import render_comparison
 from bargein.research.policies import PRESETS, PolicySpec, resolve_policy
-from bargein.research.scenario import ScenarioError, load_scenario
+from bargein.research.scenario import (
+    INTERRUPTIONS,
+    NON_INTERRUPTIONS,
+    ScenarioError,
+    load_scenario,
+)
 
 EPILOG = """\
 SCENARIO is a .toml file (format: docs/research.md), a directory of them, the name of a
@@ -133,7 +140,13 @@ def main(argv: list[str]) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "compare.csv").write_text(csv_text(summaries), encoding="utf-8")
             (args.out / "items.csv").write_text(items_csv(reports), encoding="utf-8")
-            (args.out / "compare.md").write_text(markdown_table(summaries) + "\n", "utf-8")
+            (args.out / "compare.md").write_text(
+                markdown_table(summaries)
+                + "\n\nNon-interruptions by kind:\n\n"
+                + kind_table(summaries)
+                + "\n",
+                "utf-8",
+            )
             render_comparison(args.out / "compare.png", summaries, scenarios=len(scenarios))
             (args.out / "summary.json").write_text(
                 json.dumps(summaries, indent=2) + "\n", encoding="utf-8"
@@ -149,13 +162,35 @@ def main(argv: list[str]) -> int:
 
 
 def _list() -> int:
-    print("starter scenarios:")
+    print("starter scenarios (items by kind):")
+    total: Counter[str] = Counter()
     for path in starter_scenarios():
         scn = load_scenario(path)
-        kinds = sorted({it.kind for it in scn.items})
-        print(f"  {scn.name:<28} [{scn.engines.kind}] {scn.description}  ({', '.join(kinds)})")
-    print("\npolicy presets:")
+        kinds = Counter(it.kind for it in scn.items)
+        total.update(kinds)
+        counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        print(f"  {scn.name:<28} [{scn.engines.kind}] {scn.description}  ({counted})")
+    groups = [("interruptions", INTERRUPTIONS), ("non-interruptions", NON_INTERRUPTIONS)]
+    parts = [
+        f"{sum(total[k] for k in kinds)} {name} ("
+        + ", ".join(f"{total[k]} {k}" for k in sorted(kinds) if total[k])
+        + ")"
+        for name, kinds in groups
+    ]
+    rest = ", ".join(
+        f"{n} {k}" for k, n in sorted(total.items()) if k not in INTERRUPTIONS | NON_INTERRUPTIONS
+    )
+    print(f"  in all: {'; '.join(parts)}; {rest}")
+    print("\npolicy presets (bargein.presets; the fields each sets):")
     for name in PRESETS:
         spec: PolicySpec = resolve_policy(name)
+        p = PRESETS[name]
+        sets = [
+            f"{part}: " + ", ".join(f"{k}={v}" for k, v in fields.items())
+            for part, fields in (("policy", p.policy), ("vad", p.vad), ("session", p.session))
+            if fields
+        ]
         print(f"  {name:<18} {spec.description}")
+        if sets:
+            print(f"  {'':<18}   {'; '.join(sets)}")
     return 0

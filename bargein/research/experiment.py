@@ -15,6 +15,7 @@ from bargein.research.harness import RunResult, run
 from bargein.research.metrics import OUTCOMES, Samples, compute
 from bargein.research.plot import render
 from bargein.research.policies import PolicySpec
+from bargein.research.samples import BY_KIND
 from bargein.research.scenario import Scenario, ScenarioError, load_scenario
 from bargein.runtime.trace import event_line
 
@@ -111,6 +112,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("TOR backch.", "tor_backchannel", "rate"),
     ("TOR pause", "tor_pause", "rate"),
     ("missed", "missed_interruption_rate", "rate"),
+    ("missed@1.5s", "missed_1500ms_rate", "rate"),
     ("stop p50 ms", "stop_ms", "dist"),
     ("int. resp p50 ms", "interruption_response_ms", "dist"),
     ("resp p50 ms", "response_ms", "dist"),
@@ -217,6 +219,27 @@ def markdown_table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# The per-kind table: (column, by_kind key) for each non-interruption kind.
+KIND_COLUMNS: list[tuple[str, str]] = [
+    ("false int.", "false_interruption_rate"),
+    ("false cancel", "false_cancel_rate"),
+    ("disrupt/item", "disruptions_per_item"),
+    ("ducks/item", "ducks_per_item"),
+]
+
+
+def kind_table(summaries: dict[str, dict[str, Any]]) -> str:
+    """Markdown: per policy, the non-interruption figures of each kind (`by_kind`), each rate
+    with its numerator/denominator, so a pooled figure can be traced to the kind behind it."""
+    header = ["policy"] + [f"{kind} {name}" for kind in BY_KIND for name, _ in KIND_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for p, s in summaries.items():
+        cells = [cell(s, f"by_kind.{kind}.{key}", "rate") for kind in BY_KIND
+                 for _, key in KIND_COLUMNS]  # fmt: skip
+        lines.append("| " + " | ".join([p, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def csv_text(summaries: dict[str, dict[str, Any]]) -> str:
     """One row per policy: every table metric as value, and numerator/denominator columns."""
     out = io.StringIO()
@@ -226,6 +249,10 @@ def csv_text(summaries: dict[str, dict[str, Any]]) -> str:
         head += {"rate": [key, f"{key}.n", f"{key}.of"], "dist": [f"{key}.p50", f"{key}.n"],
                  "fa": [key, f"{key}.n", f"{key}.minutes"]}.get(kind, [key])  # fmt: skip
     head += [f"outcomes.{g}.{o}" for g in ("interruption", "non_interruption") for o in OUTCOMES]
+    for kind in BY_KIND:
+        for _, key in KIND_COLUMNS:
+            name = f"by_kind.{kind}.{key}"
+            head += [name, f"{name}.n", f"{name}.of"]
     w.writerow(head)
     for p, s in summaries.items():
         row: list[Any] = [p]

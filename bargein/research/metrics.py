@@ -42,6 +42,8 @@ ONSET_SLACK_S = 0.25
 # An interruption is handled when the assistant's audio stops within this long of its onset
 # (a natural end counts: the user got the floor); later, or never, it was missed.
 YIELD_WINDOW_S = 1.0
+# Issue 14's target counts an interruption missed with no take-over within 1.5 s.
+TARGET_YIELD_WINDOW_S = 1.5
 # Full-Duplex-Bench v1: a take-over is assistant output of >= 1 s or > 3 words.
 TAKEOVER_MIN_S = 1.0
 TAKEOVER_MIN_WORDS = 4
@@ -316,6 +318,7 @@ def compute(
             c["interruptions"] += 1
             c["interruptions_taken_over"] += row["taken_over"]
             c["interruptions_missed"] += row["missed"]
+            c["interruptions_missed_1500"] += row["stop_ms"] > 1000 * TARGET_YIELD_WINDOW_S + _EPS
             if "response_ms" in row:
                 s.interruption_response_s.append(row["response_ms"] / 1000)
             if decided:
@@ -328,6 +331,9 @@ def compute(
             c["false_items"] += 1
             c["false_items_hit"] += decided
             c["false_items_cancelled"] += row["cancelled"]
+            c[f"{kind}.items"] += 1
+            c[f"{kind}.decided"] += decided
+            c[f"{kind}.cancelled"] += row["cancelled"]
             if row["stopped"]:  # a duck alone never stopped the audio: no stop latency
                 s.false_stop_s.append(row["stop_ms"] / 1000)
             if kind == "backchannel":
@@ -348,7 +354,9 @@ def compute(
             c["false_pauses"] += 1
         else:  # ducked, never paused nor cancelled: not a disruption, counted apart
             c["false_ducks"] += 1
-            c["ducks"] += ep.item is not None
+            if ep.item is not None:
+                c["ducks"] += 1
+                c[f"{kind}.ducks"] += 1
         if ep.ended == "resumed" and ep.paused_s is not None:
             c["false_alarms_resumed"] += 1
             s.resume_gap_s.append(ep.paused_s)
@@ -359,6 +367,7 @@ def compute(
             ep.ended == "cancelled" or (ep.paused_s or 0.0) >= AUDIBLE_PAUSE_S - _EPS
         ):
             c["disruptions"] += 1
+            c[f"{kind}.disruptions"] += 1
 
     # Context fidelity and wasted work, per cancelled turn: a completed turn was sent whole and
     # commits it whole under every policy, so only interrupted turns tell the policies apart.

@@ -79,6 +79,7 @@ class Samples:
             "false_cancels": c["false_alarms_cancelled"],
             "unmatched_decisions": c["unmatched_decisions"],
             "missed_interruption_rate": rate(c["interruptions_missed"], c["interruptions"]),
+            "missed_1500ms_rate": rate(c["interruptions_missed_1500"], c["interruptions"]),
             "barge_in_detection_ms": distribution(self.detection_s),
             "egress_flush_ms": distribution(self.flush_s),
             "premature_turn_rate": rate(c["pauses_premature"], c["user_pauses"]),
@@ -90,12 +91,23 @@ class Samples:
             "wasted_tokens": c["wasted_tokens"],
             "wasted_tts_ms": c["wasted_tts_ms"],
             "expectations_failed": rate(c["expectations_failed"], c["items"]),
+            # the non-interruption figures per kind (each over that kind's overlapped items)
+            "by_kind": {
+                kind: {
+                    "false_interruption_rate": rate(c[f"{kind}.decided"], c[f"{kind}.items"]),
+                    "false_cancel_rate": rate(c[f"{kind}.cancelled"], c[f"{kind}.items"]),
+                    "disruptions_per_item": rate(c[f"{kind}.disruptions"], c[f"{kind}.items"]),
+                    "ducks_per_item": rate(c[f"{kind}.ducks"], c[f"{kind}.items"]),
+                }
+                for kind in BY_KIND
+            },
             "assistant_speech_s": round(self.speech_s, 4),
             "counts": dict(sorted(c.items())),
         }
 
 
 OUTCOMES = ("respond", "resume", "stop", "ignore")
+BY_KIND = ("backchannel", "noise", "side_talk", "echo")  # the non-interruption kinds, in order
 
 
 def percentile(values: Sequence[float], q: float) -> float:
