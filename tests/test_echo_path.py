@@ -1,0 +1,177 @@
+"""The echo path in a session: the reference of what egress played, its alignment with the
+mic's capture clock, and the canceller + gate before the VAD (bargein.actors.echo_path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bargein.actors import echo_path
+from bargein.actors.echo_path import CaptureClock, PlaybackReference
+from bargein.dsp import resample
+from bargein.research.harness import run
+from bargein.research.policies import preset
+from bargein.research.scenario import load_scenario
+from bargein.runtime.events import EventType
+from bargein.runtime.messages import AudioFrame
+
+
+def _noise(n: int, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(n) * 3000).astype(np.int16)
+
+
+def test_reference_places_frames_at_their_play_time_and_zeros_between() -> None:
+    ref = PlaybackReference(16000, origin=10.0)
+    x = _noise(320 * 5)
+    for k in range(3):  # 3 frames from 0.1 s, then a gap, then 2 from 0.5 s
+        ref.write(x[k * 320 : (k + 1) * 320], 10.1 + k * 0.02)
+    for k in range(3, 5):
+        ref.write(x[k * 320 : (k + 1) * 320], 10.5 + (k - 3) * 0.02)
+    got = ref.read(0, 16000)
+    want = np.zeros(16000, np.float32)
+    want[1600 : 1600 + 960] = x[:960] / 32768
+    want[8000 : 8000 + 640] = x[960:] / 32768
+    assert np.array_equal(got, want)
+    assert ref.runs == 2
+    # not played yet, or before the origin: silence
+    assert not ref.read(8640, 320).any()
+    assert not ref.read(-320, 320).any()
+
+
+def test_reference_joins_frames_within_one_sample_and_resamples_in_place() -> None:
+    ref = PlaybackReference(48000, origin=0.0)
+    x = _noise(960 * 10, seed=1)
+    for k in range(10):  # jitter below one output sample keeps one stream
+        ref.write(x[k * 960 : (k + 1) * 960], 0.2 + k * 0.02 + (1e-5 if k % 2 else 0.0))
+    assert ref.runs == 1
+    want = resample(x.astype(np.float32) / 32768, 48000, 16000)
+    lag = round(ref._resampler.delay_samples) if ref._resampler else 0
+    got = ref.read(3200, 3200 - lag)  # the group delay is taken off: sample 0 plays at 0.2 s
+    assert np.allclose(got, want[lag : 3200], atol=1e-6)
+
+
+def test_reference_forgets_what_the_history_no_longer_holds() -> None:
+    ref = PlaybackReference(16000, origin=0.0, history_s=1.0)
+    x = _noise(320, seed=2)
+    ref.write(x, 0.0)
+    ref.write(x, 0.5)
+    ref.write(x, 2.0)  # 2 s later: the first frames are older than the history
+    assert not ref.read(0, 320).any()
+    assert not ref.read(24000, 320).any()  # nothing played at 1.5 s (the ring slot of 0.5 s)
+    assert np.array_equal(ref.read(32000, 320), x / np.float32(32768))
+
+
+def test_capture_clock_keeps_the_earliest_arrival_and_reanchors_after_a_stall() -> None:
+    c = CaptureClock(16000)
+    c.arrived(320, 5.02)  # capture ended at arrival: sample 0 at 5.0
+    assert c.origin == pytest.approx(5.0)
+    c.arrived(320, 5.07)  # late by 30 ms (jitter): the mapping stays
+    assert c.origin == pytest.approx(5.0)
+    c.arrived(320, 5.06)  # on time again
+    assert c.origin == pytest.approx(5.0)
+    c.arrived(320, 6.0)  # the stream paused (or chunks were dropped): move
+    assert c.origin == pytest.approx(6.0 - 4 * 0.02)
+    assert c.reanchors == 1
+
+
+# -- a whole session on the virtual clock (the research harness: its Speaker feeds echo) -----
+
+_REPLY = (
+    "Once upon a time there was a small robot. It lived in a quiet town by the sea. Every "
+    "morning it walked to the harbour to count the boats. One day a storm came."
+)
+
+
+def _scenario(tmp_path: Path, interrupt: bool, rt60: float = 200.0) -> Path:
+    text = f"""
+[engines]
+kind = "scripted"
+replies = ["{_REPLY}", "Sure, I will stop there."]
+[policy]
+preset = "confirm_words"
+[[audio]]
+label = "ask"
+kind = "request"
+file = "pocketsphinx_goforward.raw"
+at_s = 0.0
+transcript = "tell me a story"
+[[audio]]
+label = "echo"
+kind = "echo"
+at_s = 2.5
+until_s = 16.0
+delay_ms = 60
+room_rt60_ms = {rt60}
+gain = 0.5
+"""
+    if interrupt:
+        text += """
+[[audio]]
+label = "stop"
+kind = "true_interruption"
+file = "pocketsphinx_cards_005.wav"
+at_s = 8.0
+transcript = "eight of spades four of clubs seven of hearts"
+"""
+    path = tmp_path / ("echo_interrupt.toml" if interrupt else "echo_only.toml")
+    path.write_text(text)
+    return path
+
+
+def _onsets(result: Any) -> list[float]:
+    return [e.t for e in result.events if e.type == EventType.SPEECH_STARTED]
+
+
+def _first_audio(result: Any) -> float:
+    return next(e.t for e in result.events if e.type == EventType.AUDIO_OUT_FIRST)
+
+
+@pytest.mark.usefixtures("audio_dir")
+def test_echo_alone_starts_no_speech_with_the_canceller(tmp_path: Path) -> None:
+    sc = load_scenario(_scenario(tmp_path, interrupt=False))
+    on = run(sc, preset("aec_confirm_words"))
+    assert [t for t in _onsets(on) if t > _first_audio(on)] == []
+    stats = next(e for e in on.events if e.type == EventType.SESSION_ENDED).data["echo"]
+    assert stats["echo_found"] and stats["erle_db"] >= 10.0
+    # today's behaviour without it: the echo starts speech and pauses the reply
+    off = run(sc, preset("confirm_words"))
+    assert len([t for t in _onsets(off) if t > _first_audio(off)]) >= 3
+    assert "echo" not in next(e for e in off.events if e.type == EventType.SESSION_ENDED).data
+
+
+@pytest.mark.usefixtures("audio_dir")
+def test_user_speech_over_the_echo_still_starts_and_cancels(tmp_path: Path) -> None:
+    sc = load_scenario(_scenario(tmp_path, interrupt=True))
+    r = run(sc, preset("aec_confirm_words"))
+    t0 = r.media_offset
+    late = [t for t in _onsets(r) if t > _first_audio(r)]
+    assert late and all(t - t0 >= 8.0 for t in late)  # only the user, none from the echo
+    assert late[0] - t0 < 8.0 + 0.5
+    assert any(e.type == EventType.BARGE_IN for e in r.events)
+
+
+@pytest.mark.usefixtures("audio_dir")
+def test_the_mic_reads_exactly_what_was_played_at_capture_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[int, np.ndarray]] = []
+    far_for = echo_path.EchoStage.far_for
+
+    def record(self: echo_path.EchoStage, frame: AudioFrame) -> np.ndarray:
+        far = far_for(self, frame)
+        seen.append((frame.start, far))
+        return far
+
+    monkeypatch.setattr(echo_path.EchoStage, "far_for", record)
+    r = run(load_scenario(_scenario(tmp_path, interrupt=False)), preset("aec_confirm_words"))
+    track = np.zeros(len(r.mic) + 16000, np.float32)
+    track[: len(r.speaker)] = r.speaker / np.float32(32768)
+    assert len(seen) == len(r.mic) // 320
+    played = 0
+    for start, far in seen:  # the harness's speaker: sent is played, on the input's timeline
+        assert np.array_equal(far, track[start : start + 320]), start
+        played += bool(far.any())
+    assert played > 100
