@@ -54,6 +54,11 @@ def _catalogue(*presets: Preset) -> MappingProxyType[str, Preset]:
     return MappingProxyType({p.name: p for p in presets})
 
 
+# duck_classify and aec_duck_classify (docs/turn_detection.md, "Duck, classify, side talk")
+_DUCK_CLASSIFY: dict[str, Any] = {
+    "mode": "confirm", "overlap_action": "duck", "classifier": True, "side_talk": True,
+}
+
 PRESETS = _catalogue(
     Preset("onset", "cancel the turn as soon as the VAD hears the user", {"mode": "onset"}),
     Preset(
@@ -99,6 +104,18 @@ PRESETS = _catalogue(
         " of silence, else after 1.2 s (silence endpointing if the model is not installed)",
         {"mode": "confirm", "min_speech_ms": 400, "min_words": 1},
         {"end_of_turn": "smart_turn", "turn_check_ms": 160, "turn_max_ms": 1200},
+    ),
+    Preset(
+        "duck_classify",
+        "duck the reply at onset; a classifier of the whole utterance cancels or restores it;"
+        " side talk never cancels",
+        _DUCK_CLASSIFY,
+    ),
+    Preset(
+        "aec_duck_classify",
+        "duck_classify on the mic with our own voice cancelled (echo canceller)",
+        _DUCK_CLASSIFY,
+        session={"echo_cancel": True},
     ),
 )
 

@@ -23,10 +23,11 @@ import trio
 from bargein.actors.echo_path import EchoStage, session_echo_stage
 from bargein.actors.egress import Egress
 from bargein.actors.floor import ClientInterrupt, Floor, FloorInput, TextInput
+from bargein.actors.level_tap import LevelTap
 from bargein.actors.mic import run_mic
 from bargein.actors.stt import run_stt
 from bargein.actors.turn import TurnSettings
-from bargein.actors.vad import END_OF_INPUT, EndOfInput, VadOutput
+from bargein.actors.vad import END_OF_INPUT, MicInput, VadOutput
 from bargein.dsp import warm_up, warm_up_echo
 from bargein.engines.base import Engines
 from bargein.runtime.broadcast import DropOldestQueue, Subscription
@@ -54,7 +55,7 @@ class Session:
         self.end_reason: str | None = None
         self._engines = engines
         self._transport = transport
-        self._ingress: DropOldestQueue[Int16Array | EndOfInput] = DropOldestQueue(
+        self._ingress: DropOldestQueue[MicInput] = DropOldestQueue(
             config.ingress_chunks
         )
         self._floor_send, self._floor_recv = trio.open_memory_channel[FloorInput](1024)
@@ -84,6 +85,8 @@ class Session:
             buffer_frames=config.tts_buffer_ms // config.output_frame_ms,
             on_audio_started=self._floor_send.clone(),
             on_played=self.echo.reference.write if self.echo is not None else None,
+            duck_db=config.policy.duck_db,
+            duck_ramp_ms=config.policy.duck_ramp_ms,
         )
         self.floor = Floor(
             config.policy,
@@ -266,6 +269,9 @@ class Session:
                             frame_ms=cfg.frame_ms,
                             batch_frames=batch_frames,
                             echo=self.echo,
+                            levels=LevelTap(shapes=cfg.policy.side_talk)
+                            if cfg.policy.hears_levels
+                            else None,
                         ),
                     )
                     actors.start_soon(self._guard, "events", partial(self._forward_events, events))

@@ -98,6 +98,8 @@ class FloorMachine(FloorCore):
         decision = self.audio.frames(times, levels, shapes)
         if self._classifying:
             return self._classified(now, decision)
+        if self.policy.judge is not None:
+            return self._ask("levels", now)
         return []
 
     def voice(self, now: float, active: bool) -> list[Action]:
@@ -139,9 +141,9 @@ class FloorMachine(FloorCore):
             return actions
         if o is not None:
             o.words = max(o.words, self.policy.content_words(text))
+            o.text = text
             if not final:
                 return self._confirm_if_due(now)
-            o.text = text
             if o.words >= max(1, self.policy.min_words) and not self._side_talk(text):
                 actions = self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
                 return actions + self._user_text(text)

@@ -27,6 +27,7 @@ from bargein.runtime.messages import (
 from .echo_path import EchoStage
 from .end_of_turn import AskTurn, TurnVerdict
 from .floor import FloorInput
+from .level_tap import LevelTap
 from .turn_model import load_end_of_turn, turn_model
 from .vad import END_OF_INPUT, EndOfInput, MicInput, VadConfig, VadOutput, VadStage
 
@@ -44,6 +45,7 @@ async def run_mic(
     frame_ms: int,
     batch_frames: int,
     echo: EchoStage | None = None,
+    levels: LevelTap | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     resampler = Resampler(input_rate, ANALYSIS_RATE) if input_rate != ANALYSIS_RATE else None
@@ -64,11 +66,16 @@ async def run_mic(
                 to_stt.send_nowait(batch)  # the next `get` is this task's schedule point
             except trio.WouldBlock:
                 await to_stt.send(batch)  # STT is behind: wait, and the ingress queue fills
+        heard = levels.take() if levels is not None else None
+        if heard is not None:  # the floor hears the speech frames' levels once per batch
+            await to_floor.send(heard)
 
     async def speech(event: SpeechStarted | SpeechStopped) -> None:
         await flush()  # STT gets the frames up to the event before the event
         vad.report(event, bus)
         await to_floor.send(event)
+        if levels is not None:
+            levels.event(event)
         await to_stt.send(event)
 
     async def emit(chunks: list[Int16Array]) -> None:
@@ -87,6 +94,8 @@ async def run_mic(
                 ask(event)
             elif event is not None:
                 await speech(event)
+            if levels is not None:
+                levels.frame(frame)
             if len(pending) >= batch_frames:
                 await flush()
 

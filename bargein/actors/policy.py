@@ -24,7 +24,7 @@ HistoryCommit = Literal["heard_words", "heard_sentences", "generated"]
 Verdict = Literal["wait", "pause", "duck", "cancel", "resume"]
 OverlapAction = Literal["pause", "duck"]
 Trigger = Literal[
-    "speech_started", "voice", "transcript", "speech_stopped", "audio_started", "tick"
+    "speech_started", "voice", "levels", "transcript", "speech_stopped", "audio_started", "tick"
 ]
 
 

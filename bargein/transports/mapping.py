@@ -16,6 +16,8 @@ from bargein.transports.protocol import (
     AssistantText,
     ErrorCode,
     ErrorMessage,
+    OutputDucked,
+    OutputRestored,
     ServerMessage,
     SessionEnded,
     SpeechStarted,
@@ -110,6 +112,13 @@ def event_to_message(event: Event) -> ServerMessage | None:
         return TurnMark(turn, kind.value, t if played_at is None else played_at)
     if kind in TURN_MARKS:
         return TurnMark(turn, kind.value, t)
+    if kind is EventType.OUTPUT_DUCKED:
+        depth = data.get("depth_db")
+        if isinstance(depth, bool) or not isinstance(depth, int | float) or not -60 <= depth <= 0:
+            depth = 0.0  # never from our own floor; the codec would refuse it
+        return OutputDucked(turn, round(float(depth), 1), t)
+    if kind is EventType.OUTPUT_RESTORED:
+        return OutputRestored(turn, _text(data, "text"), _int(data, "ducked_ms"), t)
     if kind is EventType.TURN_COMPLETED or kind is EventType.TURN_CANCELLED:
         return TurnEnded(
             turn=turn,

@@ -20,6 +20,7 @@ from bargein.transports.protocol.fields import (
     capabilities,
     history,
     integer,
+    number,
     options,
     rate,
     string,
@@ -46,6 +47,8 @@ from bargein.transports.protocol.messages import (
     ErrorMessage,
     HistoryEntry,
     Interrupt,
+    OutputDucked,
+    OutputRestored,
     Playback,
     ServerMessage,
     SessionEnded,
@@ -117,6 +120,12 @@ SERVER_PARSERS: Final[dict[str, Callable[[Mapping[str, Any]], ServerMessage]]] =
     Words.TYPE: lambda o: Words(integer(o, "turn"), words(o)),
     TurnMark.TYPE: lambda o: TurnMark(
         integer(o, "turn"), string(o, "mark", pattern=NAME_RE), timestamp(o)
+    ),
+    OutputDucked.TYPE: lambda o: OutputDucked(
+        integer(o, "turn"), number(o, "depth_db", lo=-60.0, hi=0.0), timestamp(o)
+    ),
+    OutputRestored.TYPE: lambda o: OutputRestored(
+        integer(o, "turn"), string(o, "text"), integer(o, "ducked_ms"), timestamp(o)
     ),
     StatusMessage.TYPE: lambda o: StatusMessage(
         kind=string(o, "kind", pattern=NAME_RE),

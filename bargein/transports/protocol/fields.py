@@ -99,6 +99,16 @@ def timestamp(obj: Mapping[str, Any], key: str = "t") -> Any:
     return float(value)
 
 
+def number(obj: Mapping[str, Any], key: str, *, lo: float, hi: float) -> Any:
+    """A required finite JSON number in [lo, hi] (an integer is a number too)."""
+    value = field_value(obj, key, True)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        fail(ErrorCode.BAD_FIELD, f"{key!r} must be a number")
+    if not (math.isfinite(value) and lo <= value <= hi):
+        fail(ErrorCode.BAD_FIELD, f"{key!r} must be a number in {lo:g}..{hi:g}")
+    return float(value)
+
+
 def rate(obj: Mapping[str, Any], key: str, *, required: bool) -> Any:
     value = field_value(obj, key, required)
     if value is None:

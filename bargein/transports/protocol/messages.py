@@ -184,6 +184,29 @@ class TurnMark:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputDucked:
+    """User speech over the turn is being judged and its audio is turned down by `depth_db`
+    (the samples sent are already ducked; nothing for the client to do)."""
+
+    TYPE: ClassVar[str] = "output.ducked"
+    turn: int
+    depth_db: float
+    t: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRestored:
+    """The speech over the turn was not an interruption (`text`: what it was): its audio ramps
+    back to full level after `ducked_ms`."""
+
+    TYPE: ClassVar[str] = "output.restored"
+    turn: int
+    text: str
+    ducked_ms: int
+    t: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StatusMessage:
     TYPE: ClassVar[str] = "status"
     kind: str
@@ -251,6 +274,8 @@ ServerMessage: TypeAlias = (
     | AssistantText
     | Words
     | TurnMark
+    | OutputDucked
+    | OutputRestored
     | StatusMessage
     | Clear
     | TurnEnded
