@@ -1,0 +1,93 @@
+"""A chat stream followed on a worker that does not produce it (docs/deploy.md), in one process:
+two real servers on 127.0.0.1 sharing one `MemoryStore` (the same semantics as Redis, which
+tests/test_scale_out.py covers with real processes). A reader elsewhere keeps the producer from
+cancelling the stream as an orphan; a hole in what the store holds, a position past its end and
+a producer that stopped without a final event are each said plainly, never papered over."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from bargein.store import MemoryStore
+from bargein.testing.scripted import ScriptedPlanner
+from bargein.testing.web import GatedPlanner, http, running
+from bargein.transports.app import DemoServer
+from bargein.transports.chat import ChatConfig
+from bargein.transports.sse import Record, SseEvent
+
+HANG_GUARD = 60  # seconds; a guard against hangs, never a performance bound
+USER = {"messages": [{"role": "user", "content": "count for me"}]}
+QUICK = ChatConfig(heartbeat_interval=0.1, orphan_timeout=0.3)
+
+
+@asynccontextmanager
+async def pair(planner: object, config: ChatConfig) -> AsyncIterator[tuple[int, int, MemoryStore]]:
+    """Workers A (whose planner is `planner`) and B, sharing one store; their ports."""
+    store_a = MemoryStore()
+    store_b = MemoryStore(shared=store_a)
+    a = DemoServer(chat_planner=planner, chat_config=config, store=store_a)  # type: ignore[arg-type]
+    b = DemoServer(chat_planner=ScriptedPlanner(), chat_config=config, store=store_b)
+    async with running(a) as port_a, running(b) as port_b:
+        yield port_a, port_b, store_b
+
+
+async def test_a_reader_on_another_worker_keeps_the_stream_from_being_an_orphan() -> None:
+    planner = GatedPlanner([" one", " two"], [" three"])
+    with trio.fail_after(HANG_GUARD):
+        async with pair(planner, QUICK) as (port_a, port_b, _):
+            first: list[SseEvent] = []
+            async with http(port_a) as client:
+                await client.request("POST", "/api/chat/stream", USER)
+                while len(first) < 3:  # status, " one", " two"
+                    item = await client.item()
+                    if isinstance(item, SseEvent):
+                        first.append(item)
+            async with http(port_b) as client:
+                await client.request(
+                    "GET", "/api/chat/stream", headers={"Last-Event-ID": first[-1].id or ""}
+                )
+                # Far longer than A's orphan timeout with no reader on A.
+                await trio.sleep(10 * QUICK.orphan_timeout)
+                planner.gate.set()
+                rest = await client.events()
+    assert not planner.cancelled.is_set()
+    assert [json.loads(e.data)["text"] for e in rest if e.event == "token"] == [" three"]
+    assert rest[-1].event == "done"
+
+
+async def test_holes_positions_past_the_end_and_a_lapsed_producer_are_said_plainly() -> None:
+    with trio.fail_after(HANG_GUARD):
+        async with pair(ScriptedPlanner(), QUICK) as (_, port_b, store):
+            # Written as another worker would: 1, 2, then 4 (3 never reached the store).
+            store.hold_stream("gappy", 30.0)
+            for seq in (1, 2, 4):
+                store.append_record(Record("gappy", seq, "token", '{"text":"x"}'), final=False)
+            async with http(port_b) as client:
+                response = await client.request(
+                    "GET", "/api/chat/stream", headers={"Last-Event-ID": "gappy:1"}
+                )
+                gappy = await client.events()
+            async with http(port_b) as client:
+                ahead = await client.request(
+                    "GET", "/api/chat/stream", headers={"Last-Event-ID": "gappy:9"}
+                )
+                await client.item()
+                ahead_body = json.loads(client.body)
+            # A producer that stops holding its stream without a final event.
+            store.hold_stream("lapsed", 0.2)
+            store.append_record(Record("lapsed", 1, "token", '{"text":"y"}'), final=False)
+            async with http(port_b) as client:
+                await client.request(
+                    "GET", "/api/chat/stream", headers={"Last-Event-ID": "lapsed:0"}
+                )
+                lapsed = await client.events()
+    assert response.status_code == 200
+    assert [(e.event, e.id) for e in gappy] == [("token", "gappy:2"), ("error", "gappy:2")]
+    assert gappy[-1].event == "error" and json.loads(gappy[-1].data)["code"] == "replay_gap"
+    assert ahead.status_code == 400 and ahead_body["error"]["code"] == "bad_last_event_id"
+    assert [e.event for e in lapsed] == ["token", "error"] and lapsed[0].id == "lapsed:1"
+    assert lapsed[-1].event == "error" and json.loads(lapsed[-1].data)["code"] == "stream_lost"
