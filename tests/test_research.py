@@ -278,6 +278,16 @@ def test_policy_tables_and_presets() -> None:
     assert preset("onset").policy.mode == "onset"
     with pytest.raises(ValueError, match="unknown vad fields"):
         policy_from_table({"vad": {"stopms": 1}})
+    # the echo canceller (or any field a preset sets) from a policy table, checked at once
+    aec = policy_from_table({"preset": "confirm_words", "session": {"echo_cancel": True}})
+    assert aec.session == {"echo_cancel": True} and aec.policy.min_words == 1
+    assert policy_from_table({"preset": "aec_confirm_words", "min_words": 2}).session == {
+        "echo_cancel": True
+    }
+    with pytest.raises(ValueError, match=r"unknown session fields \['compute'\]"):
+        policy_from_table({"session": {"compute": "thread"}})
+    with pytest.raises(ValueError, match="echo_cancel must be true or false"):
+        policy_from_table({"session": {"echo_cancel": "yes"}})
 
 
 def test_table_and_csv_print_denominators() -> None:

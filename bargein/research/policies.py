@@ -22,6 +22,7 @@ from bargein.actors.policy import InterruptionPolicy, OverlapJudge
 from bargein.actors.vad import VadConfig
 from bargein.presets import PRESETS as CATALOGUE
 from bargein.presets import preset as runtime_preset
+from bargein.session_config import SessionConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,9 @@ PRESETS = CATALOGUE
 
 _POLICY_FIELDS = set(InterruptionPolicy.__dataclass_fields__) | {"judge_options"}
 _VAD_FIELDS = set(VadConfig.__dataclass_fields__)
+# SessionConfig fields a policy table may set (`session = {...}`): the echo canceller and any
+# other field a preset sets; the harness owns the rest (engines, clock, VAD and policy).
+_SESSION_FIELDS = {"echo_cancel"} | {k for p in CATALOGUE.values() for k in p.session}
 
 
 def preset(name: str) -> PolicySpec:
@@ -79,6 +83,12 @@ def policy_from_table(
     vad_over = table.pop("vad", {})
     if not isinstance(vad_over, dict):
         raise ValueError("vad must be a table of VadConfig fields")
+    session_over = table.pop("session", {})
+    if not isinstance(session_over, dict):
+        raise ValueError("session must be a table of SessionConfig fields")
+    unknown = sorted(set(session_over) - _SESSION_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown session fields {unknown}; allowed: {sorted(_SESSION_FIELDS)}")
     unknown = sorted(set(table) - _POLICY_FIELDS)
     if unknown:
         raise ValueError(f"unknown policy fields {unknown}; allowed: {sorted(_POLICY_FIELDS)}")
@@ -101,18 +111,20 @@ def policy_from_table(
     elif options:
         raise ValueError("judge_options needs judge")
     base = preset(base_name) if base_name is not None else PolicySpec("default")
+    session = {**base.session, **session_over}
     try:
         policy = dataclasses.replace(base.policy, **table)
         vad = dataclasses.replace(base.vad, **vad_over)
+        SessionConfig(vad=vad, policy=policy, **session)  # its own checks, now not mid-run
     except TypeError as exc:
         raise ValueError(str(exc)) from None
-    if not table and not vad_over and base_name is not None:
+    if not table and not vad_over and not session_over and base_name is not None:
         return base
     return PolicySpec(
         name,
         policy,
         vad,
-        session=base.session,
+        session=session,
         judge_spec=judge_spec or base.judge_spec,
         judge_factory=factory or base.judge_factory,
     )
