@@ -30,9 +30,11 @@ from .policy import InterruptionPolicy
 # before it counts as a turn (a fan, typing): words decide, or the sound ends.
 FLOOR_CLASSIFIER = Config(loud_db=float("inf"), max_wordless_ms=1500.0)
 
-# The duck reaches the microphone as echo up to this long after it took effect (speaker,
-# room, and the transport's buffering); the frames in between are neither before nor after.
-ECHO_DELAY_S = 0.3
+# Our echo of the audio sent before the duck still arrives this long after it (the ramp and the
+# shortest speaker-to-mic path), and the duck has surely reached the microphone after the
+# longest (speaker, room tail, transport buffering): frames in between are neither.
+UNDUCKED_S = 0.15
+ECHO_DELAY_S = 0.5
 
 
 @dataclass(slots=True)
@@ -170,7 +172,9 @@ class OverlapAudio:
         unducked: list[float] = []
         ducked: list[float] = []
         if at is not None:
-            unducked = [lv for t, lv in zip(h.times, h.levels, strict=True) if t < at]
+            unducked = [
+                lv for t, lv in zip(h.times, h.levels, strict=True) if t < at + UNDUCKED_S
+            ]
             ducked = [
                 lv for t, lv in zip(h.times, h.levels, strict=True) if t >= at + ECHO_DELAY_S
             ]
