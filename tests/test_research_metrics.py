@@ -268,6 +268,7 @@ def test_ducks_are_decisions_a_restored_duck_is_no_disruption() -> None:
     assert by["cough"]["stop_ms"] == pytest.approx(300.0)  # heard to 6.3
     # the interruption: the duck then the cancel are one decision, detected at 450 ms
     assert by["stop"]["decisions"] == 1 and by["stop"]["detection_ms"] == pytest.approx(450.0)
+    assert m["reaction_ms"]["p50"] == pytest.approx(120.0)  # the duck, 8.12 - 8.0
     assert by["stop"]["stop_ms"] == pytest.approx(450.0) and not by["stop"]["missed"]
     assert by["tv"]["cancelled"] and by["tv"]["outcome"] == "respond"  # turn 3 answered it
     # 3 overlapped non-interruptions; audible: the cough's 200 ms pause and the tv's cancel

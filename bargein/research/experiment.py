@@ -125,6 +125,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("false stop p50", "false_stop_ms", "dist"),
     ("resume rate", "resume_rate", "rate"),
     ("detect p50 ms", "barge_in_detection_ms", "dist"),
+    ("react p50 ms", "reaction_ms", "dist"),
     ("premature", "premature_turn_rate", "rate"),
     ("ctx prec.", "context_precision", "rate"),
     ("ctx recall", "context_recall", "rate"),

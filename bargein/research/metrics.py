@@ -323,6 +323,7 @@ def compute(
                 s.interruption_response_s.append(row["response_ms"] / 1000)
             if decided:
                 s.stop_s.append(row["stop_ms"] / 1000)
+                s.reaction_s.append(row["first_decision_ms"] / 1000)
             if row["cancelled"]:
                 s.detection_s.append(row["detection_ms"] / 1000)
                 if "flush_ms" in row:

@@ -19,6 +19,7 @@ class Samples:
     Runs are pooled by `merge`, so a set of scenarios is summarised as one population."""
 
     detection_s: list[float] = field(default_factory=list)
+    reaction_s: list[float] = field(default_factory=list)
     stop_s: list[float] = field(default_factory=list)
     false_stop_s: list[float] = field(default_factory=list)
     flush_s: list[float] = field(default_factory=list)
@@ -31,6 +32,7 @@ class Samples:
 
     _LISTS = (
         "detection_s",
+        "reaction_s",
         "stop_s",
         "false_stop_s",
         "flush_s",
@@ -81,6 +83,7 @@ class Samples:
             "missed_interruption_rate": rate(c["interruptions_missed"], c["interruptions"]),
             "missed_1500ms_rate": rate(c["interruptions_missed_1500"], c["interruptions"]),
             "barge_in_detection_ms": distribution(self.detection_s),
+            "reaction_ms": distribution(self.reaction_s),
             "egress_flush_ms": distribution(self.flush_s),
             "premature_turn_rate": rate(c["pauses_premature"], c["user_pauses"]),
             "resume_rate": rate(c["false_alarms_resumed"], c["false_pauses"]),
