@@ -11,7 +11,7 @@ import pytest
 
 from bargein.actors import echo_path
 from bargein.actors.echo_path import CaptureClock, PlaybackReference
-from bargein.dsp import resample
+from bargein.dsp import resample, rms_dbfs
 from bargein.research.harness import run
 from bargein.research.policies import preset
 from bargein.research.scenario import load_scenario
@@ -175,3 +175,102 @@ def test_the_mic_reads_exactly_what_was_played_at_capture_time(
         assert np.array_equal(far, track[start : start + 320]), start
         played += bool(far.any())
     assert played > 100
+
+
+def _stage() -> echo_path.EchoStage:
+    ref = PlaybackReference(16000, origin=0.0)
+    clock = CaptureClock(16000)
+    clock.arrived(0, 0.0)  # capture sample 0 at t = 0: mic and reference share positions
+    return echo_path.EchoStage(ref, clock)
+
+
+def _speechlike(n: int, seed: int) -> np.ndarray:
+    """Noise with a syllable-like envelope (so the level envelope has something to follow)."""
+    t = np.arange(n) / 16000
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3.1 * t) * np.sin(2 * np.pi * 0.7 * t)
+    return (np.random.default_rng(seed).standard_normal(n) * 4000 * env).astype(np.int16)
+
+
+def test_stage_finds_an_echo_at_its_lag_and_gates_it_but_not_a_silent_mic() -> None:
+    far = _speechlike(16000 * 3, seed=3)
+    lag = 1600  # 100 ms
+    for with_echo in (False, True):
+        st = _stage()
+        mic = np.zeros_like(far)
+        if with_echo:
+            mic[lag:] = far[:-lag] // 2
+        gated = 0
+        for k in range(len(far) // 320):
+            st.reference.write(far[k * 320 : (k + 1) * 320], k * 0.02)
+            pcm = mic[k * 320 : (k + 1) * 320]
+            frame = AudioFrame(pcm, k * 320, 16000, rms_dbfs(pcm))
+            _, heard = st.process(frame)
+            gated += heard.level_dbfs == -120.0 and frame.level_dbfs > -120.0
+        assert st.echo_found is with_echo
+        if with_echo:
+            assert st._echo_lag in (4, 5, 6)  # frames of 20 ms
+            assert gated >= 140  # (nearly) every echo frame is kept from the VAD
+        else:
+            assert gated == 0
+
+
+def test_stage_never_hands_on_a_frame_louder_than_the_mic_heard() -> None:
+    st = _stage()
+    x = _speechlike(320, seed=4)
+    st.reference.write(x, 0.0)
+
+    def wild(near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        return (near + far * 4).astype(np.float32)  # a diverged filter
+
+    st.canceller.process = wild  # type: ignore[method-assign]
+    mic = (x // 8).astype(np.int16)
+    cleaned, _ = st.process(AudioFrame(mic, 0, 16000, rms_dbfs(mic)))
+    assert np.array_equal(cleaned.pcm, mic)
+    assert st.stats().louder_frames == 1
+
+
+def test_stage_keeps_an_echo_it_can_still_see_under_other_sound() -> None:
+    """Found once at 0.97, the echo stays found while its lag still correlates (>= 0.8),
+    here with another voice at half its level in the room for 4 s (twice `stale_s`)."""
+    ref = PlaybackReference(16000, origin=0.0)
+    clock = CaptureClock(16000)
+    clock.arrived(0, 0.0)
+    st = echo_path.EchoStage(ref, clock, stale_s=1.0)
+    n = 16000 * 6
+    far = _speechlike(n, seed=3)
+    t = np.arange(n) / 16000
+    other = _speechlike(n, seed=9) * (0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * t))
+    mic = np.zeros(n, np.float64)
+    mic[1600:] = far[:-1600] / 2
+    mic[32000:] += other[32000:] / 4
+    pcm16 = np.clip(mic, -32768, 32767).astype(np.int16)
+    for k in range(n // 320):
+        ref.write(far[k * 320 : (k + 1) * 320], k * 0.02)
+        pcm = pcm16[k * 320 : (k + 1) * 320]
+        st.process(AudioFrame(pcm, k * 320, 16000, rms_dbfs(pcm)))
+    assert st.echo_found
+    assert st.echo_dropped == 0
+
+
+def test_stage_drops_an_echo_it_no_longer_sees() -> None:
+    """Evidence that stops being confirmed for `stale_s` of mic activity was a chance likeness
+    (or the echo path went away, e.g. a headset was plugged in): ungated again."""
+    ref = PlaybackReference(16000, origin=0.0)
+    clock = CaptureClock(16000)
+    clock.arrived(0, 0.0)
+    st = echo_path.EchoStage(ref, clock, stale_s=1.0)
+    n = 16000 * 6
+    far = _speechlike(n, seed=3)
+    mic = np.zeros(n, np.int16)
+    mic[1600:32000] = far[: 32000 - 1600] // 2
+    mic[32000:] = _speechlike(n - 32000, seed=11) // 2  # someone else, no echo any more
+    found_at_2s = False
+    for k in range(n // 320):
+        ref.write(far[k * 320 : (k + 1) * 320], k * 0.02)
+        pcm = mic[k * 320 : (k + 1) * 320]
+        _, heard = st.process(AudioFrame(pcm, k * 320, 16000, rms_dbfs(pcm)))
+        if k == 99:
+            found_at_2s = st.echo_found
+    assert found_at_2s
+    assert not st.echo_found and st.echo_dropped == 1
+    assert heard.level_dbfs > -120.0  # the VAD judges the mic alone again

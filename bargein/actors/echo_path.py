@@ -167,7 +167,9 @@ class EchoPathStats:
     gated_frames: int  # frames the VAD was told are not the user (echo)
     double_talk_frames: int  # far-active frames the canceller flagged as double talk
     learning_frames: int  # far-active frames judged by level while the canceller learned
+    louder_frames: int  # frames the filter would have made louder: passed on unchanged
     echo_found: bool  # the mic's envelope has followed what we played: there is an echo
+    echo_dropped: int  # found, then not confirmed for `stale_s`: a chance likeness
     erle_db: float  # recent echo return loss enhancement on frames judged echo
     reference_runs: int  # contiguous stretches of played audio in the reference
     delay_ms: float  # the canceller's bulk delay estimate
@@ -203,7 +205,10 @@ class EchoStage:
         working_erle_db: float = 10.0,
         residual_margin_db: float = 3.0,
         evidence_corr: float = 0.97,
-        probe_ms: float = 300.0,
+        keep_corr: float = 0.8,
+        evidence_frames: int = 4,
+        min_active_frames: int = 6,
+        probe_ms: float = 200.0,
         stale_s: float = 6.0,
         tail_ms: float = 128.0,
         max_delay_ms: float = 500.0,
@@ -223,6 +228,8 @@ class EchoStage:
         self.working_erle_db = working_erle_db
         self.residual_margin_db = residual_margin_db
         self.evidence_corr = evidence_corr
+        self.keep_corr = keep_corr
+        self._min_active = min_active_frames
         frame_ms = 1000 * frame_samples / RATE
         probe_frames = round(probe_ms / frame_ms)
         reach = math.ceil((max_delay_ms + tail_ms) / frame_ms)
@@ -234,7 +241,8 @@ class EchoStage:
         self._far_env = np.zeros(self._win + self._lags, np.float64)
         self._mic_env = np.zeros(self._win, np.float64)
         self.echo_found = False
-        self._lag_run: deque[int] = deque(maxlen=6)  # lags of consecutive likely frames
+        self._lag_run: deque[int] = deque(maxlen=evidence_frames)  # lags of likely frames
+        self._echo_lag = 0
         self._probe = probe_frames  # the first overlap waits this long for the evidence
         self._stale = 0  # far-active, mic-active frames since the evidence was last seen
         self.stale_frames = round(stale_s * RATE / frame_samples)
@@ -246,6 +254,7 @@ class EchoStage:
         self._origin: float | None = None
         self._offset = 0
         self._frames = self._active = self._gated = self._dt = self._judged = 0
+        self._louder = 0
 
     def arrived(self, samples: int, now: float) -> None:
         """A chunk of ``samples`` (input rate) arrived at trio time ``now``."""
@@ -287,9 +296,14 @@ class EchoStage:
         ec = self.canceller
         near = pcm16_to_float32(frame.pcm)
         out = ec.process(near, far)
+        self._frames += 1
+        if float(np.dot(out, out)) > float(np.dot(near, near)):
+            # The filter made the frame louder than the mic heard it (misadjusted, e.g. while
+            # its window misses the echo): what we hand on is the mic's frame, unchanged.
+            out = near
+            self._louder += 1
         pcm = float32_to_pcm16(out)
         cleaned = AudioFrame(pcm, frame.start, frame.rate, rms_dbfs(pcm))
-        self._frames += 1
         far_db = _dbfs(far)
         self._far_levels.append(far_db)
         far_max = max(self._far_levels)
@@ -334,8 +348,9 @@ class EchoStage:
         return out_db >= far_max + self.margin_db
 
     def _envelopes(self, far: F32, near: F32, active: bool) -> None:
-        """Push this frame's RMS envelopes; while no echo is found and our voice plays, look
-        for the mic's envelope following the far one at some lag in reach."""
+        """Push this frame's RMS envelopes; while our voice plays, look for the mic's envelope
+        following the far one at one lag in reach (the evidence of an echo), and, once found,
+        keep confirming it at that lag."""
         n = max(1, far.shape[0])
         self._far_env[:-1] = self._far_env[1:]
         self._far_env[-1] = math.sqrt(float(np.dot(far, far)) / n)
@@ -343,24 +358,30 @@ class EchoStage:
         self._mic_env[-1] = math.sqrt(float(np.dot(near, near)) / n)
         if not active:
             return
-        if int(np.count_nonzero(self._mic_env > 1e-3)) < 8:
+        if int(np.count_nonzero(self._mic_env > 1e-3)) < self._min_active:
             self._lag_run.clear()
             return  # a mostly quiet mic (-60 dBFS): nothing follows our voice
         mic = self._mic_env - self._mic_env.mean()
         mm = float(mic @ mic)
+        if mm <= 1e-12:
+            self._lag_run.clear()
+            return
         view = np.lib.stride_tricks.sliding_window_view(self._far_env, self._win)
         seg = view - view.mean(axis=1, keepdims=True)  # row k: lag `_lags - k` frames
         ff = np.einsum("ij,ij->i", seg, seg)
         corr = (seg @ mic) / np.sqrt(np.maximum(ff, 1e-30) * mm)
+        if self.echo_found:  # still there at the lag it was found at?
+            k0 = self._lags - self._echo_lag
+            if float(corr[max(0, k0 - 1) : k0 + 2].max()) >= self.keep_corr:
+                self._stale = 0
         k = int(np.argmax(corr))
         if float(corr[k]) < self.evidence_corr:
             self._lag_run.clear()
             return
         self._lag_run.append(self._lags - k)
-        # Our echo follows at one lag; a chance likeness of two voices wanders.
-        if len(self._lag_run) == self._lag_run.maxlen and \
-                max(self._lag_run) - min(self._lag_run) <= 1:
+        if len(self._lag_run) == self._lag_run.maxlen:  # that many frames in a row
             self.echo_found = True
+            self._echo_lag = self._lag_run[-1]
             self._stale = 0
 
     def stats(self) -> EchoPathStats:
@@ -368,7 +389,8 @@ class EchoStage:
         return EchoPathStats(
             frames=self._frames, far_active_frames=self._active, gated_frames=self._gated,
             double_talk_frames=self._dt, learning_frames=self._judged,
-            echo_found=self.echo_found, erle_db=round(self.erle_db, 1),
+            louder_frames=self._louder, echo_found=self.echo_found,
+            echo_dropped=self.echo_dropped, erle_db=round(self.erle_db, 1),
             reference_runs=self.reference.runs,
             delay_ms=round(ec.delay_samples * 1000 / RATE, 3), converged=ec.converged,
         )
