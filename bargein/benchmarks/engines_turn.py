@@ -6,7 +6,11 @@ bench engines` (section `end_of_turn`):
   included), silence endpointing beside the learned end of turn, per engine family: user speech
   end → end-of-speech decision and → first reply audio, p50 / p95;
 - cut-offs: how often an end of speech is decided inside a sentence (rule in `CUT_OFF_RULE`),
-  and how many sentence ends the model called incomplete (the user then waits the maximum).
+  and how many sentence ends the model called incomplete (the user then waits the maximum);
+- natural speech: the AMI meeting's close-talk tracks (spontaneous speech, hesitations), the VAD
+  and the model alone (verdicts applied as they are asked, so decisions only, no latency): ends
+  decided inside a speaker's long turn (by the `.rttm`) for several check silences, beside
+  silence endpointing.
 """
 
 from __future__ import annotations
@@ -103,6 +107,104 @@ def cut_offs(files: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# The AMI close-talk tracks and their speakers in the .rttm (source2, C, only backchannels).
+AMI_TRACKS = {
+    "pyannote_ami_source0.wav": "MEO015",
+    "pyannote_ami_source1.wav": "FEE013",
+    "pyannote_ami_source3.wav": "FEE016",
+}
+AMI_RTTM = "pyannote_ami_mixture.rttm"
+LONG_TURN_S = 2.0  # shorter RTTM segments are backchannels, not turns
+
+
+def offline_ends(pcm: Any, config: VadConfig, model: Any) -> tuple[list[float], int]:
+    """The VAD's ends of speech (offsets, media s) over a recording, each verdict applied the
+    moment it is asked; and how many decisions were asked."""
+    import dataclasses
+
+    import webrtcvad
+
+    from bargein.actors.end_of_turn import AskTurn, EndOfTurnCore, TurnVerdict
+    from bargein.actors.vad import VadCore
+    from bargein.dsp import rms_dbfs
+    from bargein.runtime.messages import AudioFrame, SpeechStopped
+
+    frame = 320
+    vad = webrtcvad.Vad(config.aggressiveness)
+    smart = config.end_of_turn == "smart_turn"
+    hysteresis = VadCore(
+        dataclasses.replace(config, stop_ms=config.turn_max_ms) if smart else config, 16000, frame
+    )
+    turns = EndOfTurnCore(hysteresis, config, 16000, frame) if smart else None
+    ends: list[float] = []
+    asked = 0
+    for i in range(0, len(pcm) - frame + 1, frame):
+        f = AudioFrame(pcm[i : i + frame], i, 16000, rms_dbfs(pcm[i : i + frame]))
+        flag = vad.is_speech(f.pcm.tobytes(), 16000)
+        event: Any = (
+            turns.feed(flag, f)
+            if turns is not None
+            else hysteresis.feed(flag, f.level_dbfs, i, frame)
+        )
+        if isinstance(event, AskTurn) and turns is not None:
+            asked += 1
+            p = model.predict(event.audio).probability
+            event = turns.verdict(TurnVerdict(event.id, p), event.at)
+        if isinstance(event, SpeechStopped):
+            ends.append(event.offset)
+    return ends, asked
+
+
+def natural_speech(audio_dir: Path, checks: Sequence[int]) -> dict[str, Any]:
+    """Ends inside vs at the end of each speaker's long RTTM turns, per check silence."""
+    from bargein.decide.smart_turn import SmartTurn
+
+    if not (audio_dir / AMI_RTTM).is_file():
+        return {"skipped": f"no {AMI_RTTM} in {audio_dir}"}
+    turns: dict[str, list[tuple[float, float]]] = {}
+    for line in (audio_dir / AMI_RTTM).read_text().splitlines():
+        f = line.split()
+        start, length = float(f[3]), float(f[4])
+        if length >= LONG_TURN_S:
+            turns.setdefault(f[7], []).append((start, start + length))
+    model = SmartTurn()
+    tracks = {n: read_pcm(audio_dir / n) for n in AMI_TRACKS if (audio_dir / n).is_file()}
+    configs = {"silence": VadConfig()} | {
+        f"smart_turn_check_{c}ms": VadConfig(end_of_turn="smart_turn", turn_check_ms=c)
+        for c in checks
+    }
+    out: dict[str, Any] = {
+        "rule": "an end of speech within a speaker's own RTTM turn of at least "
+        f"{LONG_TURN_S} s, more than {CUT_OFF_MARGIN_S} s before its end, is inside the turn (the "
+        "speaker went on); within [start - 0.2 s, end + 0.5 s] and not inside, at its end; ends "
+        "elsewhere (the VAD on other speakers' bleed, backchannels) are not judged",
+        "long_turns": sum(len(v) for v in turns.values()),
+    }
+    for label, config in configs.items():
+        inside: list[list[Any]] = []
+        at_end = asked = 0
+        for name, pcm in tracks.items():
+            ends, n = offline_ends(pcm, config, model)
+            asked += n
+            for offset in ends:
+                own = [
+                    (a, b)
+                    for a, b in turns.get(AMI_TRACKS[name], [])
+                    if a - 0.2 <= offset <= b + 0.5
+                ]
+                if own and offset < own[0][1] - CUT_OFF_MARGIN_S:
+                    inside.append([AMI_TRACKS[name], round(offset, 2)])
+                elif own:
+                    at_end += 1
+        out[label] = {
+            "decisions": asked,
+            "ends_inside_turns": len(inside),
+            "ends_at_turn_end": at_end,
+            "inside": inside,
+        }
+    return out
+
+
 def sessions(engines: Any, audio_dir: Path, files: Sequence[str], vad: VadConfig) -> dict[str, Any]:
     v2v = voice_to_voice(engines, audio_dir, files, vad)
     if v2v is None:
@@ -148,6 +250,7 @@ def bench_end_of_turn(
         "clock": "virtual (MockClock), compute inline: every engine call and every model "
         "decision charged with its measured wall time",
     }
+    out["natural_speech"] = natural_speech(audio_dir, (100, smart.turn_check_ms, 200))
     for family in families:
         engines = engines_for(family, wait=True)()
         out[family] = {
