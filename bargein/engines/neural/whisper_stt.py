@@ -75,7 +75,8 @@ class WhisperStt:
     """`SttEngine` on Whisper tiny.en. ``partials``: "whisper" | "sphinx" | "off";
     ``partial_interval_ms``: fed audio between Whisper partials (100–5000);
     ``speculate_ms``: silence after the last voiced frame before the speculative final decode
-    (0 disables speculation; keep it below the VAD's `stop_ms`, 480 by default);
+    (0 disables speculation; keep it below the VAD's `stop_ms`, 480 by default; 160 by default,
+    the `smart_turn` preset's `turn_check_ms`, so the final decodes beside the end-of-turn model);
     ``cpu_threads``: CTranslate2 threads per decode (1–16, default 1: see models.py)."""
 
     name = "whisper-tiny.en"
@@ -85,7 +86,7 @@ class WhisperStt:
         *,
         partials: PartialMode = "whisper",
         partial_interval_ms: int = 500,
-        speculate_ms: int = 200,
+        speculate_ms: int = 160,
         cpu_threads: int = DEFAULT_THREADS,
     ) -> None:
         if partials not in ("whisper", "sphinx", "off"):
