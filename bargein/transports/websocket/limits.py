@@ -14,8 +14,14 @@ class ConnectionLimits:
     max_audio_frames: int = 250
     # Control frames are never dropped to make room; this many waiting means nobody reads.
     max_control_frames: int = 2000
-    # One write stuck this long (the peer's TCP window stayed shut) ends the connection.
+    # One write stuck this long (the peer's TCP window stayed shut) ends the connection: it is
+    # closed under the write (TCP reset) and counted in `slow_consumers`.
     stall_timeout: float = 5.0
+    # Bytes the kernel may hold unsent for a connection (TCP_NOTSENT_LOWAT; 0: the system's
+    # default, unbounded). Beyond it writes wait, so a peer that stops reading stalls a write
+    # after this much output instead of after megabytes of autotuned send buffer, and audio
+    # waits in our queue, where drop-oldest and a barge-in's flush still apply.
+    max_unsent_bytes: int = 16 * 1024
     # Time to send `session.start` after connecting.
     handshake_timeout: float = 10.0
     # A session that accepted no input frame (audio, text, playback, interrupt) this long ends

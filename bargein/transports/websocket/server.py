@@ -14,6 +14,7 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -52,6 +53,7 @@ from bargein.transports.websocket.inbound import (
 )
 from bargein.transports.websocket.limits import ConnectionLimits, close_code, is_loopback
 from bargein.transports.websocket.stats import ServerStats, one_line
+from bargein.transports.websocket.tcp import abort, connection_socket, limit_unsent
 from bargein.transports.websocket.transport import SlowConsumer, WebSocketLike, WebSocketTransport
 
 log = logging.getLogger("bargein.transports")
@@ -153,9 +155,14 @@ class SessionServer:
         protocol = ServerProtocol(max_rejections=self.limits.max_rejections)
         transport = WebSocketTransport(protocol, self.limits)
         await ws.accept()
+        sock = connection_socket(ws)
+        if sock is not None and self.limits.max_unsent_bytes:
+            limit_unsent(sock, self.limits.max_unsent_bytes)
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(transport.run_writer, ws.send)
+                await nursery.start(
+                    transport.run_writer, ws.send, None if sock is None else partial(abort, sock)
+                )
                 client = str(getattr(ws, "remote_addr", None) or "unknown")
                 await self._converse(ws, protocol, transport, authorized, client)
                 transport.close()
@@ -168,7 +175,7 @@ class SessionServer:
         except* SlowConsumer as group:
             self.stats.slow_consumers += 1
             transport.fatal_code = ErrorCode.SLOW_CONSUMER.value
-            log.info("closing a slow consumer: %s", group.exceptions[0])
+            log.info("closing a slow consumer: %s", one_line(group))
         finally:
             self.stats.rejections.update(protocol.rejections)
             self.stats.unsendable.update(transport.unsendable)

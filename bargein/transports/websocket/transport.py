@@ -3,7 +3,8 @@
 It never blocks the session: it encodes each frame and puts it on its own bounded `OutboundQueue`,
 and a writer task moves frames to the socket. A peer that stops reading first loses old audio
 (counted), and is dropped as a `slow_consumer` once one write has been stuck for
-`stall_timeout` seconds or its control backlog is full.
+`stall_timeout` seconds or its control backlog is full: the connection is then closed under the
+stuck write (`abort`), since a shielded write cannot be cancelled.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class WebSocketTransport:
         # Events of a session that emitted them before its `session.started` went out (it
         # failed while starting): sent right after it, in order.
         self._early: list[ServerMessage] = []
+        # When the write in progress began (None between writes): the stall watchdog reads it.
+        self._writing_since: float | None = None
+        # The connection was closed under us after a stall (nothing more can be sent on it).
+        self.aborted = False
 
     @property
     def stats(self) -> OutboundStats:
@@ -188,34 +193,55 @@ class WebSocketTransport:
     async def run_writer(
         self,
         send: Callable[[Frame], Awaitable[None]],
+        abort: Callable[[], None] | None = None,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Move queued frames to the socket until closed and drained; raise `SlowConsumer` when
-        the peer stops reading."""
+        the peer stops reading. `abort` closes the connection under a write that cannot be
+        cancelled (hypercorn shields its socket writes); without it the write is cancelled."""
         task_status.started()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_backlog)
+            nursery.start_soon(self._watch_backlog, abort)
+            nursery.start_soon(self._watch_writes, abort)
             try:
                 while True:
                     try:
                         frame = await self.queue.get()
                     except trio.EndOfChannel:
                         break
-                    with trio.move_on_after(self.limits.stall_timeout) as stuck:
-                        try:
-                            await send(frame)
-                        except UnicodeError as exc:
-                            # The codec never makes such a frame; if one slips through, this
-                            # connection loses that frame, not its session (nor anyone else's).
-                            self.unsendable["unencodable"] += 1
-                            log.error("could not encode a frame: %s", exc)
-                    if stuck.cancelled_caught:
-                        raise SlowConsumer(f"a write was stuck for {self.limits.stall_timeout} s")
+                    self._writing_since = trio.current_time()
+                    try:
+                        await send(frame)
+                    except UnicodeError as exc:
+                        # The codec never makes such a frame; if one slips through, this
+                        # connection loses that frame, not its session (nor anyone else's).
+                        self.unsendable["unencodable"] += 1
+                        log.error("could not encode a frame: %s", exc)
+                    finally:
+                        self._writing_since = None
             finally:
                 self._drained.set()
             nursery.cancel_scope.cancel()
 
-    async def _watch_backlog(self) -> None:
+    async def _watch_writes(self, abort: Callable[[], None] | None) -> None:
+        # A few checks per `stall_timeout`, not a timer per write: a write is reported stuck
+        # between 1 and 1.25 stall timeouts after it began.
+        stall = self.limits.stall_timeout
+        while True:
+            await trio.sleep(stall / 4)
+            since = self._writing_since
+            if since is not None and trio.current_time() - since >= stall:
+                self._give_up(abort)
+                raise SlowConsumer(f"a write was stuck for {stall:g} s")
+
+    async def _watch_backlog(self, abort: Callable[[], None] | None) -> None:
         await self.queue.failed.wait()
+        self._give_up(abort)
         raise SlowConsumer(f"{self.limits.max_control_frames} control frames unread")
+
+    def _give_up(self, abort: Callable[[], None] | None) -> None:
+        self.queue.close()
+        self.aborted = abort is not None
+        if abort is not None:
+            abort()

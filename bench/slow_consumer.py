@@ -1,0 +1,126 @@
+"""Never-reading clients against a server process on loopback (issue 16): how long the server
+holds a client that stops reading, and whether it counts it.
+
+Each client connects (``--rcvbuf``: its SO_RCVBUF, default the system's), starts a session, reads
+`session.started` and from then on never reads; it keeps speaking (`goforward.raw` with 2.5 s of
+silence, looped, in real time) so the server keeps answering into its full window. Measured per
+client: seconds from its last read to the server's reset of the connection (a send that fails);
+and the server's `slow_consumers` count from `/healthz`. Bounded by ``--max-seconds``.
+
+    python bench/slow_consumer.py --clients 4 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import trio
+import wsproto
+from wsproto.events import AcceptConnection, BytesMessage, Request, TextMessage
+
+from bargein.testing.audio import shared_audio_dir
+from bargein.testing.server_process import ServerProcess, serve_in_process
+from bargein.testing.web import http
+
+RATE, FRAME = 16_000, 320
+
+
+async def never_reading(port: int, pcm: np.ndarray, bound: float, rcvbuf: int) -> float | None:
+    """Seconds from the last read to the reset, or None if still open after `bound`."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:  # before connect; a set SO_RCVBUF also stops the kernel growing it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    with sock:
+        await sock.connect(("127.0.0.1", port))
+        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        await sock.send(ws.send(Request(host=f"127.0.0.1:{port}", target="/ws")))
+        while not any(isinstance(e, AcceptConnection) for e in ws.events()):
+            ws.receive_data(await sock.recv(65536))
+        start = {"type": "session.start", "v": 1, "sample_rate": RATE}
+        await sock.send(ws.send(TextMessage(json.dumps(start))))
+        while not any(isinstance(e, TextMessage) for e in ws.events()):  # session.started
+            ws.receive_data(await sock.recv(65536))
+        last_read = trio.current_time()
+        frames = [
+            ws.send(BytesMessage(pcm[i : i + FRAME].tobytes())) for i in range(0, len(pcm), FRAME)
+        ]
+        with trio.move_on_after(bound):
+            try:
+                i = 0
+                while True:
+                    await sock.send(frames[i % len(frames)])
+                    i += 1
+                    await trio.sleep_until(last_read + i * FRAME / RATE)
+            except OSError:
+                return round(trio.current_time() - last_read, 2)
+    return None
+
+
+async def healthz(server: ServerProcess) -> dict[str, Any]:
+    async with http(server.port) as client:
+        await client.request("GET", "/healthz", headers={"Host": f"127.0.0.1:{server.port}"})
+        while await client.item() is not None:
+            pass
+    body: dict[str, Any] = json.loads(client.body)
+    return body
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    raw = (shared_audio_dir() / "pocketsphinx_goforward.raw").read_bytes()
+    speech = np.frombuffer(raw, "<i2").astype(np.int16)
+    pcm = np.concatenate([speech, np.zeros(RATE * 5 // 2, np.int16)])
+    started = time.perf_counter()
+    async with serve_in_process(
+        ["-m", "bargein.benchmarks.load", "--serve", args.engines]
+    ) as server:
+        held: list[float | None] = [None] * args.clients
+
+        async def one(i: int) -> None:
+            held[i] = await never_reading(server.port, pcm, args.max_seconds, args.rcvbuf)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(args.clients):
+                nursery.start_soon(one, i)
+        await trio.sleep(1)
+        stats = (await healthz(server))["server"]
+    closed = [h for h in held if h is not None]
+    return {
+        "engines": args.engines,
+        "clients": args.clients,
+        "rcvbuf": args.rcvbuf or "system default",
+        "closed": len(closed),
+        "held_s": held,
+        "held_max_s": max(closed) if closed else None,
+        "slow_consumers": stats["slow_consumers"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench/slow_consumer.py", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--engines", choices=("scripted", "embedded"), default="scripted")
+    parser.add_argument(
+        "--rcvbuf", type=int, default=0, help="client SO_RCVBUF bytes (0: the system's, autotuned)"
+    )
+    parser.add_argument("--max-seconds", type=float, default=60.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    report = trio.run(run, args)
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
