@@ -7,7 +7,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-BENCHMARKS = ("runtime", "dsp", "engines", "openai", "shutdown", "realtime", "telephony", "load")
+BENCHMARKS = (
+    "runtime", "dsp", "engines", "openai", "shutdown", "realtime", "telephony", "load", "scale",
+)  # fmt: skip
 
 
 class _KeepLinesFormatter(argparse.HelpFormatter):

@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, default=2, metavar="N", help="worker processes (default 2)"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="where the workers listen")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="where the workers listen (default 127.0.0.1)"
+    )
     parser.add_argument(
         "--port",
         type=int,
