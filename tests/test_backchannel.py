@@ -240,3 +240,19 @@ def test_bad_input_is_counted_not_fatal() -> None:
                 {"end_wait_ms": float("nan")}):
         with pytest.raises(ValueError):
             Config(**bad)  # type: ignore[arg-type]
+
+
+def test_labelled_meeting_clips_with_the_floors_config(tracks: dict[str, np.ndarray]) -> None:
+    """The config the floor runs (`overlap_audio.FLOOR_CLASSIFIER`: no loud rule, 1.5 s for a
+    sound without words) on the same 14 labelled segments: all as labelled, the wordless 22 s
+    turn taken at 1.5 s instead of 0.9 s."""
+    from bargein.actors.overlap_audio import FLOOR_CLASSIFIER
+
+    latencies = {B: [], INT: []}
+    for c in CLIPS:
+        clf = BackchannelClassifier(FLOOR_CLASSIFIER, user=_profile(tracks, c.speaker, c.start))
+        d = _run(clf, c.start, _levels(tracks[c.speaker], c.start, c.dur), c.words)
+        assert d.kind is c.label, (c, d)
+        latencies[c.label].append(round(d.latency, 2))
+    assert max(latencies[INT]) == pytest.approx(1.5, abs=FRAME)
+    assert sorted(latencies[INT])[:3] == pytest.approx([0.3, 0.46, 0.55], abs=0.03)

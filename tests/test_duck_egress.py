@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from bargein.actors.egress import AudioStarted, Egress
-from bargein.actors.policy import InterruptionPolicy
+from bargein.actors.policy import InterruptionPolicy, OverlapView, Verdict
 from bargein.engines.base import Engines
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
@@ -201,3 +201,43 @@ async def test_a_backchannel_during_the_reply_leaves_it_whole(
     assert -30.0 < audio.user_dbfs < -20.0
     # only one turn: the backchannel did not become a user turn
     assert len(transport.of_type(EventType.TURN_STARTED)) == 1
+
+
+class DuckingJudge:
+    """An outside judge: duck, and let the final decide (anything but cancel restores)."""
+
+    def __init__(self) -> None:
+        self.views: list[OverlapView] = []
+
+    def judge(self, view: OverlapView) -> Verdict:
+        self.views.append(view)
+        return "duck"
+
+    def deadline(self, view: OverlapView) -> float | None:
+        return None
+
+
+async def test_an_outside_judge_ducks_and_hears_the_levels(
+    autojump_clock: trio.testing.MockClock, audio_dir: object
+) -> None:
+    ask = load("pocketsphinx_goforward.raw")
+    mm_yeah = load("pyannote_ami_source2.wav")[round(27.8 * RATE) : round(28.7 * RATE)]
+    eng = Engines(
+        stt=ScriptedStt(["go forward ten meters", "mm yeah"]),
+        planner=ScriptedPlanner([LONG_REPLY]),
+        tts=ScriptedTts(),
+    )
+    judge = DuckingJudge()
+    transport = MemoryTransport()
+    config = SessionConfig(policy=InterruptionPolicy(judge=judge, duck_db=-20.0))
+    async with open_session(config, eng, transport) as session:
+        await feed_live(session.push_audio, place(12000, (0, ask), (7000, mm_yeah)))
+        session.end_input()
+        with trio.fail_after(60):
+            await session.wait_ended()
+    ducked, = transport.of_type(EventType.OUTPUT_DUCKED)
+    assert ducked.data["depth_db"] == -20.0 and transport.of_type(EventType.OUTPUT_RESTORED)
+    heard = [v for v in judge.views if v.trigger == "levels"]
+    assert heard and all(v.level_dbfs is not None for v in heard)
+    assert heard[-1].user_dbfs is not None and heard[-1].relative_db is not None
+    assert heard[-1].ducked and EventType.BARGE_IN not in [e.type for e in transport.events]
