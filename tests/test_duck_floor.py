@@ -3,6 +3,7 @@ hand with explicit times and levels (issue 14 items 2-3, issue 13's judge leftov
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from bargein.actors.floor_machine import (
@@ -250,3 +251,20 @@ def test_policy_validates_its_duck_fields() -> None:
             InterruptionPolicy(**bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         InterruptionPolicy(classifier=1)  # type: ignore[arg-type]
+
+
+def test_an_utterance_that_never_ends_keeps_bounded_frames() -> None:
+    from bargein.actors.overlap_audio import MAX_FRAMES
+
+    m = FloorMachine(DUCK_CLASSIFY)
+    m.speech_started(0.2, 0.0)
+    shape = [np.zeros(16, np.float32)] * 5
+    for k in range(2 * MAX_FRAMES // 5):
+        times = [k * 0.1 + (i + 1) * FRAME for i in range(5)]
+        m.levels(times[-1], times, [-20.0] * 5, shape)
+    assert m.audio is not None
+    heard = m.audio._now
+    assert len(heard.levels) <= MAX_FRAMES and len(heard.times) == len(heard.levels)
+    assert len(heard.shapes) == len(heard.levels) and heard.times[-1] == pytest.approx(
+        (2 * MAX_FRAMES // 5 - 1) * 0.1 + 5 * FRAME
+    )

@@ -34,6 +34,9 @@ FLOOR_CLASSIFIER = Config(loud_db=float("inf"), max_wordless_ms=1500.0)
 # shortest speaker-to-mic path), and the duck has surely reached the microphone after the
 # longest (speaker, room tail, transport buffering): frames in between are neither.
 UNDUCKED_S = 0.15
+# Frames kept of one utterance (60 s of 20 ms frames): a VAD that never stops (steady noise,
+# a TV) must not grow the floor's memory.
+MAX_FRAMES = 3000
 ECHO_DELAY_S = 0.5
 
 
@@ -109,6 +112,9 @@ class OverlapAudio:
         for i, (t, level) in enumerate(zip(times, levels, strict=True)):
             if not np.isfinite(level):
                 continue
+            if len(h.times) >= MAX_FRAMES:  # an utterance that never ends: keep the newest
+                del h.times[: MAX_FRAMES // 2], h.levels[: MAX_FRAMES // 2]
+                del h.shapes[: max(0, len(h.shapes) - len(h.levels))]
             h.times.append(t)
             h.levels.append(float(level))
             shape = shapes[i] if shapes is not None and i < len(shapes) else None
