@@ -1,4 +1,5 @@
-"""A chat stream followed on a worker that does not produce it (docs/deploy.md), in one process:
+"""A conversation moving back and forth between workers, and a chat stream followed on a worker
+that does not produce it (docs/deploy.md), in one process:
 two real servers on 127.0.0.1 sharing one `MemoryStore` (the same semantics as Redis, which
 tests/test_scale_out.py covers with real processes). A reader elsewhere keeps the producer from
 cancelling the stream as an orphan; a hole in what the store holds, a position past its end and
@@ -7,16 +8,25 @@ a producer that stopped without a final event are each said plainly, never paper
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import trio
 
+from bargein.engines.base import Engines
 from bargein.store import MemoryStore
-from bargein.testing.scripted import ScriptedPlanner
-from bargein.testing.web import GatedPlanner, http, running
+from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
+from bargein.testing.web import GatedPlanner, connect, http, running
 from bargein.transports.app import DemoServer
 from bargein.transports.chat import ChatConfig
+from bargein.transports.protocol import (
+    HistoryEntry,
+    OptionValue,
+    SessionStart,
+    SessionStarted,
+    Text,
+    TurnEnded,
+)
 from bargein.transports.sse import Record, SseEvent
 
 HANG_GUARD = 60  # seconds; a guard against hangs, never a performance bound
@@ -91,3 +101,37 @@ async def test_holes_positions_past_the_end_and_a_lapsed_producer_are_said_plain
     assert ahead.status_code == 400 and ahead_body["error"]["code"] == "bad_last_event_id"
     assert [e.event for e in lapsed] == ["token", "error"] and lapsed[0].id == "lapsed:1"
     assert lapsed[-1].event == "error" and json.loads(lapsed[-1].data)["code"] == "stream_lost"
+
+
+def scripted(_: Mapping[str, OptionValue]) -> Engines:
+    return Engines(ScriptedStt(), ScriptedPlanner(["Four.", "Seven.", "Nine."]), ScriptedTts(16000))
+
+
+async def test_a_conversation_back_on_a_worker_that_had_it_carries_what_the_other_added() -> None:
+    store_a = MemoryStore()
+    a = DemoServer(scripted, store=store_a)
+    b = DemoServer(scripted, store=MemoryStore(shared=store_a))
+    with trio.fail_after(HANG_GUARD):
+        async with running(a) as port_a, running(b) as port_b:
+            async with connect(port_a, SessionStart(16000)) as first:
+                await first.send(Text("two plus two"))
+                await first.wait_for(lambda m: isinstance(m, TurnEnded))
+            await a.sessions.wait_idle()
+            (one,) = first.of(SessionStarted)
+            again = SessionStart(16000, session_id=one.session_id, resume_secret=one.resume_secret)
+            for port, server, text in (
+                (port_b, b, "three plus four"),
+                (port_a, a, "four plus five"),
+            ):
+                async with connect(port, again) as client:
+                    await client.send(Text(text))
+                    await client.wait_for(lambda m: isinstance(m, TurnEnded))
+                await server.sessions.wait_idle()
+    (back,) = client.of(SessionStarted)
+    assert back.resumed
+    assert back.history == (
+        HistoryEntry("user", "two plus two"),
+        HistoryEntry("assistant", "Four."),
+        HistoryEntry("user", "three plus four"),
+        HistoryEntry("assistant", "Four."),
+    )

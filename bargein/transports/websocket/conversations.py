@@ -170,11 +170,21 @@ async def find_or_load(
     store's record of it. Raises `ResumeRefused` (a store that does not answer: the
     conversation is as unknown as one it does not have, and the message says why)."""
     try:
-        return conversations.find(session_id, secret)
+        local = conversations.find(session_id, secret)
     except ResumeRefused as refused:
         if refused.code is not ErrorCode.UNKNOWN_SESSION:
             raise
         unknown = refused
+    else:
+        if local.owner is None:  # another worker may have continued it since it was here
+            try:
+                newer = await store.load_conversation(session_id)
+            except StoreUnavailable:
+                newer = None  # what this worker has is the best there is
+            if newer is not None and newer.next_seq > local.next_seq:
+                local.history, local.next_turn = newer.history, newer.next_turn
+                local.next_seq = newer.next_seq
+        return local
     try:
         record = await store.load_conversation(session_id)
     except StoreUnavailable as exc:
