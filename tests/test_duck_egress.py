@@ -49,6 +49,9 @@ class Scripted(MemoryTransport):
             assert self.egress.restore(1)
         elif action == "interrupt":
             assert self.egress.interrupt(1)
+        elif action == "pause, interrupt":
+            self.egress.pause(1)
+            assert self.egress.interrupt(1)
 
 
 async def play_constant(
@@ -146,6 +149,15 @@ async def test_an_interrupt_without_a_duck_stops_dead(
 ) -> None:
     transport, _ = await play_constant(40, {20: "interrupt"})
     assert all(len(f.pcm) == FRAME for _, f in transport.turn_frames(1))  # no fade frame
+    assert len(transport.clears) == 1
+
+
+async def test_a_ducked_turn_that_is_paused_stops_without_a_fade(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    transport, _ = await play_constant(40, {5: "duck", 20: "pause, interrupt"})
+    frames = [f for _, f in transport.turn_frames(1)]
+    assert len(frames) == 20 and all(len(f.pcm) == FRAME for f in frames)  # silent already
     assert len(transport.clears) == 1
 
 

@@ -133,7 +133,7 @@ class Egress:
             return False
         if not feed.stopped:
             feed.stopped = True
-            feed.fade = feed.ducked
+            feed.fade = feed.ducked and self._paused != turn  # paused: already silent
             if feed.scope is not None:
                 feed.scope.cancel()
             self.resume(turn)
