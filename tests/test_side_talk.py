@@ -127,3 +127,16 @@ def test_speech_resumed_reopens_an_undecided_utterance() -> None:
     assert clf.next_deadline() == pytest.approx(0.9)  # speaking again: the wordless limit
     d = clf.tick(0.9)
     assert d is not None and d.kind is Kind.INTERRUPTION and "0.9" not in d.reason
+
+
+def test_a_fade_of_a_given_length_ends_in_silence_exactly_there() -> None:
+    from bargein.dsp.duck import Ducker
+
+    d = Ducker(16000, depth_db=-15.0, ramp_ms=30.0)
+    d.duck()
+    d.process(np.ones(1000, np.float32))
+    d.fade_out(samples=200)
+    out = d.process(np.ones(200, np.float32))
+    assert out[-1] == 0.0 and out[0] > 0.17 and np.all(np.diff(out) <= 0)
+    with pytest.raises(ValueError):
+        d.fade_out(samples=0)
