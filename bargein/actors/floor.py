@@ -1,5 +1,6 @@
 """The floor: the turn supervisor. A thin trio loop around `FloorMachine` that carries out its
-actions — opening turns in their own cancel scopes, cancelling them, pausing egress."""
+actions — opening turns in their own cancel scopes, cancelling them, pausing or ducking egress —
+and hands it the microphone's frame levels (`VoiceLevels`) when the policy listens to them."""
 
 from __future__ import annotations
 
