@@ -99,6 +99,12 @@ PRESETS = _catalogue(
         session={"echo_cancel": True},
     ),
     Preset(
+        "aec_onset",
+        "onset (cancel as soon as the VAD hears the user) with our own voice cancelled",
+        {"mode": "onset"},
+        session={"echo_cancel": True},
+    ),
+    Preset(
         "smart_turn",
         "confirm_words; the turn ends when the Smart Turn model calls it complete after 160 ms"
         " of silence, else after 1.2 s (silence endpointing if the model is not installed)",
