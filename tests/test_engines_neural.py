@@ -110,6 +110,34 @@ async def test_final_is_decoded_during_the_hang_over(stt: Any, audio_dir: Path) 
     assert {"eight", "spades", "hearts"} & set(words(text)) >= {"spades", "hearts"}
 
 
+async def test_no_partial_in_the_pause_just_before_the_speculative_final(audio_dir: Path) -> None:
+    # A partial decoded in the pause, one feed before the speculative final, would decode the
+    # same words and hold the final up behind it: it is skipped.
+    from bargein.engines.neural.whisper_stt import WhisperStt
+
+    stt = WhisperStt(partial_interval_ms=100, speculate_ms=160)
+    cards = recording(audio_dir, "pocketsphinx_cards_005.wav")
+    probe = stt.recognizer()
+    await probe.start_utterance()
+    await probe.feed(cards)
+    voiced_end = probe._voiced_end  # where the recognizer's own VAD hears the voice end
+    split = 3 * 16000
+    assert split < voiced_end
+    recognizer = stt.recognizer()
+    await recognizer.start_utterance()
+    assert await recognizer.feed(cards[:split])  # mid-speech: a partial
+    decodes = recognizer.stats["decodes"]
+    # The rest of the speech and 100 ms of silence: a partial is due (interval 100 ms), but the
+    # next feed of this size reaches 160 ms of silence.
+    tail = np.concatenate([cards[split:voiced_end], np.zeros(1600, np.int16)])
+    assert await recognizer.feed(tail) is None
+    assert recognizer.stats["decodes"] == decodes
+    await recognizer.feed(np.zeros(1600, np.int16))  # 200 ms of silence: the speculative final
+    assert recognizer.stats["decodes"] == decodes + 1
+    assert {"spades", "hearts"} <= set(words(await recognizer.end_utterance()))
+    assert recognizer.stats["speculative_used"] == 1
+
+
 async def test_speech_after_the_speculative_decode_is_not_lost(stt: Any, audio_dir: Path) -> None:
     first = recording(audio_dir, "pocketsphinx_goforward.raw")
     second = recording(audio_dir, "pocketsphinx_cards_005.wav")

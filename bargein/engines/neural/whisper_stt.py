@@ -193,6 +193,7 @@ class WhisperRecognizer:
         elif (
             engine.partials == "whisper"
             and not self._behind(now)
+            and not self._speculation_next(silence, len(pcm))
             and self._voiced_end > self._partial_at
             and (self._n - self._partial_at) * 1000 >= engine.partial_interval_ms * SAMPLE_RATE
         ):
@@ -238,6 +239,13 @@ class WhisperRecognizer:
                 await self._first_pass.aclose()
                 return
         await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _speculation_next(self, silence: int, fed: int) -> bool:
+        """Whether the next feed of this size starts the speculative decode: a partial now would
+        decode the same words and hold up the final behind it (a partial begun in the pause
+        delayed the final by ~150 ms on the shared recordings)."""
+        speculate = self._engine.speculate_ms
+        return bool(speculate and silence and (silence + fed) * 1000 >= speculate * SAMPLE_RATE)
 
     def _behind(self, now: float) -> bool:
         """Whether the audio fed so far lags the clock (earlier decodes held the stt actor up
