@@ -19,6 +19,7 @@ import trio
 
 from bargein.cli import add_policy_argument
 from bargein.dsp import warm_up
+from bargein.dsp.echo import warm_up_echo
 from bargein.engines.base import PlannerEngine
 from bargein.store import StoreUnavailable, store_from_url
 from bargein.transports.access import AccessConfig, AccessPolicy
@@ -180,7 +181,10 @@ def main(argv: list[str]) -> int:
         AccessPolicy(server.access, args.host)  # refuse a bad access setup before warming up
     except (ValueError, RuntimeError) as exc:  # RuntimeError: --engines neural not installed
         parser.error(str(exc))
-    warm_up()  # compile/load the DSP kernels now, not inside the first caller's audio
+    # Compile/load the DSP kernels now, not inside the first caller's audio: a client may pick
+    # any preset, the echo canceller's and the duck's included.
+    warm_up()
+    warm_up_echo()
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:
