@@ -268,3 +268,25 @@ def test_an_utterance_that_never_ends_keeps_bounded_frames() -> None:
     assert len(heard.shapes) == len(heard.levels) and heard.times[-1] == pytest.approx(
         (2 * MAX_FRAMES // 5 - 1) * 0.1 + 5 * FRAME
     )
+
+
+def test_a_backchannel_over_the_replys_end_does_not_open_a_turn() -> None:
+    m = speaking(CLASSIFY)
+    m.speech_started(2.2, 2.0)
+    assert m.turn_finished(2.3, 1) == []  # the reply ended under the "mm-hmm"
+    m.speech_stopped(2.6)
+    assert m.transcript(2.8, "Mm-hmm.", final=True) == []
+    assert m.state is FloorState.LISTENING
+    # a real request in the same place still opens a turn
+    m.speech_started(3.2, 3.0)
+    m.speech_stopped(3.6)
+    asked = m.transcript(3.8, "what about the sea", final=True)
+    assert asked == [StartTurn(2, "what about the sea")]
+
+
+def test_words_over_the_replys_end_are_a_request() -> None:
+    m = speaking(CLASSIFY)
+    m.speech_started(2.2, 2.0)
+    m.turn_finished(2.3, 1)
+    m.speech_stopped(2.6)
+    assert m.transcript(2.8, "and then what", final=True) == [StartTurn(2, "and then what")]

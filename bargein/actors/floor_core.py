@@ -68,6 +68,7 @@ class FloorCore:
         # a TV): (words then, only an interrupt phrase re-opens it). New words in its partials
         # re-open the overlap, so a user talking over our echo or the TV is still heard.
         self._rearm: tuple[int, bool] | None = None
+        self._orphan = False  # the overlap being classified lost its turn (the reply ended)
         # Levels, the user's calibrated voice, the classifier and side talk (when they are used).
         self.audio = OverlapAudio(policy) if policy.hears_levels else None
 
@@ -201,6 +202,14 @@ class FloorCore:
         self._overlap = Overlap(t.id, now, now, paused=False, text=new)
         actions = self._hold(now) if t.speaking else []
         return actions + self._classified(now, audio.words(now, new, False))
+
+    def _only_backchannel(self, text: str) -> bool:
+        """By the classifier's lexicon: nothing but backchannel words (or nothing at all)."""
+        clf = self.audio.classifier if self.audio is not None else None
+        if clf is None:
+            return False
+        phrase, content = clf.lexicon.scan(normalize(text))
+        return phrase is None and content == 0
 
     def _side_talk(self, text: str) -> bool:
         """Would-be cancel of speech that is not addressed to us (policy `side_talk`)?"""

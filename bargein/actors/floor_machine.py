@@ -153,6 +153,10 @@ class FloorMachine(FloorCore):
         if self._judged_false:  # the final of an utterance a judge already called false
             self._judged_false = False
             return []
+        if self._orphan:
+            self._orphan = False
+            if self._only_backchannel(text):
+                return []
         t = self._turn
         if t is not None and not t.cancelled and text:
             # Words arrived for an active turn without an overlap (e.g. the echo guard let the
@@ -196,6 +200,9 @@ class FloorMachine(FloorCore):
 
     def turn_finished(self, now: float, turn: int) -> list[Action]:
         if self._turn is not None and self._turn.id == turn:
+            # The reply ended while the classifier judged speech over it: that utterance's
+            # final is still an acknowledgement of the reply if it is one, not a new request.
+            self._orphan = self._classifying
             self._turn = None
             self._end_overlap()
         return self._maybe_start() + self._maybe_end()
