@@ -39,6 +39,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from bargein.benchmarks.common import percentiles
 from bargein.testing.audio import shared_audio_dir
 from bargein.testing.server_process import ServerProcess, proc_sample, serve_in_process
+from bargein.transports.protocol import AUDIO_HEADER
 
 RATE = 16_000
 FRAME = 320  # 20 ms
@@ -54,6 +55,8 @@ class ClientResult:
     jitter_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     connected: bool = False
+    # Server messages by type; final transcripts by whether they were empty (why no reply).
+    messages: dict[str, int] = field(default_factory=dict)
 
 
 def _latencies(result: ClientResult) -> tuple[int, list[float]]:
@@ -108,7 +111,9 @@ async def _receive(ws: WebSocketConnection, result: ClientResult) -> None:
             message = await ws.get_message()
             now = trio.current_time()
             if isinstance(message, bytes):
-                samples = len(message) // 2
+                # Played = received (the client plays at once); the 12-byte header is no audio,
+                # and reporting it as played would be refused as `playback_ahead`.
+                samples = (len(message) - AUDIO_HEADER.size) // 2
                 if turn not in result.first_audio:
                     result.first_audio[turn] = now
                 frames_in_turn += 1
@@ -122,6 +127,12 @@ async def _receive(ws: WebSocketConnection, result: ClientResult) -> None:
                     await ws.send_message(json.dumps({**report, "played_samples": received[turn]}))
                 continue
             event = json.loads(message)
+            kind = str(event.get("type"))
+            if kind == "transcript.final" and not event.get("text"):
+                kind = "transcript.final(empty)"
+            elif kind == "error":
+                kind = f"error:{event.get('code')}"
+            result.messages[kind] = result.messages.get(kind, 0) + 1
             if event.get("type") == "turn.started":
                 turn = int(event["turn"])
                 result.turn_starts.append(now)
@@ -185,9 +196,12 @@ async def run_step(
     jitter = [j for r in results for j in r.jitter_ms]
     p99 = percentile(latencies, 99) if latencies else math.inf
     errors: dict[str, int] = {}
+    messages: dict[str, int] = {}
     for result in results:
         for error in result.errors:
             errors[error] = errors.get(error, 0) + 1
+        for kind, count in result.messages.items():
+            messages[kind] = messages.get(kind, 0) + count
     return {
         "clients": n,
         "connected": sum(r.connected for r in results),
@@ -210,6 +224,7 @@ async def run_step(
         "wall_s": round(wall, 1),
         "timed_out": bound.cancelled_caught,
         "errors": errors,
+        "messages": dict(sorted(messages.items())),
         "ok": spoken > 0 and answered == spoken and p99 <= p99_bound,
     }
 
@@ -253,8 +268,14 @@ async def sweep(
             print(json.dumps({"engines": engines, **step}), file=sys.stderr, flush=True)
             if not step["ok"] and not args.full:
                 break  # replies fell behind: larger N only gets worse
+        # Failures the server logged (one line each; docs/web.md): what a figure cannot say.
+        lines = bytes(server.log).decode(errors="replace").splitlines()
+        logged = [line for line in lines if "ERROR" in line or "Traceback" in line or (
+            '"level":"error"' in line)]  # fmt: skip
     passing = [s["clients"] for s in steps if s["ok"]]
     return {
+        "server_errors_logged": len(logged),
+        "server_errors_first": logged[:3],
         "engines": engines,
         "server_rss_idle_mb": round(idle.rss_bytes / 2**20, 1),
         "server_rss_warm_mb": round(warm.rss_bytes / 2**20, 1),
@@ -289,6 +310,7 @@ def serve(engines: str, host: str, port: int) -> int:
     # Every client of a loopback benchmark has the same address: no per-address limit.
     server.sessions.max_sessions_per_client = 0
     warm_up()
+    _profile_on_sigterm(os.environ.get("BARGEIN_LOAD_PROFILE"))
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:
@@ -299,6 +321,25 @@ def serve(engines: str, host: str, port: int) -> int:
 
     trio.run(run)
     return 0
+
+
+def _profile_on_sigterm(path: str | None) -> None:
+    """With $BARGEIN_LOAD_PROFILE set, profile the server's event-loop thread (cProfile) and
+    write the stats to that path when the benchmark stops it (SIGTERM)."""
+    if not path:
+        return
+    import cProfile
+    import signal
+
+    profiler = cProfile.Profile()
+
+    def dump(*_: object) -> None:
+        profiler.disable()
+        profiler.dump_stats(path)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, dump)
+    profiler.enable()
 
 
 def _counts(text: str) -> list[int]:
