@@ -21,6 +21,7 @@ can and cannot tell apart.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,14 +51,21 @@ def _band_matrix() -> NDArray[np.float64]:
 _BANDS_W = _band_matrix()
 
 
+@functools.cache
+def _window(frame: int) -> NDArray[np.float64]:
+    w: NDArray[np.float64] = np.hanning(frame) / 32768.0
+    return w
+
+
 def frame_shapes(pcm: NDArray[np.int16], frame: int) -> F32:
     """Each whole `frame`-sample frame of 16 kHz `pcm` as its level-free spectral shape: the
     log energy (dB) in 16 bands minus the frame's mean over the bands. Shape (frames, 16)."""
     n = len(pcm) // frame
     if n == 0:
         return np.zeros((0, BANDS), np.float32)
-    x = pcm[: n * frame].reshape(n, frame).astype(np.float64) * (np.hanning(frame) / 32768.0)
-    power = np.abs(np.fft.rfft(x, _NFFT, axis=1)) ** 2
+    x = pcm[: n * frame].reshape(n, frame) * _window(frame)
+    spec = np.fft.rfft(x, _NFFT, axis=1)
+    power = spec.real**2 + spec.imag**2
     db = 10.0 * np.log10(power @ _BANDS_W.T + 1e-12)
     shapes: F32 = (db - db.mean(axis=1, keepdims=True)).astype(np.float32)
     return shapes
