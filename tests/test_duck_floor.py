@@ -290,3 +290,27 @@ def test_words_over_the_replys_end_are_a_request() -> None:
     m.turn_finished(2.3, 1)
     m.speech_stopped(2.6)
     assert m.transcript(2.8, "and then what", final=True) == [StartTurn(2, "and then what")]
+
+
+def test_the_policys_lexicons_are_the_classifiers() -> None:
+    named = InterruptionPolicy(
+        overlap_action="duck", classifier=True, side_talk=True,
+        interrupt_phrases=["computer", "stop"],  # type: ignore[arg-type]
+    )
+    assert named.interrupt_phrases == frozenset({"computer", "stop"})
+    m = speaking(named)
+    m.speech_started(2.2, 2.0)
+    frames(m, 2.0, 2.4, USER_DBFS - 15)  # quiet, yet addressed by name
+    assert m.transcript(2.4, "computer", final=False) == [CancelTurn(1, "barge_in", 2.0)]
+    m = speaking(named)
+    m.speech_started(2.2, 2.0)
+    assert m.transcript(2.3, "wait", final=False) == []  # no longer an interrupt phrase
+    custom = InterruptionPolicy(overlap_action="duck", classifier=True,
+                                backchannels=frozenset({"roger"}))
+    m = speaking(custom)
+    m.speech_started(2.2, 2.0)
+    m.speech_stopped(2.5)
+    assert m.transcript(2.7, "roger", final=True) == [RestoreOutput(1, "roger", 2.2)]
+    for bad in (["x" * 101], [""], [3], "stop"):
+        with pytest.raises(ValueError):
+            InterruptionPolicy(interrupt_phrases=bad)  # type: ignore[arg-type]

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bargein.decide import side_talk
-from bargein.decide.backchannel import BackchannelClassifier, Config, Decision, Kind
+from bargein.decide.backchannel import (
+    EXTRA_BACKCHANNELS,
+    BackchannelClassifier,
+    Config,
+    Decision,
+    Kind,
+    Lexicon,
+)
 from bargein.decide.side_talk import F32, SideTalkVerdict, VoiceProfile
 
 from .policy import InterruptionPolicy
@@ -54,7 +61,7 @@ class OverlapAudio:
         self.policy = policy
         self.profile = VoiceProfile()
         self.classifier = (
-            BackchannelClassifier(FLOOR_CLASSIFIER, user=self.profile.user)
+            BackchannelClassifier(FLOOR_CLASSIFIER, floor_lexicon(policy), self.profile.user)
             if policy.classifier
             else None
         )
@@ -63,6 +70,7 @@ class OverlapAudio:
         self._overlap = False
         self._duck_at: float | None = None
         self._clf_t = float("-inf")  # the latest time the classifier was given
+        self._lexicon = floor_lexicon(policy)
         self.side_talk_verdict: SideTalkVerdict | None = None
 
     # -- the user's utterances ----------------------------------------------------------------
@@ -190,7 +198,7 @@ class OverlapAudio:
             text,
             self.profile,
             config=side_talk.SideTalkConfig(quiet_db=self.policy.side_talk_db),
-            lexicon=self.classifier.lexicon if self.classifier is not None else None,
+            lexicon=self.classifier.lexicon if self.classifier is not None else self._lexicon,
             duck_db=self.policy.duck_db if at is not None else None,
             unducked=unducked,
             ducked=ducked,
@@ -222,3 +230,9 @@ def is_interruption(decision: Decision | None) -> bool | None:
     if decision is None or decision.kind is Kind.UNDECIDED:
         return None
     return decision.kind is Kind.INTERRUPTION
+
+
+def floor_lexicon(policy: InterruptionPolicy) -> Lexicon:
+    """The classifier's and side talk's lexicon in the floor: the policy's `backchannels` plus
+    the classifier's reactions (`EXTRA_BACKCHANNELS`), and the policy's `interrupt_phrases`."""
+    return Lexicon.of((*sorted(policy.backchannels), *EXTRA_BACKCHANNELS), policy.interrupt_phrases)

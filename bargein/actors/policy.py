@@ -17,6 +17,16 @@ BACKCHANNELS = frozenset(
         "oh okay", "alright", "all right",
     }
 )  # fmt: skip
+# Phrases that take the floor at once, however short or quiet the utterance (the floor's
+# classifier and side-talk check; `InterruptionPolicy.interrupt_phrases` replaces them: add the
+# assistant's name, and addressing it by name always interrupts).
+INTERRUPT_PHRASES = frozenset(
+    {
+        "stop", "wait", "hold on", "hang on", "actually", "excuse me", "pause", "sorry",
+        "no no", "not that", "listen", "let me", "one moment", "one second", "shut up", "enough",
+        "cancel", "never mind", "nevermind",
+    }
+)  # fmt: skip
 # An utterance longer than this is never a backchannel, whatever its words.
 BACKCHANNEL_MAX_WORDS = 3
 
@@ -98,9 +108,9 @@ class InterruptionPolicy:
     final words with the classifier's lexicon) instead of `min_speech_ms` / `min_words`.
 
     `side_talk`: before any cancel by the built-in rules, speech that does not sound addressed
-    to the assistant — at least `side_talk_db` below this user's own level, with no interrupt
-    phrase — is a false interruption (`bargein.decide.side_talk`). docs/turn_detection.md says
-    what each can and cannot tell apart.
+    to the assistant — at least `side_talk_db` below this user's own level, with none of the
+    `interrupt_phrases` — is a false interruption (`bargein.decide.side_talk`).
+    docs/turn_detection.md says what each can and cannot tell apart.
 
     `judge`: an `OverlapJudge` decides instead of `mode` (the echo guard and the history commit
     still apply).
@@ -124,6 +134,7 @@ class InterruptionPolicy:
     classifier: bool = False
     side_talk: bool = False
     side_talk_db: float = -3.0
+    interrupt_phrases: frozenset[str] = field(default=INTERRUPT_PHRASES)
 
     def __post_init__(self) -> None:
         if self.mode not in ("onset", "confirm"):
@@ -139,6 +150,15 @@ class InterruptionPolicy:
         for name in ("classifier", "side_talk"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool")
+        phrases = self.interrupt_phrases
+        if isinstance(phrases, list | tuple | set):  # from a TOML table or JSON
+            object.__setattr__(self, "interrupt_phrases", frozenset(phrases))
+        if not (
+            isinstance(self.interrupt_phrases, frozenset)
+            and len(self.interrupt_phrases) <= 500
+            and all(isinstance(p, str) and 0 < len(p) <= 100 for p in self.interrupt_phrases)
+        ):
+            raise ValueError("interrupt_phrases must be at most 500 phrases of 1-100 characters")
         if self.history_commit not in ("heard_words", "heard_sentences", "generated"):
             raise ValueError(f"unknown history_commit {self.history_commit!r}")
         if self.judge is not None and not isinstance(self.judge, OverlapJudge):

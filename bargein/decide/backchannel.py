@@ -42,7 +42,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from bargein.actors.policy import BACKCHANNELS, utterance_words
+from bargein.actors.policy import BACKCHANNELS, INTERRUPT_PHRASES, utterance_words
 
 _EPS_MS = 1e-6
 
@@ -58,11 +58,6 @@ class Kind(StrEnum):
 EXTRA_BACKCHANNELS = (
     "mmm", "ooh", "ya", "wow", "cool", "nice", "great", "really", "true", "exactly", "indeed",
     "oh yeah", "oh really", "uh uh", "ha", "haha", "huh",
-)
-INTERRUPT_PHRASES = (
-    "stop", "wait", "hold on", "hang on", "actually", "excuse me", "pause", "sorry",
-    "no no", "not that", "listen", "let me", "one moment", "one second", "shut up", "enough",
-    "cancel", "never mind", "nevermind",
 )
 
 
