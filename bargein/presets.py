@@ -106,9 +106,9 @@ PRESETS = _catalogue(
     ),
     Preset(
         "smart_turn",
-        "confirm_words; the turn ends when the Smart Turn model calls it complete after 160 ms"
+        "duck_classify; the turn ends when the Smart Turn model calls it complete after 160 ms"
         " of silence, else after 1.2 s (silence endpointing if the model is not installed)",
-        {"mode": "confirm", "min_speech_ms": 400, "min_words": 1},
+        _DUCK_CLASSIFY,
         {"end_of_turn": "smart_turn", "turn_check_ms": 160, "turn_max_ms": 1200},
     ),
     Preset(

@@ -268,6 +268,7 @@ class Session:
                             input_rate=cfg.input_rate,
                             frame_ms=cfg.frame_ms,
                             batch_frames=batch_frames,
+                            assistant_active=lambda: self.floor.machine.active_turn is not None,
                             echo=self.echo,
                             levels=LevelTap(shapes=cfg.policy.side_talk)
                             if cfg.policy.hears_levels

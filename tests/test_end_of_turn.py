@@ -13,6 +13,7 @@ import trio.testing
 
 from bargein.actors import turn_model
 from bargein.actors.end_of_turn import AskTurn, EndOfTurnCore, TurnVerdict
+from bargein.actors.policy import InterruptionPolicy
 from bargein.actors.vad import VadConfig, VadCore
 from bargein.decide.smart_turn import TurnPrediction, unavailable_reason
 from bargein.engines.base import Engines
@@ -87,6 +88,17 @@ def test_incomplete_verdict_waits_past_stop_ms_until_the_maximum() -> None:
     assert stopped.offset == pytest.approx(0.4)
     assert f.core.last_stop == {"end_of_turn": "max_wait", "turn_probability": 0.1}
     assert f.core.stats["incomplete"] == 1 and f.core.stats["ended_max_wait"] == 1
+
+
+def test_incomplete_is_not_held_over_an_assistant_turn() -> None:
+    # The user talks over the assistant (a backchannel, an interruption): the floor's policy
+    # decides, so an incomplete verdict ends the utterance at stop_ms, not turn_max_ms.
+    f = Feeder()
+    (ask,) = asks(f.feed("1" * 20 + "0" * 5))
+    assert f.core.verdict(TurnVerdict(ask.id, 0.1), f.now, hold=False) is None
+    ((i, _),) = stops(f.feed("0" * 30))
+    assert i == 20 + 24 - 1  # 480 ms of silence
+    assert f.core.last_stop == {"end_of_turn": "silence", "turn_probability": 0.1}
 
 
 def test_incomplete_pause_then_speech_then_complete() -> None:
@@ -220,6 +232,30 @@ def test_session_holds_an_incomplete_turn_to_the_maximum(fake: FakeModel) -> Non
     (stop,) = of(run_session(SMART, GOFORWARD), EventType.SPEECH_STOPPED)
     assert stop.data["end_of_turn"] == "max_wait"
     assert endpointing_ms(stop) == pytest.approx(1200, abs=1)
+
+
+def test_session_does_not_hold_speech_over_the_assistant(fake: FakeModel) -> None:
+    # The first utterance is the user's turn: incomplete holds it to 1.2 s. The second comes
+    # while the reply plays: the floor's policy decides, so it ends after stop_ms.
+    fake.probability = 0.2
+    reply = "Once upon a time there was a small robot that walked to the sea every day."
+    engines = Engines(
+        ScriptedStt(default="go forward"), ScriptedPlanner((reply,)), ScriptedTts(16000)
+    )
+    pcm = np.concatenate([GOFORWARD, load("pocketsphinx_goforward.raw"), silence(1500)])
+    # No partials: the overlap is not confirmed (the reply stays active) until its final.
+    policy = InterruptionPolicy(mode="confirm", min_words=1)
+    conv = trio.run(
+        converse, pcm, RATE, engines, SessionConfig(compute="inline", vad=SMART, policy=policy),
+        clock=trio.testing.MockClock(autojump_threshold=0),
+    )
+    events = list(conv.events)
+    first, second = of(events, EventType.SPEECH_STOPPED)
+    assert first.data["end_of_turn"] == "max_wait"
+    assert endpointing_ms(first) == pytest.approx(1200, abs=1)
+    assert of(events, EventType.AUDIO_OUT_FIRST)[0].t < float(second.data["offset"])
+    assert second.data["end_of_turn"] == "silence" and second.data["turn_probability"] == 0.2
+    assert endpointing_ms(second) == pytest.approx(480, abs=1)
 
 
 def test_a_failing_model_is_reported_and_the_pause_ends_by_silence(fake: FakeModel) -> None:

@@ -8,7 +8,10 @@ longest wait, `turn_max_ms`, as its own hang-over) and decides the end of each p
   (`AskTurn`, with the utterance's audio up to now, at most the model's 8 s window);
 - verdict *complete* (P > `turn_threshold`) while the user is still silent: the utterance ends
   at once;
-- verdict *incomplete*: keep waiting; `turn_max_ms` of silence ends it anyway;
+- verdict *incomplete*: keep waiting; `turn_max_ms` of silence ends it anyway — unless the
+  caller says not to hold (the user is talking over an assistant turn: whether that speech
+  takes the floor is the interruption policy's call, and a backchannel must end promptly),
+  then `stop_ms` ends it as without the model;
 - no verdict yet, or the model failed: `stop_ms` of silence ends it, as without the model;
 - the voice comes back: the pending request is discarded (its verdict, if it still arrives, is
   stale and ignored) and the next pause asks again.
@@ -63,7 +66,8 @@ class TurnVerdict:
 class _Pause(enum.Enum):
     WAITING = "waiting"  # not asked yet in this pause
     PENDING = "pending"  # asked, no verdict
-    INCOMPLETE = "incomplete"
+    INCOMPLETE = "incomplete"  # held to turn_max_ms
+    UNHELD = "unheld"  # incomplete, but not held: stop_ms
     FAILED = "failed"
 
 
@@ -120,13 +124,19 @@ class EndOfTurnCore:
         silent = (self._last_end - self._silence_start) / self.rate
         if self._pause is _Pause.WAITING and silent >= self._check - _EPSILON:
             return self._ask()
-        if self._pause in (_Pause.PENDING, _Pause.FAILED) and silent >= self._fallback - _EPSILON:
+        if (
+            self._pause in (_Pause.PENDING, _Pause.FAILED, _Pause.UNHELD)
+            and silent >= self._fallback - _EPSILON
+        ):
             # No verdict in time (or none at all): silence endpointing, as without the model.
             return self._end("silence", self._last_end / self.rate)
         return None
 
-    def verdict(self, verdict: TurnVerdict, media_now: float) -> SpeechStopped | None:
-        """Apply the model's answer, arriving at media time `media_now`."""
+    def verdict(
+        self, verdict: TurnVerdict, media_now: float, *, hold: bool = True
+    ) -> SpeechStopped | None:
+        """Apply the model's answer, arriving at media time `media_now`; `hold=False`: an
+        incomplete verdict does not hold the utterance beyond `stop_ms`."""
         if verdict.id != self.pending:
             self.stats["stale"] += 1  # the user resumed (or the turn ended) meanwhile
             return None
@@ -140,7 +150,7 @@ class EndOfTurnCore:
             self.stats["complete"] += 1
             return self._end("smart_turn", max(media_now, self._last_end / self.rate))
         self.stats["incomplete"] += 1
-        self._pause = _Pause.INCOMPLETE
+        self._pause = _Pause.INCOMPLETE if hold else _Pause.UNHELD
         return None
 
     def end_of_input(self, at_sample: int) -> SpeechStopped | None:

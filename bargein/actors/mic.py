@@ -11,6 +11,8 @@ always holds the audio up to an onset before it hears the onset.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 
 from bargein.dsp import Framer, Resampler, rms_dbfs
@@ -46,6 +48,7 @@ async def run_mic(
     batch_frames: int,
     echo: EchoStage | None = None,
     levels: LevelTap | None = None,
+    assistant_active: Callable[[], bool] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     resampler = Resampler(input_rate, ANALYSIS_RATE) if input_rate != ANALYSIS_RATE else None
@@ -103,7 +106,9 @@ async def run_mic(
         async for chunk in ingress:
             if isinstance(chunk, TurnVerdict):
                 media_now = start / ANALYSIS_RATE + trio.current_time() - chunk_at
-                stopped = vad.verdict(chunk, media_now)
+                # Over an assistant turn the floor's policy decides; "incomplete" holds nothing.
+                hold = assistant_active is None or not assistant_active()
+                stopped = vad.verdict(chunk, media_now, hold=hold)
                 if stopped is not None:
                     await speech(stopped)
                 continue

@@ -186,10 +186,14 @@ class VadStage:
         self._core = core
         self._turns = EndOfTurnCore(core, self.config, rate, frame_samples)
 
-    def verdict(self, verdict: TurnVerdict, media_now: float) -> SpeechStopped | None:
+    def verdict(
+        self, verdict: TurnVerdict, media_now: float, *, hold: bool = True
+    ) -> SpeechStopped | None:
         """The model's answer; `media_now` is the media time it arrived (the last frame's end
-        plus the time since that frame)."""
-        return self._turns.verdict(verdict, media_now) if self._turns is not None else None
+        plus the time since that frame); `hold` as in `EndOfTurnCore.verdict`."""
+        if self._turns is None:
+            return None
+        return self._turns.verdict(verdict, media_now, hold=hold)
 
     def asking(self, ask: int) -> bool:
         """Is this request still wanted (the user has not resumed since it was made)?"""
