@@ -47,6 +47,7 @@ class PolicySpec:
     def to_json(self) -> dict[str, Any]:
         p = {f.name: getattr(self.policy, f.name) for f in dataclasses.fields(self.policy)}
         p["backchannels"] = sorted(self.policy.backchannels)
+        p["interrupt_phrases"] = sorted(self.policy.interrupt_phrases)
         p["judge"] = self.judge_spec
         return {
             "name": self.name,
