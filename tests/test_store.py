@@ -43,10 +43,10 @@ async def two_workers(backend: str) -> AsyncIterator[tuple[Store, Store]]:
 
 async def settle(store: Store) -> None:
     """Wait until the store's queued writes are out (a read after them sees them)."""
-    for _ in range(200):
-        await trio.sleep(0.01)
-        if not getattr(store, "_dirty", trio.Event()).is_set():
+    for _ in range(1000):  # polling: the writer has no event to wait for (10 s at most)
+        if not getattr(store, "writes_pending", False):
             return
+        await trio.sleep(0.01)
 
 
 BACKENDS = ["memory", pytest.param("redis", marks=needs_redis)]

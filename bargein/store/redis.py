@@ -140,6 +140,7 @@ class RedisStore:
         self._leases: dict[str, float] = {}  # key -> ttl seconds (producer / follower marks)
         self._queue = queue
         self._dirty = trio.Event()
+        self._flushing = False
         self._local_sessions: set[str] = set()
         self._remote = Broadcast[RemoteEvent]()
 
@@ -158,44 +159,64 @@ class RedisStore:
     # -- running ---------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        client: coredis.Redis[str] = coredis.Redis.from_url(
-            self._url, decode_responses=True, connect_timeout=self.timeout
-        )
-        failure: BaseException | None = None
-        # coredis wraps the client's lifetime in an anyio task group, which would wrap our
-        # errors in groups: the start-up failure is raised after it has closed.
-        async with client:
-            try:
-                with trio.fail_after(self.timeout):
-                    await client.ping()
-            except _FAILURES as exc:
-                failure = exc
-            else:
-                self._client = client
-                try:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._write_loop)
-                        nursery.start_soon(self._probe_loop)
-                        nursery.start_soon(self._lease_loop)
-                        nursery.start_soon(self._subscribe_loop)
-                        task_status.started()
-                finally:
-                    # What is queued at shutdown (the last conversation records, releases)
-                    # still goes out, bounded.
-                    with trio.CancelScope(shield=True), trio.move_on_after(self.timeout):
-                        try:
-                            await self._flush()
-                        except _FAILURES:
-                            self._health.failed("write")
-                    self._client = None
-                    self._remote.close()
-        if failure is not None:
-            raise StoreUnavailable(
-                f"cannot reach the store at {self.url}: {str(failure) or type(failure).__name__}"
+        started = False
+        while True:
+            client: coredis.Redis[str] = coredis.Redis.from_url(
+                self._url, decode_responses=True, connect_timeout=self.timeout
             )
+            failure: BaseException | None = None
+            # coredis wraps the client's lifetime in an anyio task group, which wraps errors in
+            # groups: the start-up failure is raised after it has closed; a failure of the
+            # client's own tasks later (an outage it did not ride out) is counted and the
+            # client made anew, never the end of the server.
+            try:
+                async with client:
+                    try:
+                        with trio.fail_after(self.timeout):
+                            await client.ping()
+                    except _FAILURES as exc:
+                        failure = exc
+                    if failure is None or started:
+                        await self._serve_client(client, task_status if not started else None)
+            except* _FAILURES:
+                self._health.failed("client")
+            if failure is not None and not started:
+                reason = str(failure) or type(failure).__name__
+                raise StoreUnavailable(f"cannot reach the store at {self.url}: {reason}")
+            started = True
+            await trio.sleep(self.probe_interval)
+
+    async def _serve_client(
+        self, client: coredis.Redis[str], task_status: trio.TaskStatus[None] | None
+    ) -> None:
+        self._client = client
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write_loop)
+                nursery.start_soon(self._probe_loop)
+                nursery.start_soon(self._lease_loop)
+                nursery.start_soon(self._subscribe_loop)
+                if task_status is not None:
+                    task_status.started()
+        finally:
+            # What is queued at shutdown (the last conversation records, releases) still
+            # goes out, bounded.
+            with trio.CancelScope(shield=True), trio.move_on_after(self.timeout):
+                try:
+                    await self._flush()
+                except _FAILURES:
+                    self._health.failed("write")
+            self._client = None
 
     def _wake(self) -> None:
         self._dirty.set()
+
+    @property
+    def writes_pending(self) -> bool:
+        """Queued writes not yet acknowledged by Redis (tests wait for them)."""
+        queued = (self._conversations, self._releases, self._records, self._events,
+                  self._leases, self._seqs)  # fmt: skip
+        return self._flushing or any(queued)
 
     async def _write_loop(self) -> None:
         while True:
@@ -209,6 +230,13 @@ class RedisStore:
                 self._health.failed("write")
 
     async def _flush(self) -> None:
+        self._flushing = True
+        try:
+            await self._flush_all()
+        finally:
+            self._flushing = False
+
+    async def _flush_all(self) -> None:
         client = self._client
         if client is None:
             return
@@ -306,22 +334,29 @@ class RedisStore:
     async def _subscribe_loop(self) -> None:
         client = self._client
         assert client is not None
-        # Reconnects by itself after an outage (at most 1 s between attempts).
+        # coredis reconnects by itself after an outage (at most 1 s between attempts); when its
+        # Pub/Sub gives up anyway (its connection closed under it), subscribe anew.
         retry = ExponentialBackoffRetryPolicy(
             (RedisError, OSError), retries=None, base_delay=0.1, max_delay=1.0, jitter=True
         )
-        async with client.pubsub(
-            channels=[EVENTS_CHANNEL], ignore_subscribe_messages=True, retry_policy=retry
-        ) as pubsub:
-            async for message in pubsub:
-                if message.get("type") != "message":
-                    continue
-                try:
-                    event = RemoteEvent.from_json(str(message["data"]))
-                except (ValueError, TypeError):
-                    self._health.errors["bad_event"] += 1
-                    continue
-                self._remote.publish(event)
+        while True:
+            try:
+                async with client.pubsub(
+                    channels=[EVENTS_CHANNEL], ignore_subscribe_messages=True, retry_policy=retry
+                ) as pubsub:
+                    async for message in pubsub:
+                        if message.get("type") != "message":
+                            continue
+                        try:
+                            event = RemoteEvent.from_json(str(message["data"]))
+                        except (ValueError, TypeError):
+                            self._health.errors["bad_event"] += 1
+                            continue
+                        self._remote.publish(event)
+            except* _FAILURES:
+                # Counted, not an outage of its own: the probe says whether Redis answers.
+                self._health.errors["subscribe"] += 1
+            await trio.sleep(self.probe_interval)
 
     async def _call(
         self,
