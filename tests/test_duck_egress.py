@@ -253,3 +253,34 @@ async def test_an_outside_judge_ducks_and_hears_the_levels(
     assert heard and all(v.level_dbfs is not None for v in heard)
     assert heard[-1].user_dbfs is not None and heard[-1].relative_db is not None
     assert heard[-1].ducked and EventType.BARGE_IN not in [e.type for e in transport.events]
+
+
+async def test_our_own_words_coming_back_do_not_cancel_the_reply(
+    autojump_clock: trio.testing.MockClock, audio_dir: object
+) -> None:
+    """Loud speech over the reply recognized as the reply's own recent words (a speakerphone
+    without an echo canceller, heard by a real recognizer): our echo, restored."""
+    ask = load("pocketsphinx_goforward.raw")
+    loud = load("deepspeech_arctic_a0024.wav")  # +10 dB over the request: not quiet
+    eng = Engines(
+        stt=ScriptedStt(
+            ["go forward ten meters", "a small robot it lived in a quiet town"], ms_per_word=100
+        ),
+        planner=ScriptedPlanner([LONG_REPLY]),
+        tts=ScriptedTts(),
+    )
+    policy = InterruptionPolicy(overlap_action="duck", classifier=True, side_talk=True)
+    transport = MemoryTransport()
+    async with open_session(SessionConfig(policy=policy), eng, transport) as session:
+        await feed_live(session.push_audio, place(14000, (0, ask), (6000, loud)))
+        session.end_input()
+        with trio.fail_after(60):
+            await session.wait_ended()
+    kinds = [e.type for e in transport.events]
+    assert EventType.BARGE_IN not in kinds
+    restored, = transport.of_type(EventType.OUTPUT_RESTORED)
+    assert restored.data["text"] == "a small robot it"  # the partial that decided
+    audio = session.floor.machine.audio
+    assert audio is not None and audio.side_talk_verdict is not None
+    assert "our own words" in audio.side_talk_verdict.reason
+    assert transport.of_type(EventType.TURN_COMPLETED)[0].turn == 1

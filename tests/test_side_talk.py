@@ -140,3 +140,15 @@ def test_a_fade_of_a_given_length_ends_in_silence_exactly_there() -> None:
     assert out[-1] == 0.0 and out[0] > 0.17 and np.all(np.diff(out) <= 0)
     with pytest.raises(ValueError):
         d.fade_out(samples=0)
+
+
+def test_our_own_words_coming_back_are_echo() -> None:
+    p = profile(-20.0)
+    zeros = [np.zeros(BANDS, np.float32)] * 10
+    ours = ("Once", "upon", "a", "time", "there", "was", "a", "small", "robot.", "It", "lived")
+    echo = judge([-15.0] * 10, zeros, "a small robot it", p, our_words=ours)
+    assert echo.side_talk and "our own words" in echo.reason
+    # sharing words is not enough: word pairs must be ours
+    assert not judge([-15.0] * 10, zeros, "the robot was small", p, our_words=ours).side_talk
+    assert not judge([-15.0] * 10, zeros, "small robot", p, our_words=ours).side_talk  # 1 pair
+    assert not judge([-15.0] * 10, zeros, "wait a small robot", p, our_words=ours).side_talk

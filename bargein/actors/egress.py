@@ -186,6 +186,15 @@ class Egress:
         feed = self._by_turn.get(turn)
         return feed.cursor.sent_ms if feed else 0.0
 
+    def recent_words(self, turn: int, seconds: float) -> tuple[str, ...]:
+        """The words of `turn` sent within its last `seconds` of audio: what our own echo
+        could be saying now (the floor's side-talk check compares them with what it hears)."""
+        feed = self._by_turn.get(turn)
+        if feed is None:
+            return ()
+        since = feed.cursor.sent - seconds * self.rate
+        return tuple(w.text for w in feed.cursor.words if w.end >= since)
+
     def forget(self, turn: int) -> None:
         self._by_turn.pop(turn, None)
         self._stop_before_open.discard(turn)

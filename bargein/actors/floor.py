@@ -38,6 +38,10 @@ from .floor_machine import (
 from .policy import InterruptionPolicy
 from .turn import TurnFinished, TurnHandle, TurnSettings, run_turn
 
+# How far back the assistant's own words are compared with what the microphone hears (the
+# side-talk check's "our own words" cue): the echo path plus the recognizer's lag.
+ECHO_WORDS_S = 4.0
+
 
 @dataclass(frozen=True, slots=True)
 class TextInput:
@@ -145,7 +149,11 @@ class Floor:
                 rows = None if shapes is None else list(shapes)
                 return m.levels(now, times, list(levels), rows)
             case Transcript(text=text, final=final):
-                return m.transcript(now, text, final)
+                turn = m.active_turn
+                ours: tuple[str, ...] = ()
+                if turn is not None and m.policy.side_talk:
+                    ours = self._egress.recent_words(turn, ECHO_WORDS_S)
+                return m.transcript(now, text, final, ours)
             case TextInput(text=text):
                 return m.text_input(now, text)
             case ClientInterrupt(turn=turn):

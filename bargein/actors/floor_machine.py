@@ -7,6 +7,8 @@ Time is passed in by the caller, so the machine runs the same under any clock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bargein.decide.side_talk import F32
 
 from .floor_actions import (
@@ -121,8 +123,14 @@ class FloorMachine(FloorCore):
                 return self._classified(now, decision)
         return self._ask("speech_stopped", now)
 
-    def transcript(self, now: float, text: str, final: bool) -> list[Action]:
+    def transcript(
+        self, now: float, text: str, final: bool, our_words: Sequence[str] = ()
+    ) -> list[Action]:
+        """A partial or final transcript; `our_words` are the active turn's words sent lately
+        (the side-talk check takes words of ours coming back for our echo)."""
         text = text.strip()
+        if self.audio is not None:
+            self.audio.our_words = tuple(our_words)
         o = self._overlap
         if o is not None and self._classifying:
             o.text, o.final = text, final

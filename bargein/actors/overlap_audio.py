@@ -71,6 +71,7 @@ class OverlapAudio:
         self._duck_at: float | None = None
         self._clf_t = float("-inf")  # the latest time the classifier was given
         self._lexicon = floor_lexicon(policy)
+        self.our_words: tuple[str, ...] = ()  # the turn's words sent lately (the floor sets)
         self.side_talk_verdict: SideTalkVerdict | None = None
 
     # -- the user's utterances ----------------------------------------------------------------
@@ -202,6 +203,7 @@ class OverlapAudio:
             duck_db=self.policy.duck_db if at is not None else None,
             unducked=unducked,
             ducked=ducked,
+            our_words=self.our_words,
         )
         self.side_talk_verdict = verdict
         return verdict

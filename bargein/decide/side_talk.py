@@ -22,6 +22,7 @@ can and cannot tell apart.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,6 +119,8 @@ class SideTalkConfig:
     echo_drop: float = 0.5
     min_frames: int = 5  # frames of the utterance needed before any level cue counts
     echo_frames: int = 10  # frames heard ducked needed before the echo cue counts
+    # This share of the utterance's word pairs are the assistant's own recent words: our echo.
+    echo_words: float = 0.6
 
     def __post_init__(self) -> None:
         if not (-40.0 <= self.quiet_db < 0.0 and self.far_shape_db > 0.0):
@@ -139,6 +142,17 @@ def _p90(levels: Sequence[float]) -> float:
     return float(np.percentile(np.asarray(levels, np.float64), 90))
 
 
+def _ours(tokens: list[str], our_words: Sequence[str]) -> float | None:
+    """The share of the utterance's word pairs that the assistant itself said lately (None:
+    fewer than two pairs to tell by). Pairs, not words: "the" and "robot" are everyone's."""
+    if len(tokens) < 3 or not our_words:
+        return None
+    ours = normalize(" ".join(our_words))
+    said = set(itertools.pairwise(ours))
+    pairs = list(itertools.pairwise(tokens))
+    return sum(p in said for p in pairs) / len(pairs)
+
+
 def judge(
     levels: Sequence[float],
     shapes: Sequence[F32],
@@ -150,17 +164,22 @@ def judge(
     duck_db: float | None = None,
     unducked: Sequence[float] = (),
     ducked: Sequence[float] = (),
+    our_words: Sequence[str] = (),
 ) -> SideTalkVerdict:
     """Is this utterance (its frame levels and shapes so far, its latest words) side talk?
 
     With the reply ducked by `duck_db` during it: `unducked` are its frame levels from before
     the duck, `ducked` those from once the duck can have reached the microphone (after the
-    longest echo delay the caller allows for)."""
+    longest echo delay the caller allows for). `our_words`: the words the assistant sent
+    lately (its echo says those)."""
     c = config or SideTalkConfig()
     lex = lexicon or Lexicon.of()
     phrase, _ = lex.scan(normalize(text))
     if phrase is not None:
         return SideTalkVerdict(False, f"addressed: interrupt phrase {phrase!r}")
+    share = _ours(normalize(text), our_words)
+    if share is not None and share >= c.echo_words:
+        return SideTalkVerdict(True, f"our own words ({share:.0%} of its word pairs): echo")
     if len(levels) < c.min_frames:
         return SideTalkVerdict(False, "too short to judge")
     drop = None
