@@ -312,6 +312,12 @@ class RedisStore:
             except StoreUnavailable:
                 continue
             if not self._health.available:
+                # Back: what was kept goes out first, so "available" means it is in Redis.
+                try:
+                    await self._flush()
+                except _FAILURES:
+                    self._health.errors["write"] += 1
+                    continue
                 self._health.recovered()
                 self._wake()
 
