@@ -65,7 +65,8 @@ class RedisProcess:
         if process is not None and process.poll() is None:
             process.kill()
         if process is not None:
-            with trio.CancelScope(shield=True):
+            # Shielded and bounded: a SIGKILLed process is reaped at once.
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await process.wait()
 
 
@@ -77,4 +78,5 @@ async def redis_server() -> AsyncIterator[RedisProcess]:
         await redis.start()
         yield redis
     finally:
-        await redis.stop()
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await redis.stop()
