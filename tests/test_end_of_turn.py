@@ -4,6 +4,7 @@ endpointing, and the real Smart Turn model from the installed wheel on shared re
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -16,13 +17,24 @@ from bargein.actors.end_of_turn import AskTurn, EndOfTurnCore, TurnVerdict
 from bargein.actors.policy import InterruptionPolicy
 from bargein.actors.vad import VadConfig, VadCore
 from bargein.decide.smart_turn import TurnPrediction, unavailable_reason
-from bargein.engines.base import Engines
+from bargein.engines.base import Engines, Recognizer
 from bargein.filerun import converse
 from bargein.runtime.events import Event, EventType
-from bargein.runtime.messages import AudioFrame, SpeechStarted, SpeechStopped, VoiceActivity
+from bargein.runtime.messages import (
+    AudioFrame,
+    Int16Array,
+    SpeechStarted,
+    SpeechStopped,
+    VoiceActivity,
+)
 from bargein.session import SessionConfig
 from bargein.testing.audio import load, silence
-from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
+from bargein.testing.scripted import (
+    ScriptedPlanner,
+    ScriptedRecognizer,
+    ScriptedStt,
+    ScriptedTts,
+)
 
 RATE = 16000
 FRAME = 320  # 20 ms
@@ -176,9 +188,11 @@ class FakeModel:
     def __init__(self, probability: float | None) -> None:
         self.probability = probability
         self.calls: list[int] = []
+        self.cost_s = 0.0  # compute to be charged to the virtual clock (inline mode)
 
     def predict(self, audio: np.ndarray[Any, Any], rate: int = RATE) -> TurnPrediction:
         self.calls.append(len(audio))
+        time.sleep(self.cost_s)
         if self.probability is None:
             raise RuntimeError("model broke")
         return TurnPrediction(self.probability, self.probability > 0.5, 1.0, 2.0)
@@ -256,6 +270,50 @@ def test_session_does_not_hold_speech_over_the_assistant(fake: FakeModel) -> Non
     assert of(events, EventType.AUDIO_OUT_FIRST)[0].t < float(second.data["offset"])
     assert second.data["end_of_turn"] == "silence" and second.data["turn_probability"] == 0.2
     assert endpointing_ms(second) == pytest.approx(480, abs=1)
+
+
+class CountingStt(ScriptedStt):
+    """Records, per utterance, the running total of samples after each feed."""
+
+    def __init__(self) -> None:
+        super().__init__(default="go forward")
+        self.totals: list[list[int]] = []
+
+    def recognizer(self) -> Recognizer:
+        engine = self
+
+        class Counting(ScriptedRecognizer):
+            async def start_utterance(self) -> None:
+                engine.totals.append([])
+                await super().start_utterance()
+
+            async def feed(self, pcm: Int16Array) -> str | None:
+                t = engine.totals[-1]
+                t.append((t[-1] if t else 0) + len(pcm))
+                return await super().feed(pcm)
+
+        return Counting(self)
+
+
+def test_the_recognizer_hears_the_pause_when_the_model_is_asked(fake: FakeModel) -> None:
+    # So a speculative final (WhisperStt) can run beside the model rather than up to one STT
+    # batch (100 ms) later: the recognizer is fed up to the ask's point at once.
+    fake.cost_s = 0.05  # the verdict comes later than the ask: the stop's feed is not the ask's
+    stt = CountingStt()
+    engines = Engines(stt, ScriptedPlanner(("Okay.",)), ScriptedTts(16000))
+    config = SessionConfig(compute="inline", vad=SMART, stt_preroll_ms=200, stt_batch_ms=100)
+    events = trio.run(converse, GOFORWARD, RATE, engines, config,
+                      clock=trio.testing.MockClock(autojump_threshold=0)).events
+    (asked,) = fake.calls  # samples from the onset to the ask
+    (started,) = of(list(events), EventType.SPEECH_STARTED)
+    (stopped,) = of(list(events), EventType.SPEECH_STOPPED)
+    assert stopped.data["end_of_turn"] == "smart_turn"
+    preroll = 200 * RATE // 1000  # the recognizer hears from 200 ms before the onset
+    ask_point = preroll + asked
+    totals = stt.totals[0]
+    assert ask_point in totals  # a feed ends exactly where the model was asked
+    assert totals[-1] > ask_point  # and the stop's feed comes after the verdict
+    assert float(stopped.data["media_t"]) > float(started.data["onset"]) + asked / RATE
 
 
 def test_a_failing_model_is_reported_and_the_pause_ends_by_silence(fake: FakeModel) -> None:
@@ -342,3 +400,4 @@ def test_benchmark_cut_off_rule() -> None:
     assert result["cut_offs"] == 2
     assert [s["offset"] for s in result["cut_off_stops"]] == [4.56, 7.64]
     assert result["sentence_ends_held_to_max"] == 1
+

@@ -95,6 +95,8 @@ async def run_mic(
                 await to_floor.send(event)
             elif isinstance(event, AskTurn):
                 ask(event)
+                await flush()
+                await to_stt.send(event)  # the recognizer hears the pause now, not 100 ms on
             elif event is not None:
                 await speech(event)
             if levels is not None:

@@ -20,6 +20,7 @@ from bargein.runtime.messages import (
     Transcript,
 )
 
+from .end_of_turn import AskTurn
 from .floor import FloorInput, InputEnded
 from .vad import EndOfInput, VadOutput
 
@@ -117,6 +118,10 @@ async def run_stt(
                     await utt.start([f.pcm for f in ring if f.end > first])
                     ring.clear()
                     batched = 0
+                elif isinstance(item, AskTurn):
+                    if utt.in_speech:  # the end-of-turn model was asked: feed the pause now
+                        batched = 0
+                        await utt.feed()
                 elif isinstance(item, SpeechStopped):
                     await utt.finish()
                 elif isinstance(item, EndOfInput):

@@ -142,7 +142,9 @@ END_OF_INPUT = EndOfInput()
 # The audio front end hands STT its frames in batches (one channel hop per batch, not per
 # frame), and the speech events between them, in media order.
 FrameBatch = tuple[AudioFrame, ...]
-VadOutput = FrameBatch | SpeechStarted | SpeechStopped | EndOfInput
+# An `AskTurn` tells STT the end-of-turn model was asked: the recognizer gets its batch now,
+# so a speculative final can run beside the model.
+VadOutput = FrameBatch | SpeechStarted | SpeechStopped | EndOfInput | AskTurn
 # What the mic task reads: the transport's chunks, the end of input, and the end-of-turn
 # model's verdicts (queued behind the audio that arrived while the model ran).
 MicInput = Int16Array | EndOfInput | TurnVerdict
