@@ -105,7 +105,7 @@ async def test_a_call_cancelled_while_the_worker_runs_it_still_takes_its_reply()
             async with trio.open_nursery() as nursery:
 
                 async def cancel_once_sent() -> None:
-                    while not worker._lock.locked():  # the call is under way in the worker
+                    while not worker.in_flight:  # the call is under way in the worker
                         await trio.lowlevel.checkpoint()
                     scope.cancel()
 
@@ -114,5 +114,26 @@ async def test_a_call_cancelled_while_the_worker_runs_it_still_takes_its_reply()
         assert scope.cancelled_caught
         # Without the shield the sleep's reply (None) would still be in the pipe, read here.
         assert await worker.call(operator.add, 1, 2) == 3
+    finally:
+        worker.close()
+
+
+async def test_calls_from_several_tasks_are_in_flight_at_once_and_get_their_own_replies() -> None:
+    # Pipelined: the next request waits in the worker's pipe while it runs the one before, so
+    # the worker never idles while the parent's loop gets round to sending (the parent is busy
+    # with every session's sockets).
+    worker = compute.CpuWorker()
+    try:
+        results: dict[int, object] = {}
+
+        async def one(i: int) -> None:
+            await worker.call(time.sleep, 0.05)
+            results[i] = await worker.call(operator.mul, i, 10)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(4):
+                nursery.start_soon(one, i)
+        assert results == {i: 10 * i for i in range(4)}
+        assert worker.max_in_flight == 4 and worker.in_flight == 0
     finally:
         worker.close()

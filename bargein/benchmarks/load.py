@@ -253,7 +253,12 @@ def _round(value: float | None) -> float | None:
 async def sweep(
     engines: str, counts: Sequence[int], args: argparse.Namespace, pcm: np.ndarray
 ) -> dict[str, Any]:
-    async with serve_in_process(["-m", "bargein.benchmarks.load", "--serve", engines]) as server:
+    # The embedded server loads a decoder per speaker it will have at once before it serves,
+    # as a deployment sized for N speakers would (`SphinxStt.warm`; in the worker processes
+    # when those are on): a cold decoder costs ~0.4 s of its worker's time on first use.
+    warm_argv = ["--warm-decoders", str(max(counts))] if engines == "embedded" and counts else []
+    argv = ["-m", "bargein.benchmarks.load", "--serve", engines, *warm_argv]
+    async with serve_in_process(argv) as server:
         idle = proc_sample(server.process.pid)
         # Warm-up: loads the decoder / espeak / DSP kernels once, so step 1 is not charged.
         await run_step(server, 1, pcm, 1, args.gap, args.p99_bound)
@@ -298,7 +303,7 @@ def _scripted_factory(_: Mapping[str, object]) -> Any:
     )
 
 
-def serve(engines: str, host: str, port: int) -> int:
+def serve(engines: str, host: str, port: int, warm_decoders: int = 0) -> int:
     from bargein.dsp import warm_up
     from bargein.transports.app import DemoServer, embedded_engines_factory
 
@@ -313,6 +318,9 @@ def serve(engines: str, host: str, port: int) -> int:
     _profile_on_sigterm(os.environ.get("BARGEIN_LOAD_PROFILE"))
 
     async def run() -> None:
+        stt = factory({}).stt
+        if warm_decoders and hasattr(stt, "warm"):
+            await stt.warm(warm_decoders)
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(
                 lambda task_status: server.serve(host, port, task_status=task_status)
@@ -356,11 +364,12 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--p99-bound", type=float, default=1.5)
     parser.add_argument("--full", action="store_true", help="run every N even after a failure")
     parser.add_argument("--serve", choices=("scripted", "embedded"), help=argparse.SUPPRESS)
+    parser.add_argument("--warm-decoders", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        return serve(args.serve, args.host, args.port)
+        return serve(args.serve, args.host, args.port, args.warm_decoders)
     raw = (shared_audio_dir() / RECORDING).read_bytes()
     pcm = np.frombuffer(raw, "<i2").astype(np.int16)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
@@ -106,8 +107,20 @@ def _serve_worker(conn: Any) -> None:
             conn.send((False, exc))
 
 
+class _Reply:
+    __slots__ = ("done", "ok", "value")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.ok = False
+        self.value: Any = None
+
+
 class CpuWorker:
-    """One worker process; one call at a time (a trio lock), in the caller's task."""
+    """One worker process. Calls are pipelined: each caller writes its request at once and
+    waits for its own reply, which one reader task takes off the pipe in order (the worker
+    answers in the order it was asked), so the worker always has the next request queued
+    instead of idling while the parent's busy loop gets round to sending it."""
 
     def __init__(self) -> None:
         import socket
@@ -124,26 +137,57 @@ class CpuWorker:
         )
         child.close()
         self._conn = Connection(parent.detach())
-        self._lock = trio.Lock()
+        self._waiting: deque[_Reply] = deque()  # replies not yet read, in request order
+        self._reading = False
         self.pinned = 0  # callers holding state in this worker
+        self.max_in_flight = 0  # most requests at once (for tests and benchmarks)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiting)
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` in the worker. The round trip is shielded: a reply left in the pipe by
-        a cancelled caller would be read by the next one. Calls are short (one 20 ms feed costs
-        ~3 ms; loading a decoder ~0.3 s), so the shield is bounded by the engine's own work."""
-        async with self._lock:
-            with trio.CancelScope(shield=True):
-                self._conn.send((fn, args))
-                while not self._conn.poll():
-                    await trio.lowlevel.wait_readable(self._conn.fileno())
-                try:
-                    ok, value = self._conn.recv()
-                except EOFError as exc:
-                    raise RuntimeError("engine worker process died") from exc
+        """``fn(*args)`` in the worker. The wait for the reply is shielded: a caller must take
+        its own reply, or the replies would fall out of step with the requests. Calls are short
+        (one 100 ms feed costs ~16 ms; loading a decoder ~0.3 s), so the shield is bounded by
+        the engine's own work. The request is written synchronously: at most one request per
+        caller is in flight (a few KiB), far below the socket pair's buffer."""
+        reply = _Reply()
+        with trio.CancelScope(shield=True):
+            self._conn.send((fn, args))
+            self._waiting.append(reply)
+            self.max_in_flight = max(self.max_in_flight, len(self._waiting))
+            if not self._reading:
+                self._reading = True
+                trio.lowlevel.spawn_system_task(self._read_replies, name="bargein.cpu_worker")
+            await reply.done.wait()
         await trio.lowlevel.checkpoint_if_cancelled()
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
+        if not reply.ok:
+            raise reply.value
+        return reply.value  # type: ignore[no-any-return]
+
+    async def _read_replies(self) -> None:
+        """Hand each reply to its caller, while any is awaited (a system task: it must never
+        raise; a dead worker fails every waiting call instead)."""
+        try:
+            while self._waiting:
+                try:
+                    while not self._conn.poll():
+                        await trio.lowlevel.wait_readable(self._conn.fileno())
+                    ok, value = self._conn.recv()
+                except (EOFError, OSError) as exc:
+                    died = RuntimeError("engine worker process died")
+                    died.__cause__ = exc
+                    while self._waiting:
+                        reply = self._waiting.popleft()
+                        reply.value = died
+                        reply.done.set()
+                    return
+                reply = self._waiting.popleft()
+                reply.ok, reply.value = ok, value
+                reply.done.set()
+        finally:
+            self._reading = False
 
     def close(self) -> None:
         self._conn.close()  # the worker sees EOF and exits
@@ -156,18 +200,27 @@ class CpuWorker:
 async def pin_worker() -> CpuWorker | None:
     """The least-loaded worker process (started on first use, in a thread), pinned to the
     caller until `unpin`; None when worker processes are off or this is a virtual-clock run."""
+    workers = await started_workers()
+    if not workers:
+        return None
+    worker = min(workers, key=lambda w: w.pinned)
+    worker.pinned += 1
+    return worker
+
+
+async def started_workers() -> list[CpuWorker]:
+    """Every worker process, started now if not yet (empty when they are off or this is a
+    virtual-clock run): for engines that load state into each worker ahead of use."""
     count = worker_processes()
     if count == 0 or _mode.get() != "thread":
-        return None
+        return []
     while len(_workers) < count:
         started = await trio.to_thread.run_sync(CpuWorker)  # ~0.1 s: spawn and import
         if len(_workers) < count:
             _workers.append(started)
         else:  # another caller started one meanwhile
             started.close()
-    worker = min(_workers, key=lambda w: w.pinned)
-    worker.pinned += 1
-    return worker
+    return list(_workers)
 
 
 def unpin(worker: CpuWorker) -> None:

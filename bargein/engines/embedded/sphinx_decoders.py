@@ -143,6 +143,16 @@ _open: dict[int, tuple[DecoderPool, Any]] = {}
 _handles = itertools.count(1)
 
 
+def remote_warm(spec: DecoderSpec, count: int) -> int:
+    """Have ``count`` idle decoders in this worker's pool (built now); how many are idle."""
+    pool = shared_pool(spec)
+    pool.max_idle = max(pool.max_idle, count)
+    made = [pool.acquire() for _ in range(max(0, count - pool.idle))]
+    for decoder in made:
+        pool.release(decoder)
+    return pool.idle
+
+
 def remote_start(spec: DecoderSpec, cmn: str | None) -> int:
     """Borrow a decoder from this worker's pool and open an utterance; its handle."""
     pool = shared_pool(spec)

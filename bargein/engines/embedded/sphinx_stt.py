@@ -36,10 +36,11 @@ from bargein.engines.embedded.sphinx_decoders import (
     remote_end,
     remote_feed,
     remote_start,
+    remote_warm,
     shared_pool,
 )
 from bargein.engines.errors import SttError
-from bargein.runtime.compute import CpuWorker, pin_worker, run_cpu, unpin
+from bargein.runtime.compute import CpuWorker, pin_worker, run_cpu, started_workers, unpin
 from bargein.runtime.messages import Int16Array
 
 __all__ = ["SphinxRecognizer", "SphinxStt"]
@@ -105,8 +106,18 @@ class SphinxStt:
         return SphinxRecognizer(self._spec)
 
     async def warm(self, decoders: int = 1) -> None:
-        """Load ``decoders`` decoders into the idle pool now (and surface config errors early)."""
+        """Load ``decoders`` decoders into the idle pool now (and surface config errors early).
+        With worker processes on, each worker's pool gets its share instead (utterances are
+        spread over the workers): a decoder built on demand costs its worker ~0.3-0.45 s, during
+        which every other utterance pinned to that worker waits, so a burst of first
+        utterances on cold workers falls seconds behind real time."""
         await trio.lowlevel.checkpoint()
+        workers = await started_workers()
+        if workers:
+            share = -(-decoders // len(workers))
+            for worker in workers:
+                await worker.call(remote_warm, self._spec, share)
+            return
         made = [await run_cpu(self._pool.acquire) for _ in range(decoders)]
         for decoder in made:
             self._pool.release(decoder)
