@@ -3,6 +3,7 @@ clear scenario errors. Scenarios run on trio's virtual clock with scripted engin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,13 @@ def test_policy_tables_and_presets() -> None:
         policy_from_table({"session": {"compute": "thread"}})
     with pytest.raises(ValueError, match="echo_cancel must be true or false"):
         policy_from_table({"session": {"echo_cancel": "yes"}})
+    # every word-set field takes a TOML list and goes back to JSON as a sorted list
+    words = policy_from_table({"interrupt_phrases": ["Wait", "hold on"], "backchannels": ["mm"]})
+    assert words.policy.interrupt_phrases == frozenset({"wait", "hold on"})
+    listed = json.loads(json.dumps(words.to_json()))["policy"]
+    assert (listed["interrupt_phrases"], listed["backchannels"]) == (["hold on", "wait"], ["mm"])
+    with pytest.raises(ValueError, match="interrupt_phrases must be a list"):
+        policy_from_table({"interrupt_phrases": "wait"})
 
 
 def test_table_and_csv_print_denominators() -> None:

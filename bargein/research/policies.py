@@ -46,8 +46,9 @@ class PolicySpec:
 
     def to_json(self) -> dict[str, Any]:
         p = {f.name: getattr(self.policy, f.name) for f in dataclasses.fields(self.policy)}
-        p["backchannels"] = sorted(self.policy.backchannels)
-        p["interrupt_phrases"] = sorted(self.policy.interrupt_phrases)
+        for key, value in p.items():  # word sets (backchannels, interrupt_phrases): JSON lists
+            if isinstance(value, frozenset | set):
+                p[key] = sorted(value)
         p["judge"] = self.judge_spec
         return {
             "name": self.name,
@@ -62,6 +63,10 @@ PRESETS = CATALOGUE
 
 _POLICY_FIELDS = set(InterruptionPolicy.__dataclass_fields__) | {"judge_options"}
 _VAD_FIELDS = set(VadConfig.__dataclass_fields__)
+# InterruptionPolicy fields that hold a set of words or phrases (given as TOML lists).
+_WORD_SETS = {
+    f.name for f in dataclasses.fields(InterruptionPolicy) if isinstance(f.default, frozenset)
+}
 # SessionConfig fields a policy table may set (`session = {...}`): the echo canceller and any
 # other field a preset sets; the harness owns the rest (engines, clock, VAD and policy).
 _SESSION_FIELDS = {"echo_cancel"} | {k for p in CATALOGUE.values() for k in p.session}
@@ -96,11 +101,11 @@ def policy_from_table(
     unknown = sorted(set(vad_over) - _VAD_FIELDS)
     if unknown:
         raise ValueError(f"unknown vad fields {unknown}; allowed: {sorted(_VAD_FIELDS)}")
-    if "backchannels" in table:
-        words = table["backchannels"]
+    for key in sorted(set(table) & _WORD_SETS):  # lexicons: TOML lists of words or phrases
+        words = table[key]
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-            raise ValueError("backchannels must be a list of words or phrases")
-        table["backchannels"] = frozenset(w.lower() for w in words)
+            raise ValueError(f"{key} must be a list of words or phrases")
+        table[key] = frozenset(w.lower() for w in words)
     options = table.pop("judge_options", {})
     judge_spec = table.get("judge")
     factory = None
