@@ -314,3 +314,17 @@ def test_the_policys_lexicons_are_the_classifiers() -> None:
     for bad in (["x" * 101], [""], [3], "stop"):
         with pytest.raises(ValueError):
             InterruptionPolicy(interrupt_phrases=bad)  # type: ignore[arg-type]
+
+
+def test_a_frame_dated_a_hair_after_the_stop_does_not_lose_the_stop() -> None:
+    """Frame times come from media times (`now - (at - end)`) and can exceed the floor's `now`
+    by float rounding; the classifier must still hear the VAD's stop (seen: a cough taken for
+    a turn at the 1.5 s wordless limit because its stop was refused as going back in time)."""
+    m = speaking(CLASSIFY)
+    m.speech_started(8.12, 8.0)
+    stop = 8.715759089000276
+    m.levels(stop, [stop - 0.02, stop + 2e-15], [-18.0, -18.0], None)
+    m.speech_stopped(stop)
+    assert m.audio is not None and m.audio.classifier is not None
+    assert m.audio.classifier.rejected == 0
+    assert m.tick(stop + 0.3) == [RestoreOutput(1, "", 8.12)]

@@ -86,7 +86,8 @@ class OverlapAudio:
         if overlap and self.classifier is not None:
             # The VAD dates an onset back by its window, possibly before the last input the
             # classifier saw (the previous utterance's final); its clock must not go back.
-            self.classifier.onset(min(now, max(onset, self._clf_t)))
+            self._clf_t = max(min(onset, now), self._clf_t)
+            self.classifier.onset(self._clf_t)
             return self._clf_tick(now)
         return None
 
@@ -97,7 +98,7 @@ class OverlapAudio:
             return None
         assert self.classifier is not None
         self._clf_t = max(self._clf_t, now)
-        return self.classifier.speech_resumed(now)
+        return self.classifier.speech_resumed(self._clf_t)
 
     def utterance_ended(self, now: float) -> Decision | None:
         if not self._overlap:
@@ -105,8 +106,10 @@ class OverlapAudio:
         if not self._live():
             return None
         assert self.classifier is not None
+        # Its clock, not `now`: a frame's time (computed from media times) can exceed the
+        # floor's `now` by float rounding, and an input dated before it would be refused.
         self._clf_t = max(self._clf_t, now)
-        return self.classifier.speech_end(now)
+        return self.classifier.speech_end(self._clf_t)
 
     def overlap_ended(self) -> None:
         """The floor decided the overlap (or its turn ended): further frames are not judged."""
