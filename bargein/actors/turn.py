@@ -18,7 +18,7 @@ from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
 from bargein.runtime.history import History
 
-from .egress import Egress
+from .egress import Egress, TurnFeed
 from .planner import run_planner
 from .policy import HistoryCommit
 from .tts import run_tts
@@ -67,6 +67,7 @@ async def run_turn(
     finished: trio.MemorySendChannel[TurnFinished],
 ) -> None:
     turn = handle.turn
+    feed: TurnFeed | None = None
     try:
         if previous is not None:
             # History order: the interrupted turn commits what was heard before this one reads it.
@@ -125,32 +126,54 @@ async def run_turn(
         # A turn whose planner failed played what it had (and the fallback), but it is not a
         # completed reply: it is never reported `completed`.
         cut = cancelled or cursor.failure is not None
-        committed = cursor.committed_text(settings.history_commit)
-        history.add_assistant(committed, interrupted=cut)
-        fields = dict(
-            heard_text=cursor.heard_text(),
-            heard_ms=round(cursor.heard_ms, 3),
-            sent_ms=round(cursor.sent_ms, 3),
-            committed_text=committed,
-            generated_text=cursor.generated_text,
-            tokens=cursor.tokens,
-            synthesized_ms=round(cursor.synthesized_ms, 3),
-        )
-        if cut:
-            bus.emit(
-                EventType.TURN_CANCELLED,
-                turn,
-                reason=handle.reason or cursor.failure or "cancelled",
-                frames_dropped=cursor.frames_dropped,
-                **fields,
-            )
-        else:
-            bus.emit(EventType.TURN_COMPLETED, turn, **fields)
-        egress.forget(turn)
+        _end_turn(handle, feed, egress, history, bus, settings, cut=cut)
+        feed = None
     finally:
+        if feed is not None:
+            # The session is ending (closed, taken over, its peer gone) with this turn still
+            # on: what was heard until now is all there will be, and the history must say so.
+            # `_end_turn` is synchronous: the session's teardown cannot lose it half-done.
+            handle.reason = handle.reason or "session_ended"
+            _end_turn(handle, feed, egress, history, bus, settings, cut=True)
         handle.done.set()
         # _tell_floor shields and bounds its own send (flake8-async cannot see into it).
         await _tell_floor(finished, TurnFinished(turn))  # noqa: ASYNC102
+
+
+def _end_turn(
+    handle: TurnHandle,
+    feed: TurnFeed,
+    egress: Egress,
+    history: History,
+    bus: EventBus,
+    settings: TurnSettings,
+    *,
+    cut: bool,
+) -> None:
+    """Commit what was heard to the history and report the turn's end."""
+    turn, cursor = handle.turn, feed.cursor
+    committed = cursor.committed_text(settings.history_commit)
+    history.add_assistant(committed, interrupted=cut)
+    fields = dict(
+        heard_text=cursor.heard_text(),
+        heard_ms=round(cursor.heard_ms, 3),
+        sent_ms=round(cursor.sent_ms, 3),
+        committed_text=committed,
+        generated_text=cursor.generated_text,
+        tokens=cursor.tokens,
+        synthesized_ms=round(cursor.synthesized_ms, 3),
+    )
+    if cut:
+        bus.emit(
+            EventType.TURN_CANCELLED,
+            turn,
+            reason=handle.reason or cursor.failure or "cancelled",
+            frames_dropped=cursor.frames_dropped,
+            **fields,
+        )
+    else:
+        bus.emit(EventType.TURN_COMPLETED, turn, **fields)
+    egress.forget(turn)
 
 
 async def _tell_floor(
