@@ -401,3 +401,17 @@ def test_benchmark_cut_off_rule() -> None:
     assert [s["offset"] for s in result["cut_off_stops"]] == [4.56, 7.64]
     assert result["sentence_ends_held_to_max"] == 1
 
+
+
+@needs_model
+def test_real_model_in_worker_threads_on_the_real_clock() -> None:
+    # thread mode: the decision runs in a worker thread under the compute limiter.
+    # A generous no-verdict fallback (2 s), so a loaded machine cannot turn it into silence.
+    pcm = np.concatenate([load("pocketsphinx_goforward.raw"), silence(2500)])
+    vad = VadConfig(end_of_turn="smart_turn", stop_ms=2000, turn_max_ms=2400)
+    config = SessionConfig(compute="thread", vad=vad)
+    events = list(trio.run(converse, pcm, RATE, engines(), config).events)
+    (stop,) = of(events, EventType.SPEECH_STOPPED)
+    assert stop.data["end_of_turn"] == "smart_turn"
+    assert float(stop.data["turn_probability"]) > 0.5
+    assert of(events, EventType.ERROR) == []
