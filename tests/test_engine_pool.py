@@ -137,3 +137,13 @@ async def test_calls_from_several_tasks_are_in_flight_at_once_and_get_their_own_
         assert worker.max_in_flight == 4 and worker.in_flight == 0
     finally:
         worker.close()
+
+
+async def test_warm_loads_each_workers_share_of_decoders(two_workers: None) -> None:
+    from bargein.engines.embedded.sphinx_decoders import remote_warm
+
+    stt = SphinxStt(keyphrases=["go forward"])  # keyword decoders load in ~0.1 s
+    await stt.warm(3)
+    idle = [await w.call(remote_warm, stt._spec, 0) for w in compute._workers]
+    assert idle == [2, 2]  # ceil(3 / 2) each, where utterances will be decoded
+    assert stt.decoders_built == 0  # none in this process
