@@ -132,8 +132,12 @@ async def test_a_call_with_real_speech_gets_a_spoken_reply(audio_dir: Path) -> N
     user = planner.requests[0].messages[-1].content
     assert user.strip(), "the caller's speech was not transcribed"
     heard = recognize(sim.log.heard_pcm)
-    # espeak through μ-law at 8 kHz, recognised by pocketsphinx: most words survive.
-    assert heard == "one two three four five"
+    # espeak through μ-law at 8 kHz, recognised by pocketsphinx: most words survive (on a
+    # loaded machine pocketsphinx once heard "one three four five" in a full-suite run).
+    said = "one two three four five".split()
+    got = heard.split()
+    assert len(got) >= 4 and all(w in said for w in got), heard
+    assert got == sorted(got, key=said.index), heard  # in the order spoken
     # Every mark echoed played (no clear on this call) and the marks cover the heard words.
     assert sim.log.marks and not [m for m in sim.log.marks if m.by_clear]
     done = telephony(server).records[-1]
