@@ -14,8 +14,10 @@ heard), and `clear` follows once that fade has played on our clock.
 
 A turn's playout ends when the peer has played its last sample, not when it was sent: egress
 keeps the turn (and so barge-in on it) live until a playback report covers the last sample,
-bounded by the lead plus `grace_ms` once the peer has shown that it reports playback, and by
-the lead alone otherwise.
+bounded by the lead alone for a peer that never reports, and for one that reports by `grace_ms`
+past the later of our play time of the last sample (+ the lead) and the time the peer's own
+reports say it will play it — a peer whose queue fell behind our clock (frames that arrived
+late) is followed, up to `MAX_PLAYBACK_LAG_S` more, and one whose playback stops is not.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ from bargein.runtime.transport import Transport
 
 from .playout import PlayoutCursor
 
+# How far behind our clock a peer's reported playback is followed at a turn's end (its queue
+# fell behind: frames that arrived late, a device that started late): beyond this, a peer that
+# crawls cannot hold a turn open.
+MAX_PLAYBACK_LAG_S = 5.0
+
 
 @dataclass(eq=False, slots=True)
 class TurnFeed:
@@ -51,6 +58,8 @@ class TurnFeed:
     holding: OutFrame | None = None  # the frame the pacing loop waits to send
     due: float | None = None  # when the next frame is due (the last one sent ends then)
     fade: bool = False  # interrupted while ducked: fade out before the clear
+    # The latest playback report that moved the peer on: (trio time, samples played then).
+    progress: tuple[float, int] | None = None
 
     @property
     def ducked(self) -> bool:
@@ -172,7 +181,10 @@ class Egress:
             return False
         self._reports_seen = True
         cursor = feed.cursor
+        before = cursor.played or 0
         cursor.on_played(samples)
+        if (cursor.played or 0) > before:
+            feed.progress = (trio.current_time(), cursor.played or 0)
         if not feed.played_first and cursor.played:
             feed.played_first = True
             # When the peer began playing the turn, on the session clock (latency felt).
@@ -269,15 +281,27 @@ class Egress:
 
     async def _tail_played(self, feed: TurnFeed, due: float) -> None:
         """Wait until the peer has played the turn's last sample (it plays up to the lead after
-        us), or until the bound: lead + grace for a peer that reports playback, else the lead."""
+        us), or until the bound: the lead for a peer that never reports playback; for one that
+        does, the grace past the later of that and when its latest report that moved on says
+        it will have played the rest (at most `MAX_PLAYBACK_LAG_S` later)."""
         cursor = feed.cursor
-        limit = due + self._lead + (self._grace if self._reports_seen else 0.0)
-        with trio.move_on_at(limit):
-            while not self._reports_seen or (cursor.played or 0) < cursor.sent:
-                if not self._reports_seen:
-                    await trio.sleep_until(limit)
-                else:
-                    await feed.reported.park()
+        ours = due + self._lead
+        while not self._reports_seen:
+            with trio.move_on_at(ours):
+                await feed.reported.park()
+            if trio.current_time() >= ours:
+                return
+        cap = ours + self._grace + MAX_PLAYBACK_LAG_S
+        while (cursor.played or 0) < cursor.sent:
+            limit = ours
+            if feed.progress is not None:
+                at, played = feed.progress
+                limit = max(limit, at + (cursor.sent - played) / self.rate)
+            limit = min(cap, limit + self._grace)
+            if trio.current_time() >= limit:
+                return
+            with trio.move_on_at(limit):
+                await feed.reported.park()
 
     def _ducked(self, feed: TurnFeed, ducker: Ducker, frame: OutFrame) -> OutFrame:
         if ducker.settled and ducker.gain == 1.0:
