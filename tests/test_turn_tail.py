@@ -18,7 +18,7 @@ from bargein.testing.memory import OrderedTransport
 from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
 from tests.test_turn_truth import assert_turn_truth
 
-LONG = " ".join(["Once upon a time there was a small robot that lived by the sea."] * 7)
+LONG = " ".join(["Once upon a time there was a small robot that lived by the sea."] * 11)  # 42 s
 RATE = 16000
 
 
@@ -88,7 +88,7 @@ def all_sent(session: Session) -> bool:
 
 # What the peer's queue holds after a hiccup absorbs a shorter one later: it ends the reply
 # as far behind as its worst hiccup (0.9 s, beyond the lead and the grace).
-HICCUPS = [(6.0, 0.3), (12.05, 0.6), (18.1, 0.9)]
+HICCUPS = [(6.0, 0.3), (18.05, 0.6), (30.1, 0.9)]
 
 
 async def run_long_reply(
