@@ -210,3 +210,28 @@ async def test_a_takeover_mid_reply_resumes_with_the_heard_part_in_the_history()
         ("tell me a long story", False),
         (heard, True),
     ]
+
+
+async def test_a_client_that_leaves_mid_reply_resumes_with_the_heard_part() -> None:
+    server = DemoServer(long_reply)
+    with trio.fail_after(HANG_GUARD):
+        async with running(server) as port:
+            async with connect(port, SessionStart(16000)) as old:
+                await old.send(Text("tell me a long story"))
+                await old.wait_for(lambda m: sum(len(a.pcm) for a in old.audio(1)) >= 16000)
+                await old.send(Playback(1, 16000))
+                await old.wait_for(
+                    lambda m: isinstance(m, TurnMark) and m.mark == "audio_played_first"
+                )
+            await server.sessions.wait_idle()  # the connection is gone mid-reply
+            one = started_of(old.messages)
+            start = SessionStart(16000, session_id=one.session_id, resume_secret=one.resume_secret)
+            async with connect(port, start) as new:
+                resumed = started_of(new.messages)
+    spans = [w for m in old.of(Words) if m.turn == 1 for w in m.words]
+    heard = " ".join(w.text for w in spans if w.end <= 16000)
+    assert heard.startswith("la la")
+    assert resumed.resumed and resumed.history == (
+        HistoryEntry("user", "tell me a long story"),
+        HistoryEntry("assistant", heard, interrupted=True),
+    )
