@@ -140,7 +140,7 @@ async def test_a_newer_connection_takes_over_a_still_open_session() -> None:
             # Report a second of the reply as played, so part of it was heard.
             await old.wait_for(lambda m: sum(len(a.pcm) for a in old.audio(1)) >= 16000)
             await old.send(Playback(1, 16000))
-            # (Interrupted first: a turn still running when its session ends commits nothing.)
+            # (Interrupted first; a takeover mid-reply: tests/test_turn_session_end.py.)
             await old.send(Interrupt(turn=1))
             await old.wait_for(lambda m: isinstance(m, TurnEnded))
             one = started_of(old.messages)
