@@ -235,3 +235,24 @@ async def test_a_client_that_leaves_mid_reply_resumes_with_the_heard_part() -> N
         HistoryEntry("user", "tell me a long story"),
         HistoryEntry("assistant", heard, interrupted=True),
     )
+
+
+async def test_a_turn_waiting_for_its_predecessor_when_the_session_closes_keeps_the_user_text(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Typed text cuts the reply and the session closes in the same instant: the new turn,
+    still waiting for the cut one to commit, ends too, after it, with the user's words kept."""
+    transport = OrderedTransport()
+    async with open_session(SessionConfig(), long_engines(), transport) as session:
+        transport.watch(session)
+        session.push_text("tell me a story")
+        await trio.sleep(3.01)
+        session.push_text("no, a poem")
+        await trio.lowlevel.checkpoint()  # the floor opened turn 2: it waits for turn 1 …
+        session.close()  # … and the session ends now
+    roles = [(m.role, m.interrupted) for m in session.messages]
+    assert roles == [("user", False), ("assistant", True), ("user", False), ("assistant", True)]
+    assert session.messages[2].content == "no, a poem" and session.messages[3].content == ""
+    ends = [(e.turn, e.data["reason"]) for e in transport.of_type(EventType.TURN_CANCELLED)]
+    assert ends == [(1, "text_input"), (2, "session_ended")]
+    assert_turn_truth(transport.events, session.messages)

@@ -18,8 +18,9 @@ from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
 from bargein.runtime.history import History
 
-from .egress import Egress, TurnFeed
+from .egress import Egress
 from .planner import run_planner
+from .playout import PlayoutCursor
 from .policy import HistoryCommit
 from .tts import run_tts
 
@@ -67,7 +68,8 @@ async def run_turn(
     finished: trio.MemorySendChannel[TurnFinished],
 ) -> None:
     turn = handle.turn
-    feed: TurnFeed | None = None
+    cursor: PlayoutCursor | None = None  # set once the user's words are in the history
+    ended = False
     try:
         if previous is not None:
             # History order: the interrupted turn commits what was heard before this one reads it.
@@ -126,15 +128,20 @@ async def run_turn(
         # A turn whose planner failed played what it had (and the fallback), but it is not a
         # completed reply: it is never reported `completed`.
         cut = cancelled or cursor.failure is not None
-        _end_turn(handle, feed, egress, history, bus, settings, cut=cut)
-        feed = None
+        _end_turn(handle, cursor, egress, history, bus, settings, cut=cut)
+        ended = True
     finally:
-        if feed is not None:
+        if not ended:
             # The session is ending (closed, taken over, its peer gone) with this turn still
             # on: what was heard until now is all there will be, and the history must say so.
-            # `_end_turn` is synchronous: the session's teardown cannot lose it half-done.
+            if cursor is None:  # it still waited for its predecessor to commit
+                with trio.CancelScope(shield=True), trio.move_on_after(_EGRESS_SETTLE_S):
+                    if previous is not None:
+                        await previous.done.wait()
+                history.add_user(user_text)
+                cursor = PlayoutCursor(turn, settings.out_rate)
             handle.reason = handle.reason or "session_ended"
-            _end_turn(handle, feed, egress, history, bus, settings, cut=True)
+            _end_turn(handle, cursor, egress, history, bus, settings, cut=True)
         handle.done.set()
         # _tell_floor shields and bounds its own send (flake8-async cannot see into it).
         await _tell_floor(finished, TurnFinished(turn))  # noqa: ASYNC102
@@ -142,7 +149,7 @@ async def run_turn(
 
 def _end_turn(
     handle: TurnHandle,
-    feed: TurnFeed,
+    cursor: PlayoutCursor,
     egress: Egress,
     history: History,
     bus: EventBus,
@@ -150,8 +157,9 @@ def _end_turn(
     *,
     cut: bool,
 ) -> None:
-    """Commit what was heard to the history and report the turn's end."""
-    turn, cursor = handle.turn, feed.cursor
+    """Commit what was heard to the history and report the turn's end (synchronous: the
+    session's teardown cannot leave it half done)."""
+    turn = handle.turn
     committed = cursor.committed_text(settings.history_commit)
     history.add_assistant(committed, interrupted=cut)
     fields = dict(
