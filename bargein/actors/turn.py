@@ -4,6 +4,8 @@ Planner and TTS work of the turn live in the scope and stream into egress throug
 bounded channel. Barge-in is `scope.cancel()`: the LLM stream, tool calls, synthesis and queued
 audio go together. Only after the nursery has exited — every task of the turn gone — does the
 runner commit the heard text to the history and emit `turn_completed` / `turn_cancelled`.
+A turn still on when the session ends (the session's scope cancelled around it) commits what was
+heard by then in its teardown and ends `turn_cancelled` with reason `session_ended`.
 """
 
 from __future__ import annotations
@@ -128,8 +130,8 @@ async def run_turn(
         # A turn whose planner failed played what it had (and the fallback), but it is not a
         # completed reply: it is never reported `completed`.
         cut = cancelled or cursor.failure is not None
+        ended = True  # (before: a listener that raised must not get the turn committed twice)
         _end_turn(handle, cursor, egress, history, bus, settings, cut=cut)
-        ended = True
     finally:
         if not ended:
             # The session is ending (closed, taken over, its peer gone) with this turn still
