@@ -147,3 +147,22 @@ async def test_warm_loads_each_workers_share_of_decoders(two_workers: None) -> N
     idle = [await w.call(remote_warm, stt._spec, 0) for w in compute._workers]
     assert idle == [2, 2]  # ceil(3 / 2) each, where utterances will be decoded
     assert stt.decoders_built == 0  # none in this process
+
+
+def test_a_batch_is_decoded_in_20_ms_pieces_so_the_loop_gets_the_gil_between() -> None:
+    from bargein.engines.embedded.sphinx_stt import SphinxRecognizer
+
+    class Decoder:
+        def __init__(self) -> None:
+            self.pieces: list[int] = []
+
+        def process_raw(self, data: bytes, no_search: bool, full_utt: bool) -> None:
+            self.pieces.append(len(data))
+
+        def hyp(self) -> None:
+            return None
+
+    recognizer = SphinxRecognizer(SphinxStt(keyphrases=["go forward"])._spec)
+    recognizer._decoder = decoder = Decoder()
+    assert recognizer._process(bytes(3200 + 320)) == ""
+    assert decoder.pieces == [640] * 5 + [320]
