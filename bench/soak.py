@@ -14,6 +14,11 @@ at the end with RSS under load after a warm-up of 5 % of the cycles (target flat
 Bounded by ``--max-seconds``; loopback only.
 
     python bench/soak.py --cycles 10000 --json
+    python bench/soak.py --hold 200 --hold-seconds 600 --json   # 200 sessions for 10 minutes
+
+``--hold N`` instead holds N sessions at once for ``--hold-seconds`` (connected over 5 s), each
+speaking the recording then 5 s of silence, looped in real time, and reading every reply; the
+server is sampled every 15 s.
 """
 
 from __future__ import annotations
@@ -150,6 +155,92 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def hold_one(
+    server: ServerProcess, pcm: np.ndarray, until: float, counts: dict[str, int]
+) -> None:
+    """One session held open until `until`: the recording and its silence, looped in real
+    time, every reply read (frames counted)."""
+    async with open_websocket_url(server.ws_url, disconnect_timeout=5) as ws:
+        await ws.send_message(json.dumps({"type": "session.start", "v": 1, "sample_rate": RATE}))
+        reply = json.loads(await ws.get_message())
+        if reply.get("type") != "session.started":
+            counts[f"refused:{reply.get('code')}"] = (
+                counts.get(f"refused:{reply.get('code')}", 0) + 1
+            )
+            return
+        counts["held"] = counts.get("held", 0) + 1
+
+        async def read() -> None:
+            while True:
+                message = await ws.get_message()
+                kind = "audio" if isinstance(message, bytes) else json.loads(message).get("type")
+                if kind in ("audio", "turn.started", "error"):
+                    counts[kind] = counts.get(kind, 0) + 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            start, i = trio.current_time(), 0
+            while trio.current_time() < until:
+                at = (i * FRAME) % len(pcm)
+                await ws.send_message(pcm[at : at + FRAME].tobytes())
+                i += 1
+                await trio.sleep_until(start + i * FRAME / RATE)
+            nursery.cancel_scope.cancel()
+
+
+async def hold(args: argparse.Namespace) -> dict[str, Any]:
+    """`--hold N`: N sessions at once for `--hold-seconds`, sampled every 15 s."""
+    raw = (shared_audio_dir() / "pocketsphinx_goforward.raw").read_bytes()
+    speech = np.frombuffer(raw, "<i2").astype(np.int16)
+    pcm = np.concatenate([speech, np.zeros(RATE * 5, np.int16)])  # speech, then 5 s of silence
+    counts: dict[str, int] = {}
+    samples: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    argv = ["-m", "bargein.benchmarks.load", "--serve", args.engines]
+    async with serve_in_process(argv) as server:
+        samples.append({"phase": "idle", **sample(server, 0, started)})
+        until = trio.current_time() + args.hold_seconds
+
+        async def guarded_hold(i: int) -> None:
+            await trio.sleep(i * 5.0 / args.hold)  # connect over 5 s
+            try:
+                await hold_one(server, pcm, until, counts)
+            except Exception as exc:  # counted: the run goes on
+                counts[type(exc).__name__] = counts.get(type(exc).__name__, 0) + 1
+
+        async def sampler() -> None:
+            while True:
+                await trio.sleep(15)
+                samples.append(sample(server, 0, started))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sampler)
+            async with trio.open_nursery() as clients:
+                for i in range(args.hold):
+                    clients.start_soon(guarded_hold, i)
+            nursery.cancel_scope.cancel()
+        await trio.sleep(3)  # let the server finish closing
+        samples.append({"phase": "after", **sample(server, 0, started)})
+        alive = server.alive
+    idle, last = samples[0], samples[-1]
+    loaded = [s for s in samples if "phase" not in s]
+    return {
+        "engines": args.engines,
+        "sessions": args.hold,
+        "hold_seconds": args.hold_seconds,
+        "counts": dict(sorted(counts.items())),
+        "server_alive": alive,
+        "idle_before": idle,
+        "idle_after": last,
+        "fds_delta": last["fds"] - idle["fds"],
+        "threads_delta": last["threads"] - idle["threads"],
+        # RSS while held: the first sample after everyone connected against the last one.
+        "rss_held_first_mb": loaded[1]["rss_mb"] if len(loaded) > 1 else None,
+        "rss_held_last_mb": loaded[-1]["rss_mb"] if loaded else None,
+        "samples": samples,
+    }
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench/soak.py", description=__doc__.split("\n")[0])
     parser.add_argument("--cycles", type=int, default=10_000)
@@ -160,9 +251,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--speed", type=float, default=2.0, help="audio sent at N x real time")
     parser.add_argument("--sample-every", type=int, default=250)
     parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument(
+        "--hold", type=int, default=0, help="instead: hold N sessions at once (see --hold-seconds)"
+    )
+    parser.add_argument("--hold-seconds", type=float, default=600.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    report = trio.run(soak, args)
+    report = trio.run(hold if args.hold else soak, args)
     print(json.dumps(report, indent=None if args.json else 2))
     return 0
 
