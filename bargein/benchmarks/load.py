@@ -28,7 +28,9 @@ import os
 import random
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +40,12 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 
 from bargein.benchmarks.common import percentiles
 from bargein.testing.audio import shared_audio_dir
-from bargein.testing.server_process import ServerProcess, proc_sample, serve_in_process
+from bargein.testing.server_process import (
+    ProcSample,
+    ServerProcess,
+    proc_sample,
+    serve_in_process,
+)
 from bargein.transports.protocol import AUDIO_HEADER
 
 RATE = 16_000
@@ -166,14 +173,46 @@ async def _poll_health(port: int, out: list[float]) -> None:
         await trio.sleep(0.25)
 
 
+@dataclass
+class Servers:
+    """The server processes of a run: one, or several on one port (SO_REUSEPORT: the kernel
+    spreads the connections over them). Sampled together: CPU, RSS, fds and threads summed."""
+
+    processes: list[ServerProcess]
+
+    @property
+    def port(self) -> int:
+        return self.processes[0].port
+
+    @property
+    def ws_url(self) -> str:
+        return self.processes[0].ws_url
+
+    def sample(self) -> ProcSample:
+        samples = [proc_sample(p.process.pid) for p in self.processes]
+        return ProcSample(
+            sum(x.cpu_s for x in samples),
+            sum(x.rss_bytes for x in samples),
+            sum(x.fds for x in samples),
+            sum(x.threads for x in samples),
+        )
+
+    def log_lines(self) -> list[str]:
+        return [
+            line
+            for p in self.processes
+            for line in bytes(p.log).decode(errors="replace").splitlines()
+        ]
+
+
 async def run_step(
-    server: ServerProcess, n: int, pcm: np.ndarray, utterances: int, gap_s: float,
+    server: Servers, n: int, pcm: np.ndarray, utterances: int, gap_s: float,
     p99_bound: float,
 ) -> dict[str, Any]:  # fmt: skip
     rng = random.Random(n)
     results = [ClientResult() for _ in range(n)]
     health: list[float] = []
-    before = proc_sample(server.process.pid)
+    before, before_each = server.sample(), [proc_sample(p.process.pid) for p in server.processes]
     client_cpu = time.process_time()
     wall = time.perf_counter()
     step_bound = 60 + utterances * (len(pcm) / RATE + gap_s) * 2
@@ -186,7 +225,7 @@ async def run_step(
                     clients.start_soon(_guarded, server, pcm, utterances, gap_s, delay, result)
             nursery.cancel_scope.cancel()
     wall = time.perf_counter() - wall
-    after = proc_sample(server.process.pid)
+    after, after_each = server.sample(), [proc_sample(p.process.pid) for p in server.processes]
     spoken = sum(len(r.speech_ends) for r in results)
     answered, latencies = 0, []
     for result in results:
@@ -216,6 +255,11 @@ async def run_step(
             100 * (after.cpu_s - before.cpu_s) / wall / max(n, 1), 2
         ),
         "server_cpu_pct_total": round(100 * (after.cpu_s - before.cpu_s) / wall, 1),
+        # Each server process's share (with --server-processes: how the kernel spread them).
+        "server_cpu_pct_by_process": [
+            round(100 * (a.cpu_s - b.cpu_s) / wall, 1)
+            for a, b in zip(after_each, before_each, strict=True)
+        ],
         "server_rss_mb": round(after.rss_bytes / 2**20, 1),
         "server_threads": after.threads,
         "healthz_p50_ms": _round(percentile(health, 50) if health else None),
@@ -230,7 +274,7 @@ async def run_step(
 
 
 async def _guarded(
-    server: ServerProcess, pcm: np.ndarray, utterances: int, gap_s: float, delay: float,
+    server: Servers | ServerProcess, pcm: np.ndarray, utterances: int, gap_s: float, delay: float,
     result: ClientResult,
 ) -> None:  # fmt: skip
     try:
@@ -257,12 +301,21 @@ async def sweep(
     # as a deployment sized for N speakers would (`SphinxStt.warm`; in the worker processes
     # when those are on): a cold decoder costs ~0.4 s of its worker's time on first use.
     warm_argv = ["--warm-decoders", str(max(counts))] if engines == "embedded" and counts else []
+    k = args.server_processes
     argv = ["-m", "bargein.benchmarks.load", "--serve", engines, *warm_argv]
-    async with serve_in_process(argv) as server:
-        idle = proc_sample(server.process.pid)
-        # Warm-up: loads the decoder / espeak / DSP kernels once, so step 1 is not charged.
-        await run_step(server, 1, pcm, 1, args.gap, args.p99_bound)
-        warm = proc_sample(server.process.pid)
+    argv += ["--server-processes", str(k)]
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(serve_in_process(argv))
+        processes = [first]
+        for _ in range(k - 1):  # the same port: the first bound it with SO_REUSEPORT
+            bind = ["--bind-port", str(first.port)]
+            processes.append(await stack.enter_async_context(serve_in_process([*argv, *bind])))
+        server = Servers(processes)
+        idle = server.sample()
+        # Warm-up: loads the decoder / espeak / DSP kernels once, so step 1 is not charged
+        # (a client per server process, as connections spread over them).
+        await run_step(server, k, pcm, 1, args.gap, args.p99_bound)
+        warm = server.sample()
         steps = []
         for n in counts:
             step = await run_step(server, n, pcm, args.utterances, args.gap, args.p99_bound)
@@ -274,11 +327,11 @@ async def sweep(
             if not step["ok"] and not args.full:
                 break  # replies fell behind: larger N only gets worse
         # Failures the server logged (one line each; docs/web.md): what a figure cannot say.
-        lines = bytes(server.log).decode(errors="replace").splitlines()
-        logged = [line for line in lines if "ERROR" in line or "Traceback" in line or (
-            '"level":"error"' in line)]  # fmt: skip
+        logged = [line for line in server.log_lines() if "ERROR" in line or "Traceback" in line
+                  or '"level":"error"' in line]  # fmt: skip
     passing = [s["clients"] for s in steps if s["ok"]]
     return {
+        "server_processes": k,
         "server_errors_logged": len(logged),
         "server_errors_first": logged[:3],
         "engines": engines,
@@ -303,7 +356,7 @@ def _scripted_factory(_: Mapping[str, object]) -> Any:
     )
 
 
-def serve(engines: str, host: str, port: int, warm_decoders: int = 0) -> int:
+def serve(engines: str, host: str, port: int, warm_decoders: int = 0, processes: int = 1) -> int:
     from bargein.dsp import warm_up
     from bargein.transports.app import DemoServer, embedded_engines_factory
 
@@ -312,6 +365,16 @@ def serve(engines: str, host: str, port: int, warm_decoders: int = 0) -> int:
         return 2
     factory = _scripted_factory if engines == "scripted" else embedded_engines_factory()
     server = DemoServer(factory, max_sessions=10_000)
+    if processes > 1:
+        base = server.hypercorn_config
+
+        def reuse_port(host: str, port: int) -> Any:
+            config = base(host, port)
+            config.workers = processes  # hypercorn binds with SO_REUSEPORT for > 1 worker
+            return config
+
+        server.hypercorn_config = reuse_port  # type: ignore[method-assign]
+        warnings.filterwarnings("ignore", message="The config `workers` has no affect")
     # Every client of a loopback benchmark has the same address: no per-address limit.
     server.sessions.max_sessions_per_client = 0
     warm_up()
@@ -365,11 +428,19 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--full", action="store_true", help="run every N even after a failure")
     parser.add_argument("--serve", choices=("scripted", "embedded"), help=argparse.SUPPRESS)
     parser.add_argument("--warm-decoders", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--bind-port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--server-processes",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT); conversations are per process",
+    )
     parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        return serve(args.serve, args.host, args.port, args.warm_decoders)
+        port = args.bind_port or args.port
+        return serve(args.serve, args.host, port, args.warm_decoders, args.server_processes)
     raw = (shared_audio_dir() / RECORDING).read_bytes()
     pcm = np.frombuffer(raw, "<i2").astype(np.int16)
 
@@ -383,6 +454,7 @@ def main(argv: Sequence[str]) -> int:
             # $BARGEIN_ENGINE_PROCESSES, inherited by the server: pocketsphinx decodes in that
             # many worker processes (0: in threads of the server process).
             "engine_processes": int(os.environ.get("BARGEIN_ENGINE_PROCESSES", "0") or 0),
+            "server_processes": args.server_processes,
             "note": "client and server share this machine's cores with other work; noisy",
         }
         for engines, counts in (("scripted", args.scripted), ("embedded", args.embedded)):
