@@ -18,7 +18,8 @@ Bounded by ``--max-seconds``; loopback only.
 
 ``--hold N`` instead holds N sessions at once for ``--hold-seconds`` (connected over 5 s), each
 speaking the recording then 5 s of silence, looped in real time, and reading every reply; the
-server is sampled every 15 s.
+server is sampled every 15 s; after the last session, how long until the server is back to its
+idle fds (± 5, polled up to 60 s).
 """
 
 from __future__ import annotations
@@ -219,7 +220,15 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
                 for i in range(args.hold):
                     clients.start_soon(guarded_hold, i)
             nursery.cancel_scope.cancel()
-        await trio.sleep(3)  # let the server finish closing
+        # Every client left at the same moment: poll (up to 60 s) until the server is back to
+        # its idle fds (± 5), and say how long that took.
+        left = time.perf_counter()
+        settle_s: float | None = None
+        while time.perf_counter() - left < 60:
+            await trio.sleep(1)
+            if proc_sample(server.process.pid).fds <= samples[0]["fds"] + 5:
+                settle_s = round(time.perf_counter() - left, 1)
+                break
         samples.append({"phase": "after", **sample(server, 0, started)})
         alive = server.alive
     idle, last = samples[0], samples[-1]
@@ -234,6 +243,7 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
         "idle_after": last,
         "fds_delta": last["fds"] - idle["fds"],
         "threads_delta": last["threads"] - idle["threads"],
+        "settled_after_s": settle_s,  # None: not back to idle fds within 60 s
         # RSS while held: the first sample after everyone connected against the last one.
         "rss_held_first_mb": loaded[1]["rss_mb"] if len(loaded) > 1 else None,
         "rss_held_last_mb": loaded[-1]["rss_mb"] if loaded else None,

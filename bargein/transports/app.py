@@ -60,6 +60,7 @@ from bargein.transports.websocket import (
     WebSocketLike,
     default_session_config,
 )
+from bargein.transports.websocket.asgi import drain_after_close
 
 log = logging.getLogger("bargein.transports")
 
@@ -195,6 +196,9 @@ class DemoServer:
         app.config["MAX_CONTENT_LENGTH"] = MAX_HTTP_BODY
         # Streams last as long as they last; the planner's own timeouts bound model work.
         app.config["RESPONSE_TIMEOUT"] = None
+        # hypercorn can leave a WebSocket's socket open for ever unless its last events are
+        # read after the handler returned (bargein/transports/websocket/asgi.py).
+        app.asgi_app = drain_after_close(app.asgi_app)  # type: ignore[method-assign,assignment]
 
         @app.before_serving
         async def start_services() -> None:
