@@ -3,6 +3,8 @@
 limits     `ConnectionLimits` and the close code of each way a connection ends
 transport  `WebSocketTransport`: the session's outbound edge, its queue and writer
 server     `SessionServer`: shared state across connections and the connection handler
+tcp        the TCP socket under a served WebSocket: bound its unsent bytes, abort it
+asgi       `drain_after_close`: read hypercorn's last events after a handler returned
 """
 
 from bargein.transports.websocket.limits import ConnectionLimits
