@@ -126,9 +126,9 @@ PRESETS = _catalogue(
 )
 
 
-# What `bargein run` and `bargein demo` use unless `--policy` names another (SessionConfig's own
-# defaults are the same fields): the one line to change when a better preset proves itself.
-DEFAULT_PRESET = "confirm"
+# What `bargein run` and `bargein demo` use unless `--policy` names another: the best preset on
+# the research figures (docs/presets.md says why). SessionConfig's own defaults stay `confirm`'s.
+DEFAULT_PRESET = "smart_turn"
 
 
 def preset(name: str) -> Preset:
