@@ -81,6 +81,40 @@ def _latencies(result: ClientResult) -> tuple[int, list[float]]:
     return len(answered), list(answered.values())
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What a step's clients saw, pooled (the one tally for `bench load` and `bench scale`)."""
+
+    spoken: int
+    answered: int
+    latencies: list[float]  # speech end -> first audio of each answered utterance, seconds
+    jitter_ms: list[float]
+    errors: dict[str, int]
+    messages: dict[str, int]
+
+
+def tally(results: Sequence[ClientResult]) -> Tally:
+    answered, latencies = 0, []
+    errors: dict[str, int] = {}
+    messages: dict[str, int] = {}
+    for result in results:
+        count, lat = _latencies(result)
+        answered += count
+        latencies += lat
+        for error in result.errors:
+            errors[error] = errors.get(error, 0) + 1
+        for kind, n in result.messages.items():
+            messages[kind] = messages.get(kind, 0) + n
+    return Tally(
+        spoken=sum(len(r.speech_ends) for r in results),
+        answered=answered,
+        latencies=latencies,
+        jitter_ms=[j for r in results for j in r.jitter_ms],
+        errors=errors,
+        messages=messages,
+    )
+
+
 async def _client(
     url: str, pcm: np.ndarray, utterances: int, gap_s: float, delay: float, result: ClientResult
 ) -> None:
@@ -226,21 +260,10 @@ async def run_step(
             nursery.cancel_scope.cancel()
     wall = time.perf_counter() - wall
     after, after_each = server.sample(), [proc_sample(p.process.pid) for p in server.processes]
-    spoken = sum(len(r.speech_ends) for r in results)
-    answered, latencies = 0, []
-    for result in results:
-        count, lat = _latencies(result)
-        answered += count
-        latencies += lat
-    jitter = [j for r in results for j in r.jitter_ms]
+    t = tally(results)
+    spoken, answered, latencies, jitter = t.spoken, t.answered, t.latencies, t.jitter_ms
+    errors, messages = t.errors, t.messages
     p99 = percentile(latencies, 99) if latencies else math.inf
-    errors: dict[str, int] = {}
-    messages: dict[str, int] = {}
-    for result in results:
-        for error in result.errors:
-            errors[error] = errors.get(error, 0) + 1
-        for kind, count in result.messages.items():
-            messages[kind] = messages.get(kind, 0) + count
     return {
         "clients": n,
         "connected": sum(r.connected for r in results),

@@ -33,10 +33,10 @@ from bargein.benchmarks.load import (
     RECORDING,
     ClientResult,
     _guarded,
-    _latencies,
     _round,
     _scripted_factory,
     percentile,
+    tally,
 )
 from bargein.testing.audio import shared_audio_dir
 from bargein.testing.redis_server import REDIS_SERVER, redis_server
@@ -59,18 +59,10 @@ async def run_step(
                 clients.start_soon(_guarded, worker, pcm, args.utterances, args.gap, delay, result)
     wall = time.perf_counter() - wall
     cpu = sum(proc_sample(w.process.pid).cpu_s for w in workers) - before
-    spoken = sum(len(r.speech_ends) for r in results)
-    answered, latencies = 0, []
-    for result in results:
-        count, lat = _latencies(result)
-        answered += count
-        latencies += lat
-    lag = [j for r in results for j in r.jitter_ms]
+    t = tally(results)
+    spoken, answered, latencies, lag = t.spoken, t.answered, t.latencies, t.jitter_ms
+    errors = t.errors
     lag_p99 = percentile(lag, 99) if lag else math.inf
-    errors: dict[str, int] = {}
-    for result in results:
-        for error in result.errors:
-            errors[error] = errors.get(error, 0) + 1
     return {
         "workers": len(workers),
         "clients": n,
