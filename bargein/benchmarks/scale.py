@@ -28,16 +28,8 @@ from typing import Any
 import numpy as np
 import trio
 
-from bargein.benchmarks.load import (
-    RATE,
-    RECORDING,
-    ClientResult,
-    _guarded,
-    _round,
-    _scripted_factory,
-    percentile,
-    tally,
-)
+from bargein.benchmarks.load import RECORDING, _guarded, _scripted_factory
+from bargein.benchmarks.load_client import RATE, ClientResult, _round, percentile, tally
 from bargein.testing.audio import shared_audio_dir
 from bargein.testing.redis_server import REDIS_SERVER, redis_server
 from bargein.testing.server_process import ServerProcess, proc_sample, serve_in_process
