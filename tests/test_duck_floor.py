@@ -16,7 +16,8 @@ from bargein.actors.floor_machine import (
     ResumeOutput,
     StartTurn,
 )
-from bargein.actors.policy import InterruptionPolicy, OverlapView, Verdict
+from bargein.actors.policy import InterruptionPolicy
+from bargein.testing.judges import RecordingJudge
 
 FRAME = 0.02
 USER_DBFS = -20.0
@@ -77,26 +78,10 @@ def test_duck_waits_for_audio_and_pause_mode_is_unchanged() -> None:
     assert pause.speech_started(2.2, 2.0) == [PauseOutput(1, 2.0)]
 
 
-class Ducking:
-    """Duck at once; cancel on two counted words; resume 0.5 s after the speech stops."""
-
-    def __init__(self) -> None:
-        self.views: list[OverlapView] = []
-
-    def judge(self, view: OverlapView) -> Verdict:
-        self.views.append(view)
-        if view.content_words >= 2:
-            return "cancel"
-        if view.stopped_at is not None and view.now >= view.stopped_at + 0.5:
-            return "resume"
-        return "duck"
-
-    def deadline(self, view: OverlapView) -> float | None:
-        return view.stopped_at + 0.5 if view.stopped_at is not None else None
 
 
 def test_a_judge_ducks_restores_and_sees_levels() -> None:
-    judge = Ducking()
+    judge = RecordingJudge("duck")
     m = speaking(InterruptionPolicy(judge=judge))
     assert m.speech_started(2.2, 2.0) == [DuckOutput(1, 2.0)]
     assert m.state is FloorState.DUCKED
@@ -113,17 +98,14 @@ def test_a_judge_ducks_restores_and_sees_levels() -> None:
 
 
 def test_a_judge_that_ducks_then_cancels() -> None:
-    judge = Ducking()
+    judge = RecordingJudge("duck")
     m = speaking(InterruptionPolicy(judge=judge))
     m.speech_started(2.2, 2.0)
     assert m.transcript(2.6, "no wait", final=False) == [CancelTurn(1, "barge_in", 2.0)]
 
 
 def test_without_a_level_listener_the_view_has_no_levels() -> None:
-    class Once(Ducking):
-        pass
-
-    policy = InterruptionPolicy(judge=Once())
+    policy = InterruptionPolicy(judge=RecordingJudge("duck"))
     assert policy.hears_levels
     assert not InterruptionPolicy().hears_levels and not DUCK.hears_levels
     assert FloorMachine(DUCK).levels(1.0, [1.0], [-20.0], None) == []

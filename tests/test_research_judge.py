@@ -13,27 +13,10 @@ from bargein.actors.floor_machine import (
     StartTurn,
 )
 from bargein.actors.policy import InterruptionPolicy, OverlapView, Verdict
+from bargein.testing.judges import RecordingJudge
 
 
-class Recording:
-    """Pause at once; cancel on two counted words; resume 0.5 s after the speech stops."""
-
-    def __init__(self) -> None:
-        self.views: list[OverlapView] = []
-
-    def judge(self, view: OverlapView) -> Verdict:
-        self.views.append(view)
-        if view.content_words >= 2:
-            return "cancel"
-        if view.stopped_at is not None and view.now >= view.stopped_at + 0.5:
-            return "resume"
-        return "pause"
-
-    def deadline(self, view: OverlapView) -> float | None:
-        return view.stopped_at + 0.5 if view.stopped_at is not None else None
-
-
-def speaking(judge: Recording) -> FloorMachine:
+def speaking(judge: RecordingJudge) -> FloorMachine:
     m = FloorMachine(InterruptionPolicy(judge=judge))
     m.speech_started(0.2, 0.0)
     m.speech_stopped(1.0)
@@ -44,7 +27,7 @@ def speaking(judge: Recording) -> FloorMachine:
 
 
 def test_judge_pauses_then_cancels_on_words() -> None:
-    j = Recording()
+    j = RecordingJudge()
     m = speaking(j)
     assert m.speech_started(2.2, 2.0) == [PauseOutput(1, 2.0)]
     v = j.views[-1]
@@ -61,7 +44,7 @@ def test_judge_pauses_then_cancels_on_words() -> None:
 
 
 def test_judge_resumes_at_its_own_deadline() -> None:
-    j = Recording()
+    j = RecordingJudge()
     m = speaking(j)
     m.speech_started(2.2, 2.0)
     assert m.next_deadline() is None
@@ -73,14 +56,14 @@ def test_judge_resumes_at_its_own_deadline() -> None:
 
 
 def test_final_without_cancel_is_a_false_interruption() -> None:
-    j = Recording()
+    j = RecordingJudge()
     m = speaking(j)
     m.speech_started(2.2, 2.0)
     assert m.transcript(2.9, "mm", final=True) == [ResumeOutput(1, "mm", 2.2)]
 
 
 def test_judge_before_audio_is_asked_again_when_audio_starts() -> None:
-    j = Recording()
+    j = RecordingJudge()
     m = FloorMachine(InterruptionPolicy(judge=j))
     m.speech_started(0.2, 0.0)
     m.speech_stopped(1.0)
@@ -91,7 +74,7 @@ def test_judge_before_audio_is_asked_again_when_audio_starts() -> None:
 
 
 def test_a_bad_verdict_is_a_clear_error() -> None:
-    class Bad(Recording):
+    class Bad(RecordingJudge):
         def judge(self, view: OverlapView) -> Verdict:
             return "shout"  # type: ignore[return-value]
 
@@ -106,7 +89,7 @@ def test_policy_rejects_an_object_that_is_not_a_judge() -> None:
 
 
 def test_the_final_of_an_utterance_judged_false_does_not_barge_in() -> None:
-    class ResumeOnStop(Recording):
+    class ResumeOnStop(RecordingJudge):
         def judge(self, view: OverlapView) -> Verdict:
             return "resume" if view.stopped_at is not None else "pause"
 
