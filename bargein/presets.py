@@ -127,8 +127,9 @@ PRESETS = _catalogue(
 
 
 # What `bargein run` and `bargein demo` use unless `--policy` names another: the best preset on
-# the research figures (docs/presets.md says why). SessionConfig's own defaults stay `confirm`'s.
-DEFAULT_PRESET = "smart_turn"
+# the research figures that keeps virtual-clock runs repeatable (docs/presets.md says why
+# smart_turn is not it). SessionConfig's own defaults stay `confirm`'s.
+DEFAULT_PRESET = "duck_classify"
 
 
 def preset(name: str) -> Preset:
