@@ -1,0 +1,14 @@
+"""How the chat service paces and bounds its streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ChatConfig:
+    heartbeat_interval: float = 15.0  # seconds of quiet before a `: ping` comment
+    orphan_timeout: float = 10.0  # seconds with no follower before the planner is cancelled
+    retry_ms: int = 1000  # the SSE `retry:` a client reconnects after
+    max_streams: int = 64  # streams kept for replay at once
+    replay_capacity: int = 4096  # events each stream keeps for replay
