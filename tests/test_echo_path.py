@@ -1,5 +1,6 @@
 """The echo path in a session: the reference of what egress played, its alignment with the
-mic's capture clock, and the canceller + gate before the VAD (bargein.actors.echo_path)."""
+mic's capture clock (bargein.actors.echo_reference), and the canceller + gate before the VAD
+(bargein.actors.echo_path)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from bargein.actors import echo_path
-from bargein.actors.echo_path import CaptureClock, PlaybackReference
+from bargein.actors.echo_reference import CaptureClock, PlaybackReference
 from bargein.dsp import resample, rms_dbfs
 from bargein.research.harness import run
 from bargein.research.policies import preset

@@ -207,7 +207,8 @@ def bench_mic_path(far: NDArray[np.float64], mic: NDArray[np.float64],
     read, canceller, gate with its envelope correlation) on echo through the 40 ms room (echo
     found, double-talk gate) and on a user talking with no echo (the correlation runs every
     frame: the costliest gate), and egress's reference write at 16 and 48 kHz output."""
-    from bargein.actors.echo_path import CaptureClock, EchoStage, PlaybackReference
+    from bargein.actors.echo_path import EchoStage
+    from bargein.actors.echo_reference import CaptureClock, PlaybackReference
     from bargein.runtime.messages import AudioFrame
 
     reps = 3  # the signals tiled: enough frames for every timed call, never wrapping
