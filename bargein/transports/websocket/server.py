@@ -33,6 +33,7 @@ from bargein.transports.protocol import (
     SessionStarted,
     max_audio_bytes,
 )
+from bargein.transports.websocket import liveness
 from bargein.transports.websocket.conversations import (
     Conversation,
     Conversations,
@@ -163,6 +164,7 @@ class SessionServer:
                 await nursery.start(
                     transport.run_writer, ws.send, None if sock is None else partial(abort, sock)
                 )
+                nursery.start_soon(liveness.watch, ws, self.limits)  # pings: is it reading?
                 client = str(getattr(ws, "remote_addr", None) or "unknown")
                 await self._converse(ws, protocol, transport, authorized, client)
                 transport.close()

@@ -4,7 +4,8 @@ hypercorn writes to the socket inside a shielded cancel scope, so a write to a p
 reading can never be cancelled: only closing the socket ends it (trio then wakes the blocked
 write with `ClosedResourceError`, which hypercorn takes as the connection's end). ASGI gives an
 app no handle on the socket, so `connection_socket` follows the send callables down from
-quart's websocket (quart → hypercorn's WSStream → H11Protocol → TCPServer.stream.socket);
+quart's websocket (`server_objects`: quart → hypercorn's WSStream → H11Protocol →
+TCPServer.stream.socket; liveness.py finds the WSStream the same way);
 anything else (a test double, another server) gets None and keeps the cancellable-send path.
 """
 
@@ -14,6 +15,7 @@ import functools
 import logging
 import socket
 import struct
+from collections.abc import Iterator
 
 import trio
 
@@ -22,8 +24,9 @@ log = logging.getLogger("bargein.transports")
 _MAX_HOPS = 8
 
 
-def connection_socket(ws: object) -> trio.socket.SocketType | None:
-    """The trio socket hypercorn serves `ws` on, or None if it cannot be found."""
+def server_objects(ws: object) -> Iterator[object]:
+    """The objects behind `ws`'s send callable, outermost first: with quart under hypercorn,
+    the WSStream, the H11Protocol (or H2Protocol) and the TCPServer; nothing for a test double."""
     target: object = getattr(ws, "_send", None)
     for _ in range(_MAX_HOPS):
         if isinstance(target, functools.partial):
@@ -32,11 +35,17 @@ def connection_socket(ws: object) -> trio.socket.SocketType | None:
             continue
         owner = getattr(target, "__self__", None)
         if owner is None:
-            return None
+            return
+        yield owner
+        target = getattr(owner, "send", None)
+
+
+def connection_socket(ws: object) -> trio.socket.SocketType | None:
+    """The trio socket hypercorn serves `ws` on, or None if it cannot be found."""
+    for owner in server_objects(ws):
         sock = getattr(getattr(owner, "stream", None), "socket", None)
         if isinstance(sock, trio.socket.SocketType):
             return sock
-        target = getattr(owner, "send", None)
     return None
 
 
