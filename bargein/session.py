@@ -329,8 +329,17 @@ class Session:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
+        send = self._transport.send_event
         async for event in events:
-            await self._transport.send_event(event)
+            await send(event)
+            # That write was this step's schedule point: what queued meanwhile (a turn's
+            # events come in bursts) goes out now, not one task step per event.
+            while True:
+                try:
+                    event = events.get_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                await send(event)
 
 
 # Bound on writing the rest of the trace at close (a worker thread; normally milliseconds).

@@ -244,7 +244,22 @@ class Egress:
             if feed.stopped:
                 scope.cancel()
             due: float | None = None
-            async for frame in feed.frames:
+            frames = feed.frames
+            while True:
+                # The frame's send (a checkpoint) or its wait on the clock is this iteration's
+                # schedule point: a frame already queued is taken without another one (a task
+                # step less per 20 ms frame). A cancel is still seen before a frame is taken,
+                # as `receive` would, so the frames of a stopped turn stay queued for the fade.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    frame = frames.receive_nowait()
+                except trio.WouldBlock:
+                    try:
+                        frame = await frames.receive()
+                    except trio.EndOfChannel:
+                        break
+                except trio.EndOfChannel:
+                    break
                 feed.holding = frame
                 while True:
                     if self._paused == feed.turn:
@@ -253,7 +268,7 @@ class Egress:
                     now = trio.current_time()
                     if due is None or due < now:
                         due = now  # first frame, or TTS underran / we were paused: new timeline
-                    if due - self._lead > now:  # (receiving already checkpointed)
+                    if due - self._lead > now:
                         await clock.sleep_until(due - self._lead)
                     if self._paused != feed.turn:
                         break

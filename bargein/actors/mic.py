@@ -91,13 +91,15 @@ async def run_mic(
                 frame, heard = echo.process(frame)
             pending.append(frame)
             event = vad.feed(heard)
-            if isinstance(event, VoiceActivity):
+            if event is None:  # (most frames)
+                pass
+            elif isinstance(event, VoiceActivity):
                 await to_floor.send(event)
             elif isinstance(event, AskTurn):
                 ask(event)
                 await flush()
                 await to_stt.send(event)  # the recognizer hears the pause now, not 100 ms on
-            elif event is not None:
+            else:
                 await speech(event)
             if levels is not None:
                 levels.frame(frame)
@@ -105,7 +107,12 @@ async def run_mic(
                 await flush()
 
     async with to_stt, to_floor, turn_model(model, ingress, bus, vad.asking) as ask:
-        async for chunk in ingress:
+        get = ingress.get  # (not `async for`: one coroutine frame less per 20 ms chunk)
+        while True:
+            try:
+                chunk = await get()
+            except trio.EndOfChannel:
+                return
             if isinstance(chunk, TurnVerdict):
                 media_now = start / ANALYSIS_RATE + trio.current_time() - chunk_at
                 # Over an assistant turn the floor's policy decides; "incomplete" holds nothing.
