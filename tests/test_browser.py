@@ -35,6 +35,9 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 BROWSER_TIMEOUT_MS = 90_000  # hang guard for each wait, not a performance bound
 FRAME_MS = 20
 PICKED = "echo_guard"  # a preset that is not the server's default, picked in the settings
+# Typed where any answered turn will do: the local planner answers it in one line (its answer
+# to a greeting is ~12 s of speech, which the page plays in real time).
+SHORT = "what time is it"
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
@@ -446,7 +449,7 @@ async def test_second_session_in_one_tab_keeps_turns_apart(audio_dir: Path, tmp_
             page.goto(f"http://127.0.0.1:{harness.port}/")
             page.click("#start")
             first = wait_started(page)
-            say(page, "hello there")
+            say(page, SHORT)
             wait_turn_ended(page, first, 1)
             first_reply = page.inner_text(f'.session[data-session="{first}"] .msg.assistant')
             page.click("#stop")
@@ -497,7 +500,7 @@ async def test_page_reconnects_after_a_server_restart(audio_dir: Path, tmp_path:
             page.goto(f"http://127.0.0.1:{harness.port}/")
             page.click("#start")
             first = wait_started(page)
-            say(page, "hello there")
+            say(page, SHORT)
             wait_turn_ended(page, first, 1)
             trio.from_thread.run(harness.restart)  # same port, a new server that knows nothing
             # No click: the page reconnects by itself and says what happened.
@@ -547,7 +550,7 @@ async def test_page_resumes_after_a_dropped_socket(audio_dir: Path, tmp_path: Pa
             page.goto(f"http://127.0.0.1:{proxy.port}/")
             page.click("#start")
             first = wait_started(page)
-            say(page, "hello there")
+            say(page, SHORT)
             wait_turn_ended(page, first, 1)
             started = page.evaluate(
                 "() => window.bargein.trace.lines.map(JSON.parse)"
@@ -578,7 +581,7 @@ async def test_page_resumes_after_a_dropped_socket(audio_dir: Path, tmp_path: Pa
         pytest.skip("the server sends no session.started.history yet (contract C1)")
     assert result["after"] == result["first"], result["notice"]
     assert "dropped" in result["notice"] and "continues" in result["notice"], result["notice"]
-    assert any("hello there" in h for h in result["history"]), result["history"]
+    assert any(SHORT in h for h in result["history"]), result["history"]
     assert len(result["history"]) >= 2
 
 
@@ -594,8 +597,8 @@ async def test_375px_layout_keeps_status_and_controls_in_view(
             fits_idle = [in_viewport(page, s) for s in ("#start", "#interrupt", "#stop", "#status")]
             page.click("#start")
             session = wait_started(page)
-            for turn, text in ((1, "hello there"), (2, "what time is it"), (3, "and the date")):
-                say(page, text)
+            for turn in (1, 2, 3):
+                say(page, SHORT)
                 wait_turn_ended(page, session, turn)
             # After the turns, scrolled to the end: the header is still there.
             page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
@@ -694,7 +697,7 @@ async def test_settings_become_session_options_and_the_trace_downloads(tmp_path:
             )
             page.click("#start")
             session = wait_started(page)
-            say(page, "hello there")
+            say(page, SHORT)
             wait_turn_ended(page, session, 1)
             hint = page.inner_text("#settings-hint")
             # The server's presets are offered with what each does; pick a non-default one.
@@ -810,7 +813,7 @@ async def test_denied_microphone_is_said_and_typing_works(tmp_path: Path) -> Non
             session = wait_started(page)
             pill = page.inner_text("#status")
             notice = page.inner_text("#notice")
-            say(page, "hello there")
+            say(page, SHORT)
             wait_turn_ended(page, session, 1)
             return {"pill": pill, "notice": notice, "errors": page.errors}
 
@@ -828,7 +831,7 @@ async def test_no_reconnect_after_the_session_is_taken_over(tmp_path: Path) -> N
             first.goto(f"http://127.0.0.1:{harness.port}/")
             first.click("#start")
             session = wait_started(first)
-            say(first, "hello there")
+            say(first, SHORT)
             wait_turn_ended(first, session, 1)
             keys = first.evaluate("() => Object.fromEntries(Object.entries(sessionStorage))")
             # A second tab continues the same conversation (same id and resume secret).
