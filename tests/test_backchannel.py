@@ -255,4 +255,5 @@ def test_labelled_meeting_clips_with_the_floors_config(tracks: dict[str, np.ndar
         assert d.kind is c.label, (c, d)
         latencies[c.label].append(round(d.latency, 2))
     assert max(latencies[INT]) == pytest.approx(1.5, abs=FRAME)
-    assert sorted(latencies[INT])[:3] == pytest.approx([0.3, 0.46, 0.55], abs=0.03)
+    # "Right, I was thinking": "right i" may still become "right i see", so "was" decides.
+    assert sorted(latencies[INT])[:3] == pytest.approx([0.3, 0.46, 0.8], abs=0.03)

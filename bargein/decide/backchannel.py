@@ -15,10 +15,14 @@ they can and cannot tell apart):
 1. an *interrupt phrase* of the lexicon in any hypothesis ("stop", "wait", "hold on",
    "actually", ...) -> interruption, at once;
 2. *content* (a word outside the backchannel lexicon) once the utterance has lasted
-   ``content_min_ms`` -> interruption; when the utterance is *quiet* for this user (its level
-   at least ``quiet_db`` below the user's own speech so far) content needs
-   ``max_backchannel_ms`` (misrecognized murmurs: "Mm. Yeah." heard as "is the money");
-   more than ``max_backchannel_words`` words -> interruption;
+   ``content_min_ms`` -> interruption; when the utterance is at this user's own level or
+   louder (at least ``early_min_db`` relative: the user, not side talk, not a murmur) content
+   needs only ``early_content_ms``; when it is *quiet* for this user (at least ``quiet_db``
+   below the user's own speech so far) content needs ``max_backchannel_ms`` (misrecognized
+   murmurs: "Mm. Yeah." heard as "is the money"); more than ``max_backchannel_words`` words
+   with content among them -> interruption (a run of backchannel phrases, "oh yeah yeah
+   sure", is not one); in a partial, last words that may open a backchannel phrase ("i" of
+   "i see") are not content until a later hypothesis shows what they became;
 3. still speaking after ``max_backchannel_ms`` with no words yet, or after
    ``max_lexical_ms`` with only backchannel words -> interruption (long speech is a turn);
    *loud* speech (``loud_db`` above the user's level) after ``loud_min_ms`` -> interruption;
@@ -34,6 +38,7 @@ are off.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -54,11 +59,18 @@ class Kind(StrEnum):
 
 
 # The floor policy's backchannel lexicon (one list for the runtime and this classifier), plus
-# acknowledgements and reactions it lacks.
+# acknowledgements and reactions it lacks: the common English ones of conversation corpora'
+# backchannel inventories (assessments, "of course", "makes sense", "I know", ...); not "no
+# way": a lone "no" opens corrections, and a phrase's first word waits for the next one (_scan).
 EXTRA_BACKCHANNELS = (
     "mmm", "ooh", "ya", "wow", "cool", "nice", "great", "really", "true", "exactly", "indeed",
     "oh yeah", "oh really", "uh uh", "ha", "haha", "huh",
-)
+    "gotcha", "got you", "i know", "i bet", "i agree", "agreed", "oh i see", "makes sense",
+    "that makes sense", "fair enough", "of course", "for sure", "definitely", "absolutely",
+    "totally", "oh no", "oh wow", "oh my", "oh my god", "gosh", "oh gosh",
+    "interesting", "that's true", "that's right", "good", "very good", "perfect", "awesome",
+    "sounds good",
+)  # fmt: skip
 
 
 def normalize(text: str) -> list[str]:
@@ -94,6 +106,19 @@ class Lexicon:
             frozenset(tuple(normalize(p)) for p in interrupt if normalize(p)),
         )
 
+    @functools.cached_property
+    def _openings(self) -> frozenset[tuple[str, ...]]:
+        """Proper beginnings of backchannel phrases: "i" of "i see", "got" of "got it"."""
+        return frozenset(p[:n] for p in self.backchannel for n in range(1, len(p)))
+
+    def opening(self, tokens: list[str]) -> int:
+        """How many of the last tokens may be the start of a backchannel phrase a later
+        hypothesis completes ("right i" may become "right i see"): 0 when none."""
+        for n in range(min(len(tokens), max((len(p) for p in self._openings), default=0)), 0, -1):
+            if tuple(tokens[-n:]) in self._openings:
+                return n
+        return 0
+
     def scan(self, tokens: list[str]) -> tuple[str | None, int]:
         """(first interrupt phrase found or None, number of tokens outside the backchannel
         lexicon)."""
@@ -116,6 +141,11 @@ class Lexicon:
 @dataclass(frozen=True)
 class Config:
     content_min_ms: float = 450.0
+    # Content at this user's own level (relative level >= early_min_db, so the user's level is
+    # known) needs only this much speech: the first recognizer hypotheses come 200-340 ms after
+    # onset (pocketsphinx on the shared clips), anything earlier rests on less than a syllable.
+    early_content_ms: float = 200.0
+    early_min_db: float = -3.0
     max_backchannel_ms: float = 900.0
     max_lexical_ms: float = 1600.0
     max_backchannel_words: int = 3
@@ -132,8 +162,8 @@ class Config:
         return self.max_backchannel_ms if self.max_wordless_ms is None else self.max_wordless_ms
 
     def __post_init__(self) -> None:
-        for name in ("content_min_ms", "max_backchannel_ms", "max_lexical_ms", "end_wait_ms",
-                     "loud_min_ms", "wordless_ms"):
+        for name in ("content_min_ms", "early_content_ms", "max_backchannel_ms",
+                     "max_lexical_ms", "end_wait_ms", "loud_min_ms", "wordless_ms"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v < 60_000):
                 raise ValueError(f"{name} must be a number of ms in 0..60000, got {v!r}")
@@ -141,6 +171,18 @@ class Config:
             raise ValueError("max_backchannel_words must be an int >= 1")
         if not self.quiet_db < 0 < self.loud_db:
             raise ValueError("quiet_db must be < 0 and loud_db > 0")
+        if not (isinstance(self.early_min_db, (int, float)) and
+                self.quiet_db < self.early_min_db < 60):
+            raise ValueError("early_min_db must be a number of dB above quiet_db")
+
+    def content_ms(self, rel: float | None) -> float:
+        """How long an utterance at `rel` dB for this user (None: unknown) must last before a
+        content word makes it an interruption."""
+        if rel is not None and rel <= self.quiet_db:
+            return self.max_backchannel_ms
+        if rel is not None and rel >= self.early_min_db:
+            return self.early_content_ms
+        return self.content_min_ms
 
 
 class UserLevel:
@@ -267,17 +309,27 @@ class BackchannelClassifier:
             return None
         if u.end is not None:
             return None if u.final else u.end + c.end_wait_ms / 1000
-        _, content = self.lexicon.scan(u.tokens)
+        _, content = self._scan(u)
         rel = self.relative_level()
-        quiet = rel is not None and rel <= c.quiet_db
         limits = [c.max_lexical_ms if u.tokens else c.wordless_ms]
         if content:
-            limits.append(c.max_backchannel_ms if quiet else c.content_min_ms)
+            limits.append(c.content_ms(rel))
         if rel is not None and rel >= c.loud_db:
             limits.append(c.loud_min_ms)
         return u.onset + min(limits) / 1000
 
     # -- rules -------------------------------------------------------------------------
+    def _scan(self, u: _Utterance) -> tuple[str | None, int]:
+        """(interrupt phrase, content words) of the latest hypothesis. In a partial, the last
+        words that may open a backchannel phrase ("i" of "i see", "got" of "got it") are not
+        content yet: the next hypothesis tells."""
+        phrase, content = self.lexicon.scan(u.tokens)
+        if phrase is None and content and not u.final:
+            held = self.lexicon.opening(u.tokens)
+            if held:
+                phrase, content = self.lexicon.scan(u.tokens[:-held])
+        return phrase, content
+
     def relative_level(self) -> float | None:
         """Utterance level minus the user's level (dB), None when either is unknown."""
         u, ref = self._u, self.user.level
@@ -292,15 +344,15 @@ class BackchannelClassifier:
         c = self.config
         # + epsilon: a tick at `next_deadline` (a sum of floats) must count as reaching it
         ms = ((u.end if u.end is not None else t) - u.onset) * 1e3 + _EPS_MS
-        phrase, content = self.lexicon.scan(u.tokens)
+        phrase, content = self._scan(u)
         rel = self.relative_level()
         quiet = rel is not None and rel <= c.quiet_db
         loud = rel is not None and rel >= c.loud_db
         if phrase is not None:
             return self._decide(Kind.INTERRUPTION, t, f"interrupt phrase {phrase!r}")
-        if len(u.tokens) > c.max_backchannel_words:
+        if content and len(u.tokens) > c.max_backchannel_words:
             return self._decide(Kind.INTERRUPTION, t, f"{len(u.tokens)} words")
-        if content and ms >= (c.max_backchannel_ms if quiet else c.content_min_ms):
+        if content and ms >= c.content_ms(rel):
             return self._decide(Kind.INTERRUPTION, t, f"{content} content words, {ms:.0f} ms")
         if u.end is None:
             if loud and ms >= c.loud_min_ms:
