@@ -60,6 +60,32 @@ class TurnFeed:
     fade: bool = False  # interrupted while ducked: fade out before the clear
     # The latest playback report that moved the peer on: (trio time, samples played then).
     progress: tuple[float, int] | None = None
+    # Refilling a full feed (`wait_room`): TTS waits until egress has taken `refill` frames
+    # (or let go of the feed), not one wake-up per frame played.
+    refill: int = 1
+    taken: int = 0
+    filling: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
+    released: bool = False
+
+    async def wait_room(self) -> None:
+        """For the turn's TTS, whose last frame did not fit: wait until egress has taken
+        `refill` frames since, or has let go of the feed (then the send raises)."""
+        if self.released:
+            await trio.lowlevel.checkpoint()
+            return
+        self.taken = 0
+        await self.filling.park()
+
+    def took(self) -> None:
+        """Egress took a frame from the feed."""
+        self.taken += 1
+        if self.taken >= self.refill and self.filling:
+            self.filling.unpark_all()
+
+    def release(self) -> None:
+        """Egress is done with the feed: a TTS waiting for room is let go."""
+        self.released = True
+        self.filling.unpark_all()
 
     @property
     def ducked(self) -> bool:
@@ -99,6 +125,9 @@ class Egress:
         self._last_opened = 0
         self._stop_before_open: set[int] = set()
         self._buffer_frames = max(1, buffer_frames)
+        # A full feed is refilled in steps of a quarter of it, at most 10 frames (200 ms at 20
+        # ms): TTS stays at least three quarters of the buffer ahead.
+        self._refill = max(1, min(10, self._buffer_frames // 4))
         self._notify = on_audio_started
         # Echo reference tap: each frame sent, with the trio time it plays on our clock.
         self._on_played = on_played
@@ -119,7 +148,7 @@ class Egress:
     def open_turn(self, turn: int) -> tuple[trio.MemorySendChannel[OutFrame], TurnFeed]:
         """A bounded channel for the turn's frames: TTS may run ahead of playout by that much."""
         send, recv = trio.open_memory_channel[OutFrame](self._buffer_frames)
-        feed = TurnFeed(turn, recv, PlayoutCursor(turn, self.rate))
+        feed = TurnFeed(turn, recv, PlayoutCursor(turn, self.rate), refill=self._refill)
         self._last_opened = max(self._last_opened, turn)
         if turn in self._stop_before_open:
             self._stop_before_open.discard(turn)
@@ -236,6 +265,7 @@ class Egress:
                         await self._fade_out(feed)
                     await self._clear(feed)
             feed.frames.close()
+            feed.release()
 
     async def _pace(self, feed: TurnFeed) -> None:
         clock = self._clock or media_clock()
@@ -260,6 +290,7 @@ class Egress:
                         break
                 except trio.EndOfChannel:
                     break
+                feed.took()
                 feed.holding = frame
                 while True:
                     if self._paused == feed.turn:

@@ -3,6 +3,8 @@ fixed frames and place each spoken word on the turn's output timeline."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import numpy as np
 import trio
 
@@ -142,9 +144,11 @@ class _FrameSink:
         frames: trio.MemorySendChannel[OutFrame],
         cursor: PlayoutCursor,
         bus: EventBus,
+        room: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._audio = audio
         self._frames = frames
+        self._room = room
         self._cursor = cursor
         self._bus = bus
         self._first = True
@@ -168,8 +172,15 @@ class _FrameSink:
             try:
                 self._frames.send_nowait(frame)
             except trio.WouldBlock:
-                await self._frames.send(frame)
                 waited = True
+                if self._room is not None:  # egress wakes us once it has taken a few frames
+                    await self._room()
+                    try:
+                        self._frames.send_nowait(frame)
+                        continue
+                    except trio.WouldBlock:
+                        pass
+                await self._frames.send(frame)
         if frames and not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -184,9 +195,12 @@ async def run_tts(
     *,
     out_rate: int,
     frame_samples: int,
+    room: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    """`room`, when given, is waited on when the turn's feed is full (egress's
+    `TurnFeed.wait_room`: refilled a few frames at a time); else a full feed blocks per frame."""
     audio = TurnAudio(turn, engine.sample_rate, out_rate, frame_samples)
-    sink = _FrameSink(audio, frames, cursor, bus)
+    sink = _FrameSink(audio, frames, cursor, bus, room)
     async with sentences, frames:
         async for index, sentence in sentences:
             audio.begin_sentence(index, sentence)

@@ -110,6 +110,7 @@ async def run_turn(
                             bus,
                             out_rate=settings.out_rate,
                             frame_samples=settings.frame_samples,
+                            room=feed.wait_room,
                         )
                     )
             except Exception as exc:  # an engine failure ends the turn, not the session
