@@ -597,8 +597,9 @@ async def test_375px_layout_keeps_status_and_controls_in_view(
             fits_idle = [in_viewport(page, s) for s in ("#start", "#interrupt", "#stop", "#status")]
             page.click("#start")
             session = wait_started(page)
-            for turn in (1, 2, 3):
-                say(page, SHORT)
+            # Enough conversation for the page to scroll (the greeting's answer is long).
+            for turn, text in ((1, "hello there"), (2, "what time is it"), (3, "and the date")):
+                say(page, text)
                 wait_turn_ended(page, session, turn)
             # After the turns, scrolled to the end: the header is still there.
             page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
