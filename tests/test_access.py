@@ -366,7 +366,8 @@ async def test_tokens_never_reach_logs_events_or_errors(caplog: pytest.LogCaptur
         async with running(server) as port, http(port) as monitor:
             await monitor.request("GET", "/api/monitoring/stream", None, auth(OPERATOR))
             async with connect(port, SessionStart(16000, token=RIGHT)) as ok:
-                await ok.send(Text("hello"))
+                # A one-line answer (the local planner's greeting is ~12 s of real-time speech).
+                await ok.send(Text("what is two plus two"))
                 await ok.wait_for(lambda m: isinstance(m, TurnEnded))
             async with connect(port) as bad:
                 await bad.send(SessionStart(16000, token=WRONG))
