@@ -230,7 +230,8 @@ async def test_session_ends_after_audio_end_and_reply() -> None:
     server = DemoServer()
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port, connect(port, SessionStart(16000)) as client:
-            await client.send(Text("hello"))
+            # A one-line answer (the local planner's greeting is ~12 s of real-time speech).
+            await client.send(Text("what is two plus two"))
             await client.wait_for(lambda m: isinstance(m, TurnEnded))
             await client.send_raw('{"type":"audio.end","v":1}')
             ended = await client.wait_for(lambda m: isinstance(m, SessionEnded))
@@ -416,7 +417,7 @@ async def test_monitoring_stream_sees_both_sessions_of_two_clients() -> None:
                 connect(port, SessionStart(16000)) as b,
             ):
                 ids = {c.of(SessionStarted)[0].session_id for c in (a, b)}
-                await a.send(Text("hello"))
+                await a.send(Text("what is two plus two"))  # one line, not the long greeting
                 await b.send(Text("what is one plus one"))
                 started: set[str] = set()
                 turns: set[str] = set()
