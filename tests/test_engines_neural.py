@@ -60,7 +60,7 @@ def recording(audio_dir: Path, name: str) -> Int16Array:
     return pcm
 
 
-async def recognize(stt: Any, pcm: Int16Array) -> tuple[str, list[str], Any]:
+async def recognize(stt: Any, pcm: Int16Array, close: bool = True) -> tuple[str, list[str], Any]:
     recognizer = stt.recognizer()
     partials: list[str] = []
     await recognizer.start_utterance()
@@ -69,7 +69,8 @@ async def recognize(stt: Any, pcm: Int16Array) -> tuple[str, list[str], Any]:
         if partial is not None:
             partials.append(partial)
     text = await recognizer.end_utterance()
-    await recognizer.aclose()
+    if close:
+        await recognizer.aclose()
     return text, partials, recognizer
 
 
@@ -82,14 +83,18 @@ def words(text: str) -> list[str]:
 
 async def test_recognizes_a_shared_recording_with_word_times(stt: Any, audio_dir: Path) -> None:
     pcm = recording(audio_dir, "pocketsphinx_goforward.raw")
-    text, partials, recognizer = await recognize(stt, pcm)
+    text, partials, recognizer = await recognize(stt, pcm, close=False)
     assert words(text) == ["go", "forward", "10", "meters"]
-    assert [words(w.text)[0] for w in recognizer.words] == ["go", "forward", "10", "meters"]
-    starts = [w.start for w in recognizer.words]
+    found = await recognizer.word_times()
+    assert [words(w.text)[0] for w in found] == ["go", "forward", "10", "meters"]
+    assert await recognizer.word_times() == found  # aligned once, then kept
+    starts = [w.start for w in found]
     assert starts == sorted(starts)
     # Speech starts at ~0.48 s: the first word is moved off Whisper's 0.0 to the first voiced frame.
     assert 0.3 <= starts[0] <= 0.7
-    assert all(w.start <= w.end <= len(pcm) / 16000 + 0.1 for w in recognizer.words)
+    assert all(w.start <= w.end <= len(pcm) / 16000 + 0.1 for w in found)
+    await recognizer.aclose()
+    assert await recognizer.word_times() == ()  # closing drops them
     assert partials, "Whisper partials at the stated interval"
     assert "forward" in words(partials[-1])
 
@@ -151,7 +156,8 @@ async def test_speech_after_the_speculative_decode_is_not_lost(stt: Any, audio_d
         await recognizer.feed(second[i : i + BATCH])
     text = await recognizer.end_utterance()
     assert {"forward", "spades", "hearts"} <= set(words(text))
-    assert recognizer.stats["speculative_used"] == 0
+    # The pause's speculation was discarded (cards' own trailing silence may speculate again).
+    assert recognizer.stats["speculative_discarded"] >= 1
 
 
 async def test_silence_gives_an_empty_final_without_decoding(stt: Any) -> None:

@@ -6,6 +6,9 @@ recognizer decodes **speculatively during the VAD's hang-over**: it runs its own
 the fed audio, and once `speculate_ms` of silence follow the last voiced frame it decodes what it
 has (the user is silent, so this is the final's audio). If the user speaks again the result is
 discarded; if the endpoint comes first, `end_utterance` returns it without decoding again.
+`speculate_ms` (60) is well inside the end-of-turn model's ask (160 ms of silence), so the final is
+usually decoded by the time the model has decided. A speculative decode is also the pause's
+partial (the partial interval restarts from it), so speculating early costs few extra decodes.
 The stt actor is the only caller; a decode awaited inside `feed` delays only the stt actor
 (the VAD runs on and the endpoint is not delayed: frames queue in the VAD→STT channel).
 
@@ -21,7 +24,9 @@ Partials (they drive barge-in confirmation), chosen by ``partials``:
 Every decode stage runs through `run_cpu` (worker thread under the process-wide limiter, or
 charged to the virtual clock inline), one stage per hop: a cancelled utterance (the session
 ends, the stt task is cancelled) stops its decode at the next stage boundary. Word timestamps of
-the last final are in `WhisperRecognizer.words` (seconds from the utterance's first sample).
+the last final come from `await WhisperRecognizer.word_times()` (seconds from the utterance's
+first sample), aligned on demand: nothing in a session reads them, so the alignment (10–30 ms)
+stays off the path from the end of speech to the reply.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from bargein.engines.neural.whisper_decode import (
     MAX_AUDIO_S,
     ONSET_FRAMES,
     SAMPLE_RATE,
+    Encoded,
     Transcription,
     WhisperDecoder,
     WordTime,
@@ -53,6 +59,9 @@ __all__ = ["PartialMode", "WhisperRecognizer", "WhisperStt", "shared_decoder"]
 PartialMode = Literal["whisper", "sphinx", "off"]
 _FRAME = SAMPLE_RATE // 50  # 20 ms, webrtcvad's frame here
 _MAX_LAG_S = 0.15  # more than one fed batch (100 ms) behind the clock
+SPECULATE_MS = 60  # see WhisperStt; measured in docs/engines.md
+# What word alignment needs of a final: the encoder output, the tokens, the voiced onset (s).
+_Alignable = tuple[Encoded, list[int], float | None]
 
 
 _decoders: dict[int, WhisperDecoder] = {}
@@ -75,8 +84,9 @@ class WhisperStt:
     """`SttEngine` on Whisper tiny.en. ``partials``: "whisper" | "sphinx" | "off";
     ``partial_interval_ms``: fed audio between Whisper partials (100–5000);
     ``speculate_ms``: silence after the last voiced frame before the speculative final decode
-    (0 disables speculation; keep it below the VAD's `stop_ms`, 480 by default; 160 by default,
-    the `smart_turn` preset's `turn_check_ms`, so the final decodes beside the end-of-turn model);
+    (0 disables speculation; keep it below the VAD's `stop_ms`, 480 by default; 60 by default,
+    well before the `smart_turn` preset's `turn_check_ms` of 160, so the final is decoded by the
+    time the end-of-turn model decides);
     ``cpu_threads``: CTranslate2 threads per decode (1–16, default 1: see models.py)."""
 
     name = "whisper-tiny.en"
@@ -86,7 +96,7 @@ class WhisperStt:
         *,
         partials: PartialMode = "whisper",
         partial_interval_ms: int = 500,
-        speculate_ms: int = 160,
+        speculate_ms: int = SPECULATE_MS,
         cpu_threads: int = DEFAULT_THREADS,
     ) -> None:
         if partials not in ("whisper", "sphinx", "off"):
@@ -132,7 +142,8 @@ class WhisperRecognizer:
         self._vad = webrtcvad.Vad(2)
         self._closed = False
         self._open = False
-        self.words: tuple[WordTime, ...] = ()
+        self._words: tuple[WordTime, ...] = ()  # the last final's, once aligned
+        self._to_align: _Alignable | None = None  # the last final's, not aligned yet
         self.stats = {"decodes": 0, "speculative_used": 0, "speculative_discarded": 0}
         self._reset()
 
@@ -145,7 +156,8 @@ class WhisperRecognizer:
         self._run = 0  # voiced frames in a row
         self._last_partial = ""
         self._partial_at = 0  # sample count at the last Whisper partial
-        self._speculated: tuple[int, Transcription] | None = None  # (voiced_end, result)
+        # (voiced_end, result, what aligning its words needs)
+        self._speculated: tuple[int, Transcription, _Alignable | None] | None = None
         self._clock0: tuple[float, int] | None = None  # (session time, samples) at first feed
 
     async def start_utterance(self) -> None:
@@ -186,10 +198,11 @@ class WhisperRecognizer:
             if self._speculated is not None:
                 self.stats["speculative_discarded"] += 1
             voiced_end = self._voiced_end
-            result = await self._decode(words=True)
-            self._speculated = (voiced_end, result)
+            result, alignable = await self._decode()
+            self._speculated = (voiced_end, result, alignable)
             if engine.partials == "whisper":
                 partial = result.text
+                self._partial_at = self._n  # this pause's partial: the interval restarts here
         elif (
             engine.partials == "whisper"
             and not self._behind(now)
@@ -198,7 +211,7 @@ class WhisperRecognizer:
             and (self._n - self._partial_at) * 1000 >= engine.partial_interval_ms * SAMPLE_RATE
         ):
             self._partial_at = self._n
-            partial = (await self._decode(words=False)).text
+            partial = (await self._decode())[0].text
         if partial and partial != self._last_partial:
             self._last_partial = partial
             return partial
@@ -210,9 +223,10 @@ class WhisperRecognizer:
         if not self._open:
             raise RuntimeError("end_utterance() without start_utterance()")
         speculated = self._speculated
+        alignable: _Alignable | None = None
         if speculated is not None and speculated[0] == self._voiced_end:
             self.stats["speculative_used"] += 1
-            result = speculated[1]
+            _, result, alignable = speculated
             await trio.lowlevel.checkpoint()
         elif self._voiced_end == 0:
             result = Transcription("")  # nothing voiced: Whisper would only hallucinate
@@ -220,20 +234,36 @@ class WhisperRecognizer:
         else:
             if speculated is not None:
                 self.stats["speculative_discarded"] += 1
-            result = await self._decode(words=True)
+            result, alignable = await self._decode()
         # The first pass's utterance is left open: closing it costs pocketsphinx's final
         # (up to ~0.4 s) on the critical path; the next start_utterance abandons it.
         self._open = False
-        self.words = result.words
+        self._words, self._to_align = result.words, alignable
         text = result.text
         self._reset()
         return text
+
+    async def word_times(self) -> tuple[WordTime, ...]:
+        """The last final's words with their times (seconds from the utterance's first sample,
+        pre-roll included), `()` before the first final or when it was empty. Aligned on the first
+        call after the final (one `run_cpu` hop), then kept until the next final."""
+        pending = self._to_align
+        if pending is None:
+            await trio.lowlevel.checkpoint()
+            return self._words
+        encoded, tokens, onset = pending
+        aligned = await run_cpu(self._engine.decoder().align, encoded, tokens)
+        aligned = fix_first_start(aligned, onset)
+        if self._to_align is pending:  # no newer final meanwhile
+            self._words, self._to_align = aligned, None
+        return aligned
 
     async def aclose(self) -> None:
         """Never raises, even when cancelled."""
         if not self._closed:
             self._closed = True
             self._open = False
+            self._words, self._to_align = (), None  # drops the encoder output held for it
             self._reset()
             if self._first_pass is not None:
                 await self._first_pass.aclose()
@@ -270,8 +300,9 @@ class WhisperRecognizer:
                 self._run = 0
             self._scanned += _FRAME
 
-    async def _decode(self, *, words: bool) -> Transcription:
-        """Whisper over the utterance so far, one stage per `run_cpu` hop."""
+    async def _decode(self) -> tuple[Transcription, _Alignable | None]:
+        """Whisper over the utterance so far, one stage per `run_cpu` hop; the transcription
+        and what aligning its words later needs (None: nothing to align, or already aligned)."""
         self.stats["decodes"] += 1
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
         decoder = self._engine._decoder
@@ -279,16 +310,12 @@ class WhisperRecognizer:
             decoder = await run_cpu(self._engine.decoder)
         if len(audio) > MAX_AUDIO_S * SAMPLE_RATE:
             # Rare in conversation: decode the long utterance window by window in one hop.
-            return await run_cpu(decoder.transcribe_sync, audio, words)
+            return await run_cpu(decoder.transcribe_sync, audio, True), None
         encoded = await run_cpu(decoder.encode, audio)
         tokens = await run_cpu(decoder.generate, encoded)
         if not tokens:
-            return Transcription("")
-        text = decoder.text(tokens)
-        if not words:
-            return Transcription(text)
-        aligned = await run_cpu(decoder.align, encoded, tokens)
+            return Transcription(""), None
         onset = None if self._onset is None else self._onset / SAMPLE_RATE
-        return Transcription(text, fix_first_start(aligned, onset))
+        return Transcription(decoder.text(tokens)), (encoded, tokens, onset)
 
 
