@@ -15,7 +15,7 @@ import base64
 import json
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,13 +132,19 @@ class SimulatedCarrier:
         codes = alaw_encode(pcm) if self.alaw else ulaw_encode(pcm)
         return base64.b64encode(bytes(np.asarray(codes, np.uint8))).decode()
 
-    async def play(self, pcm: Int16Array, rate: int = 16000) -> None:
-        """Speak `pcm` into the call in real time (20 ms media messages, like the carrier)."""
+    async def play(
+        self, pcm: Int16Array, rate: int = 16000, *, until: Callable[[], bool] | None = None
+    ) -> None:
+        """Speak `pcm` into the call in real time (20 ms media messages, like the carrier);
+        with `until`, stop at the first frame boundary where it is true (the caller falls
+        silent there, as someone who got what they wanted)."""
         pcm8 = to_8k(pcm, rate)
         begin = trio.current_time()
         for i, at in enumerate(range(0, len(pcm8), FRAME)):
             # A frame is sent once all of it has been captured.
             await trio.sleep_until(begin + (i + 1) * TICK)
+            if until is not None and until():
+                return
             await self.media(pcm8[at : at + FRAME])
 
     async def media(self, pcm8: Int16Array) -> None:
