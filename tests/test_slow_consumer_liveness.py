@@ -100,7 +100,7 @@ def test_an_answered_ping_answered_again_does_not_count() -> None:
     assert state.ping(2.1) is not None
     state.sent()
     assert not state.pong(payload, now=4.0)  # a replay of the first: not the waiting one
-    assert state.last_heard == 1.1 and state.overdue(4.2)
+    assert state.last_heard == 1.1 and state.overdue(1.1 + 3.0)
 
 
 def test_a_slow_reader_whose_pongs_come_later_and_later_is_not_overdue() -> None:
@@ -128,6 +128,22 @@ def test_no_second_ping_while_one_is_stuck_being_written_and_the_deadline_holds(
     assert state.ping(2.0) is None and state.ping(2.5) is None
     assert state.wake_at() == 3.0  # the next ping time moved on: no busy loop
     assert state.overdue(3.0)
+
+
+def test_waking_at_wake_at_always_finds_something_to_do() -> None:
+    # 1.1 + 3.0 - 1.1 < 3.0 in floats: the verdict must use the sum the wake-up time is.
+    state = Liveness(0.7, 3.0, now=0.0)
+    assert state.ping(0.7) is not None
+    state.sent()
+    state.pong((1).to_bytes(8, "big"), now=1.1)
+    assert state.ping(1.4) is not None
+    state.sent()
+    for _ in range(10):
+        now = state.wake_at()
+        assert state.overdue(now) or state.ping(now) is not None or state.wake_at() > now
+        if state.overdue(now):
+            break
+    assert state.overdue(state.wake_at())
 
 
 def test_at_most_max_waiting_pings_wait() -> None:

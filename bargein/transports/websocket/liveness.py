@@ -96,7 +96,9 @@ class Liveness:
         return True
 
     def overdue(self, now: float) -> bool:
-        return bool(self._waiting) and now - self.last_heard >= self.pong_timeout
+        # The very sum `wake_at` gives (not `now - last_heard`, which rounds differently), so
+        # waking at it always finds the verdict and never spins.
+        return bool(self._waiting) and now >= self.last_heard + self.pong_timeout
 
     def wake_at(self) -> float:
         """When `ping` or `overdue` may next say something new."""
