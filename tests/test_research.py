@@ -353,7 +353,7 @@ def test_cli_run_compare_and_list(
     listed = capsys.readouterr().out
     assert "backchannel_mm_yeah" in listed and "(2 backchannel, 1 request)" in listed
     assert (
-        "in all: 10 interruptions (1 correction, 9 true_interruption); 28 non-interruptions"
+        "in all: 17 interruptions (1 correction, 16 true_interruption); 40 non-interruptions"
         in listed
     )
     for name, p in PRESETS.items():  # every preset, its description and the fields it sets
