@@ -299,8 +299,9 @@ class _RawClient:
         start = {"type": "session.start", "v": 1, "sample_rate": 16000}
         await self.sock.send(self.ws.send(TextMessage(json.dumps(start))))
         await self._until(TextMessage)  # session.started
-        await self.sock.send(self.ws.send(TextMessage(json.dumps({"type": "text", "v": 1,
-                                                                    "text": "go"}))))
+        await self.sock.send(
+            self.ws.send(TextMessage(json.dumps({"type": "text", "v": 1, "text": "go"})))
+        )
 
     async def _until(self, kind: type) -> None:
         while not any(isinstance(e, kind) for e in self.ws.events()):
