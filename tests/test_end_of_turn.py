@@ -4,6 +4,7 @@ endpointing, and the real Smart Turn model from the installed wheel on shared re
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ import trio.testing
 from bargein.actors import turn_model
 from bargein.actors.end_of_turn import AskTurn, EndOfTurnCore, TurnVerdict
 from bargein.actors.policy import InterruptionPolicy
-from bargein.actors.vad import VadConfig, VadCore
+from bargein.actors.vad import TURN_CHARGE_MS, VadConfig, VadCore
 from bargein.decide.smart_turn import TurnPrediction, unavailable_reason
 from bargein.engines.base import Engines, Recognizer
 from bargein.filerun import converse
@@ -172,11 +173,22 @@ def test_end_of_input_closes_an_open_pause() -> None:
         {"end_of_turn": "smart_turn", "turn_check_ms": 500},  # not below stop_ms (480)
         {"end_of_turn": "smart_turn", "turn_max_ms": 400},  # below stop_ms
         {"end_of_turn": "smart_turn", "turn_check_ms": 0},
+        {"turn_charge_ms": -1},
+        {"turn_charge_ms": float("nan")},
+        {"turn_charge_ms": 10001},
+        {"turn_charge_ms": True},
+        {"turn_charge_ms": "58"},
     ],
 )
 def test_config_refuses_inconsistent_knobs(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         VadConfig(**bad)
+
+
+def test_config_takes_a_fixed_charge_or_none() -> None:
+    assert VadConfig().turn_charge_ms == TURN_CHARGE_MS
+    assert VadConfig(turn_charge_ms=None).turn_charge_ms is None  # measured, as engine calls
+    assert VadConfig(turn_charge_ms=0).turn_charge_ms == 0
 
 
 # -- the session: a scripted model, the virtual clock ---------------------------------------
@@ -235,10 +247,18 @@ def test_session_ends_a_complete_turn_after_the_check_silence(fake: FakeModel) -
     events = run_session(SMART, GOFORWARD)
     (stop,) = of(events, EventType.SPEECH_STOPPED)
     assert stop.data["end_of_turn"] == "smart_turn" and stop.data["turn_probability"] == 0.9
-    # 100 ms of silence, then the verdict at the next chunk boundary or sooner.
-    assert 100 <= endpointing_ms(stop) <= 120
+    # 100 ms of silence, then the verdict, charged its fixed cost on the virtual clock.
+    assert endpointing_ms(stop) == pytest.approx(100 + TURN_CHARGE_MS)
     assert fake.calls and of(events, EventType.TURN_STARTED)
     assert of(events, EventType.ERROR) == []
+
+
+def test_without_a_fixed_charge_the_measured_time_is_charged(fake: FakeModel) -> None:
+    fake.cost_s = 0.04
+    vad = dataclasses.replace(SMART, turn_charge_ms=None)
+    (stop,) = of(run_session(vad, GOFORWARD), EventType.SPEECH_STOPPED)
+    assert stop.data["end_of_turn"] == "smart_turn"
+    assert endpointing_ms(stop) >= 140  # 100 ms of silence + at least the 40 ms it took
 
 
 def test_session_holds_an_incomplete_turn_to_the_maximum(fake: FakeModel) -> None:

@@ -1,7 +1,12 @@
 """End of turn by meaning, the I/O part: load the Smart Turn model once per process, and run
-each `AskTurn` as engine compute (`run_cpu`: a worker thread under the process-wide limiter, or
-charged to the virtual clock inline), handing the `TurnVerdict` back to the mic task through its
-own input queue, behind the audio that arrived meanwhile.
+each `AskTurn` as engine compute (`run_cpu`: a worker thread under the process-wide limiter), or
+on the virtual clock on the loop, charged the session's fixed `VadConfig.turn_charge_ms` (or, when
+that is None, its measured time, as `run_cpu` charges), handing the `TurnVerdict` back to the mic
+task through its own input queue, behind the audio that arrived meanwhile.
+
+Why a fixed charge: the verdict's arrival decides where the utterance ends, and whether a user who
+resumes just after the check has the decision discarded; charged at its measured time, two
+virtual-clock runs of one recording segmented the user differently (the time varies with load).
 
 The mic task never waits for the model: the VAD, the floor and STT go on while it runs.
 """
@@ -12,15 +17,21 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import trio
 
 from bargein.decide.features import RATE
-from bargein.decide.smart_turn import SmartTurn, SmartTurnUnavailable, unavailable_reason
+from bargein.decide.smart_turn import (
+    SmartTurn,
+    SmartTurnUnavailable,
+    TurnPrediction,
+    unavailable_reason,
+)
 from bargein.runtime.broadcast import DropOldestQueue
 from bargein.runtime.bus import EventBus
-from bargein.runtime.compute import run_cpu
+from bargein.runtime.compute import compute_mode, run_cpu
 
 from .end_of_turn import AskTurn, TurnVerdict
 from .vad import MicInput, VadConfig
@@ -43,16 +54,36 @@ def shared_model() -> SmartTurn:
         return _model
 
 
-async def load_end_of_turn(config: VadConfig, bus: EventBus) -> SmartTurn | None:
+@dataclass(frozen=True, slots=True)
+class SessionModel:
+    """The process's model as one session uses it: `charge_s`, the fixed virtual-clock cost of a
+    decision (None: its measured time)."""
+
+    model: SmartTurn
+    charge_s: float | None
+
+    async def predict(self, request: AskTurn) -> TurnPrediction:
+        if self.charge_s is not None and compute_mode() == "inline":
+            # On the loop, as run_cpu's inline mode, but charged the stated cost, not the
+            # measured one: the verdict lands at the same session time on every run.
+            prediction = self.model.predict(request.audio, request.rate)
+            await trio.sleep(self.charge_s)
+            return prediction
+        return await run_cpu(self.model.predict, request.audio, request.rate)
+
+
+async def load_end_of_turn(config: VadConfig, bus: EventBus) -> SessionModel | None:
     """The model a session with `end_of_turn="smart_turn"` uses, or None: silence endpointing
     (also the fallback, with an `error` event and a log line saying why, when the model or
     onnxruntime is missing or fails to load)."""
     if config.end_of_turn != "smart_turn":
         return None
+    charge = None if config.turn_charge_ms is None else config.turn_charge_ms / 1000
     reason = unavailable_reason()
     if reason is None:
         try:
-            return _model if _model is not None else await trio.to_thread.run_sync(shared_model)
+            model = _model if _model is not None else await trio.to_thread.run_sync(shared_model)
+            return SessionModel(model, charge)
         except Exception as exc:  # a broken file or runtime: the session still runs
             reason = f"{type(exc).__name__}: {exc}"
     message = f"end_of_turn smart_turn unavailable, using silence endpointing: {reason}"
@@ -67,7 +98,7 @@ def _never(ask: AskTurn) -> None:
 
 @asynccontextmanager
 async def turn_model(
-    model: SmartTurn | None,
+    model: SessionModel | None,
     verdicts: DropOldestQueue[MicInput],
     bus: EventBus,
     wanted: Callable[[int], bool],
@@ -96,7 +127,7 @@ async def turn_model(
 
 
 async def _serve(
-    model: SmartTurn,
+    model: SessionModel,
     requests: trio.MemoryReceiveChannel[AskTurn],
     verdicts: DropOldestQueue[MicInput],
     bus: EventBus,
@@ -107,7 +138,7 @@ async def _serve(
             if not wanted(request.id):
                 continue  # the user resumed while it queued
             try:
-                p = await run_cpu(model.predict, request.audio, request.rate)
+                p = await model.predict(request)
             except Exception as exc:  # this pause falls back to silence endpointing
                 bus.error("end_of_turn", exc, fatal=False)
                 verdict = TurnVerdict(request.id, None)

@@ -23,6 +23,11 @@ from bargein.runtime.messages import (
 from .end_of_turn import AskTurn, EndOfTurnCore, TurnVerdict
 
 SpeechEvent = SpeechStarted | SpeechStopped | VoiceActivity
+# One Smart Turn decision's virtual-clock charge: the p95 of its measured CPU time here (56-60 ms
+# over runs, p50 53-55; docs/turn_detection.md), so the virtual clock does not charge a decision
+# less than it nearly always costs on an idle core; not a multiple of 10 ms, so a verdict never
+# wakes at the same virtual instant as a 10/20 ms audio chunk (trio orders those at random).
+TURN_CHARGE_MS = 58.0
 # webrtcvad's C entry, which `Vad.is_speech` wraps (see `VadStage.feed`).
 _vad_process = webrtcvad._webrtcvad.process
 EndOfTurnMode = Literal["silence", "smart_turn"]
@@ -39,6 +44,10 @@ class VadConfig:
     `turn_check_ms` of silence follow the last voiced frame: a turn it calls complete
     (P > `turn_threshold`) ends at once, one it calls incomplete ends after `turn_max_ms` of
     silence; without a verdict (the model slow or failing) `stop_ms` still ends it.
+
+    `turn_charge_ms`: on the virtual clock (compute "inline") each decision is charged this
+    fixed cost instead of its measured time, so runs of one recording repeat exactly; None
+    charges the measured time, as every engine call. The real clock always waits for the model.
     """
 
     aggressiveness: int = 2
@@ -51,6 +60,7 @@ class VadConfig:
     turn_check_ms: int = 160
     turn_threshold: float = 0.5
     turn_max_ms: int = 1200
+    turn_charge_ms: float | None = TURN_CHARGE_MS
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
@@ -61,6 +71,13 @@ class VadConfig:
             raise ValueError("end_of_turn must be 'silence' or 'smart_turn'")
         if not 0.0 < self.turn_threshold < 1.0:
             raise ValueError("turn_threshold must be in (0, 1)")
+        charge = self.turn_charge_ms
+        if charge is not None and (
+            isinstance(charge, bool)
+            or not isinstance(charge, int | float)
+            or not 0 <= charge <= 10000  # NaN fails too
+        ):
+            raise ValueError(f"turn_charge_ms must be None or a number in 0..10000, got {charge!r}")
         if self.end_of_turn == "smart_turn" and not (
             0 < self.turn_check_ms < self.stop_ms <= self.turn_max_ms <= 10000
         ):
