@@ -125,13 +125,19 @@ class TurnAudio:
 
     def _frames(self, chunks: list[Int16Array]) -> list[OutFrame]:
         frames = []
+        turn, ready = self.turn, self._ready
         for pcm in chunks:
-            start, self._emitted = self._emitted, self._emitted + len(pcm)
-            n = 0
-            while n < len(self._ready) and self._ready[n].end <= self._emitted:
+            start = self._emitted
+            self._emitted = emitted = start + len(pcm)
+            if not ready or ready[0].end > emitted:  # (most frames end no word)
+                frames.append(OutFrame(turn, pcm, start))
+                continue
+            n = 1
+            while n < len(ready) and ready[n].end <= emitted:
                 n += 1
-            words, self._ready = tuple(self._ready[:n]), self._ready[n:]
-            frames.append(OutFrame(self.turn, pcm, start, words))
+            words, ready = tuple(ready[:n]), ready[n:]
+            frames.append(OutFrame(turn, pcm, start, words))
+        self._ready = ready
         return frames
 
 
