@@ -4,7 +4,6 @@ and hands it the microphone's frame levels (`VoiceLevels`) when the policy liste
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -122,15 +121,19 @@ class Floor:
     async def _step(self, turns: trio.Nursery) -> bool:
         """Handle one input, or the machine's next deadline; False once the inbox has ended."""
         deadline = self.machine.next_deadline()
-        at = math.inf if deadline is None else self._bus.t0 + deadline
-        with trio.move_on_at(at):
-            try:
-                message = await self._inbox.receive()
-            except trio.EndOfChannel:
-                return False
-            self._apply(turns, self._feed(message))
-            return True
+        if deadline is None:  # nothing timed: no cancel scope per message (most messages)
+            return await self._next_input(turns)
+        with trio.move_on_at(self._bus.t0 + deadline):
+            return await self._next_input(turns)
         self._apply(turns, self.machine.tick(self._bus.now()))
+        return True
+
+    async def _next_input(self, turns: trio.Nursery) -> bool:
+        try:
+            message = await self._inbox.receive()
+        except trio.EndOfChannel:
+            return False
+        self._apply(turns, self._feed(message))
         return True
 
     def _feed(self, message: FloorInput) -> list[Action]:
