@@ -153,7 +153,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async with trio.open_nursery() as never:
                 for i in range(args.clients):
                     never.start_soon(one, i)
-            await trio.sleep(2)  # the readers go on a little after the last reset
+            # The readers go on a little after the last reset, and at least --reader-seconds.
+            await trio.sleep(max(2.0, args.reader_seconds - (time.perf_counter() - started)))
             done.set()
         await trio.sleep(1)
         stats = (await healthz(server))["server"]
@@ -191,6 +192,9 @@ def main(argv: list[str]) -> int:
         type=float,
         default=0.5,
         help="readers read this fraction of 16 kHz reply audio's byte rate",
+    )
+    parser.add_argument(
+        "--reader-seconds", type=float, default=0.0, help="readers run this long at least"
     )
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--json", action="store_true")
