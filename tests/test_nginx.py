@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from bargein.testing.redis_server import REDIS_SERVER, free_port, redis_server
-from bargein.testing.server_process import serve_in_process
+from bargein.testing.server_process import serve_in_processes
 from bargein.testing.store_worker import CHAT_TOKENS
 from bargein.testing.web import HttpClient, connect, header
 from bargein.transports.protocol import SessionStart, Text, TurnEnded
@@ -75,8 +75,7 @@ async def test_tokens_arrive_unbatched_and_a_voice_session_works_through_nginx()
     with trio.fail_after(HANG_GUARD):
         async with (
             redis_server() as redis,
-            serve_in_process((*argv, redis.url)) as a,
-            serve_in_process((*argv, redis.url)) as b,
+            serve_in_processes([(*argv, redis.url)] * 2) as (a, b),
             nginx([a.port, b.port]) as port,
         ):
             stream = await trio.open_tcp_stream("127.0.0.1", port)

@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from bargein.testing.redis_server import REDIS_SERVER, RedisProcess, free_port, redis_server
-from bargein.testing.server_process import ServerProcess, serve_in_process
+from bargein.testing.server_process import ServerProcess, serve_in_processes
 from bargein.testing.store_worker import CHAT_TOKENS
 from bargein.testing.web import connect, http
 from bargein.transports.protocol import (
@@ -43,10 +43,13 @@ USER = {"messages": [{"role": "user", "content": "count for me"}]}
 
 
 @asynccontextmanager
-async def worker(redis: RedisProcess, *extra: str) -> AsyncIterator[ServerProcess]:
+async def two_workers(
+    redis: RedisProcess, *extra: str
+) -> AsyncIterator[tuple[ServerProcess, ServerProcess]]:
+    """Workers A and B on one Redis, started at once."""
     argv = ("-m", "bargein.testing.store_worker", "--store", redis.url, *extra)
-    async with serve_in_process(argv) as process:
-        yield process
+    async with serve_in_processes([argv, argv]) as (a, b):
+        yield a, b
 
 
 class Monitor:
@@ -89,7 +92,7 @@ def _session_events(monitor: Monitor, session_id: str) -> list[SseEvent]:
 
 async def test_chat_moves_from_a_to_b_whole_and_b_monitors_a() -> None:
     with trio.fail_after(HANG_GUARD):
-        async with redis_server() as redis, worker(redis) as a, worker(redis) as b:
+        async with redis_server() as redis, two_workers(redis) as (a, b):
             async with trio.open_nursery() as nursery:
                 monitor = Monitor()
                 await nursery.start(monitor.read, b.port)
@@ -136,7 +139,7 @@ async def test_chat_moves_from_a_to_b_whole_and_b_monitors_a() -> None:
 
 async def test_a_conversation_survives_its_worker_sigkilled_mid_turn() -> None:
     with trio.fail_after(HANG_GUARD):
-        async with redis_server() as redis, worker(redis) as a, worker(redis) as b:
+        async with redis_server() as redis, two_workers(redis) as (a, b):
             async with connect(a.port, SessionStart(16000)) as voice:
                 await voice.send(Text("what is two plus two"))
                 await voice.wait_for(lambda m: isinstance(m, TurnEnded))
@@ -165,8 +168,7 @@ async def test_the_session_limit_holds_across_workers() -> None:
     with trio.fail_after(HANG_GUARD):
         async with (
             redis_server() as redis,
-            worker(redis, "--max-sessions", "2") as a,
-            worker(redis, "--max-sessions", "2") as b,
+            two_workers(redis, "--max-sessions", "2") as (a, b),
             connect(a.port, SessionStart(16000)),
             connect(b.port, SessionStart(16000)),
         ):
@@ -188,7 +190,7 @@ async def test_the_session_limit_holds_across_workers() -> None:
 
 async def test_redis_lost_while_running_degrades_and_recovers() -> None:
     with trio.fail_after(HANG_GUARD):
-        async with redis_server() as redis, worker(redis) as a, worker(redis) as b:
+        async with redis_server() as redis, two_workers(redis) as (a, b):
             async with trio.open_nursery() as nursery:
                 monitor = Monitor()
                 await nursery.start(monitor.read, a.port)

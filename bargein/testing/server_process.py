@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trio
 
-__all__ = ["ProcSample", "ServerProcess", "proc_sample", "serve_in_process"]
+__all__ = ["ProcSample", "ServerProcess", "proc_sample", "serve_in_process", "serve_in_processes"]
 
 _URL = re.compile(rb"open (http://127\.0\.0\.1:(\d+))/")
 
@@ -46,46 +46,80 @@ async def serve_in_process(
 ) -> AsyncIterator[ServerProcess]:
     """Run ``bargein <argv> --host 127.0.0.1 --port 0`` (or a module given as ``-m mod ...``),
     wait for its "open http://127.0.0.1:PORT/" line, yield it; SIGTERM then SIGKILL at exit."""
-    command = [sys.executable, "-m", "bargein.cli", *argv, "--host", "127.0.0.1", "--port", "0"]
-    if argv and argv[0] == "-m":
-        command = [sys.executable, *argv, "--host", "127.0.0.1", "--port", "0"]
+    async with serve_in_processes([argv], ready_timeout=ready_timeout) as (server,):
+        yield server
+
+
+@asynccontextmanager
+async def serve_in_processes(
+    argvs: Sequence[Sequence[str]], *, ready_timeout: float = 60.0
+) -> AsyncIterator[list[ServerProcess]]:
+    """`serve_in_process` for several servers at once: all start together (a worker's start-up
+    is mostly its own imports, so N of them take about as long as one), in `argvs` order."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = await trio.lowlevel.open_process(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env=env,
-    )  # fmt: skip
-    assert process.stderr is not None
-    log = bytearray()
+    processes: list[trio.Process] = []
     try:
+        for argv in argvs:
+            process = await trio.lowlevel.open_process(
+                _command(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, env=env,
+            )  # fmt: skip
+            processes.append(process)
+        logs = [bytearray() for _ in processes]
+        ports: list[int | None] = [None] * len(processes)
+
+        async def ready(i: int) -> None:
+            ports[i] = await _ready_port(processes[i], logs[i], ready_timeout)
+
+        async with trio.open_nursery() as starting:
+            for i in range(len(processes)):
+                starting.start_soon(ready, i)
         async with trio.open_nursery() as nursery:
-            port: int | None = None
-            with trio.move_on_after(ready_timeout):
-                while port is None:
-                    chunk = await process.stderr.receive_some(65536)
-                    if not chunk:
-                        break
-                    log += chunk
-                    match = _URL.search(log)
-                    port = int(match.group(2)) if match else None
-            if port is None:
-                raise RuntimeError(f"server did not start: {bytes(log[-2000:]).decode()}")
-
-            async def drain() -> None:
-                while chunk := await process.stderr.receive_some(65536):  # type: ignore[union-attr]
-                    log.extend(chunk)
-
-            nursery.start_soon(drain)
-            yield ServerProcess(process, port, log)
+            servers = []
+            for process, port, log in zip(processes, ports, logs, strict=True):
+                assert port is not None
+                nursery.start_soon(_drain, process, log)
+                servers.append(ServerProcess(process, port, log))
+            yield servers
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in processes:
                 with trio.move_on_after(10):
                     await process.wait()
-            if process.poll() is None:
-                process.kill()
-                await process.wait()
+                if process.poll() is None:
+                    process.kill()
+                    await process.wait()
+
+
+def _command(argv: Sequence[str]) -> list[str]:
+    if argv and argv[0] == "-m":
+        return [sys.executable, *argv, "--host", "127.0.0.1", "--port", "0"]
+    return [sys.executable, "-m", "bargein.cli", *argv, "--host", "127.0.0.1", "--port", "0"]
+
+
+async def _ready_port(process: trio.Process, log: bytearray, ready_timeout: float) -> int:
+    """The port of the server's "open http://127.0.0.1:PORT/" line on stderr."""
+    assert process.stderr is not None
+    with trio.move_on_after(ready_timeout):
+        while True:
+            chunk = await process.stderr.receive_some(65536)
+            if not chunk:
+                break
+            log += chunk
+            match = _URL.search(log)
+            if match:
+                return int(match.group(2))
+    raise RuntimeError(f"server did not start: {bytes(log[-2000:]).decode()}")
+
+
+async def _drain(process: trio.Process, log: bytearray) -> None:
+    assert process.stderr is not None
+    while chunk := await process.stderr.receive_some(65536):
+        log.extend(chunk)
 
 
 @dataclass(frozen=True)
