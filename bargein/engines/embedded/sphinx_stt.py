@@ -50,7 +50,7 @@ from bargein.runtime.compute import (
 )
 from bargein.runtime.messages import Int16Array
 
-__all__ = ["SphinxRecognizer", "SphinxStt"]
+__all__ = ["DICTATION_SEARCH", "SphinxRecognizer", "SphinxStt"]
 
 SAMPLE_RATE = 16_000
 CLOSE_BOUND = 1.0  # s; dropping an abandoned utterance in a worker process
@@ -60,6 +60,11 @@ MAX_GRAMMAR_CHARS = 64 * 1024
 MAX_CONFIG_CHARS = 4096
 MAX_IDLE_DECODERS = 64
 GIL_PIECE_BYTES = 640  # 20 ms of 16 kHz PCM16 per `process_raw` call in a thread
+# Dictation's search limits (pocketsphinx's defaults: maxwpf -1, maxhmmpf 30000). At most 5
+# distinct word exits per frame and 4000 active HMMs: -45 % CPU per audio second on the shared
+# recordings (0.22-0.24 -> 0.13) with no word lost (mean WER 0.373 -> 0.358, docs/engines.md).
+# 2500 HMMs is the cliff (jfk.wav comes out empty), hence the margin. `options` override them.
+DICTATION_SEARCH: dict[str, ConfigValue] = {"maxwpf": 5, "maxhmmpf": 4000}
 
 
 class SphinxStt:
@@ -72,7 +77,8 @@ class SphinxStt:
     - ``grammar``: a JSGF grammar (text); the transcript is the best sentence of the grammar.
 
     ``second_pass`` turns on pocketsphinx's fwdflat rescoring (slower final, not more accurate
-    on the shared recordings). ``options`` passes any other pocketsphinx config value through.
+    on the shared recordings). ``options`` passes any other pocketsphinx config value through;
+    dictation's search limits (`DICTATION_SEARCH`) are among them.
     Configuration errors (bad grammar, unknown words) surface as ValueError on the first
     utterance, or earlier from `await engine.warm()`.
     """
@@ -103,6 +109,8 @@ class SphinxStt:
         self._config: dict[str, ConfigValue] = {"loglevel": "FATAL", "fwdflat": second_pass}
         if self._keyphrases is not None or grammar is not None:
             self._config["lm"] = None  # skip loading the 27 MB language model
+        else:
+            self._config.update(DICTATION_SEARCH)  # measured on dictation only
         self._config.update(_check_config(options))
         self.mode = "keyword" if self._keyphrases else "grammar" if grammar else "dictation"
         self.name = f"pocketsphinx-{self.mode}"
