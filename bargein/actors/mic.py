@@ -134,5 +134,6 @@ async def run_mic(
                 return
             if echo is not None:
                 echo.arrived(len(chunk), trio.current_time())  # captured until now
-            chunk_at = trio.current_time()
+            if model is not None:  # (only a verdict reads it)
+                chunk_at = trio.current_time()
             await emit(framer.push(resampler.process_int16(chunk) if resampler else chunk))
