@@ -40,7 +40,8 @@ from bargein.transports.realtime.errors import (
 )
 from bargein.transports.realtime.input_audio import RATE, InputAudio, recognize
 from bargein.transports.realtime.planner import FunctionCall, RealtimePlanner
-from bargein.transports.websocket import WebSocketLike
+from bargein.transports.websocket import WebSocketLike, liveness
+from bargein.transports.websocket.stats import one_line
 
 if TYPE_CHECKING:
     from bargein.transports.realtime.server import RealtimeServer
@@ -252,11 +253,13 @@ class Connection:
                 nursery.start_soon(self._watch_backlog)
                 nursery.start_soon(self._stop_on_shutdown)
                 nursery.start_soon(self._watch_idle)
+                nursery.start_soon(liveness.watch, self.ws, self.server.limits)  # reading?
                 self.send(self.conv.session_created())
                 await self._read()
                 nursery.cancel_scope.cancel()
-        except* SlowConsumer:
+        except* (SlowConsumer, liveness.Unresponsive) as group:
             self.server.stats.slow_consumers += 1
+            log.info("closing a slow consumer: %s", one_line(group))
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(2.0):
                 try:

@@ -33,6 +33,7 @@ def add_realtime_routes(app: QuartTrio, host: Host) -> RealtimeServer:
         hub=host.hub,
         max_connections=host.sessions.max_sessions,
         shutting_down=host.sessions.shutting_down,
+        limits=host.sessions.limits,
     )
 
     @app.websocket(PATH)

@@ -27,7 +27,7 @@ from bargein.transports.realtime.connection import (
     SlowConsumer,
 )
 from bargein.transports.realtime.input_audio import MAX_BUFFER_S, RATE
-from bargein.transports.websocket import EnginesFactory, WebSocketLike
+from bargein.transports.websocket import ConnectionLimits, EnginesFactory, WebSocketLike
 
 __all__ = [
     "MAX_AUDIO_FRAMES",
@@ -66,8 +66,10 @@ class RealtimeServer:
         max_connections: int = 32,
         shutting_down: trio.Event | None = None,
         session_config: Callable[[RealtimeSettings, str], SessionConfig] | None = None,
+        limits: ConnectionLimits | None = None,  # only its ping/pong liveness applies here
     ) -> None:
         self.engines_factory = engines_factory
+        self.limits = limits or ConnectionLimits()
         self.hub = hub
         self.max_connections = max_connections
         self.shutting_down = trio.Event() if shutting_down is None else shutting_down
