@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import random
 import sys
 import time
 import warnings
@@ -40,10 +39,13 @@ from trio_websocket import ConnectionClosed
 
 from bargein.benchmarks.load_client import (
     RATE,
+    STARTS,
     ClientResult,
     _client,
     _round,
     percentile,
+    start_delays,
+    talking_at_once,
     tally,
 )
 from bargein.testing.audio import shared_audio_dir
@@ -110,21 +112,21 @@ class Servers:
 
 async def run_step(
     server: Servers, n: int, pcm: np.ndarray, utterances: int, gap_s: float,
-    p99_bound: float,
+    p99_bound: float, start: str = "stagger",
 ) -> dict[str, Any]:  # fmt: skip
-    rng = random.Random(n)
+    cycle_s = len(pcm) / RATE + gap_s
+    delays = start_delays(n, start, cycle_s, seed=n)
     results = [ClientResult() for _ in range(n)]
     health: list[float] = []
     before, before_each = server.sample(), [proc_sample(p.process.pid) for p in server.processes]
     client_cpu = time.process_time()
     wall = time.perf_counter()
-    step_bound = 60 + utterances * (len(pcm) / RATE + gap_s) * 2
+    step_bound = 60 + (utterances + 1) * cycle_s * 2  # + 1: the staggered starts
     with trio.move_on_after(step_bound) as bound:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_poll_health, server.port, health)
             async with trio.open_nursery() as clients:
-                for result in results:
-                    delay = rng.uniform(0, 1.0)  # staggered starts: no lockstep
+                for result, delay in zip(results, delays, strict=True):
                     clients.start_soon(_guarded, server, pcm, utterances, gap_s, delay, result)
             nursery.cancel_scope.cancel()
     wall = time.perf_counter() - wall
@@ -133,8 +135,14 @@ async def run_step(
     spoken, answered, latencies, jitter = t.spoken, t.answered, t.latencies, t.jitter_ms
     errors, messages = t.errors, t.messages
     p99 = percentile(latencies, 99) if latencies else math.inf
+    cpu_s = after.cpu_s - before.cpu_s
+    active_s = sum(r.active_s for r in results)  # session-seconds of streaming
+    most, mean = talking_at_once([end for r in results for end in r.speech_ends])
     return {
         "clients": n,
+        "start": start,
+        "talking_at_once_max": most,
+        "talking_at_once_mean": round(mean, 2),
         "connected": sum(r.connected for r in results),
         "utterances": spoken,
         "answered": answered,
@@ -143,10 +151,11 @@ async def run_step(
         "speech_end_to_first_audio_p99_s": _round(p99 if latencies else None),
         "frame_jitter_p50_ms": _round(percentile(jitter, 50) if jitter else None),
         "frame_jitter_p99_ms": _round(percentile(jitter, 99) if jitter else None),
-        "server_cpu_pct_per_session": round(
-            100 * (after.cpu_s - before.cpu_s) / wall / max(n, 1), 2
-        ),
-        "server_cpu_pct_total": round(100 * (after.cpu_s - before.cpu_s) / wall, 1),
+        "server_cpu_pct_per_session": round(100 * cpu_s / wall / max(n, 1), 2),
+        # The same per second a session streamed: staggered starts lengthen the step's wall
+        # time (sessions not yet or no longer there), which dilutes the figure above.
+        "server_cpu_pct_per_active_session": round(100 * cpu_s / active_s, 2) if active_s else None,
+        "server_cpu_pct_total": round(100 * cpu_s / wall, 1),
         # Each server process's share (with --server-processes: how the kernel spread them).
         "server_cpu_pct_by_process": [
             round(100 * (a.cpu_s - b.cpu_s) / wall, 1)
@@ -197,11 +206,13 @@ async def sweep(
         idle = server.sample()
         # Warm-up: loads the decoder / espeak / DSP kernels once, so step 1 is not charged
         # (a client per server process, as connections spread over them).
-        await run_step(server, k, pcm, 1, args.gap, args.p99_bound)
+        await run_step(server, k, pcm, 1, args.gap, args.p99_bound, "lockstep")
         warm = server.sample()
         steps = []
         for n in counts:
-            step = await run_step(server, n, pcm, args.utterances, args.gap, args.p99_bound)
+            step = await run_step(
+                server, n, pcm, args.utterances, args.gap, args.p99_bound, args.start
+            )
             step["server_rss_mb_per_session"] = round(
                 (step["server_rss_mb"] - warm.rss_bytes / 2**20) / max(n, 1), 2
             )
@@ -308,6 +319,13 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--utterances", type=int, default=3)
     parser.add_argument("--gap", type=float, default=2.5, help="s of silence after each")
     parser.add_argument("--p99-bound", type=float, default=1.5)
+    parser.add_argument(
+        "--start",
+        choices=STARTS,
+        default="stagger",
+        help="stagger (default): each client's phase uniform over one utterance cycle, as "
+        "independent speakers; lockstep: all start within 1 s and talk at the same moments",
+    )
     parser.add_argument("--full", action="store_true", help="run every N even after a failure")
     parser.add_argument("--serve", choices=("scripted", "embedded"), help=argparse.SUPPRESS)
     parser.add_argument("--warm-decoders", type=int, default=0, help=argparse.SUPPRESS)
@@ -333,6 +351,7 @@ def main(argv: Sequence[str]) -> int:
             "utterances_per_client": args.utterances,
             "gap_s": args.gap,
             "p99_bound_s": args.p99_bound,
+            "start": args.start,
             "cores": _cores(),
             # $BARGEIN_ENGINE_PROCESSES, inherited by the server: pocketsphinx decodes in that
             # many worker processes (0: in threads of the server process).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,46 @@ from bargein.transports.protocol import AUDIO_HEADER
 
 RATE = 16_000
 FRAME = 320  # 20 ms
-SPEECH_END_S = 2.40  # end of the last voiced frame in the recording (docs of ../shared/audio)
+SPEECH_START_S = 0.48  # first voiced frame of the recording (docs of ../shared/audio)
+SPEECH_END_S = 2.40  # end of the last voiced frame in the recording
+STARTS = ("stagger", "lockstep")
+LOCKSTEP_SPREAD_S = 1.0
+
+
+def start_delays(n: int, start: str, cycle_s: float, seed: int) -> list[float]:
+    """When each of ``n`` clients starts, in seconds after the step begins.
+
+    ``lockstep``: uniform over 1 s, so every client speaks the same recording at nearly the same
+    moment (all of them talk at once: the worst case for a server). ``stagger``: each client's
+    phase is uniform over one utterance cycle (recording + gap, ``cycle_s``) and independent of
+    the others, as people who do not hear each other are: some talk at the same moment, most
+    not. Seeded, so a step is repeatable."""
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    if n < 0 or not cycle_s > 0:
+        raise ValueError("need n >= 0 clients and a positive cycle")
+    rng = random.Random(seed)
+    spread = LOCKSTEP_SPREAD_S if start == "lockstep" else cycle_s
+    return [rng.uniform(0, spread) for _ in range(n)]
+
+
+def talking_at_once(speech_ends: Sequence[float]) -> tuple[int, float]:
+    """(most, time-weighted mean) clients in a voiced stretch of the recording at the same
+    moment, from each utterance's speech end (its voiced stretch is the 1.92 s before it); the
+    mean is over the time anyone talked."""
+    voiced = SPEECH_END_S - SPEECH_START_S
+    # Ends sort before starts at the same instant: stretches that only touch do not overlap.
+    edges = sorted([(end - voiced, 1) for end in speech_ends] + [(end, -1) for end in speech_ends])
+    most = now = 0
+    weighted = talked = 0.0
+    for i, (at, step) in enumerate(edges):
+        now += step
+        most = max(most, now)
+        if now > 0 and i + 1 < len(edges):
+            span = edges[i + 1][0] - at
+            weighted += now * span
+            talked += span
+    return most, (weighted / talked if talked else 0.0)
 
 
 @dataclass
@@ -29,6 +69,7 @@ class ClientResult:
     jitter_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     connected: bool = False
+    active_s: float = 0.0  # from the first frame sent to the end of the last gap
     # Server messages by type; final transcripts by whether they were empty (why no reply).
     messages: dict[str, int] = field(default_factory=dict)
 
@@ -96,6 +137,7 @@ async def _client(
         result.connected = True
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_receive, ws, result)
+            began = trio.current_time()
             for _ in range(utterances):
                 start = trio.current_time()
                 for audio in (pcm, silence):
@@ -105,6 +147,7 @@ async def _client(
                         sent = (i + FRAME) / RATE + (len(pcm) / RATE if audio is silence else 0)
                         await trio.sleep_until(start + sent)
                 result.speech_ends.append(start + SPEECH_END_S)
+                result.active_s = trio.current_time() - began
             nursery.cancel_scope.cancel()
 
 
