@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import trio
 
 from bargein.transports.websocket.asgi import App
+from bargein.transports.websocket.frames import speed_up
 from bargein.transports.websocket.transport import WebSocketLike
 
 log = logging.getLogger("bargein.transports")
@@ -96,6 +97,7 @@ class AsgiWebSocket:
             await self._send(
                 {"type": "websocket.accept", "subprotocol": subprotocol, "headers": []}
             )
+            speed_up(self)  # hypercorn's frame parser, bypassed for the common frames
 
     async def receive(self) -> str | bytes:
         while not self.gone:
