@@ -52,6 +52,7 @@ from bargein.testing.audio import shared_audio_dir
 from bargein.testing.server_process import (
     ProcSample,
     ServerProcess,
+    _stat,
     proc_sample,
     serve_in_process,
 )
@@ -102,6 +103,10 @@ class Servers:
             sum(x.threads for x in samples),
         )
 
+    def own_cpu_s(self) -> float:
+        """CPU seconds of the server processes alone, without their engine workers."""
+        return sum(_stat(p.process.pid)[1] for p in self.processes)
+
     def log_lines(self) -> list[str]:
         return [
             line
@@ -119,6 +124,7 @@ async def run_step(
     results = [ClientResult() for _ in range(n)]
     health: list[float] = []
     before, before_each = server.sample(), [proc_sample(p.process.pid) for p in server.processes]
+    before_own = server.own_cpu_s()
     client_cpu = time.process_time()
     wall = time.perf_counter()
     step_bound = 60 + (utterances + 1) * cycle_s * 2  # + 1: the staggered starts
@@ -131,6 +137,7 @@ async def run_step(
             nursery.cancel_scope.cancel()
     wall = time.perf_counter() - wall
     after, after_each = server.sample(), [proc_sample(p.process.pid) for p in server.processes]
+    own_s = server.own_cpu_s() - before_own
     t = tally(results)
     spoken, answered, latencies, jitter = t.spoken, t.answered, t.latencies, t.jitter_ms
     errors, messages = t.errors, t.messages
@@ -156,6 +163,8 @@ async def run_step(
         # time (sessions not yet or no longer there), which dilutes the figure above.
         "server_cpu_pct_per_active_session": round(100 * cpu_s / active_s, 2) if active_s else None,
         "server_cpu_pct_total": round(100 * cpu_s / wall, 1),
+        # Of the total, what the engine worker processes used (decoding, with workers on).
+        "server_cpu_pct_engine_workers": round(100 * (cpu_s - own_s) / wall, 1),
         # Each server process's share (with --server-processes: how the kernel spread them).
         "server_cpu_pct_by_process": [
             round(100 * (a.cpu_s - b.cpu_s) / wall, 1)
