@@ -250,6 +250,11 @@ def voice_to_voice(
                     for e in conv.events
                     if e.type == EventType.SPEECH_STOPPED
                 ],
+                "finals": [
+                    str(e.data["text"])
+                    for e in conv.events
+                    if e.type == EventType.TRANSCRIPT_FINAL and e.data.get("text")
+                ],
                 "errors": [
                     e.data.get("message") for e in conv.events if e.type == EventType.ERROR
                 ],

@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from bargein.actors.vad import VadConfig
-from bargein.benchmarks.engines_common import RECORDINGS, read_pcm, stats_ms, voice_to_voice
+from bargein.benchmarks.engines_common import (
+    RECORDINGS,
+    read_pcm,
+    stats_ms,
+    voice_to_voice,
+    word_error_rate,
+)
 
 # Sentences of the recordings that hold more than one (media s, from the audio README); every
 # other recording is one sentence ending at its last end of speech.
@@ -211,17 +217,28 @@ def sessions(engines: Any, audio_dir: Path, files: Sequence[str], vad: VadConfig
     if v2v is None:
         return {"skipped": f"no recordings at {audio_dir}"}
     ends = [s["end_of_turn"] for f in v2v["files"] for s in f["stops"]]
+    wers = {
+        f["file"]: round(word_error_rate(ref, " ".join(f["finals"])), 3)
+        for f in v2v["files"]
+        if (ref := RECORDINGS.get(f["file"])) is not None
+    }
     return {
         "turns": v2v["turns"],
         "speech_end_to_speech_stopped_ms": v2v["endpointing_ms"],
         "speech_end_to_audio_out_first_ms": v2v["speech_offset_to_audio_out_first_ms"],
         "speech_stopped_to_audio_out_first_ms": v2v["speech_stopped_to_audio_out_first_ms"],
         "speech_stopped_to_transcript_final_ms": v2v["speech_stopped_to_transcript_final_ms"],
+        # The session's own finals (speculative decodes included), joined per recording.
+        "wer": {
+            "mean": round(sum(wers.values()) / len(wers), 3) if wers else None,
+            "max": max(wers.values(), default=None),
+            "files": wers,
+        },
         "ended_by": {how: ends.count(how) for how in sorted({str(e) for e in ends})},
         **cut_offs(v2v["files"]),
         "errors": sorted({m for f in v2v["files"] for m in f["errors"]}),
         "files": [
-            {k: f[k] for k in ("file", "turns", "speech_offset_to_audio_ms", "stops")}
+            {k: f[k] for k in ("file", "turns", "speech_offset_to_audio_ms", "stops", "finals")}
             for f in v2v["files"]
         ],
     }
