@@ -223,3 +223,111 @@ async def test_ws_sessions_are_served_by_the_bare_endpoint_over_the_real_socket(
     # The session reads hypercorn's events itself, and the socket under it (the slow-consumer
     # abort, liveness) is found through the endpoint's send callable.
     assert served == [("AsgiWebSocket", True)]
+
+
+# -- frames taken in the server's reader task -----------------------------------------------
+
+
+class HypercornLike(FakeServer):
+    """As hypercorn's WSStream: the app's `receive` is its channel's, and it puts each event
+    with `app_put` (looked up for every event), which is what `read_inline` replaces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.app_put = self.to_app.send
+        self.receive = self._from_server.receive  # type: ignore[method-assign]
+
+
+async def inline_reader(
+    server: FakeServer, take: Callable[[str | bytes], bool], results: list[object]
+) -> Callable[[], Awaitable[None]]:
+    """Serve one connection whose handler reads inline; returns what runs it."""
+
+    async def handler(ws: AsgiWebSocket) -> None:
+        await ws.accept()
+        try:
+            results.append(await ws.read_inline(take))
+        except trio.Cancelled:
+            results.append("cancelled")
+            raise
+        except Exception as exc:
+            results.append(exc)
+        results.append(await ws.receive())  # what queued after `take` said stop
+
+    app = route_websocket("/ws", handler, not_routed)
+
+    async def run() -> None:
+        await app(ws_scope(), server.receive, server.send)
+
+    return run
+
+
+async def test_inline_frames_reach_take_in_order_as_the_server_puts_them() -> None:
+    server = HypercornLike()
+    got: list[str | bytes] = []
+    results: list[object] = []
+
+    def take(frame: str | bytes) -> bool:
+        got.append(frame)
+        return frame != "stop"
+
+    for event in (CONNECT, receive_event(b"\x01\x00"), receive_event("queued")):
+        server.to_app.send_nowait(event)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(await inline_reader(server, take, results))
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [b"\x01\x00", "queued"]  # what queued before comes first
+        await server.app_put(receive_event(b"\x02\x00"))
+        assert got[-1] == b"\x02\x00"  # taken within the server's put: no hop, no wait
+        await server.app_put(receive_event("stop"))
+        await server.app_put(receive_event("after"))  # queues for `receive` again
+    assert got == [b"\x01\x00", "queued", b"\x02\x00", "stop"]
+    assert results == [True, "after"]
+
+
+async def test_a_disconnect_while_reading_inline_cancels_the_handler() -> None:
+    server = HypercornLike()
+    results: list[object] = []
+    server.to_app.send_nowait(CONNECT)
+    with trio.fail_after(HANG_GUARD):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(await inline_reader(server, lambda _: True, results))
+            await trio.testing.wait_all_tasks_blocked()
+            await server.app_put(DISCONNECT)
+    assert results == ["cancelled"]
+    assert [m["type"] for m in server.sent] == ["websocket.accept"]
+
+
+async def test_a_disconnect_already_queued_cancels_the_handler() -> None:
+    server = HypercornLike()
+    results: list[object] = []
+    for event in (CONNECT, receive_event(b"\x00\x00"), DISCONNECT):
+        server.to_app.send_nowait(event)
+    with trio.fail_after(HANG_GUARD):
+        await (await inline_reader(server, lambda _: True, results))()
+    assert results == ["cancelled"]
+
+
+async def test_a_take_that_raises_fails_the_handler_not_the_server() -> None:
+    server = HypercornLike()
+    results: list[object] = []
+
+    def take(frame: str | bytes) -> bool:
+        raise ValueError("bad take")
+
+    server.to_app.send_nowait(CONNECT)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(await inline_reader(server, take, results))
+        await trio.testing.wait_all_tasks_blocked()
+        await server.app_put(receive_event(b"\x00\x00"))  # the server's put does not raise
+        await server.app_put(receive_event("next"))
+    assert isinstance(results[0], ValueError) and results[1] == "next"
+
+
+async def test_without_hypercorn_read_inline_does_nothing() -> None:
+    results: list[object] = []
+    server = FakeServer()  # no app_put, no channel receive: a test double, another server
+    for event in (CONNECT, receive_event("queued")):
+        server.to_app.send_nowait(event)
+    await (await inline_reader(server, lambda _: True, results))()
+    assert results == [False, "queued"]

@@ -24,6 +24,7 @@ import trio
 
 from bargein.transports.websocket.asgi import App
 from bargein.transports.websocket.frames import speed_up
+from bargein.transports.websocket.tcp import server_objects
 from bargein.transports.websocket.transport import WebSocketLike
 
 log = logging.getLogger("bargein.transports")
@@ -107,11 +108,68 @@ class AsgiWebSocket:
                 data = event.get("bytes")
                 return data if data is not None else str(event.get("text") or "")
             if kind == "websocket.disconnect":
-                self.gone = True
-                self.cancel_scope.cancel()
+                self._peer_gone()
                 await trio.lowlevel.checkpoint()  # raises Cancelled unless shielded
             # "websocket.connect" (the first event) carries nothing for the handler.
         raise PeerGone("the peer disconnected")
+
+    async def read_inline(self, take: Callable[[str | bytes], bool]) -> bool:
+        """Hand every frame to `take` as the server parses it, in the server's own reader task
+        (no channel, no task switch per frame), until `take` returns False; frames then queue
+        for `receive` again, as they do when this returns by cancellation. Frames that queued
+        before come first, in order. A disconnect cancels the handler, as in `receive`. False
+        at once (nothing done) when the server is not hypercorn; `take` must not block."""
+        stream = next((o for o in server_objects(self) if hasattr(o, "app_put")), None)
+        channel = getattr(self._receive, "__self__", None)
+        if stream is None or not isinstance(channel, trio.MemoryReceiveChannel):
+            return False
+        original = stream.app_put
+        done = trio.Event()
+        failed: list[Exception] = []
+
+        def deliver(event: Mapping[str, Any]) -> None:
+            if event["type"] == "websocket.disconnect":
+                self._peer_gone()
+                done.set()
+                return
+            if event["type"] != "websocket.receive":
+                return
+            data = event.get("bytes")
+            try:
+                more = take(data if data is not None else str(event.get("text") or ""))
+            except Exception as exc:  # raised in our task, not in the server's
+                failed.append(exc)
+                more = False
+            if not more:
+                done.set()
+
+        async def put(event: Mapping[str, Any]) -> None:
+            if done.is_set():
+                await original(event)
+            else:
+                deliver(event)
+
+        while not done.is_set():
+            try:
+                deliver(channel.receive_nowait())
+            except trio.WouldBlock:
+                break
+        if not done.is_set():
+            stream.app_put = put
+        try:
+            await done.wait()
+        finally:
+            stream.app_put = original
+        if self.gone:
+            await trio.lowlevel.checkpoint()  # cancelled
+            raise PeerGone("the peer disconnected")
+        if failed:
+            raise failed[0]
+        return True
+
+    def _peer_gone(self) -> None:
+        self.gone = True
+        self.cancel_scope.cancel()
 
     async def send(self, data: str | bytes) -> None:
         if isinstance(data, str):
