@@ -43,10 +43,15 @@ HANG_GUARD = 60  # seconds; a guard against hangs, never a performance bound
 # ------------------------------------------------------------------------------ WebSocket
 
 
-async def stream_audio(client: Client, pcm: Int16Array, *, speed: float = 1.0) -> None:
-    """Send `pcm` (16 kHz) in 20 ms frames, paced at `speed` × real time, like a microphone."""
+async def stream_audio(
+    client: Client, pcm: Int16Array, *, speed: float = 1.0, until: type | None = None
+) -> None:
+    """Send `pcm` (16 kHz) in 20 ms frames, paced at `speed` × real time, like a microphone;
+    with `until`, stop once a message of that type has arrived (the speaker falls silent)."""
     step = 320
     for i in range(0, len(pcm), step):
+        if until is not None and client.of(until):
+            return
         await client.send(AudioIn(pcm[i : i + step]))
         await trio.sleep(0.02 / speed)
 
@@ -108,7 +113,9 @@ async def test_speaking_over_the_reply_clears_it_and_interrupts_the_turn(audio_d
                 await client.wait_for(
                     lambda m: sum(len(a.pcm) for a in client.audio(turn)) >= 36000
                 )
-                await stream_audio(client, load("pocketsphinx_cards_005.wav"), speed=1.0)
+                # Talking over it until it is cleared (the rest of the recording is after the
+                # decision this test is about).
+                await stream_audio(client, load("pocketsphinx_cards_005.wav"), until=Clear)
                 await client.wait_for(lambda m: isinstance(m, Clear))
                 ended = await client.wait_for(lambda m: isinstance(m, TurnEnded) and m.turn == turn)
                 nursery.cancel_scope.cancel()
