@@ -16,6 +16,7 @@ import pytest
 import trio
 import trio.testing
 import wsproto
+from trio_websocket import wrap_client_stream
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -383,3 +384,40 @@ async def test_a_client_reading_at_half_the_rate_of_the_replies_stays_connected(
                 assert client.pings_answered >= 3
             await settled(server, port)
     assert server.sessions.stats.slow_consumers == 0
+
+
+# -- our trio-websocket clients and a ping that crosses their close ---------------------------
+
+
+async def test_a_trio_websocket_client_whose_close_crosses_a_ping_closes_cleanly() -> None:
+    """The server's ping arrives after the client sent its Close (bargein.testing applies
+    trio_websocket_fix; without it the client's reader task raises LocalProtocolError)."""
+    listener = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with listener, trio.fail_after(HANG_GUARD):
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        async def server() -> None:
+            conn, _ = await listener.accept()
+            with conn:
+                ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+                while True:
+                    ws.receive_data(await conn.recv(65536))
+                    if any(isinstance(e, Request) for e in ws.events()):
+                        break
+                await conn.send(ws.send(AcceptConnection()))
+                data = await conn.recv(65536)  # the client's Close, not parsed yet
+                await conn.send(ws.send(Ping(b"crossing")))  # in flight as it closes
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, CloseConnection):
+                        await conn.send(ws.send(event.response()))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with trio.open_nursery() as client_tasks:
+                ws = await wrap_client_stream(client_tasks, stream, f"127.0.0.1:{port}", "/ws")
+                await ws.aclose()
+            assert ws.closed is not None
