@@ -37,8 +37,8 @@ I64 = NDArray[np.int64]
 
 # params layout (float64)
 MU, POWER_KEEP, DELTA, FAR_FLOOR, COPY_BELOW, RESET_ABOVE, SMOOTH, SPEC_AVG, BETA0, BETA_MAX, \
-    DT_HOLD, START_RATE, START_BLOCKS, DT_FLOOR = range(14)
-N_PARAMS = 14
+    DT_HOLD, START_RATE, START_BLOCKS, DT_FLOOR, NEAR_FLOOR = range(15)
+N_PARAMS = 15
 # fstate layout (float64): smoothed two-path error energies, leak regression, adaptation sum
 EF, EB, PEY, PYY, LEAK, SUM_ADAPT, FG_RATIO, N_FSTATE = 0, 1, 2, 3, 4, 5, 6, 8
 # istate layout (int64)
@@ -173,11 +173,17 @@ def aec_blocks_py(
         rer = (1e-4 * sx + 3.0 * leak * syf) / see
         floor = sey * sey / (see * syf + 1e-24)
         rer = min(max(rer, floor), 0.5)
+        # A (nearly) silent mic while we play (muted, or the echo has not appeared yet)
+        # holds no echo to learn: it must neither use up the start-up step nor count as
+        # removed echo (0 error of 0 mic), or an echo appearing later meets a filter whose
+        # residual-based step has no estimate to start from and stays at ~0.
+        heard = sd > params[NEAR_FLOOR] * b
         if istate[ADAPTED_FLAG] == 0:
             rate = params[START_RATE] * min(sx, see) / see
             for f in range(bins):
                 step[f] = rate
-            fstate[SUM_ADAPT] += rate
+            if heard:
+                fstate[SUM_ADAPT] += rate
             if fstate[SUM_ADAPT] > params[START_BLOCKS] and leak > 0.03:
                 istate[ADAPTED_FLAG] = 1
         else:
@@ -203,7 +209,7 @@ def aec_blocks_py(
         # its error/mic energy ratio, tracked outside double talk only (starts at 1).
         fstate[EF] = smooth * fstate[EF] + (1.0 - smooth) * sef
         fstate[EB] = smooth * fstate[EB] + (1.0 - smooth) * seb
-        if istate[HOLD] == 0:
+        if istate[HOLD] == 0 and heard:
             fstate[FG_RATIO] = 0.95 * fstate[FG_RATIO] + 0.05 * (sef / (sd + 1e-12))
         weak = fstate[FG_RATIO] > 0.5
         if fstate[EB] < params[COPY_BELOW] * fstate[EF] and (istate[HOLD] == 0 or weak):

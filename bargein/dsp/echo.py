@@ -158,6 +158,9 @@ class EchoCanceller:
         params[K.BETA_MAX] = 0.5 * b / rate
         params[K.DT_HOLD] = max(1, round(0.1 * rate / b))  # 100 ms
         params[K.DT_FLOOR] = 1e-6  # mean square: an error below -60 dBFS is never double talk
+        # A mic below -80 dBFS (mean square) holds no echo worth learning: it neither uses up
+        # the start-up step nor counts toward `converged` (see the kernel).
+        params[K.NEAR_FLOOR] = 1e-8
         # Until the filter has adapted P blocks' worth, a fixed step (echo estimate too small
         # for the residual-based step to start from).
         params[K.START_RATE] = 0.5
