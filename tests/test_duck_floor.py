@@ -215,8 +215,10 @@ def test_after_an_echo_restore_new_words_in_the_same_utterance_are_heard() -> No
     assert acts + m.tick(3.5) == [RestoreOutput(1, "", 2.2)]
     # the VAD never stopped (the echo goes on); the user talks over it
     frames(m, 3.5, 4.0, USER_DBFS + 4)
-    assert m.transcript(4.0, "no", final=False) == [DuckOutput(1, 4.0)]
-    assert m.tick(4.45) == [CancelTurn(1, "barge_in", 4.0)]
+    # its words' speech began before them, at the user's level (tests/test_floor_rearm.py)
+    assert m.transcript(4.0, "no", final=False) == [
+        DuckOutput(1, 4.0), CancelTurn(1, "barge_in", 4.0)
+    ]
     m.speech_stopped(5.0)
     assert m.transcript(5.2, "no", final=True) == [StartTurn(2, "no")]
 

@@ -67,7 +67,7 @@ class FloorCore:
         # The classifier called an overlap false while the VAD still hears the utterance (echo,
         # a TV): (words then, only an interrupt phrase re-opens it). New words in its partials
         # re-open the overlap, so a user talking over our echo or the TV is still heard.
-        self._rearm: tuple[int, bool] | None = None
+        self._rearm: tuple[int, bool, float] | None = None  # (..., when it was called false)
         self._orphan = False  # the overlap being classified lost its turn (the reply ended)
         # Levels, the user's calibrated voice, the classifier and side talk (when they are used).
         self.audio = OverlapAudio(policy) if policy.hears_levels else None
@@ -181,12 +181,16 @@ class FloorCore:
             return self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
         self._judged_false = not o.final
         if self.user_speaking and not o.final:
-            self._rearm = (len(utterance_words(o.text)), o.words > 0)
+            self._rearm = (len(utterance_words(o.text)), o.words > 0, now)
         return self._false_interruption(now, o.text)
 
     def _rearmed(self, now: float, text: str) -> list[Action]:
         """A partial of an utterance already called false: new content words (or, after side
-        talk with words, a new interrupt phrase) open a new overlap at once."""
+        talk with words, a new interrupt phrase) open a new overlap at once. Its speech began
+        before the partial that shows its words (a recognizer's first hypothesis of a word
+        comes 200-340 ms after the word starts, docs/research.md): the classifier dates it
+        `early_content_ms` back (not before the false call) and has the frames heard since, so
+        content at the user's level is not made to wait that long again."""
         t, armed, audio = self._turn, self._rearm, self.audio
         if armed is None or t is None or t.cancelled or audio is None:
             return []
@@ -198,7 +202,8 @@ class FloorCore:
         if phrase is None and (armed[1] or not content):
             return []
         self._rearm, self._judged_false = None, False
-        audio.utterance_started(now, now, overlap=True)
+        began = max(armed[2], now - clf.config.early_content_ms / 1000)
+        audio.utterance_started(now, began, overlap=True, keep_since=began)
         self._overlap = Overlap(t.id, now, now, paused=False, text=new)
         actions = self._hold(now) if t.speaking else []
         return actions + self._classified(now, audio.words(now, new, False))

@@ -76,10 +76,20 @@ class OverlapAudio:
 
     # -- the user's utterances ----------------------------------------------------------------
 
-    def utterance_started(self, now: float, onset: float, overlap: bool) -> Decision | None:
-        """A VAD onset; `overlap`: a turn is active, so the classifier judges it."""
-        if not self._overlap:  # a gap inside one overlap keeps its frames
-            self._now = _Heard()
+    def utterance_started(
+        self, now: float, onset: float, overlap: bool, keep_since: float | None = None
+    ) -> Decision | None:
+        """A VAD onset; `overlap`: a turn is active, so the classifier judges it.
+        `keep_since`: a new overlap inside the utterance being heard (re-opened by new words):
+        its frames from then on are the new overlap's, and the classifier is given them."""
+        kept = _Heard()
+        if keep_since is not None:
+            h = self._now
+            first = next((i for i, t in enumerate(h.times) if t >= keep_since), len(h.times))
+            n = len(h.times) - first  # shapes, when computed, end with the newest frame
+            kept = _Heard(h.times[first:], h.levels[first:], h.shapes[max(0, len(h.shapes) - n):])
+        if not self._overlap or keep_since is not None:  # a gap inside one overlap keeps them
+            self._now = kept
         self._overlap = overlap
         if not overlap:
             self._duck_at = None
@@ -88,7 +98,11 @@ class OverlapAudio:
             # classifier saw (the previous utterance's final); its clock must not go back.
             self._clf_t = max(min(onset, now), self._clf_t)
             self.classifier.onset(self._clf_t)
-            return self._clf_tick(now)
+            decision: Decision | None = None
+            for t, level in zip(kept.times, kept.levels, strict=True):
+                self._clf_t = max(t, self._clf_t)
+                decision = self.classifier.frame(self._clf_t, level) or decision
+            return self._clf_tick(now) or decision
         return None
 
     def speech_resumed(self, now: float) -> Decision | None:
