@@ -38,6 +38,11 @@ PICKED = "echo_guard"  # a preset that is not the server's default, picked in th
 # Typed where any answered turn will do: the local planner answers it in one line (its answer
 # to a greeting is ~12 s of speech, which the page plays in real time).
 SHORT = "what time is it"
+LONG_QUESTION = (
+    "I have a few questions for you today, about the weather, the news, the trains to the city "
+    "and the best way to cook rice, but first, before anything else, and in one short line "
+    "please: what time is it"
+)
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
@@ -597,8 +602,9 @@ async def test_375px_layout_keeps_status_and_controls_in_view(
             fits_idle = [in_viewport(page, s) for s in ("#start", "#interrupt", "#stop", "#status")]
             page.click("#start")
             session = wait_started(page)
-            # Enough conversation for the page to scroll (the greeting's answer is long).
-            for turn, text in ((1, "hello there"), (2, "what time is it"), (3, "and the date")):
+            # Enough conversation for the page to scroll: a long question (its answer is one
+            # line; the greeting's long answer would take ~12 s to play).
+            for turn, text in ((1, LONG_QUESTION), (2, SHORT), (3, SHORT)):
                 say(page, text)
                 wait_turn_ended(page, session, turn)
             # After the turns, scrolled to the end: the header is still there.
