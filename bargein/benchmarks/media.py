@@ -18,6 +18,7 @@ separate interpreter right after, so both figures come from the same run on the 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -125,6 +126,10 @@ async def measure(
                 push(frames[cursor[0] % len(frames)])
                 cursor[0] += 1
 
+    # The sweep before this one (up to 500 sessions) left its objects for the cyclic collector:
+    # collect them now, or this window pays for them (a 10-session run measured right after
+    # the 500-session one read 0.45 % instead of 0.35 %).
+    gc.collect()
     async with trio.open_nursery() as nursery:
         for _ in range(sessions):
             nursery.start_soon(one, rng.randrange(len(frames)), rng.uniform(0, FRAME_S))
