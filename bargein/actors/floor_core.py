@@ -40,6 +40,9 @@ class Overlap:
     stopped_at: float | None = None
     text: str = ""  # the latest transcript (for an outside judge)
     final: bool = False
+    # The classifier called it an interruption and side talk said not addressed, provisionally
+    # (near the level margin on too little audio): judged again on later frames, words, stop.
+    side_pending: bool = False
 
 
 @dataclass(slots=True)
@@ -176,9 +179,27 @@ class FloorCore:
         o = self._overlap
         if decision is None or decision.kind is Kind.UNDECIDED or o is None:
             return []
-        if decision.kind is Kind.INTERRUPTION and not self._side_talk(o.text):
+        if decision.kind is Kind.INTERRUPTION:
+            return self._unless_side_talk(now)
+        return self._called_false(now)
+
+    def _unless_side_talk(self, now: float) -> list[Action]:
+        """The classifier's interruption: cancel unless it is side talk; a provisional side
+        talk verdict keeps the reply held and the overlap open (`Overlap.side_pending`)."""
+        o = self._overlap
+        assert o is not None
+        verdict = None
+        if self.policy.side_talk and self.audio is not None:
+            verdict = self.audio.side_talk(o.text, going=self.user_speaking and not o.final)
+        if verdict is None or not verdict.side_talk:
             self._audio.interruption()
             return self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
+        o.side_pending = not verdict.settled
+        return [] if o.side_pending else self._called_false(now)
+
+    def _called_false(self, now: float) -> list[Action]:
+        o = self._overlap
+        assert o is not None
         self._judged_false = not o.final
         if self.user_speaking and not o.final:
             self._rearm = (len(utterance_words(o.text)), o.words > 0, now)

@@ -99,6 +99,8 @@ class FloorMachine(FloorCore):
             return []
         decision = self.audio.frames(times, levels, shapes)
         if self._classifying:
+            if self._overlap is not None and self._overlap.side_pending:
+                return self._unless_side_talk(now)
             return self._classified(now, decision)
         if self.policy.judge is not None:
             return self._ask("levels", now)
@@ -119,6 +121,8 @@ class FloorMachine(FloorCore):
         decision = self.audio.utterance_ended(now) if self.audio is not None else None
         if self._overlap is not None:
             self._overlap.stopped_at = now
+            if self._classifying and self._overlap.side_pending:
+                return self._unless_side_talk(now)  # the whole utterance: settled now
             if self._classifying:
                 return self._classified(now, decision)
         return self._ask("speech_stopped", now)
@@ -135,7 +139,11 @@ class FloorMachine(FloorCore):
         if o is not None and self._classifying:
             o.text, o.final = text, final
             o.words = max(o.words, self.policy.content_words(text))
-            actions = self._classified(now, self._audio.words(now, text, final))
+            decision = self._audio.words(now, text, final)
+            if o.side_pending:
+                actions = self._unless_side_talk(now)
+            else:
+                actions = self._classified(now, decision)
             if final and self._turn is not None and self._turn.cancelled:
                 actions += self._user_text(text)
             return actions

@@ -199,7 +199,8 @@ class OverlapAudio:
 
     # -- what the floor and outside judges see -------------------------------------------------
 
-    def side_talk(self, text: str) -> SideTalkVerdict:
+    def side_talk(self, text: str, going: bool = False) -> SideTalkVerdict:
+        """`going`: the utterance is still being heard, so a provisional verdict can wait."""
         h, at = self._now, self._duck_at
         unducked: list[float] = []
         ducked: list[float] = []
@@ -221,6 +222,7 @@ class OverlapAudio:
             unducked=unducked,
             ducked=ducked,
             our_words=self.our_words,
+            heard_ms=(h.times[-1] - h.times[0]) * 1000 if going and h.times else None,
         )
         self.side_talk_verdict = verdict
         return verdict

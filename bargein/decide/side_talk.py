@@ -121,12 +121,20 @@ class SideTalkConfig:
     echo_frames: int = 10  # frames heard ducked needed before the echo cue counts
     # This share of the utterance's word pairs are the assistant's own recent words: our echo.
     echo_words: float = 0.6
+    # A level verdict of side talk within `provisional_db` below `quiet_db` is provisional
+    # while less than `settle_ms` of a still-going utterance has been heard: the first word's
+    # envelope is not the speaker's level (one speaker's level varies 3-6 dB within seconds,
+    # docs/turn_detection.md), and a user speaking a little softer must not be lost for good.
+    provisional_db: float = 3.0
+    settle_ms: float = 800.0
 
     def __post_init__(self) -> None:
         if not (-40.0 <= self.quiet_db < 0.0 and self.far_shape_db > 0.0):
             raise ValueError("quiet_db must be in -40..0 and far_shape_db > 0")
         if not (0.0 < self.echo_drop <= 1.0 and self.min_frames >= 1):
             raise ValueError("echo_drop must be in (0, 1] and min_frames >= 1")
+        if not (0.0 <= self.provisional_db <= 40.0 and 0.0 <= self.settle_ms <= 10_000.0):
+            raise ValueError("provisional_db must be in 0..40 and settle_ms in 0..10000")
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,9 @@ class SideTalkVerdict:
     relative_db: float | None = None  # utterance level minus the user's (90th percentiles)
     distance_db: float | None = None  # spectral shape distance from the user's voice
     drop_db: float | None = None  # level before the duck took effect minus after it
+    # False: side talk by level so far, but near the margin on too little of the utterance
+    # (`SideTalkConfig.settle_ms`); judge it again with more frames.
+    settled: bool = True
 
 
 def _p90(levels: Sequence[float]) -> float:
@@ -165,13 +176,15 @@ def judge(
     unducked: Sequence[float] = (),
     ducked: Sequence[float] = (),
     our_words: Sequence[str] = (),
+    heard_ms: float | None = None,
 ) -> SideTalkVerdict:
     """Is this utterance (its frame levels and shapes so far, its latest words) side talk?
 
     With the reply ducked by `duck_db` during it: `unducked` are its frame levels from before
     the duck, `ducked` those from once the duck can have reached the microphone (after the
     longest echo delay the caller allows for). `our_words`: the words the assistant sent
-    lately (its echo says those)."""
+    lately (its echo says those). `heard_ms`: how much of the utterance the levels cover while
+    it is still going (None: it ended, or the caller cannot wait), for `settled`."""
     c = config or SideTalkConfig()
     lex = lexicon or Lexicon.of()
     phrase, _ = lex.scan(normalize(text))
@@ -198,9 +211,11 @@ def judge(
     if user_shape is not None and len(shapes) >= c.min_frames:
         mean = np.mean(np.stack(list(shapes)), axis=0)
         dist = float(np.sqrt(np.mean((mean - user_shape) ** 2)))
+    settled = (heard_ms is None or heard_ms >= c.settle_ms
+               or rel <= c.quiet_db - c.provisional_db)
     if rel <= c.quiet_db:
-        return SideTalkVerdict(True, f"{rel:+.1f} dB for this user", rel, dist, drop)
+        return SideTalkVerdict(True, f"{rel:+.1f} dB for this user", rel, dist, drop, settled)
     if dist is not None and dist >= c.far_shape_db and rel <= c.quiet_db / 2:
         return SideTalkVerdict(True, f"{rel:+.1f} dB, another voice ({dist:.1f} dB)", rel, dist,
-                               drop)
+                               drop, settled)
     return SideTalkVerdict(False, f"{rel:+.1f} dB for this user", rel, dist, drop)
