@@ -58,3 +58,14 @@ def test_provisional_side_talk_then_an_interrupt_phrase_cancels() -> None:
     m.transcript(2.4, "mister", final=False)
     assert m.tick(2.45) == []
     assert m.transcript(2.5, "mister wait", final=False) == [CancelTurn(1, "barge_in", 2.0)]
+
+
+def test_provisional_side_talk_over_the_replys_end_is_not_a_request() -> None:
+    m = speaking(DUCK_CLASSIFY)
+    m.speech_started(2.2, 2.0)
+    frames(m, 2.0, 2.4, USER_DBFS - 4.5)
+    m.transcript(2.4, "mister", final=False)
+    assert m.tick(2.45) == []
+    assert m.turn_finished(2.5, 1) == []
+    m.speech_stopped(3.0)
+    assert m.transcript(3.2, "mister quilter is the apostle", final=True) == []

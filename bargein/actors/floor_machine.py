@@ -219,6 +219,9 @@ class FloorMachine(FloorCore):
             # The reply ended while the classifier judged speech over it: that utterance's
             # final is still an acknowledgement of the reply if it is one, not a new request.
             self._orphan = self._classifying
+            o = self._overlap
+            if o is not None and o.side_pending:  # side talk so far: its final is not for us
+                self._judged_false, self._orphan = not o.final, False
             self._turn = None
             self._end_overlap()
         return self._maybe_start() + self._maybe_end()
