@@ -2,7 +2,9 @@
 
 N clients each stream a shared recording (``pocketsphinx_goforward.raw``, "go forward ten
 meters", speech ≈ 0.48–2.40 s) in real time in 20 ms frames, ``--utterances`` times with a
-``--gap`` of silence after each, report playback every 100 ms as a page would, and measure:
+``--gap`` of silence after each, report playback every 100 ms as a page would (starting at
+independent phases of that cycle, ``--start stagger``, or all within 1 s, ``lockstep``), and
+measure:
 
 - reply rate: utterances answered with audio / utterances spoken;
 - speech end → first reply audio: from the instant the client sent the last voiced frame of an
