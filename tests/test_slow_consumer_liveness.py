@@ -44,14 +44,19 @@ QUICK = ConnectionLimits(ping_interval=0.25, pong_timeout=3.0, stall_timeout=360
 # -- the pure state -------------------------------------------------------------------------
 
 
+def ping_after_output(state: Liveness, now: float) -> bytes | None:
+    state.output()  # something was sent since the last ping
+    return state.ping(now)
+
+
 def test_pings_every_interval_and_a_silent_peer_is_overdue_after_the_timeout() -> None:
     state = Liveness(2.0, 6.0, now=100.0)
-    assert state.ping(101.9) is None and not state.overdue(101.9)
-    first = state.ping(102.0)
+    assert ping_after_output(state, 101.9) is None and not state.overdue(101.9)
+    first = ping_after_output(state, 102.0)
     assert first is not None and state.waiting == 1
     state.sent()
-    assert state.ping(103.0) is None  # not due yet
-    assert state.ping(104.0) is not None
+    assert ping_after_output(state, 103.0) is None  # not due yet
+    assert ping_after_output(state, 104.0) is not None
     state.sent()
     assert not state.overdue(105.9)
     assert state.overdue(106.0)  # nothing heard since the start, 6 s ago, and pings wait
@@ -68,7 +73,7 @@ def test_a_pong_answers_its_ping_and_every_earlier_one() -> None:
     state = Liveness(1.0, 3.0, now=0.0)
     payloads = []
     for t in (1.0, 2.0, 3.0):
-        payload = state.ping(t)
+        payload = ping_after_output(state, t)
         assert payload is not None
         payloads.append(payload)
         state.sent()
@@ -86,7 +91,7 @@ def test_a_pong_answers_its_ping_and_every_earlier_one() -> None:
 )
 def test_a_pong_that_answers_no_waiting_ping_is_no_proof_of_reading(payload: bytes) -> None:
     state = Liveness(1.0, 3.0, now=0.0)
-    assert state.ping(1.0) is not None
+    assert ping_after_output(state, 1.0) is not None
     state.sent()
     assert not state.pong(payload, now=2.0)
     assert state.foreign_pongs == 1 and state.last_heard == 0.0 and state.overdue(3.0)
@@ -94,11 +99,11 @@ def test_a_pong_that_answers_no_waiting_ping_is_no_proof_of_reading(payload: byt
 
 def test_an_answered_ping_answered_again_does_not_count() -> None:
     state = Liveness(1.0, 3.0, now=0.0)
-    payload = state.ping(1.0)
+    payload = ping_after_output(state, 1.0)
     assert payload is not None
     state.sent()
     assert state.pong(payload, now=1.1)
-    assert state.ping(2.1) is not None
+    assert ping_after_output(state, 2.1) is not None
     state.sent()
     assert not state.pong(payload, now=4.0)  # a replay of the first: not the waiting one
     assert state.last_heard == 1.1 and state.overdue(1.1 + 3.0)
@@ -112,7 +117,7 @@ def test_a_slow_reader_whose_pongs_come_later_and_later_is_not_overdue() -> None
     t = 0.0
     while t < 120.0:
         t = round(t + 0.5, 3)
-        payload = state.ping(t)
+        payload = ping_after_output(state, t)
         if payload is not None:
             sent[int.from_bytes(payload, "big")] = payload
             state.sent()
@@ -125,23 +130,37 @@ def test_a_slow_reader_whose_pongs_come_later_and_later_is_not_overdue() -> None
 
 def test_no_second_ping_while_one_is_stuck_being_written_and_the_deadline_holds() -> None:
     state = Liveness(1.0, 3.0, now=0.0)
-    assert state.ping(1.0) is not None  # never `sent`: its write is stuck
-    assert state.ping(2.0) is None and state.ping(2.5) is None
+    assert ping_after_output(state, 1.0) is not None  # never `sent`: its write is stuck
+    assert ping_after_output(state, 2.0) is None and ping_after_output(state, 2.5) is None
     assert state.wake_at() == 3.0  # the next ping time moved on: no busy loop
     assert state.overdue(3.0)
+
+
+def test_no_ping_while_nothing_was_sent_since_the_last() -> None:
+    state = Liveness(1.0, 3.0, now=0.0)
+    assert state.ping(1.0) is None  # nothing sent yet: nothing to fall behind on
+    assert state.wake_at() == 2.0 and not state.overdue(1e6)
+    state.output()
+    payload = state.ping(2.0)
+    assert payload is not None
+    state.sent()
+    assert state.ping(3.0) is None  # the ping itself is no output
+    assert state.overdue(5.0)  # one waiting ping is enough for the verdict
+    assert state.pong(payload, now=4.0) and not state.overdue(100.0)
 
 
 def test_waking_at_wake_at_always_finds_something_to_do() -> None:
     # 1.1 + 3.0 - 1.1 < 3.0 in floats: the verdict must use the sum the wake-up time is.
     state = Liveness(0.7, 3.0, now=0.0)
-    assert state.ping(0.7) is not None
+    assert ping_after_output(state, 0.7) is not None
     state.sent()
     state.pong((1).to_bytes(8, "big"), now=1.1)
-    assert state.ping(1.4) is not None
+    assert ping_after_output(state, 1.4) is not None
     state.sent()
     for _ in range(10):
         now = state.wake_at()
-        assert state.overdue(now) or state.ping(now) is not None or state.wake_at() > now
+        pinged = ping_after_output(state, now) is not None
+        assert state.overdue(now) or pinged or state.wake_at() > now
         if state.overdue(now):
             break
     assert state.overdue(state.wake_at())
@@ -150,7 +169,7 @@ def test_waking_at_wake_at_always_finds_something_to_do() -> None:
 def test_at_most_max_waiting_pings_wait() -> None:
     state = Liveness(1.0, 1e9, now=0.0)
     for t in range(1, MAX_WAITING + 10):
-        if state.ping(float(t)) is not None:
+        if ping_after_output(state, float(t)) is not None:
             state.sent()
     assert state.waiting == MAX_WAITING
 
@@ -173,6 +192,9 @@ class _FakeConnection:
     def events(self) -> Iterator[Any]:
         while self.pending:
             yield self.pending.pop(0)
+
+    def send(self, event: Any) -> bytes:
+        return b""
 
 
 class _FakeTcpServer:
@@ -231,6 +253,13 @@ async def _watch_with(delay: float | None, run_for: float) -> tuple[_FakeStream,
         async with trio.open_nursery() as nursery:
             stream = _FakeStream(nursery, _FakeTcpServer(a), delay)
             limits = ConnectionLimits(ping_interval=2.0, pong_timeout=6.0)
+
+            async def replies() -> None:  # the session's output, through the tap
+                while True:
+                    await trio.sleep(0.5)
+                    stream.connection.send(TextMessage("x"))
+
+            nursery.start_soon(replies)
             with trio.move_on_after(run_for):
                 try:
                     await watch(_FakeWs(stream), limits)

@@ -48,6 +48,8 @@ class Liveness:
     `last_heard` is when the peer last proved it reads: the start, or a pong to one of our
     pings. A pong answers its ping and every earlier one (RFC 6455 lets a peer answer only the
     latest). The peer is overdue once a ping waits and nothing was heard for `pong_timeout`.
+    A ping goes out only if something was sent (`output`) since the last one: a peer that was
+    sent nothing has nothing to fall behind on, and an idle connection costs no pings.
     """
 
     def __init__(self, ping_interval: float, pong_timeout: float, now: float) -> None:
@@ -62,19 +64,25 @@ class Liveness:
         self._seq = 0
         self._waiting: deque[tuple[int, float]] = deque()  # (sequence number, sent at)
         self._in_flight = False  # a ping is being written (the write may be stuck)
+        self._output = False  # something was sent since the last ping
 
     @property
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def output(self) -> None:
+        """Something (not a ping) was sent to the peer."""
+        self._output = True
+
     def ping(self, now: float) -> bytes | None:
-        """The payload of the ping to send now, or None (not due, or one is still being
-        written, or too many wait). Call `sent` once it is written."""
+        """The payload of the ping to send now, or None (not due, nothing sent since the last,
+        one still being written, or too many waiting). Call `sent` once it is written."""
         if now < self.next_ping:
             return None
         self.next_ping = now + self.ping_interval
-        if self._in_flight or len(self._waiting) >= MAX_WAITING:
+        if not self._output or self._in_flight or len(self._waiting) >= MAX_WAITING:
             return None
+        self._output = False
         self._seq += 1
         self._waiting.append((self._seq, now))
         self._in_flight = True
@@ -114,15 +122,27 @@ class Liveness:
 
 
 class _PongTap:
-    """hypercorn's wsproto Connection, telling `on_pong` of every Pong it parses; everything
-    else (and every event, in order) passes through untouched."""
+    """hypercorn's wsproto Connection, telling `on_pong` of every Pong it parses and
+    `on_output` of every event but a ping sent; everything passes through untouched."""
 
-    def __init__(self, connection: Any, on_pong: Callable[[bytes], object]) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        on_pong: Callable[[bytes], object],
+        on_output: Callable[[], object],
+    ) -> None:
         self._connection = connection
         self._on_pong = on_pong
+        self._on_output = on_output
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
+
+    def send(self, event: WsEvent) -> bytes:
+        if not isinstance(event, Ping):
+            self._on_output()
+        data: bytes = self._connection.send(event)
+        return data
 
     def events(self) -> Iterator[WsEvent]:
         for event in self._connection.events():
@@ -151,7 +171,7 @@ async def watch(ws: object, limits: ConnectionLimits) -> None:
         return
     state = Liveness(limits.ping_interval, limits.pong_timeout, trio.current_time())
     stream.connection = _PongTap(
-        stream.connection, lambda payload: state.pong(payload, trio.current_time())
+        stream.connection, lambda payload: state.pong(payload, trio.current_time()), state.output
     )
 
     async def send_ping(payload: bytes) -> None:
