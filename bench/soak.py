@@ -78,8 +78,9 @@ async def guarded(server: ServerProcess, pcm: np.ndarray, mode: str, speed: floa
         with trio.move_on_after(30):
             return await cycle(server, pcm, mode, speed)
         return "timeout"
-    except ConnectionClosed:
-        return f"{mode}:closed"
+    except ConnectionClosed as exc:
+        # the close code says who closed and why (1000: the server's normal end; 1006: dropped)
+        return f"{mode}:closed:{exc.reason.code}"
     except (OSError, trio.BrokenResourceError) as exc:
         return f"{mode}:{type(exc).__name__}"
     except Exception as exc:  # a refused handshake and the like: counted, the soak goes on
