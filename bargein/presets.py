@@ -127,8 +127,8 @@ PRESETS = _catalogue(
 
 
 # What `bargein run` and `bargein demo` use unless `--policy` names another: the best preset on
-# the research figures that keeps virtual-clock runs repeatable (docs/presets.md says why
-# smart_turn is not it). SessionConfig's own defaults stay `confirm`'s.
+# the research figures that needs no optional model and does not cut spontaneous speakers off
+# (docs/presets.md says why smart_turn is not it). SessionConfig's own defaults stay `confirm`'s.
 DEFAULT_PRESET = "duck_classify"
 
 
