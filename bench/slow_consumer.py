@@ -9,7 +9,7 @@ of the connection (a send that fails); and the server's `slow_consumers` count f
 Alongside, ``--readers`` clients speak the same way and do read, at ``--reader-speed`` times the
 rate of 16 kHz reply audio (answering pings, as RFC 6455 clients do): none may be closed.
 Bounded by ``--max-seconds``. The server runs default `ConnectionLimits` (ping/pong liveness:
-`ping_interval` 1 s, `pong_timeout` 6 s; write stalls: `stall_timeout` 5 s).
+`ping_interval` 2 s, `pong_timeout` 7 s; write stalls: `stall_timeout` 5 s).
 
     python bench/slow_consumer.py --clients 4 --json
     python bench/slow_consumer.py --clients 4 --rcvbuf 4096 --json
