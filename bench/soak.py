@@ -175,9 +175,15 @@ async def hold_one(
         async def read() -> None:
             while True:
                 message = await ws.get_message()
-                kind = "audio" if isinstance(message, bytes) else json.loads(message).get("type")
-                if kind in ("audio", "turn.started", "error"):
-                    counts[kind] = counts.get(kind, 0) + 1
+                if isinstance(message, bytes):
+                    kind = "audio"
+                else:
+                    event = json.loads(message)
+                    kind = event.get("type")
+                    if kind in ("error", "status"):  # by code: why, not just how many
+                        kind = f"{kind}:{event.get('code') or event.get('kind')}"
+                if kind in ("audio", "turn.started") or ":" in str(kind):
+                    counts[str(kind)] = counts.get(str(kind), 0) + 1
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read)
