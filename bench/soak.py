@@ -99,10 +99,15 @@ def sample(server: ServerProcess, cycles: int, started: float) -> dict[str, Any]
     }
 
 
-async def soak(args: argparse.Namespace) -> dict[str, Any]:
+def speech_then_silence(seconds: float) -> np.ndarray:
+    """"go forward ten meters" (16 kHz), then `seconds` of silence."""
     raw = (shared_audio_dir() / "pocketsphinx_goforward.raw").read_bytes()
     speech = np.frombuffer(raw, "<i2").astype(np.int16)
-    pcm = np.concatenate([speech, np.zeros(RATE // 2, np.int16)])
+    return np.concatenate([speech, np.zeros(round(RATE * seconds), np.int16)])
+
+
+async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    pcm = speech_then_silence(0.5)
     modes = ("clean", "mid_reply", "abrupt")
     outcomes: dict[str, int] = {}
     samples: list[dict[str, Any]] = []
@@ -198,9 +203,7 @@ async def hold_one(
 
 async def hold(args: argparse.Namespace) -> dict[str, Any]:
     """`--hold N`: N sessions at once for `--hold-seconds`, sampled every 15 s."""
-    raw = (shared_audio_dir() / "pocketsphinx_goforward.raw").read_bytes()
-    speech = np.frombuffer(raw, "<i2").astype(np.int16)
-    pcm = np.concatenate([speech, np.zeros(RATE * 5, np.int16)])  # speech, then 5 s of silence
+    pcm = speech_then_silence(5.0)
     counts: dict[str, int] = {}
     samples: list[dict[str, Any]] = []
     started = time.perf_counter()
