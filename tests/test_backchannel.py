@@ -20,6 +20,7 @@ from bargein.decide.backchannel import (
     normalize,
 )
 from bargein.testing.audio import load
+from bargein.testing.classifier_replay import feed_event
 
 FRAME = 0.02
 SOURCES = {"FEE016": 3, "MEO015": 0, "FEE013": 1, "MEE014": 2}  # rttm speaker -> track
@@ -86,18 +87,7 @@ def _run(clf: BackchannelClassifier, t0: float, levels: list[float], words: str,
         events.append((t0 + dur + k * FRAME, 5, "tick", None))
     events.sort(key=lambda e: (e[0], e[1]))
     for t, _, kind, value in events:
-        if kind == "onset":
-            clf.onset(t)
-        elif kind == "frame":
-            clf.frame(t, float(value))  # type: ignore[arg-type]
-        elif kind == "partial":
-            clf.words(t, str(value), final=False)
-        elif kind == "final":
-            clf.words(t, str(value), final=True)
-        elif kind == "end":
-            clf.speech_end(t)
-        else:
-            clf.tick(t)
+        feed_event(clf, t, kind, value)
     return clf.decision
 
 

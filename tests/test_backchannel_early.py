@@ -10,6 +10,7 @@ import pytest
 from bargein.actors.floor_machine import CancelTurn, DuckOutput, FloorMachine, RestoreOutput
 from bargein.actors.policy import InterruptionPolicy
 from bargein.decide.backchannel import BackchannelClassifier, Config, Decision, Kind, UserLevel
+from bargein.testing.classifier_replay import feed_event
 
 FRAME = 0.02
 USER_DBFS = -25.0
@@ -42,16 +43,7 @@ def feed(clf: BackchannelClassifier, dbfs: float, partials: list[tuple[float, st
     events += [(i * 0.01, 4, ("tick", None)) for i in range(1, int(until * 100) + 1)]
     clf.onset(0.0)
     for t, _, (kind, value) in sorted(events, key=lambda e: (e[0], e[1])):
-        if kind == "frame":
-            clf.frame(t, float(value))  # type: ignore[arg-type]
-        elif kind == "partial":
-            clf.words(t, str(value))
-        elif kind == "final":
-            clf.words(t, str(value), final=True)
-        elif kind == "end":
-            clf.speech_end(t)
-        else:
-            clf.tick(t)
+        feed_event(clf, t, str(kind), value)
     return clf.decision
 
 
