@@ -22,6 +22,7 @@ from bargein.research.harness import SchedulerSeedError
 from bargein.research.metrics import Samples
 from bargein.research.plot import render_comparison
 from bargein.research.policies import PRESETS, PolicySpec, resolve_policy
+from bargein.research.real_engines import REAL_ENGINES, with_engines
 from bargein.research.scenario import (
     INTERRUPTIONS,
     NON_INTERRUPTIONS,
@@ -41,6 +42,11 @@ examples:
   bargein research compare all --policies onset,confirm,confirm_words --out runs/cmp
   bargein research compare all --policies confirm_words,my_policy.py:Patient --out runs/mine
 """
+
+ENGINES_HELP = (
+    "run the scenarios with real engines (embedded: pocketsphinx + espeak-ng; neural: Whisper "
+    "+ Piper), transcripts dropped and the request spoken by espeak (docs/research.md)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
     run.add_argument("--no-plot", action="store_true", help="skip timeline.png")
     run.add_argument("--seed", type=int, default=0, help="scheduler seed (default 0)")
+    run.add_argument("--engines", choices=("scripted", *REAL_ENGINES), help=ENGINES_HELP)
     cmp = sub.add_parser(
         "compare",
         help="run scenarios under several policies; print a table, write CSV",
@@ -88,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         "DIR/<policy>/<scenario>/{trace.jsonl,report.json}",
     )
     cmp.add_argument("--seed", type=int, default=0, help="scheduler seed (default 0)")
+    cmp.add_argument("--engines", choices=("scripted", *REAL_ENGINES), help=ENGINES_HELP)
     sub.add_parser("list", help="list the starter scenarios and the policy presets")
     return parser
 
@@ -98,6 +106,8 @@ def main(argv: list[str]) -> int:
         if args.command == "list":
             return _list()
         scenarios = resolve_scenarios(args.scenarios)
+        if args.engines:
+            scenarios = [with_engines(s, args.engines) for s in scenarios]
         if args.command == "run":
             policy = resolve_policy(args.policy) if args.policy else None
             pooled = Samples()

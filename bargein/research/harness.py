@@ -262,6 +262,10 @@ def make_engines(scenario: Scenario, truths: list[Truth]) -> Engines:
         from bargein.engines.embedded import default_engines
 
         return default_engines(**{"now": lambda: FIXED_NOW, **spec.options})
+    if spec.kind == "neural":  # models loaded before the clock runs: no load charged to a turn
+        from bargein.engines.neural import engines_for
+
+        return engines_for("neural", wait=True)(**{"now": lambda: FIXED_NOW, **spec.options})
     from bargein.engines.openai_compat import OpenAIPlanner, OpenAISTT, OpenAITTS
 
     o = spec.options

@@ -24,7 +24,7 @@ EXPECTS = ("any", "speaking", "thinking", "silent")
 SOURCES = ("file", "noise", "echo")
 # Synthetic noises: a cough (burst with a decaying tail), keyboard clicks, a steady fan/tap.
 NOISE_SHAPES = ("cough", "clicks", "steady")
-ENGINE_KINDS = ("scripted", "embedded", "openai")
+ENGINE_KINDS = ("scripted", "embedded", "neural", "openai")
 
 Expect = Literal["any", "speaking", "thinking", "silent"]
 
