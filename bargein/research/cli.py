@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from bargein.research.experiment import (
+    HELDOUT_SETS,
     csv_text,
     items_csv,
     kind_table,
@@ -32,7 +33,8 @@ from bargein.research.scenario import (
 
 EPILOG = """\
 SCENARIO is a .toml file (format: docs/research.md), a directory of them, the name of a
-starter scenario (see 'bargein research list'), or 'all' for the whole starter set.
+starter scenario (see 'bargein research list'), 'all' for the whole starter set, or
+'heldout' / 'heldout_b' for a held-out set (scenarios no preset was tuned on).
 POLICY is a preset name, a .toml file with a [policy] table, or an outside judge
 "pkg.module:Class" / "path/to/file.py:Class" (the OverlapJudge Protocol, docs/research.md).
 
@@ -40,6 +42,7 @@ examples:
   bargein research list
   bargein research run all --policy confirm_words --out runs/confirm_words
   bargein research compare all --policies onset,confirm,confirm_words --out runs/cmp
+  bargein research compare heldout --policies duck_classify,smart_turn --out runs/heldout
   bargein research compare all --policies confirm_words,my_policy.py:Patient --out runs/mine
 """
 
@@ -172,9 +175,28 @@ def main(argv: list[str]) -> int:
 
 
 def _list() -> int:
-    print("starter scenarios (items by kind):")
+    _list_set("starter scenarios (items by kind; 'all'):", starter_scenarios())
+    for name, folder in HELDOUT_SETS.items():
+        _list_set(f"\nheld-out set '{name}' ({folder}):", sorted(folder.glob("*.toml")))
+    print("\npolicy presets (bargein.presets; the fields each sets):")
+    for name in PRESETS:
+        spec: PolicySpec = resolve_policy(name)
+        p = PRESETS[name]
+        sets = [
+            f"{part}: " + ", ".join(f"{k}={v}" for k, v in fields.items())
+            for part, fields in (("policy", p.policy), ("vad", p.vad), ("session", p.session))
+            if fields
+        ]
+        print(f"  {name:<18} {spec.description}")
+        if sets:
+            print(f"  {'':<18}   {'; '.join(sets)}")
+    return 0
+
+
+def _list_set(title: str, paths: list[Path]) -> None:
+    print(title)
     total: Counter[str] = Counter()
-    for path in starter_scenarios():
+    for path in paths:
         scn = load_scenario(path)
         kinds = Counter(it.kind for it in scn.items)
         total.update(kinds)
@@ -191,16 +213,3 @@ def _list() -> int:
         f"{n} {k}" for k, n in sorted(total.items()) if k not in INTERRUPTIONS | NON_INTERRUPTIONS
     )
     print(f"  in all: {'; '.join(parts)}; {rest}")
-    print("\npolicy presets (bargein.presets; the fields each sets):")
-    for name in PRESETS:
-        spec: PolicySpec = resolve_policy(name)
-        p = PRESETS[name]
-        sets = [
-            f"{part}: " + ", ".join(f"{k}={v}" for k, v in fields.items())
-            for part, fields in (("policy", p.policy), ("vad", p.vad), ("session", p.session))
-            if fields
-        ]
-        print(f"  {name:<18} {spec.description}")
-        if sets:
-            print(f"  {'':<18}   {'; '.join(sets)}")
-    return 0

@@ -20,6 +20,12 @@ from bargein.research.scenario import Scenario, ScenarioError, load_scenario
 from bargein.runtime.trace import event_line
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
+# Held-out sets (docs/research.md, "Held-out scenarios"): frozen before any tuning, never used
+# to tune `heldout_b`; `bargein research compare heldout ...` names a set.
+HELDOUT_SETS = {
+    "heldout": Path(__file__).parent / "scenarios_heldout",
+    "heldout_b": Path(__file__).parent / "scenarios_heldout_b",
+}
 
 
 def starter_scenarios() -> list[Path]:
@@ -27,13 +33,15 @@ def starter_scenarios() -> list[Path]:
 
 
 def resolve_scenarios(args: Sequence[str]) -> list[Scenario]:
-    """Each argument is a .toml file, a directory of them, or the name of a starter scenario
-    (`all` for the whole starter set)."""
+    """Each argument is a .toml file, a directory of them, the name of a starter scenario
+    (`all` for the whole starter set) or of a held-out set (`heldout`, `heldout_b`)."""
     paths: list[Path] = []
     for arg in args:
         p = Path(arg)
         if arg == "all":
             paths.extend(starter_scenarios())
+        elif arg in HELDOUT_SETS and not p.exists():
+            paths.extend(sorted(HELDOUT_SETS[arg].glob("*.toml")))
         elif p.is_dir():
             paths.extend(sorted(p.glob("*.toml")))
         elif p.is_file():
