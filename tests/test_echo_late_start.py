@@ -4,12 +4,10 @@ before the scenarios' echo windows do): the stage should find it before its firs
 reach the VAD, i.e. within the first overlap's probe, not after the 1 s envelope window has
 filled with it (docs/dsp.md, "Echo that starts after the reply").
 
-NOT FIXED (strict xfail): the evidence compares the mic's last 1 s of envelope with ours, so an
-echo arriving after silence is found only ~0.5-1 s later (here 29 frames reach the VAD). The
-two remedies tried (correlating only from the mic's first active frame, with half-frame lags;
-or asking 300 ms of that before believing it) passed this test but also took users' onsets
-mid-reply for echo (scripted compare: 5/17 and 2/17 interruptions missed, against 1/17), see
-docs/dsp.md."""
+The envelope evidence (the mic's last 1 s against ours) finds such an echo only ~0.5-1 s later
+(29 frames reached the VAD before the waveform evidence). Now the first frames of a mic onset
+over our voice are held while their waveform is compared with what played (docs/dsp.md,
+"Waveform evidence"); a user's onset does not match (tests/test_echo_onset_match.py)."""
 
 from __future__ import annotations
 
@@ -35,7 +33,6 @@ def _syllables(n: int, seed: int) -> np.ndarray:
     return (rng.standard_normal(n) * 8000 * env).astype(np.int16)
 
 
-@pytest.mark.xfail(strict=True, reason="mid-reply echo found only after ~1 s (docs/dsp.md)")
 @pytest.mark.parametrize("seed", [3, 5, 6])
 def test_an_echo_appearing_mid_reply_is_gated_from_its_first_frame(seed: int) -> None:
     ref = PlaybackReference(16000, origin=0.0)

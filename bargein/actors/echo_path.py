@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bargein.dsp import EchoCanceller, Resampler, float32_to_pcm16, pcm16_to_float32, rms_dbfs
+from bargein.dsp.echo_match import waveform_match
 from bargein.runtime.messages import AudioFrame
 
 from .echo_reference import F32, RATE, CaptureClock, PlaybackReference
@@ -59,7 +60,9 @@ class EchoStage:
 
     - our voice has not played within the canceller's reach (bulk delay + tail): ungated;
     - no echo found yet (the mic's level envelope has not followed the reference's, at any
-      lag in reach, with correlation >= ``evidence_corr``): ungated -- a headset, or no echo;
+      lag in reach, with correlation >= ``evidence_corr``; nor, in the first frames of a mic
+      onset, its waveform: ``match_corr``): ungated -- a headset, or no echo -- except the
+      first ``hold_ms`` of each mic onset over our voice, while the waveform is compared;
     - echo found, and the canceller removes at least ``working_erle_db`` from frames judged
       echo: voice counts only in double talk (``double_talk``), and only where the canceller
       did not add energy (a misadjusted filter's own output into a quiet mic is not voice);
@@ -82,6 +85,8 @@ class EchoStage:
         evidence_frames: int = 4,
         min_active_frames: int = 6,
         probe_ms: float = 200.0,
+        match_corr: float = 0.8,
+        hold_ms: float = 40.0,
         stale_s: float = 6.0,
         tail_ms: float = 128.0,
         max_delay_ms: float = 500.0,
@@ -118,6 +123,18 @@ class EchoStage:
         self._echo_lag = 0
         self._tick = 0
         self._probe = probe_frames  # the first overlap waits this long for the evidence
+        # Waveform evidence over a mic onset's first frames (docs/dsp.md, "Waveform evidence").
+        self.match_corr = match_corr
+        self._frame = frame_samples
+        self._hold = round(hold_ms / frame_ms)
+        self._match_frames = max(2, round(60 / frame_ms))  # the window: up to 60 ms of onset
+        self._match_every = max(1, round(100 / frame_ms))  # after the onset's first 200 ms
+        self._max_lag = round(max_delay_ms * RATE / 1000)
+        self._near = np.zeros(self._match_frames * frame_samples, np.float32)
+        self._run = 0  # active mic frames in the current run (a run ends after 100 ms quiet)
+        self._quiet = self._run_gap = max(1, round(100 / frame_ms))
+        self._match_delay: int | None = None  # delay (samples) of this run's last match
+        self.matches = 0  # echoes found by their waveform (the rest: by their envelope)
         self._stale = 0  # far-active, mic-active frames since the evidence was last seen
         self.stale_frames = round(stale_s * RATE / frame_samples)
         self.echo_dropped = 0
@@ -182,10 +199,11 @@ class EchoStage:
         self._far_levels.append(far_db)
         far_max = max(self._far_levels)
         self._envelopes(far, near, far_max >= FAR_ACTIVE_DBFS)
+        mic_db, out_db = frame.level_dbfs, cleaned.level_dbfs
+        self._onset(frame.start, near, mic_db > -60.0, far_max >= FAR_ACTIVE_DBFS)
         if far_max < FAR_ACTIVE_DBFS:
             return cleaned, cleaned
         self._active += 1
-        mic_db, out_db = frame.level_dbfs, cleaned.level_dbfs
         voice = self._voice(mic_db, out_db, far_max)
         if voice:
             return cleaned, cleaned
@@ -208,7 +226,9 @@ class EchoStage:
             if self._probe > 0 and mic_active:
                 self._probe -= 1  # the session's first overlap: echo or not? not voice yet
                 return False
-            return True
+            # A new onset over our voice: its first frames wait for the waveform evidence (the
+            # VAD's onset needs 6 voiced frames of 8, so a user loses none of its decision).
+            return not (mic_active and self._run <= self._hold)
         ec = self.canceller
         if self.erle_db >= self.working_erle_db:
             self._dt += ec.double_talk
@@ -220,6 +240,43 @@ class EchoStage:
                 out_db >= residual + self.residual_margin_db
         self._judged += 1
         return out_db >= far_max + self.margin_db
+
+    def _onset(self, start: int, near: F32, mic_active: bool, far_active: bool) -> None:
+        """Track the mic's runs of activity; in a run over our voice, while no echo is found,
+        compare its waveform since the run began (up to 60 ms) with what played at every delay
+        in reach: two matches >= ``match_corr`` at the same delay (within 1 ms) are an echo."""
+        self._near[: -self._frame] = self._near[self._frame :]
+        self._near[-self._frame :] = near[-self._frame :]
+        if not mic_active:
+            self._quiet += 1
+            if self._quiet >= self._run_gap:
+                self._run = 0
+                self._match_delay = None
+            return
+        if self._quiet >= self._run_gap:
+            self._run = 0
+            self._match_delay = None
+        self._quiet = 0
+        self._run += 1
+        run = self._run
+        if self.echo_found or not far_active or run < 2:
+            return
+        if run > 2 * self._match_every and run % self._match_every:
+            return  # a long run: once every 100 ms is enough (an echo starting under it)
+        n = min(run, self._match_frames) * self._frame
+        end = self.reference_position(start) + self._frame
+        ref = self.reference.read(end - n - self._max_lag, n + self._max_lag)
+        ncc, delay = waveform_match(self._near[-n:], ref)
+        if ncc < self.match_corr:
+            self._match_delay = None
+            return
+        if self._match_delay is not None and abs(delay - self._match_delay) <= RATE // 1000:
+            self.echo_found = True
+            self.matches += 1
+            self._echo_lag = round(delay / self._frame)
+            self._stale = 0
+            self._lag_run.clear()
+        self._match_delay = delay
 
     def _envelopes(self, far: F32, near: F32, active: bool) -> None:
         """Push this frame's RMS envelopes; while our voice plays, look for the mic's envelope
