@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 import trio
-from trio_websocket import ConnectionClosed
 
 from bargein.benchmarks.load_client import (
     RATE,
     STARTS,
     ClientResult,
+    Pacer,
     _client,
     _round,
     percentile,
@@ -50,6 +50,7 @@ from bargein.benchmarks.load_client import (
     talking_at_once,
     tally,
 )
+from bargein.benchmarks.raw_websocket import ConnectionClosed
 from bargein.testing.audio import shared_audio_dir
 from bargein.testing.server_process import (
     ProcSample,
@@ -133,9 +134,13 @@ async def run_step(
     with trio.move_on_after(step_bound) as bound:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_poll_health, server.port, health)
+            pacer = Pacer()  # every client's audio, from one task
+            nursery.start_soon(pacer.run)
             async with trio.open_nursery() as clients:
                 for result, delay in zip(results, delays, strict=True):
-                    clients.start_soon(_guarded, server, pcm, utterances, gap_s, delay, result)
+                    clients.start_soon(
+                        _guarded, server, pcm, utterances, gap_s, delay, result, pacer
+                    )
             nursery.cancel_scope.cancel()
     wall = time.perf_counter() - wall
     after, after_each = server.sample(), [proc_sample(p.process.pid) for p in server.processes]
@@ -187,10 +192,10 @@ async def run_step(
 
 async def _guarded(
     server: Servers | ServerProcess, pcm: np.ndarray, utterances: int, gap_s: float, delay: float,
-    result: ClientResult,
+    result: ClientResult, pacer: Pacer | None = None,
 ) -> None:  # fmt: skip
     try:
-        await _client(server.ws_url, pcm, utterances, gap_s, delay, result)
+        await _client(server.ws_url, pcm, utterances, gap_s, delay, result, pacer)
     except (OSError, ConnectionClosed, trio.BrokenResourceError) as exc:
         result.errors.append(type(exc).__name__)
     except Exception as exc:  # a handshake refusal and the like: counted, not fatal to the run

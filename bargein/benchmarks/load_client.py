@@ -4,6 +4,7 @@ step's clients. The server side and the sweep are in `bargein.benchmarks.load`."
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import random
@@ -12,9 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from bargein.benchmarks.common import percentiles
+from bargein.benchmarks.raw_websocket import (
+    OP_BINARY,
+    OP_TEXT,
+    ConnectionClosed,
+    Message,
+    RawWebSocket,
+    client_frames,
+)
 from bargein.transports.protocol import AUDIO_HEADER
 
 RATE = 16_000
@@ -69,6 +77,7 @@ class ClientResult:
     jitter_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     connected: bool = False
+    pings_answered: int = 0  # the server's liveness pings (an RFC 6455 client answers them)
     active_s: float = 0.0  # from the first frame sent to the end of the last gap
     # Server messages by type; final transcripts by whether they were empty (why no reply).
     messages: dict[str, int] = field(default_factory=dict)
@@ -123,35 +132,135 @@ def tally(results: Sequence[ClientResult]) -> Tally:
     )
 
 
+class Pacer:
+    """Sends every client's audio frames at their times from one task, a frame never before its
+    time and at most one wake-up per `quantum` s: with a task per client, each 20 ms frame cost
+    a task switch and a timer (10,000 a second for 200 clients). Each client is one entry in a
+    heap keyed by its next frame's time; an utterance's frames are masked when it starts."""
+
+    def __init__(self, quantum: float = 0.001) -> None:
+        self.quantum = quantum
+        self._heap: list[tuple[float, int, _Stream]] = []
+        self._seq = 0
+        self._wake = trio.Event()
+
+    async def stream(
+        self, ws: RawWebSocket, pcm: np.ndarray, utterances: int, gap_s: float, result: ClientResult
+    ) -> None:
+        """Stream `utterances` times `pcm` + `gap_s` of silence on `ws` in real time from now;
+        return when done (`ConnectionClosed` if a write failed)."""
+        stream = _Stream(ws, pcm, utterances, gap_s, result, trio.current_time())
+        self._push(stream.next_at(), stream)
+        await stream.done.wait()
+        if stream.failed is not None:
+            raise stream.failed
+
+    def _push(self, at: float, stream: _Stream) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, stream))
+        self._wake.set()
+
+    async def run(self) -> None:
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, stream = heapq.heappop(heap)
+                at = stream.step()
+                if at is not None:
+                    self._seq += 1
+                    heapq.heappush(heap, (at, self._seq, stream))
+            self._wake = trio.Event()  # a new client's first frame is due at once
+            with trio.move_on_at(max(heap[0][0], now + self.quantum) if heap else math.inf):
+                await self._wake.wait()
+
+
+class _Stream:
+    """One client's frames: utterance after utterance, each frame due at the end of the one
+    before it (the first at the utterance's start), as a client that sends a frame and sleeps
+    until its end would send them."""
+
+    def __init__(
+        self, ws: RawWebSocket, pcm: np.ndarray, utterances: int, gap_s: float,
+        result: ClientResult, began: float,
+    ) -> None:  # fmt: skip
+        silence = np.zeros(int(gap_s * RATE), np.int16)
+        self.payloads = [
+            a[i : i + FRAME].tobytes() for a in (pcm, silence) for i in range(0, len(a), FRAME)
+        ]
+        # Send time of each frame from the utterance's start; the cycle ends after the last.
+        ends = np.cumsum([len(p) // 2 for p in self.payloads]) / RATE
+        self.offsets: list[float] = [0.0, *ends[:-1].tolist()]
+        self.cycle_s = float(ends[-1])
+        self.ws, self.result, self.utterances = ws, result, utterances
+        self.began = self.start = began
+        self.frames: list[bytes] = []
+        self.index = 0  # next frame of the utterance under way
+        self.done = trio.Event()
+        self.failed: ConnectionClosed | None = None
+
+    def next_at(self) -> float:
+        if self.index < len(self.offsets):
+            return self.start + self.offsets[self.index]
+        return self.start + self.cycle_s
+
+    def step(self) -> float | None:
+        """Do what is due (send the next frame, or end the cycle); when to call again."""
+        if self.index == len(self.offsets):  # the cycle (utterance and gap) is over
+            self.result.speech_ends.append(self.start + SPEECH_END_S)
+            self.start += self.cycle_s
+            self.result.active_s = self.start - self.began
+            self.index, self.frames = 0, []
+            if len(self.result.speech_ends) >= self.utterances:
+                self.done.set()
+                return None
+            return self.next_at()
+        if not self.frames:
+            self.frames = client_frames(OP_BINARY, self.payloads)  # fresh keys per utterance
+        try:
+            self.ws.write(self.frames[self.index])
+        except ConnectionClosed as exc:
+            self.failed = exc
+            self.done.set()
+            return None
+        self.index += 1
+        return self.next_at()
+
+
 async def _client(
-    url: str, pcm: np.ndarray, utterances: int, gap_s: float, delay: float, result: ClientResult
-) -> None:
+    url: str, pcm: np.ndarray, utterances: int, gap_s: float, delay: float, result: ClientResult,
+    pacer: Pacer | None = None,
+) -> None:  # fmt: skip
+    """One speaker: connect, start a session, stream, leave (the close handshake). Its audio
+    goes out through `pacer` (one of its own if None)."""
     await trio.sleep(delay)
-    silence = np.zeros(int(gap_s * RATE), np.int16)
-    async with open_websocket_url(url, disconnect_timeout=2) as ws:
-        await ws.send_message(json.dumps({"type": "session.start", "v": 1, "sample_rate": RATE}))
-        reply = json.loads(await ws.get_message())
-        if reply.get("type") != "session.started":
-            result.errors.append(str(reply.get("code")))
-            return
-        result.connected = True
+    host_port, _, path = url.removeprefix("ws://").partition("/")
+    host, _, port = host_port.rpartition(":")
+    ws = await RawWebSocket.connect(host, int(port), "/" + path)
+    try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_receive, ws, result)
-            began = trio.current_time()
-            for _ in range(utterances):
-                start = trio.current_time()
-                for audio in (pcm, silence):
-                    for i in range(0, len(audio), FRAME):
-                        await ws.send_message(audio[i : i + FRAME].tobytes())
-                        # Paced by the clock, not by the sum of sleeps (real-time, no drift).
-                        sent = (i + FRAME) / RATE + (len(pcm) / RATE if audio is silence else 0)
-                        await trio.sleep_until(start + sent)
-                result.speech_ends.append(start + SPEECH_END_S)
-                result.active_s = trio.current_time() - began
+            nursery.start_soon(ws.run_writer)
+            ws.send_text(json.dumps({"type": "session.start", "v": 1, "sample_rate": RATE}))
+            first, *rest = await ws.receive()
+            reply = json.loads(first[1]) if first[0] == OP_TEXT else {}
+            if reply.get("type") != "session.started":
+                result.errors.append(str(reply.get("code")))
+                nursery.cancel_scope.cancel()
+                return
+            result.connected = True
+            nursery.start_soon(_receive, ws, result, rest)
+            if pacer is None:
+                pacer = Pacer()
+                nursery.start_soon(pacer.run)
+            await pacer.stream(ws, pcm, utterances, gap_s, result)
             nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            await ws.aclose()
+        result.pings_answered = ws.pings_answered
 
 
-async def _receive(ws: WebSocketConnection, result: ClientResult) -> None:
+async def _receive(ws: RawWebSocket, result: ClientResult, early: list[Message]) -> None:
     turn = 0
     received: dict[int, int] = {}
     last_arrival: float | None = None
@@ -159,43 +268,48 @@ async def _receive(ws: WebSocketConnection, result: ClientResult) -> None:
     last_report = 0.0
     try:
         while True:
-            message = await ws.get_message()
+            messages, early = early or await ws.receive(), []
             now = trio.current_time()
-            if isinstance(message, bytes):
-                # Played = received (the client plays at once); the 12-byte header is no audio,
-                # and reporting it as played would be refused as `playback_ahead`.
-                samples = (len(message) - AUDIO_HEADER.size) // 2
-                if turn not in result.first_audio:
-                    result.first_audio[turn] = now
-                frames_in_turn += 1
-                if last_arrival is not None and frames_in_turn > 4:  # after the egress lead
-                    result.jitter_ms.append(abs(now - last_arrival - samples / RATE) * 1000)
-                last_arrival = now
-                received[turn] = received.get(turn, 0) + samples
-                if now - last_report >= 0.1:
-                    last_report = now
-                    report = {"type": "playback", "v": 1, "turn": turn}
-                    await ws.send_message(json.dumps({**report, "played_samples": received[turn]}))
-                continue
-            event = json.loads(message)
-            kind = str(event.get("type"))
-            if kind == "transcript.final" and not event.get("text"):
-                kind = "transcript.final(empty)"
-            elif kind == "error":
-                kind = f"error:{event.get('code')}"
-            result.messages[kind] = result.messages.get(kind, 0) + 1
-            if event.get("type") == "turn.started":
-                turn = int(event["turn"])
-                result.turn_starts.append(now)
-                last_arrival, frames_in_turn = None, 0
-                # Keep our turn list aligned with the server's numbering.
-                while len(result.turn_starts) < turn:
-                    result.turn_starts.insert(-1, math.inf)
-            elif event.get("type") == "turn.ended" and turn in received:
-                final = {"type": "playback", "v": 1, "turn": turn}
-                await ws.send_message(json.dumps({**final, "played_samples": received[turn]}))
+            for opcode, payload in messages:
+                if opcode == OP_BINARY:
+                    # Played = received (the client plays at once); the 12-byte header is no
+                    # audio, and reporting it as played would be refused as `playback_ahead`.
+                    samples = (len(payload) - AUDIO_HEADER.size) // 2
+                    if turn not in result.first_audio:
+                        result.first_audio[turn] = now
+                    frames_in_turn += 1
+                    if last_arrival is not None and frames_in_turn > 4:  # after the egress lead
+                        result.jitter_ms.append(abs(now - last_arrival - samples / RATE) * 1000)
+                    last_arrival = now
+                    received[turn] = received.get(turn, 0) + samples
+                    if now - last_report >= 0.1:
+                        last_report = now
+                        ws.send_text(_playback(turn, received[turn]))
+                    continue
+                if opcode != OP_TEXT:
+                    continue  # pings and closes: answered by the connection
+                event = json.loads(payload)
+                kind = str(event.get("type"))
+                if kind == "transcript.final" and not event.get("text"):
+                    kind = "transcript.final(empty)"
+                elif kind == "error":
+                    kind = f"error:{event.get('code')}"
+                result.messages[kind] = result.messages.get(kind, 0) + 1
+                if event.get("type") == "turn.started":
+                    turn = int(event["turn"])
+                    result.turn_starts.append(now)
+                    last_arrival, frames_in_turn = None, 0
+                    # Keep our turn list aligned with the server's numbering.
+                    while len(result.turn_starts) < turn:
+                        result.turn_starts.insert(-1, math.inf)
+                elif event.get("type") == "turn.ended" and turn in received:
+                    ws.send_text(_playback(turn, received[turn]))
     except ConnectionClosed:
         return
+
+
+def _playback(turn: int, played: int) -> str:
+    return json.dumps({"type": "playback", "v": 1, "turn": turn, "played_samples": played})
 
 
 def percentile(values: Sequence[float], p: int) -> float:

@@ -83,6 +83,10 @@ class Liveness:
         if not self._output or self._in_flight or len(self._waiting) >= MAX_WAITING:
             return None
         self._output = False
+        if not self._waiting:
+            # What this ping proves read was sent since the last check, one interval ago at
+            # most: a quiet stretch before it (nothing sent, no pings) is not the peer's delay.
+            self.last_heard = max(self.last_heard, now - self.ping_interval)
         self._seq += 1
         self._waiting.append((self._seq, now))
         self._in_flight = True
