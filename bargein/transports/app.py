@@ -11,14 +11,15 @@ builds the quart-trio app and runs it. Every request first passes `AccessPolicy`
     GET  /api/chat/stream        resume only (EventSource reconnects with Last-Event-ID)
     GET  /api/monitoring/stream  every session's events as SSE (monitoring.py; operator only)
     GET  /healthz                liveness and counters (no session ids)
+
+What a session may choose (engine options, its interruption preset) is session_options.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -28,8 +29,7 @@ from quart import Response, jsonify, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from bargein.engines.base import Engines, PlannerEngine
-from bargein.presets import PRESETS, preset
+from bargein.engines.base import PlannerEngine
 from bargein.runtime.bus import EventHub
 from bargein.session import SessionConfig
 from bargein.store import MemoryStore, Store
@@ -44,8 +44,7 @@ from bargein.transports.chat import (
     parse_json_body,
 )
 from bargein.transports.monitoring import monitor_stream
-from bargein.transports.protocol import ErrorMessage, OptionValue, ServerProtocol, SessionStart
-from bargein.transports.protocol.fields import MAX_DESCRIPTION_CHARS
+from bargein.transports.protocol import ErrorMessage, ServerProtocol, SessionStart
 from bargein.transports.responses import (
     SECURITY_HEADERS,
     SSE_HEADERS,
@@ -53,31 +52,40 @@ from bargein.transports.responses import (
     is_json_media_type,
     status_code,
 )
+from bargein.transports.session_options import (
+    CLIENT_OPTIONS,
+    POLICY_DESCRIPTIONS,
+    embedded_engines_factory,
+    policy_session_config,
+)
 from bargein.transports.websocket import (
     ConnectionLimits,
     EnginesFactory,
     SessionServer,
     WebSocketLike,
-    default_session_config,
 )
 from bargein.transports.websocket.asgi import drain_after_close
 from bargein.transports.websocket.endpoint import VoiceSocket, route_websocket
+
+# `embedded_engines_factory` and `policy_session_config` live in session_options.py; callers
+# import them from here too.
+__all__ = [
+    "GRACEFUL_TIMEOUT",
+    "SESSIONS_END_TIMEOUT",
+    "DemoServer",
+    "embedded_engines_factory",
+    "json_error",
+    "main",
+    "policy_session_config",
+    "refuse_websocket",
+    "sse_response",
+]
 
 log = logging.getLogger("bargein.transports")
 
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_HTTP_BODY = 1024 * 1024
 MAX_WS_MESSAGE = 1024 * 1024
-# Engine options a browser may choose (docs/web.md); everything else in `options` is ignored.
-CLIENT_ENGINE_OPTIONS = frozenset({"voice", "rate_wpm", "pitch"})
-# What `session.started` lists in `capabilities.options` (docs/protocol.md).
-CLIENT_OPTIONS = {
-    "voice": "espeak-ng voice, optionally +variant (bargein.engines.embedded.espeak_voices())",
-    "rate_wpm": "speaking rate in words per minute (integer)",
-    "pitch": "voice pitch 0-100 (integer)",
-    "policy": "interruption preset, one of capabilities.policies (what each does: "
-    "capabilities.policy_descriptions); an unknown name gets a non-fatal bad_field and the default",
-}
 
 
 def json_error(status: int, code: str, message: str) -> Response:
@@ -87,51 +95,6 @@ def json_error(status: int, code: str, message: str) -> Response:
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="bargein"'
     return response
-
-
-def embedded_engines_factory(
-    planner: Callable[[], PlannerEngine] | None = None, family: str | None = "light"
-) -> EnginesFactory:
-    """Engines per session from an embedded family (`bargein.engines.neural.engines_for`:
-    "light", "neural", None for the default), with an optional other planner."""
-    from bargein.engines.neural import engines_for
-
-    default_engines = engines_for(family)
-
-    def make(options: Mapping[str, OptionValue]) -> Engines:
-        chosen = {k: v for k, v in options.items() if k in CLIENT_ENGINE_OPTIONS}
-        engines = default_engines(**chosen)
-        if planner is not None:
-            engines = dataclasses.replace(engines, planner=planner())
-        return engines
-
-    return make
-
-
-# `capabilities.policies` and `.policy_descriptions`: every preset (bargein.presets, in order).
-POLICY_DESCRIPTIONS = {name: p.description[:MAX_DESCRIPTION_CHARS] for name, p in PRESETS.items()}
-
-
-def policy_session_config(
-    default: str | None = None,
-) -> Callable[[SessionStart, str], SessionConfig]:
-    """Session configs for `session.start`: the preset its `policy` option names, else the
-    server's `default` preset (None: SessionConfig's own settings). A name not in the catalogue
-    never gets here from `/ws` (`known_policy` told the client and dropped it); here it is
-    ignored. Raises `ValueError` at once for an unknown `default`."""
-    if default is not None:
-        preset(default)
-
-    def make(start: SessionStart, session_id: str) -> SessionConfig:
-        config = default_session_config(start, session_id)
-        asked = start.options.get("policy")
-        name = asked if isinstance(asked, str) and asked in PRESETS else default
-        return config if name is None else preset(name).apply(config)
-
-    return make
-
-
-session_config_with_policy = policy_session_config()
 
 
 # The access tier of each endpoint (by quart endpoint name); anything else is PUBLIC.
