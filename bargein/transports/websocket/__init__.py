@@ -2,7 +2,10 @@
 
 limits     `ConnectionLimits` and the close code of each way a connection ends
 transport  `WebSocketTransport`: the session's outbound edge, its queue and writer
-server     `SessionServer`: shared state across connections and the connection handler
+server     `SessionServer`: shared state across connections, admission, running a session
+connection one connection around its session: writer, liveness, drain and close
+inbound    what is read from a connection: the handshake, the input loop, the drain
+endpoint   `/ws` as a bare ASGI endpoint; frames: the fast parser of the common frames
 tcp        the TCP socket under a served WebSocket: bound its unsent bytes, abort it
 asgi       `drain_after_close`: read hypercorn's last events after a handler returned
 """

@@ -14,7 +14,6 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 
 import trio
 
@@ -33,7 +32,7 @@ from bargein.transports.protocol import (
     SessionStarted,
     max_audio_bytes,
 )
-from bargein.transports.websocket import liveness
+from bargein.transports.websocket.connection import serve_connection
 from bargein.transports.websocket.conversations import (
     Conversation,
     Conversations,
@@ -45,17 +44,15 @@ from bargein.transports.websocket.conversations import (
 )
 from bargein.transports.websocket.inbound import (
     Activity,
-    drain,
     handshake,
     known_policy,
     read_input,
     stop_on_shutdown,
     stop_when_idle,
 )
-from bargein.transports.websocket.limits import ConnectionLimits, close_code, is_loopback
+from bargein.transports.websocket.limits import ConnectionLimits, is_loopback
 from bargein.transports.websocket.stats import ServerStats, one_line
-from bargein.transports.websocket.tcp import abort, connection_socket, limit_unsent
-from bargein.transports.websocket.transport import SlowConsumer, WebSocketLike, WebSocketTransport
+from bargein.transports.websocket.transport import WebSocketLike, WebSocketTransport
 
 log = logging.getLogger("bargein.transports")
 
@@ -153,48 +150,12 @@ class SessionServer:
             self.stats.connections_open -= 1
 
     async def _handle(self, ws: WebSocketLike, authorized: bool) -> None:
-        protocol = ServerProtocol(max_rejections=self.limits.max_rejections)
-        transport = WebSocketTransport(protocol, self.limits)
-        await ws.accept()
-        sock = connection_socket(ws)
-        if sock is not None and self.limits.max_unsent_bytes:
-            limit_unsent(sock, self.limits.max_unsent_bytes)
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    transport.run_writer, ws.send, None if sock is None else partial(abort, sock)
-                )
-                nursery.start_soon(liveness.watch, ws, self.limits)  # pings: is it reading?
-                client = str(getattr(ws, "remote_addr", None) or "unknown")
-                await self._converse(ws, protocol, transport, authorized, client)
-                transport.close()
-                # Nobody reads the peer's frames any more: drain them, or the server's inbound
-                # queues fill and the peer's close is never seen (a socket left in CLOSE-WAIT).
-                nursery.start_soon(drain, ws, self.stats)
-                with trio.move_on_after(self.limits.close_timeout):
-                    await transport.wait_drained()
-                nursery.cancel_scope.cancel()
-        except* SlowConsumer as group:
-            self.stats.slow_consumers += 1
-            transport.fatal_code = ErrorCode.SLOW_CONSUMER.value
-            log.info("closing a slow consumer: %s", one_line(group))
-        finally:
-            self.stats.rejections.update(protocol.rejections)
-            self.stats.unsendable.update(transport.unsendable)
-            self.stats.dropped_audio_frames += transport.stats.dropped_audio
-        code = transport.fatal_code
-        # Drain until the peer's close or disconnect arrives (not shielded: quart cancels us
-        # when the peer is gone, which is what we wait for), at most `drain_timeout`. The close
-        # itself is shielded and bounded: it must go out even as the peer leaves.
-        with trio.move_on_after(self.limits.drain_timeout):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(drain, ws, self.stats, nursery.cancel_scope)
-                with trio.CancelScope(shield=True), trio.move_on_after(self.limits.close_timeout):
-                    try:
-                        await ws.close(close_code(code), code or "")
-                    except Exception as exc:  # the peer is gone already: nothing to tell it
-                        log.debug("websocket close failed: %r", exc)
-                        nursery.cancel_scope.cancel()
+        client = str(getattr(ws, "remote_addr", None) or "unknown")
+
+        async def converse(protocol: ServerProtocol, transport: WebSocketTransport) -> None:
+            await self._converse(ws, protocol, transport, authorized, client)
+
+        await serve_connection(ws, self.limits, self.stats, converse)
 
     def _token_ok(self, given: str | None) -> bool:
         if self.token is None:
