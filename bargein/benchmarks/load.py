@@ -55,7 +55,7 @@ from bargein.testing.audio import shared_audio_dir
 from bargein.testing.server_process import (
     ProcSample,
     ServerProcess,
-    _stat,
+    own_cpu_s,
     proc_sample,
     serve_in_process,
 )
@@ -108,7 +108,7 @@ class Servers:
 
     def own_cpu_s(self) -> float:
         """CPU seconds of the server processes alone, without their engine workers."""
-        return sum(_stat(p.process.pid)[1] for p in self.processes)
+        return sum(own_cpu_s(p.process.pid) for p in self.processes)
 
     def log_lines(self) -> list[str]:
         return [
