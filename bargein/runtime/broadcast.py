@@ -55,7 +55,14 @@ class DropOldestQueue(Generic[T]):
         self.dropped = 0
         self._items: deque[T] = deque()
         self._waiter: trio.lowlevel.Task | None = None
+        self._hook: Callable[[], None] | None = None
         self._closed = False
+
+    def on_put(self, hook: Callable[[], None] | None) -> None:
+        """While set, `put_nowait` and `close` call `hook()` where they would wake a consumer
+        waiting in `get`: a consumer that takes its items synchronously elsewhere (a shared
+        step, `runtime.shared_steps`) is told without a task of its own being woken."""
+        self._hook = hook
 
     def put_nowait(self, item: T) -> bool:
         """Queue `item`; return False if an older item had to be dropped to make room."""
@@ -72,6 +79,8 @@ class DropOldestQueue(Generic[T]):
         if waiter is not None:
             self._waiter = None
             trio.lowlevel.reschedule(waiter)
+        elif self._hook is not None:
+            self._hook()
         return kept
 
     async def get(self) -> T:
@@ -115,6 +124,8 @@ class DropOldestQueue(Generic[T]):
         if waiter is not None:
             self._waiter = None
             trio.lowlevel.reschedule(waiter)
+        elif self._hook is not None:
+            self._hook()
 
     @property
     def closed(self) -> bool:
