@@ -62,7 +62,8 @@ class EchoStage:
     - no echo found yet (the mic's level envelope has not followed the reference's, at any
       lag in reach, with correlation >= ``evidence_corr``; nor, in the first frames of a mic
       onset, its waveform: ``match_corr``): ungated -- a headset, or no echo -- except the
-      first ``hold_ms`` of each mic onset over our voice, while the waveform is compared;
+      first ``hold_ms`` of each mic onset over our voice, while the waveform is compared
+      (one frame more while a first match waits for its confirmation);
     - echo found, and the canceller removes at least ``working_erle_db`` from frames judged
       echo: voice counts only in double talk (``double_talk``), and only where the canceller
       did not add energy (a misadjusted filter's own output into a quiet mic is not voice);
@@ -86,7 +87,7 @@ class EchoStage:
         min_active_frames: int = 6,
         probe_ms: float = 200.0,
         match_corr: float = 0.8,
-        hold_ms: float = 40.0,
+        hold_ms: float = 20.0,
         stale_s: float = 6.0,
         tail_ms: float = 128.0,
         max_delay_ms: float = 500.0,
@@ -226,9 +227,13 @@ class EchoStage:
             if self._probe > 0 and mic_active:
                 self._probe -= 1  # the session's first overlap: echo or not? not voice yet
                 return False
-            # A new onset over our voice: its first frames wait for the waveform evidence (the
-            # VAD's onset needs 6 voiced frames of 8, so a user loses none of its decision).
-            return not (mic_active and self._run <= self._hold)
+            # A new onset over our voice: its first frame waits for the waveform evidence, and
+            # the next while a match waits for its confirmation (the VAD's onset needs 6 voiced
+            # frames of 8: a user loses little of its decision).
+            held = self._run <= self._hold or (
+                self._run <= self._hold + 1 and self._match_delay is not None
+            )
+            return not (mic_active and held)
         ec = self.canceller
         if self.erle_db >= self.working_erle_db:
             self._dt += ec.double_talk
@@ -244,7 +249,8 @@ class EchoStage:
     def _onset(self, start: int, near: F32, mic_active: bool, far_active: bool) -> None:
         """Track the mic's runs of activity; in a run over our voice, while no echo is found,
         compare its waveform since the run began (up to 60 ms) with what played at every delay
-        in reach: two matches >= ``match_corr`` at the same delay (within 1 ms) are an echo."""
+        in reach: two frames in a row matching >= ``match_corr`` at the same delay (within
+        1 ms) are an echo."""
         self._near[: -self._frame] = self._near[self._frame :]
         self._near[-self._frame :] = near[-self._frame :]
         if not mic_active:
@@ -259,7 +265,7 @@ class EchoStage:
         self._quiet = 0
         self._run += 1
         run = self._run
-        if self.echo_found or not far_active or run < 2:
+        if self.echo_found or not far_active:
             return
         if run > 2 * self._match_every and run % self._match_every:
             return  # a long run: once every 100 ms is enough (an echo starting under it)
