@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import trio
 
 from bargein.transports.websocket.asgi import App
-from bargein.transports.websocket.frames import speed_up
+from bargein.transports.websocket.frames import FastFrames, speed_up
 from bargein.transports.websocket.tcp import server_objects
 from bargein.transports.websocket.transport import WebSocketLike
 
@@ -115,10 +115,11 @@ class AsgiWebSocket:
 
     async def read_inline(self, take: Callable[[str | bytes], bool]) -> bool:
         """Hand every frame to `take` as the server parses it, in the server's own reader task
-        (no channel, no task switch per frame), until `take` returns False; frames then queue
-        for `receive` again, as they do when this returns by cancellation. Frames that queued
-        before come first, in order. A disconnect cancels the handler, as in `receive`. False
-        at once (nothing done) when the server is not hypercorn; `take` must not block."""
+        (no channel, no task switch per frame; frames the fast parser takes skip hypercorn's
+        events too: its `sink`), until `take` returns False; frames then queue for `receive`
+        again, as they do when this returns by cancellation. Frames that queued before come
+        first, in order. A disconnect cancels the handler, as in `receive`. False at once
+        (nothing done) when the server is not hypercorn; `take` must not block."""
         stream = next((o for o in server_objects(self) if hasattr(o, "app_put")), None)
         channel = getattr(self._receive, "__self__", None)
         if stream is None or not isinstance(channel, trio.MemoryReceiveChannel):
@@ -127,21 +128,25 @@ class AsgiWebSocket:
         done = trio.Event()
         failed: list[Exception] = []
 
-        def deliver(event: Mapping[str, Any]) -> None:
-            if event["type"] == "websocket.disconnect":
-                self._peer_gone()
-                done.set()
-                return
-            if event["type"] != "websocket.receive":
-                return
-            data = event.get("bytes")
+        def take_data(data: str | bytes) -> bool:
+            if done.is_set():
+                return False
             try:
-                more = take(data if data is not None else str(event.get("text") or ""))
+                more = take(data)
             except Exception as exc:  # raised in our task, not in the server's
                 failed.append(exc)
                 more = False
             if not more:
                 done.set()
+            return more
+
+        def deliver(event: Mapping[str, Any]) -> None:
+            if event["type"] == "websocket.disconnect":
+                self._peer_gone()
+                done.set()
+            elif event["type"] == "websocket.receive":
+                data = event.get("bytes")
+                take_data(data if data is not None else str(event.get("text") or ""))
 
         async def put(event: Mapping[str, Any]) -> None:
             if done.is_set():
@@ -154,12 +159,17 @@ class AsgiWebSocket:
                 deliver(channel.receive_nowait())
             except trio.WouldBlock:
                 break
+        fast = _fast_frames(stream)
         if not done.is_set():
             stream.app_put = put
+            if fast is not None:
+                fast.sink = take_data
         try:
             await done.wait()
         finally:
             stream.app_put = original
+            if fast is not None:
+                fast.sink = None
         if self.gone:
             await trio.lowlevel.checkpoint()  # cancelled
             raise PeerGone("the peer disconnected")
@@ -182,6 +192,16 @@ class AsgiWebSocket:
             return
         self.closed = True
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+def _fast_frames(stream: object) -> FastFrames | None:
+    """The `FastFrames` in the chain of wrappers over `stream`'s wsproto connection."""
+    connection = getattr(stream, "connection", None)
+    for _ in range(4):  # FastFrames under liveness' pong tap
+        if connection is None or isinstance(connection, FastFrames):
+            return connection
+        connection = getattr(connection, "_connection", None)
+    return None
 
 
 def route_websocket(path: str, handler: Handler, app: App) -> App:
