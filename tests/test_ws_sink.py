@@ -12,7 +12,7 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from wsproto import Connection, ConnectionType
+from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, Ping, TextMessage
 
 from bargein.benchmarks.raw_websocket import (
