@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import trio
 
-from bargein.engines.base import Recognizer, SttEngine
+from bargein.engines.base import Recognizer, SttEngine, word_confidences
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
 from bargein.runtime.messages import (
@@ -52,7 +52,13 @@ class _Utterances:
             return
         partial = await self._call(self.recognizer.feed(pcm))
         if isinstance(partial, str) and partial:
-            self.bus.emit(EventType.TRANSCRIPT_PARTIAL, utterance=self.id, text=partial)
+            self.bus.emit(
+                EventType.TRANSCRIPT_PARTIAL,
+                utterance=self.id,
+                text=str(partial),
+                **_confidence(partial),
+            )
+            # The text goes on as the engine gave it: a `Hypothesis` keeps its confidences.
             await self.floor.send(Transcript(self.id, partial, final=False))
 
     async def finish(self) -> None:
@@ -62,7 +68,9 @@ class _Utterances:
             result = await self._call(self.recognizer.end_utterance())
             text = result.strip() if isinstance(result, str) else ""
         self.open = self.in_speech = False
-        self.bus.emit(EventType.TRANSCRIPT_FINAL, utterance=self.id, text=text)
+        self.bus.emit(
+            EventType.TRANSCRIPT_FINAL, utterance=self.id, text=str(text), **_confidence(text)
+        )
         await self.floor.send(Transcript(self.id, text, final=True))
 
     async def _call(self, call: Any) -> Any:
@@ -72,6 +80,12 @@ class _Utterances:
             self.bus.error("stt", exc, fatal=False, utterance=self.id)
             self.open = False
             return _FAILED
+
+
+def _confidence(text: str) -> dict[str, Any]:
+    """The trace's `confidence` field: each word's, when the recognizer gave them."""
+    words = word_confidences(text)
+    return {} if words is None else {"confidence": [round(w.confidence, 3) for w in words]}
 
 
 _FAILED = object()

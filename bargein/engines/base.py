@@ -23,8 +23,49 @@ class Sink(Protocol[T_contra]):
     async def send(self, value: T_contra, /) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class WordConfidence:
+    """A recognized word and the recognizer's confidence in it, 0..1."""
+
+    text: str
+    confidence: float
+
+
+class Hypothesis(str):
+    """A transcript that carries its words' confidences. It is a `str`, so every caller that
+    only wants the text has it unchanged; `words` are in the text's order and `measure` names
+    what the confidence is ("pocketsphinx.posterior", "whisper.hypothesis": docs/engines.md,
+    "Word confidence"), since engines' scales differ. A plain `str` from a recognizer means no
+    confidence is known: its words count as confident (the scripted engines, whose words are
+    the truth). `strip()` keeps the confidences (the runtime strips every transcript); other
+    `str` operations return plain text."""
+
+    words: tuple[WordConfidence, ...]
+    measure: str
+
+    def __new__(
+        cls, text: str, words: tuple[WordConfidence, ...] = (), measure: str = ""
+    ) -> Hypothesis:
+        self = super().__new__(cls, text)
+        self.words = tuple(words)
+        self.measure = measure
+        return self
+
+    def strip(self, chars: str | None = None) -> Hypothesis:
+        return Hypothesis(str.strip(self, chars), self.words, self.measure)
+
+    def __repr__(self) -> str:
+        return f"Hypothesis({str(self)!r}, {self.words!r}, {self.measure!r})"
+
+
+def word_confidences(text: str) -> tuple[WordConfidence, ...] | None:
+    """The words' confidences of a transcript, None when it carries none (a plain `str`)."""
+    return text.words if isinstance(text, Hypothesis) else None
+
+
 class Recognizer(Protocol):
-    """One voice session's speech recognizer: one utterance at a time, 16 kHz PCM16 in."""
+    """One voice session's speech recognizer: one utterance at a time, 16 kHz PCM16 in.
+    Transcripts may be `Hypothesis` objects (text with word confidences)."""
 
     async def start_utterance(self) -> None: ...
 

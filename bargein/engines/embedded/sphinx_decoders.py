@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bargein.engines.base import Hypothesis, WordConfidence
 from bargein.engines.errors import SttError
 
 ConfigValue = str | int | float | bool | None
@@ -79,6 +81,28 @@ def hypothesis(decoder: Any) -> str:
     hyp = decoder.hyp()
     # Keyword mode pads and double-spaces its phrases; normalise every mode the same way.
     return " ".join(hyp.hypstr.split()) if hyp is not None else ""
+
+
+SPHINX_MEASURE = "pocketsphinx.posterior"
+_ALTERNATE = re.compile(r"\(\d+\)$")  # "was(2)": the dictionary's second pronunciation
+
+
+def scored_hypothesis(decoder: Any) -> str:
+    """The final transcript (after `end_utt`) as a `Hypothesis`: each word with its posterior
+    probability in the utterance's lattice (pocketsphinx's confidence; `bestpath` builds the
+    lattice, ~0.05 ms to read). Plain text when the word segmentation does not line up with
+    the text (multi-word keyword phrases). Partials have no lattice, hence no confidence."""
+    text = hypothesis(decoder)
+    if not text:
+        return text
+    words = [
+        WordConfidence(_ALTERNATE.sub("", seg.word), min(1.0, max(0.0, float(seg.prob))))
+        for seg in decoder.seg() or ()
+        if not seg.word.startswith(("<", "[", "+"))  # <s> </s> <sil> [NOISE] ++UH++
+    ]
+    if [w.text for w in words] != text.split():
+        return text
+    return Hypothesis(text, tuple(words), SPHINX_MEASURE)
 
 
 class DecoderPool:
@@ -182,7 +206,7 @@ def remote_end(handle: int) -> tuple[str, str]:
         decoder.end_utt()
     except RuntimeError as exc:
         raise SttError(f"pocketsphinx failed to finish the utterance: {exc}") from exc
-    text, cmn = hypothesis(decoder), decoder.get_cmn(False)
+    text, cmn = scored_hypothesis(decoder), decoder.get_cmn(False)
     pool.release(decoder)
     return text, cmn
 

@@ -37,6 +37,7 @@ from bargein.engines.embedded.sphinx_decoders import (
     remote_feed,
     remote_start,
     remote_warm,
+    scored_hypothesis,
     shared_pool,
 )
 from bargein.engines.errors import SttError
@@ -312,6 +313,7 @@ class SphinxRecognizer:
         return hypothesis(self._decoder)
 
     async def end_utterance(self) -> str:
+        """The final transcript: a `Hypothesis` with each word's lattice posterior."""
         if not self._in_utterance:
             raise RuntimeError("end_utterance() without start_utterance()")
         if self._remote is not None:
@@ -330,7 +332,7 @@ class SphinxRecognizer:
             decoder.end_utt()
         except RuntimeError as exc:
             raise SttError(f"pocketsphinx failed to finish the utterance: {exc}") from exc
-        text, self._cmn = hypothesis(decoder), decoder.get_cmn(False)
+        text, self._cmn = scored_hypothesis(decoder), decoder.get_cmn(False)
         # Back to the shared pool between utterances: decoders are needed per utterance being
         # spoken, not per connected session (a failed one is dropped, not pooled).
         self._pool.release(decoder)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bargein.engines.base import Hypothesis, WordConfidence
 from bargein.runtime.messages import Int16Array
 
 __all__ = [
@@ -50,6 +51,7 @@ TOKENS_BASE = 10
 ONSET_FRAMES = 3  # voiced 20 ms frames in a row that mark where speech starts
 # faster-whisper's no-speech rule: drop the text if both hold.
 NO_SPEECH_PROB = 0.6
+WHISPER_MEASURE = "whisper.hypothesis"  # `Hypothesis.measure` of `generate_scored`'s confidence
 LOW_LOGPROB = -1.0
 
 
@@ -66,6 +68,13 @@ class WordTime:
 class Transcription:
     text: str
     words: tuple[WordTime, ...] = ()
+    confidence: float = 1.0  # `WhisperDecoder.generate_scored`'s, of the whole text
+
+    def hypothesis(self) -> Hypothesis:
+        """The text with each word given the transcription's confidence (Whisper scores the
+        hypothesis, not its words: word probabilities need the alignment pass)."""
+        words = tuple(WordConfidence(w, self.confidence) for w in self.text.split())
+        return Hypothesis(self.text, words, WHISPER_MEASURE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,15 @@ class WhisperDecoder:
 
     def generate(self, encoded: Encoded) -> list[int]:
         """Greedy decoding; the text tokens, or [] when Whisper judges it no speech."""
+        return self.generate_scored(encoded)[0]
+
+    def generate_scored(self, encoded: Encoded) -> tuple[list[int], float]:
+        """`generate`'s tokens and Whisper's confidence in them, 0..1: the mean token
+        probability (CTranslate2's score is the length-normalized log probability) times the
+        probability that the window holds speech (1 - no_speech_prob). It is low wherever
+        Whisper has heard little, right or wrong: on the shared clips' hypotheses of their first
+        0.9 s, real content words 0.03-0.47 ("8" after 0.2 s: 0.03), misheard ones 0.09-0.28
+        (docs/engines.md, "Word confidence")."""
         max_length = min(224, TOKENS_BASE + math.ceil(TOKENS_PER_S * encoded.audio_s))
         result = self.model.model.generate(
             encoded.output,
@@ -112,8 +130,9 @@ class WhisperDecoder:
         tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
         avg_logprob = result.scores[0] / (len(tokens) + 1)
         if result.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOW_LOGPROB:
-            return []
-        return tokens
+            return [], 0.0
+        confidence = math.exp(min(0.0, result.scores[0])) * (1.0 - result.no_speech_prob)
+        return tokens, min(1.0, max(0.0, confidence))
 
     def text(self, tokens: list[int]) -> str:
         return collapse_repeats(" ".join(self.tokenizer.decode(tokens).split()))
@@ -142,17 +161,19 @@ class WhisperDecoder:
         """All stages at once (blocking), window by window for long audio."""
         texts: list[str] = []
         marks: list[WordTime] = []
+        confidence = 1.0
         for offset, piece in split_long(audio):
             encoded = self.encode(piece)
-            tokens = self.generate(encoded)
+            tokens, scored = self.generate_scored(encoded)
             if not tokens:
                 continue
+            confidence = min(confidence, scored)
             texts.append(self.text(tokens))
             if words:
                 t0 = offset / SAMPLE_RATE
                 aligned = fix_first_start(self.align(encoded, tokens), voiced_onset(piece))
                 marks.extend(WordTime(w.text, w.start + t0, w.end + t0) for w in aligned)
-        return Transcription(" ".join(t for t in texts if t), tuple(marks))
+        return Transcription(" ".join(t for t in texts if t), tuple(marks), confidence)
 
 
 MIN_LEVEL_RMS = 10 ** (-55 / 20) * 32768  # the session VAD's default min_level_dbfs

@@ -201,7 +201,7 @@ class WhisperRecognizer:
             result, alignable = await self._decode()
             self._speculated = (voiced_end, result, alignable)
             if engine.partials == "whisper":
-                partial = result.text
+                partial = result.hypothesis()
                 self._partial_at = self._n  # this pause's partial: the interval restarts here
         elif (
             engine.partials == "whisper"
@@ -211,7 +211,7 @@ class WhisperRecognizer:
             and (self._n - self._partial_at) * 1000 >= engine.partial_interval_ms * SAMPLE_RATE
         ):
             self._partial_at = self._n
-            partial = (await self._decode())[0].text
+            partial = (await self._decode())[0].hypothesis()
         if partial and partial != self._last_partial:
             self._last_partial = partial
             return partial
@@ -220,6 +220,7 @@ class WhisperRecognizer:
         return None
 
     async def end_utterance(self) -> str:
+        """The final transcript, a `Hypothesis` with Whisper's confidence on each word."""
         if not self._open:
             raise RuntimeError("end_utterance() without start_utterance()")
         speculated = self._speculated
@@ -239,7 +240,7 @@ class WhisperRecognizer:
         # (up to ~0.4 s) on the critical path; the next start_utterance abandons it.
         self._open = False
         self._words, self._to_align = result.words, alignable
-        text = result.text
+        text = result.hypothesis()
         self._reset()
         return text
 
@@ -312,10 +313,8 @@ class WhisperRecognizer:
             # Rare in conversation: decode the long utterance window by window in one hop.
             return await run_cpu(decoder.transcribe_sync, audio, True), None
         encoded = await run_cpu(decoder.encode, audio)
-        tokens = await run_cpu(decoder.generate, encoded)
+        tokens, confidence = await run_cpu(decoder.generate_scored, encoded)
         if not tokens:
             return Transcription(""), None
         onset = None if self._onset is None else self._onset / SAMPLE_RATE
-        return Transcription(decoder.text(tokens)), (encoded, tokens, onset)
-
-
+        return Transcription(decoder.text(tokens), confidence=confidence), (encoded, tokens, onset)
