@@ -48,6 +48,7 @@ from enum import StrEnum
 import numpy as np
 
 from bargein.actors.policy import BACKCHANNELS, INTERRUPT_PHRASES, utterance_words
+from bargein.decide.confidence import murmur_masked
 
 _EPS_MS = 1e-6
 
@@ -276,7 +277,9 @@ class BackchannelClassifier:
             return None
         if u.final and not final:
             return self._evaluate(t)  # a late partial never replaces the final
-        u.tokens = normalize(text)
+        # A short overlap's low-confidence words are murmurs, not content (decide/confidence.py).
+        ms = ((u.end if u.end is not None else t) - u.onset) * 1e3
+        u.tokens = murmur_masked(normalize(text), text, ms, normalize)
         u.final = u.final or final
         return self._evaluate(t)
 
