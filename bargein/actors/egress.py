@@ -243,16 +243,22 @@ class Egress:
     # -- the loop ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self._clock = media_clock()  # pacing shares one wake-up with every other session's
-        task_status.started()
-        while True:
-            while not self._feeds:
-                await self._wakeup.park()
-            feed = self._feeds.popleft()
-            try:
-                await self._play(feed)
-            finally:
-                feed.done.set()
+        # Pacing shares one wake-up with every other session's; attached, the clock task stays
+        # between this session's frames (not a task spawned per frame of a lone session).
+        self._clock = clock = media_clock()
+        clock.attach()
+        try:
+            task_status.started()
+            while True:
+                while not self._feeds:
+                    await self._wakeup.park()
+                feed = self._feeds.popleft()
+                try:
+                    await self._play(feed)
+                finally:
+                    feed.done.set()
+        finally:
+            clock.detach()
 
     async def _play(self, feed: TurnFeed) -> None:
         try:

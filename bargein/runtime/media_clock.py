@@ -33,7 +33,19 @@ class MediaClock:
         self._earlier = trio.lowlevel.ParkingLot()  # the clock task waits here for new work
         self._live = 0  # sleepers not yet woken or cancelled
         self._running = False
+        self._users = 0  # pacers attached: the clock task stays while there are any
         self.wakeups = 0  # times the clock task woke sleepers (for benchmarks)
+
+    def attach(self) -> None:
+        """A pacer (a session's egress) will sleep here again and again: the clock task stays
+        between its sleeps instead of ending and being spawned again for the next frame."""
+        self._users += 1
+        self._start()
+
+    def detach(self) -> None:
+        self._users -= 1
+        if not self._users and not self._live:
+            self._earlier.unpark_all()  # nobody left: the clock task ends
 
     async def sleep_until(self, deadline: float) -> None:
         if deadline <= trio.current_time():
@@ -44,8 +56,7 @@ class MediaClock:
         heapq.heappush(self._heap, (float(deadline), next(self._seq), sleeper))
         self._live += 1
         if not self._running:
-            self._running = True
-            trio.lowlevel.spawn_system_task(self._run, name="bargein.media_clock")
+            self._start()
         elif self._heap[0][2] is sleeper:
             self._earlier.unpark_all()  # the clock task must now wake sooner
 
@@ -58,16 +69,25 @@ class MediaClock:
 
         await trio.lowlevel.wait_task_rescheduled(abort)
 
+    def _start(self) -> None:
+        if not self._running:
+            self._running = True
+            trio.lowlevel.spawn_system_task(self._run, name="bargein.media_clock")
+
     async def _run(self) -> None:
-        """The clock task: alive while anyone sleeps, so an idle process keeps no task."""
+        """The clock task: alive while anyone sleeps or is attached, so an idle process keeps
+        no task."""
         heap = self._heap
         while True:
             while heap and heap[0][2].task is None:
                 heapq.heappop(heap)
             if not self._live:
                 heap.clear()
-                self._running = False
-                return
+                if not self._users:
+                    self._running = False
+                    return
+                await self._earlier.park()  # idle between the attached pacers' sleeps
+                continue
             with trio.move_on_at(heap[0][0]):
                 await self._earlier.park()  # or a sooner deadline arrived: look again
             now = trio.current_time()
@@ -85,7 +105,8 @@ _clock: trio.lowlevel.RunVar[MediaClock] = trio.lowlevel.RunVar("bargein_media_c
 
 
 def media_clock() -> MediaClock:
-    """This trio run's media clock. Its task (a system task) runs only while someone sleeps."""
+    """This trio run's media clock. Its task (a system task) runs only while someone sleeps
+    or is attached."""
     try:
         return _clock.get()
     except LookupError:
