@@ -43,8 +43,11 @@ from bargein.testing.server_process import ServerProcess, proc_sample, serve_in_
 RATE, FRAME = 16_000, 320
 
 
-async def cycle(server: ServerProcess, pcm: np.ndarray, mode: str, speed: float) -> str:
-    """One connect → speak → leave; the outcome ("clean", "mid_reply", "abrupt", or an error)."""
+async def cycle(
+    server: ServerProcess, pcm: np.ndarray, mode: str, speed: float, seen: list[str]
+) -> str:
+    """One connect → speak → leave; the outcome ("clean", "mid_reply", "abrupt", or an error).
+    `seen`: where the cycle got to and the kinds of message it read, for a closed cycle's log."""
     async with open_websocket_url(server.ws_url, disconnect_timeout=2) as ws:
         await ws.send_message(json.dumps({"type": "session.start", "v": 1, "sample_rate": RATE}))
         reply = json.loads(await ws.get_message())
@@ -52,39 +55,58 @@ async def cycle(server: ServerProcess, pcm: np.ndarray, mode: str, speed: float)
             return f"refused:{reply.get('code')}"
         start = trio.current_time()
         cut = len(pcm) // 2 if mode == "abrupt" else len(pcm)
+        seen.append("sending")
         for i in range(0, cut, FRAME):
             await ws.send_message(pcm[i : i + FRAME].tobytes())
             await trio.sleep_until(start + (i + FRAME) / RATE / speed)
+        seen.append("sent")
         if mode == "abrupt":
             # Drop the TCP connection with no close frame: what a vanished phone does.
             ws._stream.socket.close()  # type: ignore[attr-defined]
             return "abrupt"
         if mode == "clean":
             await ws.send_message(json.dumps({"type": "audio.end", "v": 1}))
+            seen.append("audio.end")
         with trio.move_on_after(10):
             while True:
                 message = await ws.get_message()
                 if mode == "mid_reply" and isinstance(message, bytes):
                     return "mid_reply"  # close now, the reply still playing
                 if isinstance(message, str):
-                    kind = json.loads(message).get("type")
+                    event = json.loads(message)
+                    kind = event.get("type")
+                    seen.append(f"{kind}:{event.get('code')}" if kind == "error" else str(kind))
                     if kind in ("turn.ended", "session.ended"):
                         return "clean"
         return "no_reply"
 
 
-async def guarded(server: ServerProcess, pcm: np.ndarray, mode: str, speed: float) -> str:
+async def guarded(
+    server: ServerProcess, pcm: np.ndarray, mode: str, speed: float, log_closed: bool = False
+) -> str:
+    seen: list[str] = []
     try:
         with trio.move_on_after(30):
-            return await cycle(server, pcm, mode, speed)
+            return await cycle(server, pcm, mode, speed, seen)
         return "timeout"
     except ConnectionClosed as exc:
         # the close code says who closed and why (1000: the server's normal end; 1006: dropped)
+        if log_closed:
+            print(f"closed {mode} {exc.reason} after {seen}", file=sys.stderr, flush=True)
         return f"{mode}:closed:{exc.reason.code}"
     except (OSError, trio.BrokenResourceError) as exc:
         return f"{mode}:{type(exc).__name__}"
     except Exception as exc:  # a refused handshake and the like: counted, the soak goes on
         return f"{mode}:{type(exc).__name__}"
+
+
+def leaf_names(exc: BaseException) -> list[str]:
+    """The exceptions inside a (nested) group, named; a ConnectionClosed with its close code."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [name for inner in exc.exceptions for name in leaf_names(inner)]
+    if isinstance(exc, ConnectionClosed):
+        return [f"ConnectionClosed:{exc.reason.code}"]
+    return [type(exc).__name__]
 
 
 def sample(server: ServerProcess, cycles: int, started: float) -> dict[str, Any]:
@@ -100,7 +122,7 @@ def sample(server: ServerProcess, cycles: int, started: float) -> dict[str, Any]
 
 
 def speech_then_silence(seconds: float) -> np.ndarray:
-    """"go forward ten meters" (16 kHz), then `seconds` of silence."""
+    """ "go forward ten meters" (16 kHz), then `seconds` of silence."""
     raw = (shared_audio_dir() / "pocketsphinx_goforward.raw").read_bytes()
     speech = np.frombuffer(raw, "<i2").astype(np.int16)
     return np.concatenate([speech, np.zeros(round(RATE * seconds), np.int16)])
@@ -121,7 +143,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         async def one(i: int) -> None:
             nonlocal done
             async with limiter:
-                outcome = await guarded(server, pcm, modes[i % 3], args.speed)
+                outcome = await guarded(server, pcm, modes[i % 3], args.speed, args.log_closed)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 done += 1
                 if done % args.sample_every == 0:
@@ -203,7 +225,7 @@ async def hold_one(
 
 async def hold(args: argparse.Namespace) -> dict[str, Any]:
     """`--hold N`: N sessions at once for `--hold-seconds`, sampled every 15 s."""
-    pcm = speech_then_silence(5.0)
+    pcm = speech_then_silence(args.hold_gap)
     counts: dict[str, int] = {}
     samples: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -216,8 +238,9 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
             await trio.sleep(i * 5.0 / args.hold)  # connect over 5 s
             try:
                 await hold_one(server, pcm, until, counts)
-            except Exception as exc:  # counted: the run goes on
-                counts[type(exc).__name__] = counts.get(type(exc).__name__, 0) + 1
+            except Exception as exc:  # counted by what went wrong, not as a group: the run goes on
+                for name in leaf_names(exc):
+                    counts[name] = counts.get(name, 0) + 1
 
         async def sampler() -> None:
             while True:
@@ -275,6 +298,12 @@ def main(argv: list[str]) -> int:
         "--hold", type=int, default=0, help="instead: hold N sessions at once (see --hold-seconds)"
     )
     parser.add_argument("--hold-seconds", type=float, default=600.0)
+    parser.add_argument(
+        "--hold-gap", type=float, default=5.0, help="s of silence after each held utterance"
+    )
+    parser.add_argument(
+        "--log-closed", action="store_true", help="say on stderr what each closed cycle saw"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     report = trio.run(hold if args.hold else soak, args)

@@ -103,9 +103,17 @@ async def serve_in_processes(
 
 
 def _command(argv: Sequence[str]) -> list[str]:
-    if argv and argv[0] == "-m":
-        return [sys.executable, *argv, "--host", "127.0.0.1", "--port", "0"]
-    return [sys.executable, "-m", "bargein.cli", *argv, "--host", "127.0.0.1", "--port", "0"]
+    if not argv or argv[0] != "-m":
+        argv = ["-m", "bargein.cli", *argv]
+    # $BARGEIN_MEMTRACE=DIR[:SECONDS[:FRAMES[:DELAY]]]: the server runs under tracemalloc from
+    # DELAY s (60) after its start and writes a snapshot to DIR/<pid>/ every SECONDS (30),
+    # tracebacks FRAMES deep (8) (memtrace.py).
+    trace = os.environ.get("BARGEIN_MEMTRACE")
+    if trace:
+        given = trace.split(":")
+        options = [*given, *("", "30", "8", "60")[len(given) :]][:4]
+        argv = ["-m", "bargein.testing.memtrace", *options, *argv]
+    return [sys.executable, *argv, "--host", "127.0.0.1", "--port", "0"]
 
 
 async def _ready_port(process: trio.Process, log: bytearray, ready_timeout: float) -> int:
