@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import trio
@@ -37,61 +37,12 @@ from bargein.runtime.messages import Int16Array, OutFrame
 from bargein.runtime.transport import Transport
 
 from .playout import PlayoutCursor
+from .turn_feed import FrameBuffer, TurnFeed
 
 # How far behind our clock a peer's reported playback is followed at a turn's end (its queue
 # fell behind: frames that arrived late, a device that started late): beyond this, a peer that
 # crawls cannot hold a turn open.
 MAX_PLAYBACK_LAG_S = 5.0
-
-
-@dataclass(eq=False, slots=True)
-class TurnFeed:
-    turn: int
-    frames: trio.MemoryReceiveChannel[OutFrame]
-    cursor: PlayoutCursor
-    done: trio.Event = field(default_factory=trio.Event)
-    stopped: bool = False
-    scope: trio.CancelScope | None = None
-    reported: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
-    played_first: bool = False
-    ducker: Ducker | None = None  # the turn's gain ramps (None: never ducked, gain 1)
-    holding: OutFrame | None = None  # the frame the pacing loop waits to send
-    due: float | None = None  # when the next frame is due (the last one sent ends then)
-    fade: bool = False  # interrupted while ducked: fade out before the clear
-    # The latest playback report that moved the peer on: (trio time, samples played then).
-    progress: tuple[float, int] | None = None
-    # Refilling a full feed (`wait_room`): TTS waits until egress has taken `refill` frames
-    # (or let go of the feed), not one wake-up per frame played.
-    refill: int = 1
-    taken: int = 0
-    filling: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
-    released: bool = False
-
-    async def wait_room(self) -> None:
-        """For the turn's TTS, whose last frame did not fit: wait until egress has taken
-        `refill` frames since, or has let go of the feed (then the send raises)."""
-        if self.released:
-            await trio.lowlevel.checkpoint()
-            return
-        self.taken = 0
-        await self.filling.park()
-
-    def took(self) -> None:
-        """Egress took a frame from the feed."""
-        self.taken += 1
-        if self.taken >= self.refill and self.filling:
-            self.filling.unpark_all()
-
-    def release(self) -> None:
-        """Egress is done with the feed: a TTS waiting for room is let go."""
-        self.released = True
-        self.filling.unpark_all()
-
-    @property
-    def ducked(self) -> bool:
-        """Turned down now, or ramping there or back."""
-        d = self.ducker
-        return d is not None and (d.target < 1.0 or d.gain < 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +96,10 @@ class Egress:
 
     # -- called synchronously by the floor and the turn runner ------------------------------
 
-    def open_turn(self, turn: int) -> tuple[trio.MemorySendChannel[OutFrame], TurnFeed]:
-        """A bounded channel for the turn's frames: TTS may run ahead of playout by that much."""
-        send, recv = trio.open_memory_channel[OutFrame](self._buffer_frames)
-        feed = TurnFeed(turn, recv, PlayoutCursor(turn, self.rate), refill=self._refill)
+    def open_turn(self, turn: int) -> tuple[FrameBuffer, TurnFeed]:
+        """A bounded buffer for the turn's frames: TTS may run ahead of playout by that much."""
+        frames = FrameBuffer(self._buffer_frames, self._refill)
+        feed = TurnFeed(turn, frames, PlayoutCursor(turn, self.rate))
         self._last_opened = max(self._last_opened, turn)
         if turn in self._stop_before_open:
             self._stop_before_open.discard(turn)
@@ -156,7 +107,7 @@ class Egress:
         self._feeds.append(feed)
         self._by_turn[turn] = feed
         self._wakeup.unpark()
-        return send, feed
+        return frames, feed
 
     def interrupt(self, turn: int) -> bool:
         """Stop `turn`'s output now. False if there is nothing left to stop: its audio has
@@ -270,8 +221,7 @@ class Egress:
                     if feed.fade:
                         await self._fade_out(feed)
                     await self._clear(feed)
-            feed.frames.close()
-            feed.release()
+            feed.frames.release()
 
     async def _pace(self, feed: TurnFeed) -> None:
         clock = self._clock or media_clock()
@@ -287,16 +237,12 @@ class Egress:
                 # step less per 20 ms frame). A cancel is still seen before a frame is taken,
                 # as `receive` would, so the frames of a stopped turn stay queued for the fade.
                 await trio.lowlevel.checkpoint_if_cancelled()
-                try:
-                    frame = frames.receive_nowait()
-                except trio.WouldBlock:
+                frame = frames.take_nowait()
+                if frame is None:
                     try:
-                        frame = await frames.receive()
+                        frame = await frames.take()
                     except trio.EndOfChannel:
                         break
-                except trio.EndOfChannel:
-                    break
-                feed.took()
                 feed.holding = frame
                 while True:
                     if self._paused == feed.turn:
@@ -368,10 +314,10 @@ class Egress:
         assert ducker is not None
         pieces: list[OutFrame] = [feed.holding] if feed.holding is not None else []
         while sum(len(f.pcm) for f in pieces) < ducker.ramp_samples:
-            try:
-                pieces.append(feed.frames.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            frame = feed.frames.take_nowait()
+            if frame is None:
                 break
+            pieces.append(frame)
         feed.holding = None
         if not pieces:
             return  # nothing queued: the audio already ended where it was
@@ -388,13 +334,9 @@ class Egress:
         await trio.sleep_until(start + len(pcm) / self.rate)
 
     async def _clear(self, feed: TurnFeed) -> None:
-        dropped = 0
-        while True:
-            try:
-                feed.frames.receive_nowait()
-                dropped += 1
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
+        dropped = len(feed.frames)
+        while feed.frames.take_nowait() is not None:
+            pass
         feed.cursor.frames_dropped += dropped
         self.frames_dropped += dropped
         self.clears += 1

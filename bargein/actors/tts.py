@@ -15,6 +15,7 @@ from bargein.runtime.events import EventType
 from bargein.runtime.messages import Int16Array, OutFrame, WordMark
 
 from .playout import PlayoutCursor
+from .turn_feed import FrameBuffer
 
 
 class TurnAudio:
@@ -147,7 +148,7 @@ class _FrameSink:
     def __init__(
         self,
         audio: TurnAudio,
-        frames: trio.MemorySendChannel[OutFrame],
+        frames: FrameBuffer,
         cursor: PlayoutCursor,
         bus: EventBus,
         room: Callable[[], Awaitable[None]] | None = None,
@@ -195,7 +196,7 @@ async def run_tts(
     engine: TtsEngine,
     turn: int,
     sentences: trio.MemoryReceiveChannel[tuple[int, str]],
-    frames: trio.MemorySendChannel[OutFrame],
+    frames: FrameBuffer,
     cursor: PlayoutCursor,
     bus: EventBus,
     *,

@@ -1,0 +1,190 @@
+"""What a turn's TTS and egress share: the bounded buffer of its output frames (`FrameBuffer`)
+and the turn's playout state (`TurnFeed`).
+
+The buffer is a deque with one writer (the turn's TTS) and one reader (egress), not a trio memory
+channel: a channel's send and receive cost about 1.2 µs a frame here against 0.05 µs for the
+deque, and a turn synthesizes about five times the frames it plays before a barge-in drops the
+rest. Its contract is the channel's where the turn relies on it: `send_nowait` raises
+`trio.WouldBlock` when full, `trio.BrokenResourceError` once egress let go of the turn,
+`trio.ClosedResourceError` after the writer's `close`; the reader sees `trio.EndOfChannel` once
+the writer closed and the frames are taken. A full buffer is refilled in steps (`wait_room`):
+the writer waits until egress has taken `refill` frames, not a wake-up per frame played.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import NamedTuple
+
+import trio
+
+from bargein.dsp.duck import Ducker
+from bargein.runtime.messages import OutFrame
+
+from .playout import PlayoutCursor
+
+
+class FeedStatistics(NamedTuple):
+    open_send_channels: int  # 1 while the writer has not closed, as a channel's statistics
+    current_buffer_used: int
+
+
+class FrameBuffer:
+    __slots__ = (
+        "_filling", "_items", "_reader", "_taken", "capacity", "refill", "released",
+        "writer_closed",
+    )
+
+    def __init__(self, capacity: int, refill: int = 1) -> None:
+        self.capacity = max(1, capacity)
+        self.refill = max(1, refill)
+        self._items: deque[OutFrame] = deque()
+        self._reader: trio.lowlevel.Task | None = None
+        self._filling = trio.lowlevel.ParkingLot()
+        self._taken = 0
+        self.writer_closed = False
+        self.released = False
+
+    # -- the writer (the turn's TTS) ---------------------------------------------------------
+
+    def send_nowait(self, frame: OutFrame) -> None:
+        if self.released:
+            raise trio.BrokenResourceError("egress let go of the turn")
+        if self.writer_closed:
+            raise trio.ClosedResourceError("the turn's audio has ended")
+        items = self._items
+        if len(items) >= self.capacity:
+            raise trio.WouldBlock
+        items.append(frame)
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            trio.lowlevel.reschedule(reader)
+
+    async def send(self, frame: OutFrame) -> None:
+        """Put `frame` in, waiting for room (a schedule point either way)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                self.send_nowait(frame)
+            except trio.WouldBlock:
+                await self.wait_room()
+                continue
+            break
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def wait_room(self) -> None:
+        """For the writer, whose last frame did not fit: wait until egress has taken `refill`
+        frames since, or has let go of the turn (then the send raises)."""
+        if self.released:
+            await trio.lowlevel.checkpoint()
+            return
+        self._taken = 0
+        await self._filling.park()
+
+    def close(self) -> None:
+        """The writer is done: the reader takes what is left, then sees the end."""
+        self.writer_closed = True
+        self._wake_reader()
+
+    async def __aenter__(self) -> FrameBuffer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the reader (egress) -----------------------------------------------------------------
+
+    def take_nowait(self) -> OutFrame | None:
+        """The oldest frame, or None if there is none now (`ended` says whether more come)."""
+        items = self._items
+        if not items:
+            return None
+        self._taken += 1
+        if self._taken >= self.refill and self._filling:
+            self._filling.unpark_all()
+        return items.popleft()
+
+    @property
+    def ended(self) -> bool:
+        """The writer closed and every frame was taken."""
+        return self.writer_closed and not self._items
+
+    async def take(self) -> OutFrame:
+        """Wait for the next frame (one schedule point); `trio.EndOfChannel` at the end."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        frame = self.take_nowait()
+        if frame is not None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return frame
+        while True:
+            if self.writer_closed:
+                raise trio.EndOfChannel
+            self._reader = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+            frame = self.take_nowait()
+            if frame is not None:
+                return frame
+
+    def release(self) -> None:
+        """Egress is done with the turn: a writer waiting for room is let go, and its next
+        send raises `trio.BrokenResourceError`."""
+        self.released = True
+        self._filling.unpark_all()
+
+    def statistics(self) -> FeedStatistics:
+        return FeedStatistics(0 if self.writer_closed else 1, len(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            trio.lowlevel.reschedule(reader)
+
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._reader = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+@dataclass(eq=False, slots=True)
+class TurnFeed:
+    """One turn as egress plays it."""
+
+    turn: int
+    frames: FrameBuffer
+    cursor: PlayoutCursor
+    done: trio.Event = field(default_factory=trio.Event)
+    stopped: bool = False
+    scope: trio.CancelScope | None = None
+    reported: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
+    played_first: bool = False
+    ducker: Ducker | None = None  # the turn's gain ramps (None: never ducked, gain 1)
+    holding: OutFrame | None = None  # the frame the pacing loop waits to send
+    due: float | None = None  # when the next frame is due (the last one sent ends then)
+    fade: bool = False  # interrupted while ducked: fade out before the clear
+    # The latest playback report that moved the peer on: (trio time, samples played then).
+    progress: tuple[float, int] | None = None
+
+    @property
+    def refill(self) -> int:
+        return self.frames.refill
+
+    async def wait_room(self) -> None:
+        """For the turn's TTS: see `FrameBuffer.wait_room`."""
+        await self.frames.wait_room()
+
+    @property
+    def ducked(self) -> bool:
+        """Turned down now, or ramping there or back."""
+        d = self.ducker
+        return d is not None and (d.target < 1.0 or d.gain < 1.0)
