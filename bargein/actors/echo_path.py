@@ -280,6 +280,8 @@ class EchoStage:
             self.echo_found = True
             self.matches += 1
             self._echo_lag = round(delay / self._frame)
+            # The canceller's own estimate needs ~3 s of envelopes: start it at this delay.
+            self.canceller.hint_delay(delay)
             self._stale = 0
             self._lag_run.clear()
         self._match_delay = delay

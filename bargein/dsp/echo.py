@@ -327,11 +327,25 @@ class EchoCanceller:
         self._recent.append(found[0])
         if len(self._recent) < 3:
             return
-        b = self.block
         # The envelope peak jitters 0..8 blocks *after* the direct path (reverberation smears
         # it later; never earlier in the test rooms), so the earliest of the last five
         # estimates is the arrival, and the window starts an eighth of the filter before it.
-        arrival = min(self._recent) * b
+        self._move_for(min(self._recent) * self.block)
+
+    def hint_delay(self, samples: int) -> None:
+        """An outside measurement of the echo's arrival (its direct path, ``samples`` after
+        the reference; e.g. ``echo_match.waveform_match``): the filter's window moves there as
+        it would for the estimator's, under the same conditions (not while the window already
+        holds it or the foreground removes 10 dB; not with a fixed ``delay_ms``), and it
+        counts as one of the estimator's recent estimates. Takes effect from the next block."""
+        if self._est is None:
+            return
+        blocks = max(0, min(samples, self._max_delay)) // self.block
+        self._recent.append(blocks)
+        self._move_for(blocks * self.block)
+
+    def _move_for(self, arrival: int) -> None:
+        b = self.block
         margin = max(2 * b, self.tail_samples // 8 // b * b)
         # Keep the window while it holds the arrival at least two blocks in and at most a
         # quarter of the filter from its start, and whenever the foreground already removes
