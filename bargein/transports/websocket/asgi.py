@@ -1,13 +1,20 @@
-"""An ASGI wrapper that keeps reading a WebSocket's events after the app is done with it.
+"""An ASGI wrapper that frees a WebSocket's event queue from the app once the app is done with it.
 
 hypercorn delivers a connection's events to the app through one bounded channel, fed by two of
 its tasks: the socket reader (messages) and the writer, which on a write error puts the
-disconnect. The disconnect can overtake messages the reader is still waiting to put; quart stops
-reading at the disconnect, so the reader's put waits forever, the reader never reads the socket
-again and never closes it: one fd per connection, for ever (seen: 130–180 of 200 connections
-whose clients left at once while the server was saturated). After the app returns, this reads
-and drops what hypercorn still puts, until nothing came for `idle` seconds or `bound` passed,
-so the reader gets through, sees the socket closed and closes it.
+disconnect. The disconnect can overtake messages the reader is still waiting to put; the app
+stops reading at the disconnect, so the reader's put waits forever, the reader never reads the
+socket again and never closes it: one fd per connection, for ever (seen: 130–180 of 200
+connections whose clients left at once while the server was saturated). When a client's close
+arrives while the queue is full, the reader waits the same way and the close never completes.
+
+After the app returns, `drain_after_close` detaches the queue (`detach`): whatever hypercorn puts
+from then on is dropped where it is put, and what is queued is taken, which wakes every task
+waiting to put. No task of hypercorn's can wait on the queue again, so the reader goes on to see
+the socket closed and closes it, and nothing waits here: the wrapper returns at once, whether
+the connection is open, closing or the server stopping. Under another ASGI server (the queue
+not reachable) it reads and drops events instead, until a disconnect, `idle` seconds without
+any, or `bound`.
 """
 
 from __future__ import annotations
@@ -28,11 +35,37 @@ def drain_after_close(app: App, *, idle: float = 0.5, bound: float = 10.0) -> Ap
         try:
             await app(scope, receive, send)
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(bound):
-                while True:
-                    with trio.move_on_after(idle) as quiet:
-                        await receive()
-                    if quiet.cancelled_caught:
-                        break
+            if not detach(receive, send):
+                with trio.CancelScope(shield=True), trio.move_on_after(bound):
+                    await _read_until_quiet(receive, idle)
 
     return wrapped
+
+
+def detach(receive: Any, send: Any) -> bool:
+    """Make hypercorn drop the events it still puts for this connection and take the queued
+    ones (waking their putters); False, nothing done, unless `receive` reads a trio memory
+    channel and `send` belongs to an object that puts into it (`app_put`: hypercorn's
+    WSStream). Synchronous: no task runs between the swap and the emptying."""
+    channel = getattr(receive, "__self__", None)
+    stream: Any = getattr(send, "__self__", None)
+    if not isinstance(channel, trio.MemoryReceiveChannel) or not hasattr(stream, "app_put"):
+        return False
+    stream.app_put = _dropped
+    while True:
+        try:
+            channel.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return True
+
+
+async def _dropped(event: Any) -> None:
+    await trio.lowlevel.checkpoint()
+
+
+async def _read_until_quiet(receive: Any, idle: float) -> None:
+    while True:
+        with trio.move_on_after(idle) as quiet:
+            event = await receive()
+        if quiet.cancelled_caught or event.get("type") == "websocket.disconnect":
+            return
