@@ -134,6 +134,39 @@ async def _idle_memory(count: int) -> float:
     return round((after - before) / count, 1)
 
 
+def against_targets(result: dict[str, Any]) -> dict[str, Any]:
+    """The issue-16 figures under names that say what they are, each with its target (the
+    same numbers as in `media`, `media_growth` and `pipecat_ratio`; absent if not measured)."""
+    out: dict[str, Any] = {}
+    answering = result.get("media", {}).get("n50")
+    if answering:
+        value = answering["cpu_percent_of_core_per_session"]
+        out["answering_50_sessions_cpu_percent_of_core_per_session"] = {
+            "value": value, "target_max": 0.25, "met": value <= 0.25,
+            "cpu_us_per_frame_fed": answering["cpu_us_per_frame_fed"],
+            "saturated": answering["saturated"],
+        }
+    listening = result.get("media_listen_only", {}).get("n50")
+    if listening:
+        value = listening["cpu_percent_of_core_per_session"]
+        out["listening_50_sessions_cpu_percent_of_core_per_session"] = {
+            "value": value, "target_max": 0.25, "met": value <= 0.25,
+            "saturated": listening["saturated"],
+        }
+    growth = result.get("media_growth")
+    if growth and (growth["from"], growth["to"]) == (50, 500):
+        out["answering_growth_50_to_500_per_session"] = {
+            "value": growth["ratio"], "target_max": 1.5, "met": growth["ratio"] <= 1.5,
+        }
+    ratio = result.get("pipecat_ratio", {}).get("n10")
+    if ratio:
+        out["pipecat_ratio_listening_10_sessions"] = {
+            "value": ratio["ratio"], "target_min": 15, "met": ratio["ratio"] >= 15,
+            "pipecat_saturated": ratio["pipecat_saturated"],
+        }
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bargein bench runtime", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -214,6 +247,7 @@ def main(argv: list[str]) -> int:
         # answer and pace replies, the ratio is conservative.
         result["pipecat_ratio"] = media.compare(result.get("media_listen_only", {}), peer)
         result["pipecat_ratio_vs_replying"] = media.compare(result.get("media", {}), peer)
+    result["against_targets"] = against_targets(result)
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     emit(result, args.json)
     return 0
