@@ -59,3 +59,18 @@ def test_unknown_engines_option_is_refused() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["compare", "all", "--engines", "cloud", "--policies", "duck_classify"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engines", "embedded", "--engine-options", '{"bogus": 1}'], "unknown options: bogus"),
+        (["--engines", "embedded", "--engine-options", "[1]"], "must be a JSON object"),
+        (["--engine-options", "{}"], "need real engines"),
+    ],
+)
+def test_bad_engine_options_are_a_clear_error_before_any_run(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", "interrupt_wait", "--policies", "duck_classify", *args]) == 2
+    assert message in capsys.readouterr().err

@@ -48,8 +48,10 @@ examples:
 
 ENGINES_HELP = (
     "run the scenarios with real engines (embedded: pocketsphinx + espeak-ng; neural: Whisper "
-    "+ Piper), transcripts dropped and the request spoken by espeak (docs/research.md)"
+    "+ Piper), transcripts dropped and the request spoken by Piper (docs/research.md)"
 )
+
+OPTIONS_HELP = "with --engines: their options, a JSON object ('{\"partial_interval_ms\": 250}')"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-plot", action="store_true", help="skip timeline.png")
     run.add_argument("--seed", type=int, default=0, help="scheduler seed (default 0)")
     run.add_argument("--engines", choices=("scripted", *REAL_ENGINES), help=ENGINES_HELP)
+    run.add_argument("--engine-options", type=json.loads, metavar="JSON", help=OPTIONS_HELP)
     cmp = sub.add_parser(
         "compare",
         help="run scenarios under several policies; print a table, write CSV",
@@ -99,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--seed", type=int, default=0, help="scheduler seed (default 0)")
     cmp.add_argument("--engines", choices=("scripted", *REAL_ENGINES), help=ENGINES_HELP)
+    cmp.add_argument("--engine-options", type=json.loads, metavar="JSON", help=OPTIONS_HELP)
     sub.add_parser("list", help="list the starter scenarios and the policy presets")
     return parser
 
@@ -109,8 +113,9 @@ def main(argv: list[str]) -> int:
         if args.command == "list":
             return _list()
         scenarios = resolve_scenarios(args.scenarios)
-        if args.engines:
-            scenarios = [with_engines(s, args.engines) for s in scenarios]
+        if args.engines or args.engine_options is not None:
+            scenarios = [with_engines(s, args.engines or "", options=args.engine_options)
+                         for s in scenarios]  # fmt: skip
         if args.command == "run":
             policy = resolve_policy(args.policy) if args.policy else None
             pooled = Samples()

@@ -25,6 +25,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,10 +115,30 @@ def _spoken_request(item: AudioItem, scenario: Scenario, cache_dir: Path | None)
     )
 
 
-def with_engines(scenario: Scenario, kind: str, cache_dir: Path | None = None) -> Scenario:
+def _check_options(kind: str, options: dict[str, Any]) -> None:
+    """Build the engines once (cheap: models load on first use), so a bad option is a clear
+    error before any run, not a traceback inside one."""
+    if kind == "embedded":
+        from bargein.engines.embedded import default_engines as make
+    else:
+        from bargein.engines.neural import neural_engines as make
+    try:
+        make(**options)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--engine-options for {kind}: {exc}") from None
+
+
+def with_engines(
+    scenario: Scenario,
+    kind: str,
+    cache_dir: Path | None = None,
+    options: dict[str, Any] | None = None,
+) -> Scenario:
     """`scenario` run by the real engines `kind` ("embedded" | "neural"; "scripted" returns it
     unchanged): transcripts dropped, the scripted "tell me a story" request spoken
-    (`request_clip`)."""
+    (`request_clip`); `options` are the engines' (`default_engines` / `neural_engines`)."""
+    if kind in ("scripted", "") and options is not None:
+        raise ValueError("engine options need real engines (--engines embedded|neural)")
     if kind == "scripted":
         return scenario
     if kind not in REAL_ENGINES:
@@ -128,4 +149,9 @@ def with_engines(scenario: Scenario, kind: str, cache_dir: Path | None = None) -
         else dataclasses.replace(it, transcripts=None)
         for it in scenario.items
     )
-    return dataclasses.replace(scenario, items=items, engines=EngineSpec(kind))
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"engine options must be a JSON object, got {options!r}")
+    _check_options(kind, options or {})
+    return dataclasses.replace(
+        scenario, items=items, engines=EngineSpec(kind, options=options or {})
+    )
