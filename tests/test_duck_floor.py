@@ -38,6 +38,18 @@ def frames(m: FloorMachine, t0: float, t1: float, dbfs: float) -> list[object]:
     return out
 
 
+def speechlike(m: FloorMachine, t0: float, t1: float, dbfs: float) -> list[object]:
+    """Frames of [t0, t1) like speech (or its echo): 60 ms syllables at `dbfs` and 12 dB
+    below in turn (the classifier takes a sound whose level hardly moves for a fan)."""
+    out: list[object] = []
+    t = t0
+    while t < t1 - 1e-9:
+        step = min(0.06, t1 - t)
+        out += frames(m, t, t + step, dbfs - 12 * (round(t / 0.06) % 2))
+        t += step
+    return out
+
+
 def speaking(policy: InterruptionPolicy) -> FloorMachine:
     """Turn 1 playing: the user asked for it at t=0..1 at USER_DBFS (their calibrated level)."""
     m = FloorMachine(policy)
@@ -142,7 +154,9 @@ def test_classifier_waits_for_words_then_calls_long_speech_a_turn() -> None:
     m = speaking(CLASSIFY)
     m.speech_started(2.2, 2.0)
     assert m.next_deadline() == pytest.approx(3.5)  # FLOOR_CLASSIFIER.max_wordless_ms
-    assert frames(m, 2.0, 3.4, -18.0) == []
+    for k in range(7):  # speech-like: its level swings 12 dB (a steady sound never is a turn)
+        assert frames(m, 2.0 + 0.2 * k, 2.1 + 0.2 * k, -18.0) == []
+        assert frames(m, 2.1 + 0.2 * k, 2.2 + 0.2 * k, -30.0) == []
     assert m.tick(3.5) == [CancelTurn(1, "barge_in", 2.0)]
 
 
@@ -211,7 +225,7 @@ def test_after_an_echo_restore_new_words_in_the_same_utterance_are_heard() -> No
     m = speaking(DUCK_CLASSIFY)
     m.speech_started(2.2, 2.0)
     acts = frames(m, 2.0, 2.2, USER_DBFS + 6)
-    acts += frames(m, 2.2, 3.5, USER_DBFS - 9)
+    acts += speechlike(m, 2.2, 3.5, USER_DBFS - 9)
     assert acts + m.tick(3.5) == [RestoreOutput(1, "", 2.2)]
     # the VAD never stopped (the echo goes on); the user talks over it
     frames(m, 3.5, 4.0, USER_DBFS + 4)

@@ -6,7 +6,7 @@ TV going on, the user talking over it): the classifier dates its speech up to
 from __future__ import annotations
 
 from bargein.actors.floor_machine import CancelTurn, DuckOutput, FloorMachine, RestoreOutput
-from tests.test_duck_floor import DUCK_CLASSIFY, USER_DBFS, frames, speaking
+from tests.test_duck_floor import DUCK_CLASSIFY, USER_DBFS, frames, speaking, speechlike
 
 
 def echo_called_false(at: float = 3.5, loud_until: float = 2.2) -> FloorMachine:
@@ -15,7 +15,7 @@ def echo_called_false(at: float = 3.5, loud_until: float = 2.2) -> FloorMachine:
     m = speaking(DUCK_CLASSIFY)
     m.speech_started(2.2, 2.0)
     acts = frames(m, 2.0, loud_until, USER_DBFS + 6)
-    acts += frames(m, loud_until, at, USER_DBFS - 9)
+    acts += speechlike(m, loud_until, at, USER_DBFS - 9)
     assert acts + m.tick(at) == [RestoreOutput(1, "", 2.2)]
     return m
 

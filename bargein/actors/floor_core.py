@@ -190,7 +190,9 @@ class FloorCore:
         assert o is not None
         verdict = None
         if self.policy.side_talk and self.audio is not None:
-            verdict = self.audio.side_talk(o.text, going=self.user_speaking and not o.final)
+            verdict = self.audio.side_talk(
+                o.text, going=self.user_speaking and not o.final, final=o.final
+            )
         if verdict is None or not verdict.side_talk:
             self._audio.interruption()
             return self._cancel(CancelTurn(o.turn, "barge_in", o.onset))

@@ -168,12 +168,17 @@ class FloorMachine(FloorCore):
             return self._rearmed(now, text)
         if self._judged_false:  # the final of an utterance a judge already called false
             self._judged_false = False
+            if self._rearm is not None:  # the recognizer's next utterance counts words anew
+                self._rearm = (0, self._rearm[1], self._rearm[2])
             return []
         if self._orphan:
             self._orphan = False
             if self._only_backchannel(text):
                 return []
         t = self._turn
+        if (t is not None and not t.cancelled and self.policy.classifier
+                and self.policy.judge is None and self._only_backchannel(text)):
+            return []  # an acknowledgement the VAD did not open an overlap for ("yeah")
         if t is not None and not t.cancelled and text:
             # Words arrived for an active turn without an overlap (e.g. the echo guard let the
             # onset pass, or the VAD missed it): the user spoke, so the floor is theirs.

@@ -35,7 +35,12 @@ from .policy import InterruptionPolicy
 # the 12 false cancels of the first compare run) without telling anything apart.
 # With the reply ducked rather than paused, a sound with no words yet can be given longer
 # before it counts as a turn (a fan, typing): words decide, or the sound ends.
-FLOOR_CLASSIFIER = Config(loud_db=float("inf"), max_wordless_ms=1500.0)
+# A wordless sound whose level hardly moves (a fan, a hum: its middle half of frame levels
+# within 4 dB; speech and its echo swing far more between syllables) never reaches that limit.
+# Its levels join the user's only when the floor cancels (`OverlapAudio.interruption`).
+FLOOR_CLASSIFIER = Config(
+    loud_db=float("inf"), max_wordless_ms=1500.0, wordless_spread_db=4.0, learn_levels=False
+)
 
 # Our echo of the audio sent before the duck still arrives this long after it (the ramp and the
 # shortest speaker-to-mic path), and the duck has surely reached the microphone after the
@@ -184,10 +189,19 @@ class OverlapAudio:
         self._learn(h)
 
     def interruption(self) -> None:
-        """The overlap was the user taking the floor: learn its spectral shape (the classifier
-        already added its levels to the user's level)."""
-        for level, shape in zip(self._now.levels, self._now.shapes, strict=False):
-            if level > -50.0:
+        """The overlap was the user taking the floor (the floor cancels for it): learn its
+        spectral shape, and its level only while no turn of the user's has given one. Not
+        before the cancel: an utterance side talk overrode is someone else. Not the level
+        once known: the user's level is that of their turns to us, which overlap nothing; one
+        loud interruption ("hey!", +14 dB) would otherwise raise it so far that their next,
+        ordinary words look like side talk (a held-out scenario, docs/turn_detection.md)."""
+        h = self._now
+        learn_level = self.profile.level is None
+        for i, level in enumerate(h.levels):
+            shape = h.shapes[i] if i < len(h.shapes) else None
+            if learn_level:
+                self.profile.observe(level, shape)
+            elif shape is not None and level > -50.0:
                 self.profile.observe_shape(shape)
 
     def _learn(self, h: _Heard) -> None:
@@ -199,8 +213,9 @@ class OverlapAudio:
 
     # -- what the floor and outside judges see -------------------------------------------------
 
-    def side_talk(self, text: str, going: bool = False) -> SideTalkVerdict:
-        """`going`: the utterance is still being heard, so a provisional verdict can wait."""
+    def side_talk(self, text: str, going: bool = False, final: bool = False) -> SideTalkVerdict:
+        """`going`: the utterance is still being heard, so a provisional verdict can wait;
+        `final`: `text` is the recognizer's final."""
         h, at = self._now, self._duck_at
         unducked: list[float] = []
         ducked: list[float] = []
@@ -223,6 +238,7 @@ class OverlapAudio:
             ducked=ducked,
             our_words=self.our_words,
             heard_ms=(h.times[-1] - h.times[0]) * 1000 if going and h.times else None,
+            final=final,
         )
         self.side_talk_verdict = verdict
         return verdict

@@ -49,6 +49,7 @@ import numpy as np
 
 from bargein.actors.policy import BACKCHANNELS, INTERRUPT_PHRASES, utterance_words
 from bargein.decide.confidence import murmur_masked
+from bargein.decide.word_classes import QUIET_TURN_WORDS, lone_reaction
 
 _EPS_MS = 1e-6
 
@@ -123,8 +124,14 @@ class Lexicon:
     def scan(self, tokens: list[str]) -> tuple[str | None, int]:
         """(first interrupt phrase found or None, number of tokens outside the backchannel
         lexicon)."""
+        phrase, content = self.content(tokens)
+        return phrase, len(content)
+
+    def content(self, tokens: list[str]) -> tuple[str | None, list[str]]:
+        """(first interrupt phrase found or None, the tokens before it outside the backchannel
+        lexicon)."""
         longest = max((len(p) for p in self.backchannel | self.interrupt), default=1)
-        i, content = 0, 0
+        i, content = 0, list[str]()
         while i < len(tokens):
             for n in range(min(longest, len(tokens) - i), 0, -1):
                 phrase = tuple(tokens[i : i + n])
@@ -134,7 +141,7 @@ class Lexicon:
                     i += n
                     break
             else:
-                content += 1
+                content.append(tokens[i])
                 i += 1
         return None, content
 
@@ -157,6 +164,21 @@ class Config:
     # Still speaking with no word recognized after this long -> interruption (None: the same as
     # max_backchannel_ms). A policy that ducks can afford to wait for words longer.
     max_wordless_ms: float | None = None
+    # A lone content word that may be all of a reaction ("whoa", "yikes", "that's cool",
+    # "menu?": one open-class word, `word_classes.lone_reaction`) waits for another content
+    # word, `max_lexical_ms` of speech or the final, and its final is a backchannel. Function
+    # words, numbers and commands ("it", "but", "eight", "tell") still decide at once.
+    hold_open_words: bool = True
+    # A quiet final made only of these is still an interruption: a soft "no" or "what?".
+    quiet_turn_words: frozenset[str] = QUIET_TURN_WORDS
+    # A wordless sound whose frame levels spread less than this (75th minus 25th percentile,
+    # dB) is steady — a fan, a hum — and never a turn by the wordless limit; 0 (the default):
+    # off. The floor, which ducks and so can wait for words, sets it.
+    wordless_spread_db: float = 0.0
+    # An utterance decided an interruption joins this user's level. False: the caller adds it
+    # once the interruption is confirmed (the floor: not when side talk overrides it, else a
+    # quiet room voice would pull the user's level down to its own).
+    learn_levels: bool = True
 
     @property
     def wordless_ms(self) -> float:
@@ -175,6 +197,9 @@ class Config:
         if not (isinstance(self.early_min_db, (int, float)) and
                 self.quiet_db < self.early_min_db < 60):
             raise ValueError("early_min_db must be a number of dB above quiet_db")
+        if not (isinstance(self.wordless_spread_db, (int, float))
+                and 0 <= self.wordless_spread_db <= 60):
+            raise ValueError("wordless_spread_db must be a number of dB in 0..60")
 
     def content_ms(self, rel: float | None) -> float:
         """How long an utterance at `rel` dB for this user (None: unknown) must last before a
@@ -224,6 +249,7 @@ UNDECIDED = Decision(Kind.UNDECIDED, 0.0, 0.0, "no utterance")
 class _Utterance:
     onset: float
     end: float | None = None
+    gaps: float = 0.0  # silences inside it (speech_end .. speech_resumed), seconds
     levels: list[float] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     final: bool = False
@@ -264,7 +290,7 @@ class BackchannelClassifier:
             return None
         if u.end is None:
             u.levels.append(float(level_dbfs))
-            if self._decision.kind is Kind.INTERRUPTION:
+            if self._decision.kind is Kind.INTERRUPTION and self.config.learn_levels:
                 self.user.observe(level_dbfs)
         return self._evaluate(t)
 
@@ -297,6 +323,17 @@ class BackchannelClassifier:
         u = self._live(t)
         if u is None:
             return None
+        if u.end is not None:
+            phrase, content = self._scan(u)
+            undecided = self._decision.kind is Kind.UNDECIDED
+            if u.tokens and phrase is None and not content and undecided:
+                # backchannel words, then the VAD heard a pause: that acknowledgement is
+                # complete (its final may come after the new speech starts); what follows is
+                # new speech, which a caller judges anew (the floor re-opens on its words)
+                ms = (u.end - u.onset - u.gaps) * 1e3
+                return self._decide(Kind.BACKCHANNEL, t, f"backchannel words, then a pause, "
+                                    f"{ms:.0f} ms")
+            u.gaps += t - u.end  # the limits count speech, not the silence between
         u.end = None
         return self._evaluate(t)
 
@@ -314,24 +351,46 @@ class BackchannelClassifier:
             return None if u.final else u.end + c.end_wait_ms / 1000
         _, content = self._scan(u)
         rel = self.relative_level()
-        limits = [c.max_lexical_ms if u.tokens else c.wordless_ms]
+        limits = [c.max_lexical_ms] if u.tokens else [] if self._steady(u) else [c.wordless_ms]
         if content:
-            limits.append(c.content_ms(rel))
+            limits.append(self._content_ms(content, rel))
         if rel is not None and rel >= c.loud_db:
             limits.append(c.loud_min_ms)
-        return u.onset + min(limits) / 1000
+        # None: a steady wordless sound; its frames, words or end decide
+        return u.onset + u.gaps + min(limits) / 1000 if limits else None
 
     # -- rules -------------------------------------------------------------------------
-    def _scan(self, u: _Utterance) -> tuple[str | None, int]:
+    def _scan(self, u: _Utterance) -> tuple[str | None, list[str]]:
         """(interrupt phrase, content words) of the latest hypothesis. In a partial, the last
-        words that may open a backchannel phrase ("i" of "i see", "got" of "got it") are not
-        content yet: the next hypothesis tells."""
-        phrase, content = self.lexicon.scan(u.tokens)
+        words that may open a backchannel phrase ("i" of "i see", "got" of "got it") after
+        nothing but backchannel words are not content yet: the next hypothesis tells."""
+        phrase, content = self.lexicon.content(u.tokens)
         if phrase is None and content and not u.final:
             held = self.lexicon.opening(u.tokens)
             if held:
-                phrase, content = self.lexicon.scan(u.tokens[:-held])
+                before = self.lexicon.content(u.tokens[:-held])
+                # only after nothing but backchannel words: "of" may open "of course" in
+                # "oh of", not in "instead of"
+                if before[0] is not None or not before[1]:
+                    phrase, content = before
         return phrase, content
+
+    def _lone(self, content: list[str]) -> bool:
+        """One content word that may be all of a reaction (`Config.hold_open_words`)."""
+        return self.config.hold_open_words and lone_reaction(content)
+
+    def _content_ms(self, content: list[str], rel: float | None) -> float:
+        ms = self.config.content_ms(rel)
+        return max(ms, self.config.max_lexical_ms) if self._lone(content) else ms
+
+    def _steady(self, u: _Utterance) -> bool:
+        """A wordless sound whose level hardly moves (a fan): not speech."""
+        c = self.config
+        if c.wordless_spread_db <= 0 or u.tokens or len(u.levels) < 5:
+            return False
+        # the middle half: the VAD's hang-over frames after a fan stops are not its level
+        p25, p75 = np.percentile(u.levels, [25, 75])
+        return bool(p75 - p25 < c.wordless_spread_db)
 
     def relative_level(self) -> float | None:
         """Utterance level minus the user's level (dB), None when either is unknown."""
@@ -346,8 +405,9 @@ class BackchannelClassifier:
             return None
         c = self.config
         # + epsilon: a tick at `next_deadline` (a sum of floats) must count as reaching it
-        ms = ((u.end if u.end is not None else t) - u.onset) * 1e3 + _EPS_MS
-        phrase, content = self._scan(u)
+        ms = ((u.end if u.end is not None else t) - u.onset - u.gaps) * 1e3 + _EPS_MS
+        phrase, words = self._scan(u)
+        content = len(words)
         rel = self.relative_level()
         quiet = rel is not None and rel <= c.quiet_db
         loud = rel is not None and rel >= c.loud_db
@@ -355,27 +415,31 @@ class BackchannelClassifier:
             return self._decide(Kind.INTERRUPTION, t, f"interrupt phrase {phrase!r}")
         if content and len(u.tokens) > c.max_backchannel_words:
             return self._decide(Kind.INTERRUPTION, t, f"{len(u.tokens)} words")
-        if content and ms >= c.content_ms(rel):
+        if content and ms >= self._content_ms(words, rel):
             return self._decide(Kind.INTERRUPTION, t, f"{content} content words, {ms:.0f} ms")
         if u.end is None:
             if loud and ms >= c.loud_min_ms:
                 return self._decide(Kind.INTERRUPTION, t, f"loud ({rel:+.1f} dB), {ms:.0f} ms")
             limit = c.max_lexical_ms if u.tokens else c.wordless_ms
-            if ms >= limit:
+            if ms >= limit and (u.tokens or not self._steady(u)):
                 return self._decide(Kind.INTERRUPTION, t, f"still speaking after {ms:.0f} ms")
             return None
         if u.final or (t - u.end) * 1e3 + _EPS_MS >= c.end_wait_ms:
-            if content and u.final and not quiet:
+            if content and u.final and quiet and set(u.tokens) <= c.quiet_turn_words:
+                return self._decide(Kind.INTERRUPTION, t, f"quiet {' '.join(u.tokens)!r}")
+            if content and u.final and not quiet and not self._lone(words):
                 return self._decide(Kind.INTERRUPTION, t, f"{content} content words in the final")
             what = "backchannel words" if u.tokens and not content else (
-                "quiet short murmur" if content else "nothing recognized")
+                "quiet short murmur" if quiet else f"a lone reaction {' '.join(words)!r}"
+                if content
+                else "nothing recognized")
             return self._decide(Kind.BACKCHANNEL, t, f"{what}, {ms:.0f} ms")
         return None
 
     def _decide(self, kind: Kind, t: float, reason: str) -> Decision:
         assert self._u is not None
         self._decision = Decision(kind, t, t - self._u.onset, reason)
-        if kind is Kind.INTERRUPTION:
+        if kind is Kind.INTERRUPTION and self.config.learn_levels:
             for lv in self._u.levels:
                 self.user.observe(lv)
         return self._decision

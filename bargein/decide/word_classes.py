@@ -1,0 +1,75 @@
+"""Which words can be a one-word reaction ("whoa", "yikes", "cool", "menu?") and which open a
+turn at once ("it", "but", "what", "eight", "tell"): the backchannel classifier's defence
+against acknowledgements that are in no lexicon.
+
+A reaction is an interjection, an assessment adjective or adverb, or an echoed noun: open-class
+words. A turn opens with a function word (pronoun, determiner, conjunction, preposition,
+auxiliary, question word), a number, an imperative an assistant is given, a title or a word
+that gets attention. General English word classes, not the words of any scenario; the
+classifier (``Config.hold_open_words``) lets a lone open-class content word wait for a second
+content word, more speech or the final (docs/turn_detection.md).
+"""
+
+from __future__ import annotations
+
+FUNCTION_WORDS = frozenset(
+    """
+    i me my mine myself you your yours yourself we us our ours he him his she her hers it its
+    they them their theirs this that these those there here the a an some any no not nor none
+    every each all both either neither other another such what which who whom whose why how
+    where when whether if than then because since while though although unless until so but
+    and or yet also just only even still again too very more most less least much many few
+    of in on at by for with about against between into through during before after above
+    below to from up down out off over under around near without within along across behind
+    beyond toward towards upon
+    am is are was were be been being have has had having do does did doing done can could
+    shall should will would may might must ought need dare
+    i'm i've i'll i'd you're you've you'll you'd we're we've we'll we'd he's she's it's
+    they're they've they'll that's there's here's what's who's where's how's let's don't
+    doesn't didn't can't couldn't won't wouldn't isn't aren't wasn't weren't shouldn't
+    haven't hasn't hadn't mustn't
+    um uh er erm well like
+    """.split()
+)
+
+NUMBERS = frozenset(
+    """
+    zero oh one two three four five six seven eight nine ten eleven twelve thirteen fourteen
+    fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty
+    ninety hundred thousand million first second third half
+    """.split()
+)
+
+# What a user tells an assistant to do, and words that get its attention.
+COMMANDS = frozenset(
+    """
+    tell go skip repeat play show give make read say change open call send start turn take
+    find try continue explain describe ask help stop wait listen look keep put bring move
+    use set get let come begin finish speak talk write check add remove
+    hey hello hi excuse pardon please mr mrs ms dr mister missus miss doctor sir madam
+    """.split()
+)
+
+TURN_OPENERS = FUNCTION_WORDS | NUMBERS | COMMANDS
+
+# Function words that frame an assessment ("that's cool", "how nice", "too bad"): beside one
+# open-class word (or a backchannel word: "cool", "nice") they do not make a turn of it. Not
+# "so": "okay so ..." opens a turn.
+REACTION_FRAMES = frozenset("that's thats it's how very pretty super too such quite".split())
+
+# A quiet utterance of only these still takes the floor (a soft "no", "what?"), and is taken
+# as addressed to us by the side-talk check.
+QUIET_TURN_WORDS = frozenset({"no", "nope", "what", "pardon"})
+
+
+def may_be_reaction(token: str) -> bool:
+    """An open-class word (normalized token): it may be all of a one-word reaction."""
+    return token not in TURN_OPENERS and not token.isdigit()
+
+
+def lone_reaction(content: list[str]) -> bool:
+    """The content words of an utterance (the words outside the backchannel lexicon) are at
+    most one open-class word, framed at most by `REACTION_FRAMES` ("whoa", "that's" of
+    "that's cool", "how weird"): the utterance may be a reaction however short it is."""
+    open_words = [w for w in content if w not in REACTION_FRAMES]
+    return bool(content) and len(open_words) <= 1 and all(map(may_be_reaction, open_words))
