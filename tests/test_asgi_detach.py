@@ -11,6 +11,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from hypercorn.config import Config
@@ -18,14 +19,16 @@ from hypercorn.trio import serve
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
+import bargein.transports.app
 from bargein.engines.base import Engines
 from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
 from bargein.testing.web import Client, connect, running
 from bargein.transports.app import DemoServer
 from bargein.transports.protocol import OptionValue, SessionStart
-from bargein.transports.websocket.asgi import drain_after_close
+from bargein.transports.websocket.asgi import App, drain_after_close
 
 QUEUED = 100  # messages in one TCP segment: far more than hypercorn's 10-event app queue
+SETTLE = 0.005  # real seconds every task must have waited: loopback delivery is done by then
 
 
 def scripted(_: Mapping[str, OptionValue]) -> Engines:
@@ -53,7 +56,7 @@ def reset(stream: trio.SocketStream) -> None:
 
 
 async def test_a_disconnect_that_overtook_queued_messages_leaves_no_fd_and_no_wait(
-    autojump_clock: trio.testing.MockClock,
+    loopback_clock: trio.testing.MockClock,
 ) -> None:
     client_gone = trio.Event()
     returned: list[float] = []
@@ -91,18 +94,39 @@ async def test_a_disconnect_that_overtook_queued_messages_leaves_no_fd_and_no_wa
         baseline = open_fds()
         stream, ws = await handshake(port)
         await stream.send_all(b"".join(ws.send(TextMessage(str(i))) for i in range(QUEUED)))
-        await trio.testing.wait_all_tasks_blocked()  # the server's reader is stuck putting
+        await trio.testing.wait_all_tasks_blocked(SETTLE)  # the server's reader is stuck putting
         reset(stream)
         client_gone.set()
-        await trio.testing.wait_all_tasks_blocked()
+        await trio.testing.wait_all_tasks_blocked(SETTLE)
         assert app_done and returned == app_done  # returned at once (no virtual time passed)
         assert open_fds() == baseline  # hypercorn's reader got through and closed its socket
         nursery.cancel_scope.cancel()
 
 
 async def test_a_server_stop_with_open_sockets_waits_for_no_drain_and_every_close_completes(
-    autojump_clock: trio.testing.MockClock,
+    loopback_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    app_returned: list[float] = []
+    drain_returned: list[float] = []
+
+    def timed_drain(app: App) -> App:  # DemoServer's wrapper, timed on both sides
+        async def timed_app(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await app(scope, receive, send)
+            finally:
+                if scope["type"] == "websocket":
+                    app_returned.append(trio.current_time())
+
+        drained = drain_after_close(timed_app)
+
+        async def timed(scope: Any, receive: Any, send: Any) -> None:
+            await drained(scope, receive, send)
+            if scope["type"] == "websocket":
+                drain_returned.append(trio.current_time())
+
+        return timed
+
+    monkeypatch.setattr(bargein.transports.app, "drain_after_close", timed_drain)
     server = DemoServer(scripted)
     clients: list[Client] = []
 
@@ -116,7 +140,6 @@ async def test_a_server_stop_with_open_sockets_waits_for_no_drain_and_every_clos
         async with running(server) as port:
             for _ in range(4):
                 await nursery.start(hold, port)
-            stopping = trio.current_time()
-        stopped = trio.current_time() - stopping
     assert [c.close_code for c in clients] == [1001] * 4  # the server's close, answered
-    assert stopped == 0  # nothing waited on a timer: no drain waits out an idle time
+    assert len(app_returned) == 4
+    assert drain_returned == app_returned  # each drain returned the instant its app did

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed
 
 from bargein.engines.base import Engines
@@ -99,7 +100,9 @@ async def test_abrupt_disconnects_mid_reply_leave_no_fds() -> None:
     assert not server.sessions.sessions
 
 
-async def test_an_idle_session_is_ended_and_counted_an_active_one_is_not() -> None:
+async def test_an_idle_session_is_ended_and_counted_an_active_one_is_not(
+    autojump_clock: trio.testing.MockClock,  # the timeout and the 3 s of streaming: virtual
+) -> None:
     server = DemoServer(long_reply, limits=ConnectionLimits(idle_timeout=1.0))
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port:
