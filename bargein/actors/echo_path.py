@@ -44,6 +44,8 @@ class EchoPathStats:
     louder_frames: int  # frames the filter would have made louder: passed on unchanged
     echo_found: bool  # the mic's envelope has followed what we played: there is an echo
     echo_dropped: int  # found, then not confirmed for `stale_s`: a chance likeness
+    echo_matches: int  # found by the waveform of a mic onset (the rest: by the envelope)
+    held_frames: int  # frames of mic onsets over our voice held for the waveform evidence
     erle_db: float  # recent echo return loss enhancement on frames judged echo
     reference_runs: int  # contiguous stretches of played audio in the reference
     delay_ms: float  # the canceller's bulk delay estimate
@@ -147,6 +149,7 @@ class EchoStage:
         self._offset = 0
         self._frames = self._active = self._gated = self._dt = self._judged = 0
         self._louder = 0
+        self._held = 0
 
     def arrived(self, samples: int, now: float) -> None:
         """A chunk of ``samples`` (input rate) arrived at trio time ``now``."""
@@ -230,10 +233,11 @@ class EchoStage:
             # A new onset over our voice: its first frame waits for the waveform evidence, and
             # the next while a match waits for its confirmation (the VAD's onset needs 6 voiced
             # frames of 8: a user loses little of its decision).
-            held = self._run <= self._hold or (
+            held = mic_active and (self._run <= self._hold or (
                 self._run <= self._hold + 1 and self._match_delay is not None
-            )
-            return not (mic_active and held)
+            ))
+            self._held += held
+            return not held
         ec = self.canceller
         if self.erle_db >= self.working_erle_db:
             self._dt += ec.double_talk
@@ -330,7 +334,8 @@ class EchoStage:
             frames=self._frames, far_active_frames=self._active, gated_frames=self._gated,
             double_talk_frames=self._dt, learning_frames=self._judged,
             louder_frames=self._louder, echo_found=self.echo_found,
-            echo_dropped=self.echo_dropped, erle_db=round(self.erle_db, 1),
+            echo_dropped=self.echo_dropped, echo_matches=self.matches,
+            held_frames=self._held, erle_db=round(self.erle_db, 1),
             reference_runs=self.reference.runs,
             delay_ms=round(ec.delay_samples * 1000 / RATE, 3), converged=ec.converged,
         )
