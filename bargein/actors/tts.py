@@ -170,9 +170,14 @@ class _FrameSink:
         await self.send_frames(frames)
 
     async def send_frames(self, frames: list[OutFrame]) -> None:
-        # One schedule point per chunk, not per frame: frames go in without yielding while the
-        # feed has room; only a full feed (TTS ahead of playout by the buffer) makes it wait.
+        # Frames go in without yielding while the feed has room; a full feed (TTS ahead of
+        # playout by the buffer) makes it wait. A schedule point after a chunk only while egress
+        # is short of frames (fewer than a refill queued before it: the first chunk, an
+        # underrun), so it starts on them at once; otherwise an engine that synthesizes
+        # without awaiting (a cached or scripted voice) fills the feed in one step instead of a
+        # task step per chunk, and a live engine's own awaits are its schedule points.
         await trio.lowlevel.checkpoint_if_cancelled()
+        short = len(self._frames) < self._frames.refill
         waited = False
         for frame in frames:
             self._cursor.synthesized += len(frame.pcm)
@@ -188,7 +193,7 @@ class _FrameSink:
                     except trio.WouldBlock:
                         pass
                 await self._frames.send(frame)
-        if frames and not waited:
+        if frames and short and not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
 
