@@ -22,18 +22,26 @@ they can and cannot tell apart):
    murmurs: "Mm. Yeah." heard as "is the money"); more than ``max_backchannel_words`` words
    with content among them -> interruption (a run of backchannel phrases, "oh yeah yeah
    sure", is not one); in a partial, last words that may open a backchannel phrase ("i" of
-   "i see") are not content until a later hypothesis shows what they became;
-3. still speaking after ``max_backchannel_ms`` with no words yet, or after
-   ``max_lexical_ms`` with only backchannel words -> interruption (long speech is a turn);
-   *loud* speech (``loud_db`` above the user's level) after ``loud_min_ms`` -> interruption;
+   "i see") after only backchannel words are not content until a later hypothesis shows what
+   they became; a *lone reaction* (one open-class content word: "whoa", "that's cool",
+   ``word_classes.lone_reaction``, ``hold_open_words``) waits for more content,
+   ``max_lexical_ms`` of speech or its final;
+3. still speaking after ``max_backchannel_ms`` with no words yet (``max_wordless_ms``; never
+   for a steady sound with ``wordless_spread_db``), or after ``max_lexical_ms`` with only
+   backchannel words -> interruption (long speech is a turn; the limits count speech, not the
+   gaps between VAD utterances); *loud* speech (``loud_db`` above the user's level) after
+   ``loud_min_ms`` -> interruption;
 4. speech ended: a final hypothesis (or ``end_wait_ms`` without one) decides: content in the
-   final -> interruption unless quiet ("no", "what?"); else backchannel (backchannel words,
-   nothing recognized, or a quiet short murmur).
+   final -> interruption unless quiet or a lone reaction; a quiet final of only
+   ``quiet_turn_words`` ("no", "what?") -> interruption; else backchannel (backchannel
+   words, nothing recognized, a quiet short murmur, a lone reaction);
+5. speech resumed after a VAD end with only backchannel words so far -> backchannel (the
+   acknowledgement is complete; what follows is new speech).
 
 Level: the utterance's 90th-percentile frame level against the same statistic of the user's
-own speech (``UserLevel``: feed it the frames of the user's real turns; the classifier adds an
-utterance's frames when it decides *interruption*). Without 0.5 s of history the level rules
-are off.
+own speech (``UserLevel``: feed it the frames of the user's real turns; with ``learn_levels``
+the classifier adds an utterance's frames when it decides *interruption*). Without 0.5 s of
+history the level rules are off.
 """
 
 from __future__ import annotations

@@ -226,6 +226,8 @@ def judge(
         dist = float(np.sqrt(np.mean((mean - user_shape) ** 2)))
     settled = (heard_ms is None or heard_ms >= c.settle_ms
                or rel <= c.quiet_db - c.provisional_db)
+    if not final and tokens and set(tokens) <= QUIET_TURN_WORDS:
+        settled = False  # a soft "no" so far: its final says whether that is all (addressed)
     if rel <= c.quiet_db:
         return SideTalkVerdict(True, f"{rel:+.1f} dB for this user", rel, dist, drop, settled)
     far = c.far_shape_db
