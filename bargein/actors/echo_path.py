@@ -131,7 +131,8 @@ class EchoStage:
         self._frame = frame_samples
         self._hold = round(hold_ms / frame_ms)
         self._match_frames = max(2, round(60 / frame_ms))  # the window: up to 60 ms of onset
-        self._match_every = max(1, round(100 / frame_ms))  # after the onset's first 200 ms
+        self._match_every = max(1, round(100 / frame_ms))  # after the onset's first 80 ms
+        self._match_first = max(3, round(80 / frame_ms))  # every frame (the hold's)
         self._max_lag = round(max_delay_ms * RATE / 1000)
         self._near = np.zeros(self._match_frames * frame_samples, np.float32)
         self._run = 0  # active mic frames in the current run (a run ends after 100 ms quiet)
@@ -253,8 +254,8 @@ class EchoStage:
     def _onset(self, start: int, near: F32, mic_active: bool, far_active: bool) -> None:
         """Track the mic's runs of activity; in a run over our voice, while no echo is found,
         compare its waveform since the run began (up to 60 ms) with what played at every delay
-        in reach: two frames in a row matching >= ``match_corr`` at the same delay (within
-        1 ms) are an echo."""
+        in reach, each frame of the run's first 80 ms and every 100 ms after: two comparisons
+        in a row matching >= ``match_corr`` at the same delay (within 1 ms) are an echo."""
         self._near[: -self._frame] = self._near[self._frame :]
         self._near[-self._frame :] = near[-self._frame :]
         if not mic_active:
@@ -271,7 +272,7 @@ class EchoStage:
         run = self._run
         if self.echo_found or not far_active:
             return
-        if run > 2 * self._match_every and run % self._match_every:
+        if run > self._match_first and run % self._match_every:
             return  # a long run: once every 100 ms is enough (an echo starting under it)
         n = min(run, self._match_frames) * self._frame
         end = self.reference_position(start) + self._frame
