@@ -2,27 +2,29 @@
 
     python bench/embedded_echo.py [--echo-at S] [--policy P] [--runs N] [--out DIR]
 
-Builds the embedded variant of the five echo scenarios (``bench/embedded_scenarios.py``) and
-runs them with ``research compare`` machinery, except that the local planner tells its story on
-the first turn whatever pocketsphinx heard: under load pocketsphinx mishears "Tell me a story."
-(or its final comes seconds late, its CPU time being charged to the virtual clock), and then no
-reply plays over the echo window and the run says nothing about echo. Prints one JSON line per
-run: every echo window's outcome (``cancelled``, ``ducks``, ``pause_ms``), the interruptions'
-(``taken_over``, ``detection_ms``), and the load average. docs/dsp.md, "Waveform evidence".
-Charged compute makes single runs vary: run it under ``flock /tmp/team/bench.lock``.
+The five echo scenarios as ``bargein research compare <them> --engines embedded`` runs them
+(``bargein.research.real_engines.with_engines``), except that the local planner tells its story
+on the first turn whatever pocketsphinx heard: under load pocketsphinx may mishear the request
+(or its final comes seconds late, its compute being charged to the virtual clock), and then no
+reply plays over the echo window and the run says nothing about echo. ``--echo-at S`` moves
+every echo window to start at ``S`` s (``0``: the echo path exists from the first sample we
+play, the realistic room; as written they start at 3.0 s, with the embedded reply from ~1.6 s:
+an echo appearing mid-reply). Prints one JSON line per run: every echo window's outcome
+(``cancelled``, ``ducks``, ``pause_ms``), the interruptions' and backchannels' (``taken_over``,
+``detection_ms``), and the load average. docs/dsp.md, "Waveform evidence". Charged compute makes
+single runs vary: run it under ``flock /tmp/team/bench.lock``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ECHO_SCENARIOS = (
     "echo_laptop", "echo_speakerphone", "echo_far_room", "double_talk_echo", "echo_room_interrupt",
@@ -43,17 +45,22 @@ def _story_first() -> None:
 
 
 def run(policy: str, echo_at: float | None, out: Path) -> dict[str, Any]:
-    from embedded_scenarios import build
-
-    from bargein.research.experiment import run_one
+    from bargein.research.experiment import SCENARIO_DIR, run_one
     from bargein.research.policies import resolve_policy
+    from bargein.research.real_engines import with_engines
     from bargein.research.scenario import load_scenario
 
-    scen_dir = build(out / "scenarios", list(ECHO_SCENARIOS), echo_at)
     pol = resolve_policy(policy)
     items: list[dict[str, Any]] = []
     for name in ECHO_SCENARIOS:
-        _, rep = run_one(load_scenario(scen_dir / f"{name}.toml"), pol, out / "runs", plot=False)
+        scenario = with_engines(load_scenario(SCENARIO_DIR / f"{name}.toml"), "embedded")
+        if echo_at is not None:
+            moved = tuple(
+                dataclasses.replace(it, at_s=echo_at) if it.source == "echo" else it
+                for it in scenario.items
+            )
+            scenario = dataclasses.replace(scenario, items=moved)
+        _, rep = run_one(scenario, pol, out, plot=False)
         for it in rep["items"]:
             if it["kind"] in ("echo", "true_interruption", "backchannel"):
                 keep = ("label", "kind", "assistant_at_onset", "outcome", "cancelled", "ducks",
