@@ -14,7 +14,7 @@ from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS, Scenario
 @pytest.mark.parametrize("name", sorted(HELDOUT_SETS))
 def test_heldout_set_builds_with_every_kind(name: str) -> None:
     scenarios = resolve_scenarios([name])
-    assert len(scenarios) == len(list(HELDOUT_SETS[name].glob("*.toml"))) >= 6
+    assert len(scenarios) == len(list(HELDOUT_SETS[name].glob("*.toml"))) >= 4
     kinds: Counter[str] = Counter()
     for scn in scenarios:
         _, truths = build_input(scn)
@@ -22,9 +22,9 @@ def test_heldout_set_builds_with_every_kind(name: str) -> None:
         for t in truths:
             # labelled words fall inside the item's speech (the aligned JSONs beside the set)
             assert all(t.onset - 1e-6 <= a < b <= t.offset + 1e-6 for a, b, _ in t.words), t
-    assert {"backchannel", "noise", "side_talk", "echo", "true_interruption"} <= set(kinds)
-    assert sum(kinds[k] for k in INTERRUPTIONS) >= 5
-    assert sum(kinds[k] for k in NON_INTERRUPTIONS) >= 15
+    assert {"backchannel", "noise", "side_talk", "true_interruption"} <= set(kinds)
+    assert sum(kinds[k] for k in INTERRUPTIONS) >= 3
+    assert sum(kinds[k] for k in NON_INTERRUPTIONS) >= 12
 
 
 def test_heldout_names_differ_from_the_starter_set() -> None:
