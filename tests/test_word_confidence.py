@@ -156,8 +156,13 @@ def test_low_confidence_words_of_a_short_overlap_become_murmurs() -> None:
 
 
 def test_confident_words_long_utterances_plain_text_and_unscored_measures_are_kept() -> None:
-    # "wait" heard as "eight" (posterior 1.0): a real interruption keeps its word
+    # "wait" heard as "eight" (posterior 1.0 on the clip, 0.11 in a research run): a real
+    # interruption keeps its word
     assert murmur_masked(["eight"], sphinx("eight", 1.0), 250, normalize) == ["eight"]
+    assert murmur_masked(["eight"], sphinx("eight", 0.11), 770, normalize) == ["eight"]
+    # our echo heard as "you cut" (0.992, 0.095) in a research run: the unsure word goes
+    cut = sphinx("you cut", 0.992, 0.095)
+    assert murmur_masked(["you", "cut"], cut, 700, normalize) == ["you", MURMUR]
     need = sphinx("need", 0.031)
     assert murmur_masked(["need"], need, 901, normalize) == ["need"]  # past short_ms
     assert murmur_masked(["need"], "need", 500, normalize) == ["need"]  # scripted: confident
