@@ -130,6 +130,17 @@ class OutboundQueue:
         self.stats.flushed_text += text
         return audio
 
+    def drop_audio(self) -> int:
+        """Remove every queued audio frame (counted as dropped), keeping the control frames in
+        order: a connection that ends with no time left for audio still says how the turn and
+        the session ended. Returns how many."""
+        audio = self.stats.queued_audio
+        if audio:
+            self._items = deque(item for item in self._items if item.turn is None)
+            self.stats.queued_audio = 0
+            self.stats.dropped_audio += audio
+        return audio
+
     async def get(self) -> Frame:
         """Next frame to write; raises `trio.EndOfChannel` once closed and drained."""
         item = await next_item(self._items, self._lot, lambda: self._closed)
