@@ -37,15 +37,14 @@ import numpy as np
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from bargein.benchmarks.load import Servers, serving
 from bargein.testing.audio import shared_audio_dir
-from bargein.testing.server_process import ServerProcess, proc_sample, serve_in_process
+from bargein.testing.server_process import proc_sample
 
 RATE, FRAME = 16_000, 320
 
 
-async def cycle(
-    server: ServerProcess, pcm: np.ndarray, mode: str, speed: float, seen: list[str]
-) -> str:
+async def cycle(server: Servers, pcm: np.ndarray, mode: str, speed: float, seen: list[str]) -> str:
     """One connect → speak → leave; the outcome ("clean", "mid_reply", "abrupt", or an error).
     `seen`: where the cycle got to and the kinds of message it read, for a closed cycle's log."""
     async with open_websocket_url(server.ws_url, disconnect_timeout=2) as ws:
@@ -82,7 +81,7 @@ async def cycle(
 
 
 async def guarded(
-    server: ServerProcess, pcm: np.ndarray, mode: str, speed: float, log_closed: bool = False
+    server: Servers, pcm: np.ndarray, mode: str, speed: float, log_closed: bool = False
 ) -> str:
     seen: list[str] = []
     try:
@@ -109,16 +108,23 @@ def leaf_names(exc: BaseException) -> list[str]:
     return [type(exc).__name__]
 
 
-def sample(server: ServerProcess, cycles: int, started: float) -> dict[str, Any]:
-    s = proc_sample(server.process.pid)
-    return {
+def sample(server: Servers, cycles: int, started: float) -> dict[str, Any]:
+    """The server processes summed (and, with several, each one's RSS)."""
+    s = server.sample()
+    out = {
         "cycles": cycles,
         "t_s": round(time.perf_counter() - started, 1),
         "rss_mb": round(s.rss_bytes / 2**20, 1),
         "fds": s.fds,
         "threads": s.threads,
         "cpu_s": round(s.cpu_s, 1),
+        "load_1m": float(Path("/proc/loadavg").read_text().split()[0]),
     }
+    if len(server.processes) > 1:
+        out["rss_mb_by_process"] = [
+            round(proc_sample(p.process.pid).rss_bytes / 2**20, 1) for p in server.processes
+        ]
+    return out
 
 
 def speech_then_silence(seconds: float) -> np.ndarray:
@@ -135,7 +141,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     started = time.perf_counter()
     argv = ["-m", "bargein.benchmarks.load", "--serve", args.engines]
-    async with serve_in_process(argv) as server:
+    async with serving(argv, args.server_processes) as server:
         samples.append({"phase": "idle", **sample(server, 0, started)})
         done = 0
         limiter = trio.CapacityLimiter(args.concurrency)
@@ -157,13 +163,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                     nursery.start_soon(one, i)
         await trio.sleep(3)  # let the server finish closing the last sessions
         samples.append({"phase": "after", **sample(server, done, started)})
-        alive = server.alive
+        alive = all(p.alive for p in server.processes)
     idle, last = samples[0], samples[-1]
     running = [s for s in samples if "phase" not in s]
     warm = next((s for s in running if s["cycles"] >= max(done // 20, 1)), idle)
     loaded_end = running[-1] if running else idle
     return {
         "engines": args.engines,
+        "server_processes": args.server_processes,
         "cycles_requested": args.cycles,
         "cycles_done": done,
         "stopped_by_time_bound": bound.cancelled_caught,
@@ -184,9 +191,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def hold_one(
-    server: ServerProcess, pcm: np.ndarray, until: float, counts: dict[str, int]
-) -> None:
+async def hold_one(server: Servers, pcm: np.ndarray, until: float, counts: dict[str, int]) -> None:
     """One session held open until `until`: the recording and its silence, looped in real
     time, every reply read (frames counted)."""
     async with open_websocket_url(server.ws_url, disconnect_timeout=5) as ws:
@@ -230,7 +235,7 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     started = time.perf_counter()
     argv = ["-m", "bargein.benchmarks.load", "--serve", args.engines]
-    async with serve_in_process(argv) as server:
+    async with serving(argv, args.server_processes) as server:
         samples.append({"phase": "idle", **sample(server, 0, started)})
         until = trio.current_time() + args.hold_seconds
 
@@ -259,15 +264,16 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
         settle_s: float | None = None
         while time.perf_counter() - left < 60:
             await trio.sleep(1)
-            if proc_sample(server.process.pid).fds <= samples[0]["fds"] + 5:
+            if server.sample().fds <= samples[0]["fds"] + 5:
                 settle_s = round(time.perf_counter() - left, 1)
                 break
         samples.append({"phase": "after", **sample(server, 0, started)})
-        alive = server.alive
+        alive = all(p.alive for p in server.processes)
     idle, last = samples[0], samples[-1]
     loaded = [s for s in samples if "phase" not in s]
     return {
         "engines": args.engines,
+        "server_processes": args.server_processes,
         "sessions": args.hold,
         "hold_seconds": args.hold_seconds,
         "counts": dict(sorted(counts.items())),
@@ -280,6 +286,12 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
         # RSS while held: the first sample after everyone connected against the last one.
         "rss_held_first_mb": loaded[1]["rss_mb"] if len(loaded) > 1 else None,
         "rss_held_last_mb": loaded[-1]["rss_mb"] if loaded else None,
+        "rss_held_change_pct": (
+            round(100 * (loaded[-1]["rss_mb"] - loaded[1]["rss_mb"]) / loaded[1]["rss_mb"], 1)
+            if len(loaded) > 1
+            else None
+        ),
+        "load_1m_range": [min(s["load_1m"] for s in samples), max(s["load_1m"] for s in samples)],
         "samples": samples,
     }
 
@@ -298,6 +310,12 @@ def main(argv: list[str]) -> int:
         "--hold", type=int, default=0, help="instead: hold N sessions at once (see --hold-seconds)"
     )
     parser.add_argument("--hold-seconds", type=float, default=600.0)
+    parser.add_argument(
+        "--server-processes",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT, as bench load); sampled summed",
+    )
     parser.add_argument(
         "--hold-gap", type=float, default=5.0, help="s of silence after each held utterance"
     )

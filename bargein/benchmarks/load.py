@@ -30,8 +30,8 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,20 @@ class Servers:
             for p in self.processes
             for line in bytes(p.log).decode(errors="replace").splitlines()
         ]
+
+
+@asynccontextmanager
+async def serving(argv: Sequence[str], k: int) -> AsyncIterator[Servers]:
+    """`k` server processes of this module's `--serve` `argv` on one port: the first binds an
+    ephemeral port with SO_REUSEPORT (`--server-processes k`), the others the same port."""
+    argv = [*argv, "--server-processes", str(k)]
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(serve_in_process(argv))
+        processes = [first]
+        for _ in range(k - 1):
+            bind = ["--bind-port", str(first.port)]
+            processes.append(await stack.enter_async_context(serve_in_process([*argv, *bind])))
+        yield Servers(processes)
 
 
 async def run_step(
@@ -211,14 +225,7 @@ async def sweep(
     warm_argv = ["--warm-decoders", str(max(counts))] if engines == "embedded" and counts else []
     k = args.server_processes
     argv = ["-m", "bargein.benchmarks.load", "--serve", engines, *warm_argv]
-    argv += ["--server-processes", str(k)]
-    async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(serve_in_process(argv))
-        processes = [first]
-        for _ in range(k - 1):  # the same port: the first bound it with SO_REUSEPORT
-            bind = ["--bind-port", str(first.port)]
-            processes.append(await stack.enter_async_context(serve_in_process([*argv, *bind])))
-        server = Servers(processes)
+    async with serving(argv, k) as server:
         idle = server.sample()
         # Warm-up: loads the decoder / espeak / DSP kernels once, so step 1 is not charged
         # (a client per server process, as connections spread over them).
