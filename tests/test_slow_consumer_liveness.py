@@ -368,7 +368,9 @@ async def _speak_until_reset(client: _RawClient) -> bool:
         return True
 
 
-async def test_a_never_reading_client_with_the_default_buffer_is_reset_and_counted() -> None:
+async def test_a_never_reading_client_with_the_default_buffer_is_reset_and_counted(
+    autojump_clock: trio.testing.MockClock,  # the pong timeout and the streaming: virtual
+) -> None:
     """...while a trio-websocket client of the same server, which reads, stays connected."""
     server = DemoServer(long_reply, limits=QUICK)  # stall_timeout 3600: only liveness can act
     with trio.fail_after(HANG_GUARD):
@@ -391,7 +393,9 @@ async def test_a_never_reading_client_with_the_default_buffer_is_reset_and_count
     assert rcvbuf >= 65536  # the system's buffer, not a tiny one that would stall writes
 
 
-async def test_a_client_reading_at_half_the_rate_of_the_replies_stays_connected() -> None:
+async def test_a_client_reading_at_half_the_rate_of_the_replies_stays_connected(
+    autojump_clock: trio.testing.MockClock,  # 1.5 pong timeouts of reading: virtual
+) -> None:
     server = DemoServer(long_reply, limits=QUICK)
     rate = 16_000  # bytes/s read: half of a reply's 16 kHz PCM16 (32 000 bytes/s, + headers)
     with trio.fail_after(HANG_GUARD):
