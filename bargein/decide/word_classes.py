@@ -32,9 +32,10 @@ FUNCTION_WORDS = frozenset(
     """.split()
 )
 
+# Not "one" (also a pronoun: "nice one", "that one") nor "oh" (a backchannel).
 NUMBERS = frozenset(
     """
-    zero oh one two three four five six seven eight nine ten eleven twelve thirteen fourteen
+    zero two three four five six seven eight nine ten eleven twelve thirteen fourteen
     fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty
     ninety hundred thousand million first second third half
     """.split()
