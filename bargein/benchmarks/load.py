@@ -16,9 +16,10 @@ The server (``--serve scripted|embedded``: this module in a child process, on 12
 measured from outside, from /proc: CPU % of one core per session over the streaming window, RSS
 growth per session over the idle server, and /healthz latency polled every 250 ms. N is swept
 (``--scripted`` / ``--embedded`` lists); the capacity is the largest N with every utterance
-answered and p99 speech end → first audio ≤ ``--p99-bound`` s. The client runs in this process
-and competes with the server for the same cores (its CPU is reported). Loopback only; every step
-is bounded in time.
+answered and p99 speech end → first audio ≤ ``--p99-bound`` s. The clients run in this process
+(raw_websocket.py: a minimal RFC 6455 client, every client's audio sent by one pacer task) and
+compete with the server for the same cores (their CPU is reported, `client_cpu_pct`). Loopback
+only; every step is bounded in time.
 """
 
 from __future__ import annotations
@@ -266,10 +267,11 @@ def _scripted_factory(_: Mapping[str, object]) -> Any:
     from bargein.engines.base import Engines
     from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
 
+    # record=False: a held session must not keep every request and sentence (a test's record).
     return Engines(
         stt=ScriptedStt(default="go forward ten meters"),
-        planner=ScriptedPlanner(["Going forward ten meters now."]),
-        tts=ScriptedTts(16000, ms_per_char=40.0),
+        planner=ScriptedPlanner(["Going forward ten meters now."], record=False),
+        tts=ScriptedTts(16000, ms_per_char=40.0, record=False),
     )
 
 
@@ -336,12 +338,38 @@ def _counts(text: str) -> list[int]:
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="bargein bench load", description=__doc__.split("\n")[0])
-    parser.add_argument("--json", action="store_true", help="print the JSON report only")
-    parser.add_argument("--scripted", type=_counts, default=[25, 50, 100, 200])
-    parser.add_argument("--embedded", type=_counts, default=[2, 4, 8, 16])
-    parser.add_argument("--utterances", type=int, default=3)
-    parser.add_argument("--gap", type=float, default=2.5, help="s of silence after each")
-    parser.add_argument("--p99-bound", type=float, default=1.5)
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as one JSON line (each step also goes to stderr as it ends)",
+    )
+    parser.add_argument(
+        "--scripted",
+        type=_counts,
+        default=[25, 50, 100, 200],
+        metavar="N,N,...",
+        help="client counts to sweep with scripted engines (default 25,50,100,200; '' none)",
+    )
+    parser.add_argument(
+        "--embedded",
+        type=_counts,
+        default=[2, 4, 8, 16],
+        metavar="N,N,...",
+        help="client counts to sweep with the embedded engines (default 2,4,8,16; '' none)",
+    )
+    parser.add_argument(
+        "--utterances", type=int, default=3, help="utterances per client (default 3)"
+    )
+    parser.add_argument(
+        "--gap", type=float, default=2.5, help="s of silence after each (default 2.5)"
+    )
+    parser.add_argument(
+        "--p99-bound",
+        type=float,
+        default=1.5,
+        help="a step is ok when every utterance is answered and p99 speech end -> first "
+        "reply audio is at most this many s (default 1.5)",
+    )
     parser.add_argument(
         "--start",
         choices=STARTS,
@@ -349,7 +377,7 @@ def main(argv: Sequence[str]) -> int:
         help="stagger (default): each client's phase uniform over one utterance cycle, as "
         "independent speakers; lockstep: all start within 1 s and talk at the same moments",
     )
-    parser.add_argument("--full", action="store_true", help="run every N even after a failure")
+    parser.add_argument("--full", action="store_true", help="run every N even after a failing step")
     parser.add_argument("--serve", choices=("scripted", "embedded"), help=argparse.SUPPRESS)
     parser.add_argument("--warm-decoders", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--bind-port", type=int, default=0, help=argparse.SUPPRESS)
@@ -357,7 +385,8 @@ def main(argv: Sequence[str]) -> int:
         "--server-processes",
         type=int,
         default=1,
-        help="server processes sharing the port (SO_REUSEPORT); conversations are per process",
+        help="server processes sharing the port (SO_REUSEPORT; default 1); conversations "
+        "are per process",
     )
     parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
