@@ -122,11 +122,11 @@ async def test_barge_in_cancels_with_turn_detected_and_commits_only_the_heard_pa
 
     def scenario(c: RealtimeClient) -> None:
         c.wait_type("session.created")
-        c.stream(speech())
+        c.stream(speech(), speed=2.0)
         _, created = c.wait_type("response.created")
         rid = created["response"]["id"]
         c.wait_type("response.output_audio.delta", response_id=rid)
-        c.stream(second_speech())  # talking over the reply
+        c.stream(second_speech(), speed=2.0)  # talking over the reply
         i_done, done = c.wait_type("response.done")
         assert done["response"]["id"] == rid
         assert done["response"]["status"] == "cancelled"
