@@ -50,14 +50,16 @@ class Session:
         self.config = config
         self.id = config.session_id or uuid.uuid4().hex[:12]
         self.bus = EventBus(self.id, trio.current_time(), hub, first_seq=config.first_seq)
-        self.history = History(config.system_prompt, config.history)
+        # Bounded, so a session held for hours does not grow: twice the planner budget keeps
+        # every window as it would be, and (at the default 24 000) all the heard history a
+        # resumed `session.started` can carry (48 000 characters).
+        keep = None if config.history_chars is None else 2 * config.history_chars
+        self.history = History(config.system_prompt, config.history, keep_chars=keep)
         self.rejections: Counter[str] = Counter()
         self.end_reason: str | None = None
         self._engines = engines
         self._transport = transport
-        self._ingress: DropOldestQueue[MicInput] = DropOldestQueue(
-            config.ingress_chunks
-        )
+        self._ingress: DropOldestQueue[MicInput] = DropOldestQueue(config.ingress_chunks)
         self._floor_send, self._floor_recv = trio.open_memory_channel[FloorInput](1024)
         self._scope = trio.CancelScope()
         self._ended = trio.Event()
@@ -72,10 +74,16 @@ class Session:
             self.bus.add_listener(self._trace)
         out_frame = config.output_rate * config.output_frame_ms // 1000
         # The echo canceller's reference: egress writes what it played, the mic reads it.
-        self.echo: EchoStage | None = session_echo_stage(
-            input_rate=config.input_rate, output_rate=config.output_rate,
-            frame_ms=config.frame_ms, origin=self.bus.t0,
-        ) if config.echo_cancel else None
+        self.echo: EchoStage | None = (
+            session_echo_stage(
+                input_rate=config.input_rate,
+                output_rate=config.output_rate,
+                frame_ms=config.frame_ms,
+                origin=self.bus.t0,
+            )
+            if config.echo_cancel
+            else None
+        )
         self.egress = Egress(
             transport,
             self.bus,
@@ -103,7 +111,8 @@ class Session:
                 quiet_flush_s=config.quiet_flush_ms / 1000,
                 history_commit=config.policy.history_commit,
                 history_chars=config.history_chars,
-                deadline_s=None if config.turn_deadline_ms is None
+                deadline_s=None
+                if config.turn_deadline_ms is None
                 else config.turn_deadline_ms / 1000,
                 fallback_text=config.fallback_text.strip(),
             ),

@@ -18,22 +18,44 @@ class ChatMessage:
 
 
 class History:
-    """Append-only list of committed messages. Only the floor's turn runner commits to it."""
+    """Committed messages, appended. Only the floor's turn runner commits to it.
+
+    `keep_chars` bounds what a long session keeps: the newest messages whose contents fit
+    (as `window` picks them; the newest one always stays, and the system prompt). Any window
+    of a budget up to `keep_chars` is what an unbounded history would give. None: everything."""
 
     def __init__(
-        self, system_prompt: str | None = None, earlier: Iterable[ChatMessage] = ()
+        self,
+        system_prompt: str | None = None,
+        earlier: Iterable[ChatMessage] = (),
+        *,
+        keep_chars: int | None = None,
     ) -> None:
         self._messages: list[ChatMessage] = []
         if system_prompt:
             self._messages.append(ChatMessage("system", system_prompt))
-        self._messages.extend(m for m in earlier if m.role != "system")
+        self._first = len(self._messages)  # index of the oldest message after the system's
+        self._keep_chars = keep_chars
+        self._chars = 0  # content characters after the system prompt
+        for m in earlier:
+            if m.role != "system":
+                self._add(m)
 
     def add_user(self, text: str) -> None:
-        self._messages.append(ChatMessage("user", text))
+        self._add(ChatMessage("user", text))
 
     def add_assistant(self, text: str, *, interrupted: bool) -> None:
         if text or interrupted:
-            self._messages.append(ChatMessage("assistant", text, interrupted))
+            self._add(ChatMessage("assistant", text, interrupted))
+
+    def _add(self, message: ChatMessage) -> None:
+        self._messages.append(message)
+        self._chars += len(message.content)
+        keep = self._keep_chars
+        if keep is None:
+            return
+        while self._chars > keep and len(self._messages) - self._first > 1:
+            self._chars -= len(self._messages.pop(self._first).content)
 
     def messages(self) -> tuple[ChatMessage, ...]:
         return tuple(self._messages)

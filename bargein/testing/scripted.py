@@ -103,7 +103,8 @@ Reply = str | Sequence[PlanOutput]
 
 class ScriptedPlanner:
     """Replies from a list (cycled) or a function of the request, streamed word by word after
-    `first_token_ms`, then at `tokens_per_second` (0: all at once). Every request is recorded."""
+    `first_token_ms`, then at `tokens_per_second` (0: all at once). Every request is recorded
+    in `requests` (`record=False`: none, for a server that runs one per session for hours)."""
 
     name = "scripted"
 
@@ -114,16 +115,19 @@ class ScriptedPlanner:
         first_token_ms: float = 0.0,
         tokens_per_second: float = 0.0,
         fail_after_tokens: int | None = None,
+        record: bool = True,
     ) -> None:
         self._replies = replies if callable(replies) else itertools.cycle(replies)
         self.first_token_ms = first_token_ms
         self.tokens_per_second = tokens_per_second
         self.fail_after_tokens = fail_after_tokens
         self.requests: list[PlanRequest] = []
+        self.record = record
         self.tokens_sent = 0
 
     async def respond(self, request: PlanRequest, out: Sink[PlanOutput]) -> None:
-        self.requests.append(request)
+        if self.record:
+            self.requests.append(request)
         reply = self._replies(request) if callable(self._replies) else next(self._replies)
         items = [TextDelta(t) for t in tokens(reply)] if isinstance(reply, str) else list(reply)
         if self.first_token_ms:
@@ -147,7 +151,8 @@ def tokens(text: str) -> list[str]:
 class ScriptedTts:
     """Speech-like audio (a voiced buzz) for each word, `ms_per_char` per character plus one
     for the gap, with exact word marks; first audio after `first_audio_ms`, then chunks of
-    `chunk_ms` produced at `realtime_factor` (compute seconds per audio second; 0: instant)."""
+    `chunk_ms` produced at `realtime_factor` (compute seconds per audio second; 0: instant).
+    Every sentence is recorded in `sentences` (`record=False`: none)."""
 
     name = "scripted"
 
@@ -160,6 +165,7 @@ class ScriptedTts:
         chunk_ms: float = 100.0,
         realtime_factor: float = 0.0,
         fail_on: str | None = None,
+        record: bool = True,
     ) -> None:
         self.sample_rate = sample_rate
         self.ms_per_char = ms_per_char
@@ -168,6 +174,7 @@ class ScriptedTts:
         self.realtime_factor = realtime_factor
         self.fail_on = fail_on
         self.sentences: list[str] = []
+        self.record = record
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the process
     def render(self, text: str) -> tuple[Int16Array, list[WordStart]]:
@@ -185,7 +192,8 @@ class ScriptedTts:
         return (pcm * 32767).astype(np.int16), marks
 
     async def synthesize(self, text: str, out: Sink[TtsChunk]) -> None:
-        self.sentences.append(text)
+        if self.record:
+            self.sentences.append(text)
         if self.fail_on is not None and self.fail_on in text:
             raise RuntimeError(f"scripted TTS failure on {self.fail_on!r}")
         pcm, marks = self.render(text)
