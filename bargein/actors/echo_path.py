@@ -46,6 +46,7 @@ class EchoPathStats:
     echo_dropped: int  # found, then not confirmed for `stale_s`: a chance likeness
     echo_matches: int  # found by the waveform of a mic onset (the rest: by the envelope)
     held_frames: int  # frames of mic onsets over our voice held for the waveform evidence
+    released_frames: int  # held frames (probe or onset hold) then handed to the VAD late
     erle_db: float  # recent echo return loss enhancement on frames judged echo
     reference_runs: int  # contiguous stretches of played audio in the reference
     delay_ms: float  # the canceller's bulk delay estimate
@@ -151,6 +152,10 @@ class EchoStage:
         self._frames = self._active = self._gated = self._dt = self._judged = 0
         self._louder = 0
         self._held = 0
+        self._undecided = False  # this frame was held for the evidence, not judged echo
+        self._waiting: list[AudioFrame] = []  # held frames, cleaned, until judged
+        self._released: list[AudioFrame] = []  # judged not echo: for `take_released`
+        self._released_n = 0
 
     def arrived(self, samples: int, now: float) -> None:
         """A chunk of ``samples`` (input rate) arrived at trio time ``now``."""
@@ -206,18 +211,41 @@ class EchoStage:
         self._envelopes(far, near, far_max >= FAR_ACTIVE_DBFS)
         mic_db, out_db = frame.level_dbfs, cleaned.level_dbfs
         self._onset(frame.start, near, mic_db > -60.0, far_max >= FAR_ACTIVE_DBFS)
-        if far_max < FAR_ACTIVE_DBFS:
-            return cleaned, cleaned
-        self._active += 1
-        voice = self._voice(mic_db, out_db, far_max)
+        gated = AudioFrame(pcm, frame.start, frame.rate, -120.0)
+        self._undecided = False
+        voice = far_max < FAR_ACTIVE_DBFS
+        if not voice:
+            self._active += 1
+            voice = self._voice(mic_db, out_db, far_max)
+        if voice and self._waiting and mic_db <= -60.0 and self._run > 0:
+            # A pause inside a run whose first frames wait: it keeps its place in the line.
+            self._waiting.append(cleaned)
+            return cleaned, gated
         if voice:
+            if self._waiting:  # not echo after all: the VAD hears what waited, in order
+                self._released.extend(self._waiting)
+                self._waiting.clear()
             return cleaned, cleaned
         if mic_db > -60.0:  # what the room and the canceller do to echo (~1 s memory)
             self._mic_e = 0.95 * self._mic_e + 0.05 * 10 ** (mic_db / 10)
             self._out_e = 0.95 * self._out_e + 0.05 * 10 ** (out_db / 10)
             self._far_e = 0.95 * self._far_e + 0.05 * 10 ** (far_max / 10)
         self._gated += 1
-        return cleaned, AudioFrame(pcm, frame.start, frame.rate, -120.0)
+        if self._undecided:  # held for the evidence (probe, onset hold): may be released
+            self._waiting.append(cleaned)
+        else:  # echo: what waited for the evidence was its start
+            self._waiting.clear()
+        return cleaned, gated
+
+    def take_released(self) -> list[AudioFrame]:
+        """Frames held for the echo evidence (the first overlap's probe, an onset's hold) and
+        then judged not echo, in order, oldest first: the VAD should hear them before the
+        frame ``process`` just returned (so a user's word loses nothing to the wait)."""
+        if not self._released:
+            return []
+        out, self._released = self._released, []
+        self._released_n += len(out)
+        return out
 
     def _voice(self, mic_db: float, out_db: float, far_max: float) -> bool:
         """Is the voice in this frame (our voice playing within reach) the user's?"""
@@ -230,6 +258,7 @@ class EchoStage:
         if not self.echo_found:
             if self._probe > 0 and mic_active:
                 self._probe -= 1  # the session's first overlap: echo or not? not voice yet
+                self._undecided = True
                 return False
             # A new onset over our voice: its first frame waits for the waveform evidence, and
             # the next while a match waits for its confirmation (the VAD's onset needs 6 voiced
@@ -238,6 +267,7 @@ class EchoStage:
                 self._run <= self._hold + 1 and self._match_delay is not None
             ))
             self._held += held
+            self._undecided = held
             return not held
         ec = self.canceller
         if self.erle_db >= self.working_erle_db:
@@ -336,7 +366,8 @@ class EchoStage:
             double_talk_frames=self._dt, learning_frames=self._judged,
             louder_frames=self._louder, echo_found=self.echo_found,
             echo_dropped=self.echo_dropped, echo_matches=self.matches,
-            held_frames=self._held, erle_db=round(self.erle_db, 1),
+            held_frames=self._held, released_frames=self._released_n,
+            erle_db=round(self.erle_db, 1),
             reference_runs=self.reference.runs,
             delay_ms=round(ec.delay_samples * 1000 / RATE, 3), converged=ec.converged,
         )

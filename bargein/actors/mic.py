@@ -44,7 +44,7 @@ from .end_of_turn import AskTurn, TurnVerdict
 from .floor import FloorInput
 from .level_tap import LevelTap
 from .turn_model import load_end_of_turn, turn_model
-from .vad import END_OF_INPUT, EndOfInput, MicInput, VadConfig, VadOutput, VadStage
+from .vad import END_OF_INPUT, EndOfInput, MicInput, SpeechEvent, VadConfig, VadOutput, VadStage
 
 ANALYSIS_RATE = 16000
 
@@ -148,22 +148,26 @@ class MicFrontEnd:
             heard = frame
             if echo is not None:  # our own voice out before STT and VAD; the gated copy to VAD
                 frame, heard = echo.process(frame)
+                for held in echo.take_released():  # held for the echo evidence, not echo
+                    self._vad_event(vad.feed(held))
             pending.append(frame)
-            event = vad.feed(heard)
-            if event is None:  # (most frames)
-                pass
-            elif isinstance(event, VoiceActivity):
-                self.outbox.append((self._floor, event))
-            elif isinstance(event, AskTurn):
-                self.outbox.append((None, partial(self._ask, event)))
-                self._flush()
-                self.outbox.append((self._stt, event))  # the recognizer hears the pause now
-            else:
-                self._speech(event)
+            self._vad_event(vad.feed(heard))
             if levels is not None:
                 levels.frame(frame)
             if len(pending) >= self._batch_frames:
                 self._flush()
+
+    def _vad_event(self, event: SpeechEvent | AskTurn | None) -> None:
+        if event is None:  # (most frames)
+            pass
+        elif isinstance(event, VoiceActivity):
+            self.outbox.append((self._floor, event))
+        elif isinstance(event, AskTurn):
+            self.outbox.append((None, partial(self._ask, event)))
+            self._flush()
+            self.outbox.append((self._stt, event))  # the recognizer hears the pause now
+        else:
+            self._speech(event)
 
     def _ask(self, event: AskTurn) -> None:
         self.ask(event)
