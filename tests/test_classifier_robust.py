@@ -193,3 +193,22 @@ def test_an_acknowledgement_without_an_overlap_does_not_cancel() -> None:
     m: FloorMachine = speaking(DUCK_CLASSIFY)
     assert m.transcript(4.0, "yeah", final=True) == []
     assert m.transcript(5.0, "tell me more", final=True)[0] == CancelTurn(1, "barge_in", None)
+
+
+@pytest.mark.parametrize("words", ["nice one", "fair point", "for real", "oh man", "good point"])
+def test_two_word_reactions_are_backchannels(jfk: np.ndarray, words: str) -> None:
+    clf = BackchannelClassifier(FLOOR_CLASSIFIER, user=_jfk_user(jfk))
+    d = _run(clf, 10.0, _levels(jfk, 3.25, 0.55), words, first_word=0.2, per_word=0.15)
+    assert d.kind is B, d
+    assert lone_reaction(["one"])  # a pronoun as often as a number: "that one", "nice one"
+
+
+def test_a_short_fan_is_steady_through_the_vads_hang_over(audio_dir: Path) -> None:
+    fan = noise_burst(1.2, -24.0, seed=12, shape="steady")
+    n = len(fan) // 320 * 320
+    rms = np.sqrt(np.mean(fan[:n].astype(np.float64).reshape(-1, 320) ** 2, axis=1)) + 1e-9
+    # the fan, then the room's silence while the VAD's hang-over still holds the utterance
+    levels = [*list(20 * np.log10(rms / 32768)), *[-90.0] * 24]
+    clf = BackchannelClassifier(FLOOR_CLASSIFIER, user=_user([-25.0] * 50))
+    _feed_wordless(clf, levels, len(levels) * 0.02)
+    assert clf.decision.kind is B, clf.decision
