@@ -250,7 +250,7 @@ async def test_light_embedded_engines_behind_the_endpoint() -> None:
     def scenario() -> None:
         with realtime_client(port, TOKEN) as c:
             c.wait_type("session.created")
-            c.stream(speech())
+            c.stream(speech(), speed=2.0)
             _, heard = c.wait_type("conversation.item.input_audio_transcription.completed")
             assert "forward" in heard["transcript"]
             _, done = c.wait_type("response.done")
