@@ -1,6 +1,7 @@
-"""After a WebSocket handler returns, the events hypercorn still puts are read (issue 16): its
+"""After a WebSocket handler returns, the events the server still puts are read (issue 16): its
 socket reader may be waiting to put a message that the disconnect overtook, and it closes the
-socket only once that put went through."""
+socket only once that put went through. These stand-ins are not hypercorn, so the wrapper reads
+(its fallback); with hypercorn it detaches the queue instead (tests/test_asgi_detach.py)."""
 
 from __future__ import annotations
 
