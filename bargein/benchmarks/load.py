@@ -34,6 +34,7 @@ import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,21 @@ from bargein.testing.server_process import (
 )
 
 RECORDING = "pocketsphinx_goforward.raw"
+
+
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the process's main thread was runnable but waiting for a core; 0.0 where the
+    kernel does not report it (not Linux, or the process is gone)."""
+    try:
+        return schedstat_wait_s(Path(f"/proc/{pid}/schedstat").read_text())
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def schedstat_wait_s(text: str) -> float:
+    """The run-queue wait of a /proc/<pid>/schedstat line (ns on a core, ns waiting on a run
+    queue, time slices), in seconds."""
+    return int(text.split()[1]) / 1e9
 
 
 async def _http_get_ms(port: int, path: str) -> float:
@@ -143,6 +159,8 @@ async def run_step(
     health: list[float] = []
     before, before_each = server.sample(), [proc_sample(p.process.pid) for p in server.processes]
     before_own = server.own_cpu_s()
+    before_waits = [runqueue_wait_s(p.process.pid) for p in server.processes]
+    before_client_wait = runqueue_wait_s(os.getpid())
     client_cpu = time.process_time()
     wall = time.perf_counter()
     step_bound = 60 + (utterances + 1) * cycle_s * 2  # + 1: the staggered starts
@@ -160,6 +178,11 @@ async def run_step(
     wall = time.perf_counter() - wall
     after, after_each = server.sample(), [proc_sample(p.process.pid) for p in server.processes]
     own_s = server.own_cpu_s() - before_own
+    waits = [
+        runqueue_wait_s(p.process.pid) - w
+        for p, w in zip(server.processes, before_waits, strict=True)
+    ]
+    client_wait = runqueue_wait_s(os.getpid()) - before_client_wait
     t = tally(results)
     spoken, answered, latencies, jitter = t.spoken, t.answered, t.latencies, t.jitter_ms
     errors, messages = t.errors, t.messages
@@ -197,6 +220,10 @@ async def run_step(
         "healthz_p50_ms": _round(percentile(health, 50) if health else None),
         "healthz_p99_ms": _round(percentile(health, 99) if health else None),
         "client_cpu_pct": round(100 * (time.process_time() - client_cpu) / wall, 1),
+        # Time each server process (its main thread) and the client were ready to run but
+        # waited for a core, % of the step: how much the machine's other work held them back.
+        "server_cpu_wait_pct_by_process": [round(100 * w / wall, 1) for w in waits],
+        "client_cpu_wait_pct": round(100 * client_wait / wall, 1),
         "wall_s": round(wall, 1),
         "timed_out": bound.cancelled_caught,
         "errors": errors,
