@@ -77,7 +77,7 @@ async def cycle(server: Servers, pcm: np.ndarray, mode: str, speed: float, seen:
                     seen.append(f"{kind}:{event.get('code')}" if kind == "error" else str(kind))
                     if kind in ("turn.ended", "session.ended"):
                         return "clean"
-        return "no_reply"
+        return f"{mode}:no_reply"
 
 
 async def guarded(
@@ -87,7 +87,7 @@ async def guarded(
     try:
         with trio.move_on_after(30):
             return await cycle(server, pcm, mode, speed, seen)
-        return "timeout"
+        return f"{mode}:timeout"
     except ConnectionClosed as exc:
         # the close code says who closed and why (1000: the server's normal end; 1006: dropped)
         if log_closed:
