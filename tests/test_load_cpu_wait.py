@@ -1,12 +1,12 @@
-"""`bench load`'s measure of contention: how long a process waited for a core, from
-/proc/<pid>/schedstat (docs/capacity.md, `server_cpu_wait_pct_by_process`)."""
+"""`bench load`'s measure of contention (load_server.py): how long a process waited for a
+core, from /proc/<pid>/schedstat (docs/capacity.md, `server_cpu_wait_pct_by_process`)."""
 
 from __future__ import annotations
 
 import os
 import threading
 
-from bargein.benchmarks.load import runqueue_wait_s, schedstat_wait_s
+from bargein.benchmarks.load_server import runqueue_wait_s, schedstat_wait_s
 
 
 def test_wait_grows_when_two_busy_threads_share_one_core() -> None:
