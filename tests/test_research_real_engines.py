@@ -45,7 +45,10 @@ def test_neural_is_an_engine_kind_that_hears_the_audio_itself() -> None:
 
 def test_compare_with_embedded_engines_runs_real_pocketsphinx(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
+    # pocketsphinx's default beam given explicitly: the same decoding in a pool of its own
+    # (tests/test_engine_pool.py reads the default pool's counters)
     code = main(["compare", "interrupt_wait", "--engines", "embedded",
+                 "--engine-options", '{"options": {"beam": 1e-48}}',
                  "--policies", "duck_classify", "--out", str(out)])  # fmt: skip
     assert code == 0
     report = json.loads((out / "duck_classify" / "interrupt_wait" / "report.json").read_text())

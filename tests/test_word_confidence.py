@@ -23,6 +23,10 @@ from bargein.runtime.messages import Int16Array, Transcript
 from bargein.testing.audio import load
 
 BATCH = 1600  # the stt actor's 100 ms
+# pocketsphinx's own default beam, given explicitly: the same decoding, but a pool of its own,
+# so these tests leave no decoder in the default configuration's process-wide pool (whose
+# counters tests/test_engine_pool.py reads)
+OWN_POOL = {"beam": 1e-48}
 
 
 def sphinx(text: str, *conf: float) -> Hypothesis:
@@ -65,7 +69,7 @@ def test_pocketsphinx_final_carries_lattice_posteriors_and_its_partials_none() -
     from bargein.engines.embedded import SphinxStt
 
     pcm = load("pocketsphinx_goforward.raw")
-    partials, final = trio.run(recognize, SphinxStt().recognizer(), pcm)
+    partials, final = trio.run(recognize, SphinxStt(options=OWN_POOL).recognizer(), pcm)
     assert partials and all(word_confidences(p) is None for p in partials)
     assert isinstance(final, Hypothesis) and final.measure == SPHINX_MEASURE
     assert [w.text for w in final.words] == final.split()
@@ -81,7 +85,8 @@ def test_pocketsphinx_keyword_mode_final_stays_plain_text() -> None:
     from bargein.engines.embedded import SphinxStt
 
     pcm = load("pocketsphinx_goforward.raw")
-    _, final = trio.run(recognize, SphinxStt(keyphrases=["go forward"]).recognizer(), pcm)
+    stt = SphinxStt(keyphrases=["go forward"], options=OWN_POOL)
+    _, final = trio.run(recognize, stt.recognizer(), pcm)
     assert final == "go forward" and word_confidences(final) is None
 
 
