@@ -200,11 +200,13 @@ class FakeModel:
     def __init__(self, probability: float | None) -> None:
         self.probability = probability
         self.calls: list[int] = []
-        self.cost_s = 0.0  # compute to be charged to the virtual clock (inline mode)
+        self.cost_s = 0.0  # CPU to be charged to the virtual clock (inline mode charges CPU time)
 
     def predict(self, audio: np.ndarray[Any, Any], rate: int = RATE) -> TurnPrediction:
         self.calls.append(len(audio))
-        time.sleep(self.cost_s)
+        until = time.process_time() + self.cost_s
+        while time.process_time() < until:  # burn CPU: a sleep costs none, so is not charged
+            pass
         if self.probability is None:
             raise RuntimeError("model broke")
         return TurnPrediction(self.probability, self.probability > 0.5, 1.0, 2.0)

@@ -69,9 +69,9 @@ class SharedSteps:
                 self._waiter = trio.lowlevel.current_task()
                 try:
                     await trio.lowlevel.wait_task_rescheduled(self._abort)
-                except trio.Cancelled:  # the run is ending
+                except trio.Cancelled:  # the run is ending: the system nursery absorbs it
                     self._running = False
-                    return
+                    raise
                 continue
             ready, self._ready = self._ready, []
             self.wakeups += 1
