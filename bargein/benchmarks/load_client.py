@@ -245,14 +245,13 @@ async def _client(
             reply = json.loads(first[1]) if first[0] == OP_TEXT else {}
             if reply.get("type") != "session.started":
                 result.errors.append(str(reply.get("code")))
-                nursery.cancel_scope.cancel()
-                return
-            result.connected = True
-            nursery.start_soon(_receive, ws, result, rest)
-            if pacer is None:
-                pacer = Pacer()
-                nursery.start_soon(pacer.run)
-            await pacer.stream(ws, pcm, utterances, gap_s, result)
+            else:
+                result.connected = True
+                nursery.start_soon(_receive, ws, result, rest)
+                if pacer is None:
+                    pacer = Pacer()
+                    nursery.start_soon(pacer.run)
+                await pacer.stream(ws, pcm, utterances, gap_s, result)
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(2):
