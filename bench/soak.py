@@ -19,7 +19,11 @@ Bounded by ``--max-seconds``; loopback only.
 ``--hold N`` instead holds N sessions at once for ``--hold-seconds`` (connected over 5 s), each
 speaking the recording then 5 s of silence, looped in real time, and reading every reply; the
 server is sampled every 15 s; after the last session, how long until the server is back to its
-idle fds (± 5, polled up to 60 s).
+idle fds (± 5, polled up to 60 s). ``--hold-gap`` sets the silence (5 s).
+
+``--server-processes N`` serves with N processes on one port (SO_REUSEPORT, as ``bargein bench
+load``), sampled summed. Set ``$BARGEIN_MEMTRACE`` to trace the server's allocations
+(bargein/testing/server_process.py, docs/capacity.md).
 """
 
 from __future__ import annotations
