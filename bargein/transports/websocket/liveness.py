@@ -17,8 +17,11 @@ state: ping due? pong overdue?
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
+import struct
+import termios
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,6 +37,7 @@ from bargein.transports.websocket.transport import SlowConsumer
 log = logging.getLogger("bargein.transports")
 
 _PAYLOAD_BYTES = 8  # a ping's sequence number, big-endian; other pongs are not ours
+_UNREAD_RECHECK_S = 0.05  # while our reader catches up on the peer's input
 # Unanswered pings kept: a reader that lags this far behind skips pings (no more state).
 MAX_WAITING = 64
 
@@ -107,10 +111,17 @@ class Liveness:
         self.last_heard = now
         return True
 
-    def overdue(self, now: float) -> bool:
+    def overdue(self, now: float, unread: int = 0) -> bool:
+        """`unread`: bytes from the peer our reader has not taken yet. While any wait, our loop
+        is behind (stalled or starved), not necessarily the peer: its pong may be among them,
+        so the verdict waits up to one more `pong_timeout` (a peer that never reads is still
+        found: its unread input is read by a loop that is not behind)."""
         # The very sum `wake_at` gives (not `now - last_heard`, which rounds differently), so
         # waking at it always finds the verdict and never spins.
-        return bool(self._waiting) and now >= self.last_heard + self.pong_timeout
+        deadline = self.last_heard + self.pong_timeout
+        if unread > 0:
+            deadline += self.pong_timeout
+        return bool(self._waiting) and now >= deadline
 
     def wake_at(self) -> float:
         """When `ping` or `overdue` may next say something new."""
@@ -155,6 +166,15 @@ class _PongTap:
             yield event
 
 
+def unread_bytes(sock: trio.socket.SocketType) -> int:
+    """Bytes from the peer waiting in the kernel for our reader (FIONREAD); 0 if unknown."""
+    try:
+        buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):  # closed, or no such ioctl here
+        return 0
+    return int(struct.unpack("i", buf)[0])
+
+
 def hypercorn_stream(ws: object) -> Any | None:
     """hypercorn's WSStream under `ws` (accepted: its wsproto connection exists), or None."""
     for owner in server_objects(ws):
@@ -190,8 +210,13 @@ async def watch(ws: object, limits: ConnectionLimits) -> None:
         await trio.sleep_until(state.wake_at())
         now = trio.current_time()
         if state.overdue(now):
-            abort(sock)
-            raise Unresponsive(state.describe(now))
+            unread = unread_bytes(sock)
+            if state.overdue(now, unread):
+                abort(sock)
+                raise Unresponsive(state.describe(now))
+            # Our reader is behind: let it take what waits (a pong, perhaps), then judge again.
+            await trio.sleep(_UNREAD_RECHECK_S)
+            continue
         payload = state.ping(now)
         if payload is not None:
             # In the connection's own task group, as hypercorn sends its pings: the (shielded)
