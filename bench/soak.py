@@ -16,10 +16,11 @@ Bounded by ``--max-seconds``; loopback only.
     python bench/soak.py --cycles 10000 --json
     python bench/soak.py --hold 200 --hold-seconds 600 --json   # 200 sessions for 10 minutes
 
-``--hold N`` instead holds N sessions at once for ``--hold-seconds`` (connected over 5 s), each
-speaking the recording then 5 s of silence, looped in real time, and reading every reply; the
-server is sampled every 15 s; after the last session, how long until the server is back to its
-idle fds (± 5, polled up to 60 s). ``--hold-gap`` sets the silence (5 s).
+``--hold N`` instead holds N sessions at once for ``--hold-seconds``: ``bargein bench load``'s
+clients (raw RFC 6455 client, one pacer, staggered phases), each speaking the recording then
+``--hold-gap`` s of silence (5) in turn, in real time, reading every reply (answered, latency);
+the server is sampled every 15 s; after the last session, how long until the server is back to
+its idle fds (± 5, polled up to 60 s).
 
 ``--server-processes N`` serves with N processes on one port (SO_REUSEPORT, as ``bargein bench
 load``), sampled summed. Set ``$BARGEIN_MEMTRACE`` to trace the server's allocations
@@ -41,11 +42,19 @@ import numpy as np
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from bargein.benchmarks.load import Servers, serving
+from bargein.benchmarks.load import Servers, run_step, serving
 from bargein.testing.audio import shared_audio_dir
 from bargein.testing.server_process import proc_sample
 
 RATE, FRAME = 16_000, 320
+P99_BOUND_S = 1.5  # the hold's `replies.ok`: every utterance answered, p99 within this
+# What the hold reports of its clients (bench load's step, docs/capacity.md).
+HOLD_STEP_FIELDS = (
+    "connected", "utterances", "answered", "reply_rate", "speech_end_to_first_audio_p50_s",
+    "speech_end_to_first_audio_p99_s", "frame_jitter_p99_ms", "server_cpu_pct_total",
+    "server_cpu_pct_by_process", "client_cpu_pct", "server_cpu_wait_pct_by_process", "errors",
+    "messages", "timed_out", "ok",
+)  # fmt: skip
 
 
 async def cycle(server: Servers, pcm: np.ndarray, mode: str, speed: float, seen: list[str]) -> str:
@@ -195,61 +204,19 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def hold_one(server: Servers, pcm: np.ndarray, until: float, counts: dict[str, int]) -> None:
-    """One session held open until `until`: the recording and its silence, looped in real
-    time, every reply read (frames counted)."""
-    async with open_websocket_url(server.ws_url, disconnect_timeout=5) as ws:
-        await ws.send_message(json.dumps({"type": "session.start", "v": 1, "sample_rate": RATE}))
-        reply = json.loads(await ws.get_message())
-        if reply.get("type") != "session.started":
-            counts[f"refused:{reply.get('code')}"] = (
-                counts.get(f"refused:{reply.get('code')}", 0) + 1
-            )
-            return
-        counts["held"] = counts.get("held", 0) + 1
-
-        async def read() -> None:
-            while True:
-                message = await ws.get_message()
-                if isinstance(message, bytes):
-                    kind = "audio"
-                else:
-                    event = json.loads(message)
-                    kind = event.get("type")
-                    if kind in ("error", "status"):  # by code: why, not just how many
-                        kind = f"{kind}:{event.get('code') or event.get('kind')}"
-                if kind in ("audio", "turn.started") or ":" in str(kind):
-                    counts[str(kind)] = counts.get(str(kind), 0) + 1
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read)
-            start, i = trio.current_time(), 0
-            while trio.current_time() < until:
-                at = (i * FRAME) % len(pcm)
-                await ws.send_message(pcm[at : at + FRAME].tobytes())
-                i += 1
-                await trio.sleep_until(start + i * FRAME / RATE)
-            nursery.cancel_scope.cancel()
-
-
 async def hold(args: argparse.Namespace) -> dict[str, Any]:
-    """`--hold N`: N sessions at once for `--hold-seconds`, sampled every 15 s."""
-    pcm = speech_then_silence(args.hold_gap)
-    counts: dict[str, int] = {}
+    """`--hold N`: N sessions at once for `--hold-seconds`, sampled every 15 s. The sessions are
+    `bench load`'s clients (its raw RFC 6455 client, one pacer for every client's audio, phases
+    staggered over one utterance cycle), so the hold also says how many utterances got a reply
+    and how fast."""
+    pcm = speech_then_silence(0.0)
+    cycle_s = len(pcm) / RATE + args.hold_gap
+    utterances = max(1, round(args.hold_seconds / cycle_s))
     samples: list[dict[str, Any]] = []
-    started, client_cpu = time.perf_counter(), time.process_time()
+    started = time.perf_counter()
     argv = ["-m", "bargein.benchmarks.load", "--serve", args.engines]
     async with serving(argv, args.server_processes) as server:
         samples.append({"phase": "idle", **sample(server, 0, started)})
-        until = trio.current_time() + args.hold_seconds
-
-        async def guarded_hold(i: int) -> None:
-            await trio.sleep(i * 5.0 / args.hold)  # connect over 5 s
-            try:
-                await hold_one(server, pcm, until, counts)
-            except Exception as exc:  # counted by what went wrong, not as a group: the run goes on
-                for name in leaf_names(exc):
-                    counts[name] = counts.get(name, 0) + 1
 
         async def sampler() -> None:
             while True:
@@ -258,12 +225,10 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sampler)
-            async with trio.open_nursery() as clients:
-                for i in range(args.hold):
-                    clients.start_soon(guarded_hold, i)
+            step = await run_step(server, args.hold, pcm, utterances, args.hold_gap, P99_BOUND_S)
             nursery.cancel_scope.cancel()
-        # Every client left at the same moment: poll (up to 60 s) until the server is back to
-        # its idle fds (± 5), and say how long that took.
+        # Every client left within one cycle: poll (up to 60 s) until the server is back to its
+        # idle fds (± 5), and say how long that took.
         left = time.perf_counter()
         settle_s: float | None = None
         while time.perf_counter() - left < 60:
@@ -275,32 +240,31 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
         alive = all(p.alive for p in server.processes)
     idle, last = samples[0], samples[-1]
     loaded = [s for s in samples if "phase" not in s]
+    # RSS while held: from the first sample after every client had started (one cycle of
+    # staggered starts) to the last one taken while they were all still there.
+    t0 = idle["t_s"]
+    held = [s for s in loaded if t0 + cycle_s + 15 <= s["t_s"] <= t0 + args.hold_seconds]
     return {
         "engines": args.engines,
         "server_processes": args.server_processes,
         "sessions": args.hold,
         "hold_seconds": args.hold_seconds,
-        "counts": dict(sorted(counts.items())),
+        "utterances_per_session": utterances,
+        "replies": {k: step[k] for k in HOLD_STEP_FIELDS},
         "server_alive": alive,
         "idle_before": idle,
         "idle_after": last,
         "fds_delta": last["fds"] - idle["fds"],
         "threads_delta": last["threads"] - idle["threads"],
         "settled_after_s": settle_s,  # None: not back to idle fds within 60 s
-        # RSS while held: the first sample after everyone connected against the last one.
-        "rss_held_first_mb": loaded[1]["rss_mb"] if len(loaded) > 1 else None,
-        "rss_held_last_mb": loaded[-1]["rss_mb"] if loaded else None,
+        "rss_held_first_mb": held[0]["rss_mb"] if held else None,
+        "rss_held_last_mb": held[-1]["rss_mb"] if held else None,
         "rss_held_change_pct": (
-            round(100 * (loaded[-1]["rss_mb"] - loaded[1]["rss_mb"]) / loaded[1]["rss_mb"], 1)
-            if len(loaded) > 1
+            round(100 * (held[-1]["rss_mb"] - held[0]["rss_mb"]) / held[0]["rss_mb"], 1)
+            if len(held) > 1
             else None
         ),
         "load_1m_range": [min(s["load_1m"] for s in samples), max(s["load_1m"] for s in samples)],
-        # The clients run in this one process: past ~100 % they send late, in bursts, and the
-        # server cuts what exceeds real time + 2 s (error:rate_limited).
-        "client_cpu_pct": round(
-            100 * (time.process_time() - client_cpu) / (time.perf_counter() - started), 1
-        ),
         "samples": samples,
     }
 
