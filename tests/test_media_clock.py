@@ -11,7 +11,7 @@ import trio.testing
 from bargein.runtime.media_clock import media_clock
 
 
-def _clock_tasks() -> list[trio.lowlevel.Task]:
+def clock_tasks() -> list[trio.lowlevel.Task]:
     root = trio.lowlevel.current_root_task()
     assert root is not None
     return [
@@ -80,7 +80,7 @@ async def test_cancelled_sleeper_leaves_and_the_clock_task_ends(
         await clock.sleep_until(trio.current_time() + 10)
     assert scope.cancelled_caught
     await trio.testing.wait_all_tasks_blocked()
-    assert _clock_tasks() == []
+    assert clock_tasks() == []
     # A past deadline returns at once but is still a checkpoint (cancellation is seen).
     with trio.CancelScope() as cancelled:
         cancelled.cancel()
@@ -88,4 +88,4 @@ async def test_cancelled_sleeper_leaves_and_the_clock_task_ends(
     assert cancelled.cancelled_caught
     await clock.sleep_until(trio.current_time() + 0.5)  # the clock starts again on demand
     await trio.testing.wait_all_tasks_blocked()
-    assert _clock_tasks() == []
+    assert clock_tasks() == []

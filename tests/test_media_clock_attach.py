@@ -14,6 +14,7 @@ from bargein.actors.egress import AudioStarted, Egress
 from bargein.runtime.bus import EventBus
 from bargein.runtime.messages import OutFrame
 from bargein.testing.memory import MemoryTransport
+from tests.test_media_clock import clock_tasks
 
 
 class Spawns(trio.abc.Instrument):
@@ -22,15 +23,6 @@ class Spawns(trio.abc.Instrument):
 
     def task_spawned(self, task: trio.lowlevel.Task) -> None:
         self.spawned[task.name] += 1
-
-
-def _clock_tasks() -> list[trio.lowlevel.Task]:
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    return [
-        t for nursery in root.child_nurseries for t in nursery.child_tasks
-        if t.name == "bargein.media_clock"
-    ]
 
 
 async def test_a_lone_session_paces_a_turn_with_one_clock_task(
@@ -52,9 +44,9 @@ async def test_a_lone_session_paces_a_turn_with_one_clock_task(
             send.close()
             await feed.done.wait()
             await trio.sleep(1.0)
-        assert len(_clock_tasks()) == 1  # still there for the next turn
+        assert len(clock_tasks()) == 1  # still there for the next turn
         nursery.cancel_scope.cancel()
     assert len(transport.frames) == 2 * n
     assert spawns.spawned["bargein.media_clock"] == 1
     await trio.testing.wait_all_tasks_blocked()
-    assert _clock_tasks() == []  # no egress left: the clock task ended
+    assert clock_tasks() == []  # no egress left: the clock task ended
