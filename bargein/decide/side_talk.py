@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from bargein.decide.backchannel import Lexicon, UserLevel, normalize
+from bargein.decide.backchannel import UserLevel
+from bargein.decide.lexicon import Lexicon, normalize
 from bargein.decide.word_classes import QUIET_TURN_WORDS
 
 F32 = NDArray[np.float32]
