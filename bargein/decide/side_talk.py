@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from bargein.decide.addressed import addressed_form
 from bargein.decide.backchannel import UserLevel
 from bargein.decide.lexicon import Lexicon, normalize
 from bargein.decide.word_classes import QUIET_TURN_WORDS
@@ -135,6 +136,11 @@ class SideTalkConfig:
     # docs/turn_detection.md), and a user speaking a little softer must not be lost for good.
     provisional_db: float = 3.0
     settle_ms: float = 800.0
+    # An utterance that would be side talk by level but opens with an addressed form ("tell me
+    # more", "can you ...": `addressed.addressed_form`) is the user, quieter than their turns
+    # (a held-out interruption at -4.9 dB was missed), unless it is more than this far below the
+    # user's level (someone across the room or a TV). None: off.
+    addressed_db: float | None = -12.0
 
     def __post_init__(self) -> None:
         if not (-40.0 <= self.quiet_db < 0.0 and (self.far_shape_db is None
@@ -144,6 +150,8 @@ class SideTalkConfig:
             raise ValueError("echo_drop must be in (0, 1] and min_frames >= 1")
         if not (0.0 <= self.provisional_db <= 40.0 and 0.0 <= self.settle_ms <= 10_000.0):
             raise ValueError("provisional_db must be in 0..40 and settle_ms in 0..10000")
+        if self.addressed_db is not None and not -60.0 <= self.addressed_db <= self.quiet_db:
+            raise ValueError("addressed_db must be in -60..quiet_db (or None)")
 
 
 @dataclass(frozen=True)
@@ -229,10 +237,16 @@ def judge(
                or rel <= c.quiet_db - c.provisional_db)
     if not final and tokens and set(tokens) <= QUIET_TURN_WORDS:
         settled = False  # a soft "no" so far: its final says whether that is all (addressed)
+    far = c.far_shape_db
+    by_shape = dist is not None and far is not None and dist >= far and rel <= c.quiet_db / 2
+    if (rel <= c.quiet_db or by_shape) and c.addressed_db is not None and rel > c.addressed_db:
+        form = addressed_form(tokens, normalize(" ".join(our_words)), final=final)
+        if form is not None:
+            return SideTalkVerdict(False, f"addressed: {form}, {rel:+.1f} dB for this user", rel,
+                                   dist, drop)
     if rel <= c.quiet_db:
         return SideTalkVerdict(True, f"{rel:+.1f} dB for this user", rel, dist, drop, settled)
-    far = c.far_shape_db
-    if dist is not None and far is not None and dist >= far and rel <= c.quiet_db / 2:
+    if by_shape:
         return SideTalkVerdict(True, f"{rel:+.1f} dB, another voice ({dist:.1f} dB)", rel, dist,
                                drop, settled)
     return SideTalkVerdict(False, f"{rel:+.1f} dB for this user", rel, dist, drop)
