@@ -37,12 +37,21 @@ from bargein.runtime.messages import Int16Array, OutFrame
 from bargein.runtime.transport import Transport
 
 from .playout import PlayoutCursor
-from .turn_feed import FrameBuffer, TurnFeed
+from .turn_feed import MAX_PLAYBACK_LAG_S, FrameBuffer, TurnFeed
 
-# How far behind our clock a peer's reported playback is followed at a turn's end (its queue
-# fell behind: frames that arrived late, a device that started late): beyond this, a peer that
-# crawls cannot hold a turn open.
-MAX_PLAYBACK_LAG_S = 5.0
+__all__ = ["MAX_PLAYBACK_LAG_S", "AudioStarted", "Egress"]
+
+
+class _Pacing:
+    """Where a turn's pacing loop stands: when its held frame is due, and whether the wait for
+    it is done (so whichever runs the loop next, egress's task or the media clock's paced
+    step, carries on from the same point)."""
+
+    __slots__ = ("due", "waited")
+
+    def __init__(self) -> None:
+        self.due: float | None = None
+        self.waited = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,11 @@ class Egress:
         duck_ramp_ms: float = 30.0,
     ) -> None:
         self._transport = transport
+        # A transport whose send is synchronous work can take a frame in the media clock's
+        # wake-up (`Transport` in runtime/transport.py); None: every frame by `send_audio`.
+        self._send_nowait: Callable[[OutFrame], bool] | None = getattr(
+            transport, "send_audio_nowait", None
+        )
         self._bus = bus
         self.rate = rate
         self._lead = lead_ms / 1000
@@ -225,11 +239,11 @@ class Egress:
 
     async def _pace(self, feed: TurnFeed) -> None:
         clock = self._clock or media_clock()
+        p = _Pacing()
         with trio.CancelScope() as scope:
             feed.scope = scope
             if feed.stopped:
                 scope.cancel()
-            due: float | None = None
             frames = feed.frames
             while True:
                 # The frame's send (a checkpoint) or its wait on the clock is this iteration's
@@ -237,69 +251,102 @@ class Egress:
                 # step less per 20 ms frame). A cancel is still seen before a frame is taken,
                 # as `receive` would, so the frames of a stopped turn stay queued for the fade.
                 await trio.lowlevel.checkpoint_if_cancelled()
-                frame = frames.take_nowait()
-                if frame is None:
-                    try:
-                        frame = await frames.take()
-                    except trio.EndOfChannel:
-                        break
-                feed.holding = frame
-                while True:
-                    if self._paused == feed.turn:
-                        await self._resumed.wait()
-                        due = None
-                    now = trio.current_time()
-                    if due is None or due < now:
-                        due = now  # first frame, or TTS underran / we were paused: new timeline
-                    if due - self._lead > now:
-                        await clock.sleep_until(due - self._lead)
-                    if self._paused != feed.turn:
-                        break
+                if feed.holding is None:  # (else the paced step handed back with a frame held)
+                    frame = frames.take_nowait()
+                    if frame is None:
+                        try:
+                            frame = await frames.take()
+                        except trio.EndOfChannel:
+                            break
+                    feed.holding = frame
+                    p.waited = False
+                await self._wait_due(feed, p, clock)
                 if scope.cancel_called:
                     # Interrupted in the instant this task was woken (by the frame's timer or by
                     # its arrival): a woken task sees the cancel only at its next checkpoint,
                     # so look now, or the frame held at the decision would still go out.
                     break
+                frame = feed.holding
+                assert frame is not None
                 if feed.ducker is not None:
                     frame = self._ducked(feed, feed.ducker, frame)
                 await self._transport.send_audio(frame)
-                feed.holding = None
-                if self._on_played is not None:
-                    self._on_played(frame.pcm, due)
-                feed.cursor.on_sent(frame.end, frame.words)
-                self.frames_sent += 1
+                self._sent(feed, p, frame)
                 if feed.cursor.frames_sent == 1:
                     self._bus.emit(EventType.AUDIO_OUT_FIRST, feed.turn)
                     await self._notify.send(AudioStarted(feed.turn))
-                due += len(frame.pcm) / self.rate
-                feed.due = due
-            if due is not None:
-                await clock.sleep_until(due)  # the last frame has played on our clock
-                await self._tail_played(feed, due)
+                if self._send_nowait is not None:
+                    # The next frames go out from the media clock's own wake-up, without a
+                    # step of this task per frame, until the step hands back.
+                    later = self._paced_step(feed, p, trio.current_time())
+                    if later is not None:
+                        await clock.pace(later, lambda now: self._paced_step(feed, p, now))
+            if p.due is not None:
+                await clock.sleep_until(p.due)  # the last frame has played on our clock
+                # Then until the peer has played it too, or the bound (`TurnFeed.wait_played`).
+                await feed.wait_played(p.due + self._lead, self._grace, lambda: self._reports_seen)
 
-    async def _tail_played(self, feed: TurnFeed, due: float) -> None:
-        """Wait until the peer has played the turn's last sample (it plays up to the lead after
-        us), or until the bound: the lead for a peer that never reports playback; for one that
-        does, the grace past the later of that and when its latest report that moved on says
-        it will have played the rest (at most `MAX_PLAYBACK_LAG_S` later)."""
-        cursor = feed.cursor
-        ours = due + self._lead
-        while not self._reports_seen:
-            with trio.move_on_at(ours):
-                await feed.reported.park()
-            if trio.current_time() >= ours:
+    async def _wait_due(self, feed: TurnFeed, p: _Pacing, clock: MediaClock) -> None:
+        """Until the held frame is due (less the lead) and the turn is not paused; a pause
+        starts a new timeline. `p.waited`: the wait was done already (the paced step's)."""
+        while True:
+            if not p.waited:
+                if self._paused == feed.turn:
+                    await self._resumed.wait()
+                    p.due = None
+                now = trio.current_time()
+                if p.due is None or p.due < now:
+                    p.due = now  # first frame, or TTS underran / we were paused: new timeline
+                if p.due - self._lead > now:
+                    await clock.sleep_until(p.due - self._lead)
+            p.waited = False
+            if self._paused != feed.turn:
+                p.waited = True
                 return
-        cap = ours + self._grace + MAX_PLAYBACK_LAG_S
-        while (cursor.played or 0) < cursor.sent:
-            limit = ours
-            if feed.progress is not None:
-                at, played = feed.progress
-                limit = max(limit, at + (cursor.sent - played) / self.rate)
-            limit = min(cap, limit + self._grace)
-            if trio.current_time() >= limit:
-                return
-            with trio.move_on_at(limit):
-                await feed.reported.park()
+
+    def _sent(self, feed: TurnFeed, p: _Pacing, frame: OutFrame) -> None:
+        """The bookkeeping of a frame the transport took (at `p.due` on our clock)."""
+        assert p.due is not None
+        feed.holding = None
+        if self._on_played is not None:
+            self._on_played(frame.pcm, p.due)
+        feed.cursor.on_sent(frame.end, frame.words)
+        self.frames_sent += 1
+        p.due += len(frame.pcm) / self.rate
+        feed.due = p.due
+
+    def _paced_step(self, feed: TurnFeed, p: _Pacing, now: float) -> float | None:
+        """The pacing loop's iterations that need no wait, run synchronously (by this task
+        after a send, then by the media clock's task at each deadline): take the next frame,
+        hand it to the transport's `send_audio_nowait` once it is due. Returns the next
+        deadline, or None where the loop must go on in egress's task: no frame queued, the
+        turn stopped, paused or ducked, or the transport cannot take the frame now. Each
+        check is the one the loop makes at that point, so times and frames are the same."""
+        send = self._send_nowait
+        assert send is not None and feed.scope is not None
+        while True:
+            if feed.holding is None:
+                if feed.scope.cancel_called or feed.ducker is not None:
+                    return None
+                frame = feed.frames.take_nowait()
+                if frame is None:
+                    return None
+                feed.holding = frame
+                if self._paused == feed.turn:
+                    p.waited = False
+                    return None
+                assert p.due is not None
+                if p.due < now:
+                    p.due = now  # TTS underran: a new timeline
+                p.waited = True
+                if p.due - self._lead > now:
+                    return p.due - self._lead
+            if self._paused == feed.turn or feed.scope.cancel_called or feed.ducker is not None:
+                return None  # the frame stays held, its wait done (`p.waited`)
+            frame = feed.holding
+            if not send(frame):
+                return None
+            self._sent(feed, p, frame)
 
     def _ducked(self, feed: TurnFeed, ducker: Ducker, frame: OutFrame) -> OutFrame:
         if ducker.settled and ducker.gain == 1.0:

@@ -14,6 +14,7 @@ the writer waits until egress has taken `refill` frames, not a wake-up per frame
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import NamedTuple
@@ -24,6 +25,11 @@ from bargein.dsp.duck import Ducker
 from bargein.runtime.messages import OutFrame
 
 from .playout import PlayoutCursor
+
+# How far behind our clock a peer's reported playback is followed at a turn's end (its queue
+# fell behind: frames that arrived late, a device that started late): beyond this, a peer that
+# crawls cannot hold a turn open.
+MAX_PLAYBACK_LAG_S = 5.0
 
 
 class FeedStatistics(NamedTuple):
@@ -188,3 +194,29 @@ class TurnFeed:
         """Turned down now, or ramping there or back."""
         d = self.ducker
         return d is not None and (d.target < 1.0 or d.gain < 1.0)
+
+    async def wait_played(
+        self, ours: float, grace: float, reports_seen: Callable[[], bool]
+    ) -> None:
+        """For egress at the turn's end: wait until the peer has played the turn's last sample
+        (`ours`: when it will have on our clock, the lead included), or until the bound: `ours`
+        for a peer that never reports playback; for one that does, `grace` past the later of
+        that and when its latest report that moved on says it will have played the rest (at
+        most `MAX_PLAYBACK_LAG_S` later)."""
+        cursor = self.cursor
+        while not reports_seen():
+            with trio.move_on_at(ours):
+                await self.reported.park()
+            if trio.current_time() >= ours:
+                return
+        cap = ours + grace + MAX_PLAYBACK_LAG_S
+        while (cursor.played or 0) < cursor.sent:
+            limit = ours
+            if self.progress is not None:
+                at, played = self.progress
+                limit = max(limit, at + (cursor.sent - played) / cursor.rate)
+            limit = min(cap, limit + grace)
+            if trio.current_time() >= limit:
+                return
+            with trio.move_on_at(limit):
+                await self.reported.park()

@@ -9,21 +9,35 @@ the frames due in that instant, whatever the number of sessions.
 `sleep_until` keeps `trio.sleep_until`'s contract: it never returns before its deadline (by
 `trio.current_time()`), it is a checkpoint, and it can be cancelled. On a virtual clock
 (`autojump_clock`) the clock task wakes exactly at each deadline, so tests see exact times.
+
+`pace` goes one step further for work that is synchronous once its deadline has come (egress
+sending a frame to a transport that takes it without waiting): the caller parks with a step,
+and the clock task runs the step itself each time its deadline passes, in the wake-up that
+serves every other sleeper due then — no task step of the caller per frame. The caller's task
+is woken only when the step hands back (it returns None: something it cannot do synchronously)
+or fails (the exception is raised in the caller's task, never in the clock's).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 
+import outcome
 import trio
+
+# A paced step: called with the clock's time once its deadline has passed; returns its next
+# deadline, or None to wake its task (which then carries on where the step left off).
+PacedStep = Callable[[float], float | None]
 
 
 class _Sleeper:
-    __slots__ = ("task",)
+    __slots__ = ("step", "task")
 
-    def __init__(self, task: trio.lowlevel.Task) -> None:
+    def __init__(self, task: trio.lowlevel.Task, step: PacedStep | None = None) -> None:
         self.task: trio.lowlevel.Task | None = task  # None once it has gone (cancelled)
+        self.step = step
 
 
 class MediaClock:
@@ -52,7 +66,17 @@ class MediaClock:
             await trio.lowlevel.checkpoint()
             return
         await trio.lowlevel.checkpoint_if_cancelled()
-        sleeper = _Sleeper(trio.lowlevel.current_task())
+        await self._park(deadline, _Sleeper(trio.lowlevel.current_task()))
+
+    async def pace(self, deadline: float, step: PacedStep) -> None:
+        """Park until `step` hands back: from `deadline` on, the clock task calls `step(now)`
+        each time the deadline it returned has passed (never before it), until it returns None.
+        A checkpoint, cancellable (the step is then never called again); an exception from the
+        step is raised here."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self._park(deadline, _Sleeper(trio.lowlevel.current_task(), step))
+
+    async def _park(self, deadline: float, sleeper: _Sleeper) -> None:
         heapq.heappush(self._heap, (float(deadline), next(self._seq), sleeper))
         self._live += 1
         if not self._running:
@@ -93,11 +117,23 @@ class MediaClock:
             now = trio.current_time()
             woke = False
             while heap and heap[0][0] <= now:
-                task = heapq.heappop(heap)[2].task
-                if task is not None:
-                    trio.lowlevel.reschedule(task)
-                    self._live -= 1
-                    woke = True
+                sleeper = heapq.heappop(heap)[2]
+                task = sleeper.task
+                if task is None:
+                    continue
+                woke = True
+                result: outcome.Outcome[None] = outcome.Value(None)
+                if sleeper.step is not None:
+                    try:
+                        later = sleeper.step(now)
+                    except Exception as exc:  # the step's failure is its task's, not the clock's
+                        later, result = None, outcome.Error(exc)
+                    if later is not None:
+                        heapq.heappush(heap, (later, next(self._seq), sleeper))
+                        continue
+                sleeper.task = None
+                self._live -= 1
+                trio.lowlevel.reschedule(task, result)
             self.wakeups += woke
 
 

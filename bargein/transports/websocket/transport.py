@@ -88,6 +88,11 @@ class WebSocketTransport:
     # -- Transport ----------------------------------------------------------------------------
 
     async def send_audio(self, frame: OutFrame) -> None:
+        self.send_audio_nowait(frame)
+        await trio.lowlevel.checkpoint()
+
+    def send_audio_nowait(self, frame: OutFrame) -> bool:
+        """Queue the frame (the bounded queue drops its oldest audio when full): always taken."""
         words = words_message(frame)
         if words is not None:
             self.send_message(words)
@@ -95,7 +100,7 @@ class WebSocketTransport:
         if data is not None:
             assert isinstance(data, bytes)
             self.queue.put_audio(data, frame.turn)
-        await trio.lowlevel.checkpoint()
+        return True
 
     async def send_clear(self, turn: int) -> None:
         # Queued audio of the turn must not reach the peer at all; the clear jumps the queue so
