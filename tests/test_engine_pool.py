@@ -11,12 +11,20 @@ import numpy as np
 import pytest
 import trio
 
-from bargein.engines.embedded import SphinxStt
+from bargein.engines.embedded import SphinxStt, sphinx_decoders
 from bargein.runtime import compute
 from bargein.runtime.compute import close_workers, set_compute_mode, set_worker_processes
 from bargein.testing.audio import shared_audio_dir
 
 FRAME = 320
+
+
+@pytest.fixture(autouse=True)
+def own_decoder_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The decoder pools are process-wide by design (shared by every session), so the
+    # `decoders_built` counts below would include decoders that earlier test files built in
+    # this process for the same configuration; each test here starts with none.
+    monkeypatch.setattr(sphinx_decoders, "_pools", {})
 
 
 @pytest.fixture
