@@ -160,8 +160,8 @@ class DemoServer:
         app.config["MAX_CONTENT_LENGTH"] = MAX_HTTP_BODY
         # Streams last as long as they last; the planner's own timeouts bound model work.
         app.config["RESPONSE_TIMEOUT"] = None
-        # hypercorn can leave a WebSocket's socket open for ever unless its last events are
-        # read after the handler returned (bargein/transports/websocket/asgi.py).
+        # hypercorn can leave a WebSocket's socket open for ever unless its event queue is
+        # detached once the handler returned (bargein/transports/websocket/asgi.py).
         # `/ws` WebSockets skip quart (websocket/endpoint.py): the session reads hypercorn's
         # events itself, one hop per frame instead of three.
         routed = route_websocket("/ws", self._voice_socket, app.asgi_app)

@@ -7,7 +7,8 @@ connection one connection around its session: writer, liveness, drain and close
 inbound    what is read from a connection: the handshake, the input loop, the drain
 endpoint   `/ws` as a bare ASGI endpoint; frames: the fast parser of the common frames
 tcp        the TCP socket under a served WebSocket: bound its unsent bytes, abort it
-asgi       `drain_after_close`: read hypercorn's last events after a handler returned
+asgi       `drain_after_close`: once a handler returned, detach hypercorn's event queue (what
+           it still puts is dropped, what is queued taken; other ASGI servers: read and drop)
 """
 
 from bargein.transports.websocket.limits import ConnectionLimits
