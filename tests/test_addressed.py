@@ -56,10 +56,10 @@ def test_statements_and_narration_are_not_addressed(text: str) -> None:
     assert addressed_form(normalize(text)) is None
 
 
-def test_a_lone_imperative_in_a_partial_waits_for_its_next_word() -> None:
-    assert addressed_form(["tell"], final=False) is None
-    assert addressed_form(["tell", "me"], final=False) == "imperative 'tell'"
-    assert addressed_form(["tell"], final=True) == "imperative 'tell'"
+def test_a_lone_imperative_waits_for_its_next_word() -> None:
+    assert addressed_form(["tell"]) is None  # a partial's "tell" may become "television"
+    assert addressed_form(["um", "go"]) is None  # a murmur heard as one short word
+    assert addressed_form(["tell", "me"]) == "imperative 'tell'"
     assert addressed_form([]) is None and addressed_form(["um", "okay"]) is None
 
 

@@ -4,8 +4,8 @@ something from being taken for a TV or a room voice.
 
 Addressed *forms*, after leading fillers and acknowledgements ("um", "okay", "no", "so", …):
 
-- an imperative an assistant is given as the first word: "tell me more", "go back", "skip it",
-  "repeat that", "explain …" (`IMPERATIVES`);
+- an imperative an assistant is given as the first word, with a word after it: "tell me
+  more", "go back", "skip it", "repeat that", "explain the …" (`IMPERATIVES`);
 - a request or question put to "you": a modal or auxiliary then "you" ("can you …",
   "could you …", "would you …", "do you …", "did you …"), or a question word, an auxiliary and
   "you" ("what do you mean", "why did you …", "how do you …").
@@ -53,14 +53,12 @@ _LEADING = frozenset(
 )
 
 
-def addressed_form(
-    tokens: Sequence[str], our_words: Sequence[str] = (), *, final: bool = True
-) -> str | None:
+def addressed_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str | None:
     """The addressed form the normalized `tokens` open with ("imperative 'tell'", "'can you'",
     "'what do you'"), or None. `our_words`: the assistant's own recent words, normalized; an
-    utterance that is a run of them is our echo, not a form (None). `final`: the tokens are the
-    whole utterance; in a partial an imperative needs a word after it ("tell me", not a lone
-    "tell" that the next hypothesis may turn into "television")."""
+    utterance that is a run of them is our echo, not a form (None). An imperative needs a word
+    after it ("tell me", "go back"): a lone "tell" in a partial may become "television", and a
+    quiet murmur a recognizer hears as one short word ("go") is not a request."""
     toks = list(tokens)
     if not toks or _is_run_of(toks, our_words):
         return None
@@ -70,7 +68,7 @@ def addressed_form(
     rest = toks[i:]
     if not rest:
         return None
-    if rest[0] in IMPERATIVES and (final or len(rest) >= 2):
+    if rest[0] in IMPERATIVES and len(rest) >= 2:
         return f"imperative {rest[0]!r}"
     if len(rest) >= 2 and rest[0] in _AUX and rest[1] == "you":
         return f"{' '.join(rest[:2])!r}"

@@ -240,7 +240,7 @@ def judge(
     far = c.far_shape_db
     by_shape = dist is not None and far is not None and dist >= far and rel <= c.quiet_db / 2
     if (rel <= c.quiet_db or by_shape) and c.addressed_db is not None and rel > c.addressed_db:
-        form = addressed_form(tokens, normalize(" ".join(our_words)), final=final)
+        form = addressed_form(tokens, normalize(" ".join(our_words)))
         if form is not None:
             return SideTalkVerdict(False, f"addressed: {form}, {rel:+.1f} dB for this user", rel,
                                    dist, drop)
