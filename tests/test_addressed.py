@@ -98,3 +98,14 @@ def test_heldout_quiet_request_to_the_assistant_takes_the_floor() -> None:
     item = next(i for i in rep["items"] if i["label"] == "more_robot")
     assert item["cancelled"] and not item["missed"]
     assert rep["metrics"]["missed_1500ms_rate"]["n"] == 0
+
+
+def test_room_voices_saying_you_stay_side_talk() -> None:
+    """The starter set's room voices ("so simplification of symbols you could think of", "when
+    you've got the main things on the front of it", -8 to -10 dB) are not addressed by form:
+    the reply is restored for both, as before the rule."""
+    from bargein.research.experiment import SCENARIO_DIR
+
+    _, rep = run_one(load_scenario(SCENARIO_DIR / "side_talk_room.toml"), preset("duck_classify"),
+                     None)
+    assert rep["metrics"]["false_cancel_rate"] == {"value": 0.0, "n": 0, "of": 2}

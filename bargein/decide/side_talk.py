@@ -14,7 +14,9 @@ What the runtime can know about one overlapping utterance, and what this module 
 - **our own ducking**: when the floor ducked the reply by `duck_db` and the overlapping sound
   fell by at least half of that, it is the reply coming back through the room, not a person;
 - **words**: an interrupt phrase ("stop", "wait", ...) is addressed, whatever the level, and
-  so is an utterance of only a turn word ("no", "what?": `word_classes.QUIET_TURN_WORDS`).
+  so is an utterance of only a turn word ("no", "what?": `word_classes.QUIET_TURN_WORDS`);
+  a quieter one that opens with an addressed form ("tell me more", "can you ...":
+  `addressed.addressed_form`) is the user down to `SideTalkConfig.addressed_db`.
 
 `judge` combines them (thresholds in `SideTalkConfig`); docs/turn_detection.md states what it
 can and cannot tell apart.
