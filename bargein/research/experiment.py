@@ -22,8 +22,8 @@ from bargein.runtime.trace import event_line
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 # Held-out sets (docs/research.md, "Held-out scenarios"), each committed before any policy ran
 # on it; `heldout` and then `heldout_b` were tuned on after their first run, `heldout_c` not;
-# `heldout_d` was frozen before any classifier ran on it. `bargein research compare heldout ...`
-# names a set.
+# `heldout_d` was frozen before any classifier ran on it and run once, after the fourth round's
+# decisions (`91a6e2f`). `bargein research compare heldout ...` names a set.
 HELDOUT_SETS = {
     "heldout": Path(__file__).parent / "scenarios_heldout",
     "heldout_b": Path(__file__).parent / "scenarios_heldout_b",
