@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,7 +43,14 @@ def add_policy_argument(parser: argparse.ArgumentParser, help: str) -> None:
 
 def _dispatch(module: str, argv: list[str]) -> int:
     main = importlib.import_module(module).main
-    result: int = main(argv)
+    try:
+        result: int = main(argv)
+    except BrokenPipeError:
+        # The reader went away (`bargein research list | head -1`): the output cannot be
+        # written, status 1 as for any unwritable output, and no traceback. Later writes
+        # (the interpreter's last flush) go to /dev/null instead of failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return result
 
 

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine family (default neural when the 'neural' extra is installed, else light)",
     )
     p.add_argument("--voice", help="light: espeak-ng voice (default en-us); neural: joe")
-    p.add_argument("--rate-wpm", type=int, default=175, metavar="N", help="speaking rate")
+    p.add_argument(
+        "--rate-wpm", type=int, default=175, metavar="N", help="speaking rate (default 175)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--llm-base-url", metavar="URL", help="OpenAI-compatible planner endpoint")
     p.add_argument("--llm-model", metavar="MODEL", help="model name (default gpt-4o-mini)")
