@@ -18,6 +18,18 @@ posterior; its partials, where the early rule decides, have none), and about a t
 misheard short finals fall below 0.1; Whisper's hypothesis confidence is low wherever it has
 heard little, right or wrong, so it gets no threshold (Whisper's gain is that it hears murmurs
 as murmurs: "Uh huh.", "Mm-hmm.", "Yeah.").
+
+*Unscored partials.* An engine whose partials carry no confidence says so on every transcript
+(`Hypothesis.scored_partials` False: pocketsphinx). Its language model turns a short murmur,
+a cough or our own echo into its commonest short words: first partials "the", "the the",
+"and", "he", "you", "it", "if", then "and then", "the only", "haven't" (docs/engines.md).
+For such an engine a *function word* (`MurmurConfig.weak_words`: `word_classes.FUNCTION_WORDS`
+but the quiet turn words "no", "what", ...) is a murmur too: it is no evidence of a turn; an
+open-class word, a number or a command is, and so is speaking on (the classifier's word-count
+and `max_lexical_ms` rules count murmur tokens like any backchannel word). Plain text
+(scripted engines) and scored partials (Whisper) are left alone: the rule costs an
+interruption whose first words are function words its early decision, which only an engine
+that cannot tell murmurs from words should pay.
 """
 
 from __future__ import annotations
@@ -25,10 +37,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from bargein.decide.word_classes import FUNCTION_WORDS, QUIET_TURN_WORDS
 from bargein.engines.base import Hypothesis, word_confidences
 from bargein.engines.embedded.sphinx_decoders import SPHINX_MEASURE
 
-__all__ = ["MURMUR", "MurmurConfig", "murmur_masked"]
+__all__ = ["MURMUR", "MurmurConfig", "murmur_masked", "weak_masked"]
 
 MURMUR = "mm"  # in the backchannel lexicon: a murmur is not content
 
@@ -50,13 +63,25 @@ class MurmurConfig:
     below: Mapping[str, float] = field(default_factory=_measured)
     # Only while the utterance is at most this long (the classifier's max_backchannel_ms).
     short_ms: float = 900.0
+    # Words that are murmurs in an utterance of an engine with unscored partials, while it has
+    # lasted at most `weak_ms` (None: however long; a long one is still a turn by the
+    # classifier's word-count and `max_lexical_ms` rules). Measured on the embedded research
+    # runs (docs/research.md "With real engines"): 900 and 1200 ms left 3 of AMI C's "Yeah"
+    # (heard "he you", "he year", "he aaron") cancelled once they outlasted the limit; None
+    # none, with the same interruptions detected.
+    weak_words: frozenset[str] = FUNCTION_WORDS - QUIET_TURN_WORDS
+    weak_ms: float | None = None
 
     def __post_init__(self) -> None:
         for name, value in self.below.items():
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise ValueError(f"below[{name!r}] must be a confidence in 0..1, got {value!r}")
-        if not (isinstance(self.short_ms, (int, float)) and 0 <= self.short_ms < 60_000):
-            raise ValueError(f"short_ms must be a number of ms in 0..60000, got {self.short_ms!r}")
+        for name in ("short_ms", "weak_ms"):
+            value = getattr(self, name)
+            if name == "weak_ms" and value is None:
+                continue
+            if not (isinstance(value, (int, float)) and 0 <= value < 60_000):
+                raise ValueError(f"{name} must be a number of ms in 0..60000, got {value!r}")
 
 
 DEFAULT = MurmurConfig()
@@ -72,7 +97,36 @@ def murmur_masked(
     """`tokens` (`tokenize(text)`) with each token of a word below `config.below` replaced by
     `MURMUR`, when `text` carries confidences and the utterance has lasted at most
     `config.short_ms` (`speech_ms`). Unchanged when the words' tokens do not line up with
-    `tokens` (never guess which word a confidence belongs to)."""
+    `tokens` (never guess which word a confidence belongs to). Then, for an engine with
+    unscored partials, `weak_masked`."""
+    return weak_masked(
+        _below_masked(tokens, text, speech_ms, tokenize, config), text, speech_ms, config
+    )
+
+
+def weak_masked(
+    tokens: list[str], text: str, speech_ms: float, config: MurmurConfig = DEFAULT
+) -> list[str]:
+    """`tokens` with each of `config.weak_words` replaced by `MURMUR` when `text` comes from an
+    engine whose partials carry no confidence (`Hypothesis.scored_partials` False) and the
+    utterance has lasted at most `config.weak_ms` (None: any length); else unchanged. Each
+    word stays a token (a run of murmurs is not merged into one): the classifier's word-count
+    rule then still takes a long function-word-laden turn ("right because thinking of"), and
+    merging measured worse (docs/research.md "With real engines")."""
+    if not isinstance(text, Hypothesis) or text.scored_partials:
+        return tokens
+    if config.weak_ms is not None and speech_ms > config.weak_ms:
+        return tokens
+    return [MURMUR if t in config.weak_words else t for t in tokens]
+
+
+def _below_masked(
+    tokens: list[str],
+    text: str,
+    speech_ms: float,
+    tokenize: Callable[[str], list[str]],
+    config: MurmurConfig,
+) -> list[str]:
     words = word_confidences(text)
     below = config.below.get(text.measure) if isinstance(text, Hypothesis) else None
     if not words or below is None or speech_ms > config.short_ms:

@@ -38,29 +38,44 @@ class Hypothesis(str):
     "Word confidence"), since engines' scales differ. A plain `str` from a recognizer means no
     confidence is known: its words count as confident (the scripted engines, whose words are
     the truth). `strip()` keeps the confidences (the runtime strips every transcript); other
-    `str` operations return plain text."""
+    `str` operations return plain text.
+
+    `scored_partials` is the engine's capability (`SttEngine.partial_confidence`), carried on
+    each of its transcripts so a rule needs no engine handle: False when the engine's partials
+    carry no confidence (pocketsphinx: no lattice before the utterance ends), so neither its
+    partials nor a partial-decided overlap can be discounted by `words`."""
 
     words: tuple[WordConfidence, ...]
     measure: str
+    scored_partials: bool
 
     def __new__(
-        cls, text: str, words: tuple[WordConfidence, ...] = (), measure: str = ""
+        cls,
+        text: str,
+        words: tuple[WordConfidence, ...] = (),
+        measure: str = "",
+        scored_partials: bool = True,
     ) -> Hypothesis:
         self = super().__new__(cls, text)
         self.words = tuple(words)
         self.measure = measure
+        self.scored_partials = bool(scored_partials)
         return self
 
     def strip(self, chars: str | None = None) -> Hypothesis:
-        return Hypothesis(str.strip(self, chars), self.words, self.measure)
+        return Hypothesis(str.strip(self, chars), self.words, self.measure, self.scored_partials)
 
     def __repr__(self) -> str:
-        return f"Hypothesis({str(self)!r}, {self.words!r}, {self.measure!r})"
+        return (
+            f"Hypothesis({str(self)!r}, {self.words!r}, {self.measure!r}, "
+            f"scored_partials={self.scored_partials!r})"
+        )
 
 
 def word_confidences(text: str) -> tuple[WordConfidence, ...] | None:
-    """The words' confidences of a transcript, None when it carries none (a plain `str`)."""
-    return text.words if isinstance(text, Hypothesis) else None
+    """The words' confidences of a transcript, None when it carries none (a plain `str`, or
+    an unscored `Hypothesis`: a pocketsphinx partial)."""
+    return text.words if isinstance(text, Hypothesis) and text.words else None
 
 
 class Recognizer(Protocol):
@@ -81,6 +96,10 @@ class Recognizer(Protocol):
 
 
 class SttEngine(Protocol):
+    """An engine may also declare ``partial_confidence: bool`` (whether its partials carry
+    word confidences; `Hypothesis.scored_partials` carries it on each transcript). Not part of
+    the Protocol: an engine without it returns plain text or scored partials."""
+
     name: str
 
     def recognizer(self) -> Recognizer: ...

@@ -87,11 +87,20 @@ SPHINX_MEASURE = "pocketsphinx.posterior"
 _ALTERNATE = re.compile(r"\(\d+\)$")  # "was(2)": the dictionary's second pronunciation
 
 
+def unscored(text: str) -> str:
+    """A partial (or a final whose words could not be scored) as a `Hypothesis` without word
+    confidences that says so: pocketsphinx's partials carry none (no lattice before the
+    utterance ends), which the backchannel classifier must know (`bargein.decide.confidence`).
+    '' stays ''."""
+    return Hypothesis(text, (), SPHINX_MEASURE, scored_partials=False) if text else text
+
+
 def scored_hypothesis(decoder: Any) -> str:
     """The final transcript (after `end_utt`) as a `Hypothesis`: each word with its posterior
     probability in the utterance's lattice (pocketsphinx's confidence; `bestpath` builds the
-    lattice, ~0.05 ms to read). Plain text when the word segmentation does not line up with
-    the text (multi-word keyword phrases). Partials have no lattice, hence no confidence."""
+    lattice, ~0.05 ms to read). Without word confidences (`unscored`) when the word
+    segmentation does not line up with the text (multi-word keyword phrases). Partials have no
+    lattice, hence no confidence: every transcript says so (`Hypothesis.scored_partials`)."""
     text = hypothesis(decoder)
     if not text:
         return text
@@ -101,8 +110,8 @@ def scored_hypothesis(decoder: Any) -> str:
         if not seg.word.startswith(("<", "[", "+"))  # <s> </s> <sil> [NOISE] ++UH++
     ]
     if [w.text for w in words] != text.split():
-        return text
-    return Hypothesis(text, tuple(words), SPHINX_MEASURE)
+        return unscored(text)
+    return Hypothesis(text, tuple(words), SPHINX_MEASURE, scored_partials=False)
 
 
 class DecoderPool:

@@ -39,6 +39,7 @@ from bargein.engines.embedded.sphinx_decoders import (
     remote_warm,
     scored_hypothesis,
     shared_pool,
+    unscored,
 )
 from bargein.engines.errors import SttError
 from bargein.runtime.compute import (
@@ -85,6 +86,9 @@ class SphinxStt:
     """
 
     name: str
+    # Partials carry no word confidence (no lattice before the utterance ends); every
+    # transcript says so (`Hypothesis.scored_partials`, docs/engines.md "Word confidence").
+    partial_confidence = False
 
     def __init__(
         self,
@@ -296,7 +300,7 @@ class SphinxRecognizer:
             partial = await run_cpu(self._process, data, piece)
         if partial and partial != self._last_partial:
             self._last_partial = partial
-            return partial
+            return unscored(partial)
         return None
 
     def _process(self, data: bytes, piece: int = GIL_PIECE_BYTES) -> str:

@@ -115,6 +115,9 @@ class WhisperStt:
         self.cpu_threads = cpu_threads
         self._decoder: WhisperDecoder | None = None
         self._sphinx = SphinxStt() if partials == "sphinx" else None
+        # Whisper scores its partials (`Hypothesis.scored_partials`); pocketsphinx's first pass
+        # does not, and its partials say so.
+        self.partial_confidence = partials != "sphinx"
 
     def decoder(self) -> WhisperDecoder:
         """The shared decoder (loads the model on first use: call it in a worker thread)."""
