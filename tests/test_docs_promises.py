@@ -232,3 +232,40 @@ def test_the_session_config_table_is_the_dataclass() -> None:
             assert stated == "()", field.name
         else:
             assert float(stated) == value, field.name
+
+
+def _protocol_rows(section: str) -> dict[str, str]:
+    text = (REPO / "docs/protocol.md").read_text(encoding="utf-8")
+    body = text.split(section, 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_.]+)` *\| ([^\n]*)$", body, re.M)
+    # The fields cell only (a `\|` inside a cell is not a cell boundary).
+    return {name: re.split(r"(?<!\\)\|", rest, maxsplit=1)[0] for name, rest in rows}
+
+
+@pytest.mark.parametrize(
+    ("section", "union"),
+    [("## Client → server", "ClientMessage"), ("## Server → client", "ServerMessage")],
+)
+def test_every_wire_message_and_field_is_in_the_protocol_tables(section: str, union: str) -> None:
+    import typing
+
+    from bargein.transports.protocol import messages
+
+    rows = _protocol_rows(section)
+    classes = [c for c in typing.get_args(getattr(messages, union)) if c.TYPE != "audio"]
+    assert {c.TYPE for c in classes} == set(rows), section
+    for cls in classes:
+        for field in dataclasses.fields(cls):
+            assert f"`{field.name}`" in rows[cls.TYPE], f"{cls.TYPE}.{field.name} undocumented"
+
+
+def test_every_event_type_has_a_row_in_events_md() -> None:
+    from bargein.runtime.events import EventType
+
+    text = (REPO / "docs/events.md").read_text(encoding="utf-8")
+    rows = {
+        n
+        for cell in re.findall(r"^\| ([^|]+) \|", text, re.M)
+        for n in re.findall(r"`([a-z_]+)`", cell)
+    }
+    assert {e.value for e in EventType} <= rows
