@@ -10,7 +10,7 @@ whole: mic framing and level, webrtcvad and the onset/hang-over core, the STT ac
 (scripted engines), the floor, and — whenever the speech pauses long enough to end a turn — a
 scripted reply paced frame by frame to an in-memory transport, cut short by the next words
 (onset barge-in). Figure = process CPU time / wall / N over a window after a warm-up, in % of
-one core (`time.process_time`, all threads).
+one core (`time.process_time`, all threads); the window is longer for few sessions (`window`).
 
 `run_peer` runs `../shared/peer/pipecat_bench.py` (pipecat's media plane, with Silero VAD) in a
 separate interpreter right after, so both figures come from the same run on the same machine.
@@ -46,6 +46,16 @@ REPLY = "Sure, here is a short answer. It runs for a couple of seconds."
 # Like the peer: beyond this feeder lag (or with dropped input) the loop fell behind, and the
 # CPU figure is a capacity ceiling rather than a per-session cost.
 SATURATED_LAG_MS = 200.0
+# Few sessions mean few frames per window, and the figure at 10 sessions moves the most with
+# whatever else the machine does: three consecutive 8 s windows of 10 listening sessions in one
+# process read 0.27-0.43 % per session. So a sweep measures at least this many session-seconds,
+# stretching its window up to three times `secs` (10 sessions: 30 s at the default 10 s).
+SESSION_SECONDS = 300.0
+
+
+def window(secs: float, sessions: int) -> float:
+    """The measured window for `sessions` sessions: `secs`, longer for few sessions."""
+    return max(secs, min(3 * secs, SESSION_SECONDS / max(1, sessions)))
 
 
 class CountingTransport:
@@ -143,7 +153,7 @@ async def measure(
         recording = True
         cpu0, wall0 = time.process_time(), time.perf_counter()
         sent0 = sum(t.frames for t in transports)
-        await trio.sleep(secs)
+        await trio.sleep(window(secs, sessions))
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         sent = sum(t.frames for t in transports) - sent0
         recording = False

@@ -179,7 +179,9 @@ def main(argv: list[str]) -> int:
                         help="only the media-plane sweep (no latency, barge-in, memory run)")
     parser.add_argument("--media-sessions", type=int, nargs="*", default=[10, 50, 500],
                         help="session counts for the media-plane CPU sweep (10 50 500; none: skip)")
-    parser.add_argument("--media-secs", type=float, default=10.0, help="measured window (10 s)")
+    parser.add_argument("--media-secs", type=float, default=10.0,
+                        help="measured window (10 s; for few sessions longer: at least 300 "
+                        "session-seconds, up to 3x)")
     parser.add_argument("--media-warmup", type=float, default=2.0, help="warm-up (2 s)")
     parser.add_argument("--media-feeder", choices=("shared", "per-session"), default="shared",
                         help="one task feeds every session each 20 ms (shared, default), or a "
