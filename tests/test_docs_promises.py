@@ -269,3 +269,16 @@ def test_every_event_type_has_a_row_in_events_md() -> None:
         for n in re.findall(r"`([a-z_]+)`", cell)
     }
     assert {e.value for e in EventType} <= rows
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_every_benchmark_takes_json_as_the_readme_says(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    main = importlib.import_module(f"bargein.benchmarks.{name}").main
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert "--json" in capsys.readouterr().out
