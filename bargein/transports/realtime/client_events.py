@@ -131,8 +131,8 @@ Command = (
 )
 
 
-def parse(frame: str | bytes) -> Command:
-    if isinstance(frame, bytes):
+def parse(frame: str | bytes | None) -> Command:
+    if not isinstance(frame, str):  # None: how quart delivers an empty binary frame
         raise RealtimeInvalid(INVALID_EVENT, "events are JSON text frames, not binary")
     try:
         obj = strict_json_loads(frame)
@@ -239,7 +239,7 @@ def _item(value: Any) -> NewItem:
     if kind == "message":
         refuse_unknown(item, frozenset(common | {"role", "content"}), "item")
         role = item.get("role")
-        if role not in _CONTENT_TYPES:
+        if not isinstance(role, str) or role not in _CONTENT_TYPES:  # a list is unhashable
             raise RealtimeInvalid(INVALID_VALUE, "item.role must be user, system or assistant",
                                   param="item.role")
         content = item.get("content")
@@ -251,7 +251,7 @@ def _item(value: Any) -> NewItem:
             where = f"item.content[{i}]"
             part = expect_object(raw, where)
             ptype = part.get("type")
-            if ptype not in _CONTENT_TYPES[role]:
+            if not isinstance(ptype, str) or ptype not in _CONTENT_TYPES[role]:
                 raise RealtimeInvalid(UNSUPPORTED, f"{where}.type {str(ptype)[:32]!r} is not "
                                       f"supported for a {role} message", param=f"{where}.type")
             if ptype == "input_audio":

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from bargein.actors.vad import VadConfig
 from bargein.presets import preset
@@ -289,19 +289,20 @@ def audio_format(value: Any, path: str) -> AudioFormat:
     f = expect_object(value, path)
     refuse_unknown(f, frozenset({"type", "rate"}), path)
     kind = f.get("type", "audio/pcm")
-    if kind not in FORMAT_RATES:
+    if not isinstance(kind, str) or kind not in FORMAT_RATES:  # a list is unhashable
         raise RealtimeInvalid(INVALID_VALUE, f"{path}.type must be audio/pcm, audio/pcmu or "
                               "audio/pcma", param=f"{path}.type")
     rate = f.get("rate")
     if rate is not None and (kind != "audio/pcm" or rate != 24000):
         raise RealtimeInvalid(INVALID_VALUE, f"{path}.rate: audio/pcm is 24000 Hz only",
                               param=f"{path}.rate")
-    return kind  # type: ignore[no-any-return]
+    return cast(AudioFormat, kind)
 
 
 def number(value: Any, path: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-            value) or not lo <= value <= hi:
+    # An int is compared as is: math.isfinite(10**400) would raise OverflowError.
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)) or not lo <= value <= hi:
         raise RealtimeInvalid(INVALID_VALUE, f"{path} must be a number in [{lo:g}, {hi:g}]",
                               param=path)
     return float(value)
@@ -337,7 +338,7 @@ def turn_detection(current: TurnDetection | None, value: Any) -> TurnDetection |
             with param(f"{path}.{key}"):
                 changes[key] = fields.boolean(td, key)
     if td.get("eagerness") is not None:
-        if td["eagerness"] not in EAGERNESS:
+        if not isinstance(td["eagerness"], str) or td["eagerness"] not in EAGERNESS:
             raise RealtimeInvalid(INVALID_VALUE, f"{path}.eagerness must be low, medium, high "
                                   "or auto", param=f"{path}.eagerness")
         changes["eagerness"] = td["eagerness"]

@@ -138,8 +138,8 @@ class CarrierCodec:
 
     # -- carrier -> us ------------------------------------------------------------------------
 
-    def feed(self, frame: str | bytes) -> list[Decoded]:
-        if isinstance(frame, bytes):
+    def feed(self, frame: str | bytes | None) -> list[Decoded]:
+        if not isinstance(frame, str):  # None: how quart delivers an empty binary frame
             return [self._reject(BINARY_FRAME, "carrier messages are JSON text frames")]
         if len(frame) > MAX_FRAME_CHARS:
             return [self._reject(ErrorCode.FRAME_TOO_LARGE, f"over {MAX_FRAME_CHARS} chars")]

@@ -1,0 +1,81 @@
+"""Hostile `/v1/realtime` clients against the real hypercorn server (docs/realtime.md): a field
+of the wrong JSON type, a number too large for a float, an empty binary frame. Each gets the
+documented `error` event (its code and `param`), never `server_error` (our bug), and the
+connection goes on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from bargein.testing.web import running
+from bargein.transports.app import DemoServer
+
+HANG_GUARD = 60  # seconds; a guard against hangs, never a performance bound
+TD = "session.audio.input.turn_detection"
+
+
+async def next_event(ws: WebSocketConnection, kind: str) -> dict[str, Any]:
+    while True:
+        event = json.loads(await ws.get_message())
+        if event["type"] == kind:
+            return dict(event)
+
+
+def update(audio_input: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "session.update", "session": {"audio": {"input": audio_input}}}
+
+
+def message(role: Any, part_type: Any = "input_text") -> dict[str, Any]:
+    part = {"type": part_type, "text": "hi"}
+    return {"type": "conversation.item.create",
+            "item": {"type": "message", "role": role, "content": [part]}}
+
+
+HOSTILE: list[tuple[str, str | bytes, str, str | None]] = [
+    ("empty binary frame", b"", "invalid_event", None),
+    ("role a list", json.dumps(message(["user"])), "invalid_value", "item.role"),
+    ("role an object", json.dumps(message({"a": 1})), "invalid_value", "item.role"),
+    ("part type a list", json.dumps(message("user", ["input_text"])), "unsupported",
+     "item.content[0].type"),
+    ("part type an object", json.dumps(message("user", {})), "unsupported",
+     "item.content[0].type"),
+    ("format type a list", json.dumps(update({"format": {"type": ["audio/pcm"]}})),
+     "invalid_value", "session.audio.input.format.type"),
+    ("eagerness an object",
+     json.dumps(update({"turn_detection": {"type": "semantic_vad", "eagerness": {}}})),
+     "invalid_value", f"{TD}.eagerness"),
+    ("threshold beyond a float",
+     json.dumps(update({"turn_detection": {"type": "server_vad", "threshold": 10**400}})),
+     "invalid_value", f"{TD}.threshold"),
+    ("speed beyond a float",
+     json.dumps({"type": "session.update", "session": {"audio": {"output": {"speed": -10**400}}}}),
+     "invalid_value", "session.audio.output.speed"),
+]
+
+
+@pytest.mark.parametrize(("frame", "code", "param"), [h[1:] for h in HOSTILE],
+                         ids=[h[0] for h in HOSTILE])
+async def test_a_hostile_field_gets_its_error_and_the_connection_goes_on(
+    frame: str | bytes, code: str, param: str | None
+) -> None:
+    server = DemoServer()
+    with trio.fail_after(HANG_GUARD):
+        async with running(server) as port, open_websocket_url(
+            f"ws://127.0.0.1:{port}/v1/realtime"
+        ) as ws:
+            await next_event(ws, "session.created")
+            await ws.send_message(frame)
+            error = (await next_event(ws, "error"))["error"]
+            # Still served: the next event is answered.
+            await ws.send_message(json.dumps({"type": "session.update", "event_id": "ok",
+                                              "session": {"instructions": "be brief"}}))
+            updated = await next_event(ws, "session.updated")
+    assert (error["code"], error.get("param")) == (code, param), error
+    assert error["type"] == "invalid_request_error"
+    assert updated["session"]["instructions"] == "be brief"
+    assert server.realtime.stats.errors == {code: 1}
