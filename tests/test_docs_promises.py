@@ -183,6 +183,29 @@ LIMITS = [
 ]
 
 
+def _telephony() -> list[tuple[str, str, object, object]]:
+    from bargein.transports.telephony import codec, dtmf, handler
+    from bargein.transports.telephony.transport import TelephonyLimits
+
+    limits, doc = TelephonyLimits(), "docs/telephony.md"
+    return [
+        (doc, "after 1.5 s without a key, or at 32 digits", dtmf.DTMF_GAP_S, 1.5),
+        (doc, "after 1.5 s without a key, or at 32 digits", dtmf.MAX_DIGITS, 32),
+        (doc, "`lead_ms` = **80 ms** ahead", handler.DEFAULT_LEAD_MS, 80),
+        (doc, "`lead + playback_grace_ms` (1000 ms on the phone)", handler.PLAYBACK_GRACE_MS, 1000),
+        (doc, "a bounded queue (200 media frames", limits.max_audio_frames, 200),
+        (doc, "a write stuck 5 s, or 512 unread control frames", limits.stall_timeout, 5.0),
+        (doc, "a write stuck 5 s, or 512 unread control frames", limits.max_control_frames, 512),
+        (doc, "Beyond 1000 rejections the call ends", limits.max_rejections, 1000),
+        (doc, "(within 10 s, else the stream is closed", limits.handshake_timeout, 10.0),
+        (doc, "once 8 later frames are held", codec.REORDER_WINDOW, 8),
+        (doc, "Custom parameters (both carriers): at most 32", codec.MAX_PARAMETERS, 32),
+    ]
+
+
+LIMITS += _telephony()
+
+
 @pytest.mark.parametrize(("name", "promise", "actual", "stated"), LIMITS)
 def test_documented_limits_are_the_codes(
     name: str, promise: str, actual: object, stated: object
