@@ -150,7 +150,7 @@ def test_close_codes_are_the_documented_ones() -> None:
 
 # (doc, sentence of the doc, the value in the code, the value the sentence states)
 P, W, CL = "docs/protocol.md", "docs/web.md", ConnectionLimits()
-LIMITS = [
+LIMITS: list[tuple[str, str, object, object]] = [
     (P, "| text frame | 65 536 characters |", wire.MAX_TEXT_FRAME_CHARS, 65_536),
     (P, "| `text` | 4000 characters |", wire.MAX_INPUT_TEXT_CHARS, 4000),
     (P, "1 s at the declared rate (`2 × rate` bytes)", wire.max_audio_bytes(16000), 32_000),
