@@ -206,6 +206,29 @@ def _telephony() -> list[tuple[str, str, object, object]]:
 LIMITS += _telephony()
 
 
+def _realtime() -> list[tuple[str, str, object, object]]:
+    from bargein.transports.realtime import client_events, config, connection, input_audio, items
+
+    doc = "docs/realtime.md"
+    return [
+        (doc, "`event_id` (a string ≤ 64 characters)", client_events.MAX_EVENT_ID_CHARS, 64),
+        (doc, "Text ≤ 32768 chars, ≤ 16 parts", client_events.MAX_ITEM_TEXT_CHARS, 32768),
+        (doc, "`output` ≤ 65536 chars", client_events.MAX_OUTPUT_CHARS, 65536),
+        (doc, "| `instructions` | string ≤ 32768 |", config.MAX_INSTRUCTIONS_CHARS, 32768),
+        (doc, "≤ 64 `function` tools", config.MAX_TOOLS, 64),
+        (doc, "≤ 128 KiB JSON", config.MAX_TOOLS_JSON, 128 * 1024),
+        (doc, "still running (≤ 15 s)", connection.TRANSCRIPT_WAIT_S, 15.0),
+        (doc, "a write stuck 10 s, or 4096 unread events", connection.STALL_TIMEOUT_S, 10.0),
+        (doc, "a write stuck 10 s, or 4096 unread events", connection.MAX_CONTROL_FRAMES, 4096),
+        (doc, "beyond 1000 queued (20 s; counted)", connection.MAX_AUDIO_FRAMES, 1000),
+        (doc, "(at most 300 s, else `input_audio_buffer_full`)", input_audio.MAX_BUFFER_S, 300),
+        (doc, "at most 1024 items", items.MAX_ITEMS, 1024),
+    ]
+
+
+LIMITS += _realtime()
+
+
 @pytest.mark.parametrize(("name", "promise", "actual", "stated"), LIMITS)
 def test_documented_limits_are_the_codes(
     name: str, promise: str, actual: object, stated: object
