@@ -229,6 +229,21 @@ def _realtime() -> list[tuple[str, str, object, object]]:
 LIMITS += _realtime()
 
 
+def _app() -> list[tuple[str, str, object, object]]:
+    from bargein.transports import app
+
+    web, wire_doc = "docs/web.md", "docs/protocol.md"
+    return [
+        (web, "is 1 s + 1 s + 2 s = **4 s**", app.SESSIONS_END_TIMEOUT, 1.0),
+        (web, "is 1 s + 1 s + 2 s = **4 s**", app.GRACEFUL_TIMEOUT, 1.0),
+        (web, "`body_too_large`: a request body over 1 MiB", app.MAX_HTTP_BODY, 2**20),
+        (wire_doc, "| any WebSocket message | 1 MiB (the server", app.MAX_WS_MESSAGE, 2**20),
+    ]
+
+
+LIMITS += _app()
+
+
 @pytest.mark.parametrize(("name", "promise", "actual", "stated"), LIMITS)
 def test_documented_limits_are_the_codes(
     name: str, promise: str, actual: object, stated: object
