@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bargein.dsp import EchoCanceller, Resampler, float32_to_pcm16, pcm16_to_float32, rms_dbfs
-from bargein.dsp.echo_match import waveform_match
 from bargein.runtime.messages import AudioFrame
 
+from .echo_onset import Found, OnsetEvidence
 from .echo_reference import F32, RATE, CaptureClock, PlaybackReference
 
 # A far frame above this level is "our voice is playing": the echo may be in the mic.
@@ -45,6 +45,7 @@ class EchoPathStats:
     echo_found: bool  # the mic's envelope has followed what we played: there is an echo
     echo_dropped: int  # found, then not confirmed for `stale_s`: a chance likeness
     echo_matches: int  # found by the waveform of a mic onset (the rest: by the envelope)
+    echo_spectral: int  # found by the fine spectrum of a mic onset (a reverberant room)
     held_frames: int  # frames of mic onsets over our voice held for the waveform evidence
     released_frames: int  # held frames (probe or onset hold) then handed to the VAD late
     erle_db: float  # recent echo return loss enhancement on frames judged echo
@@ -84,13 +85,17 @@ class EchoStage:
         margin_db: float = 0.0,
         working_erle_db: float = 10.0,
         residual_margin_db: float = 3.0,
+        learning_margin_db: float = 10.0,
         evidence_corr: float = 0.97,
         keep_corr: float = 0.8,
         evidence_frames: int = 4,
         min_active_frames: int = 6,
         probe_ms: float = 200.0,
+        probe_more_ms: float = 200.0,
         match_corr: float = 0.8,
+        spectral_corr: float = 0.45,
         hold_ms: float = 20.0,
+        spectral_confirm_s: float = 1.0,
         stale_s: float = 6.0,
         tail_ms: float = 128.0,
         max_delay_ms: float = 500.0,
@@ -109,6 +114,9 @@ class EchoStage:
         self.margin_db = margin_db
         self.working_erle_db = working_erle_db
         self.residual_margin_db = residual_margin_db
+        self.learning_margin_db = learning_margin_db
+        self._tracked = 0  # frames judged echo that measured the room's loss
+        self._known = round(1000 / (1000 * frame_samples / RATE))  # 1 s of them
         self.evidence_corr = evidence_corr
         self.keep_corr = keep_corr
         self._min_active = min_active_frames
@@ -127,19 +135,19 @@ class EchoStage:
         self._echo_lag = 0
         self._tick = 0
         self._probe = probe_frames  # the first overlap waits this long for the evidence
-        # Waveform evidence over a mic onset's first frames (docs/dsp.md, "Waveform evidence").
-        self.match_corr = match_corr
+        # ... and up to this much longer while its spectrum is following our voice.
+        self._probe_more = round(probe_more_ms / frame_ms)
+        self._extend = False  # the probe just ended inside a run: it may go on
+        # Waveform and spectral evidence over a mic onset's first frames (echo_onset).
+        self.onset = OnsetEvidence(
+            reference, frame_samples=frame_samples, max_delay_ms=max_delay_ms,
+            match_corr=match_corr, spectral_corr=spectral_corr,
+        )
         self._frame = frame_samples
         self._hold = round(hold_ms / frame_ms)
-        self._match_frames = max(2, round(60 / frame_ms))  # the window: up to 60 ms of onset
-        self._match_every = max(1, round(100 / frame_ms))  # after the onset's first 80 ms
-        self._match_first = max(3, round(80 / frame_ms))  # every frame (the hold's)
-        self._max_lag = round(max_delay_ms * RATE / 1000)
-        self._near = np.zeros(self._match_frames * frame_samples, np.float32)
-        self._run = 0  # active mic frames in the current run (a run ends after 100 ms quiet)
-        self._quiet = self._run_gap = max(1, round(100 / frame_ms))
-        self._match_delay: int | None = None  # delay (samples) of this run's last match
         self.matches = 0  # echoes found by their waveform (the rest: by their envelope)
+        self.spectral = 0  # echoes found by their spectrum
+        self._spectral_confirm = round(spectral_confirm_s * RATE / frame_samples)
         self._stale = 0  # far-active, mic-active frames since the evidence was last seen
         self.stale_frames = round(stale_s * RATE / frame_samples)
         self.echo_dropped = 0
@@ -210,14 +218,19 @@ class EchoStage:
         far_max = max(self._far_levels)
         self._envelopes(far, near, far_max >= FAR_ACTIVE_DBFS)
         mic_db, out_db = frame.level_dbfs, cleaned.level_dbfs
-        self._onset(frame.start, near, mic_db > -60.0, far_max >= FAR_ACTIVE_DBFS)
+        found = self.onset.frame(
+            self.reference_position(frame.start) + self._frame, near, far, mic_db, far_max,
+            not self.echo_found,
+        )
+        if found is not None:
+            self._found_at_onset(found)
         gated = AudioFrame(pcm, frame.start, frame.rate, -120.0)
         self._undecided = False
         voice = far_max < FAR_ACTIVE_DBFS
         if not voice:
             self._active += 1
             voice = self._voice(mic_db, out_db, far_max)
-        if voice and self._waiting and mic_db <= -60.0 and self._run > 0:
+        if voice and self._waiting and mic_db <= -60.0 and self.onset.run > 0:
             # A pause inside a run whose first frames wait: it keeps its place in the line.
             self._waiting.append(cleaned)
             return cleaned, gated
@@ -226,10 +239,13 @@ class EchoStage:
                 self._released.extend(self._waiting)
                 self._waiting.clear()
             return cleaned, cleaned
-        if mic_db > -60.0:  # what the room and the canceller do to echo (~1 s memory)
+        # What the room and the canceller do to echo (~1 s memory), measured on echo alone: a
+        # user gated over it (double talk) would lower the ERLE and make the gate stricter.
+        if mic_db > -60.0 and not self.canceller.double_talk:
             self._mic_e = 0.95 * self._mic_e + 0.05 * 10 ** (mic_db / 10)
             self._out_e = 0.95 * self._out_e + 0.05 * 10 ** (out_db / 10)
             self._far_e = 0.95 * self._far_e + 0.05 * 10 ** (far_max / 10)
+            self._tracked += 1
         self._gated += 1
         if self._undecided:  # held for the evidence (probe, onset hold): may be released
             self._waiting.append(cleaned)
@@ -256,15 +272,24 @@ class EchoStage:
                 self.echo_found = False
                 self.echo_dropped += 1
         if not self.echo_found:
+            self._extend = self._extend and self.onset.run > 0  # not past the run's end
+            if self._extend and mic_active:  # the probe's run goes on past it
+                self._extend = self._probe_more > 0 and self.onset.promising
+                if self._extend:
+                    self._probe_more -= 1  # the spectrum is following our voice: wait for it
+                    self._undecided = True
+                    return False
             if self._probe > 0 and mic_active:
                 self._probe -= 1  # the session's first overlap: echo or not? not voice yet
+                self._extend = self._probe == 0
                 self._undecided = True
                 return False
             # A new onset over our voice: its first frame waits for the waveform evidence, and
             # the next while a match waits for its confirmation (the VAD's onset needs 6 voiced
             # frames of 8: a user loses little of its decision).
-            held = mic_active and (self._run <= self._hold or (
-                self._run <= self._hold + 1 and self._match_delay is not None
+            run = self.onset.run
+            held = mic_active and (run <= self._hold or (
+                run <= self._hold + 1 and self.onset.match_pending
             ))
             self._held += held
             self._undecided = held
@@ -279,47 +304,27 @@ class EchoStage:
             return ec.double_talk and out_db <= mic_db + 1.0 and \
                 out_db >= residual + self.residual_margin_db
         self._judged += 1
-        return out_db >= far_max + self.margin_db
+        # Louder than our voice, or clearly above what the room has been returning of it
+        # (its measured loss, less what the canceller already removes): a reverberant room
+        # leaves the canceller at 5-10 dB for seconds, and a user quieter than our voice
+        # talking over it must still be heard.
+        loud = out_db >= far_max + self.margin_db
+        if self._tracked < self._known:  # the room's loss is not measured yet
+            return loud
+        echo = far_max + self.echo_gain_db - max(0.0, self.erle_db)
+        return loud or out_db >= echo + self.learning_margin_db
 
-    def _onset(self, start: int, near: F32, mic_active: bool, far_active: bool) -> None:
-        """Track the mic's runs of activity; in a run over our voice, while no echo is found,
-        compare its waveform since the run began (up to 60 ms) with what played at every delay
-        in reach, each frame of the run's first 80 ms and every 100 ms after: two comparisons
-        in a row matching >= ``match_corr`` at the same delay (within 1 ms) are an echo."""
-        self._near[: -self._frame] = self._near[self._frame :]
-        self._near[-self._frame :] = near[-self._frame :]
-        if not mic_active:
-            self._quiet += 1
-            if self._quiet >= self._run_gap:
-                self._run = 0
-                self._match_delay = None
-            return
-        if self._quiet >= self._run_gap:
-            self._run = 0
-            self._match_delay = None
-        self._quiet = 0
-        self._run += 1
-        run = self._run
-        if self.echo_found or not far_active:
-            return
-        if run > self._match_first and run % self._match_every:
-            return  # a long run: once every 100 ms is enough (an echo starting under it)
-        n = min(run, self._match_frames) * self._frame
-        end = self.reference_position(start) + self._frame
-        ref = self.reference.read(end - n - self._max_lag, n + self._max_lag)
-        ncc, delay = waveform_match(self._near[-n:], ref)
-        if ncc < self.match_corr:
-            self._match_delay = None
-            return
-        if self._match_delay is not None and abs(delay - self._match_delay) <= RATE // 1000:
-            self.echo_found = True
-            self.matches += 1
-            self._echo_lag = round(delay / self._frame)
-            # The canceller's own estimate needs ~3 s of envelopes: start it at this delay.
-            self.canceller.hint_delay(delay)
-            self._stale = 0
-            self._lag_run.clear()
-        self._match_delay = delay
+    def _found_at_onset(self, found: Found) -> None:
+        self.echo_found = True
+        self.matches += not found.spectral
+        self.spectral += found.spectral
+        self._echo_lag = found.lag_frames
+        # The canceller's own estimate needs ~3 s of envelopes: start it at this delay.
+        self.canceller.hint_delay(found.delay)
+        # A spectral find is the weaker evidence (two voices can share a pitch): the envelope
+        # must confirm it within `spectral_confirm_s` of mic activity, not `stale_s`.
+        self._stale = self.stale_frames - self._spectral_confirm if found.spectral else 0
+        self._lag_run.clear()
 
     def _envelopes(self, far: F32, near: F32, active: bool) -> None:
         """Push this frame's RMS envelopes; while our voice plays, look for the mic's envelope
@@ -366,6 +371,7 @@ class EchoStage:
             double_talk_frames=self._dt, learning_frames=self._judged,
             louder_frames=self._louder, echo_found=self.echo_found,
             echo_dropped=self.echo_dropped, echo_matches=self.matches,
+            echo_spectral=self.spectral,
             held_frames=self._held, released_frames=self._released_n,
             erle_db=round(self.erle_db, 1),
             reference_runs=self.reference.runs,
