@@ -29,6 +29,9 @@ App = Callable[[Any, Any, Any], Awaitable[None]]  # ASGI: (scope, receive, send)
 
 def drain_after_close(app: App, *, idle: float = 0.5, bound: float = 10.0) -> App:
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            await app(scope, receive, closing_send(send, bound))
+            return
         if scope.get("type") != "websocket":
             await app(scope, receive, send)
             return
@@ -40,6 +43,23 @@ def drain_after_close(app: App, *, idle: float = 0.5, bound: float = 10.0) -> Ap
                     await _read_until_quiet(receive, idle)
 
     return wrapped
+
+
+def closing_send(send: Any, bound: float) -> Any:
+    """`send` whose last body message is shielded (at most `bound` seconds). hypercorn ends the
+    response inside that send: it closes the connection (`Connection: close`, HTTP/1.0) or
+    starts its keep-alive idle timer. quart-trio's handler cancels its nursery as soon as the
+    `http.disconnect` this produces reaches its reader, which cancelled that close half-way: the
+    connection then stayed open until the client left (one fd per client that never closes)."""
+
+    async def shielded(message: Any) -> None:
+        if message.get("type") == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True), trio.move_on_after(bound):
+                await send(message)
+        else:
+            await send(message)
+
+    return shielded
 
 
 def detach(receive: Any, send: Any) -> bool:
