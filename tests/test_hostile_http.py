@@ -47,3 +47,23 @@ async def test_the_server_closes_an_http_connection_the_client_keeps(
         async with running(DemoServer()) as port:
             data = await response_then_eof(port, request_bytes)
     assert data.startswith(status), data[:80]
+
+
+UPGRADES = [
+    ("no key", b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+     b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"),
+    ("version 8", b"GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+     b"Sec-WebSocket-Version: 8\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("request_bytes", [u[1] for u in UPGRADES], ids=[u[0] for u in UPGRADES])
+async def test_a_malformed_websocket_upgrade_is_answered_400_and_closed(
+    request_bytes: bytes,
+) -> None:
+    # hypercorn answers it itself (the app never sees it) and did not close the connection.
+    with trio.fail_after(HANG_GUARD):
+        async with running(DemoServer()) as port:
+            data = await response_then_eof(port, request_bytes)
+    assert data.startswith(b"HTTP/1.1 400"), data[:80]

@@ -28,6 +28,7 @@ App = Callable[[Any, Any, Any], Awaitable[None]]  # ASGI: (scope, receive, send)
 
 
 def drain_after_close(app: App, *, idle: float = 0.5, bound: float = 10.0) -> App:
+    close_refused_upgrades()
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
         if scope.get("type") == "http":
             await app(scope, receive, closing_send(send, bound))
@@ -43,6 +44,31 @@ def drain_after_close(app: App, *, idle: float = 0.5, bound: float = 10.0) -> Ap
                     await _read_until_quiet(receive, idle)
 
     return wrapped
+
+
+def close_refused_upgrades() -> None:
+    """Make hypercorn close a WebSocket upgrade it refuses itself (400: no key, a version it
+    does not speak, data before the accept; 404: an unknown server name). Its WSStream sends
+    the response but not the `StreamClosed` that would close the connection (its HTTP stream
+    does), so each such request held a server socket until the client left. Idempotent."""
+    try:
+        from hypercorn.protocol.events import Body, Data, Request, StreamClosed
+        from hypercorn.protocol.ws_stream import WSStream
+    except ImportError:  # another ASGI server
+        return
+    original = WSStream.handle
+    if getattr(original, "closes_refusals", False):
+        return
+
+    async def handle(self: Any, event: Any) -> None:
+        was_closed = self.closed
+        await original(self, event)
+        refused = self.closed and not was_closed and not self.handshake.accepted
+        if refused and isinstance(event, Request | Body | Data):
+            await self.send(StreamClosed(stream_id=self.stream_id))
+
+    handle.closes_refusals = True  # type: ignore[attr-defined]
+    WSStream.handle = handle  # type: ignore[method-assign]
 
 
 def closing_send(send: Any, bound: float) -> Any:
