@@ -1,6 +1,7 @@
 """Fuzz a running bargein server over real sockets; print JSON counts.
 
     python bench/fuzz_ws.py [--frames 100000] [--time-limit 600] [--connections 6] [--seed 1]
+                            [--endpoint ws|realtime|twilio|telnyx|all]
 
 Starts `bargein demo --engines light --monitoring` as a child process on 127.0.0.1 (an ephemeral
 port; its stderr captured), opens a monitoring stream, then runs `--connections` concurrent
@@ -11,7 +12,10 @@ characters), any bytes as audio, valid audio and text in between; connections en
 abruptly (TCP dropped without a close handshake) or by the server. Afterwards a normal session
 must get a spoken reply. Counts: frames sent, error frames by code, close codes, server
 tracebacks in its stderr (must be 0), crashes (must be 0), the monitoring stream still open,
-the server's open fds before and after, and its `/healthz` counters.
+the server's open fds before and after, and its `/healthz` counters. `--endpoint` (default
+`ws`) fuzzes `/v1/realtime` or a telephony route instead (bench/fuzz_endpoints.py), or all four
+(each connection picks one); realtime `server_error` events (an event that reached a path its
+parser should have refused) must be 0 as well.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bargein.transports.protocol import ClientProtocol, SessionStart
+from bench.fuzz_endpoints import endpoint_connection
 
 _URL = re.compile(rb"open http://127\.0\.0\.1:(\d+)/")
 TYPES = [
@@ -403,11 +408,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+ENDPOINTS = ["ws", "realtime", "twilio", "telnyx"]
+
+
 async def worker(port: int, rng: random.Random, stats: Stats, args: argparse.Namespace) -> None:
     while stats.frames < args.frames:
+        endpoint = rng.choice(ENDPOINTS) if args.endpoint == "all" else args.endpoint
+        budget = args.frames - stats.frames
         try:
             with trio.move_on_after(60) as stuck:  # no connection may hang the run
-                await one_connection(port, rng, stats, args.frames - stats.frames)
+                if endpoint == "ws":
+                    await one_connection(port, rng, stats, budget)
+                else:
+                    await endpoint_connection(port, endpoint, rng, stats, budget)
             if stuck.cancelled_caught:
                 stats.endings["client_stuck_60s"] += 1
         except (OSError, ConnectionClosed, trio.BrokenResourceError):
@@ -422,10 +435,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--connections", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log", default="/tmp/bargein-fuzz-server.log")
+    parser.add_argument("--endpoint", choices=[*ENDPOINTS, "all"], default="ws")
     args = parser.parse_args(argv)
     result = trio.run(run, args)
     print(json.dumps(result, indent=2))
-    ok = not result["server_tracebacks"] and not result["crashes"] and result["normal_session_ok"]
+    our_bugs = result["errors_by_code"].get("realtime:server_error", 0)
+    ok = not result["server_tracebacks"] and not result["crashes"] and not our_bugs
+    ok = ok and result["normal_session_ok"]
     return 0 if ok else 1
 
 
