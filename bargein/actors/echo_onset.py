@@ -91,7 +91,10 @@ class OnsetEvidence:
         """One analysis frame: ``end`` is the reference position just after it, ``near`` and
         ``far`` its mic and reference samples, ``far_max`` the loudest far frame in reach (dBFS);
         ``search`` while no echo is found. Returns the echo when this frame finds it."""
-        self._spectral.push(far, near)
+        if search:
+            self._spectral.push(far, near)
+        else:  # an echo found: nothing to look for until it is dropped
+            self._spectral.pause()
         self._near[: -self._frame] = self._near[self._frame :]
         self._near[-self._frame :] = near[-self._frame :]
         if mic_db <= -60.0:

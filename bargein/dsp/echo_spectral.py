@@ -92,8 +92,9 @@ class SpectralEvidence:
         self._acc = np.zeros((len(DECAYS), bins), np.float64)  # far power through each decay
         # DECAYS are per 20 ms: the same room whatever the frame length.
         self._decay = np.asarray(DECAYS, np.float64)[:, None] ** (frame_samples / 320)
-        # Rings, newest last, made once per frame: the predictions' log spectra with each
-        # frame's mean removed, their squared norms and those means; the mic's log spectra.
+        # Rings, written at `_head` (the oldest) once per frame and put in order only by
+        # `match`: the predictions' log spectra with each frame's mean removed, their squared
+        # norms and those means; the mic's log spectra (`_mic_head`).
         size = max_lag + max_frames
         self._pred = np.zeros((len(DECAYS), size, bins), np.float64)
         self._pred_sq = np.zeros((len(DECAYS), size), np.float64)
@@ -101,7 +102,12 @@ class SpectralEvidence:
         self._mic = np.zeros((max_frames, bins), np.float64)
         self._played = np.zeros(size, np.bool_)  # something played in that frame
         self._cols = np.arange(max_frames)
+        self._head = self._mic_head = 0
         self._idle = False
+
+    def pause(self) -> None:
+        """Frames will not be pushed for a while (an echo is found): start clean after."""
+        self._idle = True
 
     def push(self, far: F32, near: F32) -> None:
         """One frame of what played (``far``) and what the mic heard (``near``)."""
@@ -122,39 +128,44 @@ class SpectralEvidence:
         lg = _log(self._acc)
         level = lg.mean(axis=-1)
         lg -= level[:, None]
-        for ring, value in ((self._pred, lg), (self._pred_sq, np.einsum("hb,hb->h", lg, lg)),
-                            (self._pred_level, level)):  # fmt: skip
-            ring[:, :-1] = ring[:, 1:]
-            ring[:, -1] = value
-        self._played[:-1] = self._played[1:]
-        self._played[-1] = playing
-        self._mic[:-1] = self._mic[1:]
-        self._mic[-1] = _log(_power(near, self._window))
+        at = self._head
+        self._pred[:, at] = lg
+        self._pred_sq[:, at] = np.einsum("hb,hb->h", lg, lg)
+        self._pred_level[:, at] = level
+        self._played[at] = playing
+        self._head = (at + 1) % self._played.shape[0]
+        self._mic[self._mic_head] = _log(_power(near, self._window))
+        self._mic_head = (self._mic_head + 1) % self.max_frames
 
     def match(self, frames: int) -> SpectralMatch:
         """The best hypothesis over the last ``frames`` mic frames (2..``max_frames``)."""
         if not 2 <= frames <= self.max_frames:
             raise ValueError(f"frames must be 2..{self.max_frames}, got {frames}")
-        mic = self._mic[-frames:]
+        mic = np.roll(self._mic, -self._mic_head, axis=0)[-frames:]
         x = _double_centre(mic)
         xx = float(np.einsum("ij,ij->", x, x))
         if xx <= 1e-12:
             return NO_MATCH
         total = self._pred.shape[1]
+        head = self._head  # the rings in order, oldest first
+        pred = np.roll(self._pred, -head, axis=1)
+        pred_sq = np.roll(self._pred_sq, -head, axis=1)
+        pred_level = np.roll(self._pred_level, -head, axis=1)
         # Delay d: mic frame i against prediction frame starts[d] + i.
         starts = total - frames - np.arange(self.max_lag + 1)
-        played = np.lib.stride_tricks.sliding_window_view(self._played, frames)[starts].any(axis=1)
+        in_order = np.roll(self._played, -head)
+        played = np.lib.stride_tricks.sliding_window_view(in_order, frames)[starts].any(axis=1)
         if not played.any():
             return NO_MATCH
         rows = starts[:, None] + self._cols[None, :frames]  # (lags, frames)
         # <x, y> over the window: x's bin means are 0, so y's need not be removed for it.
-        g = np.tensordot(self._pred, x, axes=([2], [1]))  # (decays, ring, frames): x_i . y_t
+        g = np.tensordot(pred, x, axes=([2], [1]))  # (decays, ring, frames): x_i . y_t
         xy = g[:, rows, self._cols[None, :frames]].sum(axis=-1)  # (decays, lags)
         # |y|^2 with its bin means over the window removed: sum |y_t|^2 - |sum y_t|^2 / n.
-        zero = np.zeros((self._pred.shape[0], 1), np.float64)
-        cq = np.concatenate((zero, np.cumsum(self._pred_sq, axis=1)), axis=1)
-        cs = np.concatenate((zero[:, :, None].repeat(self._pred.shape[2], axis=2),
-                             np.cumsum(self._pred, axis=1)), axis=1)  # fmt: skip
+        zero = np.zeros((pred.shape[0], 1), np.float64)
+        cq = np.concatenate((zero, np.cumsum(pred_sq, axis=1)), axis=1)
+        cs = np.concatenate((zero[:, :, None].repeat(pred.shape[2], axis=2),
+                             np.cumsum(pred, axis=1)), axis=1)  # fmt: skip
         col = cs[:, starts + frames] - cs[:, starts]  # (decays, lags, bins)
         total_sq = cq[:, starts + frames] - cq[:, starts]
         yy = total_sq - np.einsum("hdb,hdb->hd", col, col) / frames
@@ -167,7 +178,7 @@ class SpectralEvidence:
         h, d = np.unravel_index(int(np.argmax(corr)), corr.shape)
         # The same hypothesis's level: an echo's rises and falls with what played, smeared.
         lx = mic.mean(axis=-1)
-        ly = self._pred_level[h, rows[d]]
+        ly = pred_level[h, rows[d]]
         lx, ly = lx - lx.mean(), ly - ly.mean()
         den = float(np.sqrt(float(lx @ lx) * float(ly @ ly)))
         level = float(lx @ ly) / den if den > 1e-12 else 0.0
