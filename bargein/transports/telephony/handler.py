@@ -315,10 +315,15 @@ class TelephonyServer:
             done = False
             while not done:
                 try:
-                    frame = await ws.receive()
+                    with trio.move_on_after(self.limits.silence_timeout) as quiet:
+                        frame = await ws.receive()
                 except Exception as exc:  # the carrier went away without `stop`
                     log.info("carrier stream lost: %r", exc)
                     session.close("carrier_gone")
+                    break
+                if quiet.cancelled_caught:
+                    log.info("carrier silent for %s s: the call ends", self.limits.silence_timeout)
+                    session.close("carrier_silent")
                     break
                 for message in codec.feed(frame):
                     if isinstance(message, Media):

@@ -36,6 +36,9 @@ class TelephonyLimits:
     stall_timeout: float = 5.0
     close_timeout: float = 2.0
     handshake_timeout: float = 10.0
+    # A carrier streams media every 20 ms for the whole call, silence included: no frame at
+    # all for this long and it is gone (a partition sends no FIN), so the call ends.
+    silence_timeout: float = 30.0
     # Malformed carrier messages a call survives; one more ends it (`protocol_error`).
     max_rejections: int = 1000
 
