@@ -11,8 +11,8 @@ every echo window to start at ``S`` s (``0``: the echo path exists from the firs
 play, the realistic room; as written they start at 3.0 s, with the embedded reply from ~1.6 s:
 an echo appearing mid-reply). Prints one JSON line per run: every echo window's outcome
 (``cancelled``, ``ducks``, ``pause_ms``), the interruptions' and backchannels' (``taken_over``,
-``detection_ms``), and the load average. docs/dsp.md, "Waveform evidence". Charged compute makes
-single runs vary: run it under ``flock /tmp/team/bench.lock``.
+``detection_ms``), and the load average. docs/dsp.md, "Waveform evidence" and "Spectral
+evidence". Charged compute makes single runs vary: run it under ``flock /tmp/team/bench.lock``.
 """
 
 from __future__ import annotations

@@ -65,14 +65,16 @@ class EchoStage:
     - our voice has not played within the canceller's reach (bulk delay + tail): ungated;
     - no echo found yet (the mic's level envelope has not followed the reference's, at any
       lag in reach, with correlation >= ``evidence_corr``; nor, in the first frames of a mic
-      onset, its waveform: ``match_corr``): ungated -- a headset, or no echo -- except the
+      onset, its waveform (``match_corr``) or its spectrum (``spectral_corr``, a reverberant
+      room; ``echo_onset``)): ungated -- a headset, or no echo -- except the
       first ``hold_ms`` of each mic onset over our voice, while the waveform is compared
       (one frame more while a first match waits for its confirmation);
     - echo found, and the canceller removes at least ``working_erle_db`` from frames judged
       echo: voice counts only in double talk (``double_talk``), and only where the canceller
       did not add energy (a misadjusted filter's own output into a quiet mic is not voice);
-    - echo found, canceller still learning: voice counts only when the cleaned frame is at
-      least ``margin_db`` louder than the loudest far frame in reach.
+    - echo found, canceller still learning: voice counts when the cleaned frame is at
+      least ``margin_db`` louder than the loudest far frame in reach, or, once the room's loss
+      is measured, ``learning_margin_db`` above what the room has been returning.
     """
 
     def __init__(
