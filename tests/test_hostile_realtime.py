@@ -79,3 +79,44 @@ async def test_a_hostile_field_gets_its_error_and_the_connection_goes_on(
     assert error["type"] == "invalid_request_error"
     assert updated["session"]["instructions"] == "be brief"
     assert server.realtime.stats.errors == {code: 1}
+
+
+async def test_a_client_that_vanishes_while_idle_is_found_and_its_slot_freed() -> None:
+    # The client reads and answers pings until the connection is quiet (nothing to send),
+    # then vanishes without a FIN (a partition, a stopped process). Pings went out only after
+    # output, so an idle connection was never checked and held its slot for ever.
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Ping, Request, TextMessage
+
+    from bargein.transports.websocket.limits import ConnectionLimits
+
+    limits = ConnectionLimits(ping_interval=0.2, pong_timeout=1.0, keepalive_interval=1.0)
+    server = DemoServer(limits=limits)
+    with trio.fail_after(HANG_GUARD):
+        async with running(server) as port:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            client = WSConnection(ConnectionType.CLIENT)
+            await stream.send_all(client.send(Request(host=f"127.0.0.1:{port}",
+                                                      target="/v1/realtime")))
+            created = pongs = 0
+            while True:
+                with trio.move_on_after(0.3) as idle:  # nothing for 0.3 s: quiet
+                    client.receive_data(await stream.receive_some(65536))
+                if idle.cancelled_caught and created and pongs:
+                    break  # answered a ping, and now nothing comes: idle
+                for event in client.events():
+                    if isinstance(event, TextMessage):
+                        created += '"conversation.created"' in event.data
+                    elif isinstance(event, Ping):
+                        pongs += 1
+                        await stream.send_all(client.send(event.response()))
+                    else:
+                        assert isinstance(event, AcceptConnection), event
+            assert server.realtime.active == 1
+            # Vanished: reads nothing, answers nothing, sends no FIN.
+            while True:  # polled: the server's count is the verdict
+                if not server.realtime.active:
+                    break
+                await trio.sleep(0.1)
+            await stream.aclose()
+    assert server.realtime.stats.slow_consumers == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -253,7 +254,9 @@ class Connection:
                 nursery.start_soon(self._watch_backlog)
                 nursery.start_soon(self._stop_on_shutdown)
                 nursery.start_soon(self._watch_idle)
-                nursery.start_soon(liveness.watch, self.ws, self.server.limits)  # reading?
+                # Reading? Also pinged while idle: a peer gone without a FIN holds no slot.
+                nursery.start_soon(partial(liveness.watch, self.ws, self.server.limits,
+                                           keepalive=True))
                 self.send(self.conv.session_created())
                 await self._read()
                 nursery.cancel_scope.cancel()

@@ -32,6 +32,10 @@ class ConnectionLimits:
     # more often. 0 (either): no pings.
     ping_interval: float = 2.0
     pong_timeout: float = 7.0
+    # `/v1/realtime` (no idle timeout of its own) also pings a connection that was sent nothing
+    # for this long, so a peer that vanished without a FIN while idle (a partition, a stopped
+    # process) is found within this + `pong_timeout` and frees its slot. 0: no idle pings.
+    keepalive_interval: float = 30.0
     # Time to send `session.start` after connecting.
     handshake_timeout: float = 10.0
     # A session that accepted no input frame (audio, text, playback, interrupt) this long ends

@@ -56,11 +56,16 @@ class Liveness:
     sent nothing has nothing to fall behind on, and an idle connection costs no pings.
     """
 
-    def __init__(self, ping_interval: float, pong_timeout: float, now: float) -> None:
+    def __init__(
+        self, ping_interval: float, pong_timeout: float, now: float, keepalive: float = 0.0
+    ) -> None:
         if not (ping_interval > 0 and pong_timeout > 0):
             raise ValueError("ping_interval and pong_timeout must be > 0")
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
+        # > 0: a ping also goes out after this long without one, output or not.
+        self.keepalive = keepalive
+        self._last_ping = now
         self.last_heard = now
         self.next_ping = now + ping_interval
         self.pongs = 0  # pongs that answered a ping of ours
@@ -84,9 +89,11 @@ class Liveness:
         if now < self.next_ping:
             return None
         self.next_ping = now + self.ping_interval
-        if not self._output or self._in_flight or len(self._waiting) >= MAX_WAITING:
+        idle_due = self.keepalive > 0 and now >= self._last_ping + self.keepalive
+        if not (self._output or idle_due) or self._in_flight or len(self._waiting) >= MAX_WAITING:
             return None
         self._output = False
+        self._last_ping = now
         if not self._waiting:
             # What this ping proves read was sent since the last check, one interval ago at
             # most: a quiet stretch before it (nothing sent, no pings) is not the peer's delay.
@@ -183,17 +190,19 @@ def hypercorn_stream(ws: object) -> Any | None:
     return None
 
 
-async def watch(ws: object, limits: ConnectionLimits) -> None:
+async def watch(ws: object, limits: ConnectionLimits, *, keepalive: bool = False) -> None:
     """Ping the peer of the accepted `ws` until cancelled; when it is overdue, reset its
-    connection and raise `Unresponsive`. Returns at once when `limits` disable liveness or `ws`
-    is not served by hypercorn."""
+    connection and raise `Unresponsive`. `keepalive`: also ping an idle connection every
+    `limits.keepalive_interval`. Returns at once when `limits` disable liveness or `ws` is not
+    served by hypercorn."""
     if not (limits.ping_interval > 0 and limits.pong_timeout > 0):
         return
     stream, sock = hypercorn_stream(ws), connection_socket(ws)
     if stream is None or sock is None:
         log.debug("no WebSocket liveness: %s is not served by hypercorn", type(ws).__name__)
         return
-    state = Liveness(limits.ping_interval, limits.pong_timeout, trio.current_time())
+    idle_pings = limits.keepalive_interval if keepalive else 0.0
+    state = Liveness(limits.ping_interval, limits.pong_timeout, trio.current_time(), idle_pings)
     stream.connection = _PongTap(
         stream.connection, lambda payload: state.pong(payload, trio.current_time()), state.output
     )
