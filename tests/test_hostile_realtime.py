@@ -120,3 +120,27 @@ async def test_a_client_that_vanishes_while_idle_is_found_and_its_slot_freed() -
                 await trio.sleep(0.1)
             await stream.aclose()
     assert server.realtime.stats.slow_consumers == 1
+
+
+def test_tiny_manual_mode_appends_hold_their_samples_not_an_object_each() -> None:
+    # input_audio_buffer.append of one sample at a time, up to the 300 s cap: each piece was
+    # kept as its own numpy array (~120 bytes for 2 bytes of audio): ~880 MB per connection.
+    import tracemalloc
+
+    import numpy as np
+
+    from bargein.transports.realtime.input_audio import InputAudio
+
+    audio = InputAudio()
+    samples = 50_000
+    tracemalloc.start()
+    try:
+        for i in range(samples):
+            audio.hold(audio.decode("audio/pcm", int(i % 3000).to_bytes(2, "little")))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 4 * samples  # 2 bytes a sample, and room for the buffer's growth
+    audio.check_committable()  # counted: 50000 samples > 100 ms
+    pcm = audio.take()
+    assert pcm.dtype == np.int16 and np.array_equal(pcm, np.arange(samples) % 3000)
