@@ -144,3 +144,42 @@ def test_tiny_manual_mode_appends_hold_their_samples_not_an_object_each() -> Non
     audio.check_committable()  # counted: 50000 samples > 100 ms
     pcm = audio.take()
     assert pcm.dtype == np.int16 and np.array_equal(pcm, np.arange(samples) % 3000)
+
+
+async def test_one_address_holds_at_most_its_share_of_realtime_connections() -> None:
+    # Without a per-address bound one client took every --max-sessions slot and kept them
+    # (an idle connection that answers pings is never closed).
+    from trio_websocket import ConnectionClosed
+
+    server = DemoServer()
+    server.sessions.limit_loopback = True  # loopback is exempt otherwise; /ws's switch
+    limit = server.sessions.max_sessions_per_client
+    assert limit == 8
+    url_of = "ws://127.0.0.1:{}/v1/realtime".format
+    with trio.fail_after(HANG_GUARD):
+        async with running(server) as port, trio.open_nursery() as nursery:
+            release = trio.Event()
+            held = 0
+
+            async def hold() -> None:
+                nonlocal held
+                async with open_websocket_url(url_of(port)) as ws:
+                    await next_event(ws, "session.created")
+                    held += 1
+                    await release.wait()
+
+            for _ in range(limit):
+                nursery.start_soon(hold)
+            while True:
+                if held == limit:
+                    break
+                await trio.sleep(0.05)
+            async with open_websocket_url(url_of(port)) as ws:
+                refused = json.loads(await ws.get_message())
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.get_message()
+            release.set()
+    assert refused["error"]["code"] == "too_many_sessions", refused
+    assert closed.value.reason.code == 1008
+    assert server.realtime.stats.refused == {"too_many_sessions": 1}
+    assert server.realtime.active == 0

@@ -53,6 +53,9 @@ def add_realtime_routes(app: QuartTrio, host: Host) -> RealtimeServer:
             await socket.accept()
             await _refuse(socket, decision)
             return
+        # The per-address bound is /ws's (read at each connection: a benchmark lifts it).
+        server.max_per_client = host.sessions.max_sessions_per_client
+        server.limit_loopback = host.sessions.limit_loopback
         await socket.accept(subprotocol=decision.subprotocol)
         model = socket.args.get("model")
         await server.handle(socket, model if isinstance(model, str) else None)

@@ -28,6 +28,7 @@ from bargein.transports.realtime.connection import (
 )
 from bargein.transports.realtime.input_audio import MAX_BUFFER_S, RATE
 from bargein.transports.websocket import ConnectionLimits, EnginesFactory, WebSocketLike
+from bargein.transports.websocket.limits import is_loopback
 
 __all__ = [
     "MAX_AUDIO_FRAMES",
@@ -67,6 +68,7 @@ class RealtimeServer:
         shutting_down: trio.Event | None = None,
         session_config: Callable[[RealtimeSettings, str], SessionConfig] | None = None,
         limits: ConnectionLimits | None = None,  # only its ping/pong liveness applies here
+        max_per_client: int = 8,
     ) -> None:
         self.engines_factory = engines_factory
         self.limits = limits or ConnectionLimits()
@@ -76,6 +78,11 @@ class RealtimeServer:
         self.session_config = session_config or realtime_session_config
         self.active = 0
         self.stats = RealtimeStats()
+        # Connections from one address at once (0: no limit), so one client cannot hold every
+        # slot; loopback clients (a local app, load tests) are exempt unless `limit_loopback`.
+        self.max_per_client = max_per_client
+        self.limit_loopback = False
+        self._per_client: Counter[str] = Counter()
 
     async def handle(self, ws: WebSocketLike, model: str | None = None) -> None:
         self.stats.connections += 1
@@ -84,11 +91,22 @@ class RealtimeServer:
             self.stats.refused["server_busy"] += 1
             await connection.refuse("server_busy", f"{self.max_connections} sessions running")
             return
+        client = str(getattr(ws, "remote_addr", None) or "unknown")
+        limited = self.limit_loopback or not is_loopback(client)
+        if self.max_per_client and limited and self._per_client[client] >= self.max_per_client:
+            self.stats.refused["too_many_sessions"] += 1
+            await connection.refuse("too_many_sessions",
+                                    f"{self.max_per_client} connections from this address")
+            return
         self.active += 1
+        self._per_client[client] += 1
         try:
             await connection.run()
         finally:
             self.active -= 1
+            self._per_client[client] -= 1
+            if self._per_client[client] <= 0:
+                del self._per_client[client]
 
 
 def realtime_session_config(settings: RealtimeSettings, session_id: str) -> SessionConfig:
