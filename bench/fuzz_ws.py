@@ -337,54 +337,58 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     process = await trio.lowlevel.open_process(command, stderr=-1)  # -1: subprocess.PIPE
     assert process.stderr is not None
-    async with trio.open_nursery() as nursery:
+    try:
+        async with trio.open_nursery() as nursery:
 
-        async def collect() -> None:
-            assert process.stderr is not None
-            async for chunk in process.stderr:
-                log.extend(chunk)
+            async def collect() -> None:
+                assert process.stderr is not None
+                async for chunk in process.stderr:
+                    log.extend(chunk)
 
-        nursery.start_soon(collect)
-        with trio.fail_after(120):
-            while not (found := _URL.search(log)):
-                if process.poll() is not None:
-                    raise RuntimeError(f"server did not start: {log.decode(errors='replace')}")
-                await trio.sleep(0.1)
-        port = int(found.group(1))
-        watch = {"open": False, "events": 0}
-        nursery.start_soon(monitor, port, watch)
-        await trio.sleep(0.5)
-        out["server_fds_before"] = fd_count(process.pid)
-        rng = random.Random(args.seed)
-        started = time.monotonic()
-        with trio.move_on_after(args.time_limit):
-            async with trio.open_nursery() as workers:
-                for _ in range(args.connections):
-                    workers.start_soon(worker, port, random.Random(rng.random()), stats, args)
-        elapsed = time.monotonic() - started
-        await trio.sleep(3)  # sessions of abruptly closed connections end
-        out["normal_session_ok"] = process.poll() is None and await normal_session(port)
-        health = None
-        with trio.move_on_after(30):  # every handler done (drains are bounded at 10 s)
-            while process.poll() is None:
-                health = await http_json(port, "/healthz")
-                if not health["server"]["connections_open"]:
-                    break
-                await trio.sleep(0.5)
-        await trio.sleep(0.5)
-        out["server_fds_after"] = fd_count(process.pid)
-        out["server_tcp_after"] = tcp_states(process.pid, port)
-        out["monitor_open_after"] = watch["open"]
-        out["monitor_events"] = watch["events"]
-        crashed = process.poll() is not None
-        if not crashed:
-            process.send_signal(signal.SIGTERM)
-        with trio.move_on_after(15):
-            await process.wait()
-        if process.poll() is None:
+            nursery.start_soon(collect)
+            with trio.fail_after(120):
+                while not (found := _URL.search(log)):
+                    if process.poll() is not None:
+                        raise RuntimeError(f"server did not start: {log.decode(errors='replace')}")
+                    await trio.sleep(0.1)
+            port = int(found.group(1))
+            watch = {"open": False, "events": 0}
+            nursery.start_soon(monitor, port, watch)
+            await trio.sleep(0.5)
+            out["server_fds_before"] = fd_count(process.pid)
+            rng = random.Random(args.seed)
+            started = time.monotonic()
+            with trio.move_on_after(args.time_limit):
+                async with trio.open_nursery() as workers:
+                    for _ in range(args.connections):
+                        workers.start_soon(worker, port, random.Random(rng.random()), stats, args)
+            elapsed = time.monotonic() - started
+            await trio.sleep(3)  # sessions of abruptly closed connections end
+            out["normal_session_ok"] = process.poll() is None and await normal_session(port)
+            health = None
+            with trio.move_on_after(30):  # every handler done (drains are bounded at 10 s)
+                while process.poll() is None:
+                    health = await http_json(port, "/healthz")
+                    if not health["server"]["connections_open"]:
+                        break
+                    await trio.sleep(0.5)
+            await trio.sleep(0.5)
+            out["server_fds_after"] = fd_count(process.pid)
+            out["server_tcp_after"] = tcp_states(process.pid, port)
+            out["monitor_open_after"] = watch["open"]
+            out["monitor_events"] = watch["events"]
+            crashed = process.poll() is not None
+            if not crashed:
+                process.send_signal(signal.SIGTERM)
+            with trio.move_on_after(15):
+                await process.wait()
+            if process.poll() is None:
+                process.kill()
+                await process.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        if process.poll() is None:  # the run itself failed: leave no server behind
             process.kill()
-            await process.wait()
-        nursery.cancel_scope.cancel()
     text = log.decode(errors="replace")
     out.update(
         frames=stats.frames,
