@@ -249,10 +249,15 @@ class DemoServer:
 
         from bargein.transports.telephony import add_telephony_routes  # /twilio, /telnyx
 
-        add_telephony_routes(app, self)
+        telephony = add_telephony_routes(app, self)
         from bargein.transports.realtime import add_realtime_routes  # /v1/realtime (OpenAI)
 
         self.realtime = add_realtime_routes(app, self)
+        # One pool: `max_sessions` caps /ws sessions, calls and /v1/realtime connections together.
+        sessions, realtime = self.sessions, self.realtime
+        sessions.others_running = lambda: len(telephony.calls) + realtime.active
+        realtime.others_running = lambda: len(sessions.sessions) + len(telephony.calls)
+        telephony.others_running = lambda: len(sessions.sessions) + realtime.active
         return app
 
     async def _voice_socket(self, socket: VoiceSocket) -> None:

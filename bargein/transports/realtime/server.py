@@ -77,6 +77,9 @@ class RealtimeServer:
         self.shutting_down = trio.Event() if shutting_down is None else shutting_down
         self.session_config = session_config or realtime_session_config
         self.active = 0
+        # Sessions of the server's other endpoints (/ws, calls) that share `max_connections`
+        # with these (wired by the app).
+        self.others_running: Callable[[], int] = lambda: 0
         self.stats = RealtimeStats()
         # Connections from one address at once (0: no limit), so one client cannot hold every
         # slot; loopback clients (a local app, load tests) are exempt unless `limit_loopback`.
@@ -87,7 +90,7 @@ class RealtimeServer:
     async def handle(self, ws: WebSocketLike, model: str | None = None) -> None:
         self.stats.connections += 1
         connection = Connection(self, ws, model)
-        if self.active >= self.max_connections:
+        if self.active + self.others_running() >= self.max_connections:
             self.stats.refused["server_busy"] += 1
             await connection.refuse("server_busy", f"{self.max_connections} sessions running")
             return

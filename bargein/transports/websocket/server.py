@@ -102,6 +102,9 @@ class SessionServer:
         self.hub = hub if hub is not None else EventHub()
         self.token = token
         self.max_sessions = max_sessions
+        # Sessions of the server's other endpoints (calls, /v1/realtime) that share
+        # `max_sessions` with this one's (wired by the app).
+        self.others_running: Callable[[], int] = lambda: 0
         # Sessions one client address may hold at once (0: no limit). Behind a reverse proxy
         # every client has the proxy's address: raise it or set 0 there. Loopback clients (a
         # local page, load tests) are not limited unless `limit_loopback`.
@@ -239,7 +242,8 @@ class SessionServer:
         resumed = await self._resumable(start, transport)
         # A takeover frees the slot of the session it ends.
         freed = int(resumed is not None and resumed.owner is not None)
-        if len(self.sessions) + len(self._starting) - freed >= self.max_sessions:
+        running = len(self.sessions) + len(self._starting) + self.others_running()
+        if running - freed >= self.max_sessions:
             self._refuse(transport, ErrorCode.SERVER_BUSY, f"{self.max_sessions} sessions running")
             return
         limit = self.max_sessions_per_client
