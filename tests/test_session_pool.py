@@ -46,6 +46,13 @@ def telephony(server: DemoServer) -> TelephonyServer:
     return tel
 
 
+async def call_admitted(tel: TelephonyServer) -> None:
+    while True:  # polled: the server's count is the verdict
+        if tel.calls:
+            return
+        await trio.sleep(0.02)
+
+
 async def test_a_realtime_connection_takes_the_slot_of_ws_and_calls() -> None:
     server = DemoServer(max_sessions=1)
     tel = telephony(server)
@@ -79,8 +86,7 @@ async def test_a_call_takes_the_slot_of_ws_and_realtime() -> None:
     tel = telephony(server)
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port, call(port, TWILIO):
-            while not tel.calls:  # polled: the server's count is the verdict
-                await trio.sleep(0.02)
+            await call_admitted(tel)
             assert await ws_refused(port) == ("server_busy", 1013)
             assert await realtime_refused(port) == "server_busy"
     assert server.sessions.stats.refused == {"server_busy": 1}
@@ -92,8 +98,7 @@ async def test_under_the_limit_every_endpoint_is_served_at_once() -> None:
     tel = telephony(server)
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port, connect(port, SessionStart(16000)), call(port, TWILIO):
-            while not tel.calls:
-                await trio.sleep(0.02)
+            await call_admitted(tel)
             async with open_websocket_url(f"ws://127.0.0.1:{port}/v1/realtime") as ws:
                 await next_event(ws, "session.created")
                 assert server.realtime.active == 1
