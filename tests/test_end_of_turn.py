@@ -204,8 +204,11 @@ class FakeModel:
 
     def predict(self, audio: np.ndarray[Any, Any], rate: int = RATE) -> TurnPrediction:
         self.calls.append(len(audio))
-        until = time.process_time() + self.cost_s
-        while time.process_time() < until:  # burn CPU: a sleep costs none, so is not charged
+        # Burn this thread's CPU: a sleep costs none, so is not charged. Not process_time: other
+        # threads of the test process (left by earlier tests) advance it too, so the loop ended
+        # before 40 ms of wall time and the charge, min(wall, process CPU), fell short.
+        until = time.thread_time() + self.cost_s
+        while time.thread_time() < until:
             pass
         if self.probability is None:
             raise RuntimeError("model broke")
