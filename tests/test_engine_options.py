@@ -23,7 +23,7 @@ from trio_websocket import open_websocket_url
 from bargein.engines.embedded import EspeakTts, SphinxStt, default_engines, espeak_voices
 from bargein.engines.embedded.espeak_tts import _espeak, espeak_variants
 from bargein.engines.embedded.options import MAX_VOICE_CHARS, espeak_catalogue
-from bargein.testing.server_process import serve_in_process
+from bargein.testing.server_process import http_head, serve_in_process
 from bargein.transports.app import embedded_engines_factory
 
 LONG_VARIANT = "en-us+" + "a" * 37
@@ -193,16 +193,6 @@ def test_any_voice_string_is_a_known_voice_or_refused(voice: str) -> None:
 # ------------------------------------------------------------ over a real socket, real server
 
 
-async def http_get(port: int, path: str) -> bytes:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-        await stream.send_all(request.encode())
-        data = b""
-        while b"\r\n\r\n" not in data and (chunk := await stream.receive_some(65536)):
-            data += chunk
-        return data  # the status line and headers
-
 
 async def start_session(url: str, options: dict[str, Any]) -> dict[str, Any]:
     # disconnect_timeout: the server may not complete the close handshake after a refusal
@@ -228,7 +218,7 @@ async def test_long_variant_over_a_websocket_is_bad_field_and_the_server_keeps_s
             assert server.alive
         good = await start_session(server.ws_url, {"voice": "en-us+f3", "rate_wpm": 200})
         assert good["type"] == "session.started", good
-        assert (await http_get(server.port, "/healthz")).startswith(b"HTTP/1.1 200")
+        assert (await http_head(server.port, "/healthz")).startswith(b"HTTP/1.1 200")
         await trio.sleep(0.2)
         assert server.alive
         assert b"buffer overflow" not in server.log

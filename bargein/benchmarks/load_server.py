@@ -20,6 +20,7 @@ import trio
 from bargein.testing.server_process import (
     ProcSample,
     ServerProcess,
+    http_head,
     own_cpu_s,
     proc_sample,
     serve_in_process,
@@ -43,13 +44,7 @@ def schedstat_wait_s(text: str) -> float:
 
 async def _http_get_ms(port: int, path: str) -> float:
     started = time.perf_counter()
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-        await stream.send_all(request.encode())
-        data = b""
-        while b"\r\n\r\n" not in data and (chunk := await stream.receive_some(65536)):
-            data += chunk
+    await http_head(port, path)
     return (time.perf_counter() - started) * 1000
 
 
@@ -128,6 +123,7 @@ def _scripted_factory(_: Mapping[str, object]) -> Any:
 def serve(engines: str, host: str, port: int, warm_decoders: int = 0, processes: int = 1) -> int:
     from bargein.dsp import warm_up
     from bargein.transports.app import DemoServer, embedded_engines_factory
+    from bargein.transports.demo import serve_announced
 
     if host != "127.0.0.1":
         print("bench load serves on loopback only", file=sys.stderr)
@@ -153,11 +149,7 @@ def serve(engines: str, host: str, port: int, warm_decoders: int = 0, processes:
         stt = factory({}).stt
         if warm_decoders and hasattr(stt, "warm"):
             await stt.warm(warm_decoders)
-        async with trio.open_nursery() as nursery:
-            urls = await nursery.start(
-                lambda task_status: server.serve(host, port, task_status=task_status)
-            )
-            print(f"bargein demo: open {urls[0]}/", file=sys.stderr, flush=True)
+        await serve_announced(server, host, port)
 
     trio.run(run)
     return 0

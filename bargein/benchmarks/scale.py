@@ -102,6 +102,7 @@ def serve(store: str, host: str, port: int) -> int:
     from bargein.dsp import warm_up
     from bargein.store import store_from_url
     from bargein.transports.app import DemoServer
+    from bargein.transports.demo import serve_announced
 
     def factory(options: Mapping[str, object]) -> Any:
         return _scripted_factory(options)
@@ -110,14 +111,7 @@ def serve(store: str, host: str, port: int) -> int:
     server.sessions.max_sessions_per_client = 0  # every loopback client has one address
     warm_up()
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            urls = await nursery.start(
-                lambda task_status: server.serve(host, port, task_status=task_status)
-            )
-            print(f"bargein demo: open {urls[0]}/", file=sys.stderr, flush=True)
-
-    trio.run(run)
+    trio.run(serve_announced, server, host, port)
     return 0
 
 

@@ -47,6 +47,18 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
+async def http_head(port: int, path: str) -> bytes:
+    """GET `path` on 127.0.0.1:`port` (`Connection: close`); the status line and headers."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        await stream.send_all(request.encode())
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := await stream.receive_some(65536)):
+            data += chunk
+        return data
+
+
 @asynccontextmanager
 async def serve_in_process(
     argv: Sequence[str] = ("demo",), *, ready_timeout: float = 60.0

@@ -21,6 +21,7 @@ from bargein.testing.scripted import ScriptedPlanner, ScriptedStt, ScriptedTts
 from bargein.transports.access import AccessConfig
 from bargein.transports.app import DemoServer
 from bargein.transports.chat import ChatConfig
+from bargein.transports.demo import serve_announced
 from bargein.transports.protocol import OptionValue
 
 CHAT_TOKENS = 40
@@ -59,14 +60,7 @@ def main(argv: list[str]) -> int:
     )
     server.sessions.max_sessions_per_client = 0
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            urls = await nursery.start(
-                lambda task_status: server.serve(args.host, args.port, task_status=task_status)
-            )
-            print(f"bargein demo: open {urls[0]}/", file=sys.stderr, flush=True)
-
-    trio.run(run)
+    trio.run(serve_announced, server, args.host, args.port)
     return 0
 
 

@@ -12,7 +12,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, NoReturn
 
 import trio
@@ -46,6 +47,26 @@ def openai_planner(
     if model:
         kwargs["model"] = model
     return OpenAIPlanner(**kwargs)
+
+
+async def serve_announced(
+    server: DemoServer,
+    host: str,
+    port: int,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    hint: str = "",
+) -> None:
+    """Serve `server`; once it listens, print `bargein demo: open URL/` (then `hint`) on stderr:
+    the line a person opens, and the one a parent process (a test, a benchmark) reads the port
+    from (`bargein.testing.server_process`)."""
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(
+            lambda task_status: server.serve(
+                host, port, shutdown_trigger=shutdown_trigger, task_status=task_status
+            )
+        )
+        print(f"bargein demo: open {urls[0]}/{hint}", file=sys.stderr, flush=True)
 
 
 async def _until_signal() -> None:
@@ -186,17 +207,13 @@ def main(argv: list[str]) -> int:
     warm_up()
     warm_up_echo()
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            urls = await nursery.start(
-                lambda task_status: server.serve(
-                    args.host, args.port, shutdown_trigger=_until_signal, task_status=task_status
-                )
-            )
-            print(f"bargein demo: open {urls[0]}/ (Ctrl+C to stop)", file=sys.stderr, flush=True)
-
     try:
-        trio.run(run)
+        trio.run(
+            partial(
+                serve_announced, server, args.host, args.port,
+                shutdown_trigger=_until_signal, hint=" (Ctrl+C to stop)",
+            )
+        )
     except* StoreUnavailable as group:
         _fail(str(_leaf(group)))  # "cannot reach the store at redis://...: <reason>"
     except* OSError as group:
