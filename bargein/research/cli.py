@@ -34,7 +34,8 @@ from bargein.research.scenario import (
 EPILOG = """\
 SCENARIO is a .toml file (format: docs/research.md), a directory of them, the name of a
 starter scenario (see 'bargein research list'), 'all' for the whole starter set, or
-'heldout' / 'heldout_b' / 'heldout_c' / 'heldout_d' for a held-out set (docs/research.md).
+'heldout' / 'heldout_b' / 'heldout_c' / 'heldout_d' / 'heldout_e' for a held-out set
+(docs/research.md).
 POLICY is a preset name, a .toml file with a [policy] table, or an outside judge
 "pkg.module:Class" / "path/to/file.py:Class" (the OverlapJudge Protocol, docs/research.md).
 

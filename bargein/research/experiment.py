@@ -23,12 +23,14 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 # Held-out sets (docs/research.md, "Held-out scenarios"), each committed before any policy ran
 # on it; `heldout` and then `heldout_b` were tuned on after their first run, `heldout_c` not;
 # `heldout_d` was frozen before any classifier ran on it and run once, after the fourth round's
-# decisions (`91a6e2f`). `bargein research compare heldout ...` names a set.
+# decisions (`91a6e2f`); `heldout_e` was written from README/docs/--help alone, as an outside
+# tester would, and frozen unrun. `bargein research compare heldout ...` names a set.
 HELDOUT_SETS = {
     "heldout": Path(__file__).parent / "scenarios_heldout",
     "heldout_b": Path(__file__).parent / "scenarios_heldout_b",
     "heldout_c": Path(__file__).parent / "scenarios_heldout_c",
     "heldout_d": Path(__file__).parent / "scenarios_heldout_d",
+    "heldout_e": Path(__file__).parent / "scenarios_heldout_e",
 }
 
 
@@ -38,7 +40,7 @@ def starter_scenarios() -> list[Path]:
 
 def resolve_scenarios(args: Sequence[str]) -> list[Scenario]:
     """Each argument is a .toml file, a directory of them, the name of a starter scenario
-    (`all` for the whole starter set) or of a held-out set (`heldout`, `heldout_b`)."""
+    (`all` for the whole starter set) or of a held-out set (a key of `HELDOUT_SETS`)."""
     paths: list[Path] = []
     for arg in args:
         p = Path(arg)
