@@ -26,8 +26,9 @@ from bargein.actors.floor import ClientInterrupt, Floor, FloorInput, TextInput
 from bargein.actors.level_tap import LevelTap
 from bargein.actors.mic import run_mic
 from bargein.actors.stt import run_stt
+from bargein.actors.stt_inbox import SttInbox
 from bargein.actors.turn import TurnSettings
-from bargein.actors.vad import END_OF_INPUT, MicInput, VadOutput
+from bargein.actors.vad import END_OF_INPUT, MicInput
 from bargein.dsp import warm_up, warm_up_echo
 from bargein.engines.base import Engines
 from bargein.runtime.broadcast import DropOldestQueue, Subscription
@@ -242,7 +243,8 @@ class Session:
         cfg, engines = self.config, self._engines
         # Batches of `stt_batch_ms` of frames (and speech events): about 6 s of audio.
         batch_frames = max(1, cfg.stt_batch_ms // cfg.frame_ms)
-        vad_send, vad_recv = trio.open_memory_channel[VadOutput](max(16, 300 // batch_frames))
+        # STT takes most of it in the shared step, without a task step (`actors.stt_inbox`).
+        to_stt = SttInbox(max(16, 300 // batch_frames))
         events = self._events = self.bus.subscribe(4096)
         try:
             with self._scope:
@@ -257,7 +259,7 @@ class Session:
                         partial(
                             run_stt,
                             engines.stt,
-                            vad_recv,
+                            to_stt,
                             self._floor_send.clone(),
                             self.bus,
                             preroll_ms=cfg.stt_preroll_ms,
@@ -271,7 +273,7 @@ class Session:
                             run_mic,
                             self._ingress,
                             cfg.vad,
-                            vad_send,
+                            to_stt,
                             self._floor_send.clone(),
                             self.bus,
                             input_rate=cfg.input_rate,
@@ -279,7 +281,8 @@ class Session:
                             batch_frames=batch_frames,
                             assistant_active=lambda: self.floor.machine.active_turn is not None,
                             echo=self.echo,
-                            levels=LevelTap(shapes=cfg.policy.side_talk)
+                            levels=LevelTap(shapes=cfg.policy.side_talk,
+                                            voice=cfg.policy.side_talk_voice)
                             if cfg.policy.hears_levels
                             else None,
                         ),

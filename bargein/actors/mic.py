@@ -43,6 +43,7 @@ from .echo_path import EchoStage
 from .end_of_turn import AskTurn, TurnVerdict
 from .floor import FloorInput
 from .level_tap import LevelTap
+from .stt_inbox import SttInbox
 from .turn_model import load_end_of_turn, turn_model
 from .vad import END_OF_INPUT, EndOfInput, MicInput, SpeechEvent, VadConfig, VadOutput, VadStage
 
@@ -50,7 +51,7 @@ ANALYSIS_RATE = 16000
 
 # An outbox entry: a message for a channel, or (None, call) for work that must happen in order
 # with the deliveries (a bus report, a request to the end-of-turn model).
-Outgoing = tuple[trio.MemorySendChannel[Any] | None, Any]
+Outgoing = tuple[trio.MemorySendChannel[Any] | SttInbox | None, Any]
 
 
 class MicFrontEnd:
@@ -60,7 +61,7 @@ class MicFrontEnd:
     def __init__(
         self,
         vad: VadStage,
-        to_stt: trio.MemorySendChannel[VadOutput],
+        to_stt: SttInbox | trio.MemorySendChannel[VadOutput],
         to_floor: trio.MemorySendChannel[FloorInput],
         bus: EventBus,
         *,
@@ -283,7 +284,7 @@ class _SharedMic:
 async def run_mic(
     ingress: DropOldestQueue[MicInput],
     vad_config: VadConfig,
-    to_stt: trio.MemorySendChannel[VadOutput],
+    to_stt: SttInbox | trio.MemorySendChannel[VadOutput],
     to_floor: trio.MemorySendChannel[FloorInput],
     bus: EventBus,
     *,

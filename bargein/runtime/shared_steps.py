@@ -29,6 +29,7 @@ Step = Callable[[], None]
 class SharedSteps:
     def __init__(self) -> None:
         self._ready: list[Step] = []
+        self._late: list[Step] = []  # deferred: run after this pass's steps, in the same step
         self._waiter: trio.lowlevel.Task | None = None
         self._running = False
         self._users = 0
@@ -54,6 +55,14 @@ class SharedSteps:
         self._ready.append(step)
         self._wake()
 
+    def defer(self, step: Step) -> None:
+        """Like `schedule`, but `step` runs after every step already scheduled in this pass,
+        in the same task step: a consumer of what those steps deliver (STT after every front
+        end's outbox) then sees them all, in the order a task woken by them would, without a
+        schedule point of its own. A step deferred by a deferred step runs in the next pass."""
+        self._late.append(step)
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
@@ -62,7 +71,7 @@ class SharedSteps:
 
     async def _run(self) -> None:
         while True:
-            if not self._ready:
+            if not self._ready and not self._late:
                 if not self._users:
                     self._running = False
                     return
@@ -75,13 +84,19 @@ class SharedSteps:
                 continue
             ready, self._ready = self._ready, []
             self.wakeups += 1
-            for step in ready:
-                try:
-                    step()
-                except Exception:  # a broken step must not end the run (steps catch their own)
-                    log.exception("shared step %r failed", step)
-            if self._ready:  # scheduled by these steps: they run after a schedule point
+            self._run_all(ready)
+            late, self._late = self._late, []
+            self._run_all(late)
+            if self._ready or self._late:  # scheduled by these steps: after a schedule point
                 await trio.lowlevel.cancel_shielded_checkpoint()
+
+    @staticmethod
+    def _run_all(steps: list[Step]) -> None:
+        for step in steps:
+            try:
+                step()
+            except Exception:  # a broken step must not end the run (steps catch their own)
+                log.exception("shared step %r failed", step)
 
     def _abort(self, _: object) -> trio.lowlevel.Abort:
         self._waiter = None
