@@ -118,6 +118,12 @@ PRESETS = _catalogue(
         _DUCK_CLASSIFY,
     ),
     Preset(
+        "duck_classify_voice",
+        "duck_classify; side talk also judged by whose voice it is (MFCC statistics of the"
+        " user's turns): their own softer voice is the user, another at their level is not",
+        {**_DUCK_CLASSIFY, "side_talk_voice": True},
+    ),
+    Preset(
         "aec_duck_classify",
         "duck_classify on the mic with our own voice cancelled (echo canceller)",
         _DUCK_CLASSIFY,

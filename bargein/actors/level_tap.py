@@ -2,7 +2,9 @@
 frame's level — and, for side talk, its spectral shape — collected and handed over once per
 STT batch as one `VoiceLevels` message, so the floor's classifier and outside judges hear what
 the built-in rules hear without a channel hop per frame. Frames of the VAD's onset window are
-included when an onset is confirmed; nothing is collected in silence."""
+included when an onset is confirmed; nothing is collected in silence. With `voice` (the
+policy's `side_talk_voice`) each shape row also carries the frame's MFCCs (`mfcc.frame_mfcc`)
+for the side-talk voice check."""
 
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ from collections import deque
 import numpy as np
 
 from bargein.decide.side_talk import frame_shapes
+from bargein.dsp.mfcc import frame_mfcc
 from bargein.runtime.messages import AudioFrame, SpeechStarted, SpeechStopped, VoiceLevels
 
 
 class LevelTap:
-    def __init__(self, *, shapes: bool, window_frames: int = 10) -> None:
-        self.shapes = shapes
+    def __init__(self, *, shapes: bool, window_frames: int = 10, voice: bool = False) -> None:
+        self.shapes = shapes or voice
+        self.voice = voice
         self._window: deque[AudioFrame] = deque(maxlen=max(1, window_frames))
         self._frames: list[AudioFrame] = []
         self._speaking = False
@@ -49,7 +53,11 @@ class LevelTap:
         n = len(first.pcm)
         shapes = None
         if self.shapes:
-            shapes = frame_shapes(np.concatenate([f.pcm for f in frames]), n)
+            pcm = np.concatenate([f.pcm for f in frames])
+            shapes = frame_shapes(pcm, n)
+            if self.voice:
+                ceps = frame_mfcc(pcm, n)[0].astype(np.float32)
+                shapes = np.hstack((shapes, ceps))
         return VoiceLevels(
             start=first.start / first.rate,
             frame_s=n / first.rate,

@@ -63,6 +63,9 @@ class _Heard:
     times: list[float] = field(default_factory=list)
     levels: list[float] = field(default_factory=list)
     shapes: list[F32] = field(default_factory=list)
+    # It began over a turn: someone the floor took for the user, maybe wrongly; its voice
+    # (MFCCs) is not learned even when it becomes a turn (`VoiceProfile.observe`).
+    overlapped: bool = False
 
 
 class OverlapAudio:
@@ -82,6 +85,9 @@ class OverlapAudio:
         self._lexicon = floor_lexicon(policy)
         self.our_words: tuple[str, ...] = ()  # the turn's words sent lately (the floor sets)
         self.side_talk_verdict: SideTalkVerdict | None = None
+        self._side_talk_config = side_talk.SideTalkConfig.for_policy(
+            policy.side_talk_db, voice=policy.side_talk_voice
+        )
 
     # -- the user's utterances ----------------------------------------------------------------
 
@@ -99,6 +105,7 @@ class OverlapAudio:
             kept = _Heard(h.times[first:], h.levels[first:], h.shapes[max(0, len(h.shapes) - n):])
         if not self._overlap or keep_since is not None:  # a gap inside one overlap keeps them
             self._now = kept
+        self._now.overlapped = self._now.overlapped or overlap
         self._overlap = overlap
         if not overlap:
             self._duck_at = None
@@ -210,7 +217,8 @@ class OverlapAudio:
 
     def _learn(self, h: _Heard) -> None:
         for i, level in enumerate(h.levels):
-            self.profile.observe(level, h.shapes[i] if i < len(h.shapes) else None)
+            self.profile.observe(level, h.shapes[i] if i < len(h.shapes) else None,
+                                 voice=not h.overlapped)
 
     def _live(self) -> bool:
         return self._overlap and self.classifier is not None
@@ -235,7 +243,7 @@ class OverlapAudio:
             h.shapes,
             text,
             self.profile,
-            config=side_talk.SideTalkConfig(quiet_db=self.policy.side_talk_db),
+            config=self._side_talk_config,
             lexicon=self.classifier.lexicon if self.classifier is not None else self._lexicon,
             duck_db=self.policy.duck_db if at is not None else None,
             unducked=unducked,

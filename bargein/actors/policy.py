@@ -110,6 +110,8 @@ class InterruptionPolicy:
     `side_talk`: before any cancel by the built-in rules, speech that does not sound addressed
     to the assistant — at least `side_talk_db` below this user's own level, with none of the
     `interrupt_phrases` — is a false interruption (`bargein.decide.side_talk`).
+    `side_talk_voice` (opt-in) adds whose voice it is: the user's own voice softer than their
+    turns is the user; another voice at their level is side talk (`side_talk.VOICE_CHECK`).
     docs/turn_detection.md says what each can and cannot tell apart.
 
     `judge`: an `OverlapJudge` decides instead of `mode` (the echo guard and the history commit
@@ -134,6 +136,7 @@ class InterruptionPolicy:
     classifier: bool = False
     side_talk: bool = False
     side_talk_db: float = -3.0
+    side_talk_voice: bool = False
     interrupt_phrases: frozenset[str] = field(default=INTERRUPT_PHRASES)
 
     def __post_init__(self) -> None:
@@ -147,9 +150,11 @@ class InterruptionPolicy:
             raise ValueError(f"duck_ramp_ms must be in 1..500 ms, got {self.duck_ramp_ms!r}")
         if not (_number(self.side_talk_db) and -40.0 <= self.side_talk_db <= 0.0):
             raise ValueError(f"side_talk_db must be in -40..0 dB, got {self.side_talk_db!r}")
-        for name in ("classifier", "side_talk"):
+        for name in ("classifier", "side_talk", "side_talk_voice"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool")
+        if self.side_talk_voice and not self.side_talk:
+            raise ValueError("side_talk_voice needs side_talk")
         phrases = self.interrupt_phrases
         if isinstance(phrases, list | tuple | set):  # from a TOML table or JSON
             object.__setattr__(self, "interrupt_phrases", frozenset(phrases))

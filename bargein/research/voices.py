@@ -14,6 +14,8 @@ recording as the request (the user interrupting in their own voice).
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from bargein.decide.side_talk import frame_shapes
 from bargein.research.audio import RATE, item_pcm, item_truth
 from bargein.research.experiment import resolve_scenarios
 from bargein.research.scenario import AudioItem, Scenario
+from bargein.research.voice_features import FEATURES, distance, embedder
 
 _FRAME = RATE // 50  # 20 ms, the floor's frames
 _PITCH_FRAME = RATE // 25  # 40 ms: two periods of a 50 Hz voice
@@ -87,17 +90,32 @@ def voice(item: AudioItem, scenario: Scenario, first_s: float | None = None) -> 
     )
 
 
-def rows(scenarios: Sequence[Scenario]) -> list[dict[str, object]]:
+def speech(item: AudioItem, scenario: Scenario, first_s: float | None = None) -> NDArray[np.int16]:
+    """The item's samples from its truth onset (its first `first_s` when given)."""
+    pcm = item_pcm(item, scenario.base_dir)
+    truth = item_truth(item, pcm, scenario.base_dir)
+    on, off = truth.onset - item.at_s, truth.offset - item.at_s
+    out = pcm[int(on * RATE) : int(off * RATE)]
+    return out if first_s is None else out[: int(first_s * RATE)]
+
+
+def rows(scenarios: Sequence[Scenario], features: Sequence[str] = ("frame_mfcc_maha",),
+         first_s: float = 0.8) -> list[dict[str, object]]:
+    """One row per item; `features` (of `voice_features.FEATURES`) add the distance of the
+    item's first `first_s` of speech from the request's whole speech."""
     out: list[dict[str, object]] = []
     for sc in scenarios:
         request = next((i for i in sc.items if i.kind == "request" and i.file), None)
         if request is None:
             continue
         user = voice(request, sc)
+        refs = {f: embedder(f)(speech(request, sc)) for f in features}
         for item in sc.items:
             if item.kind not in KINDS or item.file is None:
                 continue
-            v = voice(item, sc, first_s=0.8)
+            v = voice(item, sc, first_s=first_s)
+            head = speech(item, sc, first_s)
+            extra = {f: round(distance(f, refs[f], embedder(f)(head)), 3) for f in features}
             dist = (float(np.sqrt(np.mean((v.shape - user.shape) ** 2)))
                     if v.shape is not None and user.shape is not None else None)
             ratio = v.f0_hz / user.f0_hz if v.f0_hz and user.f0_hz else None
@@ -107,15 +125,32 @@ def rows(scenarios: Sequence[Scenario]) -> list[dict[str, object]]:
                 "shape_db": None if dist is None else round(dist, 1),
                 "f0_ratio": None if ratio is None else round(ratio, 2),
                 "same_recording": (item.file, item.channel) == (request.file, request.channel),
+                **extra,
             })  # fmt: skip
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv) or ["all"]
-    for r in rows(resolve_scenarios(args)):
+    p = argparse.ArgumentParser(prog="python -m bargein.research.voices", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sets", nargs="*", default=["all"])
+    p.add_argument("--features", default="frame_mfcc_maha",
+                   help=f"comma-separated, of: {', '.join(FEATURES)} ('' for none)")
+    p.add_argument("--first-s", type=float, default=0.8)
+    p.add_argument("--json", action="store_true", help="one JSON list instead of text rows")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    features = [f for f in args.features.split(",") if f]
+    for f in features:
+        embedder(f)  # an unknown name fails before any work
+    table = rows(resolve_scenarios(args.sets), features, args.first_s)
+    if args.json:
+        print(json.dumps(table, indent=1))
+        return 0
+    for r in table:
+        extra = "".join(f"  {f} {r[f]}" for f in features)
         print(f"{r['scenario']:26} {r['item']:20} {r['kind']:17} rel {r['relative_db']:+6} dB"
-              f"  shape {r['shape_db']} dB  F0 x{r['f0_ratio']}  same {r['same_recording']}")
+              f"  shape {r['shape_db']} dB  F0 x{r['f0_ratio']}  same {r['same_recording']}"
+              f"{extra}")
     return 0
 
 
