@@ -152,6 +152,12 @@ def test_the_users_own_softer_voice_is_the_user() -> None:
     assert off.side_talk and off.voice is None  # the level rule alone: side talk
     on = judge(levels, r, "and we are glad", user, config=VOICE, heard_ms=800.0)
     assert not on.side_talk and "own voice" in on.reason and on.voice is not None
+    # A pause inside the utterance (frames below -50 dBFS) carries no voice: it is left out.
+    pause = (np.random.default_rng(5).standard_normal(20 * FRAME) * 3).astype(np.int16)
+    paused = np.concatenate((soft(clip(LIBRI, 4.0, 4.8), -6.0), pause))
+    levels_p, r_p = rows(paused)
+    with_pause = judge(levels_p, r_p, "and we are glad", user, config=VOICE, heard_ms=1200.0)
+    assert not with_pause.side_talk and with_pause.voice == pytest.approx(on.voice)
     # Far below the user (a TV across the room in their voice) stays side talk.
     levels, r = rows(soft(clip(LIBRI, 4.0, 4.8), -16.0))
     assert judge(levels, r, "and we are glad", user, config=VOICE, heard_ms=800.0).side_talk
