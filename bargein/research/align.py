@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from bargein.research.audio import RATE, find_audio, read_channel, speech_region
+from bargein.research.scenario import ScenarioError
 
 FRAME_S = 0.01
 
@@ -32,7 +33,7 @@ def align(pcm_window: bytes, text: str) -> list[tuple[str, float, float]]:
     decoder.process_raw(pcm_window, full_utt=True)
     decoder.end_utt()
     out = []
-    for seg in decoder.seg():
+    for seg in decoder.seg() or ():  # None when nothing aligned
         word = seg.word.split("(")[0]
         if word.startswith("<") or word.startswith("["):
             continue
@@ -44,17 +45,36 @@ def align(pcm_window: bytes, text: str) -> list[tuple[str, float, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bargein.research.align")
-    parser.add_argument("file", type=Path)
-    parser.add_argument("windows", nargs="+", metavar="START:END:WORDS")
-    parser.add_argument("--channel", type=int, default=None)
+    parser = argparse.ArgumentParser(
+        prog="python -m bargein.research.align",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", type=Path, help="a recording (looked up as a scenario's file)")
+    parser.add_argument("windows", nargs="+", metavar="START:END:WORDS",
+                        help="file seconds and the words said between them")  # fmt: skip
+    parser.add_argument("--channel", type=int, default=None, help="one channel (0 = left)")
     args = parser.parse_args(argv)
-    pcm = read_channel(find_audio(str(args.file), None), args.channel)
+    try:
+        pcm = read_channel(find_audio(str(args.file), None), args.channel)
+    except ScenarioError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     words = []
     for window in args.windows:
-        start_s, end_s, text = window.split(":", 2)
-        a, b = round(float(start_s) * RATE), round(float(end_s) * RATE)
-        found = align(pcm[a:b].tobytes(), text)
+        start_s, end_s, text = [*window.split(":", 2), "", ""][:3]
+        try:
+            a, b = round(float(start_s) * RATE), round(float(end_s) * RATE)
+        except ValueError:
+            parser.error(f"window {window!r} is not START:END:words (seconds, then the words)")
+        b = min(b, len(pcm))  # an END past the file (lengths are quoted rounded) is its end
+        if not text.strip() or not 0 <= a < b:
+            parser.error(f"window {window!r}: needs words and 0 <= START < END, START inside "
+                         f"the file ({len(pcm) / RATE:.2f} s)")  # fmt: skip
+        try:
+            found = align(pcm[a:b].tobytes(), text)
+        except (ValueError, RuntimeError) as exc:
+            parser.exit(2, f"{parser.prog}: error: window {window!r}: {exc} (words outside "
+                        "pocketsphinx's dictionary, or a window cutting a word: widen it)\n")
         region = speech_region(pcm[a:b])
         if region is not None:  # the aligner stretches the edge words into the silence
             found[0] = (found[0][0], max(found[0][1], region[0]), found[0][2])

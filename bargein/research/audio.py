@@ -63,8 +63,9 @@ class Truth:
         }
 
 
-def find_audio(name: str, base_dir: Path | None) -> Path:
-    """A file beside the scenario, else in `$BARGEIN_AUDIO_DIR` / the shared recordings."""
+def find_audio(name: str, base_dir: Path | None, what: str = "audio file") -> Path:
+    """A file beside the scenario, else in `$BARGEIN_AUDIO_DIR` if set, else the shared
+    recordings (`what` names the key in the error: "words_json file", "rttm file")."""
     candidates: list[Path] = []
     if Path(name).is_absolute():
         candidates.append(Path(name))
@@ -79,7 +80,7 @@ def find_audio(name: str, base_dir: Path | None) -> Path:
         if path.is_file():
             return path
     looked = ", ".join(str(p.parent) for p in candidates) or "nowhere"
-    raise ScenarioError(f"audio file {name!r} not found (looked in {looked})")
+    raise ScenarioError(f"{what} {name!r} not found (looked in {looked})")
 
 
 def to_rate(pcm: Int16Array, rate: int, path: Path) -> Int16Array:
@@ -159,8 +160,11 @@ def item_pcm(item: AudioItem, base_dir: Path | None) -> Int16Array:
         pcm = read_channel(find_audio(item.file, base_dir), item.channel)
         start = int(item.trim_start_s * RATE)
         end = len(pcm) if item.trim_end_s is None else int(item.trim_end_s * RATE)
+        length = f"{item.file} ({len(pcm) / RATE:.2f} s)"
         if start >= len(pcm):
-            raise ScenarioError(f"{item.label!r}: trim_start_s is beyond the end of {item.file}")
+            raise ScenarioError(f"trim_start_s is beyond the end of {length}")
+        if end > len(pcm) + RATE // 20:  # lengths are quoted to 0.1 s; more is a mistaken cut
+            raise ScenarioError(f"trim_end_s {item.trim_end_s} is beyond the end of {length}")
         pcm = pcm[start:end]
     if item.gain != 1.0:
         pcm = np.clip(np.round(pcm.astype(np.float64) * item.gain), -32768, 32767)
@@ -236,8 +240,11 @@ def labelled(
     audio = find_audio(item.file, base_dir)
     lo = item.trim_start_s
     hi = lo + length_s
-    json_path = find_audio(item.words_json, base_dir) if item.words_json else None
-    rttm_path = find_audio(item.rttm, base_dir) if item.rttm else None
+    json_path = rttm_path = None
+    if item.words_json:
+        json_path = find_audio(item.words_json, base_dir, "words_json file")
+    if item.rttm:
+        rttm_path = find_audio(item.rttm, base_dir, "rttm file")
     if json_path is None and rttm_path is None:
         json_guess, rttm_guess = audio.with_suffix(".json"), audio.with_suffix(".rttm")
         json_path = json_guess if json_guess.is_file() else None
@@ -247,12 +254,12 @@ def labelled(
             (a - lo, b - lo, w) for a, b, w in read_word_json(json_path) if lo <= a and b <= hi
         ]
         if not words:
-            raise ScenarioError(f"{item.label!r}: no labelled words of {json_path} in the clip")
+            raise ScenarioError(f"no labelled words of {json_path} lie wholly inside the clip")
         return f"labels:{json_path.name}", [(words[0][0], words[-1][1])], words
     if rttm_path is not None:
         spans = _clip(_merge(read_rttm(rttm_path, item.rttm_speakers)), lo, hi)
         if not spans:
-            raise ScenarioError(f"{item.label!r}: no labelled turn of {rttm_path} in the clip")
+            raise ScenarioError(f"no labelled turn of {rttm_path} in the clip")
         return f"labels:{rttm_path.name}", spans, []
     return None
 
@@ -290,6 +297,10 @@ def item_truth(item: AudioItem, pcm: Int16Array, base_dir: Path | None) -> Truth
     words: list[Word] = []
     if item.speech is not None:
         source, spans = "given", list(item.speech)
+        if spans[-1][1] > len(pcm) / RATE + 1e-6:
+            raise ScenarioError(
+                f"speech ends at {spans[-1][1]} s, after the clip's end ({len(pcm) / RATE:.2f} s)"
+            )
     elif (found := labelled(item, base_dir, len(pcm) / RATE)) is not None:
         source, spans, words = found
     elif item.source == "noise":
@@ -297,7 +308,7 @@ def item_truth(item: AudioItem, pcm: Int16Array, base_dir: Path | None) -> Truth
     else:
         region = speech_region(pcm)
         if region is None:
-            raise ScenarioError(f"{item.label!r}: the audio is silent; give speech = [s, e]")
+            raise ScenarioError("the audio is silent; give speech = [s, e]")
         source, spans = "energy", [region]
     if item.transcripts is not None or not words:
         words = timed_words(item.transcripts or (), spans)
@@ -314,6 +325,16 @@ def item_truth(item: AudioItem, pcm: Int16Array, base_dir: Path | None) -> Truth
     )
 
 
+def item_audio(scenario: Scenario, item: AudioItem) -> tuple[Int16Array, Truth]:
+    """The item's samples and truth; an error names the scenario file and the item."""
+    try:
+        pcm = item_pcm(item, scenario.base_dir)
+        return pcm, item_truth(item, pcm, scenario.base_dir)
+    except ScenarioError as exc:
+        where = scenario.path if scenario.path is not None else scenario.name
+        raise ScenarioError(f"{where}: [[audio]] {item.label!r}: {exc}") from None
+
+
 def build_input(scenario: Scenario) -> tuple[Int16Array, list[Truth]]:
     """The microphone signal without echo, and every item's truth, in timeline order."""
     parts: list[tuple[int, Int16Array]] = []
@@ -328,8 +349,8 @@ def build_input(scenario: Scenario) -> tuple[Int16Array, list[Truth]]:
             )
             end = max(end, item.until_s)
             continue
-        pcm = item_pcm(item, scenario.base_dir)
-        truths.append(item_truth(item, pcm, scenario.base_dir))
+        pcm, truth = item_audio(scenario, item)
+        truths.append(truth)
         parts.append((round(item.at_s * RATE), pcm))
         end = max(end, item.at_s + len(pcm) / RATE)
     length = scenario.duration_s if scenario.duration_s is not None else end + scenario.tail_s

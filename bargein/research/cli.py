@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from bargein.research.check import check_text
 from bargein.research.experiment import (
     HELDOUT_SETS,
     csv_text,
@@ -31,16 +32,17 @@ from bargein.research.scenario import (
     load_scenario,
 )
 
-EPILOG = """\
+EPILOG = f"""\
 SCENARIO is a .toml file (format: docs/research.md), a directory of them, the name of a
 starter scenario (see 'bargein research list'), 'all' for the whole starter set, or
-'heldout' / 'heldout_b' / 'heldout_c' / 'heldout_d' / 'heldout_e' for a held-out set
-(docs/research.md).
+{" / ".join(repr(name) for name in HELDOUT_SETS)} for a held-out set (docs/research.md).
+'bargein research check SCENARIO' validates scenarios and shows their truths without a run.
 POLICY is a preset name, a .toml file with a [policy] table, or an outside judge
 "pkg.module:Class" / "path/to/file.py:Class" (the OverlapJudge Protocol, docs/research.md).
 
 examples:
   bargein research list
+  bargein research check my_scenario.toml
   bargein research run all --policy confirm_words --out runs/confirm_words
   bargein research compare all --policies onset,confirm,confirm_words --out runs/cmp
   bargein research compare heldout --policies duck_classify,smart_turn --out runs/heldout
@@ -92,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         "--policies",
         required=True,
         metavar="A,B,C",
-        help="comma-separated policies (preset names or .toml files)",
+        help='comma-separated policies: preset names, .toml files with a [policy] table, or '
+        'outside judges "pkg.module:Class" / "file.py:Class"',
     )
     cmp.add_argument(
         "--out",
@@ -104,7 +107,21 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--seed", type=int, default=0, help="scheduler seed (default 0)")
     cmp.add_argument("--engines", choices=("scripted", *REAL_ENGINES), help=ENGINES_HELP)
     cmp.add_argument("--engine-options", type=json.loads, metavar="JSON", help=OPTIONS_HELP)
-    sub.add_parser("list", help="list the starter scenarios and the policy presets")
+    lst = "list the starter scenarios, the held-out sets (items by kind) and the policy presets"
+    sub.add_parser("list", help=lst, description=lst + ".")
+    chk = sub.add_parser(
+        "check",
+        help="validate scenarios without running them: every item's truth, words and level",
+        description="Build each scenario's input as a run would (files, trims, labels, word "
+        "times) and print every item's truth [onset-offset] on the timeline, where it came from, "
+        "its expected assistant state, its level (p90 of 20 ms frames over the truth, and "
+        "relative to the first request) and the words the scripted recogniser will hear; warn "
+        "where a truth edge lies more than 0.25 s from the clip's own sound. No policy runs. "
+        "Exit 0 when every scenario builds (warnings included), 2 on the first error.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chk.add_argument("scenarios", nargs="+", metavar="SCENARIO")
     return parser
 
 
@@ -114,6 +131,14 @@ def main(argv: list[str]) -> int:
         if args.command == "list":
             return _list()
         scenarios = resolve_scenarios(args.scenarios)
+        if args.command == "check":
+            warned = 0
+            for scn in scenarios:
+                text, n = check_text(scn)
+                print(text)
+                warned += n
+            print(f"{len(scenarios)} scenario(s) build; {warned} warning(s)")
+            return 0
         if args.engines or args.engine_options is not None:
             scenarios = [with_engines(s, args.engines or "", options=args.engine_options)
                          for s in scenarios]  # fmt: skip
@@ -202,12 +227,13 @@ def _list() -> int:
 def _list_set(title: str, paths: list[Path]) -> None:
     print(title)
     total: Counter[str] = Counter()
-    for path in paths:
-        scn = load_scenario(path)
+    scenarios = [load_scenario(path) for path in paths]
+    width = max([28, *(len(scn.name) for scn in scenarios)])
+    for scn in scenarios:
         kinds = Counter(it.kind for it in scn.items)
         total.update(kinds)
         counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
-        print(f"  {scn.name:<28} [{scn.engines.kind}] {scn.description}  ({counted})")
+        print(f"  {scn.name:<{width}} [{scn.engines.kind}] {scn.description}  ({counted})")
     groups = [("interruptions", INTERRUPTIONS), ("non-interruptions", NON_INTERRUPTIONS)]
     parts = [
         f"{sum(total[k] for k in kinds)} {name} ("

@@ -150,7 +150,7 @@ def load_judge(
         raise ValueError("judge_options must be a table")
     options = options or {}
     if target.endswith(".py"):
-        path = Path(target)
+        path = Path(target).expanduser()  # `a,~/x.py:C`: the shell expands no `~` after a comma
         if base_dir is not None and not path.is_absolute() and (base_dir / path).is_file():
             path = base_dir / path
         path = path.resolve()
@@ -193,7 +193,7 @@ def resolve_policy(name_or_path: str) -> PolicySpec:
         return preset(name_or_path)
     if ":" in name_or_path and not name_or_path.endswith(".toml"):
         return policy_from_table({"judge": name_or_path}, name=name_or_path.rpartition(":")[2])
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
     if path.suffix == ".toml" and path.is_file():
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         table = raw.get("policy", raw)

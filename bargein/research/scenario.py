@@ -133,6 +133,11 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def parse_scenario(raw: dict[str, Any], *, path: Path | None = None, name: str = "") -> Scenario:
     where = str(path) if path is not None else (name or "<scenario>")
+    if "echo" in raw:  # the "`echo = true` scenarios" are written as an echo item
+        raise ScenarioError(
+            f"{where}: unknown keys ['echo']; an echo is an [[audio]] item with "
+            'kind = "echo", at_s and until_s (docs/research.md)'
+        )
     _no_unknown(raw, _TOP_KEYS, where)
     name = _get(raw, "name", str, where, name or (path.stem if path else "scenario"))
     if not name or "/" in name or name.startswith("."):
@@ -238,7 +243,7 @@ def _item(raw: Any, where: str) -> AudioItem:
         expect=expect,
         duration_s=_num(raw, "duration_s", where, 0.3),
         level_dbfs=_num(raw, "level_dbfs", where, -20.0),
-        seed=int(_num(raw, "seed", where, 0)),
+        seed=_int(raw, "seed", where, 0),
         shape=_get(raw, "shape", str, where, "cough"),
         until_s=_opt_float(raw, "until_s", where),
         delay_ms=_num(raw, "delay_ms", where, 120.0),
@@ -375,6 +380,13 @@ def _num(raw: dict[str, Any], key: str, where: str, default: float | None) -> fl
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ScenarioError(f"{where}: {key} must be a number, got {value!r}")
     return float(value)
+
+
+def _int(raw: dict[str, Any], key: str, where: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(f"{where}: {key} must be an integer, got {value!r}")
+    return value
 
 
 def _opt_float(raw: dict[str, Any], key: str, where: str) -> float | None:

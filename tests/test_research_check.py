@@ -1,0 +1,119 @@
+"""`bargein research check`: a scenario validated and its truths shown without running any
+policy; build-time errors that name the scenario, the item and the key; the help text and the
+list agreeing with the registered sets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bargein.research.cli import EPILOG, _list_set, _parser, main
+from bargein.research.experiment import HELDOUT_SETS, SCENARIO_DIR
+from bargein.research.policies import resolve_policy
+
+GO = '[[audio]]\nlabel = "ask"\nkind = "request"\nfile = "pocketsphinx_goforward.raw"\nat_s = 0.0\n'
+
+
+def _check(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    rc = main(["check", str(path)])
+    out = capsys.readouterr()
+    return rc, out.out + out.err
+
+
+def test_check_prints_every_item_truth_source_and_level(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["check", str(SCENARIO_DIR / "backchannel_then_interrupt.toml")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "backchannel_then_interrupt: ok" in out
+    for label, source in (("ask", "energy"), ("mm_hmm", "labels:pyannote_ami_mixture.rttm")):
+        line = next(x for x in out.splitlines() if x.split()[:1] == [label])
+        assert source in line and "dB" in line
+    # the request is the level reference; the words the scripted recogniser will hear
+    assert "tell me a story" in out and "+0.0 dB" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("speech = [[0.5, 30.0]]\n", r"'ask'.*speech ends at 30.0 s, after the clip's end \(2\.79"),
+        ("trim_end_s = 50.0\n", r"'ask'.*trim_end_s 50.0 is beyond the end of pocketsphinx"),
+        ("seed = 1.5\n", r"'ask'.*seed must be an integer, got 1.5"),
+        ('words_json = "nope.json"\n', r"'ask'.*words_json file 'nope.json' not found"),
+        ('file = "nope.wav"\n', r"s\.toml: \[\[audio\]\] 'ask': audio file 'nope.wav' not found"),
+    ],
+)
+def test_build_errors_name_the_scenario_item_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, message: str
+) -> None:
+    text = GO.replace('file = "pocketsphinx_goforward.raw"\n', "") if "file =" in extra else GO
+    rc, out = _check(tmp_path, text + extra, capsys)
+    assert rc == 2 and "Traceback" not in out
+    assert out.startswith("bargein research: error: ") and str(tmp_path / "s.toml") in out
+    assert re.search(message, out), out
+
+
+def test_a_top_level_echo_key_says_what_an_echo_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out = _check(tmp_path, "echo = true\n" + GO, capsys)
+    assert rc == 2 and "unknown keys ['echo']" in out and 'kind = "echo"' in out
+
+
+def test_check_warns_of_a_label_span_that_starts_in_silence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The RTTM gives AMI B 7.43-29.79 s as one turn; she is silent 19.2-20.1 s, so a clip cut
+    # at 19.3 s gets a truth onset 0.8 s before her first sound.
+    room = (
+        '[[audio]]\nlabel = "room"\nkind = "side_talk"\nfile = "pyannote_ami_mixture.wav"\n'
+        "trim_start_s = 19.3\ntrim_end_s = 22.1\nat_s = 5.0\n"
+        'rttm = "pyannote_ami_mixture.rttm"\nrttm_speaker = "FEE013"\n'
+    )
+    rc, out = _check(tmp_path, GO + room, capsys)
+    assert rc == 0
+    warning = next(x for x in out.splitlines() if "warning" in x and "'room'" in x)
+    assert "before any sound" in warning and "speech" in warning
+    assert "'ask'" not in "".join(x for x in out.splitlines() if "warning" in x)
+
+
+def test_help_names_every_registered_set_and_every_policy_form() -> None:
+    for name in HELDOUT_SETS:
+        assert f"'{name}'" in EPILOG
+    sub = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"run", "compare", "list", "check"} <= set(sub)
+    policies = next(a for a in sub["compare"]._actions if a.dest == "policies")
+    assert "module:Class" in (policies.help or "")
+    assert sub["list"].description and "held-out" in sub["list"].description
+
+
+def test_list_keeps_its_columns_for_long_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long = tmp_path / "a_scenario_name_longer_than_the_column.toml"
+    long.write_text(GO)
+    _list_set("t", [SCENARIO_DIR / "side_talk.toml", long])
+    rows = [x for x in capsys.readouterr().out.splitlines() if " [scripted] " in x]
+    assert len(rows) == 2 and len({x.index(" [scripted] ") for x in rows}) == 1
+
+
+def test_a_judge_path_may_start_with_a_tilde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/research.md's `--policies confirm_words,~/lab/patient.py:Patient`: after the comma
+    # the shell leaves `~` alone, so the harness expands it.
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "patient.py").write_text(
+        "class Patient:\n"
+        "    def judge(self, view):\n        return 'pause'\n"
+        "    def deadline(self, view):\n        return None\n"
+    )
+    (tmp_path / "lab" / "p.toml").write_text('[policy]\npreset = "onset"\n')
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_policy("~/lab/patient.py:Patient").name == "Patient"
+    assert resolve_policy("~/lab/p.toml").policy.mode == "onset"
