@@ -43,6 +43,10 @@ class SessionConfig:
     # for transports without the browser's AEC (telephony, speakerphones): docs/dsp.md.
     echo_cancel: bool = False
     stt_preroll_ms: int = 200
+    # The front end hands STT its frames, and STT the recognizer its audio, in batches this
+    # long (a whole number of frames): a word's partial reaches the floor at most one batch
+    # after its audio is captured. The classifier presets set 40 (docs/engines.md, "The STT
+    # batch"); 100 keeps the media plane's hops fewer for sessions that do not decide on words.
     stt_batch_ms: int = 100
     # A model quiet this long mid-sentence gets what it said so far spoken anyway.
     quiet_flush_ms: int = 600
@@ -87,5 +91,9 @@ class SessionConfig:
             raise ValueError("history_chars must be positive (or None: no budget)")
         if not isinstance(self.echo_cancel, bool):
             raise ValueError("echo_cancel must be true or false")
+        batch = self.stt_batch_ms
+        if not (isinstance(batch, int) and self.frame_ms <= batch <= 1000
+                and batch % self.frame_ms == 0):
+            raise ValueError("stt_batch_ms must be a whole number of frames (frame_ms) up to 1000")
         if self.ingress_burst_ms < self.frame_ms or self.playback_grace_ms < 0:
             raise ValueError("ingress_burst_ms must hold a frame; playback_grace_ms >= 0")
