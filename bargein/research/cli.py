@@ -57,6 +57,17 @@ ENGINES_HELP = (
 OPTIONS_HELP = "with --engines: their options, a JSON object ('{\"partial_interval_ms\": 250}')"
 
 
+def _json_object(text: str) -> dict[str, object]:
+    """--engine-options: argparse's own message ("invalid loads value") does not say why."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bargein research",
@@ -82,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-plot", action="store_true", help="skip timeline.png")
     run.add_argument("--seed", type=int, default=0, help="scheduler seed (default 0)")
     run.add_argument("--engines", choices=("scripted", *REAL_ENGINES), help=ENGINES_HELP)
-    run.add_argument("--engine-options", type=json.loads, metavar="JSON", help=OPTIONS_HELP)
+    run.add_argument("--engine-options", type=_json_object, metavar="JSON", help=OPTIONS_HELP)
     cmp = sub.add_parser(
         "compare",
         help="run scenarios under several policies; print a table, write CSV",
@@ -106,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--seed", type=int, default=0, help="scheduler seed (default 0)")
     cmp.add_argument("--engines", choices=("scripted", *REAL_ENGINES), help=ENGINES_HELP)
-    cmp.add_argument("--engine-options", type=json.loads, metavar="JSON", help=OPTIONS_HELP)
+    cmp.add_argument("--engine-options", type=_json_object, metavar="JSON", help=OPTIONS_HELP)
     lst = "list the starter scenarios, the held-out sets (items by kind) and the policy presets"
     sub.add_parser("list", help=lst, description=lst + ".")
     chk = sub.add_parser(

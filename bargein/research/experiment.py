@@ -55,7 +55,10 @@ def resolve_scenarios(args: Sequence[str]) -> list[Scenario]:
         elif (SCENARIO_DIR / f"{arg}.toml").is_file():
             paths.append(SCENARIO_DIR / f"{arg}.toml")
         else:
-            raise ScenarioError(f"{arg}: no such scenario file, directory or starter scenario")
+            raise ScenarioError(
+                f"{arg}: no such scenario file, directory or starter scenario, nor a held-out "
+                f"set ({', '.join(HELDOUT_SETS)}); 'bargein research list' lists them"
+            )
     scenarios = [load_scenario(p) for p in paths]
     names = [s.name for s in scenarios]
     dupes = sorted({n for n in names if names.count(n) > 1})
