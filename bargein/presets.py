@@ -124,8 +124,8 @@ PRESETS = _catalogue(
     ),
     Preset(
         "duck_classify_voice",
-        "duck_classify; side talk also judged by whose voice it is (MFCC statistics of the"
-        " user's turns): their own softer voice is the user, another at their level is not",
+        "duck_classify; speech softer than the user's turns but in their own voice (MFCC"
+        " statistics of their turns) is the user, not side talk",
         {**_DUCK_CLASSIFY, "side_talk_voice": True},
         session=_WORD_PACE,
     ),

@@ -138,7 +138,7 @@ def test_same_and_another_voice_on_real_recordings() -> None:
 
 # -- the verdict -----------------------------------------------------------------------------
 
-VOICE = SideTalkConfig.for_policy(-3.0, voice=True)
+VOICE = SideTalkConfig(**VOICE_CHECK)  # both rules
 
 
 def soft(pcm: NDArray[np.int16], db: float) -> NDArray[np.int16]:
@@ -251,4 +251,7 @@ def test_the_preset_turns_the_check_on() -> None:
     assert not preset("duck_classify").interruption_policy().side_talk_voice
     with pytest.raises(ValueError, match="needs side_talk"):
         InterruptionPolicy(side_talk_voice=True)
+    floor = SideTalkConfig.for_policy(-3.0, voice=True)
+    assert floor.own_voice == VOICE_CHECK["own_voice"] and floor.other_voice is None
+    assert not SideTalkConfig.for_policy(-3.0, voice=False).voice_check
     assert side_talk.VOICE_CHECK == VOICE_CHECK

@@ -110,8 +110,9 @@ class InterruptionPolicy:
     `side_talk`: before any cancel by the built-in rules, speech that does not sound addressed
     to the assistant — at least `side_talk_db` below this user's own level, with none of the
     `interrupt_phrases` — is a false interruption (`bargein.decide.side_talk`).
-    `side_talk_voice` (opt-in) adds whose voice it is: the user's own voice softer than their
-    turns is the user; another voice at their level is side talk (`side_talk.VOICE_CHECK`).
+    `side_talk_voice` (opt-in) adds whose voice it is: speech softer than the user's turns but
+    in their own voice (MFCC statistics of their turns) is the user, not side talk
+    (`side_talk.SideTalkConfig.for_policy`).
     docs/turn_detection.md says what each can and cannot tell apart.
 
     `judge`: an `OverlapJudge` decides instead of `mode` (the echo guard and the history commit
