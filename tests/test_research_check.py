@@ -11,7 +11,7 @@ import pytest
 
 from bargein.research.cli import EPILOG, _list_set, _parser, main
 from bargein.research.experiment import HELDOUT_SETS, SCENARIO_DIR
-from bargein.research.policies import resolve_policy
+from bargein.research.policies import policy_from_table, resolve_policy
 
 GO = '[[audio]]\nlabel = "ask"\nkind = "request"\nfile = "pocketsphinx_goforward.raw"\nat_s = 0.0\n'
 
@@ -129,3 +129,29 @@ def test_bad_engine_options_and_unknown_scenarios_say_why(
     assert main(["check", "no_such_scenario"]) == 2
     err = capsys.readouterr().err
     assert "no_such_scenario: no such scenario" in err and "heldout_e" in err
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"min_words": "two"}, "policy field min_words must be an integer, got 'two'"),
+        ({"min_words": True}, "policy field min_words must be an integer, got True"),
+        ({"vad": {"aggressiveness": 1.5}}, "vad field aggressiveness must be an integer"),
+        ({"vad": {"stop_ms": "x"}}, "vad field stop_ms must be an integer, got 'x'"),
+        ({"vad": {"start_ratio": "a"}}, "vad field start_ratio must be a number, got 'a'"),
+        ({"session": {"echo_cancel": "yes"}}, "session field echo_cancel must be true or false"),
+    ],
+)
+def test_policy_values_of_the_wrong_type_name_their_field(
+    table: dict[str, object], message: str
+) -> None:
+    # Before, min_words = "two" and vad aggressiveness = 1.5 ran (garbage figures) and
+    # stop_ms = "x" said only "'<=' not supported between instances of 'str' and 'int'".
+    with pytest.raises(ValueError, match=re.escape(message)):
+        policy_from_table(table)
+
+
+def test_policy_numbers_of_either_kind_are_accepted() -> None:
+    spec = policy_from_table({"duck_db": -6, "vad": {"stop_ms": 600, "start_ratio": 1}})
+    assert (spec.policy.duck_db, spec.vad.stop_ms, spec.vad.start_ratio) == (-6.0, 600, 1.0)
+    assert isinstance(spec.policy.duck_db, float) and isinstance(spec.vad.start_ratio, float)

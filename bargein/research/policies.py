@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from bargein.actors.policy import InterruptionPolicy, OverlapJudge
 from bargein.actors.vad import VadConfig
@@ -79,6 +79,26 @@ def preset(name: str) -> PolicySpec:
     return PolicySpec(name, p.interruption_policy(), p.vad_config(), p.description, p.session)
 
 
+def _typed(cls: type, values: dict[str, Any], section: str) -> dict[str, Any]:
+    """`values` checked against `cls`'s bool, int and float field types (numbers made float
+    where the field is), so a wrong type names its field instead of failing later in a
+    comparison, or running; the fields' own checks (modes, ranges) follow."""
+    hints = get_type_hints(cls)
+    out = dict(values)
+    for key, value in values.items():
+        hint = hints[key]
+        want = f"{section} field {key} must be"
+        if hint is bool and not isinstance(value, bool):
+            raise ValueError(f"{want} true or false, got {value!r}")
+        if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{want} an integer, got {value!r}")
+        if hint is float or float in get_args(hint):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{want} a number, got {value!r}")
+            out[key] = float(value)
+    return out
+
+
 def policy_from_table(
     table: dict[str, Any], *, name: str = "custom", base_dir: Path | None = None
 ) -> PolicySpec:
@@ -117,6 +137,9 @@ def policy_from_table(
     elif options:
         raise ValueError("judge_options needs judge")
     base = preset(base_name) if base_name is not None else PolicySpec("default")
+    table = _typed(InterruptionPolicy, table, "policy")
+    vad_over = _typed(VadConfig, vad_over, "vad")
+    session_over = _typed(SessionConfig, session_over, "session")
     session = {**base.session, **session_over}
     try:
         policy = dataclasses.replace(base.policy, **table)
