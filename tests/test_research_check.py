@@ -122,10 +122,9 @@ def test_a_judge_path_may_start_with_a_tilde(
 def test_bad_engine_options_and_unknown_scenarios_say_why(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for bad, why in (("{bad", "not valid JSON"), ("[1]", "must be a JSON object")):
-        with pytest.raises(SystemExit):
-            main(["run", "side_talk", "--engine-options", bad, "--out", "x"])
-        assert why in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "side_talk", "--engine-options", "{bad", "--out", "x"])
+    assert "not valid JSON" in capsys.readouterr().err  # ("[1]": test_research_real_engines)
     assert main(["check", "no_such_scenario"]) == 2
     err = capsys.readouterr().err
     assert "no_such_scenario: no such scenario" in err and "heldout_e" in err
