@@ -145,7 +145,9 @@ def _attribute(ep: Episode, truths: Sequence[Truth]) -> Truth | None:
     (words for an active turn), the latest speech item that began before the decision. Double
     talk: a cancel whose VAD utterance began on our own echo and ran on into user speech that
     started before the cancel belongs to that speech (the latest such item): its words took
-    the floor, not the echo."""
+    the floor, not the echo. So does one the floor took on words inside the echo's utterance
+    (a re-opened overlap: its onset is when the words were recognized, which is after they were
+    spoken) from user speech that ended at most `ONSET_SLACK_S` before that onset."""
     if ep.onset is not None:
         at = float(ep.onset)
         found = [t for t in truths if t.onset - ONSET_SLACK_S <= at <= t.offset]
@@ -154,7 +156,11 @@ def _attribute(ep: Episode, truths: Sequence[Truth]) -> Truth | None:
     owner = max(found, key=lambda t: (t.kind != "echo", t.onset), default=None)
     if owner is not None and owner.kind == "echo" and ep.cancel_t is not None:
         start = float(ep.onset) if ep.onset is not None else ep.t
-        talk = [t for t in truths if t.kind != "echo" and start <= t.onset <= ep.cancel_t]
+        talk = [
+            t
+            for t in truths
+            if t.kind != "echo" and t.onset <= ep.cancel_t and t.offset >= start - ONSET_SLACK_S
+        ]
         owner = max(talk, key=lambda t: t.onset, default=owner)
     return owner
 
