@@ -25,6 +25,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import numpy as np
 import trio
 
 from bargein.dsp import Framer, Resampler, rms_dbfs
@@ -92,10 +93,13 @@ class MicFrontEnd:
         self.ended = False  # the end of input went through: nothing more will come
 
     def handle(self, item: MicInput) -> None:
-        if isinstance(item, TurnVerdict):
-            self._verdict(item)
-        elif isinstance(item, EndOfInput):
-            self._end()
+        if not isinstance(item, np.ndarray):  # (most items are audio)
+            if isinstance(item, TurnVerdict):
+                self._verdict(item)
+            elif isinstance(item, EndOfInput):
+                self._end()
+            else:
+                raise TypeError(f"the front end takes int16 arrays, got {type(item).__name__}")
         else:
             if self._echo is not None:
                 self._echo.arrived(len(item), trio.current_time())  # captured until now

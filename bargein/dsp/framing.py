@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+_INT16 = np.dtype(np.int16)
+
 
 def frame_samples(rate: int, ms: float) -> int:
     """Samples in a frame of ``ms`` milliseconds at ``rate`` Hz; ValueError unless whole."""
@@ -43,18 +45,19 @@ class Framer:
 
     def push(self, x: NDArray[np.int16]) -> list[NDArray[np.int16]]:
         """Append a chunk; return the full frames now available, oldest first."""
-        a = np.asarray(x)
-        if a.dtype != np.int16:
+        a = x if type(x) is np.ndarray else np.asarray(x)  # (per chunk: no needless calls)
+        if a.dtype != _INT16:
             raise TypeError(f"Framer takes int16 samples, got {a.dtype}")
         if a.ndim != 1:
             raise ValueError(f"Framer takes 1-D (mono) chunks, got shape {a.shape}")
         n = self.frame_samples
-        if a.shape[0] == n and self._rest.shape[0] == 0:  # the usual live chunk: one frame
+        size = a.shape[0]
+        if size == n and not self._rest.shape[0]:  # the usual live chunk: one frame
             self.samples_in += n
             self.frames_out += 1
             self.samples_out += n
             return [a.copy()]
-        self.samples_in += int(a.shape[0])
+        self.samples_in += int(size)
         # Always a fresh array, so the frames (views into it) never alias the caller's chunk.
         buf = np.concatenate((self._rest, a))
         k = buf.shape[0] // n
