@@ -177,22 +177,28 @@ class _FrameSink:
         # without awaiting (a cached or scripted voice) fills the feed in one step instead of a
         # task step per chunk, and a live engine's own awaits are its schedule points.
         await trio.lowlevel.checkpoint_if_cancelled()
-        short = len(self._frames) < self._frames.refill
+        buffer, cursor = self._frames, self._cursor
+        short = len(buffer) < buffer.refill
         waited = False
-        for frame in frames:
-            self._cursor.synthesized += len(frame.pcm)
-            try:
-                self._frames.send_nowait(frame)
-            except trio.WouldBlock:
-                waited = True
-                if self._room is not None:  # egress wakes us once it has taken a few frames
-                    await self._room()
-                    try:
-                        self._frames.send_nowait(frame)
-                        continue
-                    except trio.WouldBlock:
-                        pass
-                await self._frames.send(frame)
+        i, total = 0, len(frames)
+        while i < total:
+            n = buffer.send_many_nowait(frames, i)  # as many as fit, in one call
+            cursor.synthesized += sum(len(f.pcm) for f in frames[i : i + n])
+            i += n
+            if i == total:
+                break
+            frame = frames[i]  # it does not fit: counted as synthesized before the wait
+            cursor.synthesized += len(frame.pcm)
+            waited = True
+            i += 1
+            if self._room is not None:  # egress wakes us once it has taken a few frames
+                await self._room()
+                try:
+                    buffer.send_nowait(frame)
+                    continue
+                except trio.WouldBlock:
+                    pass
+            await buffer.send(frame)
         if frames and short and not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
 

@@ -69,6 +69,23 @@ class FrameBuffer:
             self._reader = None
             trio.lowlevel.reschedule(reader)
 
+    def send_many_nowait(self, frames: list[OutFrame], start: int) -> int:
+        """`send_nowait` for `frames[start:]`, as many as fit: how many went in (0: full)."""
+        if self.released:
+            raise trio.BrokenResourceError("egress let go of the turn")
+        if self.writer_closed:
+            raise trio.ClosedResourceError("the turn's audio has ended")
+        items = self._items
+        n = min(len(frames) - start, self.capacity - len(items))
+        if n <= 0:
+            return 0
+        items.extend(frames[start : start + n])
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            trio.lowlevel.reschedule(reader)
+        return n
+
     async def send(self, frame: OutFrame) -> None:
         """Put `frame` in, waiting for room (a schedule point either way)."""
         await trio.lowlevel.checkpoint_if_cancelled()

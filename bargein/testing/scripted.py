@@ -210,13 +210,23 @@ class ScriptedTts:
             self.sentences.append(text)
         if self.fail_on is not None and self.fail_on in text:
             raise RuntimeError(f"scripted TTS failure on {self.fail_on!r}")
-        pcm, marks = self.render(text)
+        chunks = self.chunks(text)
         if self.first_audio_ms:
             await trio.sleep(self.first_audio_ms / 1000)
         step = max(1, int(self.sample_rate * self.chunk_ms / 1000))
-        for at in range(0, len(pcm), step):
-            words = tuple(m for m in marks if at <= m.sample < at + step)
-            if at and self.realtime_factor:
+        for i, chunk in enumerate(chunks):
+            if i and self.realtime_factor:
                 await trio.sleep(self.realtime_factor * step / self.sample_rate)
-            await out.send(TtsChunk(pcm[at : at + step], words))
+            await out.send(chunk)
         await trio.lowlevel.checkpoint()
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - engines live as long as the process
+    def chunks(self, text: str) -> tuple[TtsChunk, ...]:
+        """`render`'s audio cut into `chunk_ms` chunks with the words that start in each: the
+        same chunks every time for the same text (immutable; their arrays are `render`'s)."""
+        pcm, marks = self.render(text)
+        step = max(1, int(self.sample_rate * self.chunk_ms / 1000))
+        return tuple(
+            TtsChunk(pcm[at : at + step], tuple(m for m in marks if at <= m.sample < at + step))
+            for at in range(0, len(pcm), step)
+        )
