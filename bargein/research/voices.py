@@ -141,7 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     features = [f for f in args.features.split(",") if f]
     for f in features:
-        embedder(f)  # an unknown name fails before any work
+        try:
+            embedder(f)  # an unknown name fails before any work
+        except ValueError as e:
+            p.error(str(e))
     table = rows(resolve_scenarios(args.sets), features, args.first_s)
     if args.json:
         print(json.dumps(table, indent=1))
