@@ -1,5 +1,9 @@
 """Speech recognition actor: keeps a pre-roll of recent audio, feeds each utterance (from the
-VAD's onset to its offset) to the engine in small batches, and reports transcripts."""
+VAD's onset to its offset) to the engine in small batches, and reports transcripts.
+
+What needs no wait (a batch outside speech; in speech, a batch for a recognizer with
+`feed_nowait`) is handled in the run's shared step while the task waits (`stt_inbox`); the task
+handles the rest, in order."""
 
 from __future__ import annotations
 
