@@ -59,7 +59,7 @@ class Framer:
             return [a.copy()]
         self.samples_in += int(size)
         # Always a fresh array, so the frames (views into it) never alias the caller's chunk.
-        buf = np.concatenate((self._rest, a))
+        buf = np.concatenate((self._rest, a)) if self._rest.shape[0] else a.copy()
         k = buf.shape[0] // n
         frames = [buf[i * n : (i + 1) * n] for i in range(k)]
         rest = buf[k * n :]
