@@ -8,35 +8,12 @@ import numpy as np
 import trio
 import trio.testing
 
-from bargein.engines.base import Engines, Recognizer
+from bargein.engines.base import Engines
 from bargein.runtime.events import EventType
-from bargein.runtime.messages import Int16Array
 from bargein.session import SessionConfig, open_session
 from bargein.testing.audio import feed_live, load, place
 from bargein.testing.memory import MemoryTransport
-from bargein.testing.scripted import ScriptedPlanner, ScriptedRecognizer, ScriptedStt, ScriptedTts
-
-
-class RecordingStt(ScriptedStt):
-    """Keeps the audio of every utterance as the recognizer was fed it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fed: list[list[Int16Array]] = []
-
-    def recognizer(self) -> Recognizer:
-        engine = self
-
-        class Recording(ScriptedRecognizer):
-            async def start_utterance(self) -> None:
-                engine.fed.append([])
-                await super().start_utterance()
-
-            async def feed(self, pcm: Int16Array) -> str | None:
-                engine.fed[-1].append(pcm.copy())
-                return await super().feed(pcm)
-
-        return Recording(self)
+from bargein.testing.scripted import RecordingStt, ScriptedPlanner, ScriptedTts
 
 
 async def test_each_utterance_reaches_stt_whole_from_preroll_to_offset(

@@ -230,3 +230,26 @@ class ScriptedTts:
             TtsChunk(pcm[at : at + step], tuple(m for m in marks if at <= m.sample < at + step))
             for at in range(0, len(pcm), step)
         )
+
+
+class RecordingStt(ScriptedStt):
+    """A scripted STT that keeps every utterance's audio as its recognizer was fed it (one array
+    per feed call), for tests of what reaches the recognizer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fed: list[list[Int16Array]] = []
+
+    def recognizer(self) -> Recognizer:
+        engine = self
+
+        class Recording(ScriptedRecognizer):
+            async def start_utterance(self) -> None:
+                engine.fed.append([])
+                await super().start_utterance()
+
+            async def feed(self, pcm: Int16Array) -> str | None:
+                engine.fed[-1].append(pcm.copy())
+                return await super().feed(pcm)
+
+        return Recording(self)
