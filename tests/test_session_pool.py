@@ -40,6 +40,13 @@ async def realtime_refused(port: int) -> str:
         return str((await next_event(ws, "error"))["error"]["code"])
 
 
+async def call_refused(port: int) -> int | None:
+    """A Twilio call's close code (1008: refused at its start)."""
+    async with call(port, TWILIO) as sim:
+        await sim.closed.wait()
+    return sim.log.closed_code
+
+
 def telephony(server: DemoServer) -> TelephonyServer:
     tel = server.app.extensions[EXTENSION]
     assert isinstance(tel, TelephonyServer)
@@ -61,9 +68,7 @@ async def test_a_realtime_connection_takes_the_slot_of_ws_and_calls() -> None:
             async with open_websocket_url(f"ws://127.0.0.1:{port}/v1/realtime") as held:
                 await next_event(held, "session.created")
                 assert await ws_refused(port) == ("server_busy", 1013)
-                async with call(port, TWILIO) as sim:
-                    await sim.closed.wait()
-                assert sim.log.closed_code == 1008
+                assert await call_refused(port) == 1008
     assert server.sessions.stats.refused == {"server_busy": 1}
     assert tel.stats.refused == {"server_busy": 1}
 
@@ -74,9 +79,7 @@ async def test_a_ws_session_takes_the_slot_of_realtime_and_calls() -> None:
     with trio.fail_after(HANG_GUARD):
         async with running(server) as port, connect(port, SessionStart(16000)):
             assert await realtime_refused(port) == "server_busy"
-            async with call(port, TWILIO) as sim:
-                await sim.closed.wait()
-            assert sim.log.closed_code == 1008
+            assert await call_refused(port) == 1008
     assert server.realtime.stats.refused == {"server_busy": 1}
     assert tel.stats.refused == {"server_busy": 1}
 
