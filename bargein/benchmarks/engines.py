@@ -117,6 +117,22 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
             turn, "speech_end_to_audio_out_first_ms", "p95"
         )
         rows[family]["smart_turn_cut_offs"] = get(turn, "cut_offs")
+        presets = get(result, "end_of_turn", family, "preset") or {}
+        if presets:
+            rows[family]["presets"] = {
+                name: {
+                    "speech_end_to_audio_out_first_ms_p50": get(
+                        row, "speech_end_to_audio_out_first_ms", "p50"
+                    ),
+                    "speech_end_to_audio_out_first_ms_p95": get(
+                        row, "speech_end_to_audio_out_first_ms", "p95"
+                    ),
+                    "cut_offs": get(row, "cut_offs"),
+                    "sentences": get(row, "sentences"),
+                    "stt_batch_ms": get(row, "session", "stt_batch_ms"),
+                }
+                for name, row in presets.items()
+            }
     rows["smart_turn_decision_cpu_ms_p50"] = get(result, "end_of_turn", "decision", "cpu_ms", "p50")
     rows["wer_files"] = [n for n, ref in RECORDINGS.items() if ref is not None]
     return rows
@@ -161,7 +177,16 @@ def _print_human(result: dict[str, Any]) -> None:
         print(f"  VAD endpointing silence (stop_ms) {v2v['vad_stop_ms']} ms on top of the first")
 
 
-def main(argv: list[str]) -> int:
+def _presets(text: str) -> list[str]:
+    from bargein.benchmarks.engines_turn import preset_names
+
+    try:
+        return preset_names(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bargein bench engines", description="Costs of the embedded STT and TTS engines."
     )
@@ -182,6 +207,22 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="only the end_of_turn section (Smart Turn vs silence endpointing)",
     )
+    parser.add_argument(
+        "--policy",
+        type=_presets,
+        default=[],
+        metavar="PRESET[,PRESET...]",
+        help="end_of_turn: also run the sessions once per preset, applied as `bargein run "
+        "--policy` applies it (its policy, VAD and session fields, stt_batch_ms included; "
+        "each model decision charged its measured time), under end_of_turn.FAMILY.preset."
+        "PRESET; without it only the silence and smart_turn rows (the confirm policy, 100 ms "
+        "STT batches, only the VAD differs)",
+    )
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     from bargein.engines.neural import engines_for, neural_available
 
@@ -199,7 +240,7 @@ def main(argv: list[str]) -> int:
 
         only: dict[str, Any] = {
             "benchmark": "engines",
-            "end_of_turn": bench_end_of_turn(families, args.audio_dir, args.files),
+            "end_of_turn": bench_end_of_turn(families, args.audio_dir, args.files, args.policy),
         }
         only["summary"] = summary(only)
         print(json.dumps(only if args.json else only["summary"]))
@@ -217,7 +258,9 @@ def main(argv: list[str]) -> int:
         if args.audio_dir.is_dir():
             from bargein.benchmarks.engines_turn import bench_end_of_turn
 
-            result["end_of_turn"] = bench_end_of_turn(families, args.audio_dir, args.files)
+            result["end_of_turn"] = bench_end_of_turn(
+                families, args.audio_dir, args.files, args.policy
+            )
     result["summary"] = summary(result)
     if args.json:
         json.dump(result, sys.stdout)

@@ -4,6 +4,7 @@ the virtual clock (voice to voice, endpoint to final)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -15,11 +16,11 @@ import numpy as np
 import trio
 import trio.testing
 
-from bargein.actors.vad import VadConfig
 from bargein.engines.base import Engines, TtsChunk, TtsEngine
 from bargein.engines.embedded.local_planner import STORY
 from bargein.runtime.events import Event, EventType
 from bargein.runtime.messages import Int16Array
+from bargein.session_config import SessionConfig
 from bargein.stats import nearest_rank
 from bargein.wavio import read_wav
 
@@ -168,7 +169,7 @@ def voice_to_voice(
     engines: Engines,
     audio_dir: Path,
     files: Sequence[str] | None = None,
-    vad: VadConfig | None = None,
+    config: SessionConfig | None = None,
 ) -> dict[str, Any] | None:
     """End of user speech → first assistant audio out, over whole sessions on the recordings.
 
@@ -176,13 +177,13 @@ def voice_to_voice(
     by its own endpointing rather than at the end of the file) is run through `converse` on the
     virtual clock with inline compute: every engine call (STT decode and final, planner, TTS) is
     charged to the session clock with its measured duration, so each figure is a subtraction of
-    two stamped events of the trace. `vad` replaces the session's VAD config (e.g. the learned
-    end of turn); each file's `stops` list every end of speech the VAD decided. None when the
+    two stamped events of the trace. `config` is the session's configuration (default
+    `SessionConfig()`; e.g. a preset applied to it), run with `compute="inline"` whatever it
+    says; each file's `stops` list every end of speech the VAD decided. None when the
     recordings are missing.
     """
     from bargein.filerun import converse
     from bargein.run_report import analyse
-    from bargein.session import SessionConfig
     from bargein.testing.audio import silence
 
     if not audio_dir.is_dir():
@@ -190,7 +191,7 @@ def voice_to_voice(
     names = [n for n in (files or RECORDINGS) if (audio_dir / n).is_file()]
     if not names:
         return None
-    config = SessionConfig(compute="inline", vad=vad or VadConfig())
+    config = dataclasses.replace(config or SessionConfig(), compute="inline")
 
     async def warm() -> None:
         # Model loads are one-offs, not part of any turn's latency.
@@ -277,6 +278,18 @@ def voice_to_voice(
         "endpointing_ms": stats_ms(endpointing),
         "vad_stop_ms": config.vad.stop_ms,
         "end_of_turn": config.vad.end_of_turn,
+        "session": {
+            "preset": config.preset,
+            "stt_batch_ms": config.stt_batch_ms,
+            "policy_mode": config.policy.mode,
+            "overlap_action": config.policy.overlap_action,
+            "classifier": config.policy.classifier,
+            "side_talk": config.policy.side_talk,
+            "echo_cancel": config.echo_cancel,
+            "turn_check_ms": config.vad.turn_check_ms,
+            "turn_max_ms": config.vad.turn_max_ms,
+            "turn_charge_ms": config.vad.turn_charge_ms,
+        },
         "note": (
             "speech_stopped_to_audio_out_first is measured from the VAD's end-of-speech decision "
             "(speech_stopped.t) to the first reply frame handed to the transport "

@@ -10,7 +10,10 @@ bench engines` (section `end_of_turn`):
 - natural speech: the AMI meeting's close-talk tracks (spontaneous speech, hesitations), the VAD
   and the model alone (verdicts applied as they are asked, so decisions only, no latency): ends
   decided inside a speaker's long turn (by the `.rttm`) for several check silences, beside
-  silence endpointing.
+  silence endpointing;
+- with `--policy A,B`: the same sessions once per named preset, applied by `Preset.apply` as the
+  runtime applies it (policy, VAD and session fields, `stt_batch_ms` included), under
+  `preset.NAME` beside the two rows above (which keep `SessionConfig()`'s defaults).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from bargein.benchmarks.engines_common import (
     voice_to_voice,
     word_error_rate,
 )
+from bargein.presets import preset
+from bargein.session_config import SessionConfig
 
 # Sentences of the recordings that hold more than one (media s, from the audio README); every
 # other recording is one sentence ending at its last end of speech.
@@ -49,11 +54,37 @@ CUT_OFF_RULE = (
 
 
 def smart_turn_vad() -> VadConfig:
-    """The VAD of the `smart_turn` preset (the field defaults until the preset exists)."""
-    from bargein.presets import PRESETS
+    """The VAD of the `smart_turn` preset, each decision charged its measured time."""
+    return dataclasses.replace(preset("smart_turn").vad_config(), turn_charge_ms=None)
 
-    preset = PRESETS.get("smart_turn")
-    return preset.vad_config() if preset is not None else VadConfig(end_of_turn="smart_turn")
+
+def baseline_configs() -> dict[str, SessionConfig]:
+    """The rows measured since the learned end of turn landed: `SessionConfig()`'s defaults
+    (the `confirm` policy, 100 ms STT batches) with only the VAD changed."""
+    return {
+        "silence": SessionConfig(vad=VadConfig()),
+        "smart_turn": SessionConfig(vad=smart_turn_vad()),
+    }
+
+
+def preset_config(name: str) -> SessionConfig:
+    """The session `bargein run --policy NAME` runs: the preset applied by `Preset.apply` (its
+    policy, VAD and session fields, `stt_batch_ms` included), except that a learned end of turn
+    is charged its measured time (`turn_charge_ms=None`: a latency benchmark measures the
+    model, it does not assume its cost)."""
+    config = preset(name).apply(SessionConfig())
+    return dataclasses.replace(config, vad=dataclasses.replace(config.vad, turn_charge_ms=None))
+
+
+def preset_names(text: str) -> list[str]:
+    """`--policy A,B`: preset names, each checked against the catalogue (ValueError names
+    the presets)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError("name at least one preset")
+    for name in names:
+        preset(name)
+    return names
 
 
 def bench_decision(recordings: dict[str, Any], passes: int = 3) -> dict[str, Any]:
@@ -212,8 +243,10 @@ def natural_speech(audio_dir: Path, checks: Sequence[int]) -> dict[str, Any]:
     return out
 
 
-def sessions(engines: Any, audio_dir: Path, files: Sequence[str], vad: VadConfig) -> dict[str, Any]:
-    v2v = voice_to_voice(engines, audio_dir, files, vad)
+def sessions(
+    engines: Any, audio_dir: Path, files: Sequence[str], config: SessionConfig
+) -> dict[str, Any]:
+    v2v = voice_to_voice(engines, audio_dir, files, config)
     if v2v is None:
         return {"skipped": f"no recordings at {audio_dir}"}
     ends = [s["end_of_turn"] for f in v2v["files"] for s in f["stops"]]
@@ -223,6 +256,7 @@ def sessions(engines: Any, audio_dir: Path, files: Sequence[str], vad: VadConfig
         if (ref := RECORDINGS.get(f["file"])) is not None
     }
     return {
+        "session": v2v["session"],
         "turns": v2v["turns"],
         "speech_end_to_speech_stopped_ms": v2v["endpointing_ms"],
         "speech_end_to_audio_out_first_ms": v2v["speech_offset_to_audio_out_first_ms"],
@@ -244,10 +278,30 @@ def sessions(engines: Any, audio_dir: Path, files: Sequence[str], vad: VadConfig
     }
 
 
-def bench_end_of_turn(
-    families: Sequence[str], audio_dir: Path, files: Sequence[str] | None = None
+def family_sessions(
+    engines: Any, audio_dir: Path, files: Sequence[str], presets: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Silence endpointing vs the learned end of turn, whole sessions per family."""
+    """One engine family's rows: `baseline_configs()`'s, then `preset` with one row per named
+    preset (`preset_config`)."""
+    out: dict[str, Any] = {
+        label: sessions(engines, audio_dir, files, config)
+        for label, config in baseline_configs().items()
+    }
+    if presets:
+        out["preset"] = {
+            name: sessions(engines, audio_dir, files, preset_config(name)) for name in presets
+        }
+    return out
+
+
+def bench_end_of_turn(
+    families: Sequence[str],
+    audio_dir: Path,
+    files: Sequence[str] | None = None,
+    presets: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Silence endpointing vs the learned end of turn, whole sessions per family; and the
+    named presets as the runtime applies them."""
     from bargein.decide.smart_turn import unavailable_reason
     from bargein.engines.neural import engines_for
 
@@ -255,9 +309,7 @@ def bench_end_of_turn(
     if reason is not None:
         return {"skipped": reason}
     names = [n for n in (files or RECORDINGS) if (audio_dir / n).is_file()]
-    # Latency figures: each decision charged its measured time, not the preset's fixed charge
-    # (which makes `bargein run` repeatable but would put a constant in place of the cost).
-    smart = dataclasses.replace(smart_turn_vad(), turn_charge_ms=None)
+    smart = smart_turn_vad()
     out: dict[str, Any] = {
         "decision": bench_decision({n: read_pcm(audio_dir / n) for n in names}),
         "knobs": {
@@ -271,12 +323,12 @@ def bench_end_of_turn(
         "clock": "virtual (MockClock), compute inline: every engine call and every model "
         "decision charged with its measured wall time (turn_charge_ms None, not the preset's "
         "fixed charge)",
+        "rows": "silence, smart_turn: SessionConfig() (the confirm policy, 100 ms STT batches) "
+        "with only the VAD changed; preset.NAME: Preset.apply(SessionConfig()) as `bargein run "
+        "--policy NAME` runs it (policy, VAD and session fields), turn_charge_ms None",
     }
     out["natural_speech"] = natural_speech(audio_dir, (100, smart.turn_check_ms, 200))
     for family in families:
         engines = engines_for(family, wait=True)()
-        out[family] = {
-            "silence": sessions(engines, audio_dir, names, VadConfig()),
-            "smart_turn": sessions(engines, audio_dir, names, smart),
-        }
+        out[family] = family_sessions(engines, audio_dir, names, presets)
     return out
