@@ -14,6 +14,7 @@ import trio.testing
 from bargein.actors.egress import AudioStarted, Egress
 from bargein.actors.playout import PlayoutCursor
 from bargein.actors.tts import TurnAudio, _FrameSink
+from bargein.actors.turn_feed import FrameBuffer, FrameRun
 from bargein.engines.base import Engines
 from bargein.runtime.broadcast import DropOldestQueue
 from bargein.runtime.bus import EventBus
@@ -158,12 +159,13 @@ async def test_tts_refills_a_full_feed_a_few_frames_at_a_time(
     buffer_frames, n = 8, 40
     egress, started = _egress(transport, buffer_frames)
 
-    async def tts(feed_send: trio.MemorySendChannel[OutFrame]) -> None:
+    async def tts(feed_send: FrameBuffer) -> None:
         cursor = PlayoutCursor(1, 16000)
         sink = _FrameSink(TurnAudio(1, 16000, 16000, FRAME), feed_send,
                           cursor, EventBus("s", trio.current_time()), feed.wait_room)
         async with feed_send:
-            await sink.send_frames(_frames(n))
+            await sink.send_run(FrameRun(1, np.repeat(np.arange(n, dtype=np.int16), FRAME),
+                                         0, FRAME))
         assert cursor.synthesized == n * FRAME
 
     async with trio.open_nursery() as nursery:

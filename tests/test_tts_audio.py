@@ -5,14 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 from bargein.actors.tts import TurnAudio
+from bargein.actors.turn_feed import FrameRun
 from bargein.engines.base import TtsChunk, WordStart
+from bargein.runtime.messages import OutFrame
+
+
+def cut(run: FrameRun | None) -> list[OutFrame]:
+    """A run's frames, cut as egress takes them."""
+    frames = []
+    while run is not None and run.count:
+        frames.append(run.cut())
+    return frames
 
 
 def frames_of_words(audio: TurnAudio, chunks: list[TtsChunk], text: str) -> dict[str, int]:
     audio.begin_sentence(0, text)
-    frames = [f for c in chunks for f in audio.push(c)]
+    frames = [f for c in chunks for f in cut(audio.push(c))]
     audio.end_sentence()
-    frames += audio.finish()
+    frames += cut(audio.finish())
     assert [f.start for f in frames] == [320 * i for i in range(len(frames))]
     return {w.text: i for i, f in enumerate(frames) for w in f.words}
 
@@ -41,9 +51,9 @@ def test_marks_are_placed_on_the_output_timeline_after_resampling() -> None:
     audio = TurnAudio(turn=1, in_rate=8000, out_rate=16000, frame_samples=320)
     audio.begin_sentence(0, "aa bb")
     marks = (WordStart("aa", 0), WordStart("bb", 400))
-    frames = audio.push(TtsChunk(np.ones(800, np.int16), marks))
+    frames = cut(audio.push(TtsChunk(np.ones(800, np.int16), marks)))
     audio.end_sentence()
-    frames += audio.finish()
+    frames += cut(audio.finish())
     words = [w for f in frames for w in f.words]
     delay = audio._delay
     assert [(w.text, w.start, w.end) for w in words] == [

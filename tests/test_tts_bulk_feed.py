@@ -1,4 +1,4 @@
-"""TTS puts a chunk's frames into the turn's feed in one call (`FrameBuffer.send_many_nowait`):
+"""TTS puts a chunk's frames into the turn's feed in one call (`FrameBuffer.send_run_nowait`):
 as many as fit, in order; the frame that does not fit waits for room as before, and the turn's
 `synthesized` count is what the frame-by-frame loop counted (a frame counts once it is tried,
 so a turn cut while TTS waits for room reports the frame it held). The scripted voice's chunks
@@ -13,7 +13,7 @@ import trio.testing
 
 from bargein.actors.playout import PlayoutCursor
 from bargein.actors.tts import TurnAudio, _FrameSink
-from bargein.actors.turn_feed import FrameBuffer
+from bargein.actors.turn_feed import FrameBuffer, FrameRun
 from bargein.engines.base import TtsChunk
 from bargein.runtime.bus import EventBus
 from bargein.runtime.messages import OutFrame
@@ -22,13 +22,12 @@ from bargein.testing.scripted import ScriptedTts
 FRAME = 320
 
 
-def _frames(n: int) -> list[OutFrame]:
-    return [OutFrame(1, np.full(FRAME, k, np.int16), k * FRAME) for k in range(n)]
+def _run(n: int) -> FrameRun:
+    return FrameRun(1, np.repeat(np.arange(n, dtype=np.int16), FRAME), 0, FRAME)
 
 
 async def test_as_many_as_fit_go_in_order_and_the_reader_is_woken() -> None:
     buffer = FrameBuffer(4)
-    frames = _frames(6)
     got: list[OutFrame] = []
 
     async def reader() -> None:
@@ -37,18 +36,23 @@ async def test_as_many_as_fit_go_in_order_and_the_reader_is_woken() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)
         await trio.testing.wait_all_tasks_blocked()
-        assert buffer.send_many_nowait(frames, 1) == 4  # frames 1-4; 5 does not fit
-    assert got == [frames[1]]
-    assert buffer.send_many_nowait(frames, 5) == 1
-    assert buffer.send_many_nowait(frames, 5) == 0  # full
-    assert [buffer.take_nowait() for _ in range(4)] == frames[2:6]
+        rest = buffer.send_run_nowait(_run(6))  # frames 0-3; 4 and 5 do not fit
+    assert rest is not None and rest.count == 2 and rest.start == 4 * FRAME
+    assert [f.start for f in got] == [0]
+    last = rest.split(1)
+    assert buffer.send_run_nowait(rest) is None  # frame 4
+    assert buffer.send_run_nowait(last) is last  # full: nothing went in
+    taken = [buffer.take_nowait() for _ in range(4)]
+    assert [(f.start, int(f.pcm[0])) for f in taken if f is not None] == [
+        (k * FRAME, k) for k in range(1, 5)
+    ]
     buffer.close()
     with pytest.raises(trio.ClosedResourceError):
-        buffer.send_many_nowait(frames, 0)
+        buffer.send_run_nowait(_run(1))
     released = FrameBuffer(4)
     released.release()
     with pytest.raises(trio.BrokenResourceError):
-        released.send_many_nowait(frames, 0)
+        released.send_run_nowait(_run(1))
 
 
 async def test_a_chunk_beyond_the_room_waits_and_counts_as_the_frame_loop_did(

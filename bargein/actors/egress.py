@@ -381,9 +381,7 @@ class Egress:
         await trio.sleep_until(start + len(pcm) / self.rate)
 
     async def _clear(self, feed: TurnFeed) -> None:
-        dropped = len(feed.frames)
-        while feed.frames.take_nowait() is not None:
-            pass
+        dropped = feed.frames.drop_all()  # (never cut into frames)
         feed.cursor.frames_dropped += dropped
         self.frames_dropped += dropped
         self.clears += 1

@@ -1,5 +1,8 @@
 """The TTS stage of a turn: synthesize sentence by sentence, convert to the output rate, cut into
-fixed frames and place each spoken word on the turn's output timeline."""
+fixed frames and place each spoken word on the turn's output timeline.
+
+A chunk's whole frames go to the turn's feed as one `FrameRun`; egress cuts each frame when it
+takes it (`turn_feed.FrameBuffer`), so frames dropped unplayed at a barge-in are never built."""
 
 from __future__ import annotations
 
@@ -12,17 +15,20 @@ from bargein.dsp import Framer, Resampler
 from bargein.engines.base import TtsChunk, TtsEngine
 from bargein.runtime.bus import EventBus
 from bargein.runtime.events import EventType
-from bargein.runtime.messages import Int16Array, OutFrame, WordMark
+from bargein.runtime.messages import Int16Array, WordMark
 
 from .playout import PlayoutCursor
-from .turn_feed import FrameBuffer
+from .turn_feed import FrameBuffer, FrameRun
 
 
 class TurnAudio:
-    """Pure: engine chunks in, output frames out, each frame carrying the words that end in it.
+    """Pure: engine chunks in, runs of output frames out (`FrameRun`: a chunk's whole frames,
+    cut one by one when taken), each frame carrying the words that end in it.
 
     A word spans from its start to the next word's start (the last to the sentence's end), and
-    rides on the frame that holds its end, so "sent" words are words sent whole.
+    rides on the frame that holds its end, so "sent" words are words sent whole. A word rides
+    on a frame of the first run given out after its end is known (the next word's start, or
+    the sentence's end) that reaches its end.
     """
 
     def __init__(self, turn: int, in_rate: int, out_rate: int, frame_samples: int) -> None:
@@ -48,7 +54,7 @@ class TurnAudio:
         self._next_token = 0
         self._open = None
 
-    def push(self, chunk: TtsChunk) -> list[OutFrame]:
+    def push(self, chunk: TtsChunk) -> FrameRun | None:
         for word in chunk.words:
             # Engines may split a token ("1984" → several words): extra starts are ignored, so the
             # marks always spell the sentence's own text.
@@ -59,7 +65,7 @@ class TurnAudio:
                 self._next_token += 1
         self._in_total += len(chunk.pcm)
         pcm = self._resampler.process_int16(chunk.pcm) if self._resampler else chunk.pcm
-        return self._frames(self._framer.push(pcm))
+        return self._run(self._framer.push_whole(pcm))
 
     def end_sentence(self) -> None:
         end = self._to_out(self._in_total)
@@ -84,33 +90,28 @@ class TurnAudio:
             )
             self._open = None
 
-    def finish(self) -> list[OutFrame]:
+    def finish(self) -> FrameRun | None:
         pcm: Int16Array = np.zeros(0, np.int16)
         if self._resampler is not None:
             pcm = self._resampler.flush_int16()
-        frames = self._framer.push(pcm)
-        last = self._framer.flush(pad=True)
-        if last is not None:
-            frames.append(last)
-        out = self._frames(frames)
-        if self._ready and not out:
+        parts = [p for p in (self._framer.push_whole(pcm), self._framer.flush(pad=True))
+                 if p is not None]
+        if not parts:
+            if not self._ready:
+                return None
             # The audio ended on a frame boundary: a short silence carries the last words.
-            out = self._frames([np.zeros(self._frame_samples, np.int16)])
-        if self._ready and out:
+            parts = [np.zeros(self._frame_samples, np.int16)]
+        run = self._run(parts[0] if len(parts) == 1 else np.concatenate(parts))
+        assert run is not None
+        if self._ready:
             # Marks past the audio's end (rounding, filter delay) belong to the last frame.
-            f = out[-1]
-            out[-1] = OutFrame(
-                f.turn,
-                f.pcm,
-                f.start,
-                f.words
-                + tuple(
-                    WordMark(w.text, min(w.start, f.end), f.end, w.sentence, w.ends_sentence)
-                    for w in self._ready
-                ),
-            )
+            end = run.start + len(run.pcm)
+            run.words = (run.words or []) + [
+                WordMark(w.text, min(w.start, end), end, w.sentence, w.ends_sentence)
+                for w in self._ready
+            ]
             self._ready = []
-        return out
+        return run
 
     def _to_out(self, in_sample: int) -> int:
         return round(in_sample * self._ratio) + self._delay
@@ -124,22 +125,21 @@ class TurnAudio:
         total = sum(len(t) + 1 for t in self._tokens)
         return [base + int((end - base) * w / total) for w in weights]
 
-    def _frames(self, chunks: list[Int16Array]) -> list[OutFrame]:
-        frames = []
-        turn, ready = self.turn, self._ready
-        for pcm in chunks:
-            start = self._emitted
-            self._emitted = emitted = start + len(pcm)
-            if not ready or ready[0].end > emitted:  # (most frames end no word)
-                frames.append(OutFrame(turn, pcm, start))
-                continue
-            n = 1
-            while n < len(ready) and ready[n].end <= emitted:
-                n += 1
-            words, ready = tuple(ready[:n]), ready[n:]
-            frames.append(OutFrame(turn, pcm, start, words))
-        self._ready = ready
-        return frames
+    def _run(self, pcm: Int16Array | None) -> FrameRun | None:
+        """Whole frames as a run, with the marks known now that end within it (the frame that
+        reaches a mark's end carries it: `FrameRun.cut`)."""
+        if pcm is None:
+            return None
+        start = self._emitted
+        self._emitted = emitted = start + len(pcm)
+        ready = self._ready
+        if not ready or ready[0].end > emitted:  # (most chunks end no word)
+            return FrameRun(self.turn, pcm, start, self._frame_samples)
+        n = 1
+        while n < len(ready) and ready[n].end <= emitted:
+            n += 1
+        self._ready = ready[n:]
+        return FrameRun(self.turn, pcm, start, self._frame_samples, ready[:n])
 
 
 class _FrameSink:
@@ -164,12 +164,12 @@ class _FrameSink:
         if self._first and len(chunk.pcm):
             self._first = False
             self._bus.emit(EventType.TTS_FIRST_AUDIO, self._audio.turn)
-        frames = self._audio.push(chunk)
-        if not frames:
+        run = self._audio.push(chunk)
+        if run is None:
             await trio.lowlevel.checkpoint_if_cancelled()
-        await self.send_frames(frames)
+        await self.send_run(run)
 
-    async def send_frames(self, frames: list[OutFrame]) -> None:
+    async def send_run(self, run: FrameRun | None) -> None:
         # Frames go in without yielding while the feed has room; a full feed (TTS ahead of
         # playout by the buffer) makes it wait. A schedule point after a chunk only while egress
         # is short of frames (fewer than a refill queued before it: the first chunk, an
@@ -177,29 +177,33 @@ class _FrameSink:
         # without awaiting (a cached or scripted voice) fills the feed in one step instead of a
         # task step per chunk, and a live engine's own awaits are its schedule points.
         await trio.lowlevel.checkpoint_if_cancelled()
-        buffer, cursor = self._frames, self._cursor
+        if run is None:
+            return
+        buffer, cursor, size = self._frames, self._cursor, run.size
         short = len(buffer) < buffer.refill
         waited = False
-        i, total = 0, len(frames)
-        while i < total:
-            n = buffer.send_many_nowait(frames, i)  # as many as fit, in one call
-            cursor.synthesized += sum(len(f.pcm) for f in frames[i : i + n])
-            i += n
-            if i == total:
+        while run.count:
+            count = run.count
+            rest = buffer.send_run_nowait(run)  # as many frames as fit, in one call
+            if rest is None:
+                cursor.synthesized += count * size
                 break
-            frame = frames[i]  # it does not fit: counted as synthesized before the wait
-            cursor.synthesized += len(frame.pcm)
+            cursor.synthesized += (count - rest.count) * size
+            # Its first frame does not fit: counted as synthesized before the wait.
+            cursor.synthesized += size
             waited = True
-            i += 1
+            one, run = rest, (rest.split(1) if rest.count > 1 else None)
             if self._room is not None:  # egress wakes us once it has taken a few frames
                 await self._room()
                 try:
-                    buffer.send_nowait(frame)
-                    continue
+                    buffer.send_nowait(one)
                 except trio.WouldBlock:
-                    pass
-            await buffer.send(frame)
-        if frames and short and not waited:
+                    await buffer.send(one)
+            else:
+                await buffer.send(one)
+            if run is None:
+                break
+        if short and not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
 
@@ -224,4 +228,4 @@ async def run_tts(
             audio.begin_sentence(index, sentence)
             await engine.synthesize(sentence, sink)
             audio.end_sentence()
-        await sink.send_frames(audio.finish())
+        await sink.send_run(audio.finish())

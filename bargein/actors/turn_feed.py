@@ -9,6 +9,11 @@ rest. Its contract is the channel's where the turn relies on it: `send_nowait` r
 `trio.ClosedResourceError` after the writer's `close`; the reader sees `trio.EndOfChannel` once
 the writer closed and the frames are taken. A full buffer is refilled in steps (`wait_room`):
 the writer waits until egress has taken `refill` frames, not a wake-up per frame played.
+
+TTS puts its audio in as `FrameRun`s: a synthesized chunk's whole frames in one array, not cut
+into frames yet. A frame is cut (a view and its `OutFrame`) only when egress takes it, so the
+frames a barge-in drops unplayed are never built: a turn synthesizes its buffer (2 s) ahead and
+plays about a fifth of it before the next words cut it. The buffer counts frames either way.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import NamedTuple
 import trio
 
 from bargein.dsp.duck import Ducker
-from bargein.runtime.messages import OutFrame
+from bargein.runtime.messages import Int16Array, OutFrame, WordMark
 
 from .playout import PlayoutCursor
 
@@ -37,16 +42,73 @@ class FeedStatistics(NamedTuple):
     current_buffer_used: int
 
 
+class FrameRun:
+    """`count` whole output frames of `size` samples of a turn, from turn sample `start`, in one
+    array, cut one at a time (`cut`). `words` are the marks that ride on these frames, in order:
+    each goes on the first frame whose end reaches the mark's end, as a frame built at once
+    would carry it (`TurnAudio` gives a run only the marks that end within it)."""
+
+    __slots__ = ("_next", "_word", "count", "pcm", "size", "start", "turn", "words")
+
+    def __init__(
+        self, turn: int, pcm: Int16Array, start: int, size: int,
+        words: list[WordMark] | None = None,
+    ) -> None:
+        self.turn = turn
+        self.pcm = pcm
+        self.start = start
+        self.size = size
+        self.count = len(pcm) // size  # frames not cut yet
+        self.words = words
+        self._next = 0  # samples of `pcm` cut already
+        self._word = 0  # marks of `words` given to a frame already
+
+    def cut(self) -> OutFrame:
+        """The next frame (a view of the run's array); the caller checks `count` first."""
+        i, size = self._next, self.size
+        self._next = j = i + size
+        self.count -= 1
+        pcm = self.pcm[i:j]
+        start = self.start + i
+        words = self.words
+        if words is None:
+            return OutFrame(self.turn, pcm, start)
+        end, w, n = start + size, self._word, len(words)
+        if w == n or words[w].end > end:  # (most frames end no word)
+            return OutFrame(self.turn, pcm, start)
+        k = w + 1
+        while k < n and words[k].end <= end:
+            k += 1
+        self._word = k
+        return OutFrame(self.turn, pcm, start, tuple(words[w:k]))
+
+    def split(self, frames: int) -> FrameRun:
+        """Keep the first `frames` frames here; the rest (and their marks) as a new run."""
+        at = self._next + frames * self.size
+        rest_words = None
+        if self.words is not None:
+            # The marks the kept frames would carry stay; cut by the same rule.
+            end, words, k = self.start + at, self.words, self._word
+            while k < len(words) and words[k].end <= end:
+                k += 1
+            rest_words = words[k:] or None
+            self.words = words[:k]
+        rest = FrameRun(self.turn, self.pcm[at:], self.start + at, self.size, rest_words)
+        self.count = frames
+        return rest
+
+
 class FrameBuffer:
     __slots__ = (
-        "_filling", "_items", "_reader", "_taken", "capacity", "refill", "released",
+        "_filling", "_frames", "_items", "_reader", "_taken", "capacity", "refill", "released",
         "writer_closed",
     )
 
     def __init__(self, capacity: int, refill: int = 1) -> None:
         self.capacity = max(1, capacity)
         self.refill = max(1, refill)
-        self._items: deque[OutFrame] = deque()
+        self._items: deque[OutFrame | FrameRun] = deque()
+        self._frames = 0  # frames queued (a run counts its frames not cut yet)
         self._reader: trio.lowlevel.Task | None = None
         self._filling = trio.lowlevel.ParkingLot()
         self._taken = 0
@@ -55,43 +117,48 @@ class FrameBuffer:
 
     # -- the writer (the turn's TTS) ---------------------------------------------------------
 
-    def send_nowait(self, frame: OutFrame) -> None:
-        if self.released:
-            raise trio.BrokenResourceError("egress let go of the turn")
-        if self.writer_closed:
-            raise trio.ClosedResourceError("the turn's audio has ended")
-        items = self._items
-        if len(items) >= self.capacity:
+    def send_nowait(self, item: OutFrame | FrameRun) -> None:
+        """Put in a frame, or a run whole (`trio.WouldBlock` unless all of it fits)."""
+        self._check_open()
+        n = item.count if type(item) is FrameRun else 1
+        if self._frames + n > self.capacity:
             raise trio.WouldBlock
-        items.append(frame)
-        reader = self._reader
-        if reader is not None:
-            self._reader = None
-            trio.lowlevel.reschedule(reader)
+        self._put(item, n)
 
-    def send_many_nowait(self, frames: list[OutFrame], start: int) -> int:
-        """`send_nowait` for `frames[start:]`, as many as fit: how many went in (0: full)."""
+    def send_run_nowait(self, run: FrameRun) -> FrameRun | None:
+        """As many of `run`'s frames as fit, in one call: None if all went in, else the run of
+        the frames that did not fit (all of it when the buffer is full)."""
+        self._check_open()
+        room = self.capacity - self._frames
+        if room <= 0:
+            return run
+        rest = run.split(room) if run.count > room else None
+        self._put(run, run.count)
+        return rest
+
+    def _check_open(self) -> None:
         if self.released:
             raise trio.BrokenResourceError("egress let go of the turn")
         if self.writer_closed:
             raise trio.ClosedResourceError("the turn's audio has ended")
-        items = self._items
-        n = min(len(frames) - start, self.capacity - len(items))
-        if n <= 0:
-            return 0
-        items.extend(frames[start : start + n])
+
+    def _put(self, item: OutFrame | FrameRun, frames: int) -> None:
+        if not frames:
+            return
+        self._items.append(item)
+        self._frames += frames
         reader = self._reader
         if reader is not None:
             self._reader = None
             trio.lowlevel.reschedule(reader)
-        return n
 
-    async def send(self, frame: OutFrame) -> None:
-        """Put `frame` in, waiting for room (a schedule point either way)."""
+    async def send(self, item: OutFrame | FrameRun) -> None:
+        """Put `item` in (a frame, or a run whole), waiting for room (a schedule point either
+        way)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
-                self.send_nowait(frame)
+                self.send_nowait(item)
             except trio.WouldBlock:
                 await self.wait_room()
                 continue
@@ -133,12 +200,28 @@ class FrameBuffer:
         self._taken += 1
         if self._taken >= self.refill and self._filling:
             self._filling.unpark_all()
-        return items.popleft()
+        self._frames -= 1
+        head = items[0]
+        if type(head) is OutFrame:
+            items.popleft()
+            return head
+        assert type(head) is FrameRun
+        frame = head.cut()
+        if not head.count:
+            items.popleft()
+        return frame
+
+    def drop_all(self) -> int:
+        """Egress drops what is queued (a stopped turn): how many frames, none of them cut."""
+        dropped = self._frames
+        self._items.clear()
+        self._frames = 0
+        return dropped
 
     @property
     def ended(self) -> bool:
         """The writer closed and every frame was taken."""
-        return self.writer_closed and not self._items
+        return self.writer_closed and not self._frames
 
     async def take(self) -> OutFrame:
         """Wait for the next frame (one schedule point); `trio.EndOfChannel` at the end."""
@@ -163,10 +246,10 @@ class FrameBuffer:
         self._filling.unpark_all()
 
     def statistics(self) -> FeedStatistics:
-        return FeedStatistics(0 if self.writer_closed else 1, len(self._items))
+        return FeedStatistics(0 if self.writer_closed else 1, self._frames)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._frames
 
     def _wake_reader(self) -> None:
         reader = self._reader

@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 _INT16 = np.dtype(np.int16)
+_EMPTY: NDArray[np.int16] = np.zeros(0, np.int16)  # (never written to)
 
 
 def frame_samples(rate: int, ms: float) -> int:
@@ -68,6 +69,36 @@ class Framer:
         self.frames_out += k
         self.samples_out += k * n
         return frames
+
+    def push_whole(self, x: NDArray[np.int16]) -> NDArray[np.int16] | None:
+        """`push`, with the full frames now available as one fresh array (their samples in
+        order, ``k * frame_samples`` of them), or None if there is none yet: for a consumer that
+        cuts frames only when it needs them (TTS's output, most of which a barge-in drops)."""
+        a = x if type(x) is np.ndarray else np.asarray(x)
+        if a.dtype != _INT16:
+            raise TypeError(f"Framer takes int16 samples, got {a.dtype}")
+        if a.ndim != 1:
+            raise ValueError(f"Framer takes 1-D (mono) chunks, got shape {a.shape}")
+        n = self.frame_samples
+        size = int(a.shape[0])
+        self.samples_in += size
+        rest = self._rest
+        have = int(rest.shape[0]) + size
+        k = have // n
+        if not k:
+            self._rest = np.concatenate((rest, a)) if rest.shape[0] else a.copy()
+            return None
+        whole = k * n
+        if rest.shape[0]:
+            buf = np.concatenate((rest, a))
+            out = buf[:whole]
+            self._rest = buf[whole:].copy() if whole < have else _EMPTY
+        else:
+            out = a[:whole].copy()
+            self._rest = a[whole:].copy() if whole < have else _EMPTY
+        self.frames_out += k
+        self.samples_out += whole
+        return out
 
     def flush(self, pad: bool = True) -> NDArray[np.int16] | None:
         """End of stream: the remainder, zero-padded to a whole frame if ``pad``; None if empty."""
