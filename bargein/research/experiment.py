@@ -24,13 +24,15 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 # on it; `heldout` and then `heldout_b` were tuned on after their first run, `heldout_c` not;
 # `heldout_d` was frozen before any classifier ran on it and run once, after the fourth round's
 # decisions (`91a6e2f`); `heldout_e` was written from README/docs/--help alone, as an outside
-# tester would, and frozen unrun. `bargein research compare heldout ...` names a set.
+# tester would, frozen unrun and run once (`9112116`); `heldout_f` was written the same way once
+# `heldout_e` had been seen, and frozen unrun. `bargein research compare heldout ...` names a set.
 HELDOUT_SETS = {
     "heldout": Path(__file__).parent / "scenarios_heldout",
     "heldout_b": Path(__file__).parent / "scenarios_heldout_b",
     "heldout_c": Path(__file__).parent / "scenarios_heldout_c",
     "heldout_d": Path(__file__).parent / "scenarios_heldout_d",
     "heldout_e": Path(__file__).parent / "scenarios_heldout_e",
+    "heldout_f": Path(__file__).parent / "scenarios_heldout_f",
 }
 
 
