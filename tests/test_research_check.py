@@ -38,6 +38,23 @@ def test_check_prints_every_item_truth_source_and_level(
     assert "tell me a story" in out and "+0.0 dB" in out
 
 
+def test_levels_are_relative_to_the_users_first_turn_even_a_pause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a scenario whose user opens with a pause-broken turn and has no request at all
+    text = GO.replace('kind = "request"', 'kind = "user_pause"') + (
+        '[[audio]]\nlabel = "soft"\nkind = "backchannel"\nfile = "pocketsphinx_goforward.raw"\n'
+        "at_s = 4.0\ngain = 0.5\n"
+    )
+    rc, out = _check(tmp_path, text, capsys)
+    assert rc == 0, out
+    lines = {x.split()[0]: x for x in out.splitlines()[1:] if x.startswith("  ") and x.split()}
+    assert "(+0.0 dB)" in lines["ask"]
+    # gain 0.5 is -6.0 dB; the p90 over other frame boundaries moves it a little
+    soft = re.search(r"\(([-+]\d+\.\d) dB\)", lines["soft"])
+    assert soft and -6.5 <= float(soft.group(1)) <= -5.5, lines["soft"]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

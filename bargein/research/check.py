@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from bargein.research.audio import RATE, Truth, build_input, item_audio, speech_region
 from bargein.research.real_engines import p90_dbfs
-from bargein.research.scenario import AudioItem, Scenario
+from bargein.research.scenario import USER_TURNS, AudioItem, Scenario
 
 # A truth edge this far from the clip's sound (the energy rule) is worth a look: the energy
 # rule's own error against labels is ~0.1 s (docs/research.md, "Ground truth").
@@ -67,7 +67,10 @@ def check_text(scenario: Scenario) -> tuple[str, int]:
     counted = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     lines = [f"{scenario.name}: ok, {len(checks)} items ({counted}), input {len(pcm) / RATE:.2f} s"
              f" [{scenario.path or 'no file'}]"]  # fmt: skip
-    ref = next((c.level_dbfs for c in checks if c.truth.kind == "request"), None)
+    # Relative to the user's first turn, a request or a user pause: the level the runtime
+    # learns first (a scenario may open with a pause-broken turn and have no request).
+    turns = sorted((c for c in checks if c.truth.kind in USER_TURNS), key=lambda c: c.truth.onset)
+    ref = turns[0].level_dbfs if turns else None
     width = max(len(c.truth.label) for c in checks)
     swidth = max(len(c.truth.source) for c in checks)
     warned = 0

@@ -17,7 +17,7 @@ from typing import Any
 
 from bargein.research.audio import Truth
 from bargein.research.samples import OUTCOMES, Samples, distribution, percentile, rate
-from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
+from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS, USER_TURNS
 
 # Re-exported: the figures' helpers live in samples.py.
 __all__ = [
@@ -50,7 +50,7 @@ TAKEOVER_MIN_WORDS = 4
 # A false pause at least this long is an audible disruption (a cancel always is; a duck that
 # restored is not: the reply went on, quieter). Issue 14's definition.
 AUDIBLE_PAUSE_S = 0.15
-SMOOTH = frozenset({"request", "user_pause"})
+SMOOTH = USER_TURNS  # turns whose transition to the reply the smooth-turn figures score
 _EPS = 1e-9
 
 

@@ -19,7 +19,8 @@ from bargein.research.policies import PolicySpec, policy_from_table
 # the rest are what REFERENCE.md's "Scenario kinds" lists.
 INTERRUPTIONS = frozenset({"true_interruption", "correction"})
 NON_INTERRUPTIONS = frozenset({"backchannel", "noise", "side_talk", "echo"})
-KINDS = frozenset({"request", "user_pause"}) | INTERRUPTIONS | NON_INTERRUPTIONS
+USER_TURNS = frozenset({"request", "user_pause"})  # the user speaking with the floor
+KINDS = USER_TURNS | INTERRUPTIONS | NON_INTERRUPTIONS
 EXPECTS = ("any", "speaking", "thinking", "silent")
 SOURCES = ("file", "noise", "echo")
 # Synthetic noises: a cough (burst with a decaying tail), keyboard clicks, a steady fan/tap.
