@@ -55,6 +55,21 @@ def test_levels_are_relative_to_the_users_first_turn_even_a_pause(
     assert soft and -6.5 <= float(soft.group(1)) <= -5.5, lines["soft"]
 
 
+def test_check_warns_of_what_the_scenarios_level_or_gain_clips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loud = GO.replace("at_s = 0.0\n", "at_s = 0.0\ngain = 1.0\n") + (
+        '[[audio]]\nlabel = "bang"\nkind = "noise"\nsource = "noise"\nshape = "cough"\nat_s = 4.0\n'
+        "level_dbfs = -6.0\n"
+    )
+    rc, out = _check(tmp_path, loud, capsys)
+    assert rc == 0
+    assert re.search(r"'bang': \d+ samples at full scale \(clipped: lower its level_dbfs\)", out)
+    assert "'ask'" not in out.split("warning:", 1)[-1]  # a recording's own peaks are not warned
+    rc, out = _check(tmp_path, GO.replace("at_s = 0.0\n", "at_s = 0.0\ngain = 8.0\n"), capsys)
+    assert "'ask': " in out and "lower its gain" in out
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

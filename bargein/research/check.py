@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
+
 from bargein.research.audio import RATE, Truth, build_input, item_audio, speech_region
 from bargein.research.real_engines import p90_dbfs
 from bargein.research.scenario import USER_TURNS, AudioItem, Scenario
+from bargein.runtime.messages import Int16Array
 
 # A truth edge this far from the clip's sound (the energy rule) is worth a look: the energy
 # rule's own error against labels is ~0.1 s (docs/research.md, "Ground truth").
@@ -50,6 +53,13 @@ def check_item(scenario: Scenario, item: AudioItem) -> ItemCheck:
         ):  # fmt: skip
             if gap > SUSPECT_S:
                 warnings.append(text.format(gap))
+    # what the scenario's own level or gain clipped (a recording's own peaks are not ours)
+    clipped = _full_scale(pcm) if item.source == "noise" or item.gain > 1.0 else 0
+    if clipped:
+        warnings.append(
+            f"{clipped} samples at full scale (clipped: lower its "
+            f"{'level_dbfs' if item.source == 'noise' else 'gain'})"
+        )
     spans = item.speech or ()
     if item.transcripts and len(item.transcripts) > 1 and len(item.transcripts) != len(spans):
         warnings.append(
@@ -57,6 +67,10 @@ def check_item(scenario: Scenario, item: AudioItem) -> ItemCheck:
             "span(s): joined and spread evenly, not one per span"
         )
     return ItemCheck(truth, level, tuple(warnings))
+
+
+def _full_scale(pcm: Int16Array) -> int:
+    return int(np.count_nonzero((pcm == 32767) | (pcm == -32768)))
 
 
 def check_text(scenario: Scenario) -> tuple[str, int]:
@@ -88,4 +102,10 @@ def check_text(scenario: Scenario) -> tuple[str, int]:
         for w in c.warnings:
             lines.append(f"    warning: {t.label!r}: {w}")
         warned += len(c.warnings)
+    # items that sound at once add up: their sum may clip where neither does alone
+    mixed = _full_scale(pcm) - sum(_full_scale(item_audio(scenario, it)[0])
+                                   for it in scenario.items if it.source != "echo")  # fmt: skip
+    if mixed > 0:
+        lines.append(f"  warning: the mix clips {mixed} more samples where items overlap")
+        warned += 1
     return "\n".join(lines), warned
