@@ -75,6 +75,39 @@ async def test_a_long_reply_paced_by_playback_is_not_late(
     assert done.data["heard_text"] == reply and done.data["heard_ms"] > 60_000
 
 
+async def test_a_single_wait_for_playback_longer_than_the_deadline_is_not_late(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each hand-off of a sentence waits about 2.5 s for playback, longer than the whole
+    deadline: the deadline is lifted while a piece is handed on, not only moved after."""
+    reply = " ".join(f"This is sentence number {i} of a long story." for i in range(12))
+    transport = await converse(ScriptedPlanner([reply]), ScriptedTts(), turn_deadline_ms=1000)
+    assert not transport.of_type(EventType.ERROR)
+    assert transport.of_type(EventType.TURN_COMPLETED)[0].data["heard_text"] == reply
+
+
+async def test_a_turn_runs_no_task_for_its_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The deadline is the engine scope's own (`SentenceSink.limit`): no task of its own."""
+
+    class Spawned(trio.abc.Instrument):
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def task_spawned(self, task: trio.lowlevel.Task) -> None:
+            self.names.append(task.name)
+
+    spawned = Spawned()
+    trio.lowlevel.add_instrument(spawned)
+    transport = await converse(ScriptedPlanner(["One two."]), ScriptedTts(),
+                               turn_deadline_ms=5000)
+    trio.lowlevel.remove_instrument(spawned)
+    assert transport.of_type(EventType.TURN_COMPLETED)
+    assert not [n for n in spawned.names if "deadline" in n]
+    assert [n for n in spawned.names if n.endswith("run_planner")]  # (names are seen)
+
+
 async def test_a_planner_failing_before_any_token_is_answered_by_the_fallback(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

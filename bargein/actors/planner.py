@@ -42,8 +42,9 @@ class SentenceSink:
         # Time spent blocked handing pieces to TTS: it does not count against the deadline.
         self.blocked_s = 0.0
         self._handing = 0
-        self._handed = trio.lowlevel.ParkingLot()
-        self.timed_out = False
+        # The engine's scope and its deadline before blocked time (`limit`): set by `limit`.
+        self._engine: trio.CancelScope | None = None
+        self._deadline = math.inf
 
     async def send(self, item: PlanOutput, /) -> None:
         if isinstance(item, Status):
@@ -96,19 +97,14 @@ class SentenceSink:
         self._bus.emit(EventType.ASSISTANT_TEXT, self._turn, delta=" " + text, fallback=True)
         await self._hand_on([text])
 
-    async def enforce_deadline(self, deadline_s: float, engine: trio.CancelScope) -> None:
+    def limit(self, deadline_s: float, engine: trio.CancelScope) -> None:
         """Cancel the engine once it has had `deadline_s` for the reply, not counting the time
-        it was held up by TTS backpressure (a long reply paced by playback is not late)."""
-        start = trio.current_time()
-        while True:
-            await trio.sleep_until(start + deadline_s + self.blocked_s)
-            if self._handing:
-                await self._handed.park()
-                continue
-            if trio.current_time() >= start + deadline_s + self.blocked_s:
-                self.timed_out = True
-                engine.cancel()
-                return
+        it was held up by TTS backpressure (a long reply paced by playback is not late): the
+        engine scope's own deadline, lifted while a piece is being handed on and moved on by
+        the time that took (no task of its own)."""
+        self._engine = engine
+        self._deadline = trio.current_time() + deadline_s
+        engine.deadline = self._deadline
 
     async def _hand_on(self, pieces: list[str]) -> None:
         """Hand pieces to TTS in order. A piece whose hand-off is cancelled goes back to the
@@ -117,6 +113,9 @@ class SentenceSink:
             index, self._index = self._index, self._index + 1
             started = trio.current_time()
             self._handing += 1
+            engine = self._engine
+            if engine is not None:
+                engine.deadline = math.inf  # blocked on TTS: not the engine's time
             try:
                 await self._sentences.send((index, piece))
             except trio.Cancelled:
@@ -126,7 +125,8 @@ class SentenceSink:
             finally:
                 self._handing -= 1
                 self.blocked_s += trio.current_time() - started
-                self._handed.unpark_all()
+                if engine is not None and not self._handing:
+                    engine.deadline = self._deadline + self.blocked_s
 
 
 async def run_planner(
@@ -150,13 +150,13 @@ async def run_planner(
             nursery.start_soon(sink.flush_when_quiet, quiet_flush_s)
             with trio.CancelScope() as engine_scope:
                 if deadline_s is not None:
-                    nursery.start_soon(sink.enforce_deadline, deadline_s, engine_scope)
+                    sink.limit(deadline_s, engine_scope)
                 try:
                     await engine.respond(request, sink)
                 except Exception as exc:  # an engine failure must not end the session
                     cursor.failure = "error"
                     bus.error("planner", exc, fatal=False, turn=request.turn)
-            if sink.timed_out:
+            if engine_scope.cancelled_caught:  # (only its deadline cancels it)
                 cursor.failure = "deadline"
                 late = TimeoutError(f"the reply was not done within {deadline_s:g} s")
                 bus.error("planner", late, fatal=False, turn=request.turn)
