@@ -15,6 +15,7 @@ $(STAMP): $(PY) pyproject.toml
 	# The Smart Turn v3.2 end-of-turn model is a file inside the pipecat-ai wheel; only the file
 	# is read (docs/turn_detection.md), so pipecat's own dependencies are not installed.
 	$(PY) -m pip install --quiet --no-deps 'pipecat-ai>=1.14,<2'
+	$(PY) -m pip install --quiet --no-deps 'resemblyzer==0.1.4'  # speaker encoder weights only
 	touch $(STAMP)
 
 demo: $(STAMP)

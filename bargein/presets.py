@@ -130,6 +130,14 @@ PRESETS = _catalogue(
         session=_WORD_PACE,
     ),
     Preset(
+        "duck_classify_speaker",
+        "duck_classify; whose voice by a trained speaker embedding (Resemblyzer's d-vector):"
+        " softer speech in the user's own voice is the user, speech at their level in another"
+        " voice is side talk",
+        {**_DUCK_CLASSIFY, "side_talk_voice": True, "side_talk_speaker": True},
+        session=_WORD_PACE,
+    ),
+    Preset(
         "aec_duck_classify",
         "duck_classify on the mic with our own voice cancelled (echo canceller)",
         _DUCK_CLASSIFY,

@@ -282,7 +282,8 @@ class Session:
                             assistant_active=lambda: self.floor.machine.active_turn is not None,
                             echo=self.echo,
                             levels=LevelTap(shapes=cfg.policy.side_talk,
-                                            voice=cfg.policy.side_talk_voice)
+                                            voice=cfg.policy.side_talk_voice,
+                                            speaker=cfg.policy.side_talk_speaker)
                             if cfg.policy.hears_levels
                             else None,
                         ),

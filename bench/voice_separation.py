@@ -17,9 +17,10 @@ For every feature of `bargein.research.voice_features` and window length:
   microphone: the case where a recording's channel cannot stand in for its speaker);
   (an asymmetric distance takes the first window of a pair, or the enrollment, as reference)
 and the CPU ms per embedding (process time, mean over the windows; BLAS and model threads
-count, so under load it reads high); ``runtime_voice_check``: what the opt-in check costs.
+count, so under load it reads high); ``runtime_voice_check``: what the opt-in checks cost
+(the MFCC one per frame and judgement, the d-vector one per embedding and per overlap).
 
-    .venv/bin/python bench/voice_separation.py [--features mfcc_glr,whisper] [--out f.json]
+    .venv/bin/python bench/voice_separation.py [--features mfcc_glr,dvector] [--out f.json]
 """
 
 from __future__ import annotations
@@ -154,10 +155,14 @@ def eer(same: Sequence[float], diff: Sequence[float]) -> float:
     return round(best, 3)
 
 
+_PERCENTILES = (2, 10, 50, 90, 98)
+
+
 def _dist(values: Sequence[float]) -> dict[str, float]:
-    p = np.percentile(values, [10, 50, 90]) if len(values) else [float("nan")] * 3
-    return {"n": len(values), "p10": round(float(p[0]), 4), "p50": round(float(p[1]), 4),
-            "p90": round(float(p[2]), 4)}  # fmt: skip
+    p = (np.percentile(values, _PERCENTILES) if len(values)
+         else [float("nan")] * len(_PERCENTILES))  # fmt: skip
+    return {"n": len(values),
+            **{f"p{k}": round(float(v), 4) for k, v in zip(_PERCENTILES, p, strict=True)}}
 
 
 def _score(same: list[float], diff: list[float]) -> dict[str, Any]:
@@ -235,10 +240,39 @@ def runtime_cost(repeat: int = 2000) -> dict[str, float]:
     for _ in range(repeat // 10):
         gaussian(np.tile(ceps, (11, 1))[:3000])
     profile_us = 1e6 * (time.process_time() - t) / (repeat // 10)
-    return {"frame_mfcc_us_per_100ms_batch": round(batch_us, 1),
+    out = {"frame_mfcc_us_per_100ms_batch": round(batch_us, 1),
             "frame_mfcc_us_per_20ms_frame": round(batch_us / 5, 1),
             "judge_us_per_decision": round(judge_us, 1),
             "profile_rebuild_us": round(profile_us, 1)}  # fmt: skip
+    from bargein.dsp.speaker_encoder import unavailable_reason
+
+    if unavailable_reason() is None:
+        out.update(dvector_cost(pcm))
+    return out
+
+
+def dvector_cost(pcm: NDArray[np.int16], repeat: int = 20) -> dict[str, float]:
+    """CPU ms of the d-vector check (`speaker_voice.SpeakerCue`): one embedding of the
+    overlapping utterance at 0.4 / 1 / 1.6 s (it is embedded at 0.4 s and every 0.2 s more up
+    to 1.6 s while judged), and of the user's 3.2 s voice (once after a turn adds to it)."""
+    from bargein.dsp.speaker_encoder import shared_encoder
+
+    enc = shared_encoder()
+    enc.embed(pcm[:8000])  # load and warm
+    out = {}
+    for name, seconds in (("0.4s", 0.4), ("1s", 1.0), ("1.6s", 1.6), ("user_3.2s", 3.2)):
+        x = pcm[16000 : 16000 + int(seconds * RATE)]
+        t = time.process_time()
+        for _ in range(repeat):
+            enc.embed(x)
+        out[f"dvector_ms_per_embedding_{name}"] = round(
+            1000 * (time.process_time() - t) / repeat, 2)
+    steps = range(20, 81, 10)  # the embeddings of one utterance judged for 1.6 s
+    t = time.process_time()
+    for n in steps:
+        enc.embed(pcm[16000 : 16000 + n * 320])
+    out["dvector_ms_per_overlap_judged_1.6s"] = round(1000 * (time.process_time() - t), 1)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,8 @@ STT batch as one `VoiceLevels` message, so the floor's classifier and outside ju
 the built-in rules hear without a channel hop per frame. Frames of the VAD's onset window are
 included when an onset is confirmed; nothing is collected in silence. With `voice` (the
 policy's `side_talk_voice`) each shape row also carries the frame's MFCCs (`mfcc.frame_mfcc`)
-for the side-talk voice check."""
+for the side-talk voice check; with `speaker` (`side_talk_speaker`) its samples instead, for
+the d-vector check (`bargein.decide.speaker_voice`: it embeds them only while judging)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from bargein.runtime.messages import AudioFrame, SpeechStarted, SpeechStopped, V
 
 
 class LevelTap:
-    def __init__(self, *, shapes: bool, window_frames: int = 10, voice: bool = False) -> None:
-        self.shapes = shapes or voice
+    def __init__(self, *, shapes: bool, window_frames: int = 10, voice: bool = False,
+                 speaker: bool = False) -> None:
+        self.shapes = shapes or voice or speaker
         self.voice = voice
+        self.speaker = speaker
         self._window: deque[AudioFrame] = deque(maxlen=max(1, window_frames))
         self._frames: list[AudioFrame] = []
         self._speaking = False
@@ -55,7 +58,10 @@ class LevelTap:
         if self.shapes:
             pcm = np.concatenate([f.pcm for f in frames])
             shapes = frame_shapes(pcm, n)
-            if self.voice:
+            if self.speaker:
+                samples = pcm[: len(shapes) * n].reshape(len(shapes), n).astype(np.float32)
+                shapes = np.hstack((shapes, samples))
+            elif self.voice:
                 ceps = frame_mfcc(pcm, n)[0].astype(np.float32)
                 shapes = np.hstack((shapes, ceps))
         return VoiceLevels(

@@ -26,6 +26,7 @@ from bargein.decide.backchannel import (
     Lexicon,
 )
 from bargein.decide.side_talk import F32, SideTalkVerdict, VoiceProfile
+from bargein.decide.speaker_voice import SpeakerCue
 
 from .policy import InterruptionPolicy
 
@@ -86,8 +87,9 @@ class OverlapAudio:
         self.our_words: tuple[str, ...] = ()  # the turn's words sent lately (the floor sets)
         self.side_talk_verdict: SideTalkVerdict | None = None
         self._side_talk_config = side_talk.SideTalkConfig.for_policy(
-            policy.side_talk_db, voice=policy.side_talk_voice
+            policy.side_talk_db, voice=policy.side_talk_voice, speaker=policy.side_talk_speaker
         )
+        self._speaker = SpeakerCue() if policy.side_talk_speaker else None
 
     # -- the user's utterances ----------------------------------------------------------------
 
@@ -251,6 +253,7 @@ class OverlapAudio:
             our_words=self.our_words,
             heard_ms=(h.times[-1] - h.times[0]) * 1000 if going and h.times else None,
             final=final,
+            speaker=self._speaker,
         )
         self.side_talk_verdict = verdict
         return verdict

