@@ -4,6 +4,7 @@ wiring (`LevelTap(speaker=True)`, `OverlapAudio`, the `duck_classify_speaker` pr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -145,6 +146,38 @@ def test_a_voice_between_the_thresholds_is_held_until_voice_wait_ms(
               heard_ms=heard_ms, speaker=cue)
     assert v.voice == pytest.approx(distance, abs=1e-3)
     assert (v.side_talk, v.settled) == (side, settled) and why in v.reason, v.reason
+
+
+def test_softer_speech_near_the_users_voice_is_theirs_once_settled() -> None:
+    """6 dB below the user at d = 0.38: above own_voice, so held (provisional) while young;
+    once settle_ms was heard, at most own_voice_settled makes it the user's own voice."""
+    c = SideTalkConfig(voice_model="dvector", own_voice=0.2, other_voice=0.5,
+                       own_voice_settled=0.4)
+    row = np.concatenate((np.zeros(BANDS, np.float32),
+                          np.full(FRAME, _voice_at(0.38), np.float32)))
+    levels, rows_ = [-26.0] * 45, [row] * 45
+    young = judge(levels, rows_, "so then", _fake_profile(), config=c, heard_ms=500.0,
+                  speaker=SpeakerCue(encoder=_Fake))
+    assert young.side_talk and not young.settled
+    old = judge(levels, rows_, "so then", _fake_profile(), config=c, heard_ms=900.0,
+                speaker=SpeakerCue(encoder=_Fake))
+    assert not old.side_talk and "own voice" in old.reason
+    plain = dataclasses.replace(c, own_voice_settled=None)
+    assert judge(levels, rows_, "so then", _fake_profile(), config=plain, heard_ms=900.0,
+                 speaker=SpeakerCue(encoder=_Fake)).side_talk
+
+
+def test_without_the_model_the_level_decides() -> None:
+    def missing() -> speaker_encoder.SpeakerEncoder:
+        raise speaker_encoder.SpeakerEncoderUnavailable("Resemblyzer is not installed")
+
+    cue = SpeakerCue(encoder=missing)
+    row = np.concatenate((np.zeros(BANDS, np.float32), np.full(FRAME, 500.0, np.float32)))
+    for _ in range(2):
+        v = judge([-20.0] * 45, [row] * 45, "so then", _fake_profile(), config=DVECTOR,
+                  speaker=cue)
+        assert v.voice is None and not v.side_talk  # at the user's level: cancels
+    assert cue.unavailable == "Resemblyzer is not installed"
 
 
 # -- the cost: embeddings only while judging, at most one per step ---------------------------

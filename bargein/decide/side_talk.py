@@ -465,8 +465,8 @@ def _voice(levels: Sequence[float], rows: Sequence[F32], profile: VoiceProfile,
             from bargein.decide.speaker_voice import SpeakerCue
 
             speaker = SpeakerCue()
-        return (speaker.distance(profile, profile.speech_version, user_pcm, pcm),
-                speaker.frames_used)
+        d = speaker.distance(profile, profile.speech_version, user_pcm, pcm)
+        return d, speaker.frames_used if d is not None else 0
     user = profile.voice(c.profile_frames)
     if user is None:
         return None, 0

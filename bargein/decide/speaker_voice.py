@@ -7,7 +7,9 @@ embedding" has the measurements behind the thresholds.
 The cost is bounded by when it runs, not per frame: an utterance is embedded only while the
 floor judges an overlap, at its `first_frames` voiced frames and again every `step_frames`
 more, up to `max_frames` (1.6 s, one partial of the model); the user's voice once after each
-turn that added speech to it. Between those a judgement reuses the last embedding.
+turn that added speech to it. Between those a judgement reuses the last embedding. Without
+the model (the Resemblyzer wheel not installed) there is no distance: the level decides, and
+`unavailable` says why.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from bargein.dsp.speaker_encoder import SpeakerEncoder, cosine_distance, shared_encoder
+from bargein.dsp.speaker_encoder import (
+    SpeakerEncoder,
+    SpeakerEncoderUnavailable,
+    cosine_distance,
+    shared_encoder,
+)
 
 __all__ = ["SpeakerCue"]
 
@@ -39,6 +46,7 @@ class SpeakerCue:
         self._used = 0  # its voiced frames in the embedding
         self._utterance: F32 | None = None
         self.embeddings = 0  # how many the encoder computed (for tests and the bench)
+        self.unavailable: str | None = None  # why the model could not load (then: no cue)
 
     def _embed(self, frames: Sequence[F32]) -> F32:
         pcm = np.clip(np.concatenate(frames), -32768, 32767).astype(np.int16)
@@ -71,5 +79,12 @@ class SpeakerCue:
         return self._used
 
     def distance(self, owner: object, version: int, user: Sequence[F32],
-                 frames: Sequence[F32]) -> float:
-        return cosine_distance(self.user(owner, version, user), self.utterance(frames))
+                 frames: Sequence[F32]) -> float | None:
+        """The cosine distance of the utterance's voice from the user's (None: no model)."""
+        if self.unavailable is not None:
+            return None
+        try:
+            return cosine_distance(self.user(owner, version, user), self.utterance(frames))
+        except SpeakerEncoderUnavailable as e:
+            self.unavailable = str(e)
+            return None
