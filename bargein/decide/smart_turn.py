@@ -15,7 +15,6 @@ probability per item (already a sigmoid; the output is named ``logits`` but lies
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bargein.decide.features import RATE, fit_window, log_mel
+from bargein.wheel_files import locate_in_wheel
 
 DISTRIBUTION = "pipecat-ai"
 MODEL_PATH = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
@@ -38,20 +38,9 @@ class SmartTurnUnavailable(RuntimeError):
 
 def locate_model() -> Path:
     """The model file inside the installed ``pipecat-ai`` wheel."""
-    try:
-        dist = importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        raise SmartTurnUnavailable(
-            f"{DISTRIBUTION} is not installed (it ships the Smart Turn model file): "
-            f"pip install --no-deps {DISTRIBUTION}"
-        ) from None
-    for f in dist.files or ():
-        if f.as_posix() == MODEL_PATH:
-            path = Path(str(f.locate()))
-            if path.is_file():
-                return path
-    raise SmartTurnUnavailable(
-        f"{DISTRIBUTION} {dist.version} has no {MODEL_PATH} (a release without Smart Turn v3.2)"
+    return locate_in_wheel(
+        DISTRIBUTION, MODEL_PATH, SmartTurnUnavailable, "the Smart Turn model file",
+        f"pip install --no-deps {DISTRIBUTION}",
     )
 
 

