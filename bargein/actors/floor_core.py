@@ -71,6 +71,9 @@ class FloorCore:
         # a TV): (words then, only an interrupt phrase re-opens it). New words in its partials
         # re-open the overlap, so a user talking over our echo or the TV is still heard.
         self._rearm: tuple[int, bool, float] | None = None  # (..., when it was called false)
+        # The same, kept from the VAD's stop until that utterance's final: with finals only (no
+        # partials), the final is the first the floor hears of words said after the call.
+        self._rearm_final: tuple[int, bool, float] | None = None
         self._orphan = False  # the overlap being classified lost its turn (the reply ended)
         # Levels, the user's calibrated voice, the classifier and side talk (when they are used).
         self.audio = OverlapAudio(policy) if policy.hears_levels else None
@@ -207,29 +210,42 @@ class FloorCore:
             self._rearm = (len(utterance_words(o.text)), o.words > 0, now)
         return self._false_interruption(now, o.text)
 
-    def _rearmed(self, now: float, text: str) -> list[Action]:
-        """A partial of an utterance already called false: new content words (or, after side
-        talk with words, a new interrupt phrase) open a new overlap at once. Its speech began
-        before the partial that shows its words (a recognizer's first hypothesis of a word
-        comes 200-340 ms after the word starts, docs/research.md): the classifier dates it
-        `early_content_ms` back (not before the false call) and has the frames heard since, so
-        content at the user's level is not made to wait that long again."""
-        t, armed, audio = self._turn, self._rearm, self.audio
-        if armed is None or t is None or t.cancelled or audio is None:
+    def _rearmed(
+        self, now: float, text: str, armed: tuple[int, bool, float] | None = None,
+        final: bool = False,
+    ) -> list[Action]:
+        """A partial (or, `final`, the final) of an utterance already called false: new content
+        words (or, after side talk with words, a new interrupt phrase) open a new overlap at
+        once. Its speech began before the partial that shows its words (a recognizer's first
+        hypothesis of a word comes 200-340 ms after the word starts, docs/research.md): the
+        classifier dates it `early_content_ms` back (not before the false call) and has the
+        frames heard since, so content at the user's level is not made to wait that long again.
+        A final is judged at once (the classifier decides on a final); if the reply ended since
+        the call, the new words are the user's next request unless only backchannel."""
+        t, audio = self._turn, self.audio
+        armed = self._rearm if armed is None else armed
+        if armed is None or audio is None or (t is not None and t.cancelled):
             return []
         new = " ".join(utterance_words(text)[armed[0] :])
         clf = audio.classifier
-        if clf is None or not new:
+        if clf is None or not new or (t is None and not final):
             return []
         phrase, content = clf.lexicon.scan(normalize(new))
         if phrase is None and (armed[1] or not content):
             return []
         self._rearm, self._judged_false = None, False
+        if t is None:  # the reply ended while the utterance went on: words for us
+            return self._user_text(text)
         began = max(armed[2], now - clf.config.early_content_ms / 1000)
         audio.utterance_started(now, began, overlap=True, keep_since=began)
-        self._overlap = Overlap(t.id, now, now, paused=False, text=new)
+        self._overlap = o = Overlap(t.id, now, now, paused=False, text=new, final=final)
+        o.words = self.policy.content_words(new)
         actions = self._hold(now) if t.speaking else []
-        return actions + self._classified(now, audio.words(now, new, False))
+        actions += self._classified(now, audio.words(now, new, final))
+        if final and not self.user_speaking and self._overlap is o:  # its speech is over
+            o.stopped_at = now
+            actions += self._classified(now, audio.utterance_ended(now))
+        return actions
 
     def _only_backchannel(self, text: str) -> bool:
         """By the classifier's lexicon: nothing but backchannel words (or nothing at all)."""

@@ -60,7 +60,7 @@ class FloorMachine(FloorCore):
 
     def speech_started(self, now: float, onset: float) -> list[Action]:
         self.user_speaking = self._voiced = True
-        self._rearm = None
+        self._rearm = self._rearm_final = None
         t = self._turn
         if t is None or t.cancelled:
             if self.audio is not None:
@@ -117,7 +117,7 @@ class FloorMachine(FloorCore):
 
     def speech_stopped(self, now: float) -> list[Action]:
         self.user_speaking = self._voiced = False
-        self._rearm = None
+        self._rearm_final, self._rearm = self._rearm, None
         decision = self.audio.utterance_ended(now) if self.audio is not None else None
         if self._overlap is not None:
             self._overlap.stopped_at = now
@@ -168,9 +168,12 @@ class FloorMachine(FloorCore):
             return self._rearmed(now, text)
         if self._judged_false:  # the final of an utterance a judge already called false
             self._judged_false = False
+            armed, self._rearm_final = self._rearm or self._rearm_final, None
             if self._rearm is not None:  # the recognizer's next utterance counts words anew
                 self._rearm = (0, self._rearm[1], self._rearm[2])
-            return []
+            # Words it holds beyond those judged (a recognizer with finals only shows them
+            # first here) are judged as a partial's would be (`_rearmed`).
+            return self._rearmed(now, text, armed, final=True)
         if self._orphan:
             self._orphan = False
             if self._only_backchannel(text):
