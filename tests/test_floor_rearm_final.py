@@ -1,7 +1,8 @@
 """An utterance already called false (our echo, the VAD still open on it) whose words the
-recognizer shows only in a final (finals only, no partials): the final's words beyond those
-judged are judged as a partial's would be (issue 14: heldout_f's reader on a speakerphone,
-whose "is this the one about the fox ... stop" came in one final and was dropped)."""
+recognizer shows only in a final (finals only, no partials): a new interrupt phrase in the
+final re-opens it (issue 14: heldout_f's reader on a speakerphone, whose "is this the one about
+the fox ... stop" came in one final and was dropped); content words alone do not (a real
+recognizer's finals of our echo are content words)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,22 @@ def test_a_final_with_an_interrupt_phrase_while_the_vad_hears_the_echo_cancels()
     ]
 
 
-def test_a_final_with_content_after_the_vad_stopped_cancels_the_reply_still_playing() -> None:
+def test_a_final_with_an_interrupt_phrase_after_the_vad_stopped_cancels_the_reply() -> None:
     m = echo_called_false()
     frames(m, 3.5, 5.0, USER_DBFS)
     assert m.speech_stopped(5.4) == []
-    acts = m.transcript(5.6, "is this the one about the fox", final=True)
+    acts = m.transcript(5.6, "hold on is this the one about the fox", final=True)
     assert acts[0] == DuckOutput(1, 5.6)
     assert CancelTurn(1, "barge_in", 5.6) in acts
+
+
+def test_a_final_of_content_words_alone_stays_false() -> None:
+    # what pocketsphinx made of our echo in that room: content words, no interrupt phrase
+    m = echo_called_false()
+    frames(m, 3.5, 5.0, USER_DBFS)
+    assert m.transcript(5.0, "then it rude or if you at all rooted out", final=True) == []
+    assert m.speech_stopped(5.4) == []
+    assert m.state.name == "SPEAKING"
 
 
 def test_a_final_after_the_reply_ended_is_the_users_next_request() -> None:
@@ -33,8 +43,8 @@ def test_a_final_after_the_reply_ended_is_the_users_next_request() -> None:
     frames(m, 3.5, 5.0, USER_DBFS)
     assert m.turn_finished(5.1, 1) == []
     assert m.speech_stopped(5.4) == []
-    assert m.transcript(5.6, "is this the one about the fox", final=True) == [
-        StartTurn(2, "is this the one about the fox")
+    assert m.transcript(5.6, "is this the one about the fox stop", final=True) == [
+        StartTurn(2, "is this the one about the fox stop")
     ]
 
 
@@ -48,11 +58,21 @@ def test_a_final_of_backchannel_words_alone_stays_false() -> None:
 
 
 def test_a_final_after_the_vad_stopped_is_decided_at_once_not_left_waiting() -> None:
-    # the utterance's speech is over: the classifier hears its end with the final
+    # an interrupt phrase decides at once: nothing is left for a deadline
     m = echo_called_false()
     frames(m, 3.5, 5.0, USER_DBFS)
     assert m.speech_stopped(5.4) == []
-    assert m.transcript(5.6, "okay so", final=True) == [
+    assert m.transcript(5.6, "wait", final=True) == [
         DuckOutput(1, 5.6), CancelTurn(1, "barge_in", 5.6)
     ]
     assert m.next_deadline() is None
+
+
+
+def test_after_the_reply_ended_a_partial_waits_for_its_final() -> None:
+    m = echo_called_false()
+    frames(m, 3.5, 5.0, USER_DBFS)
+    assert m.turn_finished(5.1, 1) == []
+    assert m.transcript(5.2, "stop", final=False) == []
+    assert m.speech_stopped(5.4) == []
+    assert m.transcript(5.6, "stop", final=True) == [StartTurn(2, "stop")]

@@ -220,8 +220,9 @@ class FloorCore:
         hypothesis of a word comes 200-340 ms after the word starts, docs/research.md): the
         classifier dates it `early_content_ms` back (not before the false call) and has the
         frames heard since, so content at the user's level is not made to wait that long again.
-        A final is judged at once (the classifier decides on a final); if the reply ended since
-        the call, the new words are the user's next request unless only backchannel."""
+        A final re-opens only on a new interrupt phrase, and is judged at once (the classifier
+        decides on a final); if the reply ended since the call, the final is the user's next
+        request."""
         t, audio = self._turn, self.audio
         armed = self._rearm if armed is None else armed
         if armed is None or audio is None or (t is not None and t.cancelled):
@@ -231,21 +232,19 @@ class FloorCore:
         if clf is None or not new or (t is None and not final):
             return []
         phrase, content = clf.lexicon.scan(normalize(new))
-        if phrase is None and (armed[1] or not content):
+        # A final's content words alone do not: with the VAD held open by our echo, a real
+        # recognizer ends utterances of its own, and its finals of our echo are content words
+        # (pocketsphinx: "then it rude or if you at all rooted out ..."; docs/turn_detection.md).
+        if phrase is None and (armed[1] or not content or final):
             return []
         self._rearm, self._judged_false = None, False
         if t is None:  # the reply ended while the utterance went on: words for us
             return self._user_text(text)
         began = max(armed[2], now - clf.config.early_content_ms / 1000)
         audio.utterance_started(now, began, overlap=True, keep_since=began)
-        self._overlap = o = Overlap(t.id, now, now, paused=False, text=new, final=final)
-        o.words = self.policy.content_words(new)
+        self._overlap = Overlap(t.id, now, now, paused=False, text=new, final=final)
         actions = self._hold(now) if t.speaking else []
-        actions += self._classified(now, audio.words(now, new, final))
-        if final and not self.user_speaking and self._overlap is o:  # its speech is over
-            o.stopped_at = now
-            actions += self._classified(now, audio.utterance_ended(now))
-        return actions
+        return actions + self._classified(now, audio.words(now, new, final))
 
     def _only_backchannel(self, text: str) -> bool:
         """By the classifier's lexicon: nothing but backchannel words (or nothing at all)."""
