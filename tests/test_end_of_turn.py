@@ -18,12 +18,11 @@ from bargein.actors.end_of_turn import AskTurn, EndOfTurnCore, TurnVerdict
 from bargein.actors.policy import InterruptionPolicy
 from bargein.actors.vad import TURN_CHARGE_MS, VadConfig, VadCore
 from bargein.decide.smart_turn import TurnPrediction, unavailable_reason
-from bargein.engines.base import Engines, Recognizer
+from bargein.engines.base import Engines
 from bargein.filerun import converse
 from bargein.runtime.events import Event, EventType
 from bargein.runtime.messages import (
     AudioFrame,
-    Int16Array,
     SpeechStarted,
     SpeechStopped,
     VoiceActivity,
@@ -31,8 +30,8 @@ from bargein.runtime.messages import (
 from bargein.session import SessionConfig
 from bargein.testing.audio import load, silence
 from bargein.testing.scripted import (
+    RecordingStt,
     ScriptedPlanner,
-    ScriptedRecognizer,
     ScriptedStt,
     ScriptedTts,
 )
@@ -297,34 +296,11 @@ def test_session_does_not_hold_speech_over_the_assistant(fake: FakeModel) -> Non
     assert endpointing_ms(second) == pytest.approx(480, abs=1)
 
 
-class CountingStt(ScriptedStt):
-    """Records, per utterance, the running total of samples after each feed."""
-
-    def __init__(self) -> None:
-        super().__init__(default="go forward")
-        self.totals: list[list[int]] = []
-
-    def recognizer(self) -> Recognizer:
-        engine = self
-
-        class Counting(ScriptedRecognizer):
-            async def start_utterance(self) -> None:
-                engine.totals.append([])
-                await super().start_utterance()
-
-            async def feed(self, pcm: Int16Array) -> str | None:
-                t = engine.totals[-1]
-                t.append((t[-1] if t else 0) + len(pcm))
-                return await super().feed(pcm)
-
-        return Counting(self)
-
-
 def test_the_recognizer_hears_the_pause_when_the_model_is_asked(fake: FakeModel) -> None:
     # So a speculative final (WhisperStt) can run beside the model rather than up to one STT
     # batch (100 ms) later: the recognizer is fed up to the ask's point at once.
     fake.cost_s = 0.05  # the verdict comes later than the ask: the stop's feed is not the ask's
-    stt = CountingStt()
+    stt = RecordingStt(default="go forward")
     engines = Engines(stt, ScriptedPlanner(("Okay.",)), ScriptedTts(16000))
     config = SessionConfig(compute="inline", vad=SMART, stt_preroll_ms=200, stt_batch_ms=100)
     events = trio.run(converse, GOFORWARD, RATE, engines, config,
@@ -335,7 +311,7 @@ def test_the_recognizer_hears_the_pause_when_the_model_is_asked(fake: FakeModel)
     assert stopped.data["end_of_turn"] == "smart_turn"
     preroll = 200 * RATE // 1000  # the recognizer hears from 200 ms before the onset
     ask_point = preroll + asked
-    totals = stt.totals[0]
+    totals = list(np.cumsum([len(pcm) for pcm in stt.fed[0]]))  # samples after each feed
     assert ask_point in totals  # a feed ends exactly where the model was asked
     assert totals[-1] > ask_point  # and the stop's feed comes after the verdict
     assert float(stopped.data["media_t"]) > float(started.data["onset"]) + asked / RATE

@@ -9,6 +9,16 @@ _INT16 = np.dtype(np.int16)
 _EMPTY: NDArray[np.int16] = np.zeros(0, np.int16)  # (never written to)
 
 
+def _mono_int16(x: NDArray[np.int16]) -> NDArray[np.int16]:
+    """A chunk as the framer takes it (per chunk: no needless calls)."""
+    a = x if type(x) is np.ndarray else np.asarray(x)
+    if a.dtype != _INT16:
+        raise TypeError(f"Framer takes int16 samples, got {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"Framer takes 1-D (mono) chunks, got shape {a.shape}")
+    return a
+
+
 def frame_samples(rate: int, ms: float) -> int:
     """Samples in a frame of ``ms`` milliseconds at ``rate`` Hz; ValueError unless whole."""
     n = rate * ms / 1000.0
@@ -46,11 +56,7 @@ class Framer:
 
     def push(self, x: NDArray[np.int16]) -> list[NDArray[np.int16]]:
         """Append a chunk; return the full frames now available, oldest first."""
-        a = x if type(x) is np.ndarray else np.asarray(x)  # (per chunk: no needless calls)
-        if a.dtype != _INT16:
-            raise TypeError(f"Framer takes int16 samples, got {a.dtype}")
-        if a.ndim != 1:
-            raise ValueError(f"Framer takes 1-D (mono) chunks, got shape {a.shape}")
+        a = _mono_int16(x)
         n = self.frame_samples
         size = a.shape[0]
         if size == n and not self._rest.shape[0]:  # the usual live chunk: one frame
@@ -74,11 +80,7 @@ class Framer:
         """`push`, with the full frames now available as one fresh array (their samples in
         order, ``k * frame_samples`` of them), or None if there is none yet: for a consumer that
         cuts frames only when it needs them (TTS's output, most of which a barge-in drops)."""
-        a = x if type(x) is np.ndarray else np.asarray(x)
-        if a.dtype != _INT16:
-            raise TypeError(f"Framer takes int16 samples, got {a.dtype}")
-        if a.ndim != 1:
-            raise ValueError(f"Framer takes 1-D (mono) chunks, got shape {a.shape}")
+        a = _mono_int16(x)
         n = self.frame_samples
         size = int(a.shape[0])
         self.samples_in += size

@@ -8,6 +8,7 @@ import functools
 import itertools
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import trio
@@ -236,8 +237,8 @@ class RecordingStt(ScriptedStt):
     """A scripted STT that keeps every utterance's audio as its recognizer was fed it (one array
     per feed call), for tests of what reaches the recognizer."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, transcripts: Sequence[str] = (), **options: Any) -> None:
+        super().__init__(transcripts, **options)  # ScriptedStt's own options
         self.fed: list[list[Int16Array]] = []
 
     def recognizer(self) -> Recognizer:
