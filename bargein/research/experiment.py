@@ -25,7 +25,9 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 # `heldout_d` was frozen before any classifier ran on it and run once, after the fourth round's
 # decisions (`91a6e2f`); `heldout_e` was written from README/docs/--help alone, as an outside
 # tester would, frozen unrun and run once (`9112116`); `heldout_f` was written the same way once
-# `heldout_e` had been seen, and frozen unrun. `bargein research compare heldout ...` names a set.
+# `heldout_e` had been seen, and frozen unrun; `heldout_g` was written the same way (session 7),
+# frozen unrun, to be run once after that session's decisions. `bargein research compare heldout
+# ...` names a set.
 HELDOUT_SETS = {
     "heldout": Path(__file__).parent / "scenarios_heldout",
     "heldout_b": Path(__file__).parent / "scenarios_heldout_b",
@@ -33,6 +35,7 @@ HELDOUT_SETS = {
     "heldout_d": Path(__file__).parent / "scenarios_heldout_d",
     "heldout_e": Path(__file__).parent / "scenarios_heldout_e",
     "heldout_f": Path(__file__).parent / "scenarios_heldout_f",
+    "heldout_g": Path(__file__).parent / "scenarios_heldout_g",
 }
 
 
