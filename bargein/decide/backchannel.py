@@ -249,7 +249,8 @@ class BackchannelClassifier:
         if u is None:
             return None
         if u.end is not None:
-            phrase, content = self._scan(u)
+            # a partial that might still become an acknowledgement is not yet one
+            phrase, content = self._scan(u, grammar_hold=False)
             undecided = self._decision.kind is Kind.UNDECIDED
             if u.tokens and phrase is None and not content and undecided:
                 # backchannel words, then the VAD heard a pause: that acknowledgement is
@@ -285,11 +286,17 @@ class BackchannelClassifier:
         return u.onset + u.gaps + min(limits) / 1000 if limits else None
 
     # -- rules -------------------------------------------------------------------------
-    def _scan(self, u: _Utterance) -> tuple[str | None, list[str]]:
-        """(interrupt phrase, content words) of the latest hypothesis. In a partial, the last
-        words that may open a backchannel phrase ("i" of "i see", "got" of "got it") after
-        nothing but backchannel words are not content yet: the next hypothesis tells."""
+    def _scan(self, u: _Utterance, grammar_hold: bool = True) -> tuple[str | None, list[str]]:
+        """(interrupt phrase, content words) of the latest hypothesis; none when the whole of
+        it is an acknowledgement of the lexicon's grammar ("oh that's really interesting").
+        In a partial, the last words that may open a backchannel phrase ("i" of "i see",
+        "got" of "got it") after nothing but backchannel words are not content yet, nor is a
+        partial that may still become an acknowledgement ("oh that's really", with
+        `grammar_hold`): the next hypothesis tells."""
         phrase, content = self.lexicon.content(u.tokens)
+        if phrase is None and content and not u.final and grammar_hold:
+            if self.lexicon.acknowledgement(u.tokens)[1]:
+                return None, []
         if phrase is None and content and not u.final:
             held = self.lexicon.opening(u.tokens)
             if held:

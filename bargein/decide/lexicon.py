@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bargein.actors.policy import BACKCHANNELS, INTERRUPT_PHRASES, utterance_words
+from bargein.decide import word_classes as wc
 
 # The floor policy's backchannel lexicon (one list for the runtime and this classifier), plus
 # acknowledgements and reactions it lacks: the common English ones of conversation corpora'
@@ -50,19 +51,108 @@ def normalize(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class AckGrammar:
+    """Acknowledgements and assessments beyond the lexicon, matched only by a WHOLE utterance:
+    a sequence of at most ``max_tokens`` tokens made entirely of units, each one of
+
+    - a phrase of the lexicon's backchannels (the policy's ``backchannels``: "yeah", "i see");
+    - an interjection ("oh", "wow") or a laughter token ("ha", "haha", "hehe", "lol");
+    - a formula ("no way", "you're kidding", "good to know", "thanks", "fair enough");
+    - an assessment: [frame] [intensifier]* evaluative word ("that's really interesting",
+      "how cool", "so weird", "interesting"), the evaluative word never a dissent ("wrong").
+
+    Units repeat freely ("ha ha", "right right", "cool cool"). Anything else anywhere in the
+    utterance (a question word, a command, "but", "not", a name) and it is no match: the
+    lexicon's rules judge it as before. Interrupt phrases are found before the grammar is
+    tried, so "okay stop" and "that's enough" still interrupt."""
+
+    interjections: frozenset[str] = wc.INTERJECTIONS
+    frames: frozenset[tuple[str, ...]] = wc.ASSESSMENT_FRAMES
+    intensifiers: frozenset[str] = wc.INTENSIFIERS
+    evaluative: frozenset[str] = wc.EVALUATIVE - wc.DISSENT
+    formulas: frozenset[tuple[str, ...]] = wc.FORMULAS
+    max_tokens: int = 8
+
+    def _units(self, tokens: list[str], i: int,
+               phrases: frozenset[tuple[str, ...]]) -> tuple[set[int], bool]:
+        """(ends of the complete units that start at `i`, whether tokens[i:] is a proper
+        beginning of a unit that does not open with a turn-opening word)."""
+        rest = tuple(tokens[i:])
+        ends: set[int] = set()
+        opens = False
+        for p in phrases | self.formulas:
+            if rest[: len(p)] == p:
+                ends.add(i + len(p))
+            elif len(rest) < len(p) and p[: len(rest)] == rest and _holdable(p[0]):
+                opens = True
+        if rest[0] in self.interjections or wc.LAUGHTER.fullmatch(rest[0]):
+            ends.add(i + 1)
+        # assessment: [frame] [intensifier]* evaluative
+        starts = [0] + [len(f) for f in self.frames if rest[: len(f)] == f]
+        if any(len(rest) < len(f) and f[: len(rest)] == rest and _holdable(f[0])
+               for f in self.frames):
+            opens = True
+        for k in starts:
+            j = k
+            while j < len(rest) and rest[j] in self.intensifiers:
+                j += 1
+            if j < len(rest) and rest[j] in self.evaluative:
+                ends.add(i + j + 1)
+            elif j == len(rest) and (k > 0 or _holdable(rest[0])):
+                opens = True  # "that's really", "very": the evaluative word may follow
+        return ends, opens
+
+    def parse(self, tokens: list[str], phrases: frozenset[tuple[str, ...]]) -> tuple[bool, bool]:
+        """(the whole of `tokens` is an acknowledgement, `tokens` may still become one: a
+        partial "oh that's really" of "oh that's really interesting")."""
+        if not tokens or len(tokens) > self.max_tokens:
+            return False, False
+        reach, opens = {0}, False
+        for i in range(len(tokens)):
+            if i in reach:
+                ends, o = self._units(tokens, i, phrases)
+                reach |= ends
+                opens = opens or o
+        whole = len(tokens) in reach
+        return whole, whole or (opens and len(tokens) < self.max_tokens)
+
+
+def _holdable(first: str) -> bool:
+    """A unit opening with this word may be waited for in a partial: not a word that opens
+    turns ("no" of "no way", "so" of "so cool"), unless it frames assessments ("that's",
+    "how") or is a pronoun that opens formulas ("you're" of "you're kidding")."""
+    return (first not in wc.TURN_OPENERS or first in wc.REACTION_FRAMES
+            or first in wc.FORMULA_OPENERS)
+
+
+ACK_GRAMMAR = AckGrammar()
+
+
+@dataclass(frozen=True)
 class Lexicon:
-    """Phrases as normalized token tuples; the longest match wins when segmenting."""
+    """Phrases as normalized token tuples; the longest match wins when segmenting. With a
+    `grammar` (the default), a whole utterance the grammar matches has no content."""
 
     backchannel: frozenset[tuple[str, ...]]
     interrupt: frozenset[tuple[str, ...]]
+    grammar: AckGrammar | None = ACK_GRAMMAR
 
     @staticmethod
     def of(backchannel: Iterable[str] = (*sorted(BACKCHANNELS), *EXTRA_BACKCHANNELS),
-           interrupt: Iterable[str] = INTERRUPT_PHRASES) -> Lexicon:
+           interrupt: Iterable[str] = INTERRUPT_PHRASES,
+           grammar: AckGrammar | None = ACK_GRAMMAR) -> Lexicon:
         return Lexicon(
             frozenset(tuple(normalize(p)) for p in backchannel if normalize(p)),
             frozenset(tuple(normalize(p)) for p in interrupt if normalize(p)),
+            grammar,
         )
+
+    def acknowledgement(self, tokens: list[str]) -> tuple[bool, bool]:
+        """(the whole utterance matches the grammar, it may still become a match in a later
+        hypothesis); (False, False) without a grammar."""
+        if self.grammar is None:
+            return False, False
+        return self.grammar.parse(tokens, self.backchannel)
 
     @functools.cached_property
     def _openings(self) -> frozenset[tuple[str, ...]]:
@@ -85,7 +175,13 @@ class Lexicon:
 
     def content(self, tokens: list[str]) -> tuple[str | None, list[str]]:
         """(first interrupt phrase found or None, the tokens before it outside the backchannel
-        lexicon)."""
+        lexicon); no content when the whole of `tokens` matches the grammar."""
+        phrase, content = self._segment(tokens)
+        if phrase is None and content and self.acknowledgement(tokens)[0]:
+            return None, []
+        return phrase, content
+
+    def _segment(self, tokens: list[str]) -> tuple[str | None, list[str]]:
         longest = max((len(p) for p in self.backchannel | self.interrupt), default=1)
         i, content = 0, list[str]()
         while i < len(tokens):

@@ -12,6 +12,8 @@ content word, more speech or the final (docs/turn_detection.md).
 
 from __future__ import annotations
 
+import re
+
 FUNCTION_WORDS = frozenset(
     """
     i me my mine myself you your yours yourself we us our ours he him his she her hers it its
@@ -63,9 +65,74 @@ REACTION_FRAMES = frozenset("that's thats it's how very pretty super too such qu
 QUIET_TURN_WORDS = frozenset({"no", "nope", "what", "pardon"})
 
 
+# Words that judge the assistant's content, not the story: "that's wrong", "incorrect". Never a
+# reaction (a lone "that's wrong" is a correction) and never the evaluative word of the
+# acknowledgement grammar below.
+DISSENT = frozenset(
+    """
+    wrong incorrect false untrue inaccurate nonsense rubbish misleading outdated irrelevant
+    useless pointless confusing unclear backwards boring enough not
+    """.split()
+)
+
+# -- the acknowledgement grammar (lexicon.py `AckGrammar`; docs/research.md, "Backchannels
+# beyond the lexicon") --------------------------------------------------------------------
+# A listener's assessment is [interjection]* [frame] [intensifier]* evaluative-word: "oh that's
+# really interesting", "wow that's wild", "how cool", "so weird". The classes are general
+# English (conversation corpora's assessment inventories), not the words of any scenario.
+INTERJECTIONS = frozenset(
+    """
+    oh ah ahh aw aww ooh oo wow whoa woah gosh jeez geez yikes huh hm hmm mm ha hah heh
+    man boy dang damn shoot phew oops ugh
+    """.split()
+)
+# Frames that open an assessment (token tuples after `normalize`).
+ASSESSMENT_FRAMES = frozenset(
+    tuple(f.split())
+    for f in (
+        "that's", "thats", "that is", "it's", "its", "it is", "how", "sounds", "that sounds",
+        "that's just",
+    )
+)  # fmt: skip
+INTENSIFIERS = frozenset(
+    "really so very pretty super quite totally truly absolutely incredibly too".split()
+)
+EVALUATIVE = frozenset(
+    """
+    interesting cool wild crazy amazing awesome great nice neat fun funny hilarious weird
+    strange odd sad terrible awful horrible insane incredible unbelievable fascinating lovely
+    wonderful beautiful brilliant fantastic impressive good true right perfect excellent sweet
+    smart clever cute scary surprising remarkable helpful useful fair exciting unreal nuts
+    bizarre tough rough unfortunate fabulous gorgeous magical spooky creepy wicked
+    mad epic legit lucky curious intriguing inspiring touching shocking hard
+    """.split()
+)
+# Whole short formulas of acknowledgement (after `normalize`). A partial of only a formula's
+# first words waits for the next hypothesis unless its first word opens turns (`TURN_OPENERS`):
+# "no" of "no way" decides at once (it opens most corrections: "no, I meant ..."), so "no way"
+# is an acknowledgement only when the recognizer's first hypothesis of it shows both words.
+FORMULAS = frozenset(
+    tuple(f.split())
+    for f in (
+        "no way", "no kidding", "you're kidding", "you're kidding me", "you're joking",
+        "good to know", "good to hear", "glad to hear", "thanks", "thank you", "got it",
+        "i see", "makes sense", "that makes sense", "fair enough", "i get it", "i hear you",
+        "you bet", "no doubt", "i bet", "i guess", "i can imagine", "who knew", "no wonder",
+        "oh my god", "my god", "oh my gosh", "my goodness", "oh my goodness", "good for you",
+        "well done", "love it", "love that", "i love that", "i love it",
+        "i had no idea", "too bad",
+    )
+)  # fmt: skip
+# Pronouns that open acknowledgement formulas ("you're kidding", "my god", "i see", "that
+# makes sense"): a partial of them waits for the next word; never "no" nor a question word.
+FORMULA_OPENERS = frozenset({"i", "you", "you're", "my", "that"})
+# A laughter token: "ha", "haha", "hahaha", "hehe", "lol".
+LAUGHTER = re.compile(r"(?:ha|he|hah|heh)+|lol|lmao")
+
+
 def may_be_reaction(token: str) -> bool:
     """An open-class word (normalized token): it may be all of a one-word reaction."""
-    return token not in TURN_OPENERS and not token.isdigit()
+    return token not in TURN_OPENERS and token not in DISSENT and not token.isdigit()
 
 
 def lone_reaction(content: list[str]) -> bool:
