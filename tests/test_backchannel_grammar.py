@@ -21,7 +21,7 @@ FIRST, PER_WORD = 0.2, 0.15  # the first partial 200 ms after onset, one more wo
 # Listeners' acknowledgements and assessments, none a phrase of the lexicon as a whole.
 BACKCHANNELS = [
     "oh that's really interesting", "wow that's wild", "that's so cool", "oh really",
-    "I see", "you're kidding", "fair enough", "good to know", "oh nice", "ha ha",
+    "I see", "you're kidding", "fair enough", "oh nice", "ha ha",
     "yeah yeah yeah", "right right", "oh my god", "that makes sense", "got it thanks",
     "haha that's hilarious", "how weird", "oh wow that's amazing", "thank you", "that's sad",
     "hmm interesting", "that's pretty neat", "it's so true", "oh no that's terrible",
@@ -46,6 +46,10 @@ INTERRUPTIONS = [
     ("ha ha stop", 2),
     ("that's cool but skip it", 2),
     ("interesting why is that", 1),
+    # the held-out sets' words that a looser grammar held (a formula's "to", "you", "he")
+    ("glad to welcome his gospel", 1),
+    ("you can press a key", 0),
+    ("he began a confused complaint", 0),
 ]
 
 
@@ -86,18 +90,21 @@ def test_acknowledgements_beyond_the_lexicon_are_backchannels(words: str, config
     assert d.kind is B, d
 
 
-def test_no_way_is_an_acknowledgement_only_when_its_first_hypothesis_shows_both_words() -> None:
+@pytest.mark.parametrize(("words", "at_word"), [("no way", 0), ("good to know", 1)])
+def test_a_formula_with_a_turn_opening_word_counts_only_when_its_hypothesis_shows_it_whole(
+    words: str, at_word: int
+) -> None:
     # a lone "no" opens corrections ("no, I meant ..."): it is never held for "no way"
     clf = classifier()
     clf.onset(0.0)
     for k in range(1, 16):
         clf.frame(k * FRAME, USER_DBFS)
-    clf.words(0.3, "no way")
+    clf.words(0.3, words)
     clf.speech_end(0.35)
-    d = clf.words(0.55, "no way", final=True)
+    d = clf.words(0.55, words, final=True)
     assert d is not None and d.kind is B, clf.decision
-    d = feed(classifier(), "no way")
-    assert d.kind is INT and d.latency == pytest.approx(FIRST), d
+    d = feed(classifier(), words)
+    assert d.kind is INT and d.latency == pytest.approx(FIRST + at_word * PER_WORD), d
 
 
 def test_without_the_grammar_the_heldout_f_phrase_cancels() -> None:
@@ -185,7 +192,10 @@ def test_a_pause_after_a_prefix_is_not_a_complete_acknowledgement() -> None:
         ("how", False, True),
         ("no", False, False),  # "no way" is complete or nothing: "no" opens corrections
         ("you're", False, True),
-        ("you", False, True),  # "you bet"
+        ("you", False, False),  # "you bet" only whole
+        ("glad to", False, False),
+        ("he", False, False),
+        ("hehe heh hahah", True, True),
         ("what", False, False),
         ("so", False, False),
         ("that's wrong", False, False),

@@ -83,7 +83,7 @@ class AckGrammar:
         for p in phrases | self.formulas:
             if rest[: len(p)] == p:
                 ends.add(i + len(p))
-            elif len(rest) < len(p) and p[: len(rest)] == rest and _holdable(p[0]):
+            elif len(rest) < len(p) and p[: len(rest)] == rest and _holdable(*rest):
                 opens = True
         if rest[0] in self.interjections or wc.LAUGHTER.fullmatch(rest[0]):
             ends.add(i + 1)
@@ -117,12 +117,13 @@ class AckGrammar:
         return whole, whole or (opens and len(tokens) < self.max_tokens)
 
 
-def _holdable(first: str) -> bool:
-    """A unit opening with this word may be waited for in a partial: not a word that opens
-    turns ("no" of "no way", "so" of "so cool"), unless it frames assessments ("that's",
-    "how") or is a pronoun that opens formulas ("you're" of "you're kidding")."""
-    return (first not in wc.TURN_OPENERS or first in wc.REACTION_FRAMES
-            or first in wc.FORMULA_OPENERS)
+def _holdable(first: str, *more: str) -> bool:
+    """A unit opening with these words may be waited for in a partial: none is a word that
+    opens turns ("no" of "no way", "so" of "so cool", "to" of "glad to hear"), except a first
+    word that frames assessments ("that's", "how") or is a pronoun that opens formulas
+    ("you're" of "you're kidding")."""
+    head = first not in wc.TURN_OPENERS or first in wc.REACTION_FRAMES | wc.FORMULA_OPENERS
+    return head and not any(w in wc.TURN_OPENERS for w in more)
 
 
 ACK_GRAMMAR = AckGrammar()

@@ -108,9 +108,10 @@ EVALUATIVE = frozenset(
     """.split()
 )
 # Whole short formulas of acknowledgement (after `normalize`). A partial of only a formula's
-# first words waits for the next hypothesis unless its first word opens turns (`TURN_OPENERS`):
-# "no" of "no way" decides at once (it opens most corrections: "no, I meant ..."), so "no way"
-# is an acknowledgement only when the recognizer's first hypothesis of it shows both words.
+# first words waits for the next hypothesis unless one of them opens turns (`TURN_OPENERS`,
+# but see `FORMULA_OPENERS`): "no" of "no way" decides at once (it opens most corrections:
+# "no, I meant ..."), so "no way", "no kidding", "good to know" are acknowledgements only
+# when the hypothesis that first shows "no" / "to" already shows the rest.
 FORMULAS = frozenset(
     tuple(f.split())
     for f in (
@@ -124,10 +125,12 @@ FORMULAS = frozenset(
     )
 )  # fmt: skip
 # Pronouns that open acknowledgement formulas ("you're kidding", "my god", "i see", "that
-# makes sense"): a partial of them waits for the next word; never "no" nor a question word.
-FORMULA_OPENERS = frozenset({"i", "you", "you're", "my", "that"})
-# A laughter token: "ha", "haha", "hahaha", "hehe", "lol".
-LAUGHTER = re.compile(r"(?:ha|he|hah|heh)+|lol|lmao")
+# makes sense"): a partial of them waits for the next word; never "no" nor a question word,
+# nor "you" ("you can press a key ..."). A formula's later words wait only when none opens
+# turns: "glad to" of "glad to hear" is content at once ("glad to welcome his gospel").
+FORMULA_OPENERS = frozenset({"i", "you're", "my", "that"})
+# A laughter token: "ha", "haha", "hahaha", "hehe", "heh", "lol" (not "he").
+LAUGHTER = re.compile(r"(?:ha)+h?|(?:he){2,}h?|heh|lol|lmao")
 
 
 def may_be_reaction(token: str) -> bool:
