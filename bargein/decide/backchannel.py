@@ -14,7 +14,9 @@ they can and cannot tell apart):
 
 1. an *interrupt phrase* of the lexicon in any hypothesis ("stop", "wait", "hold on",
    "actually", ...) -> interruption, at once;
-2. *content* (a word outside the backchannel lexicon) once the utterance has lasted
+2. *content* (a word outside the backchannel lexicon; none when the whole hypothesis is an
+   acknowledgement of the lexicon's grammar, ``lexicon.AckGrammar``: "oh that's really
+   interesting", and a partial that may still become one waits) once the utterance has lasted
    ``content_min_ms`` -> interruption; when the utterance is at this user's own level or
    louder (at least ``early_min_db`` relative: the user, not side talk, not a murmur) content
    needs only ``early_content_ms``; when it is *quiet* for this user (at least ``quiet_db``

@@ -1,6 +1,9 @@
 """The classifier's words: the backchannel and interrupt-phrase lexicon and how a transcript is
 normalized into its tokens (the floor policy's `utterance_words`, elongated murmurs folded).
-Split off `backchannel.py` (the rules); `side_talk.py` and the floor use the same lexicon."""
+Split off `backchannel.py` (the rules); `side_talk.py` and the floor use the same lexicon.
+`AckGrammar` (word classes in `word_classes.py`) extends the backchannel phrases to
+acknowledgement and assessment forms a whole utterance may take (docs/research.md,
+"Backchannels beyond the lexicon")."""
 
 from __future__ import annotations
 
