@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bargein.decide.addressed import addressed_form
+from bargein.decide.addressed import addressed_form, opens_form
 from bargein.decide.lexicon import normalize
 from bargein.decide.side_talk import BANDS, SideTalkConfig, judge
 from bargein.research.experiment import run_one
@@ -29,6 +29,9 @@ ADDRESSED = [
     "um so why did you stop",
     "okay go back to the storm",
     "and explain the ending",
+    "um so what happened next",
+    "what about the ending though",
+    "sorry what was that",
 ]
 # Side talk and narration of the research sets and the starter set (TV, room voices, a
 # recording), and "you" outside a form.
@@ -43,6 +46,9 @@ NOT_ADDRESSED = [
     "he began a confused complaint against the wizard",
     "mister quilter is the apostle of the middle classes",
     "let's see what happens",
+    "and if it's somewhat similar to what you have on mobile phone",
+    "what your country can do for you",
+    "what was the name of the street",
 ]
 
 
@@ -61,6 +67,15 @@ def test_a_lone_imperative_waits_for_its_next_word() -> None:
     assert addressed_form(["um", "go"]) is None  # a murmur heard as one short word
     assert addressed_form(["tell", "me"]) == "imperative 'tell'"
     assert addressed_form([]) is None and addressed_form(["um", "okay"]) is None
+
+
+@pytest.mark.parametrize(("text", "opens"), [
+    ("tell", True), ("um so could", True), ("what", True), ("what do", True), ("can", True),
+    ("yeah but", False), ("tell me", False), ("could you", False), ("the horizon", False),
+    ("what your", False), ("and if", False),
+])  # fmt: skip
+def test_the_start_of_a_form_is_told_apart(text: str, opens: bool) -> None:
+    assert opens_form(normalize(text)) is opens
 
 
 def test_a_run_of_our_own_words_is_echo_not_a_form() -> None:

@@ -70,6 +70,24 @@ def test_a_sound_that_falls_with_our_duck_is_our_echo() -> None:
     assert not few.side_talk  # too little heard ducked to tell
 
 
+def test_a_sound_that_stops_under_the_duck_is_not_echo() -> None:
+    """heldout_d's "no" corrections (libri_no, cards_no): held for their voice, they ended
+    while the VAD's hang-over ran, and their silence under the duck (98-103 dB below) was
+    taken for our echo: missed. Falling far more than the duck (2x its depth) is a stop."""
+    p = profile(-20.0)
+    zeros = [np.zeros(BANDS, np.float32)] * 30
+    stopped = judge([-15.0] * 30, zeros, "no", p, duck_db=-15.0, unducked=[-14.0] * 6,
+                    ducked=[-114.0] * 12, heard_ms=600.0)
+    assert "echo" not in stopped.reason and stopped.drop_db == pytest.approx(100.0)
+    assert not judge([-15.0] * 30, zeros, "no", p, duck_db=-15.0, unducked=[-14.0] * 6,
+                     ducked=[-114.0] * 12, final=True).side_talk  # its final: addressed
+    room = judge([-15.0] * 30, zeros, "", p, duck_db=-15.0, unducked=[-14.0] * 6,
+                 ducked=[-41.0] * 12)  # 27 dB: a long room tail still follows our gain
+    assert room.side_talk and "echo" in room.reason
+    with pytest.raises(ValueError):
+        SideTalkConfig(echo_drop_max=0.5)
+
+
 def levels_and_shapes(pcm: np.ndarray) -> tuple[list[float], list[np.ndarray]]:
     n = len(pcm) // FRAME
     frames = [pcm[i * FRAME : (i + 1) * FRAME] for i in range(n)]

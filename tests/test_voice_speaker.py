@@ -148,6 +148,54 @@ def test_a_voice_between_the_thresholds_is_held_until_voice_wait_ms(
     assert (v.side_talk, v.settled) == (side, settled) and why in v.reason, v.reason
 
 
+def test_words_addressed_to_the_assistant_beat_another_voice() -> None:
+    """At the user's level in a voice surely not theirs (d = 0.6 on 45 frames, 1.1 s): side
+    talk, unless its words tell or ask the assistant something (an addressed form: someone
+    else may interrupt for the user, "could you say that again please"). Statements and
+    narration in that voice stay side talk; the level rules without a voice are unchanged."""
+    c = SideTalkConfig(voice_model="dvector", own_voice=0.2, other_voice=0.5, other_frames=40)
+    row = np.concatenate((np.zeros(BANDS, np.float32),
+                          np.full(FRAME, _voice_at(0.6), np.float32)))
+
+    def verdict(text: str, config: SideTalkConfig = c, level: float = -20.0) -> str:
+        v = judge([level] * 45, [row] * 45, text, _fake_profile(), config=config,
+                  heard_ms=1100.0, speaker=SpeakerCue(encoder=_Fake))
+        return ("side: " if v.side_talk else "user: ") + v.reason
+
+    assert verdict("could you say that again").startswith("user: addressed: 'could you'")
+    assert verdict("um so what happened next").startswith("user: addressed: 'what happened'")
+    assert verdict("tell me about the cat").startswith("user: addressed: imperative 'tell'")
+    assert "another voice" in verdict("and if it's somewhat similar to what you have")
+    assert "another voice" in verdict("mister quilter is the apostle")
+    # below addressed_db (-12 dB) a form is someone across the room, whatever the voice
+    assert verdict("could you say that again", level=-33.0).startswith("side: ")
+    # without the other-voice rule nothing changes at the user's level: the level decides
+    plain = SideTalkConfig(voice_model="dvector", own_voice=0.2)
+    assert verdict("mister quilter is the apostle", plain).startswith("user: +0.0 dB")
+
+
+def test_another_voice_whose_words_may_open_a_form_waits_for_the_next_word() -> None:
+    """heldout_c's "tell me about the cat" (JFK against another user's request): its partial
+    stayed "tell" until 0.84 s, where the voice was surely another's: settled side talk before
+    "me" came. A lone imperative, modal or question word keeps it provisional (up to
+    opener_wait_ms); the next word decides."""
+    c = SideTalkConfig(voice_model="dvector", own_voice=0.2, other_voice=0.5, other_frames=40)
+    row = np.concatenate((np.zeros(BANDS, np.float32),
+                          np.full(FRAME, _voice_at(0.6), np.float32)))
+
+    def verdict(text: str, heard_ms: float | None) -> tuple[bool, bool]:
+        v = judge([-20.0] * 45, [row] * 45, text, _fake_profile(), config=c,
+                  heard_ms=heard_ms, speaker=SpeakerCue(encoder=_Fake))
+        return v.side_talk, v.settled
+
+    assert verdict("tell", 900.0) == (True, False)  # held: "tell me" would be addressed
+    assert verdict("um could", 900.0) == (True, False)
+    assert verdict("tell me", 950.0) == (False, True)  # the form: the user
+    assert verdict("tell", 1600.0) == (True, True)  # opener_wait_ms passed
+    assert verdict("tell", None) == (True, True)  # it ended: nothing more will come
+    assert verdict("the horizon", 900.0) == (True, True)
+
+
 def test_softer_speech_near_the_users_voice_is_theirs_once_settled() -> None:
     """6 dB below the user at d = 0.38: above own_voice, so held (provisional) while young;
     once settle_ms was heard, at most own_voice_settled makes it the user's own voice."""

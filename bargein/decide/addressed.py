@@ -8,7 +8,9 @@ Addressed *forms*, after leading fillers and acknowledgements ("um", "okay", "no
   more", "go back", "skip it", "repeat that", "explain the …" (`IMPERATIVES`);
 - a request or question put to "you": a modal or auxiliary then "you" ("can you …",
   "could you …", "would you …", "do you …", "did you …"), or a question word, an auxiliary and
-  "you" ("what do you mean", "why did you …", "how do you …").
+  "you" ("what do you mean", "why did you …", "how do you …");
+- a question about what is being told: a question word then "happened", "happens" or "about"
+  ("what happened next", "so what about the dragon", "how about …"), and "what was that".
 
 Not addressed by form: narrative and statements, whatever they are about ("the horizon seems
 extremely distant", "and mister john dashwood had then…", "when you've got the main things",
@@ -43,6 +45,9 @@ _AUX = frozenset(
     """.split()
 )
 _QUESTION = frozenset("what why how where when who which".split())
+# A question word then one of these asks the one telling the story about it ("what happened
+# next", "so what about the dragon"); "what was that" asks us to say it again.
+_ABOUT_THE_STORY = frozenset("happened happens about".split())
 
 # Words that may come before the form without changing it.
 _LEADING = frozenset(
@@ -74,7 +79,25 @@ def addressed_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str 
         return f"{' '.join(rest[:2])!r}"
     if len(rest) >= 3 and rest[0] in _QUESTION and rest[1] in _AUX and rest[2] == "you":
         return f"{' '.join(rest[:3])!r}"
+    if len(rest) >= 2 and rest[0] in _QUESTION and rest[1] in _ABOUT_THE_STORY:
+        return f"{' '.join(rest[:2])!r}"
+    if rest[:3] == ["what", "was", "that"]:
+        return "'what was that'"
     return None
+
+
+def opens_form(tokens: Sequence[str]) -> bool:
+    """The normalized `tokens` so far are the start of an addressed form, not yet one: after
+    the leading words, a lone imperative ("tell"), modal or question word, or a question word
+    and an auxiliary ("what do"). The next word may make it one ("tell me", "could you")."""
+    toks = list(tokens)
+    i = 0
+    while i < len(toks) and toks[i] in _LEADING:
+        i += 1
+    rest = toks[i:]
+    if len(rest) == 1:
+        return rest[0] in IMPERATIVES or rest[0] in _AUX or rest[0] in _QUESTION
+    return len(rest) == 2 and rest[0] in _QUESTION and (rest[1] in _AUX or rest[1] == "was")
 
 
 def _is_run_of(tokens: list[str], ours: Sequence[str]) -> bool:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from bargein.decide.addressed import addressed_form
+from bargein.decide.addressed import addressed_form, opens_form
 from bargein.decide.backchannel import UserLevel
 from bargein.decide.lexicon import Lexicon, normalize
 from bargein.decide.word_classes import QUIET_TURN_WORDS
@@ -190,8 +190,11 @@ class SideTalkConfig:
     # talk into a restore on the 31 scenarios or the held-out set, and turned one held-out
     # interruption into a miss (docs/turn_detection.md). The distance is still reported.
     far_shape_db: float | None = None
-    # The overlap fell by this fraction of the duck depth once the duck took effect: our echo.
+    # The overlap fell by this fraction of the duck depth once the duck took effect: our echo;
+    # by more than `echo_drop_max` times it (into silence: 98-103 dB on the research sets,
+    # echoes 7-27 dB), it stopped rather than followed our gain.
     echo_drop: float = 0.5
+    echo_drop_max: float = 2.0
     min_frames: int = 5  # frames of the utterance needed before any level cue counts
     echo_frames: int = 10  # frames heard ducked needed before the echo cue counts
     # This share of the utterance's word pairs are the assistant's own recent words: our echo.
@@ -234,13 +237,16 @@ class SideTalkConfig:
     # Once `settle_ms` of it was heard (or it ended), an utterance that rule 4 would reject, at
     # a distance at most this, is the user's own voice too (None: only `own_voice` says so).
     own_voice_settled: float | None = None
+    # Another voice whose words so far may open an addressed form ("tell", "could": the next
+    # word may make it one, which beats the voice) stays provisional until this much of it.
+    opener_wait_ms: float = 1500.0
 
     def __post_init__(self) -> None:
         if not (-40.0 <= self.quiet_db < 0.0 and (self.far_shape_db is None
                                                   or self.far_shape_db > 0.0)):
             raise ValueError("quiet_db must be in -40..0 and far_shape_db > 0 (or None)")
-        if not (0.0 < self.echo_drop <= 1.0 and self.min_frames >= 1):
-            raise ValueError("echo_drop must be in (0, 1] and min_frames >= 1")
+        if not (0.0 < self.echo_drop <= 1.0 <= self.echo_drop_max and self.min_frames >= 1):
+            raise ValueError("echo_drop must be in (0, 1], echo_drop_max >= 1, min_frames >= 1")
         if not (0.0 <= self.provisional_db <= 40.0 and 0.0 <= self.settle_ms <= 10_000.0):
             raise ValueError("provisional_db must be in 0..40 and settle_ms in 0..10000")
         if self.addressed_db is not None and not -60.0 <= self.addressed_db <= self.quiet_db:
@@ -256,8 +262,8 @@ class SideTalkConfig:
             raise ValueError("voice_frames and profile_frames must be >= 2")
         if self.other_frames is not None and self.other_frames < self.voice_frames:
             raise ValueError("other_frames must be >= voice_frames (or None)")
-        if not 0.0 <= self.voice_wait_ms <= 10_000.0:
-            raise ValueError("voice_wait_ms must be in 0..10000")
+        if not (0.0 <= self.voice_wait_ms <= 10_000.0 and 0.0 <= self.opener_wait_ms <= 10_000.0):
+            raise ValueError("voice_wait_ms and opener_wait_ms must be in 0..10000")
         if self.voice_model not in ("mfcc", "dvector"):
             raise ValueError(f"unknown voice_model {self.voice_model!r}")
 
@@ -276,7 +282,8 @@ class SideTalkConfig:
             return cls(quiet_db=quiet_db, voice_model="dvector", own_voice=d["own_voice"],
                        other_voice=d["other_voice"], other_voice_db=d["other_voice_db"],
                        voice_wait_ms=d["voice_wait_ms"], other_frames=int(d["other_frames"]),
-                       own_voice_settled=d["own_voice_settled"])
+                       own_voice_settled=d["own_voice_settled"],
+                       profile_frames=int(d["profile_frames"]))
         if voice:
             return cls(quiet_db=quiet_db, own_voice=VOICE_CHECK["own_voice"])
         return cls(quiet_db=quiet_db)
@@ -303,7 +310,8 @@ VOICE_CHECK: dict[str, float] = {"own_voice": 0.25, "other_voice": 0.9}
 # the user's level (a person beside them reaches +3..+7 dB in the first 0.3 s).
 VOICE_CHECK_DVECTOR: dict[str, float] = {"own_voice": 0.33, "other_voice": 0.42,
                                          "other_voice_db": 6.0, "voice_wait_ms": 1000.0,
-                                         "other_frames": 40, "own_voice_settled": 0.40}
+                                         "other_frames": 40, "own_voice_settled": 0.40,
+                                         "profile_frames": 40}
 
 
 @dataclass(frozen=True)
@@ -376,7 +384,9 @@ def judge(
     if duck_db is not None and len(unducked) >= 3 and len(ducked) >= c.echo_frames:
         # Loudest parts (90th percentiles): speech's own pauses do not look like a drop.
         drop = _p90(unducked) - _p90(ducked)
-        if drop >= -duck_db * c.echo_drop:
+        # Fell by about our duck: it follows our gain. Far more (to silence): it stopped, as a
+        # short "no" does while the VAD's hang-over runs (held for its voice, it is the user).
+        if -duck_db * c.echo_drop <= drop <= -duck_db * c.echo_drop_max:
             return SideTalkVerdict(True, f"fell {drop:.1f} dB with our duck: echo", None, None,
                                    drop)
     ref = profile.level
@@ -394,7 +404,11 @@ def judge(
         settled = False  # a soft "no" so far: its final says whether that is all (addressed)
     far = c.far_shape_db
     by_shape = dist is not None and far is not None and dist >= far and rel <= c.quiet_db / 2
-    if (rel <= c.quiet_db or by_shape) and c.addressed_db is not None and rel > c.addressed_db:
+    # A form addressing the assistant is the user below their level (rules 4, 5) and, with
+    # the other-voice rule, in a voice unlike theirs: words that ask or tell the assistant
+    # something beat "another voice" (someone else in the room may interrupt for the user).
+    if ((rel <= c.quiet_db or by_shape or c.other_voice is not None)
+            and c.addressed_db is not None and rel > c.addressed_db):
         form = addressed_form(tokens, normalize(" ".join(our_words)))
         if form is not None:
             return SideTalkVerdict(False, f"addressed: {form}, {rel:+.1f} dB for this user", rel,
@@ -420,8 +434,12 @@ def judge(
                                drop, settled, voice)
     if c.other_voice is not None and rel <= c.other_voice_db:
         if surely_other:
+            # Words that may yet become an addressed form ("tell", "could") keep it open for
+            # the next word (up to `opener_wait_ms`): the form would beat the voice.
+            opening = (heard_ms is not None and heard_ms < c.opener_wait_ms
+                       and opens_form(tokens))
             return SideTalkVerdict(True, f"{rel:+.1f} dB, another voice ({voice:.2f})", rel,
-                                   dist, drop, heard, voice)
+                                   dist, drop, heard and not opening, voice)
         if (voice is not None and c.own_voice is not None and voice > c.own_voice
                 and heard_ms is not None and heard_ms < c.voice_wait_ms):
             # Neither surely the user's voice nor surely another's yet: held, judged again on
