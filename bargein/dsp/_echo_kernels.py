@@ -7,7 +7,8 @@ Per block of ``B`` samples (FFT size ``N = 2B``, ``P`` partitions, filter length
    the pair goes into a ring of the last ``P`` far spectra;
 2. two filters run on that ring: the *foreground* ``Wf`` (its error is the output; it never
    adapts itself) and the *background* ``Wb`` (adapts every block with normalized step
-   ``mu / (P * Pk + delta)`` per bin, ``Pk`` the smoothed far power);
+   ``mu / (Pk + delta / P)`` per bin, ``Pk`` the far power of the partitions weighted by
+   their shares of the step);
 3. the background's gradient ``conj(X) * rfft([0, e_b])`` is unconstrained except for one
    partition per block, round robin, which is projected back to ``B`` taps (as WebRTC AEC3
    does): a full constraint would cost two FFTs per partition per block;
@@ -16,6 +17,15 @@ Per block of ``B`` samples (FFT size ``N = 2B``, ``P`` partitions, filter length
    speech: double talk), the foreground is copied back over it. Adaptation also stops while a
    double-talk detector fires (near-end energy the foreground's echo estimate cannot explain)
    and while the far end is silent.
+
+Only the first ``A`` (``istate[ACTIVE]``) partitions run: every ``GROW_EVERY`` blocks (once
+the foreground removes 3 dB) its partition energies, in groups of ``GROW_STEP``, decide whether
+the room's response reaches past them (the louder of the last two groups holds more than
+``GROW_ABOVE`` of the filter's energy and is at least 3 dB below the group four before it:
+``A`` grows by a group, up to ``P``) or ends before (that group holds less than
+``SHRINK_BELOW`` and is not decaying, or less than a tenth of it: the last group is zeroed and
+``A`` shrinks, down to ``MIN_ACTIVE``). Cost
+follows ``A``, not ``P``; the ring always holds ``P`` far spectra.
 
 Every decision is taken once per block from that block's samples, so the output depends only
 on the samples, never on how the caller chunked them.
@@ -36,13 +46,15 @@ C128 = NDArray[np.complex128]
 I64 = NDArray[np.int64]
 
 # params layout (float64)
-MU, POWER_KEEP, DELTA, FAR_FLOOR, COPY_BELOW, RESET_ABOVE, SMOOTH, SPEC_AVG, BETA0, BETA_MAX, \
-    DT_HOLD, START_RATE, START_BLOCKS, DT_FLOOR, NEAR_FLOOR = range(15)
-N_PARAMS = 15
+MU, GROW_EVERY, DELTA, FAR_FLOOR, COPY_BELOW, RESET_ABOVE, SMOOTH, SPEC_AVG, BETA0, BETA_MAX, \
+    DT_HOLD, START_RATE, START_BLOCKS, DT_FLOOR, NEAR_FLOOR, MIN_ACTIVE, GROW_STEP, GROW_ABOVE, \
+    SHRINK_BELOW, CONSTRAIN_PERIOD = range(20)
+N_PARAMS = 20
 # fstate layout (float64): smoothed two-path error energies, leak regression, adaptation sum
 EF, EB, PEY, PYY, LEAK, SUM_ADAPT, FG_RATIO, N_FSTATE = 0, 1, 2, 3, 4, 5, 6, 8
 # istate layout (int64)
-HEAD, BLOCKS, ADAPTED_FLAG, COPIES, RESETS, DT_BLOCKS, ADAPTED, DT_NOW, HOLD, N_ISTATE = range(10)
+HEAD, BLOCKS, ADAPTED_FLAG, COPIES, RESETS, DT_BLOCKS, ADAPTED, DT_NOW, HOLD, ACTIVE, GROWN, \
+    SHRUNK, N_ISTATE = range(13)
 MIN_LEAK = 0.005
 
 
@@ -74,7 +86,6 @@ def aec_blocks_py(
     n = 2 * b
     nblocks: int = near.shape[0] // b
     mu = params[MU]
-    keep = params[POWER_KEEP]
     delta = params[DELTA]
     smooth = params[SMOOTH]
     avg = params[SPEC_AVG]
@@ -90,16 +101,22 @@ def aec_blocks_py(
         head = (istate[HEAD] + 1) % parts
         istate[HEAD] = head
         rfft_py(xbuf, xring[head], rev, tw, split, z)
-        for f in range(bins):
-            xf = xring[head, f]
-            pk[f] = keep * pk[f] + (1.0 - keep) * (xf.real * xf.real + xf.imag * xf.imag)
-        # 2. the foreground's echo estimate y and error e (the output).
+        act = istate[ACTIVE]
+        # 2. the foreground's echo estimate y and error e (the output); on the way, the far
+        # power the update is normalized by, per bin: sum_p prop_p |X_p|^2 with the last
+        # block's shares (the proportionate NLMS's input power). The current block's power
+        # alone (smoothed) lets a quiet block after loud ones take a far too large step on
+        # partitions that still hold the loud ones: at 512 ms it never converged (3.5 dB).
         for f in range(bins):
             spec[f] = 0j
-        for p in range(parts):
+            pk[f] = 0.0
+        for p in range(act):
             row = (head - p) % parts
+            g = prop[p]
             for f in range(bins):
-                spec[f] += wf[p, f] * xring[row, f]
+                xf = xring[row, f]
+                spec[f] += wf[p, f] * xf
+                pk[f] += g * (xf.real * xf.real + xf.imag * xf.imag)
         irfft_py(spec, work, rev, tw, split, z)
         sef = 0.0
         syf = 0.0
@@ -137,7 +154,7 @@ def aec_blocks_py(
         # 3. the background's error.
         for f in range(bins):
             spec[f] = 0j
-        for p in range(parts):
+        for p in range(act):
             row = (head - p) % parts
             for f in range(bins):
                 spec[f] += wb[p, f] * xring[row, f]
@@ -151,6 +168,8 @@ def aec_blocks_py(
             work[i] = 0.0
         istate[BLOCKS] += 1
         istate[DT_NOW] = 0
+        if istate[BLOCKS] % int(params[GROW_EVERY]) == 0 and fstate[FG_RATIO] <= 0.5:
+            _fit_tail(wf, wb, params, istate)
         if sx <= params[FAR_FLOOR] * b:
             continue  # far end silent: nothing to learn, nothing to compare
         # 4. leak: how much of the echo estimate's power variation reappears in the error.
@@ -227,7 +246,7 @@ def aec_blocks_py(
         istate[ADAPTED] += 1
         rfft_py(work, spec, rev, tw, split, z)
         top = 0.0
-        for p in range(parts):
+        for p in range(act):
             acc = 1e-12
             for f in range(bins):
                 w = wb[p, f]
@@ -235,26 +254,82 @@ def aec_blocks_py(
             prop[p] = np.sqrt(acc)
             top = max(top, prop[p])
         total = 0.0
-        for p in range(parts):
+        for p in range(act):
             prop[p] += 0.1 * top
             total += prop[p]
-        for p in range(parts):
+        for p in range(act):
             prop[p] = 0.99 * prop[p] / total
         for f in range(bins):
             spec[f] = spec[f] * (mu * step[f] / (pk[f] + delta / parts))
-        for p in range(parts):
+        for p in range(act):
             row = (head - p) % parts
             g = prop[p]
             for f in range(bins):
                 wb[p, f] += xring[row, f].conjugate() * (spec[f] * g)
-        # One partition per block is constrained to B taps (the rest of the N-point circular
-        # response zeroed); round robin, so every partition is projected every P blocks.
-        c = istate[BLOCKS] % parts
-        irfft_py(wb[c], work, rev, tw, split, z)
-        for i in range(b, n):
-            work[i] = 0.0
-        rfft_py(work, wb[c], rev, tw, split, z)
+        # One partition per CONSTRAIN_PERIOD active ones, per block, is constrained to B taps
+        # (the rest of the N-point circular response zeroed); round robin, so every partition
+        # is projected every CONSTRAIN_PERIOD blocks or so, however long the filter.
+        per = int(params[CONSTRAIN_PERIOD])
+        k = (act + per - 1) // per
+        for j in range(k):
+            c = (istate[BLOCKS] * k + j) % act
+            irfft_py(wb[c], work, rev, tw, split, z)
+            for i in range(b, n):
+                work[i] = 0.0
+            rfft_py(work, wb[c], rev, tw, split, z)
     return nblocks
+
+
+def _fit_tail_py(wf: C128, wb: C128, params: F64, istate: I64) -> None:
+    """Grow or shrink the active partitions to the room's response as the foreground holds
+    it (see the module's docstring). Partitions past the active ones are kept at zero."""
+    parts = wf.shape[0]
+    bins = wf.shape[1]
+    act = istate[ACTIVE]
+    step = int(params[GROW_STEP])
+    total = 0.0
+    last = 0.0
+    prev = 0.0
+    ref = 0.0
+    for p in range(act):
+        acc = 0.0
+        for f in range(bins):
+            w = wf[p, f]
+            acc += w.real * w.real + w.imag * w.imag
+        total += acc
+        if p >= act - step:
+            last += acc
+        elif p >= act - 2 * step:
+            prev += acc
+        elif act - 6 * step <= p < act - 5 * step:
+            ref += acc
+    if total <= 0.0:
+        return
+    # The louder of the last two groups (the newest is still learning), and still decaying
+    # (3 dB below the group four before it): past the room's tail the filter holds a flat
+    # floor of misadjustment (-37..-42 dB per group in the small rooms), nothing to reach.
+    tail = max(last, prev)
+    decaying = ref > 2.0 * tail
+    if act < parts and tail > params[GROW_ABOVE] * total and decaying:
+        istate[ACTIVE] = min(parts, act + step)
+        istate[GROWN] += 1
+    elif act - step >= params[MIN_ACTIVE] and tail < params[SHRINK_BELOW] * total and (
+        not decaying or tail < 0.1 * params[SHRINK_BELOW] * total
+    ):
+        # Below it and flat (the floor), or far below: a decaying tail just under the
+        # threshold is the room's, still learning (shrinking it there flapped: 182 growths
+        # and 164 shrinks in 24 s of a 600 ms room, the newest group zeroed each time).
+        for p in range(act - step, act):
+            for f in range(bins):
+                wf[p, f] = 0j
+                wb[p, f] = 0j
+        istate[ACTIVE] = act - step
+        istate[SHRUNK] += 1
+
+
+_fit_tail: Callable[[C128, C128, F64, I64], None] = numba.njit(cache=True, nogil=True)(
+    _fit_tail_py
+)
 
 
 aec_blocks: Callable[
