@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bargein.decide.addressed import addressed_form, opens_form
+from bargein.decide.addressed import addressed_form, form_within, opens_form
 from bargein.decide.lexicon import normalize
 from bargein.decide.side_talk import BANDS, SideTalkConfig, judge
 from bargein.research.experiment import run_one
@@ -84,6 +84,15 @@ def test_a_run_of_our_own_words_is_echo_not_a_form() -> None:
     assert addressed_form(["can", "you", "stop"], ours) == "'can you'"
 
 
+def test_a_form_is_found_where_it_opens_after_other_talk() -> None:
+    # the words after a false call: the side talk's last words, then the user's form
+    assert form_within(normalize("a mobile phone could you go back")) == 3
+    assert form_within(normalize("um could you go back")) == 1
+    assert form_within(normalize("but you know on a mobile phone")) is None
+    ours = normalize("can you imagine a small robot")
+    assert form_within(normalize("and can you imagine a small robot"), ours) is None
+
+
 def test_side_talk_check_rescues_a_quiet_addressed_utterance() -> None:
     p = profile(-20.0)
     quiet = [-25.0] * 10  # -5 dB: side talk by level
@@ -108,8 +117,7 @@ HELDOUT_B = Path(__file__).parents[1] / "bargein" / "research" / "scenarios_held
 def test_heldout_quiet_request_to_the_assistant_takes_the_floor() -> None:
     """hb_interrupt's "tell me more about the robot" (the LibriVox reader at gain 0.8, ~5 dB
     below the request) was side talk by level: missed. Tuned on: this rule was prompted by it."""
-    _, rep = run_one(load_scenario(HELDOUT_B / "hb_interrupt.toml"), preset("duck_classify"),
-                     None)
+    _, rep = run_one(load_scenario(HELDOUT_B / "hb_interrupt.toml"), preset("duck_classify"), None)
     item = next(i for i in rep["items"] if i["label"] == "more_robot")
     assert item["cancelled"] and not item["missed"]
     assert rep["metrics"]["missed_1500ms_rate"]["n"] == 0
@@ -121,6 +129,7 @@ def test_room_voices_saying_you_stay_side_talk() -> None:
     the reply is restored for both, as before the rule."""
     from bargein.research.experiment import SCENARIO_DIR
 
-    _, rep = run_one(load_scenario(SCENARIO_DIR / "side_talk_room.toml"), preset("duck_classify"),
-                     None)
+    _, rep = run_one(
+        load_scenario(SCENARIO_DIR / "side_talk_room.toml"), preset("duck_classify"), None
+    )
     assert rep["metrics"]["false_cancel_rate"] == {"value": 0.0, "n": 0, "of": 2}

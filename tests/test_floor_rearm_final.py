@@ -16,7 +16,8 @@ def test_a_final_with_an_interrupt_phrase_while_the_vad_hears_the_echo_cancels()
     frames(m, 3.5, 4.0, USER_DBFS)
     # the recognizer's own endpoint: the final comes while the VAD still hears the echo
     assert m.transcript(4.0, "stop", final=True) == [
-        DuckOutput(1, 4.0), CancelTurn(1, "barge_in", 4.0)
+        DuckOutput(1, 4.0),
+        CancelTurn(1, "barge_in", 4.0),
     ]
 
 
@@ -56,17 +57,18 @@ def test_a_final_of_backchannel_words_alone_stays_false() -> None:
     assert m.state.name == "SPEAKING"
 
 
-
 def test_a_final_after_the_vad_stopped_is_decided_at_once_not_left_waiting() -> None:
-    # an interrupt phrase decides at once: nothing is left for a deadline
+    # an interrupt phrase decides at once: nothing is left for a deadline; its words are the
+    # user's next request, as a partial's overlap's final would be
     m = echo_called_false()
     frames(m, 3.5, 5.0, USER_DBFS)
     assert m.speech_stopped(5.4) == []
     assert m.transcript(5.6, "wait", final=True) == [
-        DuckOutput(1, 5.6), CancelTurn(1, "barge_in", 5.6)
+        DuckOutput(1, 5.6),
+        CancelTurn(1, "barge_in", 5.6),
+        StartTurn(2, "wait"),
     ]
     assert m.next_deadline() is None
-
 
 
 def test_after_the_reply_ended_a_partial_waits_for_its_final() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bargein.actors.policy import InterruptionPolicy, OverlapView, Trigger, utterance_words
+from bargein.decide.addressed import form_within
 from bargein.decide.backchannel import Decision, Kind, normalize
 
 from .floor_actions import (
@@ -43,6 +44,9 @@ class Overlap:
     # The classifier called it an interruption and side talk said not addressed, provisionally
     # (near the level margin on too little audio): judged again on later frames, words, stop.
     side_pending: bool = False
+    # Re-opened inside an utterance already called false: the words of the recognizer's
+    # utterance judged before it; its partials and final are judged without them.
+    skip: int = 0
 
 
 @dataclass(slots=True)
@@ -151,9 +155,7 @@ class FloorCore:
     @property
     def _classifying(self) -> bool:
         """The built-in classifier judges the open overlap (no outside judge)."""
-        return (
-            self.policy.classifier and self.policy.judge is None and self._overlap is not None
-        )
+        return self.policy.classifier and self.policy.judge is None and self._overlap is not None
 
     @property
     def _audio(self) -> OverlapAudio:
@@ -207,44 +209,70 @@ class FloorCore:
         assert o is not None
         self._judged_false = not o.final
         if self.user_speaking and not o.final:
-            self._rearm = (len(utterance_words(o.text)), o.words > 0, now)
+            self._rearm = (o.skip + len(utterance_words(o.text)), o.words > 0, now)
         return self._false_interruption(now, o.text)
 
     def _rearmed(
-        self, now: float, text: str, armed: tuple[int, bool, float] | None = None,
+        self,
+        now: float,
+        text: str,
+        armed: tuple[int, bool, float] | None = None,
         final: bool = False,
     ) -> list[Action]:
-        """A partial (or, `final`, the final) of an utterance already called false: new content
-        words (or, after side talk with words, a new interrupt phrase) open a new overlap at
-        once. Its speech began before the partial that shows its words (a recognizer's first
-        hypothesis of a word comes 200-340 ms after the word starts, docs/research.md): the
-        classifier dates it `early_content_ms` back (not before the false call) and has the
-        frames heard since, so content at the user's level is not made to wait that long again.
-        A final re-opens only on a new interrupt phrase, and is judged at once (the classifier
-        decides on a final); if the reply ended since the call, the final is the user's next
-        request."""
+        """A partial (or, `final`, the final) of an utterance already called false: a new
+        interrupt phrase or addressed form (`addressed.form_within`: "could you go back …"),
+        or after a wordless call new content words, open a new overlap at once, judged on the
+        new words only (`Overlap.skip`). Its speech began before the partial that shows its
+        words (a recognizer's first hypothesis of a word comes 200-340 ms after the word
+        starts, docs/research.md): the classifier dates it `early_content_ms` back (not before
+        the false call) and has the frames heard since, so content at the user's level is not
+        made to wait that long again. A final re-opens only on a new interrupt phrase or
+        addressed form, and is judged at once (the classifier decides on a final); its words
+        are the user's next request once it cancels, or when the reply ended since the call."""
         t, audio = self._turn, self.audio
         armed = self._rearm if armed is None else armed
         if armed is None or audio is None or (t is not None and t.cancelled):
             return []
-        new = " ".join(utterance_words(text)[armed[0] :])
+        words = utterance_words(text)
+        new = " ".join(words[armed[0] :])
         clf = audio.classifier
         if clf is None or not new or (t is None and not final):
             return []
-        phrase, content = clf.lexicon.scan(normalize(new))
-        # A final's content words alone do not: with the VAD held open by our echo, a real
-        # recognizer ends utterances of its own, and its finals of our echo are content words
-        # (pocketsphinx: "then it rude or if you at all rooted out ..."; docs/turn_detection.md).
+        tokens = normalize(new)
+        phrase, content = clf.lexicon.scan(tokens)
+        skip = armed[0]
+        # Content words alone do not re-open after side talk with words (it goes on), nor in a
+        # final: with the VAD held open by our echo, a real recognizer ends utterances of its
+        # own, and its finals of our echo are content words (pocketsphinx: "then it rude or if
+        # you at all rooted out ..."; docs/turn_detection.md). A form addressing the assistant
+        # does; a run of our own words is not one, and side talk's rules 2-3 (our echo, our
+        # words) still judge the new words.
         if phrase is None and (armed[1] or not content or final):
-            return []
+            at = form_within(tokens, normalize(" ".join(audio.our_words)))
+            if at is None:
+                return []
+            skip += at  # judged from the form on: the talk called false may have gone on
+            new = " ".join(words[skip:])
         self._rearm, self._judged_false = None, False
         if t is None:  # the reply ended while the utterance went on: words for us
             return self._user_text(text)
         began = max(armed[2], now - clf.config.early_content_ms / 1000)
         audio.utterance_started(now, began, overlap=True, keep_since=began)
-        self._overlap = Overlap(t.id, now, now, paused=False, text=new, final=final)
+        self._overlap = Overlap(
+            t.id,
+            now,
+            now,
+            paused=False,
+            text=new,
+            final=final,
+            words=self.policy.content_words(new),
+            skip=skip,
+        )
         actions = self._hold(now) if t.speaking else []
-        return actions + self._classified(now, audio.words(now, new, final))
+        actions += self._classified(now, audio.words(now, new, final))
+        if final and t.cancelled:  # the user spoke: as a partial's overlap's final would be
+            actions += self._user_text(text)
+        return actions
 
     def _only_backchannel(self, text: str) -> bool:
         """By the classifier's lexicon: nothing but backchannel words (or nothing at all)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bargein.actors.policy import utterance_words
 from bargein.decide.side_talk import F32
 
 from .floor_actions import (
@@ -36,8 +37,6 @@ __all__ = [
     "ResumeOutput",
     "StartTurn",
 ]
-
-
 
 
 class FloorMachine(FloorCore):
@@ -137,9 +136,13 @@ class FloorMachine(FloorCore):
             self.audio.our_words = tuple(our_words)
         o = self._overlap
         if o is not None and self._classifying:
-            o.text, o.final = text, final
-            o.words = max(o.words, self.policy.content_words(text))
-            decision = self._audio.words(now, text, final)
+            # Re-opened inside an utterance called false: judged on the words after that call.
+            mine = " ".join(utterance_words(text)[o.skip :]) if o.skip else text
+            o.text, o.final = mine, final
+            o.words = max(o.words, self.policy.content_words(mine))
+            decision = self._audio.words(now, mine, final)
+            if final:
+                o.skip = 0  # the recognizer's next utterance counts its words anew
             if o.side_pending:
                 actions = self._unless_side_talk(now)
             else:
@@ -179,8 +182,13 @@ class FloorMachine(FloorCore):
             if self._only_backchannel(text):
                 return []
         t = self._turn
-        if (t is not None and not t.cancelled and self.policy.classifier
-                and self.policy.judge is None and self._only_backchannel(text)):
+        if (
+            t is not None
+            and not t.cancelled
+            and self.policy.classifier
+            and self.policy.judge is None
+            and self._only_backchannel(text)
+        ):
             return []  # an acknowledgement the VAD did not open an overlap for ("yeah")
         if t is not None and not t.cancelled and text:
             # Words arrived for an active turn without an overlap (e.g. the echo guard let the

@@ -86,6 +86,19 @@ def addressed_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str 
     return None
 
 
+def form_within(tokens: Sequence[str], our_words: Sequence[str] = ()) -> int | None:
+    """Where the first addressed form opens among the normalized `tokens` (the index of its
+    first word, leading words not counted), or None. For the words heard after an utterance was
+    judged not addressed: the talk judged may go on ("… on a mobile phone") before the user's
+    form ("could you go back …"). `our_words` as for `addressed_form`, from the form's first
+    word on: a leading word ("and") before a run of ours does not make it a form."""
+    toks = list(tokens)
+    for i, tok in enumerate(toks):
+        if tok not in _LEADING and addressed_form(toks[i:], our_words) is not None:
+            return i
+    return None
+
+
 def opens_form(tokens: Sequence[str]) -> bool:
     """The normalized `tokens` so far are the start of an addressed form, not yet one: after
     the leading words, a lone imperative ("tell"), modal or question word, or a question word

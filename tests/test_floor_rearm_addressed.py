@@ -1,0 +1,119 @@
+"""An utterance already called false (side talk with words, or our echo) in which the user then
+addresses the assistant, inside the same VAD utterance: a new addressed form among the words
+after the false call re-opens it, in partials and in finals, and the new overlap is judged on
+those words only (issue 14: heldout_f's "could you go back to the part about the harbour",
+7.8 dB below the user, after side talk was called). New content words that are our own echo
+do not cancel: the guards of side talk still judge the new words."""
+
+from __future__ import annotations
+
+from bargein.actors.floor_machine import (
+    CancelTurn,
+    DuckOutput,
+    FloorMachine,
+    RestoreOutput,
+    StartTurn,
+)
+from tests.test_duck_floor import DUCK_CLASSIFY, USER_DBFS, speaking, speechlike
+from tests.test_floor_rearm import echo_called_false
+
+OURS = tuple("can you imagine a small robot that lived in a garden".split())
+
+
+def side_talk_called_false() -> FloorMachine:
+    """Turn 1 playing; someone 10 dB below the user says "and then" from 2.0: side talk,
+    restored at 2.9; the VAD still hears the utterance."""
+    m = speaking(DUCK_CLASSIFY)
+    m.speech_started(2.2, 2.0)
+    acts = speechlike(m, 2.0, 2.9, USER_DBFS - 10)
+    acts += m.transcript(2.9, "and then", final=False, our_words=OURS)
+    assert acts == [RestoreOutput(1, "and then", 2.2)]
+    return m
+
+
+def say(m: FloorMachine, heard: str, words: str, dbfs: float, t: float = 2.9) -> list[object]:
+    """The utterance goes on with `words`, one partial each 0.3 s (speech at `dbfs`)."""
+    out: list[object] = []
+    text = heard
+    for w in words.split():
+        out += speechlike(m, t, t + 0.3, dbfs)
+        t += 0.3
+        text += " " + w
+        out += m.transcript(t, text, final=False, our_words=OURS)
+    return out
+
+
+def verdict_reason(m: FloorMachine) -> str:
+    v = m.audio.side_talk_verdict if m.audio is not None else None
+    assert v is not None
+    return v.reason
+
+
+def test_a_new_addressed_form_after_side_talk_reopens_and_cancels() -> None:
+    # 8 dB below the user (side talk by level), but a form addressed to the assistant
+    m = side_talk_called_false()
+    acts = say(m, "and then", "could you go back to the part", USER_DBFS - 8)
+    assert [type(a) for a in acts] == [DuckOutput, CancelTurn]
+    assert verdict_reason(m).startswith("addressed: 'could you'")
+
+
+def test_new_content_words_after_side_talk_do_not_reopen() -> None:
+    m = side_talk_called_false()
+    assert say(m, "and then", "the horizon seems extremely distant", USER_DBFS - 8) == []
+    assert m.state.name == "SPEAKING"
+
+
+def test_the_reopened_overlap_is_judged_from_the_form_on() -> None:
+    # the side talk went on after the call ("the horizon seems") before the user's form: the
+    # new overlap is the form and what follows, not the side talk's last words
+    m = side_talk_called_false()
+    acts = say(m, "and then", "the horizon seems could you go back", USER_DBFS - 8)
+    assert [type(a) for a in acts] == [DuckOutput, CancelTurn]
+    assert verdict_reason(m).startswith("addressed: 'could you'")
+
+
+def test_our_echo_with_a_form_in_it_is_judged_as_our_words_on_the_new_words() -> None:
+    # at the user's level, a recognizer transcribing our "can you imagine a small robot that
+    # lived in a garden" back (one word wrong, so not a run of ours): the form re-opens, and
+    # the new words' pairs are ours (rule 3): not a cancel. Judged with the side talk's words
+    # before them, too few of the pairs would be ours.
+    m = side_talk_called_false()
+    acts = say(m, "and then", "the horizon seems", USER_DBFS - 8)
+    acts += say(
+        m,
+        "and then the horizon seems",
+        "can you imagine a small robot that lived in the",
+        USER_DBFS,
+        t=3.8,
+    )
+    assert [type(a) for a in acts] == [DuckOutput, RestoreOutput]
+    assert verdict_reason(m).startswith("our own words")
+
+
+def test_a_form_across_the_room_reopens_once_and_its_later_words_do_not_again() -> None:
+    # 14 dB below the user, beyond `addressed_db`: side talk again; the words it was judged on
+    # count as judged, so "go back to the part" after them does not re-open it a second time
+    m = side_talk_called_false()
+    acts = say(m, "and then", "could you go back to the part", USER_DBFS - 14)
+    assert [type(a) for a in acts] == [DuckOutput, RestoreOutput]
+
+
+def test_a_final_with_a_new_addressed_form_cancels_and_is_the_next_request() -> None:
+    # finals only: the echo was called false, the user's form comes in the utterance's final
+    m = echo_called_false()
+    speechlike(m, 3.5, 5.0, USER_DBFS - 8)
+    assert m.speech_stopped(5.4) == []
+    text = "could you go back to the part about the harbour"
+    assert m.transcript(5.6, text, final=True, our_words=OURS) == [
+        DuckOutput(1, 5.6),
+        CancelTurn(1, "barge_in", 5.6),
+        StartTurn(2, text),
+    ]
+
+
+def test_a_final_of_our_own_words_with_a_form_in_them_stays_false() -> None:
+    # our echo saying "can you imagine a small robot" is a run of our words: no form
+    m = echo_called_false()
+    speechlike(m, 3.5, 5.0, USER_DBFS)
+    assert m.transcript(5.0, "can you imagine a small robot", final=True, our_words=OURS) == []
+    assert m.state.name == "SPEAKING"
