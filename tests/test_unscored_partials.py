@@ -6,21 +6,14 @@ capability as the real engines declare it, and the rule in a real session with p
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trio
 
 from bargein.actors.overlap_audio import FLOOR_CLASSIFIER
-from bargein.decide.backchannel import BackchannelClassifier, Config, Decision, Kind, normalize
-from bargein.decide.confidence import (
-    MURMUR,
-    MurmurConfig,
-    murmur_masked,
-    weak_count,
-    weak_masked,
-)
+from bargein.decide.backchannel import BackchannelClassifier, Kind, normalize
+from bargein.decide.confidence import MURMUR, MurmurConfig, murmur_masked, weak_masked
 from bargein.engines.base import Hypothesis, WordConfidence
 from bargein.engines.embedded.sphinx_decoders import SPHINX_MEASURE
 from bargein.engines.embedded.sphinx_stt import SphinxStt
@@ -159,73 +152,6 @@ def test_real_interruptions_still_take_the_floor(
             break
     assert clf.decision.kind is Kind.INTERRUPTION
     assert clf.decision.at == pytest.approx(by)
-
-
-# heldout's ho_pauses_d b_pause_inside in the embedded run at a74983a (B, at his level: a turn
-# with a pause in it), and he_same_voice_reader's "mm hmm" (a murmur heard as function words)
-WHEN_THEYRE = [(0.49, "will", False), (0.51, "way", False), (0.55, "when", False),
-               (0.6, "when they", False), (0.62, "when they're", False),
-               (0.82, "when there's", False), (1.02, "when they're", False)]  # fmt: skip
-READER_MM_HMM = [(0.25, "yeah", False), (0.3, "ed", False), (0.36, "and", False),
-                 (0.42, "and then", False), (0.5, "and then a", False),
-                 (0.74, "and then", True)]  # fmt: skip
-
-
-def test_weak_count_counts_function_words_of_unscored_partials_only() -> None:
-    assert weak_count(normalize("when they're"), sphinx("when they're")) == 2
-    assert weak_count(normalize("food but"), sphinx("food but")) == 1
-    assert weak_count(normalize("no i meant"), sphinx("no i meant")) == 1  # "no" is a turn word
-    assert weak_count(normalize("when they're"), "when they're") == 0  # plain text
-    whisper = Hypothesis("and then", (WordConfidence("and", 0.3), WordConfidence("then", 0.3)),
-                         WHISPER_MEASURE)  # fmt: skip
-    assert weak_count(normalize("and then"), whisper) == 0  # scored partials
-
-
-def _at_level(
-    events: list[tuple[float, str, object]], dbfs: float
-) -> list[tuple[float, str, object]]:
-    return [(t, k, dbfs if k == "frame" else v) for t, k, v in events]
-
-
-def _decide(events: list[tuple[float, str, object]], config: Config | None = None) -> Decision:
-    clf = BackchannelClassifier(config or FLOOR_CLASSIFIER)
-    for _ in range(50):
-        clf.user.observe(-20.0)
-    for t, kind, value in events:
-        feed_event(clf, t, kind, value)
-        if clf.decision.kind is not Kind.UNDECIDED:
-            break
-    return clf.decision
-
-
-def test_function_words_that_outlast_a_backchannel_at_the_users_level_are_a_turn() -> None:
-    events = _utterance(WHEN_THEYRE, 2.5, None)
-    got = _decide(events)
-    assert got.kind is Kind.INTERRUPTION and got.at == pytest.approx(0.9)  # max_backchannel_ms
-    assert "function words" in got.reason
-    # quiet for this user (5 dB below): they wait for max_lexical_ms like backchannel words
-    quiet = _decide(_at_level(events, -25.0))
-    assert quiet.kind is Kind.INTERRUPTION and quiet.at == pytest.approx(2.0)
-    # off
-    off = _decide(events, replace(FLOOR_CLASSIFIER, murmur_turn_words=0))
-    assert off.at == pytest.approx(2.0)
-    with pytest.raises(ValueError, match="murmur_turn_words"):
-        replace(FLOOR_CLASSIFIER, murmur_turn_words=-1)
-
-
-def test_the_deadline_of_a_function_word_turn_is_max_backchannel_ms() -> None:
-    clf = _classifier()
-    for t, kind, value in _utterance(WHEN_THEYRE, 2.5, None):
-        if t > 0.62:
-            break  # still speaking, "when they're" heard
-        feed_event(clf, t, kind, value)
-    assert clf.decision.kind is Kind.UNDECIDED
-    assert clf.next_deadline() == pytest.approx(0.9)
-    assert clf.tick(0.9) is not None and clf.decision.kind is Kind.INTERRUPTION
-
-
-def test_a_murmur_heard_as_function_words_ends_before_it_is_a_turn() -> None:
-    assert _decide(_utterance(READER_MM_HMM, 0.68, None)).kind is Kind.BACKCHANNEL
 
 
 # -- the capability, from the real engines ----------------------------------------------------

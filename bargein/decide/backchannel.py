@@ -54,7 +54,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from bargein.decide.confidence import murmur_masked, weak_count
+from bargein.decide.confidence import murmur_masked
 from bargein.decide.lexicon import EXTRA_BACKCHANNELS, Lexicon, normalize
 from bargein.decide.word_classes import QUIET_TURN_WORDS, lone_reaction
 
@@ -106,12 +106,6 @@ class Config:
     # once the interruption is confirmed (the floor: not when side talk overrides it, else a
     # quiet room voice would pull the user's level down to its own).
     learn_levels: bool = True
-    # Still speaking past max_backchannel_ms at this user's level (relative level >=
-    # early_min_db) with at least this many function words of an engine whose partials carry
-    # no confidence (pocketsphinx: `confidence.weak_count`; masked as murmurs, so no content)
-    # -> interruption: a murmur heard as "the the" ends sooner, speech heard as "when they're"
-    # goes on. 0: off (they wait for max_lexical_ms like backchannel words).
-    murmur_turn_words: int = 2
 
     @property
     def wordless_ms(self) -> float:
@@ -125,8 +119,6 @@ class Config:
                 raise ValueError(f"{name} must be a number of ms in 0..60000, got {v!r}")
         if not (isinstance(self.max_backchannel_words, int) and self.max_backchannel_words >= 1):
             raise ValueError("max_backchannel_words must be an int >= 1")
-        if not (isinstance(self.murmur_turn_words, int) and self.murmur_turn_words >= 0):
-            raise ValueError("murmur_turn_words must be an int >= 0")
         if not self.quiet_db < 0 < self.loud_db:
             raise ValueError("quiet_db must be < 0 and loud_db > 0")
         if not (isinstance(self.early_min_db, (int, float)) and
@@ -187,7 +179,6 @@ class _Utterance:
     gaps: float = 0.0  # silences inside it (speech_end .. speech_resumed), seconds
     levels: list[float] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
-    weak: int = 0  # function words of an engine with unscored partials (`weak_count`)
     final: bool = False
 
 
@@ -241,9 +232,7 @@ class BackchannelClassifier:
             return self._evaluate(t)  # a late partial never replaces the final
         # A short overlap's low-confidence words are murmurs, not content (decide/confidence.py).
         ms = ((u.end if u.end is not None else t) - u.onset) * 1e3
-        tokens = normalize(text)
-        u.tokens = murmur_masked(tokens, text, ms, normalize)
-        u.weak = weak_count(tokens, text)
+        u.tokens = murmur_masked(normalize(text), text, ms, normalize)
         u.final = u.final or final
         return self._evaluate(t)
 
@@ -295,8 +284,6 @@ class BackchannelClassifier:
             limits.append(self._content_ms(content, rel))
         if rel is not None and rel >= c.loud_db:
             limits.append(c.loud_min_ms)
-        if self._murmur_turn(u, rel):
-            limits.append(c.max_backchannel_ms)
         # None: a steady wordless sound; its frames, words or end decide
         return u.onset + u.gaps + min(limits) / 1000 if limits else None
 
@@ -321,12 +308,6 @@ class BackchannelClassifier:
                 if before[0] is not None or not before[1]:
                     phrase, content = before
         return phrase, content
-
-    def _murmur_turn(self, u: _Utterance, rel: float | None) -> bool:
-        """Enough unscored function words at this user's level that, once the utterance
-        outlasts a backchannel, they are speech (`Config.murmur_turn_words`)."""
-        c = self.config
-        return 0 < c.murmur_turn_words <= u.weak and rel is not None and rel >= c.early_min_db
 
     def _lone(self, content: list[str]) -> bool:
         """One content word that may be all of a reaction (`Config.hold_open_words`)."""
@@ -377,9 +358,6 @@ class BackchannelClassifier:
         if u.end is None:
             if loud and ms >= c.loud_min_ms:
                 return self._decide(Kind.INTERRUPTION, t, f"loud ({rel:+.1f} dB), {ms:.0f} ms")
-            if ms >= c.max_backchannel_ms and self._murmur_turn(u, rel):
-                why = f"{u.weak} function words at the user's level, {ms:.0f} ms"
-                return self._decide(Kind.INTERRUPTION, t, why)
             limit = c.max_lexical_ms if u.tokens else c.wordless_ms
             if ms >= limit and (u.tokens or not self._steady(u)):
                 return self._decide(Kind.INTERRUPTION, t, f"still speaking after {ms:.0f} ms")

@@ -41,7 +41,7 @@ from bargein.decide.word_classes import FUNCTION_WORDS, QUIET_TURN_WORDS
 from bargein.engines.base import Hypothesis, word_confidences
 from bargein.engines.embedded.sphinx_decoders import SPHINX_MEASURE
 
-__all__ = ["MURMUR", "MurmurConfig", "murmur_masked", "weak_count", "weak_masked"]
+__all__ = ["MURMUR", "MurmurConfig", "murmur_masked", "weak_masked"]
 
 MURMUR = "mm"  # in the backchannel lexicon: a murmur is not content
 
@@ -118,15 +118,6 @@ def weak_masked(
     if config.weak_ms is not None and speech_ms > config.weak_ms:
         return tokens
     return [MURMUR if t in config.weak_words else t for t in tokens]
-
-
-def weak_count(tokens: list[str], text: str, config: MurmurConfig = DEFAULT) -> int:
-    """How many of `tokens` are `config.weak_words` of an engine whose partials carry no
-    confidence (what `weak_masked` masks, at any length); 0 for plain text and scored
-    partials. The classifier's evidence that a growing run of them is speech, not a murmur."""
-    if not isinstance(text, Hypothesis) or text.scored_partials:
-        return 0
-    return sum(t in config.weak_words for t in tokens)
 
 
 def _below_masked(
