@@ -117,3 +117,51 @@ def test_a_final_of_our_own_words_with_a_form_in_them_stays_false() -> None:
     speechlike(m, 3.5, 5.0, USER_DBFS)
     assert m.transcript(5.0, "can you imagine a small robot", final=True, our_words=OURS) == []
     assert m.state.name == "SPEAKING"
+
+
+def test_a_later_final_of_the_same_vad_utterance_is_judged_as_its_rest() -> None:
+    # pocketsphinx ends utterances of its own inside our echo's long VAD utterance: each final
+    # after the first is the rest of the utterance called false, not words for the turn
+    m = echo_called_false()
+    speechlike(m, 3.5, 5.0, USER_DBFS)
+    assert m.transcript(5.0, "then it rude or if you at all", final=True, our_words=OURS) == []
+    speechlike(m, 5.0, 7.0, USER_DBFS)
+    assert m.transcript(7.0, "and the robot counted boats", final=True, our_words=OURS) == []
+    speechlike(m, 7.0, 8.0, USER_DBFS)
+    assert m.speech_stopped(8.5) == []
+    assert m.transcript(8.7, "rooted out the boats", final=True, our_words=OURS) == []
+    assert m.state.name == "SPEAKING"
+
+
+def test_a_later_final_with_a_form_in_it_cancels() -> None:
+    m = echo_called_false()
+    speechlike(m, 3.5, 5.0, USER_DBFS)
+    assert m.transcript(5.0, "then it rude or if you at all", final=True, our_words=OURS) == []
+    speechlike(m, 5.0, 7.0, USER_DBFS - 8)
+    acts = m.transcript(7.0, "could you go back", final=True, our_words=OURS)
+    assert acts == [DuckOutput(1, 7.0), CancelTurn(1, "barge_in", 7.0)]
+
+
+def test_side_talk_going_on_past_its_final_does_not_cancel_at_its_next_final() -> None:
+    # the side talk called false goes on after the recognizer's final: new content words,
+    # in its next partials and final, are still the side talk's
+    m = side_talk_called_false()
+    assert m.transcript(3.0, "and then", final=True, our_words=OURS) == []
+    acts = say(m, "", "the horizon seems extremely distant", USER_DBFS - 8, t=3.0)
+    assert acts == []
+    final = "the horizon seems extremely distant"
+    assert m.transcript(4.6, final, final=True, our_words=OURS) == []
+    assert m.state.name == "SPEAKING"
+
+
+def test_after_a_final_called_false_inside_a_longer_vad_utterance_the_rest_is_judged() -> None:
+    # a final of our echo with a form in it (one word wrong) re-opens and is our words (rule
+    # 3) while the VAD still hears the echo: the echo's next final is still judged as its rest
+    m = echo_called_false()
+    speechlike(m, 3.5, 5.0, USER_DBFS)
+    echo = "can you imagine a small robot that lived in the garden"
+    acts = m.transcript(5.0, echo, final=True, our_words=OURS)
+    assert [type(a) for a in acts] == [DuckOutput, RestoreOutput]
+    speechlike(m, 5.0, 7.0, USER_DBFS)
+    assert m.transcript(7.0, "and the robot counted boats", final=True, our_words=OURS) == []
+    assert m.state.name == "SPEAKING"

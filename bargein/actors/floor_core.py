@@ -208,8 +208,9 @@ class FloorCore:
         o = self._overlap
         assert o is not None
         self._judged_false = not o.final
-        if self.user_speaking and not o.final:
-            self._rearm = (o.skip + len(utterance_words(o.text)), o.words > 0, now)
+        if self.user_speaking:  # after a final, the recognizer's next utterance counts anew
+            judged = 0 if o.final else o.skip + len(utterance_words(o.text))
+            self._rearm = (judged, o.words > 0, now)
         return self._false_interruption(now, o.text)
 
     def _rearmed(

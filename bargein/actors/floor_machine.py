@@ -169,7 +169,12 @@ class FloorMachine(FloorCore):
             return self._false_interruption(now, text)
         if not final:
             return self._rearmed(now, text)
-        if self._judged_false:  # the final of an utterance a judge already called false
+        # The final of an utterance a judge already called false, or, while the reply plays, a
+        # later final of the same VAD utterance (pocketsphinx ends utterances of its own inside
+        # our echo's long one): the rest of it, not "words for an active turn" (which cancel).
+        t = self._turn
+        rest = self._rearm is not None or self._rearm_final is not None
+        if self._judged_false or (rest and t is not None and not t.cancelled):
             self._judged_false = False
             armed, self._rearm_final = self._rearm or self._rearm_final, None
             if self._rearm is not None:  # the recognizer's next utterance counts words anew
@@ -181,7 +186,6 @@ class FloorMachine(FloorCore):
             self._orphan = False
             if self._only_backchannel(text):
                 return []
-        t = self._turn
         if (
             t is not None
             and not t.cancelled
