@@ -64,19 +64,29 @@ def test_new_content_words_after_side_talk_do_not_reopen() -> None:
 
 
 def test_the_reopened_overlap_is_judged_from_the_form_on() -> None:
-    # the side talk went on after the call ("the horizon seems") before the user's form: the
-    # new overlap is the form and what follows, not the side talk's last words
+    # the side talk went on after the call ("the horizon seems"); after a pause, the user's
+    # form: the new overlap is the form and what follows, not the side talk's last words
     m = side_talk_called_false()
-    acts = say(m, "and then", "the horizon seems could you go back", USER_DBFS - 8)
+    assert say(m, "and then", "the horizon seems", USER_DBFS - 8) == []
+    acts = say(m, "and then the horizon seems", "could you go back", USER_DBFS - 8, t=5.0)
     assert [type(a) for a in acts] == [DuckOutput, CancelTurn]
     assert verdict_reason(m).startswith("addressed: 'could you'")
 
 
+def test_a_form_inside_a_stream_of_words_does_not_reopen() -> None:
+    # no pause before it: pocketsphinx's transcript of our echo makes such forms ("… they are
+    # you", heldout_f's hf_reader_phone_echo with --engines embedded)
+    m = side_talk_called_false()
+    words = "the horizon seems could you go back"
+    assert say(m, "and then", words, USER_DBFS - 8) == []
+    assert m.state.name == "SPEAKING"
+
+
 def test_our_echo_with_a_form_in_it_is_judged_as_our_words_on_the_new_words() -> None:
-    # at the user's level, a recognizer transcribing our "can you imagine a small robot that
-    # lived in a garden" back (one word wrong, so not a run of ours): the form re-opens, and
-    # the new words' pairs are ours (rule 3): not a cancel. Judged with the side talk's words
-    # before them, too few of the pairs would be ours.
+    # at the user's level after a pause, a recognizer transcribing our "can you imagine a small
+    # robot that lived in a garden" back (one word wrong, so not a run of ours): the form
+    # re-opens, and the new words' pairs are ours (rule 3): not a cancel. Judged with the side
+    # talk's words before them, too few of the pairs would be ours.
     m = side_talk_called_false()
     acts = say(m, "and then", "the horizon seems", USER_DBFS - 8)
     acts += say(
@@ -84,7 +94,7 @@ def test_our_echo_with_a_form_in_it_is_judged_as_our_words_on_the_new_words() ->
         "and then the horizon seems",
         "can you imagine a small robot that lived in the",
         USER_DBFS,
-        t=3.8,
+        t=5.0,
     )
     assert [type(a) for a in acts] == [DuckOutput, RestoreOutput]
     assert verdict_reason(m).startswith("our own words")

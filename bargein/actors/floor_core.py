@@ -26,6 +26,12 @@ from .overlap_audio import OverlapAudio
 
 # Deadlines are sums of floats; a tick at the deadline must count as reaching it.
 EPSILON = 1e-9
+# After an utterance was called false, an addressed form re-opens it only where its new words
+# begin, or where words resume after the recognizer's hypothesis stopped growing this long (a
+# pause the VAD would have ended the utterance for, were our echo not holding it open): not
+# inside a stream of words, where pocketsphinx's transcript of our echo makes forms ("… they
+# are you", `--engines embedded`, heldout_f's hf_reader_phone_echo).
+RESUME_GAP_S = 1.0
 
 
 @dataclass(slots=True)
@@ -75,6 +81,10 @@ class FloorCore:
         # a TV): (words then, only an interrupt phrase re-opens it). New words in its partials
         # re-open the overlap, so a user talking over our echo or the TV is still heard.
         self._rearm: tuple[int, bool, float] | None = None  # (..., when it was called false)
+        # Since that call: the word indices where words resumed after `RESUME_GAP_S`, and the
+        # latest partial's word count with when it last grew.
+        self._resumed: list[int] = []
+        self._heard: tuple[int, float] = (0, 0.0)
         # The same, kept from the VAD's stop until that utterance's final: with finals only (no
         # partials), the final is the first the floor hears of words said after the call.
         self._rearm_final: tuple[int, bool, float] | None = None
@@ -211,6 +221,7 @@ class FloorCore:
         if self.user_speaking:  # after a final, the recognizer's next utterance counts anew
             judged = 0 if o.final else o.skip + len(utterance_words(o.text))
             self._rearm = (judged, o.words > 0, now)
+            self._resumed, self._heard = [], (judged, now)
         return self._false_interruption(now, o.text)
 
     def _rearmed(
@@ -235,6 +246,14 @@ class FloorCore:
         if armed is None or audio is None or (t is not None and t.cancelled):
             return []
         words = utterance_words(text)
+        if armed is self._rearm and not final:
+            last, grew = self._heard
+            if len(words) > last:
+                if now - grew >= RESUME_GAP_S - EPSILON:
+                    self._resumed.append(last)
+                self._heard = (len(words), now)
+            else:
+                self._heard = (len(words), grew)
         new = " ".join(words[armed[0] :])
         clf = audio.classifier
         if clf is None or not new or (t is None and not final):
@@ -249,7 +268,8 @@ class FloorCore:
         # does; a run of our own words is not one, and side talk's rules 2-3 (our echo, our
         # words) still judge the new words.
         if phrase is None and (armed[1] or not content or final):
-            at = form_within(tokens, normalize(" ".join(audio.our_words)))
+            starts = [0, *(i - armed[0] for i in self._resumed if i >= armed[0])]
+            at = form_within(tokens, normalize(" ".join(audio.our_words)), starts)
             if at is None:
                 return []
             skip += at  # judged from the form on: the talk called false may have gone on

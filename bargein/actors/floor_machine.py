@@ -179,6 +179,7 @@ class FloorMachine(FloorCore):
             armed, self._rearm_final = self._rearm or self._rearm_final, None
             if self._rearm is not None:  # the recognizer's next utterance counts words anew
                 self._rearm = (0, self._rearm[1], self._rearm[2])
+                self._resumed, self._heard = [], (0, now)
             # Words it holds beyond those judged (a recognizer with finals only shows them
             # first here) are judged as a partial's would be (`_rearmed`).
             return self._rearmed(now, text, armed, final=True)

@@ -86,16 +86,22 @@ def addressed_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str 
     return None
 
 
-def form_within(tokens: Sequence[str], our_words: Sequence[str] = ()) -> int | None:
+def form_within(
+    tokens: Sequence[str], our_words: Sequence[str] = (), starts: Sequence[int] | None = None
+) -> int | None:
     """Where the first addressed form opens among the normalized `tokens` (the index of its
     first word, leading words not counted), or None. For the words heard after an utterance was
     judged not addressed: the talk judged may go on ("… on a mobile phone") before the user's
-    form ("could you go back …"). `our_words` as for `addressed_form`, from the form's first
-    word on: a leading word ("and") before a run of ours does not make it a form."""
+    form ("could you go back …"). `starts`: the only indices a form may open at (after leading
+    words); None: any. `our_words` as for `addressed_form`, from the form's first word on: a
+    leading word ("and") before a run of ours does not make it a form."""
     toks = list(tokens)
-    for i, tok in enumerate(toks):
-        if tok not in _LEADING and addressed_form(toks[i:], our_words) is not None:
-            return i
+    for i in range(len(toks)) if starts is None else sorted(set(starts)):
+        j = i
+        while j < len(toks) and toks[j] in _LEADING:
+            j += 1
+        if j < len(toks) and addressed_form(toks[j:], our_words) is not None:
+            return j
     return None
 
 
