@@ -64,7 +64,7 @@ def test_every_option_in_the_web_and_run_tables_is_a_real_flag() -> None:
         ("--port", 8000, "where to listen (default 127.0.0.1:8000)"),
         ("--max-sessions", 32, "concurrent voice sessions (default 32)"),
         ("--llm-stall-timeout", 60.0, "mid-stream (default 60; must be > 0)"),
-        ("--policy", "duck_classify", "that name none (default `duck_classify`"),
+        ("--policy", "duck_classify_speaker", "that name none (default `duck_classify_speaker`"),
         ("--monitoring", False, "(off by default: `404 monitoring_disabled`)"),
     ],
 )
@@ -85,7 +85,7 @@ def test_demo_llm_model_defaults_to_the_documented_model() -> None:
 @pytest.mark.parametrize(
     ("flag", "value", "promise"),
     [
-        ("--policy", "duck_classify", "| `--policy NAME` | `duck_classify`"),
+        ("--policy", "duck_classify_speaker", "| `--policy NAME` | `duck_classify_speaker`"),
         ("--rate-wpm", 175, "| `--rate-wpm N` | 175 |"),
         ("--realtime", False, "| `--realtime` | off |"),
         ("--json", False, "| `--json` | off |"),
