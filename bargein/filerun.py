@@ -85,6 +85,11 @@ async def converse(
         await feed_live(session.push_audio, pcm, config.input_rate, chunk_ms)
         session.end_input()
         with trio.move_on_after(drain_s):
+            await session.wait_closing()
+        # No deadline over the session's own (bounded) shutdown: on a virtual clock it would be
+        # the next deadline, and the clock would jump to it while the shutdown waits for real
+        # work (a CPU worker's reply), so the session would end `drain_s` late.
+        if session.end_reason is not None:  # (else the drain ran out: leaving the block closes it)
             await session.wait_ended()
     length_s = len(pcm) / config.input_rate
     return Conversation(

@@ -64,6 +64,7 @@ class Session:
         self._floor_send, self._floor_recv = trio.open_memory_channel[FloorInput](1024)
         self._scope = trio.CancelScope()
         self._ended = trio.Event()
+        self._closing = trio.Event()  # close() was called: the session is on its way out
         self._last_drop_report = -1.0
         self._last_limit_report = -1.0
         self._burst = config.input_rate * config.ingress_burst_ms / 1000
@@ -232,7 +233,13 @@ class Session:
     def close(self, reason: str = "closed") -> None:
         if self.end_reason is None:
             self.end_reason = reason
+        self._closing.set()
         self._scope.cancel()
+
+    async def wait_closing(self) -> None:
+        """Until `close` was called (by the session itself, e.g. when its input has ended and
+        it is idle, or by its owner); `wait_ended` then waits for its bounded shutdown."""
+        await self._closing.wait()
 
     async def wait_ended(self) -> str:
         await self._ended.wait()
@@ -301,6 +308,7 @@ class Session:
                     )
                     task_status.started()
         finally:
+            self._closing.set()  # also when it ended by itself (an actor's error)
             self._ingress.close()
             self.end_reason = self.end_reason or "closed"
             self.bus.emit(EventType.SESSION_ENDED, reason=self.end_reason, **self.stats())
