@@ -11,13 +11,8 @@ from collections import Counter
 
 from bargein.research.audio import build_input
 from bargein.research.experiment import HELDOUT_SETS, resolve_scenarios
-from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS, AudioItem, Scenario
+from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
 from bargein.research.voices import voice
-
-
-def _user_turn(scn: Scenario) -> AudioItem:
-    """The user's first turn: the request, or a request with pauses (`user_pause`)."""
-    return next(it for it in scn.items if it.kind in ("request", "user_pause"))
 
 
 def test_heldout_f_loads_builds_and_keeps_its_conventions() -> None:
@@ -35,7 +30,8 @@ def test_heldout_f_loads_builds_and_keeps_its_conventions() -> None:
         assert all(t.expect in ("speaking", "thinking") for t in overlaps)
         for t in truths:
             assert all(t.onset - 1e-6 <= a < b <= t.offset + 1e-6 for a, b, _ in t.words), t
-        request = _user_turn(scn)
+        request = scn.user_turn
+        assert request is not None, scn.name
         users.add((request.file, request.channel))
         user = voice(request, scn).level_dbfs
         for item in scn.items:

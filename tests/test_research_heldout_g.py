@@ -13,15 +13,10 @@ from collections import Counter
 
 from bargein.research.audio import build_input
 from bargein.research.experiment import HELDOUT_SETS, resolve_scenarios
-from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS, AudioItem, Scenario
+from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
 from bargein.research.voices import voice
 
 RATE = 16000  # build_input's timeline rate
-
-
-def _user_turn(scn: Scenario) -> AudioItem:
-    """The user's first turn: the request, or a request with pauses (`user_pause`)."""
-    return next(it for it in scn.items if it.kind in ("request", "user_pause"))
 
 
 def test_heldout_g_loads_builds_and_keeps_its_conventions() -> None:
@@ -44,7 +39,8 @@ def test_heldout_g_loads_builds_and_keeps_its_conventions() -> None:
                 assert t.expect == "speaking", t  # every other item is timed over a reply
             # a <= b: LibriSpeech 1272's own labels give "are" no length (3.65-3.65 s)
             assert all(t.onset - 1e-6 <= a <= b <= t.offset + 1e-6 for a, b, _ in t.words), t
-        request = _user_turn(scn)
+        request = scn.user_turn
+        assert request is not None, scn.name
         users.add((request.file, request.channel))
         user = voice(request, scn).level_dbfs
         for item in scn.items:

@@ -106,6 +106,11 @@ class Scenario:
     def base_dir(self) -> Path | None:
         return self.path.parent if self.path is not None else None
 
+    @property
+    def user_turn(self) -> AudioItem | None:
+        """The user's first turn as written: the request, or a request with pauses."""
+        return next((it for it in self.items if it.kind in USER_TURNS), None)
+
 
 _TOP_KEYS = {"name", "description", "duration_s", "tail_s", "drain_s", "engines", "policy", "audio"}
 _ITEM_KEYS = {
