@@ -31,7 +31,7 @@ from bargein.transports.sse import Record, SseEvent
 
 HANG_GUARD = 60  # seconds; a guard against hangs, never a performance bound
 USER = {"messages": [{"role": "user", "content": "count for me"}]}
-QUICK = ChatConfig(heartbeat_interval=0.1, orphan_timeout=0.3)
+QUICK = ChatConfig(heartbeat_interval=0.1, orphan_timeout=0.3, catch_up_timeout=0.5)
 
 
 @asynccontextmanager
@@ -101,6 +101,32 @@ async def test_holes_positions_past_the_end_and_a_lapsed_producer_are_said_plain
     assert ahead.status_code == 400 and ahead_body["error"]["code"] == "bad_last_event_id"
     assert [e.event for e in lapsed] == ["token", "error"] and lapsed[0].id == "lapsed:1"
     assert lapsed[-1].event == "error" and json.loads(lapsed[-1].data)["code"] == "stream_lost"
+
+
+async def test_a_position_the_store_has_not_caught_up_with_yet_is_waited_for() -> None:
+    """The producing worker's client can be sent events still queued for the store: resuming
+    elsewhere right after (tests/test_scale_out.py did, under load) waits for the store."""
+    with trio.fail_after(HANG_GUARD):
+        async with pair(ScriptedPlanner(), QUICK) as (_, port_b, store):
+            store.hold_stream("lagging", 30.0)
+            for seq in (1, 2):
+                store.append_record(Record("lagging", seq, "token", '{"text":"x"}'), final=False)
+
+            async def store_catches_up() -> None:
+                await trio.sleep(QUICK.catch_up_timeout / 4)
+                store.append_record(Record("lagging", 3, "token", '{"text":"y"}'), final=False)
+                store.append_record(Record("lagging", 4, "token", '{"text":"z"}'), final=False)
+                store.append_record(Record("lagging", 5, "done", "{}"), final=True)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store_catches_up)
+                async with http(port_b) as client:
+                    response = await client.request(
+                        "GET", "/api/chat/stream", headers={"Last-Event-ID": "lagging:3"}
+                    )
+                    rest = await client.events()
+    assert response.status_code == 200
+    assert [(e.event, e.id) for e in rest] == [("token", "lagging:4"), ("done", "lagging:5")]
 
 
 def scripted(_: Mapping[str, OptionValue]) -> Engines:

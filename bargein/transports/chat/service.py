@@ -10,7 +10,7 @@ import trio
 
 from bargein.engines.base import PlannerEngine, PlanOutput, PlanRequest, Status, TextDelta
 from bargein.runtime.history import ChatMessage
-from bargein.store import MemoryStore, Store, StoreUnavailable
+from bargein.store import MemoryStore, Store, StoreUnavailable, StreamRead
 from bargein.transports.chat.config import ChatConfig
 from bargein.transports.chat.request import ChatRequestError
 from bargein.transports.chat.stream import ChatStream, RemoteStream, follow_local, follow_remote
@@ -99,10 +99,27 @@ class ChatService:
         if read is None:
             raise ChatRequestError(410, "unknown_stream", f"stream {stream_id} is not kept")
         if seq > read.last_seq:
+            read = await self._catch_up(stream_id, seq, read)
+        if seq > read.last_seq:
             _check_resumable(Gap(seq, None, "ahead"), seq)
         if read.records and read.records[0].seq != seq + 1:
             _check_resumable(Gap(seq, read.records[0].seq, "evicted"), seq)
         return RemoteStream(stream_id)
+
+    async def _catch_up(self, stream_id: str, seq: int, read: StreamRead) -> StreamRead:
+        """The store's view once it holds `seq`, or as it is when the producer finished or
+        stopped, or `catch_up_timeout` passed: the producing worker's client may have been
+        sent events that are still queued for the store."""
+        with trio.move_on_after(self.config.catch_up_timeout):
+            while seq > read.last_seq and not read.finished and read.producer_alive:
+                try:
+                    newer = await self.shared.read_records(stream_id, seq, wait=0.1)
+                except StoreUnavailable as exc:
+                    raise ChatRequestError(503, "store_unavailable", str(exc)) from exc
+                if newer is None:
+                    raise ChatRequestError(410, "unknown_stream", f"stream {stream_id} is gone")
+                read = newer
+        return read
 
     async def _produce(self, stream: ChatStream, messages: tuple[ChatMessage, ...]) -> None:
         try:
