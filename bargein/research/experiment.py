@@ -36,6 +36,8 @@ HELDOUT_SETS = {
     "heldout_e": Path(__file__).parent / "scenarios_heldout_e",
     "heldout_f": Path(__file__).parent / "scenarios_heldout_f",
     "heldout_g": Path(__file__).parent / "scenarios_heldout_g",
+    # written from the docs alone (session 8), frozen unrun, run once after the session's decisions
+    "heldout_h": Path(__file__).parent / "scenarios_heldout_h",
 }
 
 
