@@ -30,6 +30,7 @@ from bargein.wheel_files import locate_in_wheel
 DISTRIBUTION = "pipecat-ai"
 MODEL_PATH = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
 THRESHOLD = 0.5  # the model's own decision point (pipecat: complete when p > 0.5)
+PRECISION_OPTION = "session.x64quantprecision"  # onnxruntime: exact int8 GEMM on x86 w/o VNNI
 
 
 class SmartTurnUnavailable(RuntimeError):
@@ -55,6 +56,27 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def session_options(threads: int = 1) -> Any:
+    """onnxruntime session options for the model (an ``ort.SessionOptions``)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = 1
+    so.intra_op_num_threads = threads
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # No busy-waiting worker threads: the CPU a decision costs is the CPU it uses.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    # The model is int8 (u8 activations x s8 weights). On x86 CPUs without VNNI (AVX2, or
+    # AVX-512 without VNNI) onnxruntime's u8s8 kernels add pairs of products in a saturating
+    # int16, and the scores drift (emulated: the whole ARCTIC sentence 0.35, not 0.69-0.82;
+    # docs/turn_detection.md). This makes them use the exact u8u8 kernels there; CPUs with
+    # VNNI, or not x86, are unaffected.
+    so.add_session_config_entry(PRECISION_OPTION, "1")
+    return so
+
+
 @dataclass(frozen=True)
 class TurnPrediction:
     probability: float  # P(turn complete)
@@ -75,18 +97,11 @@ class SmartTurn:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.inter_op_num_threads = 1
-        so.intra_op_num_threads = threads
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # No busy-waiting worker threads: the CPU a decision costs is the CPU it uses.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.model_path = model if model is not None else locate_model()
         self.threshold = threshold
         self._session: Any = ort.InferenceSession(
-            str(self.model_path), sess_options=so, providers=["CPUExecutionProvider"]
+            str(self.model_path), sess_options=session_options(threads),
+            providers=["CPUExecutionProvider"],
         )
         inp = self._session.get_inputs()[0]
         if inp.name != "input_features" or list(inp.shape[1:]) != [80, 800]:
