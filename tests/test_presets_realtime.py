@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from bargein.decide.smart_turn import unavailable_reason
+from bargein.actors.end_of_turn import AskTurn
+from bargein.actors.turn_model import SessionModel
+from bargein.decide.smart_turn import TurnPrediction, unavailable_reason
 from bargein.presets import PRESETS
 from bargein.runtime.events import Event, EventType
 from bargein.testing.realtime import TOKEN, RealtimeClient, ScriptedEngines, drive, speech
@@ -62,8 +64,16 @@ def test_server_vad_stays_silence_endpointing() -> None:
 @pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 @pytest.mark.parametrize(("kind", "asked"), [("semantic_vad", True), ("server_vad", False)])
 async def test_a_semantic_vad_session_asks_the_model_and_server_vad_does_not(
-    kind: str, asked: bool
+    kind: str, asked: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    predictions: list[AskTurn] = []
+    predict = SessionModel.predict
+
+    async def counted(self: SessionModel, request: AskTurn) -> TurnPrediction:
+        predictions.append(request)
+        return await predict(self, request)
+
+    monkeypatch.setattr(SessionModel, "predict", counted)
     engines = ScriptedEngines(["go forward ten meters"], ["Going forward now."])
     server = DemoServer(engines.factory, access=AccessConfig(token=TOKEN))
     stops: list[Event] = []
@@ -87,7 +97,11 @@ async def test_a_semantic_vad_session_asks_the_model_and_server_vad_does_not(
             await drive(port, scenario)
     assert stops
     first = stops[0].data
-    # The model gave a probability (and the turn ended by it or by its longest wait) only
-    # for semantic_vad; server_vad ended on silence alone.
-    assert ("turn_probability" in first) is asked, first
-    assert (first["end_of_turn"] in ("smart_turn", "max_wait")) is asked, first
+    # Only semantic_vad asks the model. Its verdict may come after `stop_ms` of silence on a
+    # loaded machine (the model runs on a thread, the speech at twice real time): then the
+    # silence fallback ends the turn, by design, without a probability.
+    assert bool(predictions) is asked, first
+    if not asked:
+        assert "turn_probability" not in first and first["end_of_turn"] == "silence", first
+    elif "turn_probability" not in first:
+        assert first["end_of_turn"] == "silence", first
