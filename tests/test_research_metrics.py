@@ -362,3 +362,30 @@ def test_a_cancel_long_after_the_last_user_speech_stays_the_echos() -> None:
     by = {r["label"]: r for r in rows}
     assert (by["echo"]["cancelled"], by["wait"]["cancelled"]) == (True, False)
     assert s.summary()["false_cancel_rate"]["n"] == 1
+
+
+def test_detection_after_the_first_word_is_the_runtimes_share_of_the_detection() -> None:
+    # "stop" (8.0 .. 8.42, its one word ending at 8.42) is cancelled at 8.45: detected 450 ms
+    # after the onset, 30 ms after its first word was whole; "wait" has no timed words.
+    truths = [
+        Truth("ask", "request", 0.0, 1.0),
+        Truth("stop", "true_interruption", 8.0, 8.42, words=((8.0, 8.42, "stop"),)),
+        Truth("wait", "true_interruption", 11.0, 11.5),
+    ]
+    ev = seq(
+        {"type": "turn_started", "t": 1.5, "turn": 1},
+        {"type": "barge_in", "t": 8.45, "turn": 1, "reason": "barge_in", "onset": 8.0},
+        cancelled(8.47, 1),
+        {"type": "turn_started", "t": 9.0, "turn": 2},
+        {"type": "barge_in", "t": 11.3, "turn": 2, "reason": "barge_in", "onset": 11.0},
+        cancelled(11.32, 2),
+    )
+    heard = [(2.0, 8.45, 1), (9.5, 11.3, 2)]
+    s, rows = compute(ev, truths, heard)
+    by = {r["label"]: r for r in rows}
+    assert by["stop"]["detection_ms"] == pytest.approx(450.0)
+    assert by["stop"]["after_word_ms"] == pytest.approx(30.0)
+    assert "after_word_ms" not in by["wait"] and by["wait"]["detection_ms"] == pytest.approx(300.0)
+    m = s.summary()
+    assert m["detection_after_word_ms"] == {"n": 1, "p50": 30.0, "p90": 30.0, "p99": 30.0}
+    assert m["barge_in_detection_ms"]["n"] == 2

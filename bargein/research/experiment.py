@@ -149,6 +149,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("false stop p50", "false_stop_ms", "dist"),
     ("resume rate", "resume_rate", "rate"),
     ("detect p50 ms", "barge_in_detection_ms", "dist"),
+    ("after word p50 ms", "detection_after_word_ms", "dist"),
     ("react p50 ms", "reaction_ms", "dist"),
     ("premature", "premature_turn_rate", "rate"),
     ("ctx prec.", "context_precision", "rate"),
@@ -294,8 +295,8 @@ ITEM_FIELDS = [
     "label", "kind", "onset", "offset", "truth_source", "expect", "assistant_at_onset",
     "expectation_met", "overlap", "outcome", "decisions", "pauses_resumed", "pause_ms",
     "ducks", "ducks_restored", "duck_ms", "stopped", "cancelled", "first_decision_ms",
-    "detection_ms", "flush_ms", "stop_ms", "missed", "responded", "response_ms", "taken_over",
-    "premature_turns",
+    "detection_ms", "after_word_ms", "flush_ms", "stop_ms", "missed", "responded", "response_ms",
+    "taken_over", "premature_turns",
 ]  # fmt: skip
 
 

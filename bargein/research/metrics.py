@@ -256,6 +256,10 @@ def item_outcomes(
             ep = cancels[0]
             assert ep.cancel_t is not None
             row["detection_ms"] = _ms(ep.cancel_t - tr.onset)
+            if tr.words:
+                # A scripted word can be acted on once it is whole: how much of the detection
+                # was the runtime's, after the first word's end (negative: before it).
+                row["after_word_ms"] = _ms(ep.cancel_t - tr.words[0][1])
             clear = [c for c in cleared if c.get("turn") == ep.turn and c["t"] >= ep.cancel_t]
             if clear:
                 row["flush_ms"] = _ms(clear[0]["t"] - ep.cancel_t)
@@ -332,6 +336,8 @@ def compute(
                 s.reaction_s.append(row["first_decision_ms"] / 1000)
             if row["cancelled"]:
                 s.detection_s.append(row["detection_ms"] / 1000)
+                if "after_word_ms" in row:
+                    s.after_word_s.append(row["after_word_ms"] / 1000)
                 if "flush_ms" in row:
                     s.flush_s.append(row["flush_ms"] / 1000)
         elif kind in NON_INTERRUPTIONS:

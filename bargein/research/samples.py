@@ -19,6 +19,7 @@ class Samples:
     Runs are pooled by `merge`, so a set of scenarios is summarised as one population."""
 
     detection_s: list[float] = field(default_factory=list)
+    after_word_s: list[float] = field(default_factory=list)
     reaction_s: list[float] = field(default_factory=list)
     stop_s: list[float] = field(default_factory=list)
     false_stop_s: list[float] = field(default_factory=list)
@@ -32,6 +33,7 @@ class Samples:
 
     _LISTS = (
         "detection_s",
+        "after_word_s",
         "reaction_s",
         "stop_s",
         "false_stop_s",
@@ -83,6 +85,7 @@ class Samples:
             "missed_interruption_rate": rate(c["interruptions_missed"], c["interruptions"]),
             "missed_1500ms_rate": rate(c["interruptions_missed_1500"], c["interruptions"]),
             "barge_in_detection_ms": distribution(self.detection_s),
+            "detection_after_word_ms": distribution(self.after_word_s),
             "reaction_ms": distribution(self.reaction_s),
             "egress_flush_ms": distribution(self.flush_s),
             "premature_turn_rate": rate(c["pauses_premature"], c["user_pauses"]),
