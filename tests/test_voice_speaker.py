@@ -310,3 +310,29 @@ def test_the_preset_turns_the_dvector_check_on() -> None:
     assert floor.voice_wait_ms == VOICE_CHECK_DVECTOR["voice_wait_ms"]
     with pytest.raises(ValueError, match="voice_model"):
         SideTalkConfig(voice_model="xvector")  # type: ignore[arg-type]
+
+
+def test_another_voice_on_too_few_voiced_frames_is_held_until_other_wait_ms() -> None:
+    """heldout_b's AMI A on C's headset: d = 0.55 from 0.9 s, but speech with gaps gave it
+    40 voiced frames only at 1.3 s, and at voice_wait_ms (1 s) the level cancelled. A distance
+    already at least other_voice keeps it held up to other_wait_ms; a distance between the
+    thresholds does not (the user's own voice is cancelled at voice_wait_ms as before)."""
+    c = SideTalkConfig(voice_model="dvector", own_voice=0.2, other_voice=0.5, other_frames=40,
+                       voice_wait_ms=1000.0, other_wait_ms=1500.0)
+
+    def verdict(distance: float, heard_ms: float, config: SideTalkConfig = c,
+                frames: int = 30) -> tuple[bool, bool]:
+        row = np.concatenate((np.zeros(BANDS, np.float32),
+                              np.full(FRAME, _voice_at(distance), np.float32)))
+        v = judge([-20.0] * frames, [row] * frames, "i was thinking", _fake_profile(),
+                  config=config, heard_ms=heard_ms, speaker=SpeakerCue(encoder=_Fake))
+        return v.side_talk, v.settled
+
+    assert verdict(0.6, 1200.0) == (True, False)  # held: more voiced frames may come
+    assert verdict(0.6, 1500.0) == (False, True)  # other_wait_ms passed: the level decides
+    assert verdict(0.6, 1500.0, frames=45) == (True, True)  # enough frames: another voice
+    assert verdict(0.4, 1200.0) == (False, True)  # between the thresholds: voice_wait_ms
+    assert verdict(0.6, 1200.0, dataclasses.replace(c, other_wait_ms=None)) == (False, True)
+    assert DVECTOR.other_wait_ms == VOICE_CHECK_DVECTOR["other_wait_ms"] == 1500.0
+    with pytest.raises(ValueError, match="other_wait_ms"):
+        dataclasses.replace(c, other_wait_ms=900.0)
