@@ -7,54 +7,22 @@ set stays unseen until its one scored run."""
 
 from __future__ import annotations
 
-from collections import Counter
-
-from bargein.research.audio import build_input
-from bargein.research.experiment import HELDOUT_SETS, resolve_scenarios
 from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
-from bargein.research.voices import voice
+from bargein.testing.heldout_survey import survey
 
 
 def test_heldout_f_loads_builds_and_keeps_its_conventions() -> None:
-    scenarios = resolve_scenarios(["heldout_f"])
-    assert len(scenarios) == len(list(HELDOUT_SETS["heldout_f"].glob("*.toml"))) >= 8
-    kinds: Counter[str] = Counter()
-    users: set[tuple[str | None, int | None]] = set()
-    seeds: list[int] = []
-    echoes: set[tuple[float, float]] = set()
-    quiet = loud = near = far = 0
-    for scn in scenarios:
-        _, truths = build_input(scn)  # every file, trim, label and word time resolves
-        kinds.update(t.kind for t in truths)
+    held = survey("heldout_f")
+    assert len(held.scenarios) >= 8
+    for truths in held.truths.values():
         overlaps = [t for t in truths if t.kind not in ("request", "user_pause")]
         assert all(t.expect in ("speaking", "thinking") for t in overlaps)
-        for t in truths:
-            assert all(t.onset - 1e-6 <= a < b <= t.offset + 1e-6 for a, b, _ in t.words), t
-        request = scn.user_turn
-        assert request is not None, scn.name
-        users.add((request.file, request.channel))
-        user = voice(request, scn).level_dbfs
-        for item in scn.items:
-            if item.source in ("noise", "echo"):
-                seeds.append(item.seed)
-            if item.kind == "echo":
-                echoes.add((item.delay_ms, item.room_rt60_ms))
-            elif item.kind in INTERRUPTIONS:
-                # the interrupter is the user: the request's recording (and channel)
-                assert (item.file, item.channel) == (request.file, request.channel), item.label
-                rel = voice(item, scn, first_s=0.8).level_dbfs - user
-                quiet += -8.0 <= rel <= -4.0
-                loud += rel >= 1.5
-            elif item.kind == "side_talk":
-                assert (item.file, item.channel) != (request.file, request.channel), item.label
-                rel = voice(item, scn, first_s=0.8).level_dbfs - user
-                near += abs(rel) <= 3.0
-                far += rel <= -8.0
-            elif item.kind == "backchannel":
-                assert (item.file, item.channel) == (request.file, request.channel), item.label
-    assert len(users) == len(scenarios), users  # a different user in every scenario
-    assert len(seeds) == len(set(seeds)), sorted(seeds)  # every noise and room its own seed
-    assert len(echoes) >= 3 and all(rt60 > 0 for _, rt60 in echoes), echoes
+    kinds = held.kinds
+    assert len(held.users) == len(held.scenarios), held.users  # a different user in each
+    assert len(held.seeds) == len(set(held.seeds)), sorted(held.seeds)  # each its own seed
+    assert len(held.echoes) >= 3 and all(rt60 > 0 for _, rt60 in held.echoes), held.echoes
+    quiet, loud = held.interruptions_within(-8.0, -4.0), held.interruptions_within(1.5, 99.0)
+    near, far = held.side_talk_within(-3.0, 3.0), held.side_talk_within(-99.0, -8.0)
     assert quiet >= 4 and loud >= 4 and near >= 4 and far >= 2, (quiet, loud, near, far)
     assert {"backchannel", "noise", "side_talk", "echo", "true_interruption", "correction"} <= set(
         kinds

@@ -1,0 +1,74 @@
+"""What a held-out set holds, for the tests that keep each set to what it was written to hold.
+
+`survey` builds every scenario of a set (every file, trim, label and word time resolves) and
+checks the conventions the sets written from the docs share: timed words inside their item; the
+user's items (interruptions, corrections, backchannels, user pauses) in the user's own recording
+and channel (the first request or opening pause, `Scenario.user_turn`); side talk from another
+recording, whatever it says. It counts the rest; each set's test asserts its own counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bargein.research.audio import RATE, Truth, build_input
+from bargein.research.experiment import HELDOUT_SETS, resolve_scenarios
+from bargein.research.scenario import INTERRUPTIONS, Scenario
+from bargein.research.voices import voice
+
+USER_ITEMS = INTERRUPTIONS | {"backchannel", "user_pause"}
+
+
+@dataclass
+class Survey:
+    """A set's counts; levels are over an item's first 0.8 s against the user's turn (dB)."""
+
+    scenarios: list[Scenario]
+    truths: dict[str, list[Truth]] = field(default_factory=dict)  # by scenario name
+    seconds: dict[str, float] = field(default_factory=dict)  # input length, by scenario name
+    kinds: Counter[str] = field(default_factory=Counter)
+    users: set[tuple[str | None, int | None]] = field(default_factory=set)
+    seeds: list[int] = field(default_factory=list)  # of every noise and echo item
+    echoes: set[tuple[float, float]] = field(default_factory=set)  # (delay_ms, room_rt60_ms)
+    interruption_db: list[float] = field(default_factory=list)
+    side_talk_db: list[float] = field(default_factory=list)
+
+    def interruptions_within(self, lo: float, hi: float) -> int:
+        return sum(lo <= db <= hi for db in self.interruption_db)
+
+    def side_talk_within(self, lo: float, hi: float) -> int:
+        return sum(lo <= db <= hi for db in self.side_talk_db)
+
+
+def survey(name: str) -> Survey:
+    """Build the held-out set `name`, check the shared conventions (AssertionError naming the
+    scenario or item), and count what it holds."""
+    scenarios = resolve_scenarios([name])
+    assert len(scenarios) == len(list(HELDOUT_SETS[name].glob("*.toml"))), name
+    out = Survey(scenarios)
+    for scn in scenarios:
+        mic, truths = build_input(scn)
+        out.truths[scn.name], out.seconds[scn.name] = truths, len(mic) / RATE
+        out.kinds.update(t.kind for t in truths)
+        for t in truths:
+            # a <= b: LibriSpeech 1272's own labels give "are" no length (3.65-3.65 s)
+            assert all(t.onset - 1e-6 <= a <= b <= t.offset + 1e-6 for a, b, _ in t.words), t
+        user_turn = scn.user_turn
+        assert user_turn is not None, scn.name
+        mine = (user_turn.file, user_turn.channel)
+        out.users.add(mine)
+        user_db = voice(user_turn, scn).level_dbfs
+        for item in scn.items:
+            if item.source in ("noise", "echo"):
+                out.seeds.append(item.seed)
+            if item.kind == "echo":
+                out.echoes.add((item.delay_ms, item.room_rt60_ms))
+            elif item.kind in USER_ITEMS:
+                assert (item.file, item.channel) != mine, (scn.name, item.label)
+                if item.kind in INTERRUPTIONS:
+                    out.interruption_db.append(voice(item, scn, first_s=0.8).level_dbfs - user_db)
+            elif item.kind == "side_talk":
+                assert item.source == "file" and item.file is not None, (scn.name, item.label)
+                assert (item.file, item.channel) != mine, (scn.name, item.label)
+                out.side_talk_db.append(voice(item, scn, first_s=0.8).level_dbfs - user_db)
+    return out
