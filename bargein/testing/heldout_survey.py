@@ -64,7 +64,7 @@ def survey(name: str) -> Survey:
             if item.kind == "echo":
                 out.echoes.add((item.delay_ms, item.room_rt60_ms))
             elif item.kind in USER_ITEMS:
-                assert (item.file, item.channel) != mine, (scn.name, item.label)
+                assert (item.file, item.channel) == mine, (scn.name, item.label)
                 if item.kind in INTERRUPTIONS:
                     out.interruption_db.append(voice(item, scn, first_s=0.8).level_dbfs - user_db)
             elif item.kind == "side_talk":
