@@ -112,14 +112,26 @@ def test_complete_sentences_score_higher_than_cut_off_ones(
     assert ask_not.probability < whole.probability - 0.4
 
 
+def test_int8_saturates_only_on_x86_without_vnni() -> None:
+    """onnxruntime's u8s8 GEMM adds pairs of products in a saturating int16 on x86 without
+    VNNI, and the scores drift (emulated: ARCTIC 0.35, by exact arithmetic 0.69-0.82)."""
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse4_1 avx avx2 fma avx512f avx512bw\n"
+    assert smart_turn.u8s8_saturates("x86_64", avx2)
+    assert not smart_turn.u8s8_saturates("x86_64", avx2.replace("avx512bw", "avx512_vnni"))
+    assert not smart_turn.u8s8_saturates("AMD64", avx2.replace("fma", "avx_vnni"))
+    assert smart_turn.u8s8_saturates("x86_64", "")  # flags unknown: the safe side
+    assert not smart_turn.u8s8_saturates("aarch64", "")
+
+
 @needs_model
-def test_int8_kernels_are_exact_on_x86_without_vnni() -> None:
-    """Without this option onnxruntime's u8s8 GEMM saturates on AVX2 / AVX-512 CPUs without
-    VNNI and the scores drift (emulated: ARCTIC 0.35, not 0.69-0.82; smart_turn.session_options)."""
-    so = smart_turn.session_options(1)
-    assert so.get_session_config_entry(smart_turn.PRECISION_OPTION) == "1"
-    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    assert so.intra_op_num_threads == 1
+def test_exact_int8_kernels_where_they_saturate(model: SmartTurn) -> None:
+    assert model.exact_int8 == smart_turn.u8s8_saturates()
+    exact = smart_turn.session_options(1, exact_int8=True)
+    assert exact.get_session_config_entry(smart_turn.PRECISION_OPTION) == "1"
+    assert exact.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    fast = smart_turn.session_options(1, exact_int8=False)
+    with pytest.raises(RuntimeError):  # not set: ~50% more CPU on VNNI hosts for nothing
+        fast.get_session_config_entry(smart_turn.PRECISION_OPTION)
 
 
 @needs_model

@@ -11,11 +11,14 @@ cannot run; ``SmartTurn()`` raises ``SmartTurnUnavailable`` with that reason.
 The model takes ``input_features`` (batch, 80, 800): the log-mel features of ``features.py``
 over the last 8 s at 16 kHz (shorter audio is zero-padded in front), and returns one
 probability per item (already a sigmoid; the output is named ``logits`` but lies in [0, 1]).
+On x86 CPUs without VNNI onnxruntime's fast int8 kernels saturate and the scores drift, so
+there (``u8s8_saturates()``) the session asks for its exact ones (``SmartTurn.exact_int8``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +59,29 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def session_options(threads: int = 1) -> Any:
-    """onnxruntime session options for the model (an ``ort.SessionOptions``)."""
+def u8s8_saturates(machine: str | None = None, cpuinfo: str | None = None) -> bool:
+    """Whether onnxruntime's int8 (u8 x s8) GEMM saturates on this CPU: x86 without VNNI
+    (AVX2, or AVX-512 without VNNI), whose kernels add each pair of products in a saturating
+    int16; VNNI and AMX add them in int32. Unknown flags (no /proc/cpuinfo) count as saturating.
+    ``machine`` and ``cpuinfo`` default to this host's."""
+    machine = (machine if machine is not None else platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "x86", "i386", "i686"):
+        return False
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return True
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+def session_options(threads: int = 1, exact_int8: bool | None = None) -> Any:
+    """onnxruntime session options for the model (an ``ort.SessionOptions``); ``exact_int8``
+    (default: ``u8s8_saturates()``) selects onnxruntime's exact u8u8 kernels."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -68,12 +92,12 @@ def session_options(threads: int = 1) -> Any:
     # No busy-waiting worker threads: the CPU a decision costs is the CPU it uses.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    # The model is int8 (u8 activations x s8 weights). On x86 CPUs without VNNI (AVX2, or
-    # AVX-512 without VNNI) onnxruntime's u8s8 kernels add pairs of products in a saturating
-    # int16, and the scores drift (emulated: the whole ARCTIC sentence 0.35, not 0.69-0.82;
-    # docs/turn_detection.md). This makes them use the exact u8u8 kernels there; CPUs with
-    # VNNI, or not x86, are unaffected.
-    so.add_session_config_entry(PRECISION_OPTION, "1")
+    # The model is int8 (u8 activations x s8 weights). Where the u8s8 kernels saturate the
+    # scores drift (emulated: the whole ARCTIC sentence 0.35, by exact arithmetic 0.69-0.82;
+    # docs/turn_detection.md). onnxruntime applies the option on every AVX2 CPU, VNNI or
+    # not, and there it costs ~50% more CPU for the same result: only where it is needed.
+    if u8s8_saturates() if exact_int8 is None else exact_int8:
+        so.add_session_config_entry(PRECISION_OPTION, "1")
     return so
 
 
@@ -99,8 +123,9 @@ class SmartTurn:
 
         self.model_path = model if model is not None else locate_model()
         self.threshold = threshold
+        self.exact_int8 = u8s8_saturates()  # onnxruntime's slower exact int8 kernels in use
         self._session: Any = ort.InferenceSession(
-            str(self.model_path), sess_options=session_options(threads),
+            str(self.model_path), sess_options=session_options(threads, self.exact_int8),
             providers=["CPUExecutionProvider"],
         )
         inp = self._session.get_inputs()[0]
