@@ -247,3 +247,22 @@ def test_dissent_is_never_a_lone_reaction() -> None:
     clf.speech_end(0.4)
     d = clf.words(0.6, "That's wrong.", final=True)
     assert d is not None and d.kind is INT, clf.decision
+
+
+# -- the verbs of "hold on", "hang on", "shut up" (issue 14, eighth round) --------------------
+
+
+@pytest.mark.parametrize("word", ["hold", "hang", "shut"])
+def test_the_verb_of_an_interrupt_phrase_is_a_command_not_a_reaction(word: str) -> None:
+    # "hold" of "hold on" waited as a lone reaction ("whoa") until "on" came: 320-480 ms
+    # later on the held-out sets' evenly spread words (hf_quilter_kitchen 990 ms)
+    assert not lone_reaction([word])
+    clf = classifier()
+    events: list[tuple[float, int, str, object]] = [(0.0, 0, "onset", None)]
+    events += [(k * FRAME, 1, "frame", USER_DBFS) for k in range(1, 41)]
+    events += [(0.2, 2, "partial", word), (0.6, 2, "partial", f"{word} on")]
+    events += [(i * 0.01, 5, "tick", None) for i in range(1, 81)]
+    for t, _, kind, value in sorted(events, key=lambda e: (e[0], e[1])):
+        feed_event(clf, t, kind, value)
+    d = clf.decision
+    assert d.kind is INT and d.latency == pytest.approx(0.2), d  # at "hold", not at "on"

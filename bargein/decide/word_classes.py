@@ -48,7 +48,7 @@ COMMANDS = frozenset(
     """
     tell go skip repeat play show give make read say change open call send start turn take
     find try continue explain describe ask help stop wait listen look keep put bring move
-    use set get let come begin finish speak talk write check add remove
+    use set get let come begin finish speak talk write check add remove hold hang shut
     hey hello hi excuse pardon please mr mrs ms dr mister missus miss doctor sir madam
     """.split()
 )
