@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bargein.decide.addressed import addressed_form, form_within, opens_form
+from bargein.decide.addressed import addressed_form, form_within, opens_form, turn_form
 from bargein.decide.lexicon import normalize
 from bargein.decide.side_talk import BANDS, SideTalkConfig, judge
 from bargein.research.experiment import run_one
@@ -133,3 +133,49 @@ def test_room_voices_saying_you_stay_side_talk() -> None:
         load_scenario(SCENARIO_DIR / "side_talk_room.toml"), preset("duck_classify"), None
     )
     assert rep["metrics"]["false_cancel_rate"] == {"value": 0.0, "n": 0, "of": 2}
+
+
+# -- turn forms (issue 14, eighth round): a direct question or a correction after talk judged
+# not addressed (heldout_g's "what does leisure mean" and "no the twenty third not the
+# thirteenth" came after side talk and echo in one VAD utterance: missed) ---------------------
+
+TURN_FORMS = [
+    "what does leisure mean",
+    "how did it end",
+    "um where was he going",
+    "is this the one about the fox",
+    "can we stop the recipe",
+    "no the twenty third",
+    "oh no i meant the other one",
+]
+
+
+@pytest.mark.parametrize("text", TURN_FORMS)
+def test_questions_and_corrections_are_turn_forms(text: str) -> None:
+    tokens = normalize(text)
+    assert turn_form(tokens) is not None
+    assert addressed_form(tokens) is None  # whom it is put to, the words cannot tell
+
+
+@pytest.mark.parametrize(
+    "text", [*NOT_ADDRESSED, "no way", "no kidding", "is it", "it was my reports from the north"]
+)
+def test_statements_narration_and_formulas_are_not_turn_forms(text: str) -> None:
+    assert turn_form(normalize(text)) is None
+
+
+def test_a_turn_form_after_other_talk_is_found_where_it_opens() -> None:
+    talk = normalize("that's great you've got the main things on the front")
+    tokens = talk + normalize("no the twenty third")
+    assert form_within(tokens) == len(talk)  # the correction's "no" included
+    assert form_within(tokens, starts=[0]) is None  # only where speech resumed
+    tokens = normalize("the main things on the front of it what does leisure mean")
+    assert form_within(tokens, starts=[0, 8]) == 8
+    ours = normalize("what does the fox say")
+    assert form_within(normalize("what does the fox"), ours) is None  # our echo
+
+
+def test_a_quiet_turn_form_is_still_judged_by_level() -> None:
+    # not an addressed form: a TV's question below the user's level stays side talk
+    p = profile(-20.0)
+    assert judge([-25.0] * 10, ZEROS, "what does leisure mean", p, final=True).side_talk

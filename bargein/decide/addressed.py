@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bargein.decide.word_classes import FORMULAS
+
 # What a user tells an assistant to do (a verb as the first word). Not "let", "look", "make",
 # "get": "let's see", "look at that", "make sure", "get this" open talk between people as often.
 IMPERATIVES = frozenset(
@@ -48,6 +50,17 @@ _QUESTION = frozenset("what why how where when who which".split())
 # A question word then one of these asks the one telling the story about it ("what happened
 # next", "so what about the dragon"); "what was that" asks us to say it again.
 _ABOUT_THE_STORY = frozenset("happened happens about".split())
+
+# "do"-support: a question word then one of these is a direct question ("what does it mean").
+_DO = frozenset("do does did".split())
+# Auxiliaries that invert with the subject in a question ("is it", "was he", "can we").
+_INVERTS = _AUX | frozenset("is was am".split())
+# Subject pronouns an auxiliary inverts with in a question ("is it", "can we", "where was he").
+_SUBJECTS = frozenset("i we it he she they this that there".split())
+# A turn-initial "no" (then words) responds to what was just said: a correction.
+_NEGATIONS = frozenset("no nope".split())
+# Hesitations before any form (a subset of `_LEADING`: not "no").
+_FILLERS = frozenset("um uh er erm hmm mm oh ah".split())
 
 # Words that may come before the form without changing it.
 _LEADING = frozenset(
@@ -86,22 +99,62 @@ def addressed_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str 
     return None
 
 
+def turn_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str | None:
+    """A form that opens a new turn of its own, though not one put to "you": a direct question
+    (subject-auxiliary inversion: a question word then "do"-support, "what does leisure mean",
+    "how did it end"; a question word, an auxiliary and a subject pronoun, "where was he"; an
+    auxiliary and a subject pronoun, "is it true", "can we stop") or a correction ("no" then
+    words that are no acknowledgement formula: "no the twenty third"), after leading fillers
+    ("um", "oh", "so", ...). None otherwise, or for a run of `our_words`. Whom it is put to,
+    the words cannot tell (a TV asks questions too): not an addressed form for the side-talk
+    check, whose level and voice rules judge it; but where talk was judged not addressed it
+    shows a new turn may have begun (`form_within`)."""
+    toks = list(tokens)
+    if not toks or _is_run_of(toks, our_words):
+        return None
+    i = 0
+    while i < len(toks) and toks[i] in _FILLERS:
+        i += 1
+    rest = toks[i:]
+    if len(rest) >= 2 and rest[0] in _NEGATIONS and rest[1] not in _LEADING | _NEGATIONS:
+        if not any(f[:2] == tuple(rest[:2]) for f in FORMULAS):  # not "no way", "no kidding"
+            return f"correction {' '.join(rest[:2])!r}"
+    while i < len(toks) and toks[i] in _LEADING:
+        i += 1
+    rest = toks[i:]
+    if len(rest) >= 3 and rest[0] in _QUESTION and rest[1] in _DO:
+        return f"question {' '.join(rest[:2])!r}"
+    if len(rest) >= 3 and rest[0] in _QUESTION and rest[1] in _INVERTS and rest[2] in _SUBJECTS:
+        return f"question {' '.join(rest[:3])!r}"
+    if len(rest) >= 3 and rest[0] in _INVERTS and rest[1] in _SUBJECTS:
+        return f"question {' '.join(rest[:2])!r}"
+    return None
+
+
 def form_within(
     tokens: Sequence[str], our_words: Sequence[str] = (), starts: Sequence[int] | None = None
 ) -> int | None:
-    """Where the first addressed form opens among the normalized `tokens` (the index of its
-    first word, leading words not counted), or None. For the words heard after an utterance was
-    judged not addressed: the talk judged may go on ("… on a mobile phone") before the user's
-    form ("could you go back …"). `starts`: the only indices a form may open at (after leading
-    words); None: any. `our_words` as for `addressed_form`, from the form's first word on: a
-    leading word ("and") before a run of ours does not make it a form."""
+    """Where the first addressed form (`addressed_form`) or turn form (`turn_form`: a direct
+    question, a correction) opens among the normalized `tokens` (the index of its first word,
+    leading words not counted but a correction's "no"), or None. For the words heard after an
+    utterance was judged not addressed: the talk judged may go on ("… on a mobile phone")
+    before the user's form ("could you go back …", "what does leisure mean"); the words from
+    the form on are judged anew (a TV's question stays side talk by level and voice).
+    `starts`: the only indices a form may open at (after leading words); None: any.
+    `our_words` as for `addressed_form`, from the form's first word on: a leading word ("and")
+    before a run of ours does not make it a form."""
     toks = list(tokens)
     for i in range(len(toks)) if starts is None else sorted(set(starts)):
         j = i
-        while j < len(toks) and toks[j] in _LEADING:
+        while j < len(toks) and toks[j] in _FILLERS:
             j += 1
-        if j < len(toks) and addressed_form(toks[j:], our_words) is not None:
-            return j
+        k = j
+        while k < len(toks) and toks[k] in _LEADING:
+            k += 1
+        if k < len(toks) and addressed_form(toks[k:], our_words) is not None:
+            return k
+        if j < len(toks) and turn_form(toks[j:], our_words) is not None:
+            return j if toks[j] in _NEGATIONS else k
     return None
 
 
