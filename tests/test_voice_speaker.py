@@ -174,6 +174,28 @@ def test_words_addressed_to_the_assistant_beat_another_voice() -> None:
     assert verdict("mister quilter is the apostle", plain).startswith("user: +0.0 dB")
 
 
+def test_a_turn_form_at_the_users_level_beats_another_voice_but_not_the_level() -> None:
+    """heldout_h: AMI A's "can we go back to the start" and the stereo file's left speaker's
+    "no the curtain on the right" read d = 0.42-0.54 from their own voices at +4..+6 dB and were
+    missed as another voice. A turn form (a question by inversion, a correction) is the user at
+    their level in any voice, as an addressed form is; below `quiet_db` the level rules judge
+    it still (a TV across the room asks questions too)."""
+    c = SideTalkConfig(voice_model="dvector", own_voice=0.2, other_voice=0.5, other_frames=40)
+    row = np.concatenate((np.zeros(BANDS, np.float32),
+                          np.full(FRAME, _voice_at(0.6), np.float32)))
+
+    def verdict(text: str, level: float = -20.0) -> str:
+        v = judge([level] * 45, [row] * 45, text, _fake_profile(), config=c,
+                  heard_ms=1100.0, speaker=SpeakerCue(encoder=_Fake))
+        return ("side: " if v.side_talk else "user: ") + v.reason
+
+    assert verdict("can we go back to the start").startswith("user: addressed: question")
+    assert verdict("no the curtain on the right").startswith("user: addressed: correction")
+    assert verdict("um where was he going").startswith("user: addressed: question")
+    assert "another voice" in verdict("no way that is what he said")  # a formula, not a form
+    assert verdict("can we go back to the start", level=-25.0).startswith("side: -5.0 dB")
+
+
 def test_another_voice_whose_words_may_open_a_form_waits_for_the_next_word() -> None:
     """heldout_c's "tell me about the cat" (JFK against another user's request): its partial
     stayed "tell" until 0.84 s, where the voice was surely another's: settled side talk before

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from bargein.decide.addressed import addressed_form, opens_form
+from bargein.decide.addressed import addressed_form, opens_form, turn_form
 from bargein.decide.backchannel import UserLevel
 from bargein.decide.lexicon import Lexicon, normalize
 from bargein.decide.word_classes import QUIET_TURN_WORDS
@@ -416,10 +416,15 @@ def judge(
     by_shape = dist is not None and far is not None and dist >= far and rel <= c.quiet_db / 2
     # A form addressing the assistant is the user below their level (rules 4, 5) and, with
     # the other-voice rule, in a voice unlike theirs: words that ask or tell the assistant
-    # something beat "another voice" (someone else in the room may interrupt for the user).
+    # something beat "another voice" (someone else in the room may interrupt for the user);
+    # at the user's level so do turn forms, a question by inversion or a correction, which
+    # the d-vector read as another voice in users' own turns (heldout_h).
     if ((rel <= c.quiet_db or by_shape or c.other_voice is not None)
             and c.addressed_db is not None and rel > c.addressed_db):
-        form = addressed_form(tokens, normalize(" ".join(our_words)))
+        ours = normalize(" ".join(our_words))
+        form = addressed_form(tokens, ours)
+        if form is None and c.other_voice is not None and rel > c.quiet_db:
+            form = turn_form(tokens, ours)
         if form is not None:
             return SideTalkVerdict(False, f"addressed: {form}, {rel:+.1f} dB for this user", rel,
                                    dist, drop)
