@@ -38,6 +38,7 @@ HELDOUT_SETS = {
     "heldout_g": Path(__file__).parent / "scenarios_heldout_g",
     # written from the docs alone (session 8), frozen unrun, run once after the session's decisions
     "heldout_h": Path(__file__).parent / "scenarios_heldout_h",
+    "heldout_i": Path(__file__).parent / "scenarios_heldout_i",
 }
 
 
