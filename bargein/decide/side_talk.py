@@ -19,9 +19,10 @@ What the runtime can know about one overlapping utterance, and what this module 
   20 ms frame, carried after the 16 band values in each row of `VoiceLevels.shapes` when the
   policy asks for it); with ``"dvector"`` the cosine distance of a trained speaker
   embedding (`speaker_voice`; each row carries the frame's 320 samples after its bands);
-- **words**: an interrupt phrase ("stop", "wait", ...) is addressed, whatever the level, and
-  so is an utterance of only a turn word ("no", "what?": `word_classes.QUIET_TURN_WORDS`);
-  a quieter one that opens with an addressed form ("tell me more", "can you ...":
+- **words**: an interrupt phrase ("stop", "wait", ...) is addressed down to
+  `SideTalkConfig.addressed_db` below the user's level, and so is an utterance of only a turn
+  word ("no", "what?": `word_classes.QUIET_TURN_WORDS`); a quieter one that opens with an
+  addressed form ("tell me more", "can you ...":
   `addressed.addressed_form`) is the user down to `SideTalkConfig.addressed_db`.
 
 `judge` combines them (thresholds in `SideTalkConfig`); docs/turn_detection.md states what it
@@ -208,7 +209,8 @@ class SideTalkConfig:
     # An utterance that would be side talk by level but opens with an addressed form ("tell me
     # more", "can you ...": `addressed.addressed_form`) is the user, quieter than their turns
     # (a held-out interruption at -4.9 dB was missed), unless it is more than this far below the
-    # user's level (someone across the room or a TV). None: off.
+    # user's level (someone across the room or a TV); an interrupt phrase further down is
+    # side talk too (a PA's "please wait"). None: off (an interrupt phrase at any level).
     addressed_db: float | None = -12.0
     # Whose voice (docs/research.md, "Whose voice is it"): the Mahalanobis distance of the
     # utterance's voiced frames' mean MFCC from the user's (`mfcc.mahalanobis`). At most
@@ -380,7 +382,12 @@ def judge(
     c = config or SideTalkConfig()
     lex = lexicon or Lexicon.of()
     phrase, _ = lex.scan(normalize(text))
-    if phrase is not None:
+    # An interrupt phrase takes the floor in any voice, down to `addressed_db` below the
+    # user's level as an addressed form does: further down it is a PA or a TV across the room
+    # ("please wait to be called", "stop running in the corridor": heldout_i).
+    distant = (phrase is not None and c.addressed_db is not None and profile.level is not None
+               and len(levels) >= c.min_frames and _p90(levels) - profile.level <= c.addressed_db)
+    if phrase is not None and not distant:
         return SideTalkVerdict(False, f"addressed: interrupt phrase {phrase!r}")
     tokens = normalize(text)
     if final and tokens and set(tokens) <= QUIET_TURN_WORDS:
