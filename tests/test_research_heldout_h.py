@@ -17,16 +17,8 @@ def test_heldout_h_loads_builds_and_keeps_its_conventions() -> None:
     held = survey("heldout_h")
     assert 12 <= len(held.scenarios) <= 14
     assert all(35.0 <= s <= 55.0 for s in held.seconds.values()), held.seconds
-    for scn in held.scenarios:
-        assert scn.user_turn is scn.items[0], scn.name  # the user speaks first
-        for t in held.truths[scn.name]:
-            if t.kind == "user_pause":
-                assert t.expect == "any", t
-            elif t.kind not in ("request", "echo"):
-                assert t.expect == "speaking", t  # every other item is timed over a reply
+    held.check_timed_over_replies()
     kinds, echoes = held.kinds, held.echoes
-    assert len(held.users) == len(held.scenarios), held.users  # a different user in each
-    assert len(held.seeds) == len(set(held.seeds)), sorted(held.seeds)  # each its own seed
     assert len(echoes) >= 6 and (40, 0) in echoes, echoes  # one echo with no room
     assert sum(300 <= rt60 <= 900 for _, rt60 in echoes) >= 4, echoes  # reverberant rooms
     quiet, loud = held.interruptions_within(-7.0, -3.0), held.interruptions_within(1.5, 99.0)

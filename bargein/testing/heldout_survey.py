@@ -39,6 +39,20 @@ class Survey:
     def side_talk_within(self, lo: float, hi: float) -> int:
         return sum(lo <= db <= hi for db in self.side_talk_db)
 
+    def check_timed_over_replies(self) -> None:
+        """The conventions of the sets written after `heldout_g`: the user speaks first; a user
+        pause expects "any", every other item but requests and echo is timed over a reply; a
+        different user in each scenario, each noise and echo its own seed."""
+        for scn in self.scenarios:
+            assert scn.user_turn is scn.items[0], scn.name  # the user speaks first
+            for t in self.truths[scn.name]:
+                if t.kind == "user_pause":
+                    assert t.expect == "speaking", t
+                elif t.kind not in ("request", "echo"):
+                    assert t.expect == "speaking", t
+        assert len(self.users) == len(self.scenarios), self.users
+        assert len(self.seeds) == len(set(self.seeds)), sorted(self.seeds)
+
 
 def survey(name: str) -> Survey:
     """Build the held-out set `name`, check the shared conventions (AssertionError naming the
