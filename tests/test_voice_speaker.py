@@ -148,19 +148,27 @@ def test_a_voice_between_the_thresholds_is_held_until_voice_wait_ms(
     assert (v.side_talk, v.settled) == (side, settled) and why in v.reason, v.reason
 
 
+OTHER_VOICE = SideTalkConfig(voice_model="dvector", own_voice=0.2, other_voice=0.5,
+                             other_frames=40)
+
+
+def _another_voice(text: str, config: SideTalkConfig = OTHER_VOICE,
+                   level: float = -20.0) -> str:
+    """The verdict on `text` at `level` in a voice surely not the user's (d = 0.6 on 45
+    frames, 1.1 s heard), "user: ..." or "side: ..." and its reason."""
+    row = np.concatenate((np.zeros(BANDS, np.float32),
+                          np.full(FRAME, _voice_at(0.6), np.float32)))
+    v = judge([level] * 45, [row] * 45, text, _fake_profile(), config=config,
+              heard_ms=1100.0, speaker=SpeakerCue(encoder=_Fake))
+    return ("side: " if v.side_talk else "user: ") + v.reason
+
+
 def test_words_addressed_to_the_assistant_beat_another_voice() -> None:
     """At the user's level in a voice surely not theirs (d = 0.6 on 45 frames, 1.1 s): side
     talk, unless its words tell or ask the assistant something (an addressed form: someone
     else may interrupt for the user, "could you say that again please"). Statements and
     narration in that voice stay side talk; the level rules without a voice are unchanged."""
-    c = SideTalkConfig(voice_model="dvector", own_voice=0.2, other_voice=0.5, other_frames=40)
-    row = np.concatenate((np.zeros(BANDS, np.float32),
-                          np.full(FRAME, _voice_at(0.6), np.float32)))
-
-    def verdict(text: str, config: SideTalkConfig = c, level: float = -20.0) -> str:
-        v = judge([level] * 45, [row] * 45, text, _fake_profile(), config=config,
-                  heard_ms=1100.0, speaker=SpeakerCue(encoder=_Fake))
-        return ("side: " if v.side_talk else "user: ") + v.reason
+    verdict = _another_voice
 
     assert verdict("could you say that again").startswith("user: addressed: 'could you'")
     assert verdict("um so what happened next").startswith("user: addressed: 'what happened'")
@@ -180,14 +188,7 @@ def test_a_turn_form_at_the_users_level_beats_another_voice_but_not_the_level() 
     missed as another voice. A turn form (a question by inversion, a correction) is the user at
     their level in any voice, as an addressed form is; below `quiet_db` the level rules judge
     it still (a TV across the room asks questions too)."""
-    c = SideTalkConfig(voice_model="dvector", own_voice=0.2, other_voice=0.5, other_frames=40)
-    row = np.concatenate((np.zeros(BANDS, np.float32),
-                          np.full(FRAME, _voice_at(0.6), np.float32)))
-
-    def verdict(text: str, level: float = -20.0) -> str:
-        v = judge([level] * 45, [row] * 45, text, _fake_profile(), config=c,
-                  heard_ms=1100.0, speaker=SpeakerCue(encoder=_Fake))
-        return ("side: " if v.side_talk else "user: ") + v.reason
+    verdict = _another_voice
 
     assert verdict("can we go back to the start").startswith("user: addressed: question")
     assert verdict("no the curtain on the right").startswith("user: addressed: correction")
@@ -195,6 +196,23 @@ def test_a_turn_form_at_the_users_level_beats_another_voice_but_not_the_level() 
     assert "another voice" in verdict("no way that is what he said")  # a formula, not a form
     assert verdict("can we go back to the start", level=-25.0).startswith("side: -5.0 dB")
 
+
+
+def test_a_form_after_the_users_backchannel_in_one_utterance_beats_another_voice() -> None:
+    """heldout_i: "okay uh huh can you read that back to me" and "right right no nine oh two
+    one oh", the user's backchannel and then their interruption in one VAD utterance, were read
+    as another voice and missed: the forms were looked for at the utterance's first word only.
+    After leading backchannel phrases the form opens the words that follow them; words that
+    are all backchannel open none."""
+    verdict = _another_voice
+
+    assert verdict("okay uh huh can you read that back to me").startswith(
+        "user: addressed: 'can you'")
+    assert verdict("right right no nine oh two one oh").startswith(
+        "user: addressed: correction")
+    assert verdict("uh huh can we do squats instead").startswith("user: addressed: question")
+    assert "another voice" in verdict("okay uh huh the weather will turn cold")
+    assert "another voice" in verdict("mm hmm yeah okay")
 
 def test_another_voice_whose_words_may_open_a_form_waits_for_the_next_word() -> None:
     """heldout_c's "tell me about the cat" (JFK against another user's request): its partial

@@ -171,6 +171,20 @@ class Lexicon:
                 return n
         return 0
 
+    def leading(self, tokens: list[str]) -> int:
+        """How many of the first tokens are backchannel phrases ("okay uh huh", "right
+        right"): where the words after a backchannel begin."""
+        longest = max((len(p) for p in self.backchannel), default=1)
+        i = 0
+        while i < len(tokens):
+            for n in range(min(longest, len(tokens) - i), 0, -1):
+                if tuple(tokens[i : i + n]) in self.backchannel:
+                    i += n
+                    break
+            else:
+                return i
+        return i
+
     def scan(self, tokens: list[str]) -> tuple[str | None, int]:
         """(first interrupt phrase found or None, number of tokens outside the backchannel
         lexicon)."""

@@ -429,9 +429,13 @@ def judge(
     if ((rel <= c.quiet_db or by_shape or c.other_voice is not None)
             and c.addressed_db is not None and rel > c.addressed_db):
         ours = normalize(" ".join(our_words))
-        form = addressed_form(tokens, ours)
+        # After the user's own backchannel in one utterance ("okay uh huh can you read that
+        # back", "right right no nine oh two": heldout_i) the form opens the words after it.
+        lead = lex.leading(tokens) if lex.content(tokens)[1] else 0
+        starts = [tokens, tokens[lead:]] if 0 < lead < len(tokens) else [tokens]
+        form = next((f for t in starts if (f := addressed_form(t, ours)) is not None), None)
         if form is None and c.other_voice is not None and rel > c.quiet_db:
-            form = turn_form(tokens, ours)
+            form = next((f for t in starts if (f := turn_form(t, ours)) is not None), None)
         if form is not None:
             return SideTalkVerdict(False, f"addressed: {form}, {rel:+.1f} dB for this user", rel,
                                    dist, drop)
