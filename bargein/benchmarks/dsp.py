@@ -98,9 +98,13 @@ def main(argv: list[str]) -> int:
 
     conversions = list(COMMON_CONVERSIONS)
     if args.only:
-        conversions = [
-            (int(a), int(b)) for a, b in (item.split("-") for item in args.only.split(","))
-        ]
+        try:
+            conversions = [
+                (int(a), int(b)) for a, b in (item.split("-") for item in args.only.split(","))
+            ]
+        except ValueError:
+            parser.error(f"--only takes rate pairs like 48000-16000,8000-16000, not {args.only!r}"
+                         " (--sections picks echo, duck or turn)")
     warm_s = warm_up()
     rows = [bench_conversion(a, b, args.calls, args.repeats, args.tones) for a, b in conversions
             ] if "resample" in sections else []
