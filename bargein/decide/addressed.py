@@ -71,6 +71,13 @@ _LEADING = frozenset(
 )
 
 
+def _past(toks: Sequence[str], words: frozenset[str], i: int = 0) -> int:
+    """The index of the first token from `i` on that is not one of `words`."""
+    while i < len(toks) and toks[i] in words:
+        i += 1
+    return i
+
+
 def addressed_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str | None:
     """The addressed form the normalized `tokens` open with ("imperative 'tell'", "'can you'",
     "'what do you'"), or None. `our_words`: the assistant's own recent words, normalized; an
@@ -80,10 +87,7 @@ def addressed_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str 
     toks = list(tokens)
     if not toks or _is_run_of(toks, our_words):
         return None
-    i = 0
-    while i < len(toks) and toks[i] in _LEADING:
-        i += 1
-    rest = toks[i:]
+    rest = toks[_past(toks, _LEADING):]
     if not rest:
         return None
     if rest[0] in IMPERATIVES and len(rest) >= 2:
@@ -112,16 +116,12 @@ def turn_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str | Non
     toks = list(tokens)
     if not toks or _is_run_of(toks, our_words):
         return None
-    i = 0
-    while i < len(toks) and toks[i] in _FILLERS:
-        i += 1
+    i = _past(toks, _FILLERS)
     rest = toks[i:]
     if len(rest) >= 2 and rest[0] in _NEGATIONS and rest[1] not in _LEADING | _NEGATIONS:
         if not any(f[:2] == tuple(rest[:2]) for f in FORMULAS):  # not "no way", "no kidding"
             return f"correction {' '.join(rest[:2])!r}"
-    while i < len(toks) and toks[i] in _LEADING:
-        i += 1
-    rest = toks[i:]
+    rest = toks[_past(toks, _LEADING, i):]
     if len(rest) >= 3 and rest[0] in _QUESTION and rest[1] in _DO:
         return f"question {' '.join(rest[:2])!r}"
     if len(rest) >= 3 and rest[0] in _QUESTION and rest[1] in _INVERTS and rest[2] in _SUBJECTS:
@@ -145,12 +145,8 @@ def form_within(
     before a run of ours does not make it a form."""
     toks = list(tokens)
     for i in range(len(toks)) if starts is None else sorted(set(starts)):
-        j = i
-        while j < len(toks) and toks[j] in _FILLERS:
-            j += 1
-        k = j
-        while k < len(toks) and toks[k] in _LEADING:
-            k += 1
+        j = _past(toks, _FILLERS, i)
+        k = _past(toks, _LEADING, j)
         if k < len(toks) and addressed_form(toks[k:], our_words) is not None:
             return k
         if j < len(toks) and turn_form(toks[j:], our_words) is not None:
@@ -163,10 +159,7 @@ def opens_form(tokens: Sequence[str]) -> bool:
     the leading words, a lone imperative ("tell"), modal or question word, or a question word
     and an auxiliary ("what do"). The next word may make it one ("tell me", "could you")."""
     toks = list(tokens)
-    i = 0
-    while i < len(toks) and toks[i] in _LEADING:
-        i += 1
-    rest = toks[i:]
+    rest = toks[_past(toks, _LEADING):]
     if len(rest) == 1:
         return rest[0] in IMPERATIVES or rest[0] in _AUX or rest[0] in _QUESTION
     return len(rest) == 2 and rest[0] in _QUESTION and (rest[1] in _AUX or rest[1] == "was")
