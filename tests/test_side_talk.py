@@ -56,7 +56,6 @@ def test_level_rule_and_words() -> None:
     assert not judge([-22.0] * 10, other, "", p, config=SideTalkConfig(far_shape_db=20)).side_talk
 
 
-
 def test_an_interrupt_phrase_far_below_the_user_is_side_talk() -> None:
     # "please wait to be called" from a PA 14 dB below the user: not said to us; 8 dB below
     # (a quiet user) and with the rule off it takes the floor, as an addressed form would
@@ -68,6 +67,7 @@ def test_an_interrupt_phrase_far_below_the_user_is_side_talk() -> None:
     off = SideTalkConfig(addressed_db=None)
     assert not judge([-34.0] * 10, zeros, "please wait", p, config=off).side_talk
     assert not judge([-34.0] * 3, zeros, "wait", p).side_talk  # too short to tell its level
+
 
 def test_a_sound_that_falls_with_our_duck_is_our_echo() -> None:
     p = profile(-20.0)

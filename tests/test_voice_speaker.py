@@ -197,7 +197,6 @@ def test_a_turn_form_at_the_users_level_beats_another_voice_but_not_the_level() 
     assert verdict("can we go back to the start", level=-25.0).startswith("side: -5.0 dB")
 
 
-
 def test_a_form_after_the_users_backchannel_in_one_utterance_beats_another_voice() -> None:
     """heldout_i: "okay uh huh can you read that back to me" and "right right no nine oh two
     one oh", the user's backchannel and then their interruption in one VAD utterance, were read

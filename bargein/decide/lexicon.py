@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from bargein.actors.policy import BACKCHANNELS, INTERRUPT_PHRASES, utterance_words
@@ -174,16 +174,8 @@ class Lexicon:
     def leading(self, tokens: list[str]) -> int:
         """How many of the first tokens are backchannel phrases ("okay uh huh", "right
         right"): where the words after a backchannel begin."""
-        longest = max((len(p) for p in self.backchannel), default=1)
-        i = 0
-        while i < len(tokens):
-            for n in range(min(longest, len(tokens) - i), 0, -1):
-                if tuple(tokens[i : i + n]) in self.backchannel:
-                    i += n
-                    break
-            else:
-                return i
-        return i
+        return next((i for i, _, kind in self._spans(tokens) if kind != "backchannel"),
+                    len(tokens))
 
     def scan(self, tokens: list[str]) -> tuple[str | None, int]:
         """(first interrupt phrase found or None, number of tokens outside the backchannel
@@ -200,17 +192,29 @@ class Lexicon:
         return phrase, content
 
     def _segment(self, tokens: list[str]) -> tuple[str | None, list[str]]:
-        longest = max((len(p) for p in self.backchannel | self.interrupt), default=1)
-        i, content = 0, list[str]()
+        content = list[str]()
+        for i, n, kind in self._spans(tokens):
+            if kind == "interrupt":
+                return " ".join(tokens[i : i + n]), content
+            if kind == "word":
+                content.append(tokens[i])
+        return None, content
+
+    @functools.cached_property
+    def _longest(self) -> int:
+        return max((len(p) for p in self.backchannel | self.interrupt), default=1)
+
+    def _spans(self, tokens: list[str]) -> Iterator[tuple[int, int, str]]:
+        """(start, length, "interrupt" | "backchannel" | "word") from the left, the longest
+        phrase at each position first."""
+        i = 0
         while i < len(tokens):
-            for n in range(min(longest, len(tokens) - i), 0, -1):
+            for n in range(min(self._longest, len(tokens) - i), 0, -1):
                 phrase = tuple(tokens[i : i + n])
-                if phrase in self.interrupt:
-                    return " ".join(phrase), content
-                if phrase in self.backchannel:
+                if phrase in self.interrupt or phrase in self.backchannel:
+                    yield i, n, "interrupt" if phrase in self.interrupt else "backchannel"
                     i += n
                     break
             else:
-                content.append(tokens[i])
+                yield i, 1, "word"
                 i += 1
-        return None, content
