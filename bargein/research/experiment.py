@@ -39,6 +39,7 @@ HELDOUT_SETS = {
     # written from the docs alone (session 8), frozen unrun, run once after the session's decisions
     "heldout_h": Path(__file__).parent / "scenarios_heldout_h",
     "heldout_i": Path(__file__).parent / "scenarios_heldout_i",
+    "heldout_j": Path(__file__).parent / "scenarios_heldout_j",
 }
 
 

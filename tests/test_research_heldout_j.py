@@ -1,0 +1,80 @@
+"""`heldout_j`, the tenth held-out set (written from README, docs/research.md's scenario format
+and starter scenarios, --help and `research list` alone, as an outside tester would; frozen
+unrun), loads, builds, and holds what it was written to hold. Its convention: every backchannel,
+interruption and correction is in the user's own recording (the request's or opening pause's
+file and channel); any other recording is side talk, whatever it says. A different recording is
+the user in each of its 12 scenarios (ferry, hair salon, bank queue, bus depot, radio studio,
+market stall, airport gate, camp site, bowling alley, laundromat, hospital ward, post office);
+interruptions 3-7 dB below the user's first turn, near it and louder; backchannels 1-6 dB below
+it; side talk near the user's level and far below; nine echo windows of different delays
+(20-320 ms) and rooms (one with no room); two user pauses opening their scenarios; interruptions
+that open with a backchannel word, one-word interruptions, and side talk over the user's own
+backchannel. No policy runs here: the set stays unseen until its one scored run."""
+
+from __future__ import annotations
+
+from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
+from bargein.research.voices import voice
+from bargein.testing.heldout_survey import Survey, survey
+
+OPENERS = {"yeah", "okay", "right", "oh", "mm"}  # backchannel words an interruption opens with
+
+
+def backchannel_db(held: Survey) -> dict[str, float]:
+    """Each backchannel's level over its first 0.8 s against its user's first turn (dB)."""
+    out = {}
+    for scn in held.scenarios:
+        assert scn.user_turn is not None, scn.name
+        user_db = voice(scn.user_turn, scn).level_dbfs
+        for item in scn.items:
+            if item.kind == "backchannel":
+                level = voice(item, scn, first_s=0.8).level_dbfs
+                out[f"{scn.name}/{item.label}"] = level - user_db
+    return out
+
+
+def test_heldout_j_loads_builds_and_keeps_its_conventions() -> None:
+    held = survey("heldout_j")
+    assert len(held.scenarios) == 12
+    assert all(s.name.startswith("hj_") for s in held.scenarios)
+    assert all(35.0 <= s <= 55.0 for s in held.seconds.values()), held.seconds
+    held.check_timed_over_replies()
+    kinds, echoes = held.kinds, held.echoes
+    assert len(echoes) >= 8 and (20, 0) in echoes, echoes  # one echo with no room
+    assert len({delay for delay, _ in echoes}) == len(echoes), echoes  # every delay differs
+    assert min(d for d, _ in echoes) == 20 and max(d for d, _ in echoes) == 320, echoes
+    assert sum(300 <= rt60 <= 900 for _, rt60 in echoes) >= 5, echoes  # reverberant rooms
+    quiet, loud = held.interruptions_within(-7.0, -3.0), held.interruptions_within(1.5, 99.0)
+    near = held.interruptions_within(-2.0, 1.0)
+    assert quiet >= 12 and near >= 12 and loud >= 12, (quiet, near, loud)
+    near_st, far_st = held.side_talk_within(-3.0, 3.0), held.side_talk_within(-99.0, -8.0)
+    assert near_st >= 12 and far_st >= 12, (near_st, far_st)
+    bc_db = backchannel_db(held)
+    assert len(bc_db) >= 36 and all(-6.0 <= db <= -1.0 for db in bc_db.values()), bc_db
+    assert kinds["user_pause"] == 2 and kinds["request"] == 10, kinds
+    assert kinds["true_interruption"] >= 24 and kinds["correction"] >= 12, kinds
+    assert sum(kinds[k] for k in INTERRUPTIONS) >= 36, kinds
+    assert sum(kinds[k] for k in NON_INTERRUPTIONS) >= 80, kinds
+    assert kinds["backchannel"] >= 36 and kinds["side_talk"] >= 24, kinds
+    assert kinds["noise"] >= 12 and kinds["echo"] >= 8, kinds
+    shapes = {it.shape for s in held.scenarios for it in s.items if it.source == "noise"}
+    assert shapes == {"cough", "clicks", "steady"}, shapes
+
+
+def test_heldout_j_holds_the_hard_cases_it_was_written_for() -> None:
+    held = survey("heldout_j")
+    interruptions = [
+        t for truths in held.truths.values() for t in truths if t.kind in INTERRUPTIONS
+    ]
+    first_words = [t.words[0][2].lower() for t in interruptions if t.words]
+    assert len(first_words) == len(interruptions)  # every interruption's words are timed
+    opened = [t.label for t in interruptions if len(t.words) > 1 and t.words[0][2] in OPENERS]
+    one_word = [t.label for t in interruptions if len(t.words) == 1]
+    assert len(opened) >= 6 and len(one_word) >= 6, (opened, one_word)
+    overlapped = []  # side talk that overlaps the user's own backchannel
+    for name, truths in held.truths.items():
+        for st in (t for t in truths if t.kind == "side_talk"):
+            for bc in (t for t in truths if t.kind == "backchannel"):
+                if st.onset < bc.onset and bc.offset <= st.offset:
+                    overlapped.append(f"{name}/{bc.label}")
+    assert len(overlapped) >= 4, overlapped
