@@ -154,6 +154,68 @@ def test_user_speech_over_the_echo_still_starts_and_cancels(tmp_path: Path) -> N
     assert any(e.type == EventType.BARGE_IN for e in r.events)
 
 
+_TAXI = (
+    "Okay, the central station it is. With this traffic the ride should take about eighteen "
+    "minutes. We will go along the river road and then over the old bridge. The fare is "
+    "metered, and card payment is fine at the end of the trip."
+)
+_QUIET_USER = """
+[engines]
+kind = "scripted"
+replies = ["{reply}", "Sure, I will stop there."]
+[policy]
+preset = "aec_duck_classify"
+[[audio]]
+label = "ask"
+kind = "request"
+file = "pocketsphinx_goforward.raw"
+at_s = 0.0
+transcript = "tell me a story"
+[[audio]]
+label = "echo"
+kind = "echo"
+at_s = 2.5
+until_s = 16.0
+delay_ms = 70
+room_rt60_ms = 250
+gain = 0.4
+[[audio]]
+label = "stop"
+kind = "true_interruption"
+file = "pocketsphinx_cards_005.wav"
+at_s = 9.0
+gain = 0.1
+transcript = "stop there please"
+"""
+
+
+@pytest.mark.usefixtures("audio_dir")
+def test_a_user_far_below_our_echo_is_heard_at_once_and_the_echo_is_not(tmp_path: Path) -> None:
+    """A quiet user (the recording at -20 dB) under a loud speakerphone echo: the canceller
+    leaves the user's words 5-10 dB over its residual, but the double-talk detector does not
+    flag them; the gate hears them anyway, from their start, and still none of the echo (the
+    second reply's echo included: its word onsets leave 10 dB more residual than the mean, so
+    the margin follows the residual's own 97th percentile). Without the unflagged path the VAD
+    heard the user 0.9 s after they began (0.3 s with it); with a fixed 6 dB margin it heard the
+    second reply's echo."""
+    path = tmp_path / "quiet_user.toml"
+    path.write_text(_QUIET_USER.format(reply=_TAXI))
+    r = run(load_scenario(path), preset("aec_duck_classify"))
+    t0 = r.media_offset
+    late = [t - t0 for t in _onsets(r) if t > _first_audio(r)]
+    assert late and all(9.0 <= t <= 12.5 for t in late), late  # the user's 3.5 s, no echo
+    assert late[0] < 9.0 + 0.5, late
+    assert any(e.type == EventType.BARGE_IN for e in r.events)
+
+
+def test_quantile_settles_where_its_share_of_the_values_lies_below() -> None:
+    q = echo_path.Quantile(0.97, step_db=0.5, start=0.0)
+    values = np.random.default_rng(3).uniform(-10.0, 10.0, 20000)
+    for x in values:
+        q.feed(float(x))
+    assert abs(q.value - float(np.quantile(values, 0.97))) < 0.5, q.value
+
+
 @pytest.mark.usefixtures("audio_dir")
 def test_the_mic_reads_exactly_what_was_played_at_capture_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -48,8 +48,8 @@ I64 = NDArray[np.int64]
 # params layout (float64)
 MU, GROW_EVERY, DELTA, FAR_FLOOR, COPY_BELOW, RESET_ABOVE, SMOOTH, SPEC_AVG, BETA0, BETA_MAX, \
     DT_HOLD, START_RATE, START_BLOCKS, DT_FLOOR, NEAR_FLOOR, MIN_ACTIVE, GROW_STEP, GROW_ABOVE, \
-    SHRINK_BELOW, CONSTRAIN_PERIOD = range(20)
-N_PARAMS = 20
+    SHRINK_BELOW, CONSTRAIN_PERIOD, SPEC_FLOOR = range(21)
+N_PARAMS = 21
 # fstate layout (float64): smoothed two-path error energies, leak regression, adaptation sum
 EF, EB, PEY, PYY, LEAK, SUM_ADAPT, FG_RATIO, N_FSTATE = 0, 1, 2, 3, 4, 5, 6, 8
 # istate layout (int64)
@@ -259,8 +259,12 @@ def aec_blocks_py(
             total += prop[p]
         for p in range(act):
             prop[p] = 0.99 * prop[p] / total
+        reg = 0.0
         for f in range(bins):
-            spec[f] = spec[f] * (mu * step[f] / (pk[f] + delta / parts))
+            reg += pk[f]
+        reg = params[SPEC_FLOOR] * reg / bins + delta / parts
+        for f in range(bins):
+            spec[f] = spec[f] * (mu * step[f] / (pk[f] + reg))
         for p in range(act):
             row = (head - p) % parts
             g = prop[p]
