@@ -143,6 +143,13 @@ PRESETS = _catalogue(
         _DUCK_CLASSIFY,
         session={"echo_cancel": True, **_WORD_PACE},
     ),
+    Preset(
+        "aec_duck_classify_speaker",
+        "duck_classify_speaker on the mic with our own voice cancelled (echo canceller): for"
+        " a phone or speakerphone without the browser's echo cancellation",
+        {**_DUCK_CLASSIFY, "side_talk_voice": True, "side_talk_speaker": True},
+        session={"echo_cancel": True, **_WORD_PACE},
+    ),
 )
 
 

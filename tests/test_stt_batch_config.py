@@ -38,7 +38,7 @@ def test_a_research_policy_table_may_set_the_batch() -> None:
 # The presets whose classifier decides on words take the 40 ms batch; the others keep the
 # session's own (100 ms): nothing decides on their partials' pace.
 WORD_PRESETS = {"duck_classify", "aec_duck_classify", "smart_turn", "duck_classify_voice",
-                "duck_classify_speaker"}
+                "duck_classify_speaker", "aec_duck_classify_speaker"}
 
 
 def test_the_classifier_presets_take_the_smaller_batch() -> None:

@@ -219,6 +219,7 @@ def _list() -> int:
     for name, folder in HELDOUT_SETS.items():
         _list_set(f"\nheld-out set '{name}' ({folder}):", sorted(folder.glob("*.toml")))
     print("\npolicy presets (bargein.presets; the fields each sets):")
+    width = max(len(name) for name in PRESETS)
     for name in PRESETS:
         spec: PolicySpec = resolve_policy(name)
         p = PRESETS[name]
@@ -227,9 +228,9 @@ def _list() -> int:
             for part, fields in (("policy", p.policy), ("vad", p.vad), ("session", p.session))
             if fields
         ]
-        print(f"  {name:<18} {spec.description}")
+        print(f"  {name:<{width}} {spec.description}")
         if sets:
-            print(f"  {'':<18}   {'; '.join(sets)}")
+            print(f"  {'':<{width}}   {'; '.join(sets)}")
     return 0
 
 
