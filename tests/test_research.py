@@ -358,8 +358,9 @@ def test_cli_run_compare_and_list(
         "in all: 17 interruptions (1 correction, 16 true_interruption); 40 non-interruptions"
         in listed
     )
+    width = max(map(len, PRESETS))  # names padded to the longest
     for name, p in PRESETS.items():  # every preset, its description and the fields it sets
-        assert f"  {name:<18} {p.description}\n" in listed
+        assert f"  {name:<{width}} {p.description}\n" in listed
     assert "vad: stop_ms=900" in listed
     assert main(["run", str(tmp_path / "none.toml"), "--out", str(out)]) == 2
     assert "no such scenario" in capsys.readouterr().err
