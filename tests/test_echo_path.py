@@ -86,11 +86,22 @@ _REPLY = (
 )
 
 
-def _scenario(tmp_path: Path, interrupt: bool, rt60: float = 200.0) -> Path:
+def _scenario(
+    tmp_path: Path,
+    interrupt: bool,
+    rt60: float = 200.0,
+    *,
+    reply: str = _REPLY,
+    delay_ms: int = 60,
+    gain: float = 0.5,
+    stop: tuple[float, float, str] = (8.0, 1.0, "eight of spades four of clubs seven of hearts"),
+) -> Path:
+    """A story over a speakerphone echo (2.5-16 s); with `interrupt`, the cards recording at
+    `stop` = (at_s, gain, transcript) over it."""
     text = f"""
 [engines]
 kind = "scripted"
-replies = ["{_REPLY}", "Sure, I will stop there."]
+replies = ["{reply}", "Sure, I will stop there."]
 [policy]
 preset = "confirm_words"
 [[audio]]
@@ -104,18 +115,20 @@ label = "echo"
 kind = "echo"
 at_s = 2.5
 until_s = 16.0
-delay_ms = 60
+delay_ms = {delay_ms}
 room_rt60_ms = {rt60}
-gain = 0.5
+gain = {gain}
 """
     if interrupt:
-        text += """
+        at, level, words = stop
+        text += f"""
 [[audio]]
 label = "stop"
 kind = "true_interruption"
 file = "pocketsphinx_cards_005.wav"
-at_s = 8.0
-transcript = "eight of spades four of clubs seven of hearts"
+at_s = {at}
+gain = {level}
+transcript = "{words}"
 """
     path = tmp_path / ("echo_interrupt.toml" if interrupt else "echo_only.toml")
     path.write_text(text)
@@ -159,34 +172,6 @@ _TAXI = (
     "minutes. We will go along the river road and then over the old bridge. The fare is "
     "metered, and card payment is fine at the end of the trip."
 )
-_QUIET_USER = """
-[engines]
-kind = "scripted"
-replies = ["{reply}", "Sure, I will stop there."]
-[policy]
-preset = "aec_duck_classify"
-[[audio]]
-label = "ask"
-kind = "request"
-file = "pocketsphinx_goforward.raw"
-at_s = 0.0
-transcript = "tell me a story"
-[[audio]]
-label = "echo"
-kind = "echo"
-at_s = 2.5
-until_s = 16.0
-delay_ms = 70
-room_rt60_ms = 250
-gain = 0.4
-[[audio]]
-label = "stop"
-kind = "true_interruption"
-file = "pocketsphinx_cards_005.wav"
-at_s = 9.0
-gain = 0.1
-transcript = "stop there please"
-"""
 
 
 @pytest.mark.usefixtures("audio_dir")
@@ -198,8 +183,8 @@ def test_a_user_far_below_our_echo_is_heard_at_once_and_the_echo_is_not(tmp_path
     the margin follows the residual's own 97th percentile). Without the unflagged path the VAD
     heard the user 0.9 s after they began (0.3 s with it); with a fixed 6 dB margin it heard the
     second reply's echo."""
-    path = tmp_path / "quiet_user.toml"
-    path.write_text(_QUIET_USER.format(reply=_TAXI))
+    path = _scenario(tmp_path, True, 250.0, reply=_TAXI, delay_ms=70, gain=0.4,
+                     stop=(9.0, 0.1, "stop there please"))
     r = run(load_scenario(path), preset("aec_duck_classify"))
     t0 = r.media_offset
     late = [t - t0 for t in _onsets(r) if t > _first_audio(r)]
