@@ -54,6 +54,15 @@ class Survey:
         assert len(self.seeds) == len(set(self.seeds)), sorted(self.seeds)
 
 
+    def check_echo_rooms(self, no_room_delay: float, rooms: int, reverberant: int) -> None:
+        """At least `rooms` echo windows, one with no room (at `no_room_delay` ms), every delay
+        its own, `reverberant` or more rooms with RT60 300-900 ms."""
+        echoes = self.echoes
+        assert len(echoes) >= rooms and (no_room_delay, 0) in echoes, echoes
+        assert len({delay for delay, _ in echoes}) == len(echoes), echoes
+        assert sum(300 <= rt60 <= 900 for _, rt60 in echoes) >= reverberant, echoes
+
+
 def survey(name: str) -> Survey:
     """Build the held-out set `name`, check the shared conventions (AssertionError naming the
     scenario or item), and count what it holds."""
