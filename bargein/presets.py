@@ -58,6 +58,8 @@ def _catalogue(*presets: Preset) -> MappingProxyType[str, Preset]:
 _DUCK_CLASSIFY: dict[str, Any] = {
     "mode": "confirm", "overlap_action": "duck", "classifier": True, "side_talk": True,
 }
+# duck_classify_speaker and aec_duck_classify_speaker: whose voice by the d-vector
+_SPEAKER: dict[str, Any] = {**_DUCK_CLASSIFY, "side_talk_voice": True, "side_talk_speaker": True}
 # The classifier decides on a word's first partial: 40 ms STT batches bring it up to 60 ms
 # sooner than the session default's 100 (docs/engines.md, "The STT batch": its cost).
 _WORD_PACE: dict[str, Any] = {"stt_batch_ms": 40}
@@ -134,7 +136,7 @@ PRESETS = _catalogue(
         "duck_classify; whose voice by a trained speaker embedding (Resemblyzer's d-vector):"
         " softer speech in the user's own voice is the user, another voice at their level is"
         " side talk unless it addresses us",
-        {**_DUCK_CLASSIFY, "side_talk_voice": True, "side_talk_speaker": True},
+        _SPEAKER,
         session=_WORD_PACE,
     ),
     Preset(
@@ -147,7 +149,7 @@ PRESETS = _catalogue(
         "aec_duck_classify_speaker",
         "duck_classify_speaker on the mic with our own voice cancelled (echo canceller): for"
         " a phone or speakerphone without the browser's echo cancellation",
-        {**_DUCK_CLASSIFY, "side_talk_voice": True, "side_talk_speaker": True},
+        _SPEAKER,
         session={"echo_cancel": True, **_WORD_PACE},
     ),
 )

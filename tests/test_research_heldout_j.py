@@ -13,11 +13,19 @@ backchannel. No policy runs here: the set stays unseen until its one scored run.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
 from bargein.research.voices import voice
 from bargein.testing.heldout_survey import Survey, survey
 
 OPENERS = {"yeah", "okay", "right", "oh", "mm"}  # backchannel words an interruption opens with
+
+
+@lru_cache(maxsize=1)
+def held_j() -> Survey:
+    """The set built and surveyed once for both tests (12 scenarios: a few seconds each time)."""
+    return survey("heldout_j")
 
 
 def backchannel_db(held: Survey) -> dict[str, float]:
@@ -34,7 +42,7 @@ def backchannel_db(held: Survey) -> dict[str, float]:
 
 
 def test_heldout_j_loads_builds_and_keeps_its_conventions() -> None:
-    held = survey("heldout_j")
+    held = held_j()
     assert len(held.scenarios) == 12
     assert all(s.name.startswith("hj_") for s in held.scenarios)
     assert all(35.0 <= s <= 55.0 for s in held.seconds.values()), held.seconds
@@ -60,12 +68,11 @@ def test_heldout_j_loads_builds_and_keeps_its_conventions() -> None:
 
 
 def test_heldout_j_holds_the_hard_cases_it_was_written_for() -> None:
-    held = survey("heldout_j")
+    held = held_j()
     interruptions = [
         t for truths in held.truths.values() for t in truths if t.kind in INTERRUPTIONS
     ]
-    first_words = [t.words[0][2].lower() for t in interruptions if t.words]
-    assert len(first_words) == len(interruptions)  # every interruption's words are timed
+    assert all(t.words for t in interruptions)  # every interruption's words are timed
     opened = [t.label for t in interruptions if len(t.words) > 1 and t.words[0][2] in OPENERS]
     one_word = [t.label for t in interruptions if len(t.words) == 1]
     assert len(opened) >= 6 and len(one_word) >= 6, (opened, one_word)

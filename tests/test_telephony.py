@@ -150,7 +150,7 @@ async def test_barge_in_clears_and_heard_is_the_marks_echoed_before_the_clear() 
     server = scripted_server(planner)
     # Half a second of our audio ahead of the caller's ear (the default is 80 ms), so words
     # are in flight at the clear wherever in the reply it falls: with 80 ms + the 300 ms
-    # prefill the clear once found no mark queued (1 of 4 full runs, 3 December 2026).
+    # prefill a clear once dropped no marks (1 of 4 full runs, 3 December 2026).
     telephony(server).lead_ms = 500
     with trio.fail_after(HANG_GUARD):
         async with (
