@@ -1,0 +1,90 @@
+"""Could the d-vector tell the user's voice from another's on fewer voiced frames? Prints JSON.
+
+Runs a preset (default `duck_classify_speaker`) over research sets (scripted engines, seed 0)
+and, for every overlapping utterance the floor judges at the user's level (more than 3 dB
+above `quiet_db`'s -3 dB: where the level cannot decide and the voice must), embeds its first
+k voiced frames (k = 8 ... 40, 20 ms each) against the user's calibrated speech, as
+`side_talk._voice` does at `voice_frames` = 20. Utterances are matched to the item whose
+truth span holds their first frame. Per group (interruptions = true_interruption +
+correction; side talk; echo; ...) and k: n, median distance, and the share at or below
+`own_voice` (0.33) and 0.25, at or above `other_voice` (0.42).
+
+    .venv/bin/python bench/dvector_early.py [--preset NAME] SET [SET ...]
+
+(Observation only: it patches `OverlapAudio.side_talk` to see each verdict's frames; the
+runs' decisions are the preset's own.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from bargein.actors import overlap_audio as oa
+from bargein.decide import side_talk as st
+from bargein.dsp.speaker_encoder import cosine_distance, shared_encoder
+from bargein.research import harness
+from bargein.research.experiment import resolve_scenarios
+from bargein.research.policies import resolve_policy
+
+KS = (8, 10, 12, 15, 20, 30, 40)
+
+
+def _pcm(frames: list[Any]) -> Any:
+    return np.clip(np.concatenate(frames), -32768, 32767).astype(np.int16)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sets", nargs="+")
+    ap.add_argument("--preset", default="duck_classify_speaker")
+    args = ap.parse_args()
+    seen: dict[tuple[int, float], dict[str, Any]] = {}
+    orig = oa.OverlapAudio.side_talk
+
+    def observe(self: oa.OverlapAudio, text: str, going: bool = False,
+                final: bool = False) -> st.SideTalkVerdict:
+        v = orig(self, text, going, final)
+        h = self._now
+        user = self.profile.speech(40)
+        if not h.times or user is None or self.profile.level is None:
+            return v
+        e = seen.setdefault((id(self), h.times[0]), {"t0": h.times[0], "d": {}})
+        n = min(len(h.shapes), len(h.levels))
+        pcm = [r[st.BANDS:] for r, lv in zip(h.shapes[len(h.shapes) - n:],
+                                             h.levels[len(h.levels) - n:], strict=True)
+               if lv > -50.0 and r.shape == (st.SPEAKER_ROW,)]
+        enc = shared_encoder()
+        for k in KS:
+            if len(pcm) >= k and k not in e["d"]:
+                e["d"][k] = cosine_distance(enc.embed(_pcm(user)), enc.embed(_pcm(pcm[:k])))
+        e["rel"] = float(np.percentile(h.levels, 90)) - self.profile.level
+        return v
+
+    oa.OverlapAudio.side_talk = observe  # type: ignore[method-assign]
+    by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for sc in resolve_scenarios(args.sets):
+        seen.clear()
+        res = harness.run(sc, resolve_policy(args.preset), seed=0)
+        for e in seen.values():
+            t = next((t for t in res.truths if t.onset - 0.3 <= e["t0"] <= t.offset), None)
+            if t is None or e.get("rel", -99.0) <= -3.0:
+                continue
+            group = "interruption" if t.kind in ("true_interruption", "correction") else t.kind
+            for k, d in e["d"].items():
+                by[group][k].append(d)
+    out = {g: {str(k): {"n": len(v), "median": round(statistics.median(v), 3),
+                        "le_0.25": round(sum(x <= 0.25 for x in v) / len(v), 2),
+                        "le_0.33": round(sum(x <= 0.33 for x in v) / len(v), 2),
+                        "ge_0.42": round(sum(x >= 0.42 for x in v) / len(v), 2)}
+               for k, v in sorted(m.items())} for g, m in sorted(by.items())}
+    print(json.dumps({"preset": args.preset, "sets": args.sets, "groups": out}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
