@@ -40,6 +40,8 @@ HELDOUT_SETS = {
     "heldout_h": Path(__file__).parent / "scenarios_heldout_h",
     "heldout_i": Path(__file__).parent / "scenarios_heldout_i",
     "heldout_j": Path(__file__).parent / "scenarios_heldout_j",
+    # written from the docs alone by an outside tester, frozen unrun
+    "heldout_k": Path(__file__).parent / "scenarios_heldout_k",
 }
 
 
