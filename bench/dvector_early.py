@@ -1,8 +1,8 @@
 """Could the d-vector tell the user's voice from another's on fewer voiced frames? Prints JSON.
 
 Runs a preset (default `duck_classify_speaker`) over research sets (scripted engines, seed 0)
-and, for every overlapping utterance the floor judges at the user's level (more than 3 dB
-above `quiet_db`'s -3 dB: where the level cannot decide and the voice must), embeds its first
+and, for every overlapping utterance the floor judges at the user's level (above `quiet_db`,
+-3 dB under their turns: where the level cannot decide and the voice must), embeds its first
 k voiced frames (k = 8 ... 40, 20 ms each) against the user's calibrated speech, as
 `side_talk._voice` does at `voice_frames` = 20. Utterances are matched to the item whose
 truth span holds their first frame. Per group (interruptions = true_interruption +
@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--preset", default="duck_classify_speaker")
     args = ap.parse_args()
     seen: dict[tuple[int, float], dict[str, Any]] = {}
+    users: dict[tuple[int, int], Any] = {}
     orig = oa.OverlapAudio.side_talk
 
     def observe(self: oa.OverlapAudio, text: str, going: bool = False,
@@ -55,14 +56,17 @@ def main() -> None:
         if not h.times or user is None or self.profile.level is None:
             return v
         e = seen.setdefault((id(self), h.times[0]), {"t0": h.times[0], "d": {}})
+        enc = shared_encoder()
+        key = (id(self.profile), self.profile.speech_version)
+        if key not in users:  # the user's voice once per version, as `SpeakerCue.user` does
+            users[key] = enc.embed(_pcm(user))
         n = min(len(h.shapes), len(h.levels))
         pcm = [r[st.BANDS:] for r, lv in zip(h.shapes[len(h.shapes) - n:],
                                              h.levels[len(h.levels) - n:], strict=True)
                if lv > -50.0 and r.shape == (st.SPEAKER_ROW,)]
-        enc = shared_encoder()
         for k in KS:
             if len(pcm) >= k and k not in e["d"]:
-                e["d"][k] = cosine_distance(enc.embed(_pcm(user)), enc.embed(_pcm(pcm[:k])))
+                e["d"][k] = cosine_distance(users[key], enc.embed(_pcm(pcm[:k])))
         e["rel"] = float(np.percentile(h.levels, 90)) - self.profile.level
         return v
 
@@ -70,6 +74,7 @@ def main() -> None:
     by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for sc in resolve_scenarios(args.sets):
         seen.clear()
+        users.clear()
         res = harness.run(sc, resolve_policy(args.preset), seed=0)
         for e in seen.values():
             t = next((t for t in res.truths if t.onset - 0.3 <= e["t0"] <= t.offset), None)

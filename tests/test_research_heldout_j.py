@@ -16,7 +16,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
-from bargein.research.voices import voice
 from bargein.testing.heldout_survey import Survey, survey
 
 OPENERS = {"yeah", "okay", "right", "oh", "mm"}  # backchannel words an interruption opens with
@@ -26,19 +25,6 @@ OPENERS = {"yeah", "okay", "right", "oh", "mm"}  # backchannel words an interrup
 def held_j() -> Survey:
     """The set built and surveyed once for both tests (12 scenarios: a few seconds each time)."""
     return survey("heldout_j")
-
-
-def backchannel_db(held: Survey) -> dict[str, float]:
-    """Each backchannel's level over its first 0.8 s against its user's first turn (dB)."""
-    out = {}
-    for scn in held.scenarios:
-        assert scn.user_turn is not None, scn.name
-        user_db = voice(scn.user_turn, scn).level_dbfs
-        for item in scn.items:
-            if item.kind == "backchannel":
-                level = voice(item, scn, first_s=0.8).level_dbfs
-                out[f"{scn.name}/{item.label}"] = level - user_db
-    return out
 
 
 def test_heldout_j_loads_builds_and_keeps_its_conventions() -> None:
@@ -55,8 +41,8 @@ def test_heldout_j_loads_builds_and_keeps_its_conventions() -> None:
     assert quiet >= 12 and near >= 12 and loud >= 12, (quiet, near, loud)
     near_st, far_st = held.side_talk_within(-3.0, 3.0), held.side_talk_within(-99.0, -8.0)
     assert near_st >= 12 and far_st >= 12, (near_st, far_st)
-    bc_db = backchannel_db(held)
-    assert len(bc_db) >= 36 and all(-6.0 <= db <= -1.0 for db in bc_db.values()), bc_db
+    bc_db = held.db_of("backchannel")
+    assert len(bc_db) >= 36 and all(-6.0 <= db <= -1.0 for db in bc_db), bc_db
     assert kinds["user_pause"] == 2 and kinds["request"] == 10, kinds
     assert kinds["true_interruption"] >= 24 and kinds["correction"] >= 12, kinds
     assert sum(kinds[k] for k in INTERRUPTIONS) >= 36, kinds

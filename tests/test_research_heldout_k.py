@@ -22,7 +22,6 @@ from functools import lru_cache
 from itertools import pairwise
 
 from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
-from bargein.research.voices import voice
 from bargein.testing.heldout_survey import Survey, survey
 
 # words that announce an interruption or give a command to the assistant
@@ -50,20 +49,6 @@ def held_k() -> Survey:
     return survey("heldout_k")
 
 
-def item_db(held: Survey) -> dict[str, tuple[str, float]]:
-    """Each speech item's (kind, level over its first 0.8 s against its user's first turn, dB),
-    by `scenario/label`."""
-    out = {}
-    for scn in held.scenarios:
-        assert scn.user_turn is not None, scn.name
-        user_db = voice(scn.user_turn, scn).level_dbfs
-        for item in scn.items:
-            if item.source == "file" and item is not scn.user_turn:
-                level = voice(item, scn, first_s=0.8).level_dbfs
-                out[f"{scn.name}/{item.label}"] = (item.kind, level - user_db)
-    return out
-
-
 def test_heldout_k_loads_builds_and_keeps_its_conventions() -> None:
     held = held_k()
     assert len(held.scenarios) == 12
@@ -80,8 +65,8 @@ def test_heldout_k_loads_builds_and_keeps_its_conventions() -> None:
     assert quiet + near + loud == len(held.interruption_db) == 36, held.interruption_db
     near_st, far_st = held.side_talk_within(-1.5, 1.5), held.side_talk_within(-16.0, -9.0)
     assert near_st >= 12 and far_st >= 12 and near_st + far_st == 24, held.side_talk_db
-    bc_db = {k: db for k, (kind, db) in item_db(held).items() if kind == "backchannel"}
-    assert len(bc_db) == 36 and all(-6.0 <= db <= -1.0 for db in bc_db.values()), bc_db
+    bc_db = held.db_of("backchannel")
+    assert len(bc_db) == 36 and all(-6.0 <= db <= -1.0 for db in bc_db), bc_db
     assert kinds["user_pause"] == 2 and kinds["request"] == 10, kinds
     assert kinds["true_interruption"] == 24 and kinds["correction"] == 12, kinds
     assert sum(kinds[k] for k in INTERRUPTIONS) == 36, kinds
@@ -105,7 +90,7 @@ def test_heldout_k_loads_builds_and_keeps_its_conventions() -> None:
 
 def test_heldout_k_holds_the_hard_cases_it_was_written_for() -> None:
     held = held_k()
-    levels = item_db(held)
+    levels = held.item_db
     truths = {f"{n}/{t.label}": t for n, ts in held.truths.items() for t in ts}
     interruptions = [t for t in truths.values() if t.kind in INTERRUPTIONS]
     assert all(t.words for t in interruptions)  # every interruption's words are timed

@@ -30,8 +30,19 @@ class Survey:
     users: set[tuple[str | None, int | None]] = field(default_factory=set)
     seeds: list[int] = field(default_factory=list)  # of every noise and echo item
     echoes: set[tuple[float, float]] = field(default_factory=set)  # (delay_ms, room_rt60_ms)
-    interruption_db: list[float] = field(default_factory=list)
-    side_talk_db: list[float] = field(default_factory=list)
+    # Every recorded item but the user's turn: (kind, dB), by "scenario/label".
+    item_db: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def db_of(self, *kinds: str) -> list[float]:
+        return [db for kind, db in self.item_db.values() if kind in kinds]
+
+    @property
+    def interruption_db(self) -> list[float]:
+        return self.db_of(*INTERRUPTIONS)
+
+    @property
+    def side_talk_db(self) -> list[float]:
+        return self.db_of("side_talk")
 
     def interruptions_within(self, lo: float, hi: float) -> int:
         return sum(lo <= db <= hi for db in self.interruption_db)
@@ -88,10 +99,10 @@ def survey(name: str) -> Survey:
                 out.echoes.add((item.delay_ms, item.room_rt60_ms))
             elif item.kind in USER_ITEMS:
                 assert (item.file, item.channel) == mine, (scn.name, item.label)
-                if item.kind in INTERRUPTIONS:
-                    out.interruption_db.append(voice(item, scn, first_s=0.8).level_dbfs - user_db)
             elif item.kind == "side_talk":
                 assert item.source == "file" and item.file is not None, (scn.name, item.label)
                 assert (item.file, item.channel) != mine, (scn.name, item.label)
-                out.side_talk_db.append(voice(item, scn, first_s=0.8).level_dbfs - user_db)
+            if item.source == "file" and item is not user_turn:
+                level = voice(item, scn, first_s=0.8).level_dbfs - user_db
+                out.item_db[f"{scn.name}/{item.label}"] = (item.kind, level)
     return out
