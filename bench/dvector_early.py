@@ -9,7 +9,10 @@ truth span holds their first frame. Per group (interruptions = true_interruption
 correction; side talk; echo; ...) and k: n, median distance, and the share at or below
 `own_voice` (0.33) and 0.25, at or above `other_voice` (0.42).
 
-    .venv/bin/python bench/dvector_early.py [--preset NAME] SET [SET ...]
+    .venv/bin/python bench/dvector_early.py [--preset NAME] [--dump FILE] SET [SET ...]
+
+`--dump FILE` also writes one JSON line per utterance judged, at any level (scenario,
+label, kind, rel, and its distance at each k) for thresholds the summary does not print.
 
 (Observation only: it patches `OverlapAudio.side_talk` to see each verdict's frames; the
 runs' decisions are the preset's own.)
@@ -43,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sets", nargs="+")
     ap.add_argument("--preset", default="duck_classify_speaker")
+    ap.add_argument("--dump", help="write one JSON line per utterance counted to this file")
     args = ap.parse_args()
     seen: dict[tuple[int, float], dict[str, Any]] = {}
     users: dict[tuple[int, int], Any] = {}
@@ -72,17 +76,26 @@ def main() -> None:
 
     oa.OverlapAudio.side_talk = observe  # type: ignore[method-assign]
     by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    rows: list[dict[str, Any]] = []
     for sc in resolve_scenarios(args.sets):
         seen.clear()
         users.clear()
         res = harness.run(sc, resolve_policy(args.preset), seed=0)
         for e in seen.values():
             t = next((t for t in res.truths if t.onset - 0.3 <= e["t0"] <= t.offset), None)
-            if t is None or e.get("rel", -99.0) <= -3.0:
+            if t is None or "rel" not in e:
+                continue
+            rows.append({"scenario": sc.name, "label": t.label, "kind": t.kind,
+                         "rel": round(e["rel"], 2), "d": {str(k): round(d, 4)
+                                                          for k, d in e["d"].items()}})
+            if e["rel"] <= -3.0:
                 continue
             group = "interruption" if t.kind in ("true_interruption", "correction") else t.kind
             for k, d in e["d"].items():
                 by[group][k].append(d)
+    if args.dump:
+        with open(args.dump, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
     out = {g: {str(k): {"n": len(v), "median": round(statistics.median(v), 3),
                         "le_0.25": round(sum(x <= 0.25 for x in v) / len(v), 2),
                         "le_0.33": round(sum(x <= 0.33 for x in v) / len(v), 2),

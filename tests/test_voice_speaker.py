@@ -375,3 +375,52 @@ def test_another_voice_on_too_few_voiced_frames_is_held_until_other_wait_ms() ->
     assert DVECTOR.other_wait_ms == VOICE_CHECK_DVECTOR["other_wait_ms"] == 1500.0
     with pytest.raises(ValueError, match="other_wait_ms"):
         dataclasses.replace(c, other_wait_ms=900.0)
+
+
+EARLY = SideTalkConfig(voice_model="dvector", own_voice=0.2, other_voice=0.5, other_frames=40,
+                       voice_wait_ms=1000.0, early_frames=12, early_own_voice=0.36)
+
+
+def _early(distance: float, frames: int, config: SideTalkConfig = EARLY,
+           level: float = -20.0) -> tuple[bool, bool, str]:
+    """The verdict on `frames` voiced frames at `level` (the user's is -20) whose voice lies
+    `distance` from the user's, 300 ms of the utterance heard."""
+    row = np.concatenate((np.zeros(BANDS, np.float32),
+                          np.full(FRAME, _voice_at(distance), np.float32)))
+    v = judge([level] * frames, [row] * frames, "so then", _fake_profile(), config=config,
+              heard_ms=300.0, speaker=SpeakerCue(encoder=_Fake))
+    return v.side_talk, v.settled, v.reason
+
+
+def test_the_users_own_voice_at_their_level_takes_the_floor_on_early_frames() -> None:
+    """Twelfth round: at the user's level an utterance near the user's voice on 12 voiced
+    frames (240 ms) is the user at once, not held ducked to `voice_frames` (20) or
+    `voice_wait_ms`; farther on 12 frames, below the user's level, or with the rule off, the
+    rules of 20 frames still decide."""
+    assert _early(0.3, 12)[0] is False and "own voice on 12 voiced frames" in _early(0.3, 12)[2]
+    assert _early(0.4, 12)[:2] == (True, False)  # not near enough yet: held for more of it
+    assert _early(0.3, 11)[:2] == (True, False)  # too few frames to embed: held
+    off = dataclasses.replace(EARLY, early_frames=None, early_own_voice=None)
+    assert _early(0.3, 12, off)[:2] == (True, False)
+    # Below the user's level the early distance is not the own-voice rule's (0.2 on 20).
+    assert _early(0.3, 12, level=-26.0)[0] is True
+    # On 20 frames the same distance is between own_voice and other_voice: held as before.
+    assert _early(0.3, 20)[:2] == (True, False)
+    assert DVECTOR.early_frames == VOICE_CHECK_DVECTOR["early_frames"] == 12
+    assert DVECTOR.early_own_voice == VOICE_CHECK_DVECTOR["early_own_voice"] == 0.36
+    with pytest.raises(ValueError, match="early_frames"):
+        dataclasses.replace(EARLY, early_own_voice=None)
+    with pytest.raises(ValueError, match="early_frames"):
+        dataclasses.replace(EARLY, early_frames=20)
+    with pytest.raises(ValueError, match="early_own_voice"):
+        dataclasses.replace(EARLY, early_own_voice=0.5)
+
+
+def test_an_utterance_is_embedded_again_on_reaching_a_mark() -> None:
+    cue = SpeakerCue(encoder=_Fake, step_frames=10, max_frames=80)
+    frames = _frames(45)
+    for n in range(12, 46):
+        cue.utterance(frames[:n], marks=(20,))
+        if n == 20:
+            assert cue.frames_used == 20  # not the 12-frame embedding until 22
+    assert cue.embeddings == 4  # at 12, 20 (the mark), 30, 40

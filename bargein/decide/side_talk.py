@@ -246,6 +246,12 @@ class SideTalkConfig:
     # (speech with gaps: few voiced frames in `voice_wait_ms`) stays held until this much of
     # it, so the frames that would make it "another voice" can come. None: `voice_wait_ms`.
     other_wait_ms: float | None = None
+    # At the user's level, an utterance at most `early_own_voice` from the user's voice on
+    # `early_frames` voiced frames (fewer than `voice_frames`) is the user at once, not held
+    # for the rest: on 240 ms no other voice or echo of the eleven seen research sets came
+    # that near (docs/research.md, "The twelfth round"). None: off.
+    early_frames: int | None = None
+    early_own_voice: float | None = None
 
     def __post_init__(self) -> None:
         if not (-40.0 <= self.quiet_db < 0.0 and (self.far_shape_db is None
@@ -273,6 +279,12 @@ class SideTalkConfig:
         if self.other_wait_ms is not None and not (self.voice_wait_ms <= self.other_wait_ms
                                                    <= 10_000.0):
             raise ValueError("other_wait_ms must be in voice_wait_ms..10000 (or None)")
+        if (self.early_frames is None) != (self.early_own_voice is None) or (
+                self.early_frames is not None and not 2 <= self.early_frames < self.voice_frames):
+            raise ValueError("early_frames (2..voice_frames - 1) needs early_own_voice")
+        if self.early_own_voice is not None and not (
+                0.0 < self.early_own_voice < (self.other_voice or 1e6)):
+            raise ValueError("early_own_voice must be > 0 and below other_voice")
         if self.voice_model not in ("mfcc", "dvector"):
             raise ValueError(f"unknown voice_model {self.voice_model!r}")
 
@@ -293,7 +305,9 @@ class SideTalkConfig:
                        voice_wait_ms=d["voice_wait_ms"], other_frames=int(d["other_frames"]),
                        own_voice_settled=d["own_voice_settled"],
                        profile_frames=int(d["profile_frames"]),
-                       other_wait_ms=d.get("other_wait_ms"))
+                       other_wait_ms=d.get("other_wait_ms"),
+                       early_frames=int(d["early_frames"]),
+                       early_own_voice=d["early_own_voice"])
         if voice:
             return cls(quiet_db=quiet_db, own_voice=VOICE_CHECK["own_voice"])
         return cls(quiet_db=quiet_db)
@@ -320,10 +334,14 @@ VOICE_CHECK: dict[str, float] = {"own_voice": 0.25, "other_voice": 0.9}
 # the user's level (a person beside them reaches +3..+7 dB in the first 0.3 s). other_wait_ms
 # (eighth round): AMI A on C's headset read d = 0.55 from 0.9 s but had 40 voiced frames only
 # at 1.3 s, and was cancelled at voice_wait_ms (docs/research.md, "eighth round").
+# early_frames, early_own_voice (twelfth round): on 12 voiced frames other voices at the user's
+# level read >= 0.45 and our echo >= 0.37 on the seen sets; 21 % of the user's own
+# interruptions there read <= 0.36.
 VOICE_CHECK_DVECTOR: dict[str, float] = {"own_voice": 0.33, "other_voice": 0.42,
                                          "other_voice_db": 6.0, "voice_wait_ms": 1000.0,
                                          "other_frames": 40, "own_voice_settled": 0.40,
-                                         "profile_frames": 40, "other_wait_ms": 1500.0}
+                                         "profile_frames": 40, "other_wait_ms": 1500.0,
+                                         "early_frames": 12, "early_own_voice": 0.36}
 
 
 @dataclass(frozen=True)
@@ -440,6 +458,9 @@ def judge(
             return SideTalkVerdict(False, f"addressed: {form}, {rel:+.1f} dB for this user", rel,
                                    dist, drop)
     voice, voiced = _voice(levels, shapes, profile, c, speaker)
+    early = None
+    if voice is not None and voiced < c.voice_frames:  # on `early_frames`: one rule only
+        early, voice = voice, None
     surely_other = (voice is not None and c.other_voice is not None and voice >= c.other_voice
                     and voiced >= (c.other_frames or c.voice_frames))
     heard = heard_ms is None or heard_ms >= c.settle_ms
@@ -459,6 +480,9 @@ def judge(
         return SideTalkVerdict(True, f"{rel:+.1f} dB, another voice ({dist:.1f} dB)", rel, dist,
                                drop, settled, voice)
     if c.other_voice is not None and rel <= c.other_voice_db:
+        if early is not None and c.early_own_voice is not None and early <= c.early_own_voice:
+            return SideTalkVerdict(False, f"{rel:+.1f} dB, the user's own voice on {voiced} "
+                                   f"voiced frames ({early:.2f})", rel, dist, drop, voice=early)
         if surely_other:
             # Words that may yet become an addressed form ("tell", "could") keep it open for
             # the next word (up to `opener_wait_ms`): the form would beat the voice.
@@ -506,13 +530,14 @@ def _voice(levels: Sequence[float], rows: Sequence[F32], profile: VoiceProfile,
         pcm = [r[BANDS:] for r, lv in zip(rows[len(rows) - n:], levels[len(levels) - n:],
                                           strict=True)
                if lv > _VOICED_DBFS and r.shape == (SPEAKER_ROW,)]
-        if len(pcm) < c.voice_frames:
+        if len(pcm) < (c.early_frames or c.voice_frames):
             return None, len(pcm)
         if speaker is None:
             from bargein.decide.speaker_voice import SpeakerCue
 
             speaker = SpeakerCue()
-        d = speaker.distance(profile, profile.speech_version, user_pcm, pcm)
+        d = speaker.distance(profile, profile.speech_version, user_pcm, pcm,
+                             marks=(c.voice_frames,))
         return d, speaker.frames_used if d is not None else 0
     user = profile.voice(c.profile_frames)
     if user is None:
@@ -520,6 +545,6 @@ def _voice(levels: Sequence[float], rows: Sequence[F32], profile: VoiceProfile,
     # Rows end with the newest frame, as the levels do.
     voiced = [r[BANDS:] for r, lv in zip(rows[::-1], levels[::-1], strict=False)
               if lv > _VOICED_DBFS and r.shape == (VOICE_ROW,)]
-    if len(voiced) < c.voice_frames:
+    if len(voiced) < (c.early_frames or c.voice_frames):
         return None, len(voiced)
     return mahalanobis(user, gaussian(np.stack(voiced))), len(voiced)

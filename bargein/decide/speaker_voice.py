@@ -62,13 +62,15 @@ class SpeakerCue:
             self._user = u
         return u[2]
 
-    def utterance(self, frames: Sequence[F32]) -> F32:
-        """The utterance's voice (`frames`: its voiced frames so far, oldest first)."""
+    def utterance(self, frames: Sequence[F32], marks: Sequence[int] = ()) -> F32:
+        """The utterance's voice (`frames`: its voiced frames so far, oldest first), embedded
+        again every `step_frames` and on reaching any of `marks` (a rule's frame count)."""
         n = min(len(frames), self.max_frames)
         first = frames[0]
         if self._first is not first:
             self._first, self._used, self._utterance = first, 0, None
-        if self._utterance is None or n >= self._used + self.step_frames:
+        if (self._utterance is None or n >= self._used + self.step_frames
+                or any(self._used < m <= n for m in marks)):
             self._utterance = self._embed(frames[:n])
             self._used = n
         return self._utterance
@@ -79,12 +81,13 @@ class SpeakerCue:
         return self._used
 
     def distance(self, owner: object, version: int, user: Sequence[F32],
-                 frames: Sequence[F32]) -> float | None:
+                 frames: Sequence[F32], marks: Sequence[int] = ()) -> float | None:
         """The cosine distance of the utterance's voice from the user's (None: no model)."""
         if self.unavailable is not None:
             return None
         try:
-            return cosine_distance(self.user(owner, version, user), self.utterance(frames))
+            return cosine_distance(self.user(owner, version, user),
+                                   self.utterance(frames, marks))
         except SpeakerEncoderUnavailable as e:
             self.unavailable = str(e)
             return None
