@@ -42,6 +42,8 @@ HELDOUT_SETS = {
     "heldout_j": Path(__file__).parent / "scenarios_heldout_j",
     # written from the docs alone by an outside tester, frozen unrun
     "heldout_k": Path(__file__).parent / "scenarios_heldout_k",
+    # written from the docs alone by an outside tester, frozen unrun
+    "heldout_l": Path(__file__).parent / "scenarios_heldout_l",
 }
 
 

@@ -1,0 +1,157 @@
+"""`heldout_l`, the twelfth held-out set (written by an outside tester from README,
+docs/research.md's intro, scenario format, metrics and starter sections and its heldout_j /
+heldout_k paragraphs, --help, `research list` and `research check --help`, the shared
+recordings and their README, the starter TOMLs, heldout_k's TOMLs and word alignments (as format
+and data), align.py, scenario.py and the heldout survey alone; no policy, decide or actor code;
+frozen unrun). Its convention: every backchannel, interruption and correction is cut from the
+user's own recording (the request's or opening pause's file and channel; collage transcripts
+over that voice's aligned word spans); any other recording is side talk, whatever it says. A
+different recording is the user in each of its 12 scenarios (bakery counter, launch dock,
+recording booth, bike shop, hospital reception, theatre foyer, farm shop, a speakerphone call in
+a car, lecture hall, night bus, vet's waiting room, office kitchen). Levels over an item's first
+0.8 s against the user's first turn: 12 interruptions in each of three bands (-6..-3,
+-1.5..+1.5, +2..+4 dB), side talk half near the user (-1.5..+1.5 dB, another voice) and half far
+below (-16..-9 dB), backchannels -6..-1 dB; nine echo windows (20-350 ms, RT60 0-900 ms). Hard
+cases: the user's own interruptions at their level with no interrupt or backchannel word in their
+first two words, some addressing the assistant ("can you", "could you", "tell me", "what do you
+mean") and some plain statements; corrections opening "no"/"actually" + content; two-word and
+repeated backchannels; side talk at the user's level asking or telling someone else something,
+and side talk far below holding "stop", "wait", "excuse me" or "please"; the user interrupting
+inside our echo; noise right before a backchannel. No policy runs here: the set stays unseen
+until its one scored run."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from itertools import pairwise
+
+from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
+from bargein.testing.heldout_survey import Survey, survey
+
+# words that announce an interruption or give a command to the assistant
+INTERRUPT_WORDS = {
+    "wait", "stop", "hold", "hang", "sorry", "excuse", "pardon", "no", "nope", "actually",
+    "hey", "listen", "pause", "enough", "cancel", "quiet", "shh", "hush", "halt", "repeat",
+    "skip", "again", "but",
+}  # fmt: skip
+# the floor policy's backchannel lexicon, word by word (docs/research.md)
+BACKCHANNEL_WORDS = {
+    "mm", "mhm", "mmhmm", "mmhm", "hmm", "hm", "uh", "huh", "uhhuh", "um", "yeah", "yep",
+    "yup", "yes", "ok", "okay", "right", "sure", "oh", "ah", "aha", "i", "see", "got", "it",
+    "alright", "all",
+}  # fmt: skip
+# how a question or a command to someone else opens
+ADDRESSED = {
+    "can", "could", "would", "did", "do", "is", "are", "have", "where", "what", "when",
+    "go", "pass", "hand", "keep", "put", "get", "don't", "come", "give", "take",
+}  # fmt: skip
+# how the user's interruption addresses the assistant (its first two words)
+TO_US = {("can", "you"), ("could", "you"), ("tell", "me"), ("what", "do")}
+# words a far-off voice may hold that sound like a command
+FAR_COMMANDS = {"stop", "wait", "excuse", "please"}
+
+
+@lru_cache(maxsize=1)
+def held_l() -> Survey:
+    """The set built and surveyed once for both tests (12 scenarios: a few seconds each time)."""
+    return survey("heldout_l")
+
+
+def test_heldout_l_loads_builds_and_keeps_its_conventions() -> None:
+    held = held_l()
+    assert len(held.scenarios) == 12
+    assert all(s.name.startswith("hl_") for s in held.scenarios)
+    assert all(35.0 <= s <= 55.0 for s in held.seconds.values()), held.seconds
+    held.check_timed_over_replies()
+    kinds, echoes = held.kinds, held.echoes
+    held.check_echo_rooms(20, rooms=9, reverberant=5)
+    assert min(d for d, _ in echoes) == 20 and max(d for d, _ in echoes) == 350, echoes
+    assert max(rt for _, rt in echoes) == 900 and len({rt for _, rt in echoes}) == 9, echoes
+    quiet, loud = held.interruptions_within(-6.0, -3.0), held.interruptions_within(2.0, 4.0)
+    near = held.interruptions_within(-1.5, 1.5)
+    assert quiet == near == loud == 12, (quiet, near, loud)
+    assert quiet + near + loud == len(held.interruption_db) == 36, held.interruption_db
+    near_st, far_st = held.side_talk_within(-1.5, 1.5), held.side_talk_within(-16.0, -9.0)
+    assert near_st == far_st == 12 and near_st + far_st == 24, held.side_talk_db
+    bc_db = held.db_of("backchannel")
+    assert len(bc_db) == 36 and all(-6.0 <= db <= -1.0 for db in bc_db), bc_db
+    assert kinds["user_pause"] == 2 and kinds["request"] == 10, kinds
+    assert kinds["true_interruption"] == 24 and kinds["correction"] == 12, kinds
+    assert sum(kinds[k] for k in INTERRUPTIONS) == 36, kinds
+    assert sum(kinds[k] for k in NON_INTERRUPTIONS) == 82, kinds
+    assert kinds["backchannel"] == 36 and kinds["side_talk"] == 24, kinds
+    assert kinds["noise"] == 13 and kinds["echo"] == 9, kinds
+    shapes = [it.shape for s in held.scenarios for it in s.items if it.source == "noise"]
+    assert all(shapes.count(sh) >= 4 for sh in ("cough", "clicks", "steady")), shapes
+    # spacing: the first item over the reply comes >= 2 s after the user's turn (past the
+    # reply's first audio), each later one >= 2.8 s after the previous one ends, except a noise
+    # laid right before a backchannel (the deliberate overlaps of this set)
+    for name, truths in held.truths.items():
+        speech = sorted((t for t in truths if t.kind != "echo"), key=lambda t: t.onset)
+        assert speech[1].onset - speech[0].offset >= 2.0, (name, speech[1].label)
+        for prev, nxt in pairwise(speech[1:]):
+            gap = nxt.onset - prev.offset
+            if prev.kind == "noise" and nxt.kind == "backchannel" and gap < 1.0:
+                continue
+            assert gap >= 2.8, (name, prev.label, nxt.label, gap)
+
+
+def test_heldout_l_holds_the_hard_cases_it_was_written_for() -> None:
+    held = held_l()
+    levels = held.item_db
+    truths = {f"{n}/{t.label}": t for n, ts in held.truths.items() for t in ts}
+    interruptions = [t for t in truths.values() if t.kind in INTERRUPTIONS]
+    assert all(t.words for t in interruptions)  # every interruption's words are timed
+    first_two = {k: [w for _, _, w in t.words[:2]] for k, t in truths.items() if t.words}
+    plain_near = [
+        k for k, (kind, db) in levels.items()
+        if kind == "true_interruption" and -1.5 <= db <= 1.5
+        and not set(first_two[k]) & (INTERRUPT_WORDS | BACKCHANNEL_WORDS)
+    ]  # fmt: skip
+    assert len(plain_near) >= 10, plain_near
+    # the user's interruptions that address us, and plain statements, at every level
+    to_us = [
+        k for k, (kind, _) in levels.items()
+        if kind == "true_interruption" and tuple(first_two[k]) in TO_US
+    ]  # fmt: skip
+    assert len(to_us) >= 8, to_us
+    statements = [
+        k for k, (kind, _) in levels.items()
+        if kind == "true_interruption" and first_two[k][0] in ("the", "my", "i")
+    ]  # fmt: skip
+    assert len(statements) >= 8, statements
+    no_actually = [
+        k for k, t in truths.items()
+        if t.kind == "correction" and t.words[0][2] in ("no", "actually") and len(t.words) >= 3
+    ]  # fmt: skip
+    assert len(no_actually) == 12, no_actually
+    runs = [
+        k for k, t in truths.items()
+        if t.kind == "backchannel" and len(t.words) >= 2
+        and all(w in BACKCHANNEL_WORDS for _, _, w in t.words)
+    ]  # fmt: skip
+    assert len(runs) >= 12, runs
+    near_st = [k for k, (kind, db) in levels.items() if kind == "side_talk" and -1.5 <= db <= 1.5]
+    addressed = [k for k in near_st if first_two[k][0] in ADDRESSED]
+    assert len(addressed) >= 6 and len(near_st) - len(addressed) >= 5, (addressed, near_st)
+    far_commands = [
+        k for k, (kind, db) in levels.items()
+        if kind == "side_talk" and -16.0 <= db <= -9.0
+        and {w for _, _, w in truths[k].words} & FAR_COMMANDS
+    ]  # fmt: skip
+    assert len(far_commands) >= 4, far_commands
+    in_echo = []  # the user interrupts while our own echo is in the microphone
+    noise_then_bc = []  # a noise right before a backchannel
+    for name, ts in held.truths.items():
+        for echo in (t for t in ts if t.kind == "echo"):
+            in_echo += [
+                f"{name}/{t.label}" for t in ts
+                if t.kind in INTERRUPTIONS and echo.onset < t.onset and t.offset < echo.offset
+            ]  # fmt: skip
+        for noise in (t for t in ts if t.kind == "noise"):
+            noise_then_bc += [
+                f"{name}/{t.label}" for t in ts
+                if t.kind == "backchannel" and 0.0 < t.onset - noise.offset < 1.0
+            ]  # fmt: skip
+    assert len(in_echo) >= 6, in_echo
+    assert len(noise_then_bc) >= 8, noise_then_bc
