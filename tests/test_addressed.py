@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bargein.decide.addressed import addressed_form, form_within, opens_form, turn_form
+from bargein.decide.addressed import (
+    about_the_talk,
+    addressed_form,
+    form_within,
+    opens_form,
+    turn_form,
+)
 from bargein.decide.lexicon import normalize
 from bargein.decide.side_talk import BANDS, SideTalkConfig, judge
 from bargein.research.experiment import run_one
@@ -179,3 +185,21 @@ def test_a_quiet_turn_form_is_still_judged_by_level() -> None:
     # not an addressed form: a TV's question below the user's level stays side talk
     p = profile(-20.0)
     assert judge([-25.0] * 10, ZEROS, "what does leisure mean", p, final=True).side_talk
+
+
+@pytest.mark.parametrize(("text", "talk"), [
+    ("could you say that again please", True), ("tell me about the cat", True),
+    ("um so what happened next", True), ("what do you mean", True), ("what was that", True),
+    ("sorry could you repeat", True), ("go back", True), ("keep going", True),
+    ("could you go", True),  # a particle verb so far: most go on to "back", "on"
+    ("can you hold my bag", False), ("could you put these back", False),
+    ("did you bring your card", False), ("have you got the tickets", False),
+    ("go and get a trolley", False), ("go forward ten meters", False),
+    ("keep your back straight", False), ("pass me the big one", False),
+    ("the horizon seems extremely distant", False),  # no form at all
+    ("can you", None), ("could you please", None),  # the verb not heard yet
+])  # fmt: skip
+def test_a_form_about_the_talk_is_told_from_one_about_other_things(
+    text: str, talk: bool | None
+) -> None:
+    assert about_the_talk(normalize(text)) is talk

@@ -424,3 +424,28 @@ def test_an_utterance_is_embedded_again_on_reaching_a_mark() -> None:
         if n == 20:
             assert cue.frames_used == 20  # not the 12-frame embedding until 22
     assert cue.embeddings == 4  # at 12, 20 (the mark), 30, 40
+
+
+def test_in_another_voice_only_a_form_about_the_talk_beats_the_voice() -> None:
+    """heldout_k: people beside the user ask the user things ("can you hold my bag", "did you
+    bring your card"), and the addressed form cancelled the reply in their voice. With
+    `talk_forms` (the d-vector preset) only a form about the talk itself beats another voice;
+    a form about other things is judged by the voice, and one whose verb is not heard yet
+    keeps the reply held for the next word (up to `opener_wait_ms`)."""
+    talk = dataclasses.replace(OTHER_VOICE, talk_forms=True)
+    assert _another_voice("could you say that again", talk).startswith("user: addressed")
+    assert _another_voice("go back to the start", talk).startswith("user: addressed")
+    assert "another voice" in _another_voice("can you hold my bag", talk)
+    assert "another voice" in _another_voice("did you bring your card", talk)
+    # without it the form beats any voice, as before
+    assert _another_voice("can you hold my bag").startswith("user: addressed: 'can you'")
+    assert DVECTOR.talk_forms
+    row = np.concatenate((np.zeros(BANDS, np.float32),
+                          np.full(FRAME, _voice_at(0.6), np.float32)))
+    for heard_ms, side, settled in ((600.0, True, False), (1600.0, True, True)):
+        v = judge([-20.0] * 45, [row] * 45, "can you", _fake_profile(), config=talk,
+                  heard_ms=heard_ms, speaker=SpeakerCue(encoder=_Fake))
+        assert (v.side_talk, v.settled) == (side, settled), v.reason
+    assert "verb not heard yet" in judge([-20.0] * 45, [row] * 45, "can you", _fake_profile(),
+                                         config=talk, heard_ms=600.0,
+                                         speaker=SpeakerCue(encoder=_Fake)).reason
