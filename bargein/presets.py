@@ -134,8 +134,8 @@ PRESETS = _catalogue(
     Preset(
         "duck_classify_speaker",
         "duck_classify; whose voice by a trained speaker embedding (Resemblyzer's d-vector):"
-        " softer speech in the user's own voice is the user, another voice at their level"
-        " side talk unless about the talk",
+        " softer speech in the user's own voice is the user, another voice at their level is"
+        " side talk unless it addresses us",
         _SPEAKER,
         session=_WORD_PACE,
     ),

@@ -175,3 +175,25 @@ def test_after_a_final_called_false_inside_a_longer_vad_utterance_the_rest_is_ju
     speechlike(m, 5.0, 7.0, USER_DBFS)
     assert m.transcript(7.0, "and the robot counted boats", final=True, our_words=OURS) == []
     assert m.state.name == "SPEAKING"
+
+
+def test_an_interrupt_phrase_the_false_call_cut_in_two_reopens() -> None:
+    """heldout_l: a quiet user's "hang" was called side talk by level before "on" came; "hang
+    on can you repeat the" then re-opened nothing (the new words, "on can you …", hold no
+    phrase and no form where they begin). A phrase begun in the last word judged re-opens from
+    that word and is judged with it."""
+    m = speaking(DUCK_CLASSIFY)
+    m.speech_started(2.2, 2.0)
+    acts = speechlike(m, 2.0, 2.9, USER_DBFS - 10)
+    acts += m.transcript(2.9, "hang", final=False, our_words=OURS)
+    assert acts == [RestoreOutput(1, "hang", 2.2)]
+    acts = say(m, "hang", "on can you", USER_DBFS - 10)
+    assert [type(a) for a in acts] == [DuckOutput, CancelTurn]
+    assert verdict_reason(m) == "addressed: interrupt phrase 'hang on'"
+    # a last judged word that is a phrase by itself ("wait", judged far below) does not
+    m = speaking(DUCK_CLASSIFY)
+    m.speech_started(2.2, 2.0)
+    speechlike(m, 2.0, 2.9, USER_DBFS - 20)
+    assert m.transcript(2.9, "please wait", final=False, our_words=OURS) == [
+        RestoreOutput(1, "please wait", 2.2)]
+    assert say(m, "please wait", "to be called", USER_DBFS - 20) == []

@@ -21,9 +21,9 @@ A run of words the assistant itself just said is not addressed by form either (o
 General English forms, not the words of any scenario. What this cannot tell apart: a TV or a
 person in the room who tells or asks someone else ("tell me about it", "can you pass the salt")
 is addressed by form; an interruption that is a statement ("the robot should be a girl") is not
-(the level rules still decide it). `about_the_talk` narrows a form to one about the talk
-itself ("can you repeat that", not "can you pass the salt"), for speech in a voice that may
-not be the user's.
+(the level rules still decide it). `for_someone_else` tells a form one person asks another
+("can you pass the salt", "did you bring your card") from one put to an assistant, for speech
+in a voice that may not be the user's.
 """
 
 from __future__ import annotations
@@ -105,55 +105,58 @@ def addressed_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str 
     return None
 
 
-# Verbs of the talk itself: what a listener asks of the one speaking to them about what they
-# say (tell, repeat, explain, mean ...), as against what one person asks another to do with
-# their hands or things ("can you hold my bag", "could you put these back", "did you bring
-# your card", "go and get a trolley"). With a particle only: "go on / back", "keep going",
-# "slow down", "start over" (not "go forward ten meters", "keep your back straight").
+# What one person asks another to do with their hands or things, not what a user asks an
+# assistant to do ("can you hold my bag", "could you put these back", "pass me the salt");
+# not "give", "find", "check", "help", "open", "move": "give me an example", "find me a
+# cafe", "check the weather" are put to assistants as often.
+HANDS_VERBS = frozenset(
+    """
+    hold pass hand put bring get take grab carry fetch lend sign untie tie pick fill lift push
+    pull pour wash clean pay buy watch mind sit stand come throw catch drop leave
+    """.split()
+)
+# Verbs of the talk itself ("did you say", "did you mean"): asked after what we said.
 TALK_VERBS = frozenset(
     """
     tell say repeat explain describe speak talk mean ask answer spell define translate
-    summarize summarise read continue skip stop wait listen rewind restart hear clarify
-    elaborate rephrase recap pause finish
+    summarize summarise read continue skip stop wait listen hear
     """.split()
 )
-_TALK_PARTICLES = {
-    "go": frozenset("on back ahead over again through".split()),
-    "keep": frozenset("going talking on".split()),
-    "slow": frozenset(["down"]),
-    "start": frozenset("over again".split()),
-    "speed": frozenset(["up"]),
-}
-# Words between "you" and its verb that do not change the verb ("could you please repeat").
+# An auxiliary that asks after what someone did or has ("did you bring your card", "have you
+# got the tickets"): of the assistant, only about the talk ("did you say nine").
+_PAST = frozenset("did have had were was".split())
+# Words between "you" and its verb that do not change the verb ("could you please pass").
 _ADVERBS = frozenset("please just maybe quickly actually also briefly".split())
 
 
-def about_the_talk(tokens: Sequence[str]) -> bool | None:
-    """Is the addressed form the normalized `tokens` open with (`addressed_form`) about the talk
-    itself — its verb one of `TALK_VERBS` ("can you repeat that", "tell me more", "go back",
-    "what do you mean"), or a question about the story ("what happened next", "what was that")?
-    False: a form about something else ("can you hold this", "did you bring your card", "have
-    you got the tickets"), or no form; None: a form whose verb has not been heard yet ("can
-    you", "could you please"). Whom a form is put to, the words cannot tell; a request about
-    the talk is what a listener asks the one speaking, so in a voice not the user's only such a
-    form is taken for one put to the assistant (`side_talk.judge`)."""
+def for_someone_else(tokens: Sequence[str]) -> bool | None:
+    """Is the addressed form the normalized `tokens` open with (`addressed_form`) one that a
+    person asks another person, not an assistant: its verb one of `HANDS_VERBS` ("can you hold
+    my bag", "pass me the big one"), "go / come and …" ("go and get a trolley"), an imperative
+    on "your" ("keep your back straight"), or a question after what they did or have ("did you
+    bring your card", "have you got the tickets"; not "did you say")? False: any other form
+    ("could you say that again", "can you turn the volume down", "tell me more") or no form;
+    None: a form whose verb has not been heard yet ("can you", "could you please"). For speech
+    in a voice that may not be the user's (`side_talk.judge`)."""
     toks = list(tokens)
-    rest = toks[_past(toks, _LEADING):]
     if addressed_form(toks) is None:
         return False
-    if rest[0] in _QUESTION and len(rest) >= 2 and rest[1] in _ABOUT_THE_STORY | {"was"}:
-        return True
-    if rest[0] in IMPERATIVES:
-        verb, after = rest[0], rest[1:]
+    rest = toks[_past(toks, _LEADING):]
+    if rest[0] in _QUESTION and rest[1] not in _AUX:  # "what happened", "what was that"
+        return False
+    imperative = rest[0] in IMPERATIVES
+    if imperative:
+        aux, verb, after = None, rest[0], rest[1:]
     else:
-        k = rest.index("you") + 1
-        k = _past(rest, _ADVERBS, k)
+        aux = rest[1] if rest[0] in _QUESTION else rest[0]
+        k = _past(rest, _ADVERBS, rest.index("you") + 1)
         if k >= len(rest):
             return None
         verb, after = rest[k], rest[k + 1:]
-    if verb in _TALK_PARTICLES:  # "could you go" so far: most go on to "back", "on"
-        return not after or after[0] in _TALK_PARTICLES[verb]
-    return verb in TALK_VERBS
+    return (verb in HANDS_VERBS
+            or (verb in ("go", "come") and after[:1] == ["and"])
+            or (imperative and after[:1] == ["your"])
+            or (aux in _PAST and verb not in TALK_VERBS))
 
 
 def turn_form(tokens: Sequence[str], our_words: Sequence[str] = ()) -> str | None:

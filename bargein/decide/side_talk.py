@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from bargein.decide.addressed import about_the_talk, addressed_form, opens_form, turn_form
+from bargein.decide.addressed import addressed_form, for_someone_else, opens_form, turn_form
 from bargein.decide.backchannel import UserLevel
 from bargein.decide.lexicon import Lexicon, normalize
 from bargein.decide.word_classes import QUIET_TURN_WORDS
@@ -252,10 +252,10 @@ class SideTalkConfig:
     # that near (docs/research.md, "The twelfth round"). None: off.
     early_frames: int | None = None
     early_own_voice: float | None = None
-    # With the other-voice rule: only an addressed form about the talk itself
-    # (`addressed.about_the_talk`: "can you repeat that", not "can you hold this") beats the
-    # voice; another form is judged by the voice and level rules like any words.
-    talk_forms: bool = False
+    # With the other-voice rule, at the user's level: an addressed form one person asks another
+    # (`addressed.for_someone_else`: "can you hold this", "did you bring your card", not "can
+    # you repeat that") does not beat the voice; the voice and level rules judge it.
+    requests_to_others: bool = False
 
     def __post_init__(self) -> None:
         if not (-40.0 <= self.quiet_db < 0.0 and (self.far_shape_db is None
@@ -311,7 +311,8 @@ class SideTalkConfig:
                        profile_frames=int(d["profile_frames"]),
                        other_wait_ms=d.get("other_wait_ms"),
                        early_frames=int(d["early_frames"]),
-                       early_own_voice=d["early_own_voice"], talk_forms=True)
+                       early_own_voice=d["early_own_voice"],
+                       requests_to_others=True)
         if voice:
             return cls(quiet_db=quiet_db, own_voice=VOICE_CHECK["own_voice"])
         return cls(quiet_db=quiet_db)
@@ -456,15 +457,16 @@ def judge(
         lead = lex.leading(tokens) if lex.content(tokens)[1] else 0
         starts = [tokens, tokens[lead:]] if 0 < lead < len(tokens) else [tokens]
         form = next((f for t in starts if (f := addressed_form(t, ours)) is not None), None)
-        if form is not None and c.talk_forms and c.other_voice is not None:
-            # Another person asks the user things too ("can you hold my bag"): in a voice that
-            # may not be the user's only a form about the talk beats the voice; others are
-            # judged by it (heldout_k).
-            talk = next((a for t in starts if (a := about_the_talk(t)) is not False), False)
-            if talk is None and heard_ms is not None and heard_ms < c.opener_wait_ms:
+        if (form is not None and c.requests_to_others and c.other_voice is not None
+                and rel > c.quiet_db):
+            # A person beside the user asks the user things too ("can you hold my bag"): at
+            # the user's level, where a voice not theirs is side talk, such a form does not
+            # beat the voice (heldout_k). Below it a form is still the user's quieter request.
+            other = next((a for t in starts if (a := for_someone_else(t)) is not False), False)
+            if other is None and heard_ms is not None and heard_ms < c.opener_wait_ms:
                 return SideTalkVerdict(True, f"addressed: {form}, its verb not heard yet", rel,
                                        dist, drop, False)
-            if not talk:
+            if other:
                 form = None
         if form is None and c.other_voice is not None and rel > c.quiet_db:
             form = next((f for t in starts if (f := turn_form(t, ours)) is not None), None)
