@@ -19,7 +19,6 @@ set stays unseen until its one scored run."""
 from __future__ import annotations
 
 from functools import lru_cache
-from itertools import pairwise
 
 from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
 from bargein.testing.heldout_survey import Survey, survey
@@ -75,26 +74,16 @@ def test_heldout_k_loads_builds_and_keeps_its_conventions() -> None:
     assert 12 <= kinds["noise"] <= 14 and kinds["echo"] == 9, kinds
     shapes = [it.shape for s in held.scenarios for it in s.items if it.source == "noise"]
     assert all(shapes.count(sh) >= 4 for sh in ("cough", "clicks", "steady")), shapes
-    # spacing: the first item over the reply comes >= 2 s after the user's turn (past the
-    # reply's first audio), each later one >= 2.8 s after the previous one ends, except a noise
-    # laid right before a backchannel (the deliberate overlaps of this set)
-    for name, truths in held.truths.items():
-        speech = sorted((t for t in truths if t.kind != "echo"), key=lambda t: t.onset)
-        assert speech[1].onset - speech[0].offset >= 2.0, (name, speech[1].label)
-        for prev, nxt in pairwise(speech[1:]):
-            gap = nxt.onset - prev.offset
-            if prev.kind == "noise" and nxt.kind == "backchannel" and gap < 1.0:
-                continue
-            assert gap >= 2.8, (name, prev.label, nxt.label, gap)
+    held.check_spacing(first_s=2.0, gap_s=2.8)
 
 
 def test_heldout_k_holds_the_hard_cases_it_was_written_for() -> None:
     held = held_k()
     levels = held.item_db
-    truths = {f"{n}/{t.label}": t for n, ts in held.truths.items() for t in ts}
+    truths = held.by_key
     interruptions = [t for t in truths.values() if t.kind in INTERRUPTIONS]
     assert all(t.words for t in interruptions)  # every interruption's words are timed
-    first_two = {k: [w for _, _, w in t.words[:2]] for k, t in truths.items() if t.words}
+    first_two = held.first_words(2)
     plain_near = [
         k for k, (kind, db) in levels.items()
         if kind == "true_interruption" and -1.5 <= db <= 1.5

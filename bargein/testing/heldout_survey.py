@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from bargein.research.audio import RATE, Truth, build_input
 from bargein.research.experiment import HELDOUT_SETS, resolve_scenarios
@@ -64,6 +65,28 @@ class Survey:
         assert len(self.users) == len(self.scenarios), self.users
         assert len(self.seeds) == len(set(self.seeds)), sorted(self.seeds)
 
+
+    @property
+    def by_key(self) -> dict[str, Truth]:
+        """Every item's truth by "scenario/label" (the keys of `item_db`)."""
+        return {f"{n}/{t.label}": t for n, ts in self.truths.items() for t in ts}
+
+    def first_words(self, n: int = 2) -> dict[str, list[str]]:
+        """The first `n` timed words of every item that has timed words, by "scenario/label"."""
+        return {k: [w for _, _, w in t.words[:n]] for k, t in self.by_key.items() if t.words}
+
+    def check_spacing(self, first_s: float = 2.0, gap_s: float = 2.8) -> None:
+        """The first item over the reply comes >= `first_s` after the user's turn (past the
+        reply's first audio), each later one >= `gap_s` after the previous one ends, except a
+        noise laid right before a backchannel (< 1 s: the sets' deliberate overlaps)."""
+        for name, truths in self.truths.items():
+            speech = sorted((t for t in truths if t.kind != "echo"), key=lambda t: t.onset)
+            assert speech[1].onset - speech[0].offset >= first_s, (name, speech[1].label)
+            for prev, nxt in pairwise(speech[1:]):
+                gap = nxt.onset - prev.offset
+                if prev.kind == "noise" and nxt.kind == "backchannel" and gap < 1.0:
+                    continue
+                assert gap >= gap_s, (name, prev.label, nxt.label, gap)
 
     def check_echo_rooms(self, no_room_delay: float, rooms: int, reverberant: int) -> None:
         """At least `rooms` echo windows, one with no room (at `no_room_delay` ms), every delay
