@@ -44,6 +44,8 @@ HELDOUT_SETS = {
     "heldout_k": Path(__file__).parent / "scenarios_heldout_k",
     # written from the docs alone by an outside tester, frozen unrun
     "heldout_l": Path(__file__).parent / "scenarios_heldout_l",
+    # written from the docs alone by an outside tester, frozen unrun
+    "heldout_m": Path(__file__).parent / "scenarios_heldout_m",
 }
 
 
