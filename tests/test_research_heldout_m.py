@@ -87,29 +87,19 @@ def test_heldout_m_loads_builds_and_keeps_its_conventions() -> None:
     assert kinds["noise"] == 14 and kinds["echo"] == 9, kinds
     shapes = [it.shape for s in held.scenarios for it in s.items if it.source == "noise"]
     assert all(shapes.count(sh) >= 4 for sh in ("cough", "clicks", "steady")), shapes
-    # spacing: the first item over the reply comes >= 1.75 s after the user's turn (past the
-    # reply's first audio, ~1.57 s after it), each later one >= 2.8 s after the previous one
-    # ends, except a noise laid right before a backchannel and a backchannel said as the answer
-    # to an interruption would start (the deliberate overlaps of this set)
-    for name, truths in held.truths.items():
-        speech = sorted((t for t in truths if t.kind != "echo"), key=lambda t: t.onset)
-        assert speech[1].onset - speech[0].offset >= 1.75, (name, speech[1].label)
-        for prev, nxt in pairwise(speech[1:]):
-            gap = nxt.onset - prev.offset
-            if prev.kind == "noise" and nxt.kind == "backchannel" and gap < 1.0:
-                continue
-            if prev.kind in INTERRUPTIONS and nxt.kind == "backchannel" and 1.75 <= gap < 2.0:
-                continue
-            assert gap >= 2.8, (name, prev.label, nxt.label, gap)
+    # the first item over the reply >= 1.75 s after the user's turn (past the reply's first
+    # audio, ~1.57 s after it); a backchannel 1.75-2.0 s after an interruption is said as the
+    # answer to it would start (the deliberate overlaps of this set)
+    held.check_spacing(first_s=1.75, gap_s=2.8, backchannel_after=(1.75, 2.0))
 
 
 def test_heldout_m_holds_the_hard_cases_it_was_written_for() -> None:
     held = held_m()
     levels = held.item_db
-    truths = {f"{n}/{t.label}": t for n, ts in held.truths.items() for t in ts}
+    truths = held.by_key
     interruptions = [t for t in truths.values() if t.kind in INTERRUPTIONS]
     assert all(t.words for t in interruptions)  # every interruption's words are timed
-    first_two = {k: [w for _, _, w in t.words[:2]] for k, t in truths.items() if t.words}
+    first_two = held.first_words(2)
     plain_near = [
         k for k, (kind, db) in levels.items()
         if kind == "true_interruption" and -1.5 <= db <= 1.5

@@ -75,16 +75,23 @@ class Survey:
         """The first `n` timed words of every item that has timed words, by "scenario/label"."""
         return {k: [w for _, _, w in t.words[:n]] for k, t in self.by_key.items() if t.words}
 
-    def check_spacing(self, first_s: float = 2.0, gap_s: float = 2.8) -> None:
+    def check_spacing(self, first_s: float = 2.0, gap_s: float = 2.8,
+                      backchannel_after: tuple[float, float] | None = None) -> None:
         """The first item over the reply comes >= `first_s` after the user's turn (past the
         reply's first audio), each later one >= `gap_s` after the previous one ends, except a
-        noise laid right before a backchannel (< 1 s: the sets' deliberate overlaps)."""
+        noise laid right before a backchannel (< 1 s: the sets' deliberate overlaps) and, with
+        `backchannel_after` (lo, hi), a backchannel lo..hi s after an interruption (said as the
+        answer to it would start)."""
         for name, truths in self.truths.items():
             speech = sorted((t for t in truths if t.kind != "echo"), key=lambda t: t.onset)
             assert speech[1].onset - speech[0].offset >= first_s, (name, speech[1].label)
             for prev, nxt in pairwise(speech[1:]):
                 gap = nxt.onset - prev.offset
                 if prev.kind == "noise" and nxt.kind == "backchannel" and gap < 1.0:
+                    continue
+                if (backchannel_after is not None and prev.kind in INTERRUPTIONS
+                        and nxt.kind == "backchannel"
+                        and backchannel_after[0] <= gap < backchannel_after[1]):
                     continue
                 assert gap >= gap_s, (name, prev.label, nxt.label, gap)
 
