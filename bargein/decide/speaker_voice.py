@@ -8,8 +8,8 @@ The cost is bounded by when it runs, not per frame: an utterance is embedded onl
 floor judges an overlap, once it has the voiced frames a rule needs (`SideTalkConfig`'s
 `early_frames`, else `voice_frames`), again on reaching a rule's mark (`voice_frames`) and
 every `step_frames` more, up to `max_frames` (1.6 s, one partial of the model); the user's
-voice once after each
-turn that added speech to it. Between those a judgement reuses the last embedding. Without
+voice once after each turn that added speech to it. Between those a judgement reuses the last
+embedding. Without
 the model (the Resemblyzer wheel not installed) there is no distance: the level decides, and
 `unavailable` says why.
 """
