@@ -9,9 +9,8 @@ floor judges an overlap, once it has the voiced frames a rule needs (`SideTalkCo
 `early_frames`, else `voice_frames`), again on reaching a rule's mark (`voice_frames`) and
 every `step_frames` more, up to `max_frames` (1.6 s, one partial of the model); the user's
 voice once after each turn that added speech to it. Between those a judgement reuses the last
-embedding. Without
-the model (the Resemblyzer wheel not installed) there is no distance: the level decides, and
-`unavailable` says why.
+embedding. Without the model (the Resemblyzer wheel not installed) there is no distance: the
+level decides, and `unavailable` says why.
 """
 
 from __future__ import annotations
