@@ -46,7 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sets", nargs="+")
     ap.add_argument("--preset", default="duck_classify_speaker")
-    ap.add_argument("--dump", help="write one JSON line per utterance counted to this file")
+    ap.add_argument("--dump", help="also write one JSON line per judged utterance (any level)")
     args = ap.parse_args()
     seen: dict[tuple[int, float], dict[str, Any]] = {}
     users: dict[tuple[int, int], Any] = {}

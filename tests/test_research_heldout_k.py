@@ -50,13 +50,9 @@ def held_k() -> Survey:
 
 def test_heldout_k_loads_builds_and_keeps_its_conventions() -> None:
     held = held_k()
-    assert len(held.scenarios) == 12
-    assert all(s.name.startswith("hk_") for s in held.scenarios)
-    assert all(35.0 <= s <= 55.0 for s in held.seconds.values()), held.seconds
-    held.check_timed_over_replies()
+    held.check_scenarios("hk_")
     kinds, echoes = held.kinds, held.echoes
-    held.check_echo_rooms(20, rooms=9, reverberant=5)
-    assert min(d for d, _ in echoes) == 20 and max(d for d, _ in echoes) == 350, echoes
+    held.check_echo_rooms(20, rooms=9, reverberant=5, delays=(20, 350))
     assert max(rt for _, rt in echoes) == 900 and len({rt for _, rt in echoes}) == 9, echoes
     quiet, loud = held.interruptions_within(-6.0, -3.0), held.interruptions_within(2.0, 4.0)
     near = held.interruptions_within(-1.5, 1.5)

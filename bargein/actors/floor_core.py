@@ -265,10 +265,10 @@ class FloorCore:
             # A phrase the call cut in two ("hang" called quiet side talk, then "on can you
             # repeat": heldout_l) re-opens from its first word, judged with it.
             joined = normalize(" ".join(words[skip - 1 :]))
-            if clf.lexicon.scan(joined)[0] is not None and clf.lexicon.scan(joined[:1])[0] is None:
+            split = clf.lexicon.scan(joined)
+            if split[0] is not None and clf.lexicon.scan(joined[:1])[0] is None:
                 skip -= 1
-                tokens = joined
-                phrase, content = clf.lexicon.scan(tokens)
+                tokens, (phrase, content) = joined, split
                 new = " ".join(words[skip:])
         # Content words alone do not re-open after side talk with words (it goes on), nor in a
         # final: with the VAD held open by our echo, a real recognizer ends utterances of its

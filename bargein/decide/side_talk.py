@@ -248,8 +248,7 @@ class SideTalkConfig:
     other_wait_ms: float | None = None
     # At the user's level, an utterance at most `early_own_voice` from the user's voice on
     # `early_frames` voiced frames (fewer than `voice_frames`) is the user at once, not held
-    # for the rest: on 240 ms no other voice or echo of the eleven seen research sets came
-    # that near (docs/research.md, "The twelfth round"). None: off.
+    # for the rest (the values: `VOICE_CHECK_DVECTOR`). None: off.
     early_frames: int | None = None
     early_own_voice: float | None = None
     # With the other-voice rule, at the user's level: an addressed form one person asks another

@@ -65,6 +65,14 @@ class Survey:
         assert len(self.users) == len(self.scenarios), self.users
         assert len(self.seeds) == len(set(self.seeds)), sorted(self.seeds)
 
+    def check_scenarios(self, prefix: str, count: int = 12,
+                        seconds: tuple[float, float] = (35.0, 55.0)) -> None:
+        """`count` scenarios named `prefix`*, each input `seconds` long, and the conventions of
+        `check_timed_over_replies`."""
+        assert len(self.scenarios) == count, [s.name for s in self.scenarios]
+        assert all(s.name.startswith(prefix) for s in self.scenarios), prefix
+        assert all(seconds[0] <= s <= seconds[1] for s in self.seconds.values()), self.seconds
+        self.check_timed_over_replies()
 
     @property
     def by_key(self) -> dict[str, Truth]:
@@ -95,13 +103,18 @@ class Survey:
                     continue
                 assert gap >= gap_s, (name, prev.label, nxt.label, gap)
 
-    def check_echo_rooms(self, no_room_delay: float, rooms: int, reverberant: int) -> None:
+    def check_echo_rooms(self, no_room_delay: float, rooms: int, reverberant: int,
+                         delays: tuple[float, float] | None = None) -> None:
         """At least `rooms` echo windows, one with no room (at `no_room_delay` ms), every delay
-        its own, `reverberant` or more rooms with RT60 300-900 ms."""
+        its own, `reverberant` or more rooms with RT60 300-900 ms; with `delays`, the shortest
+        and longest delay (ms)."""
         echoes = self.echoes
         assert len(echoes) >= rooms and (no_room_delay, 0) in echoes, echoes
         assert len({delay for delay, _ in echoes}) == len(echoes), echoes
         assert sum(300 <= rt60 <= 900 for _, rt60 in echoes) >= reverberant, echoes
+        if delays is not None:
+            spread = (min(d for d, _ in echoes), max(d for d, _ in echoes))
+            assert spread == delays, echoes
 
 
 def survey(name: str) -> Survey:
