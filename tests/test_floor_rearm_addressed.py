@@ -197,3 +197,72 @@ def test_an_interrupt_phrase_the_false_call_cut_in_two_reopens() -> None:
     assert m.transcript(2.9, "please wait", final=False, our_words=OURS) == [
         RestoreOutput(1, "please wait", 2.2)]
     assert say(m, "please wait", "to be called", USER_DBFS - 20) == []
+
+
+def test_content_words_after_a_pause_reopen_as_a_new_utterance() -> None:
+    # our echo holds the VAD open: the side talk ended, 1.5 s later the user says a statement
+    # at their own level in the same recognizer utterance (heldout_l's "i need six eggs"): the
+    # pause is one the VAD would have ended the side talk's utterance for, so it is judged anew
+    m = side_talk_called_false()
+    assert say(m, "and then", "the horizon seems", USER_DBFS - 10) == []
+    acts = say(m, "and then the horizon seems", "i need six eggs", USER_DBFS, t=5.3)
+    assert [type(a) for a in acts] == [DuckOutput, CancelTurn]
+    assert m.state.name == "INTERRUPTED"
+
+
+def test_side_talk_going_on_after_a_pause_is_judged_again_and_restored() -> None:
+    # the same talker after the pause, still 10 dB below the user: a duck, then side talk again
+    m = side_talk_called_false()
+    acts = say(m, "and then", "the horizon seems extremely distant", USER_DBFS - 10, t=5.0)
+    assert [type(a) for a in acts] == [DuckOutput, RestoreOutput]
+    assert m.state.name == "SPEAKING"
+
+
+def test_content_words_after_a_pause_in_a_final_do_not_reopen() -> None:
+    # a recognizer's final of a long echo-held utterance holds runs of our echo's words: only
+    # a form or an interrupt phrase re-opens there (as before the pause rule)
+    m = side_talk_called_false()
+    assert say(m, "and then", "the horizon seems", USER_DBFS - 10) == []
+    speechlike(m, 5.0, 6.0, USER_DBFS)
+    text = "and then the horizon seems i need six eggs"
+    assert m.transcript(6.0, text, final=True, our_words=OURS) == []
+    assert m.state.name == "SPEAKING"
+
+
+def test_words_of_ours_after_a_pause_are_held_for_a_word_more_then_cancel() -> None:
+    # "small robot" (a pair of our reply) at the user's level after the pause, nothing after it
+    # while our echo holds the VAD open: held ducked for the word that would tell our echo's
+    # transcript by its pairs, at most 1 s from 5.6; words not ours ("hey") are judged at once
+    m = side_talk_called_false()
+    assert say(m, "and then", "the horizon seems", USER_DBFS - 10) == []
+    acts = say(m, "and then the horizon seems", "small robot", USER_DBFS, t=5.3)
+    assert [type(a) for a in acts] == [DuckOutput]
+    assert speechlike(m, 5.9, 6.4, USER_DBFS) == []
+    assert [type(a) for a in speechlike(m, 6.4, 6.8, USER_DBFS)] == [CancelTurn]
+    m = side_talk_called_false()
+    assert say(m, "and then", "the horizon seems", USER_DBFS - 10) == []
+    acts = say(m, "and then the horizon seems", "hey", USER_DBFS, t=5.3)
+    assert [type(a) for a in acts] == [DuckOutput, CancelTurn]
+
+
+def test_our_echo_transcribed_after_a_pause_is_restored_on_its_word_pairs() -> None:
+    # a recognizer's transcript of our own words after the pause, at the user's level: held
+    # until three words say whose they are, then restored, not cancelled on its first word
+    m = side_talk_called_false()
+    assert say(m, "and then", "the horizon seems", USER_DBFS - 10) == []
+    acts = say(m, "and then the horizon seems", "a small robot that lived", USER_DBFS, t=5.3)
+    assert [type(a) for a in acts] == [DuckOutput, RestoreOutput]
+    assert verdict_reason(m).startswith("our own words")
+
+
+def test_a_reply_ending_while_words_are_held_leaves_them_the_next_request() -> None:
+    # held for a word more when the reply ends: not side talk, so the utterance's final is
+    # the user's next request (held side talk's final is not: `side_pending` alone)
+    m = side_talk_called_false()
+    assert say(m, "and then", "the horizon seems", USER_DBFS - 10) == []
+    assert [type(a) for a in say(m, "and then the horizon seems", "small robot", USER_DBFS,
+                                 t=5.3)] == [DuckOutput]
+    assert m.turn_finished(5.8, 1) == []
+    assert m.speech_stopped(6.2) == []
+    text = "and then the horizon seems small robot"
+    assert m.transcript(6.4, text, final=True, our_words=OURS) == [StartTurn(2, text)]

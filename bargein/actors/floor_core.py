@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from bargein.actors.policy import InterruptionPolicy, OverlapView, Trigger, utterance_words
 from bargein.decide.addressed import form_within
 from bargein.decide.backchannel import Decision, Kind, normalize
+from bargein.decide.side_talk import may_be_ours
 
 from .floor_actions import (
     Action,
@@ -32,6 +33,9 @@ EPSILON = 1e-9
 # inside a stream of words, where pocketsphinx's transcript of our echo makes forms ("… they
 # are you", `--engines embedded`, heldout_f's hf_reader_phone_echo).
 RESUME_GAP_S = 1.0
+# An overlap re-opened on such words alone waits this long at most for the words that tell
+# our echo's transcript from the user's (a lone "hey" over our echo is not held for good).
+WORDS_WAIT_S = 1.0
 
 
 @dataclass(slots=True)
@@ -53,6 +57,11 @@ class Overlap:
     # Re-opened inside an utterance already called false: the words of the recognizer's
     # utterance judged before it; its partials and final are judged without them.
     skip: int = 0
+    # Re-opened on content words alone (after a pause): while it goes on, not cancelled on
+    # words that may yet be a run of ours (`side_talk.may_be_ours`) unless they address us (a
+    # phrase, a form), for up to `WORDS_WAIT_S`: a recognizer's transcript of our echo is told
+    # by its word pairs before it cancels.
+    words_only: bool = False
 
 
 @dataclass(slots=True)
@@ -209,6 +218,12 @@ class FloorCore:
                 o.text, going=self.user_speaking and not o.final, final=o.final
             )
         if verdict is None or not verdict.side_talk:
+            if (o.words_only and not o.final and self.user_speaking
+                    and not (verdict is not None and verdict.addressed)
+                    and may_be_ours(normalize(o.text), self._audio.our_words)
+                    and now - o.onset < WORDS_WAIT_S - EPSILON):
+                o.side_pending = True  # held, judged again on its next words or its stop
+                return []
             self._audio.interruption()
             return self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
         o.side_pending = not verdict.settled
@@ -260,7 +275,7 @@ class FloorCore:
             return []
         tokens = normalize(new)
         phrase, content = clf.lexicon.scan(tokens)
-        skip = armed[0]
+        skip, only = armed[0], False
         if phrase is None and skip > 0:
             # A phrase the call cut in two ("hang" called quiet side talk, then "on can you
             # repeat": heldout_l) re-opens from its first word, judged with it.
@@ -277,8 +292,14 @@ class FloorCore:
         # does; a run of our own words is not one, and side talk's rules 2-3 (our echo, our
         # words) still judge the new words.
         if phrase is None and (armed[1] or not content or final):
-            starts = [0, *(i - armed[0] for i in self._resumed if i >= armed[0])]
-            at = form_within(tokens, normalize(" ".join(audio.our_words)), starts)
+            resumed = [i - armed[0] for i in self._resumed if i >= armed[0]]
+            at = form_within(tokens, normalize(" ".join(audio.our_words)), [0, *resumed])
+            if at is None and armed[1] and not final:
+                # Content words after a pause the VAD would have ended the utterance for (our
+                # echo held it open): a new utterance, judged anew once it has words enough to
+                # tell our echo's by ("i need six eggs" 3 s after side talk: heldout_l).
+                at = next((s for s in resumed if clf.lexicon.scan(tokens[s:])[1]), None)
+                only = at is not None
             if at is None:
                 return []
             skip += at  # judged from the form on: the talk called false may have gone on
@@ -297,6 +318,7 @@ class FloorCore:
             final=final,
             words=self.policy.content_words(new),
             skip=skip,
+            words_only=only,
         )
         actions = self._hold(now) if t.speaking else []
         actions += self._classified(now, audio.words(now, new, final))

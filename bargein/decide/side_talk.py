@@ -359,16 +359,31 @@ class SideTalkVerdict:
     # (`SideTalkConfig.settle_ms`); judge it again with more frames.
     settled: bool = True
     voice: float | None = None  # the voice distance from the user's (None: not judged)
+    addressed: bool = False  # by its words: an interrupt phrase, a lone turn word, a form
 
 
 def _p90(levels: Sequence[float]) -> float:
     return float(np.percentile(np.asarray(levels, np.float64), 90))
 
 
+# The fewest words whose pairs can say they are ours (two pairs).
+OURS_MIN_WORDS = 3
+
+
+def may_be_ours(tokens: Sequence[str], our_words: Sequence[str]) -> bool:
+    """Too few normalized `tokens` for `_ours` to tell, and each of them, and each pair, one
+    the assistant said lately: they may yet be a run of our own words coming back."""
+    if len(tokens) >= OURS_MIN_WORDS or not tokens:
+        return False
+    ours = normalize(" ".join(our_words))
+    said = set(itertools.pairwise(ours))
+    return set(tokens) <= set(ours) and all(p in said for p in itertools.pairwise(tokens))
+
+
 def _ours(tokens: list[str], our_words: Sequence[str]) -> float | None:
     """The share of the utterance's word pairs that the assistant itself said lately (None:
     fewer than two pairs to tell by). Pairs, not words: "the" and "robot" are everyone's."""
-    if len(tokens) < 3 or not our_words:
+    if len(tokens) < OURS_MIN_WORDS or not our_words:
         return None
     ours = normalize(" ".join(our_words))
     said = set(itertools.pairwise(ours))
@@ -410,10 +425,10 @@ def judge(
     distant = (phrase is not None and c.addressed_db is not None and profile.level is not None
                and len(levels) >= c.min_frames and _p90(levels) - profile.level <= c.addressed_db)
     if phrase is not None and not distant:
-        return SideTalkVerdict(False, f"addressed: interrupt phrase {phrase!r}")
+        return SideTalkVerdict(False, f"addressed: interrupt phrase {phrase!r}", addressed=True)
     tokens = normalize(text)
     if final and tokens and set(tokens) <= QUIET_TURN_WORDS:
-        return SideTalkVerdict(False, f"addressed: {' '.join(tokens)!r} alone")
+        return SideTalkVerdict(False, f"addressed: {' '.join(tokens)!r} alone", addressed=True)
     share = _ours(normalize(text), our_words)
     if share is not None and share >= c.echo_words:
         return SideTalkVerdict(True, f"our own words ({share:.0%} of its word pairs): echo")
@@ -471,7 +486,7 @@ def judge(
             form = next((f for t in starts if (f := turn_form(t, ours)) is not None), None)
         if form is not None:
             return SideTalkVerdict(False, f"addressed: {form}, {rel:+.1f} dB for this user", rel,
-                                   dist, drop)
+                                   dist, drop, addressed=True)
     voice, voiced = _voice(levels, shapes, profile, c, speaker)
     early = None
     if voice is not None and voiced < c.voice_frames:  # on `early_frames`: one rule only
