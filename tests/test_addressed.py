@@ -78,7 +78,8 @@ def test_a_lone_imperative_waits_for_its_next_word() -> None:
 @pytest.mark.parametrize(("text", "opens"), [
     ("tell", True), ("um so could", True), ("what", True), ("what do", True), ("can", True),
     ("yeah but", False), ("tell me", False), ("could you", False), ("the horizon", False),
-    ("what your", False), ("and if", False),
+    ("what your", False), ("and if", False), ("can we", True), ("so is this", True),
+    ("where is", True), ("can we do", False), ("we can", False), ("is the", False),
 ])  # fmt: skip
 def test_the_start_of_a_form_is_told_apart(text: str, opens: bool) -> None:
     assert opens_form(normalize(text)) is opens

@@ -233,6 +233,10 @@ def test_another_voice_whose_words_may_open_a_form_waits_for_the_next_word() -> 
     assert verdict("tell", 1600.0) == (True, True)  # opener_wait_ms passed
     assert verdict("tell", None) == (True, True)  # it ended: nothing more will come
     assert verdict("the horizon", 900.0) == (True, True)
+    # the start of a turn form after the user's backchannel ("uh huh can we | do squats
+    # instead", heldout_i: settled as another voice before "do"), which would beat the voice
+    assert verdict("uh huh can we", 900.0) == (True, False)
+    assert verdict("uh huh we can", 900.0) == (True, True)
 
 
 def test_softer_speech_near_the_users_voice_is_theirs_once_settled() -> None:

@@ -211,14 +211,18 @@ def form_within(
 
 
 def opens_form(tokens: Sequence[str]) -> bool:
-    """The normalized `tokens` so far are the start of an addressed form, not yet one: after
-    the leading words, a lone imperative ("tell"), modal or question word, or a question word
-    and an auxiliary ("what do"). The next word may make it one ("tell me", "could you")."""
+    """The normalized `tokens` so far are the start of an addressed or turn form, not yet one:
+    after the leading words, a lone imperative ("tell"), modal or question word, a question
+    word and an auxiliary ("what do", "where is"), or an auxiliary and a subject pronoun ("can
+    we", "is this"). The next word may make it one ("tell me", "could you", "can we stop")."""
     toks = list(tokens)
     rest = toks[_past(toks, _LEADING):]
     if len(rest) == 1:
         return rest[0] in IMPERATIVES or rest[0] in _AUX or rest[0] in _QUESTION
-    return len(rest) == 2 and rest[0] in _QUESTION and (rest[1] in _AUX or rest[1] == "was")
+    return len(rest) == 2 and (
+        (rest[0] in _QUESTION and rest[1] in _INVERTS)
+        or (rest[0] in _INVERTS and rest[1] in _SUBJECTS)
+    )
 
 
 def _is_run_of(tokens: list[str], ours: Sequence[str]) -> bool:

@@ -456,6 +456,10 @@ def judge(
                or rel <= c.quiet_db - c.provisional_db)
     if not final and tokens and set(tokens) <= QUIET_TURN_WORDS:
         settled = False  # a soft "no" so far: its final says whether that is all (addressed)
+    # After the user's own backchannel in one utterance ("okay uh huh can you read that back",
+    # "right right no nine oh two": heldout_i) a form opens the words after it.
+    lead = lex.leading(tokens) if lex.content(tokens)[1] else 0
+    starts = [tokens, tokens[lead:]] if 0 < lead < len(tokens) else [tokens]
     far = c.far_shape_db
     by_shape = dist is not None and far is not None and dist >= far and rel <= c.quiet_db / 2
     # A form addressing the assistant is the user below their level (rules 4, 5) and, with
@@ -466,10 +470,6 @@ def judge(
     if ((rel <= c.quiet_db or by_shape or c.other_voice is not None)
             and c.addressed_db is not None and rel > c.addressed_db):
         ours = normalize(" ".join(our_words))
-        # After the user's own backchannel in one utterance ("okay uh huh can you read that
-        # back", "right right no nine oh two": heldout_i) the form opens the words after it.
-        lead = lex.leading(tokens) if lex.content(tokens)[1] else 0
-        starts = [tokens, tokens[lead:]] if 0 < lead < len(tokens) else [tokens]
         form = next((f for t in starts if (f := addressed_form(t, ours)) is not None), None)
         if (form is not None and c.requests_to_others and c.other_voice is not None
                 and rel > c.quiet_db):
@@ -514,10 +514,11 @@ def judge(
             return SideTalkVerdict(False, f"{rel:+.1f} dB, the user's own voice on {voiced} "
                                    f"voiced frames ({early:.2f})", rel, dist, drop, voice=early)
         if surely_other:
-            # Words that may yet become an addressed form ("tell", "could") keep it open for
-            # the next word (up to `opener_wait_ms`): the form would beat the voice.
+            # Words that may yet become an addressed or turn form ("tell", "could", "uh huh can
+            # we") keep it open for the next word (up to `opener_wait_ms`): the form would beat
+            # the voice.
             opening = (heard_ms is not None and heard_ms < c.opener_wait_ms
-                       and opens_form(tokens))
+                       and any(opens_form(t) for t in starts))
             return SideTalkVerdict(True, f"{rel:+.1f} dB, another voice ({voice:.2f})", rel,
                                    dist, drop, heard and not opening, voice)
         if (voice is not None and c.own_voice is not None and voice > c.own_voice
