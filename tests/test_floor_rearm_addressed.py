@@ -242,7 +242,24 @@ def test_words_of_ours_after_a_pause_are_held_for_a_word_more_then_cancel() -> N
     m = side_talk_called_false()
     assert say(m, "and then", "the horizon seems", USER_DBFS - 10) == []
     acts = say(m, "and then the horizon seems", "hey", USER_DBFS, t=5.3)
+    acts += speechlike(m, 5.6, 6.4, USER_DBFS)  # held until the duck's effect is measured
     assert [type(a) for a in acts] == [DuckOutput, CancelTurn]
+
+
+def test_content_words_after_a_pause_that_fall_with_our_duck_are_our_echo() -> None:
+    # a recognizer's words for our echo after the pause ("yes i thought" for our "you said
+    # you do the", pocketsphinx, heldout_h's car speakerphone): not a run of ours, but the
+    # sound fell with the duck, so held until that was measured, then restored, not cancelled
+    m = side_talk_called_false()
+    assert say(m, "and then", "the horizon seems", USER_DBFS - 10) == []
+    acts = say(m, "and then the horizon seems", "yes", USER_DBFS, t=5.3)  # no content yet
+    acts += speechlike(m, 5.6, 6.4, USER_DBFS)
+    acts += m.transcript(6.4, "and then the horizon seems yes i thought", final=False,
+                         our_words=OURS)
+    acts += speechlike(m, 6.4, 6.5, USER_DBFS)  # before the duck reaches the microphone
+    acts += speechlike(m, 6.5, 7.4, USER_DBFS - 15)
+    assert [type(a) for a in acts] == [DuckOutput, RestoreOutput]
+    assert "with our duck: echo" in verdict_reason(m)
 
 
 def test_our_echo_transcribed_after_a_pause_is_restored_on_its_word_pairs() -> None:

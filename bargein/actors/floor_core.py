@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from bargein.actors.policy import InterruptionPolicy, OverlapView, Trigger, utterance_words
 from bargein.decide.addressed import form_within
 from bargein.decide.backchannel import Decision, Kind, normalize
-from bargein.decide.side_talk import may_be_ours
+from bargein.decide.side_talk import SideTalkVerdict, may_be_ours
 
 from .floor_actions import (
     Action,
@@ -33,8 +33,8 @@ EPSILON = 1e-9
 # inside a stream of words, where pocketsphinx's transcript of our echo makes forms ("… they
 # are you", `--engines embedded`, heldout_f's hf_reader_phone_echo).
 RESUME_GAP_S = 1.0
-# An overlap re-opened on such words alone waits this long at most for the words that tell
-# our echo's transcript from the user's (a lone "hey" over our echo is not held for good).
+# An overlap re-opened on such words alone waits this long at most for what tells our echo's
+# transcript from the user's (the duck's effect, word pairs): a lone "hey" is not held for good.
 WORDS_WAIT_S = 1.0
 
 
@@ -57,10 +57,8 @@ class Overlap:
     # Re-opened inside an utterance already called false: the words of the recognizer's
     # utterance judged before it; its partials and final are judged without them.
     skip: int = 0
-    # Re-opened on content words alone (after a pause): while it goes on, not cancelled on
-    # words that may yet be a run of ours (`side_talk.may_be_ours`) unless they address us (a
-    # phrase, a form), for up to `WORDS_WAIT_S`: a recognizer's transcript of our echo is told
-    # by its word pairs before it cancels.
+    # Re-opened on content words alone (after a pause): not cancelled while it may still be
+    # our echo (`FloorCore._may_be_echo`, up to `WORDS_WAIT_S`).
     words_only: bool = False
 
 
@@ -218,16 +216,25 @@ class FloorCore:
                 o.text, going=self.user_speaking and not o.final, final=o.final
             )
         if verdict is None or not verdict.side_talk:
-            if (o.words_only and not o.final and self.user_speaking
-                    and not (verdict is not None and verdict.addressed)
-                    and may_be_ours(normalize(o.text), self._audio.our_words)
-                    and now - o.onset < WORDS_WAIT_S - EPSILON):
-                o.side_pending = True  # held, judged again on its next words or its stop
+            if self._may_be_echo(o, verdict, now):
+                o.side_pending = True  # held, judged again on its next frames, words or stop
                 return []
             self._audio.interruption()
             return self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
         o.side_pending = not verdict.settled
         return [] if o.side_pending else self._called_false(now)
+
+    def _may_be_echo(self, o: Overlap, verdict: SideTalkVerdict | None, now: float) -> bool:
+        """An overlap re-opened on content words alone (`Overlap.words_only`) that may still be
+        a recognizer's transcript of our echo, for up to `WORDS_WAIT_S`: the duck's effect on
+        it is not measured yet (side talk's rule 2), or its words may yet be a run of ours
+        (rule 3). Words that address us (a phrase, a form) are not held."""
+        if (not o.words_only or o.final or not self.user_speaking
+                or now - o.onset >= WORDS_WAIT_S - EPSILON
+                or (verdict is not None and verdict.addressed)):
+            return False
+        unmeasured = o.ducked and verdict is not None and verdict.drop_db is None
+        return unmeasured or may_be_ours(normalize(o.text), self._audio.our_words)
 
     def _called_false(self, now: float) -> list[Action]:
         o = self._overlap
