@@ -46,6 +46,8 @@ HELDOUT_SETS = {
     "heldout_l": Path(__file__).parent / "scenarios_heldout_l",
     # written from the docs alone by an outside tester, frozen unrun
     "heldout_m": Path(__file__).parent / "scenarios_heldout_m",
+    # written from the docs alone by an outside tester, frozen unrun
+    "heldout_n": Path(__file__).parent / "scenarios_heldout_n",
 }
 
 
