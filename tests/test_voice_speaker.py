@@ -454,3 +454,22 @@ def test_at_the_users_level_a_request_for_someone_else_does_not_beat_the_voice()
                   heard_ms=heard_ms, speaker=SpeakerCue(encoder=_Fake))
         assert (v.side_talk, v.settled) == (side, settled), v.reason
         assert ("verb not heard yet" in v.reason) == (heard_ms < c.opener_wait_ms)
+
+
+@pytest.mark.parametrize(("distance", "drop", "echo"), [
+    (0.2, 10.0, False),  # the user's own voice, fell less than our echo does: the user
+    (0.6, 10.0, True),  # another voice falling 10 dB with our 15 dB duck: our echo
+    (0.2, 13.0, True),  # falling by nearly all of the duck: our echo, whatever the voice
+])  # fmt: skip
+def test_a_partial_fall_with_the_duck_in_the_users_own_voice_is_not_echo(
+    distance: float, drop: float, echo: bool
+) -> None:
+    """heldout_h's "what's the dog's name" and heldout_i's "no the other station", said over
+    our echo, fell 9.8 and 9.4 dB with the 15 dB duck (the user's own voice, d = 0.33, 0.31)
+    and were taken for the echo; our echo falls 12-15.5 dB (`echo_drop_sure` = 0.8)."""
+    row = np.concatenate((np.zeros(BANDS, np.float32),
+                          np.full(FRAME, _voice_at(distance), np.float32)))
+    v = judge([-20.0] * 45, [row] * 45, "what is the", _fake_profile(), config=DVECTOR,
+              duck_db=-15.0, unducked=[-20.0] * 5, ducked=[-20.0 - drop] * 20,
+              heard_ms=900.0, speaker=SpeakerCue(encoder=_Fake))
+    assert ("with our duck: echo" in v.reason) is echo, v.reason

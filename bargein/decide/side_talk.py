@@ -196,6 +196,11 @@ class SideTalkConfig:
     # echoes 7-27 dB), it stopped rather than followed our gain.
     echo_drop: float = 0.5
     echo_drop_max: float = 2.0
+    # A fall of less than this fraction of the duck is echo only when the voice is not the
+    # user's own (at most `own_voice`): our echo falls by nearly all of it (12-15.5 dB of a 15
+    # dB duck on the seen sets), a user talking over it by whatever their speech does (9.4-13.6
+    # dB). None: any fall from `echo_drop` on is echo.
+    echo_drop_sure: float | None = None
     min_frames: int = 5  # frames of the utterance needed before any level cue counts
     echo_frames: int = 10  # frames heard ducked needed before the echo cue counts
     # This share of the utterance's word pairs are the assistant's own recent words: our echo.
@@ -262,6 +267,8 @@ class SideTalkConfig:
             raise ValueError("quiet_db must be in -40..0 and far_shape_db > 0 (or None)")
         if not (0.0 < self.echo_drop <= 1.0 <= self.echo_drop_max and self.min_frames >= 1):
             raise ValueError("echo_drop must be in (0, 1], echo_drop_max >= 1, min_frames >= 1")
+        if self.echo_drop_sure is not None and not self.echo_drop <= self.echo_drop_sure <= 1.0:
+            raise ValueError("echo_drop_sure must be in echo_drop..1 (or None)")
         if not (0.0 <= self.provisional_db <= 40.0 and 0.0 <= self.settle_ms <= 10_000.0):
             raise ValueError("provisional_db must be in 0..40 and settle_ms in 0..10000")
         if self.addressed_db is not None and not -60.0 <= self.addressed_db <= self.quiet_db:
@@ -311,6 +318,7 @@ class SideTalkConfig:
                        other_wait_ms=d.get("other_wait_ms"),
                        early_frames=int(d["early_frames"]),
                        early_own_voice=d["early_own_voice"],
+                       echo_drop_sure=d["echo_drop_sure"],
                        requests_to_others=True)
         if voice:
             return cls(quiet_db=quiet_db, own_voice=VOICE_CHECK["own_voice"])
@@ -340,12 +348,14 @@ VOICE_CHECK: dict[str, float] = {"own_voice": 0.25, "other_voice": 0.9}
 # at 1.3 s, and was cancelled at voice_wait_ms (docs/research.md, "eighth round").
 # early_frames, early_own_voice (twelfth round): on 12 voiced frames other voices at the user's
 # level read >= 0.45 and our echo >= 0.37 on the seen sets; 21 % of the user's own
-# interruptions there read <= 0.36.
+# interruptions there read <= 0.36. echo_drop_sure (thirteenth round): with the 15 dB duck our
+# echo alone fell 12.0-15.5 dB on the seen sets, users talking over it 9.4-13.6 dB.
 VOICE_CHECK_DVECTOR: dict[str, float] = {"own_voice": 0.33, "other_voice": 0.42,
                                          "other_voice_db": 6.0, "voice_wait_ms": 1000.0,
                                          "other_frames": 40, "own_voice_settled": 0.40,
                                          "profile_frames": 40, "other_wait_ms": 1500.0,
-                                         "early_frames": 12, "early_own_voice": 0.36}
+                                         "early_frames": 12, "early_own_voice": 0.36,
+                                         "echo_drop_sure": 0.8}
 
 
 @dataclass(frozen=True)
@@ -440,7 +450,9 @@ def judge(
         drop = _p90(unducked) - _p90(ducked)
         # Fell by about our duck: it follows our gain. Far more (to silence): it stopped, as a
         # short "no" does while the VAD's hang-over runs (held for its voice, it is the user).
-        if -duck_db * c.echo_drop <= drop <= -duck_db * c.echo_drop_max:
+        if -duck_db * c.echo_drop <= drop <= -duck_db * c.echo_drop_max and not (
+                c.echo_drop_sure is not None and drop < -duck_db * c.echo_drop_sure
+                and _own_voice(levels, shapes, profile, c, speaker)):
             return SideTalkVerdict(True, f"fell {drop:.1f} dB with our duck: echo", None, None,
                                    drop)
     ref = profile.level
@@ -536,6 +548,15 @@ def judge(
             return SideTalkVerdict(True, f"{rel:+.1f} dB, whose voice not known yet", rel,
                                    dist, drop, False)
     return SideTalkVerdict(False, f"{rel:+.1f} dB for this user", rel, dist, drop, voice=voice)
+
+
+def _own_voice(levels: Sequence[float], rows: Sequence[F32], profile: VoiceProfile,
+               c: SideTalkConfig, speaker: SpeakerCue | None) -> bool:
+    """The utterance's voice, on `voice_frames` voiced frames, is at most `own_voice` from
+    the user's."""
+    voice, voiced = _voice(levels, rows, profile, c, speaker)
+    return (voice is not None and c.own_voice is not None and voiced >= c.voice_frames
+            and voice <= c.own_voice)
 
 
 def _user_ready(profile: VoiceProfile, c: SideTalkConfig) -> bool:
