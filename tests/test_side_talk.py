@@ -99,6 +99,8 @@ def test_a_sound_that_stops_under_the_duck_is_not_echo() -> None:
     assert room.side_talk and "echo" in room.reason
     with pytest.raises(ValueError):
         SideTalkConfig(echo_drop_max=0.5)
+    with pytest.raises(ValueError):
+        SideTalkConfig(echo_drop_sure=0.4)  # below echo_drop: no zone where the voice decides
 
 
 def levels_and_shapes(pcm: np.ndarray) -> tuple[list[float], list[np.ndarray]]:

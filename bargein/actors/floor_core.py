@@ -303,8 +303,8 @@ class FloorCore:
             at = form_within(tokens, normalize(" ".join(audio.our_words)), [0, *resumed])
             if at is None and armed[1] and not final:
                 # Content words after a pause the VAD would have ended the utterance for (our
-                # echo held it open): a new utterance, judged anew once it has words enough to
-                # tell our echo's by ("i need six eggs" 3 s after side talk: heldout_l).
+                # echo held it open): a new utterance, judged anew and held while it may still
+                # be our echo (`_may_be_echo`; "i need six eggs" 3 s after side talk: heldout_l).
                 at = next((s for s in resumed if clf.lexicon.scan(tokens[s:])[1]), None)
                 only = at is not None
             if at is None:
