@@ -283,3 +283,16 @@ def test_a_reply_ending_while_words_are_held_leaves_them_the_next_request() -> N
     assert m.speech_stopped(6.2) == []
     text = "and then the horizon seems small robot"
     assert m.transcript(6.4, text, final=True, our_words=OURS) == [StartTurn(2, text)]
+
+
+def test_a_reply_ending_while_a_reopened_overlap_is_provisional_side_talk_starts_no_turn() -> None:
+    # re-opened after the pause, 4.5 dB below the user: provisional side talk by level (not
+    # held as maybe our echo), so when the reply ends its final is not the user's request
+    m = side_talk_called_false()
+    assert say(m, "and then", "the horizon seems", USER_DBFS - 10) == []
+    assert [type(a) for a in say(m, "and then the horizon seems", "mister john",
+                                 USER_DBFS - 4.5, t=5.3)] == [DuckOutput]
+    assert speechlike(m, 5.9, 6.1, USER_DBFS - 4.5) == []
+    assert m.turn_finished(6.1, 1) == [] and m.speech_stopped(6.4) == []
+    text = "and then the horizon seems mister john"
+    assert m.transcript(6.6, text, final=True, our_words=OURS) == []

@@ -58,8 +58,10 @@ class Overlap:
     # utterance judged before it; its partials and final are judged without them.
     skip: int = 0
     # Re-opened on content words alone (after a pause): not cancelled while it may still be
-    # our echo (`FloorCore._may_be_echo`, up to `WORDS_WAIT_S`).
+    # our echo (`FloorCore._may_be_echo`, up to `WORDS_WAIT_S`); `echo_held`: held for that
+    # now (not as side talk: a reply ending meanwhile leaves its final a request).
     words_only: bool = False
+    echo_held: bool = False
 
 
 @dataclass(slots=True)
@@ -217,10 +219,12 @@ class FloorCore:
             )
         if verdict is None or not verdict.side_talk:
             if self._may_be_echo(o, verdict, now):
-                o.side_pending = True  # held, judged again on its next frames, words or stop
+                # held, judged again on its next frames, words or stop
+                o.side_pending = o.echo_held = True
                 return []
             self._audio.interruption()
             return self._cancel(CancelTurn(o.turn, "barge_in", o.onset))
+        o.echo_held = False
         o.side_pending = not verdict.settled
         return [] if o.side_pending else self._called_false(now)
 

@@ -241,8 +241,8 @@ class FloorMachine(FloorCore):
             # final is still an acknowledgement of the reply if it is one, not a new request.
             self._orphan = self._classifying
             o = self._overlap
-            # Side talk so far: its final is not for us (one held for its words only is).
-            if o is not None and o.side_pending and not o.words_only:
+            # Side talk so far: its final is not for us (one held as maybe our echo is).
+            if o is not None and o.side_pending and not o.echo_held:
                 self._judged_false, self._orphan = not o.final, False
             self._turn = None
             self._end_overlap()
