@@ -28,21 +28,13 @@ from __future__ import annotations
 from functools import lru_cache
 from itertools import pairwise
 
-from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
-from bargein.testing.heldout_survey import Survey, survey
+from bargein.research.scenario import INTERRUPTIONS
+from bargein.testing.heldout_survey import (
+    BACKCHANNEL_WORDS,
+    Survey,
+    survey,
+)
 
-# words that announce an interruption or give a command to the assistant
-INTERRUPT_WORDS = {
-    "wait", "stop", "hold", "hang", "sorry", "excuse", "pardon", "no", "nope", "actually",
-    "hey", "listen", "pause", "enough", "cancel", "quiet", "shh", "hush", "halt", "repeat",
-    "skip", "again", "but",
-}  # fmt: skip
-# the floor policy's backchannel lexicon, word by word (docs/research.md)
-BACKCHANNEL_WORDS = {
-    "mm", "mhm", "mmhmm", "mmhm", "hmm", "hm", "uh", "huh", "uhhuh", "um", "yeah", "yep",
-    "yup", "yes", "ok", "okay", "right", "sure", "oh", "ah", "aha", "i", "see", "got", "it",
-    "alright", "all",
-}  # fmt: skip
 # how a question or a command to someone else opens
 ADDRESSED = {
     "can", "could", "would", "did", "do", "is", "are", "have", "where", "what", "when",
@@ -64,25 +56,12 @@ def held_m() -> Survey:
 def test_heldout_m_loads_builds_and_keeps_its_conventions() -> None:
     held = held_m()
     held.check_scenarios("hm_")
-    kinds, echoes = held.kinds, held.echoes
-    held.check_echo_rooms(55, rooms=9, reverberant=6, delays=(20, 350))
-    assert max(rt for _, rt in echoes) == 900 and len({rt for _, rt in echoes}) == 9, echoes
-    quiet, loud = held.interruptions_within(-6.0, -3.0), held.interruptions_within(2.0, 5.0)
-    near = held.interruptions_within(-1.5, 1.5)
-    assert quiet == near == loud == 12, (quiet, near, loud)
-    assert quiet + near + loud == len(held.interruption_db) == 36, held.interruption_db
-    near_st, far_st = held.side_talk_within(-1.5, 1.5), held.side_talk_within(-16.0, -8.0)
-    assert near_st == far_st == 12 and near_st + far_st == 24, held.side_talk_db
-    bc_db = held.db_of("backchannel")
-    assert len(bc_db) == 36 and all(-6.0 <= db <= -1.0 for db in bc_db), bc_db
-    assert kinds["user_pause"] == 2 and kinds["request"] == 10, kinds
-    assert kinds["true_interruption"] == 24 and kinds["correction"] == 12, kinds
-    assert sum(kinds[k] for k in INTERRUPTIONS) == 36, kinds
-    assert sum(kinds[k] for k in NON_INTERRUPTIONS) == 83, kinds
-    assert kinds["backchannel"] == 36 and kinds["side_talk"] == 24, kinds
-    assert kinds["noise"] == 14 and kinds["echo"] == 9, kinds
-    shapes = [it.shape for s in held.scenarios for it in s.items if it.source == "noise"]
-    assert all(shapes.count(sh) >= 4 for sh in ("cough", "clicks", "steady")), shapes
+    held.check_echo_rooms(55, rooms=9, reverberant=6, delays=(20, 350), longest_rt60=900)
+    held.check_levels(((-6.0, -3.0), (-1.5, 1.5), (2.0, 5.0)),
+                      side_talk=((-1.5, 1.5), (-16.0, -8.0)), backchannels=(-6.0, -1.0))
+    held.check_kinds(request=10, user_pause=2, true_interruption=24, correction=12,
+                     backchannel=36, side_talk=24, noise=14, echo=9)
+    held.check_noise_shapes()
     # the first item over the reply >= 1.75 s after the user's turn (past the reply's first
     # audio, ~1.57 s after it); a backchannel 1.75-2.0 s after an interruption is said as the
     # answer to it would start (the deliberate overlaps of this set)
@@ -93,14 +72,9 @@ def test_heldout_m_holds_the_hard_cases_it_was_written_for() -> None:
     held = held_m()
     levels = held.item_db
     truths = held.by_key
-    interruptions = [t for t in truths.values() if t.kind in INTERRUPTIONS]
-    assert all(t.words for t in interruptions)  # every interruption's words are timed
+    held.check_interruptions_timed()
     first_two = held.first_words(2)
-    plain_near = [
-        k for k, (kind, db) in levels.items()
-        if kind == "true_interruption" and -1.5 <= db <= 1.5
-        and not set(first_two[k]) & (INTERRUPT_WORDS | BACKCHANNEL_WORDS)
-    ]  # fmt: skip
+    plain_near = held.plain_interruptions(-1.5, 1.5)
     assert len(plain_near) >= 9, plain_near
     # the user's interruptions that ask us to do something, and plain statements
     to_us = [
@@ -149,18 +123,6 @@ def test_heldout_m_holds_the_hard_cases_it_was_written_for() -> None:
         and {w for _, _, w in truths[k].words} & FAR_COMMANDS
     ]  # fmt: skip
     assert len(far_commands) >= 6, far_commands
-    in_echo = []  # the user interrupts while our own echo is in the microphone
-    noise_then_bc = []  # a noise right before a backchannel
-    for name, ts in held.truths.items():
-        for echo in (t for t in ts if t.kind == "echo"):
-            in_echo += [
-                f"{name}/{t.label}" for t in ts
-                if t.kind in INTERRUPTIONS and echo.onset < t.onset and t.offset < echo.offset
-            ]  # fmt: skip
-        for noise in (t for t in ts if t.kind == "noise"):
-            noise_then_bc += [
-                f"{name}/{t.label}" for t in ts
-                if t.kind == "backchannel" and 0.0 < t.onset - noise.offset < 1.0
-            ]  # fmt: skip
+    in_echo, noise_then_bc = held.interruptions_in_echo, held.backchannels_after_noise
     assert len(in_echo) >= 16, in_echo
     assert len(noise_then_bc) >= 10, noise_then_bc

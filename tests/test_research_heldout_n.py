@@ -28,21 +28,13 @@ from collections import defaultdict
 from functools import lru_cache
 from itertools import pairwise
 
-from bargein.research.scenario import INTERRUPTIONS, NON_INTERRUPTIONS
-from bargein.testing.heldout_survey import Survey, survey
+from bargein.research.scenario import INTERRUPTIONS
+from bargein.testing.heldout_survey import (
+    BACKCHANNEL_WORDS,
+    Survey,
+    survey,
+)
 
-# words that announce an interruption or give a command to the assistant
-INTERRUPT_WORDS = {
-    "wait", "stop", "hold", "hang", "sorry", "excuse", "pardon", "no", "nope", "actually",
-    "hey", "listen", "pause", "enough", "cancel", "quiet", "shh", "hush", "halt", "repeat",
-    "skip", "again", "but",
-}  # fmt: skip
-# the floor policy's backchannel lexicon, word by word (docs/research.md)
-BACKCHANNEL_WORDS = {
-    "mm", "mhm", "mmhmm", "mmhm", "hmm", "hm", "uh", "huh", "uhhuh", "um", "yeah", "yep",
-    "yup", "yes", "ok", "okay", "right", "sure", "oh", "ah", "aha", "i", "see", "got", "it",
-    "alright", "all",
-}  # fmt: skip
 # how side talk at the user's level opens: a request to someone else for their hands or things,
 # a question to someone else, a plain statement
 TO_OTHERS_HANDS = {"can", "hand", "hold", "pass", "grab"}
@@ -77,24 +69,12 @@ def _gaps_allowed(prev_kind: str, nxt_kind: str, prev_db: float | None, gap: flo
 def test_heldout_n_loads_builds_and_keeps_its_conventions() -> None:
     held = held_n()
     held.check_scenarios("hn_", seconds=(38.0, 55.0))
-    kinds, echoes = held.kinds, held.echoes
-    held.check_echo_rooms(75, rooms=9, reverberant=6, delays=(35, 370))
-    assert max(rt for _, rt in echoes) == 950 and len({rt for _, rt in echoes}) == 9, echoes
-    quiet, near, loud = (held.interruptions_within(*band) for band in (QUIET, NEAR, LOUD))
-    assert quiet == near == loud == 12, (quiet, near, loud)
-    assert quiet + near + loud == len(held.interruption_db) == 36, held.interruption_db
-    near_st, far_st = held.side_talk_within(-1.5, 1.5), held.side_talk_within(-15.0, -9.0)
-    assert near_st == far_st == 12 and near_st + far_st == 24, held.side_talk_db
-    bc_db = held.db_of("backchannel")
-    assert len(bc_db) == 36 and all(-6.0 <= db <= -1.0 for db in bc_db), bc_db
-    assert kinds["user_pause"] == 2 and kinds["request"] == 10, kinds
-    assert kinds["true_interruption"] == 24 and kinds["correction"] == 12, kinds
-    assert sum(kinds[k] for k in INTERRUPTIONS) == 36, kinds
-    assert sum(kinds[k] for k in NON_INTERRUPTIONS) == 83, kinds
-    assert kinds["backchannel"] == 36 and kinds["side_talk"] == 24, kinds
-    assert kinds["noise"] == 14 and kinds["echo"] == 9, kinds
-    shapes = [it.shape for s in held.scenarios for it in s.items if it.source == "noise"]
-    assert all(shapes.count(sh) >= 4 for sh in ("cough", "clicks", "steady")), shapes
+    held.check_echo_rooms(75, rooms=9, reverberant=6, delays=(35, 370), longest_rt60=950)
+    held.check_levels((QUIET, NEAR, LOUD), side_talk=((-1.5, 1.5), (-15.0, -9.0)),
+                      backchannels=(-6.0, -1.0))
+    held.check_kinds(request=10, user_pause=2, true_interruption=24, correction=12,
+                     backchannel=36, side_talk=24, noise=14, echo=9)
+    held.check_noise_shapes()
     # every scenario: three interruptions, one in each band; three backchannels; one near and
     # one far side talk
     per: dict[str, list[tuple[str, float]]] = defaultdict(list)
@@ -128,15 +108,10 @@ def test_heldout_n_holds_the_hard_cases_it_was_written_for() -> None:
     held = held_n()
     levels = held.item_db
     truths = held.by_key
-    interruptions = [t for t in truths.values() if t.kind in INTERRUPTIONS]
-    assert all(t.words for t in interruptions)  # every interruption's words are timed
+    held.check_interruptions_timed()
     first_two = held.first_words(2)
     first_three = held.first_words(3)
-    plain_near = [
-        k for k, (kind, db) in levels.items()
-        if kind == "true_interruption" and NEAR[0] <= db <= NEAR[1]
-        and not set(first_two[k]) & (INTERRUPT_WORDS | BACKCHANNEL_WORDS)
-    ]  # fmt: skip
+    plain_near = held.plain_interruptions(NEAR[0], NEAR[1])
     assert len(plain_near) >= 6, plain_near
     # the user's own backchannel, then a question: "uh huh can we", "mm okay is it"
     bc_then_question = [
@@ -191,24 +166,17 @@ def test_heldout_n_holds_the_hard_cases_it_was_written_for() -> None:
         and {w for _, _, w in truths[k].words} & FAR_COMMANDS
     ]  # fmt: skip
     assert len(far_commands) >= 10, far_commands
-    in_echo = []  # the user interrupts while our own echo is in the microphone
-    after_side_talk = []  # ... with a plain statement 1-3 s after a side talker finished
-    noise_then_bc = []  # a noise right before a backchannel
+    in_echo, noise_then_bc = held.interruptions_in_echo, held.backchannels_after_noise
+    after_side_talk = []  # a plain statement in our echo 1-3 s after a side talker finished
     for name, ts in held.truths.items():
         speech = sorted((t for t in ts if t.kind != "echo"), key=lambda t: t.onset)
         for echo in (t for t in ts if t.kind == "echo"):
             inside = [t for t in speech if echo.onset < t.onset and t.offset < echo.offset]
-            in_echo += [f"{name}/{t.label}" for t in inside if t.kind in INTERRUPTIONS]
             after_side_talk += [
                 f"{name}/{nxt.label}" for prev, nxt in pairwise(inside)
                 if prev.kind == "side_talk" and -1.5 <= levels[f"{name}/{prev.label}"][1] <= 1.5
                 and nxt.kind == "true_interruption" and nxt.words[0][2] in STATEMENTS
                 and 1.0 <= nxt.onset - prev.offset <= 3.0
-            ]  # fmt: skip
-        for noise in (t for t in ts if t.kind == "noise"):
-            noise_then_bc += [
-                f"{name}/{t.label}" for t in ts
-                if t.kind == "backchannel" and 0.0 < t.onset - noise.offset < 1.0
             ]  # fmt: skip
     assert len(in_echo) >= 19, in_echo
     assert len(after_side_talk) >= 7, after_side_talk

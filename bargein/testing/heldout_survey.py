@@ -19,6 +19,20 @@ from bargein.research.voices import voice
 
 USER_ITEMS = INTERRUPTIONS | {"backchannel", "user_pause"}
 
+# For the sets' tests of what their items say: words that announce an interruption or give a
+# command to the assistant
+INTERRUPT_WORDS = {
+    "wait", "stop", "hold", "hang", "sorry", "excuse", "pardon", "no", "nope", "actually",
+    "hey", "listen", "pause", "enough", "cancel", "quiet", "shh", "hush", "halt", "repeat",
+    "skip", "again", "but",
+}  # fmt: skip
+# the floor policy's backchannel lexicon, word by word (docs/research.md)
+BACKCHANNEL_WORDS = {
+    "mm", "mhm", "mmhmm", "mmhm", "hmm", "hm", "uh", "huh", "uhhuh", "um", "yeah", "yep",
+    "yup", "yes", "ok", "okay", "right", "sure", "oh", "ah", "aha", "i", "see", "got", "it",
+    "alright", "all",
+}  # fmt: skip
+
 
 @dataclass
 class Survey:
@@ -50,6 +64,34 @@ class Survey:
 
     def side_talk_within(self, lo: float, hi: float) -> int:
         return sum(lo <= db <= hi for db in self.side_talk_db)
+
+    def check_interruptions_timed(self) -> None:
+        """Every interruption and correction has timed words."""
+        untimed = [k for k, t in self.by_key.items() if t.kind in INTERRUPTIONS and not t.words]
+        assert not untimed, untimed
+
+    def plain_interruptions(self, lo: float, hi: float) -> list[str]:
+        """True interruptions within lo..hi dB with no interrupt or backchannel word in their
+        first two words (`INTERRUPT_WORDS`, `BACKCHANNEL_WORDS`), by "scenario/label"."""
+        first_two = self.first_words(2)
+        return [k for k, (kind, db) in self.item_db.items()
+                if kind == "true_interruption" and lo <= db <= hi
+                and not set(first_two[k]) & (INTERRUPT_WORDS | BACKCHANNEL_WORDS)]
+
+    @property
+    def interruptions_in_echo(self) -> list[str]:
+        """The user's interruptions said while our own echo is in the microphone (inside an
+        echo window), by "scenario/label"."""
+        return [f"{name}/{t.label}" for name, ts in self.truths.items()
+                for echo in ts if echo.kind == "echo" for t in ts
+                if t.kind in INTERRUPTIONS and echo.onset < t.onset and t.offset < echo.offset]
+
+    @property
+    def backchannels_after_noise(self) -> list[str]:
+        """Backchannels that begin less than 1 s after a noise ends, by "scenario/label"."""
+        return [f"{name}/{t.label}" for name, ts in self.truths.items()
+                for noise in ts if noise.kind == "noise" for t in ts
+                if t.kind == "backchannel" and 0.0 < t.onset - noise.offset < 1.0]
 
     def check_timed_over_replies(self) -> None:
         """The conventions of the sets written after `heldout_g`: the user speaks first; a user
@@ -104,10 +146,11 @@ class Survey:
                 assert gap >= gap_s, (name, prev.label, nxt.label, gap)
 
     def check_echo_rooms(self, no_room_delay: float, rooms: int, reverberant: int,
-                         delays: tuple[float, float] | None = None) -> None:
+                         delays: tuple[float, float] | None = None,
+                         longest_rt60: float | None = None) -> None:
         """At least `rooms` echo windows, one with no room (at `no_room_delay` ms), every delay
         its own, `reverberant` or more rooms with RT60 300-900 ms; with `delays`, the shortest
-        and longest delay (ms)."""
+        and longest delay (ms); with `longest_rt60`, every RT60 its own and that the longest."""
         echoes = self.echoes
         assert len(echoes) >= rooms and (no_room_delay, 0) in echoes, echoes
         assert len({delay for delay, _ in echoes}) == len(echoes), echoes
@@ -115,6 +158,35 @@ class Survey:
         if delays is not None:
             spread = (min(d for d, _ in echoes), max(d for d, _ in echoes))
             assert spread == delays, echoes
+        if longest_rt60 is not None:
+            assert max(rt for _, rt in echoes) == longest_rt60, echoes
+            assert len({rt for _, rt in echoes}) == len(echoes), echoes
+
+
+    def check_kinds(self, **counts: int) -> None:
+        """The set holds exactly `counts` items of each kind (`request=10, noise=14, …`) and
+        no other kind."""
+        assert {k: self.kinds[k] for k in counts} == counts, self.kinds
+        assert sum(self.kinds.values()) == sum(counts.values()), self.kinds
+
+    def check_levels(self, interruptions: tuple[tuple[float, float], ...], side_talk:
+                     tuple[tuple[float, float], ...], backchannels: tuple[float, float],
+                     each: int = 12) -> None:
+        """`each` interruptions in each band of `interruptions` and `each` side talk in each
+        band of `side_talk` (dB against the user's turn, no item outside them), every
+        backchannel within `backchannels`."""
+        for within, bands, dbs in ((self.interruptions_within, interruptions,
+                                    self.interruption_db),
+                                   (self.side_talk_within, side_talk, self.side_talk_db)):
+            got = [within(*band) for band in bands]
+            assert got == [each] * len(bands) and sum(got) == len(dbs), (got, bands, dbs)
+        lo, hi = backchannels
+        assert all(lo <= db <= hi for db in self.db_of("backchannel")), self.db_of("backchannel")
+
+    def check_noise_shapes(self, at_least: int = 4) -> None:
+        """Each noise shape (cough, clicks, steady) at least `at_least` times."""
+        shapes = [it.shape for s in self.scenarios for it in s.items if it.source == "noise"]
+        assert all(shapes.count(sh) >= at_least for sh in ("cough", "clicks", "steady")), shapes
 
 
 def survey(name: str) -> Survey:
