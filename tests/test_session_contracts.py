@@ -93,3 +93,24 @@ async def test_interrupt_naming_an_old_turn_is_a_counted_no_op(
         assert [(e.turn, e.data["reason"]) for e in cancelled] == [(2, "client")]
     ended = transport.of_type(EventType.SESSION_ENDED)[0]
     assert ended.data["interrupts_stale"] == 2
+
+
+async def test_audio_played_first_is_never_before_the_first_frame_went_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # a peer whose clock runs a little fast reports more played than was sent's worth of time
+    # since the first frame: the mark is the first frame's send, not before it (the page's
+    # latency table showed a "play" of -2 ms)
+    transport = MemoryTransport()
+    async with open_session(SessionConfig(), engines(), transport) as session:
+        session.push_text("hello")
+        for _ in range(2000):  # the virtual clock: until the first frame is out, to the ms
+            if transport.of_type(EventType.AUDIO_OUT_FIRST):
+                break
+            await trio.sleep(0.001)
+        first_out = transport.of_type(EventType.AUDIO_OUT_FIRST)[0].t
+        await trio.sleep(0.05)
+        assert session.report_playback(1, 1600)  # 100 ms "played" 50 ms after the first frame
+        await trio.sleep(10)
+    marks = transport.of_type(EventType.AUDIO_PLAYED_FIRST)
+    assert len(marks) == 1 and marks[0].data["played_at"] == pytest.approx(first_out, abs=1e-6)

@@ -181,8 +181,11 @@ class Egress:
             feed.progress = (trio.current_time(), cursor.played or 0)
         if not feed.played_first and cursor.played:
             feed.played_first = True
-            # When the peer began playing the turn, on the session clock (latency felt).
+            # When the peer began playing the turn, on the session clock (latency felt); not
+            # before its first frame went out (a peer's clock a little fast would say so).
             played_at = self._bus.now() - cursor.played / self.rate
+            if feed.sent_first_at is not None:
+                played_at = max(played_at, feed.sent_first_at)
             self._bus.emit(EventType.AUDIO_PLAYED_FIRST, turn, played_at=round(played_at, 6))
         feed.reported.unpark_all()
         return True
@@ -273,6 +276,7 @@ class Egress:
                 await self._transport.send_audio(frame)
                 self._sent(feed, p, frame)
                 if feed.cursor.frames_sent == 1:
+                    feed.sent_first_at = self._bus.now()
                     self._bus.emit(EventType.AUDIO_OUT_FIRST, feed.turn)
                     await self._notify.send(AudioStarted(feed.turn))
                 if self._send_nowait is not None:

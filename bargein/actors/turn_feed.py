@@ -274,6 +274,7 @@ class TurnFeed:
     scope: trio.CancelScope | None = None
     reported: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
     played_first: bool = False
+    sent_first_at: float | None = None  # session time its first frame went out
     ducker: Ducker | None = None  # the turn's gain ramps (None: never ducked, gain 1)
     holding: OutFrame | None = None  # the frame the pacing loop waits to send
     due: float | None = None  # when the next frame is due (the last one sent ends then)
