@@ -466,7 +466,7 @@ def test_a_partial_fall_with_the_duck_in_the_users_own_voice_is_not_echo(
 ) -> None:
     """heldout_h's "what's the dog's name" and heldout_i's "no the other station", said over
     our echo, fell 9.8 and 9.4 dB with the 15 dB duck (the user's own voice, d = 0.33, 0.31)
-    and were taken for the echo; our echo falls 12-15.5 dB (`echo_drop_sure` = 0.8)."""
+    and were taken for the echo; our echo falls 12-28 dB (`echo_drop_sure` = 0.8)."""
     row = np.concatenate((np.zeros(BANDS, np.float32),
                           np.full(FRAME, _voice_at(distance), np.float32)))
     v = judge([-20.0] * 45, [row] * 45, "what is the", _fake_profile(), config=DVECTOR,

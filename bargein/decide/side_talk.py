@@ -197,9 +197,9 @@ class SideTalkConfig:
     echo_drop: float = 0.5
     echo_drop_max: float = 2.0
     # A fall of less than this fraction of the duck is echo only when the voice is not the
-    # user's own (at most `own_voice`): our echo falls by nearly all of it (12-15.5 dB of a 15
-    # dB duck on the seen sets), a user talking over it by whatever their speech does (9.4-13.6
-    # dB). None: any fall from `echo_drop` on is echo.
+    # user's own (at most `own_voice`): our echo falls by nearly all of it or more (12-28 dB for
+    # a 15 dB duck on the seen sets), a user talking over it by whatever their speech does
+    # (9.4-13.5 dB). None: any fall from `echo_drop` on is echo.
     echo_drop_sure: float | None = None
     min_frames: int = 5  # frames of the utterance needed before any level cue counts
     echo_frames: int = 10  # frames heard ducked needed before the echo cue counts
@@ -349,7 +349,7 @@ VOICE_CHECK: dict[str, float] = {"own_voice": 0.25, "other_voice": 0.9}
 # early_frames, early_own_voice (twelfth round): on 12 voiced frames other voices at the user's
 # level read >= 0.45 and our echo >= 0.37 on the seen sets; 21 % of the user's own
 # interruptions there read <= 0.36. echo_drop_sure (thirteenth round): with the 15 dB duck our
-# echo alone fell 12.0-15.5 dB on the seen sets, users talking over it 9.4-13.6 dB.
+# echo alone fell 12.0-28.0 dB on the seen sets, users talking over it 9.4-13.5 dB.
 VOICE_CHECK_DVECTOR: dict[str, float] = {"own_voice": 0.33, "other_voice": 0.42,
                                          "other_voice_db": 6.0, "voice_wait_ms": 1000.0,
                                          "other_frames": 40, "own_voice_settled": 0.40,
