@@ -31,6 +31,7 @@ from itertools import pairwise
 from bargein.research.scenario import INTERRUPTIONS
 from bargein.testing.heldout_survey import (
     BACKCHANNEL_WORDS,
+    Conventions,
     Survey,
     survey,
 )
@@ -68,13 +69,14 @@ def _gaps_allowed(prev_kind: str, nxt_kind: str, prev_db: float | None, gap: flo
 
 def test_heldout_n_loads_builds_and_keeps_its_conventions() -> None:
     held = held_n()
-    held.check_scenarios("hn_", seconds=(38.0, 55.0))
-    held.check_echo_rooms(75, rooms=9, reverberant=6, delays=(35, 370), longest_rt60=950)
-    held.check_levels((QUIET, NEAR, LOUD), side_talk=((-1.5, 1.5), (-15.0, -9.0)),
-                      backchannels=(-6.0, -1.0))
-    held.check_kinds(request=10, user_pause=2, true_interruption=24, correction=12,
-                     backchannel=36, side_talk=24, noise=14, echo=9)
-    held.check_noise_shapes()
+    # the first item over the reply >= 1.65 s after the user's turn (just past the reply's first
+    # audio, ~1.57 s after it); the shared spacing check with this set's shortest allowed gap,
+    # then (below) every gap against the set's own exceptions
+    held.check_conventions(Conventions(
+        "hn_", seconds=(38.0, 55.0), no_room_delay=75, reverberant=6, delays=(35, 370),
+        longest_rt60=950, interruptions=(QUIET, NEAR, LOUD),
+        side_talk=((-1.5, 1.5), (-15.0, -9.0)), first_s=1.65, gap_s=1.0,
+        backchannel_after=(1.75, 2.0)))
     # every scenario: three interruptions, one in each band; three backchannels; one near and
     # one far side talk
     per: dict[str, list[tuple[str, float]]] = defaultdict(list)
@@ -87,10 +89,6 @@ def test_heldout_n_loads_builds_and_keeps_its_conventions() -> None:
         assert sum(kind == "backchannel" for kind, _ in items) == 3, name
         st = sorted(db for kind, db in items if kind == "side_talk")
         assert len(st) == 2 and -15.0 <= st[0] <= -9.0 and -1.5 <= st[1] <= 1.5, (name, st)
-    # the first item over the reply >= 1.65 s after the user's turn (just past the reply's first
-    # audio, ~1.57 s after it); the shared helper with this set's shortest allowed gap, then
-    # every gap against the set's own exceptions
-    held.check_spacing(first_s=1.65, gap_s=1.0, backchannel_after=(1.75, 2.0))
     for name, truths in held.truths.items():
         speech = sorted((t for t in truths if t.kind != "echo"), key=lambda t: t.onset)
         for prev, nxt in pairwise(speech[1:]):

@@ -380,13 +380,18 @@ def _p90(levels: Sequence[float]) -> float:
 OURS_MIN_WORDS = 3
 
 
+def _said(our_words: Sequence[str]) -> tuple[list[str], set[tuple[str, str]]]:
+    """The assistant's recent words, normalized, and their pairs."""
+    ours = normalize(" ".join(our_words))
+    return ours, set(itertools.pairwise(ours))
+
+
 def may_be_ours(tokens: Sequence[str], our_words: Sequence[str]) -> bool:
     """Too few normalized `tokens` for `_ours` to tell, and each of them, and each pair, one
     the assistant said lately: they may yet be a run of our own words coming back."""
     if len(tokens) >= OURS_MIN_WORDS or not tokens:
         return False
-    ours = normalize(" ".join(our_words))
-    said = set(itertools.pairwise(ours))
+    ours, said = _said(our_words)
     return set(tokens) <= set(ours) and all(p in said for p in itertools.pairwise(tokens))
 
 
@@ -395,8 +400,7 @@ def _ours(tokens: list[str], our_words: Sequence[str]) -> float | None:
     fewer than two pairs to tell by). Pairs, not words: "the" and "robot" are everyone's."""
     if len(tokens) < OURS_MIN_WORDS or not our_words:
         return None
-    ours = normalize(" ".join(our_words))
-    said = set(itertools.pairwise(ours))
+    said = _said(our_words)[1]
     pairs = list(itertools.pairwise(tokens))
     return sum(p in said for p in pairs) / len(pairs)
 

@@ -34,6 +34,32 @@ BACKCHANNEL_WORDS = {
 }  # fmt: skip
 
 
+# What the sets written after `heldout_j` hold, kind by kind (`Conventions.kinds`).
+KINDS = {"request": 10, "user_pause": 2, "true_interruption": 24, "correction": 12,
+         "backchannel": 36, "side_talk": 24, "noise": 14, "echo": 9}
+Band = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """A set's own figures for `Survey.check_conventions` (levels in dB against the user's
+    turn; delays, RT60 in ms; spacing in s: see the check each field goes to)."""
+
+    prefix: str
+    no_room_delay: float
+    reverberant: int
+    delays: tuple[float, float]
+    longest_rt60: float
+    interruptions: tuple[Band, ...]
+    side_talk: tuple[Band, ...]
+    seconds: Band = (35.0, 55.0)
+    backchannels: Band = (-6.0, -1.0)
+    kinds: dict[str, int] = field(default_factory=lambda: dict(KINDS))
+    first_s: float = 2.0
+    gap_s: float = 2.8
+    backchannel_after: Band | None = None
+
+
 @dataclass
 class Survey:
     """A set's counts; levels are over an item's first 0.8 s against the user's turn (dB)."""
@@ -162,6 +188,16 @@ class Survey:
             assert max(rt for _, rt in echoes) == longest_rt60, echoes
             assert len({rt for _, rt in echoes}) == len(echoes), echoes
 
+
+    def check_conventions(self, c: Conventions) -> None:
+        """Every check of a set's conventions, with its own figures."""
+        self.check_scenarios(c.prefix, seconds=c.seconds)
+        self.check_echo_rooms(c.no_room_delay, rooms=c.kinds["echo"], reverberant=c.reverberant,
+                              delays=c.delays, longest_rt60=c.longest_rt60)
+        self.check_levels(c.interruptions, side_talk=c.side_talk, backchannels=c.backchannels)
+        self.check_kinds(**c.kinds)
+        self.check_noise_shapes()
+        self.check_spacing(c.first_s, c.gap_s, backchannel_after=c.backchannel_after)
 
     def check_kinds(self, **counts: int) -> None:
         """The set holds exactly `counts` items of each kind (`request=10, noise=14, …`) and
